@@ -1,0 +1,301 @@
+/*
+ * mempool.h: the whole public API of mempool, a C11 library of memory pools.
+ *
+ * A pool hands out blocks of one size. It takes memory from the system (or from a buffer the caller
+ * gives it) in large chunks, lazily, and hands blocks out and back through an intrusive free list, so
+ * mp_pool_alloc() and mp_pool_free() are a handful of instructions inlined into the caller.
+ *
+ *     mp_pool *pool = mp_pool_create(&(mp_pool_opts){ .block_size = 64, .name = "conns" });
+ *     void *p = mp_pool_alloc(pool);
+ *     mp_pool_free(pool, p);
+ *     mp_pool_destroy(pool);
+ *
+ * Conventions on every declaration below: allocating functions return NULL and set errno; setup
+ * functions return 0 or an errno code; checks return bool. Unless a declaration says otherwise, a pool
+ * is not thread-safe: calls on one pool must not overlap, calls on different pools may.
+ * The design and its invariants are written down in docs/design.md.
+ */
+#ifndef MEMPOOL_H
+#define MEMPOOL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define MP_VERSION_MAJOR 0
+#define MP_VERSION_MINOR 1
+#define MP_VERSION_PATCH 0
+
+#if defined(__GNUC__) || defined(__clang__)
+#define MP_LIKELY(x) __builtin_expect(!!(x), 1)
+#define MP_UNLIKELY(x) __builtin_expect(!!(x), 0)
+#define MP_NOINLINE __attribute__((noinline))
+#else
+#define MP_LIKELY(x) (x)
+#define MP_UNLIKELY(x) (x)
+#define MP_NOINLINE
+#endif
+
+/* ------------------------------------------------------------------------------------------------
+ * Options
+ * ---------------------------------------------------------------------------------------------- */
+
+/* Flags for mp_pool_opts.flags. */
+enum {
+    /* Blocks come zero-filled from mp_pool_alloc(), like calloc(). Costs a memset per alloc. */
+    MP_ZERO = 1u << 0,
+    /* Reserved for thread-safe pools (per-thread caches, cross-thread frees). */
+    MP_THREAD_SAFE = 1u << 1,
+    /* Reserved for checked pools (double free, invalid free, write after free, overflow, leaks). */
+    MP_CHECKED = 1u << 2,
+    /* Reserved for secure pools (encoded free-list links, validated on every pop). */
+    MP_SECURE = 1u << 3,
+};
+
+/* The longest pool name kept, terminator included; longer names are truncated. */
+#define MP_NAME_MAX 32
+
+/*
+ * Where a pool gets its chunks: the system by default, or these functions (SQLite's pluggable
+ * backend, one struct of function pointers). Tests wrap it to inject failures; programs may use it
+ * for huge pages, shared memory or accounting.
+ *   map:   returns `size` bytes aligned to `align` (a power of two, at least 4096, and `size` is a
+ *          multiple of it), or NULL when no memory can be had. The memory need not be zeroed.
+ *   unmap: gives back exactly a region that map returned, with the same size.
+ * Both are called with `ctx`. The pool calls them only from inside mp_pool_* calls on that pool.
+ */
+typedef struct mp_source {
+    void *(*map)(void *ctx, size_t size, size_t align);
+    void (*unmap)(void *ctx, void *p, size_t size);
+    void *ctx;
+} mp_source;
+
+/*
+ * What a pool is made of. Zero-initialise what you do not set: only block_size is required.
+ *   block_size:  bytes in each block (>= 1). Blocks smaller than a pointer take a pointer's room.
+ *   align:       0 for the default, which suits any object of block_size (the largest power of two
+ *                dividing block_size, capped at alignof(max_align_t), at least alignof(void *));
+ *                otherwise a power of two, any size. Blocks are aligned to at least this.
+ *   capacity:    the most blocks live at once; 0 = unbounded (limited by memory).
+ *   flags:       MP_ZERO, ... (above).
+ *   buffer, buffer_size: when buffer is not NULL the pool lives entirely inside it, its own
+ *                bookkeeping included, and never calls the system or malloc. The buffer must stay
+ *                valid until mp_pool_destroy(); the pool does not free it.
+ *   name:        shown in statistics and messages; copied (up to MP_NAME_MAX - 1 bytes). NULL = "".
+ *   source:      where chunks come from (above); NULL = the system (mmap). Ignored with a buffer.
+ */
+typedef struct mp_pool_opts {
+    size_t block_size;
+    size_t align;
+    size_t capacity;
+    unsigned flags;
+    void *buffer;
+    size_t buffer_size;
+    const char *name;
+    const mp_source *source;
+} mp_pool_opts;
+
+typedef struct mp_pool mp_pool;
+
+/* ------------------------------------------------------------------------------------------------
+ * Creating and destroying pools
+ * ---------------------------------------------------------------------------------------------- */
+
+/*
+ * Creates a pool of blocks of opts->block_size bytes.
+ * Complexity: O(1); no block is touched and no chunk is taken until the first mp_pool_alloc(). A pool
+ * that is not in a buffer takes one page from the source for its own bookkeeping.
+ * Returns NULL if and only if:
+ *   - errno = EINVAL: opts is NULL; block_size is 0; align is not 0 and not a power of two; flags
+ *     has a bit that is unknown or not implemented yet (MP_THREAD_SAFE, MP_CHECKED, MP_SECURE);
+ *     block_size rounded up to align, times capacity, overflows size_t; a buffer is given with a
+ *     size too small for the pool's bookkeeping and one block;
+ *   - errno = ENOMEM: the source could not give the page for the pool's bookkeeping.
+ * Thread-safety: may be called from any thread at any time.
+ */
+mp_pool *mp_pool_create(const mp_pool_opts *opts);
+
+/*
+ * Destroys the pool and gives all its memory back to the source, like freeing every block at once.
+ * Blocks still live become invalid. Does nothing when pool is NULL.
+ * Complexity: O(number of chunk runs), which is O(log(peak bytes)) for a growing pool.
+ * Undefined: using the pool or any of its blocks afterwards.
+ */
+void mp_pool_destroy(mp_pool *pool);
+
+/* ------------------------------------------------------------------------------------------------
+ * Allocating and freeing (the fast path is inline; see "Internals" at the end of this file)
+ * ---------------------------------------------------------------------------------------------- */
+
+static inline void *mp_pool_alloc(mp_pool *pool);
+static inline void mp_pool_free(mp_pool *pool, void *block);
+
+/*
+ * mp_pool_alloc: like malloc(block_size), but from the pool.
+ * Guarantees: the block is aligned to the pool's alignment and does not overlap any other live block;
+ * its contents are unspecified (zero with MP_ZERO). The most recently freed block is reused first.
+ * Complexity: O(1). The fast path (a block on the free list) is about five instructions with no
+ * call; the slow path carves a block from never-used space and, when a chunk run is used up, takes a
+ * new run from the source (at most one source call).
+ * Returns NULL if and only if:
+ *   - errno = ENOMEM: the pool holds `capacity` live blocks, or the source could not give memory
+ *     (a buffer pool: its buffer is full). The pool counts it in failed_allocs and stays usable;
+ *   - errno = EINVAL: pool is NULL.
+ * Thread-safety: none; see the file header.
+ *
+ * mp_pool_free: like free(), but the block goes back to its pool. Does nothing when block is NULL.
+ * Complexity: O(1), never a call into the system.
+ * Undefined: freeing a block twice, a pointer the pool did not hand out (another pool's block, an
+ * interior pointer), a NULL pool with a non-NULL block; using a block after freeing it.
+ */
+
+/*
+ * Makes every block free at once, as if each had been freed, without touching any block; the pool
+ * keeps its memory and hands out the lowest addresses first again. Statistics keep their totals
+ * (allocs, frees count the reset blocks as freed; blocks_peak is kept). Does nothing when pool is NULL.
+ * Complexity: O(number of chunk runs).
+ * Undefined: using a block that was live before the reset.
+ */
+void mp_pool_reset(mp_pool *pool);
+
+/*
+ * Gives back to the source every chunk run whose blocks are all free, like malloc_trim(). Returns the
+ * number of bytes given back (0 for a NULL pool or a buffer pool, which never gives memory back).
+ * Complexity: O(free blocks + chunk runs): it walks the free list once.
+ */
+size_t mp_pool_trim(mp_pool *pool);
+
+/*
+ * True if and only if `p` is the start of a block of this pool that has been handed out at least
+ * once since the last reset or trim (it may be live or free now). False for NULL arguments, interior
+ * pointers and any other address. Never dereferences `p`.
+ * Complexity: O(number of chunk runs).
+ */
+bool mp_pool_owns(const mp_pool *pool, const void *p);
+
+/*
+ * Runs the pool's invariant validator (docs/design.md, "Invariants"): the free list is acyclic, each
+ * free block lies in the pool and is aligned, and the counts add up
+ * (in_use + free + never_used == blocks the chunks can hold). True if every invariant holds; false for
+ * a NULL pool or a broken invariant (user memory corruption, or a bug here).
+ * Complexity: O(free blocks + chunk runs).
+ */
+bool mp_pool_check(const mp_pool *pool);
+
+/* The pool's block size, alignment and name as created (0, 0 and "" for a NULL pool). O(1). */
+size_t mp_pool_block_size(const mp_pool *pool);
+size_t mp_pool_align(const mp_pool *pool);
+const char *mp_pool_name(const mp_pool *pool);
+
+/* ------------------------------------------------------------------------------------------------
+ * Statistics: exact and always on
+ * ---------------------------------------------------------------------------------------------- */
+
+typedef struct mp_stats {
+    char name[MP_NAME_MAX];
+    size_t block_size;     /* as asked for */
+    size_t align;          /* as used */
+    size_t stride;         /* bytes between two blocks: block_size rounded up to align */
+    size_t capacity;       /* the most blocks live at once; 0 = unbounded */
+    uint64_t blocks_in_use; /* handed out and not freed */
+    uint64_t blocks_peak;   /* the most blocks in use at once since creation */
+    uint64_t blocks_free;   /* on the free list, ready for reuse */
+    uint64_t allocs;        /* successful mp_pool_alloc() calls */
+    uint64_t frees;         /* blocks given back (mp_pool_free() of a block, and by reset) */
+    uint64_t failed_allocs; /* mp_pool_alloc() calls that returned NULL */
+    uint64_t bytes_reserved; /* taken from the source or the buffer, and not given back */
+    uint64_t bytes_used;    /* blocks_in_use * block_size: what the program asked for and holds */
+    uint64_t chunks;        /* chunks held (a buffer pool's buffer counts as one) */
+    uint64_t source_maps;   /* regions the source's map has given, for chunk runs and bookkeeping */
+    uint64_t resets;        /* mp_pool_reset() calls */
+    uint64_t trims;         /* mp_pool_trim() calls */
+} mp_stats;
+
+/*
+ * Fills *out with the pool's statistics, exactly. Invariants: allocs - frees == blocks_in_use;
+ * blocks_in_use <= blocks_peak; bytes_used <= bytes_reserved.
+ * Complexity: O(blocks on the free list). The inline fast path counts allocations only, to stay as
+ * fast as the original free list; blocks in use are the blocks carved minus the free list's length,
+ * which this walks, and frees are allocs - blocks_in_use.
+ * Returns 0, or EINVAL when pool or out is NULL (out untouched).
+ */
+int mp_pool_stats(const mp_pool *pool, mp_stats *out);
+
+/* Output formats for mp_stats_write(). */
+enum { MP_FORMAT_TEXT = 0, MP_FORMAT_JSON = 1 };
+
+/* Receives output text: `len` bytes at `text`, not NUL-terminated. */
+typedef void mp_write_fn(void *ctx, const char *text, size_t len);
+
+/*
+ * Writes the statistics as human-readable text (one "key: value" per line, headed by the name) or as
+ * one JSON object with the field names of mp_stats, through `write`. The library never prints
+ * unless asked to here.
+ * Returns 0, or EINVAL when stats or write is NULL or format is unknown (nothing written).
+ */
+int mp_stats_write(const mp_stats *stats, int format, mp_write_fn *write, void *ctx);
+
+/* Like mp_stats_write(), to a stdio stream. Returns 0, EINVAL as above, or EIO if the stream failed. */
+int mp_stats_print(const mp_stats *stats, int format, FILE *out);
+
+/* ------------------------------------------------------------------------------------------------
+ * Internals: the inline fast path. Nothing below is part of the API; do not touch these fields.
+ *
+ * Every pool begins with this struct (the rest is private to the library). The fast path pops and
+ * pushes `free` and counts; everything rare folds into one test on each side, branching to an
+ * out-of-line *_slow function in pool.c:
+ *   - a plain pool's `free` is the head of its free list (NULL when empty);
+ *   - a pool whose blocks need more than a pop and a push (MP_ZERO, and the checked, secure and
+ *     thread-safe pools to come) keeps its list elsewhere and `free` always MP_FAST_SLOW, a value no
+ *     block has, so alloc goes slow on `free <= MP_FAST_SLOW` (empty, or slow pool) and free goes slow
+ *     on `free == MP_FAST_SLOW` (or a NULL block or pool).
+ * Only allocations are counted here: one store more than the original free list, where a second
+ * counter would cost a third more time in an alloc+free loop (bench/). Blocks in use are derived
+ * (blocks carved minus the free list's length), and frees from them; see mp_pool_stats().
+ * ---------------------------------------------------------------------------------------------- */
+
+#define MP_FAST_SLOW ((uintptr_t)1)
+
+struct mp_pool_fast {
+    void *free;      /* head of a plain pool's free list; the link is the block's first word */
+    uint64_t allocs; /* successful allocations */
+};
+
+void *mp_pool_alloc_slow(mp_pool *pool);
+void mp_pool_free_slow(mp_pool *pool, void *block);
+
+/* Intended cost: a load and a test of the head, a load of the link, two stores (head, count). */
+static inline void *mp_pool_alloc(mp_pool *pool)
+{
+    struct mp_pool_fast *f = (struct mp_pool_fast *)pool;
+    void *block;
+    if (MP_UNLIKELY(pool == NULL || (uintptr_t)(block = f->free) <= MP_FAST_SLOW))
+        return mp_pool_alloc_slow(pool);
+    f->free = *(void **)block;
+    f->allocs++;
+    return block;
+}
+
+/* Intended cost: a load and a test of the head, two stores (the link, the head). */
+static inline void mp_pool_free(mp_pool *pool, void *block)
+{
+    struct mp_pool_fast *f = (struct mp_pool_fast *)pool;
+    void *head;
+    if (MP_UNLIKELY(block == NULL || pool == NULL || (uintptr_t)(head = f->free) == MP_FAST_SLOW)) {
+        mp_pool_free_slow(pool, block);
+        return;
+    }
+    *(void **)block = head;
+    f->free = block;
+}
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* MEMPOOL_H */

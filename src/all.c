@@ -1,0 +1,7 @@
+/*
+ * all.c: the one-file build. Compile this file alone (cc -c -Iinclude src/all.c) to drop mempool into
+ * a tree without its build system; it is the same code as the library.
+ */
+#include "os.c"
+#include "pool.c"
+#include "stats.c"

@@ -1,0 +1,42 @@
+/*
+ * config.h: every compile-time option of mempool, in one place. Each is #ifndef-guarded so a build can
+ * set it with -D (the CMake option of the same name, without the MP_ prefix and with MEMPOOL_, sets it
+ * where one exists). Each says what it does, which values it takes and what it costs.
+ */
+#ifndef MP_CONFIG_H
+#define MP_CONFIG_H
+
+/* Internal assertion level: 0 none (release), 1 cheap O(1) checks, 2 also O(n) validators after every
+ * slow-path operation. Costs nothing at 0. CMake: MEMPOOL_DEBUG. */
+#ifndef MP_DEBUG
+#define MP_DEBUG 0
+#endif
+
+/* The smallest chunk, in bytes: a power of two, at least the page size. Chunks are aligned to their
+ * size, so a block's chunk header is its address masked by ~(chunk_size - 1). A larger chunk wastes
+ * less to headers (MP_CHUNK_HEADER per chunk) but rounds a small pool's first reservation up. */
+#ifndef MP_CHUNK_SIZE
+#define MP_CHUNK_SIZE (64u * 1024u)
+#endif
+
+/* A chunk is doubled (for large blocks) until it holds at least this many blocks, which bounds the
+ * space lost at a chunk's end to 1/MP_CHUNK_MIN_BLOCKS of it. */
+#ifndef MP_CHUNK_MIN_BLOCKS
+#define MP_CHUNK_MIN_BLOCKS 8u
+#endif
+
+/* Bytes reserved at the start of every chunk for its header (before alignment to the block
+ * alignment). Must hold struct mpi_run; static_asserted in pool.c. */
+#ifndef MP_CHUNK_HEADER
+#define MP_CHUNK_HEADER 128u
+#endif
+
+/* A pool takes chunks from its source in runs of 1, 1, 2, 4, ... chunks, each run as large as the
+ * pool already is (geometric growth, so a pool of N bytes makes O(log N) source calls), up to this many chunks in one run. Larger runs mean fewer
+ * source calls and fewer runs to walk in trim/owns/check; smaller runs let trim give memory back at a
+ * finer grain. */
+#ifndef MP_RUN_MAX_CHUNKS
+#define MP_RUN_MAX_CHUNKS 256u
+#endif
+
+#endif /* MP_CONFIG_H */

@@ -1,0 +1,64 @@
+/*
+ * os.c: the system source, the only file that knows the operating system.
+ *
+ * Contract (mp_source in mempool.h): map(size, align) returns `size` bytes aligned to `align`, or
+ * NULL; unmap(p, size) gives back exactly a region that map returned. Memory comes from anonymous
+ * private mappings, so it is zero, costs no resident memory until touched, and goes back to the system
+ * at once on unmap. An alignment above the page size is had by mapping size + align - page bytes
+ * and unmapping the misaligned head and the tail (the technique jemalloc and mimalloc use for their
+ * aligned chunks); it costs up to three system calls and no resident memory.
+ */
+#define _DEFAULT_SOURCE /* MAP_ANONYMOUS */
+#include "internal.h"
+
+#include <errno.h>
+#include <stdatomic.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+size_t mpi_os_page_size(void)
+{
+    static _Atomic size_t cached; /* racing first calls store the same value */
+    size_t page = atomic_load_explicit(&cached, memory_order_relaxed);
+    if (page == 0) {
+        long n = sysconf(_SC_PAGESIZE);
+        page = n > 0 ? (size_t)n : 4096;
+        atomic_store_explicit(&cached, page, memory_order_relaxed);
+    }
+    return page;
+}
+
+static void *os_map(void *ctx, size_t size, size_t align)
+{
+    (void)ctx;
+    size_t page = mpi_os_page_size();
+    if (align < page)
+        align = page;
+    size_t over = size + (align - page);
+    if (over < size)
+        return NULL;
+    int saved = errno; /* a failed mmap is reported as NULL; errno is the caller's to set */
+    char *raw = mmap(NULL, over, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (raw == MAP_FAILED) {
+        errno = saved;
+        return NULL;
+    }
+    uintptr_t start = ((uintptr_t)raw + align - 1) & ~(uintptr_t)(align - 1);
+    size_t head = start - (uintptr_t)raw;
+    size_t tail = over - head - size;
+    if (head != 0)
+        munmap(raw, head);
+    if (tail != 0)
+        munmap((char *)start + size, tail);
+    return (void *)start;
+}
+
+static void os_unmap(void *ctx, void *p, size_t size)
+{
+    (void)ctx;
+    int saved = errno;
+    munmap(p, size);
+    errno = saved;
+}
+
+const mp_source mpi_os_source = {os_map, os_unmap, NULL};

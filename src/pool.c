@@ -1,0 +1,585 @@
+/*
+ * pool.c: fixed-size pools, the core of mempool.
+ *
+ * A pool hands out blocks of one stride from two places: the free list of blocks given back (LIFO,
+ * linked through each free block's first word, as in the original design) and, when that is empty,
+ * the never-used space at the carving cursor (a bump pointer). Creation takes no chunk and touches no
+ * block; the first alloc takes a run of chunks from the source, and each chunk's header is written
+ * only when carving reaches it. So memory is committed as the pool's peak grows and no sooner.
+ *
+ * The fast path (pop/push on fast.free and a count) is inline in mempool.h; this file holds the slow
+ * paths and everything else. Layout and invariants: internal.h (struct mpi_run, struct mp_pool) and
+ * docs/design.md. The invariant that makes exact statistics free: the pool carves only when its free
+ * list is empty, so the peak of blocks in use is the number of blocks carved (see mpi_pool_peak()).
+ */
+#include "internal.h"
+
+#include <errno.h>
+#include <stdalign.h>
+#include <string.h>
+
+static_assert(sizeof(mpi_run) <= MP_CHUNK_HEADER, "a run header must fit in a chunk header");
+static_assert(offsetof(struct mp_pool, fast) == 0, "the inline fast path reads the pool as its head");
+static_assert((MP_CHUNK_SIZE & (MP_CHUNK_SIZE - 1)) == 0, "MP_CHUNK_SIZE must be a power of two");
+
+/* Flags this version implements, and those whose pools take the slow path on every call. */
+#define POOL_KNOWN_FLAGS ((unsigned)MP_ZERO)
+#define POOL_SLOW_FLAGS ((unsigned)MP_ZERO)
+
+/* A value of mpi_run.scratch that no count reaches: trim marks runs to give back with it. */
+#define RUN_RELEASE UINT64_MAX
+
+/* ================================================================================================
+ * Helpers
+ * ============================================================================================== */
+
+static bool is_pow2(size_t x)
+{
+    return x != 0 && (x & (x - 1)) == 0;
+}
+
+/* Rounds x up to a multiple of the power of two a; the caller has ruled out overflow. */
+static uintptr_t align_up(uintptr_t x, size_t a)
+{
+    return (x + (a - 1)) & ~(uintptr_t)(a - 1);
+}
+
+/* Where the free list lives: fast.free for a plain pool, `list` for a slow one (see struct mp_pool). */
+static bool pool_is_slow(const mp_pool *pool)
+{
+    return (uintptr_t)pool->fast.free == MP_FAST_SLOW;
+}
+
+static void **pool_head(mp_pool *pool)
+{
+    return pool_is_slow(pool) ? &pool->list : &pool->fast.free;
+}
+
+static void *const *pool_head_const(const mp_pool *pool)
+{
+    return pool_is_slow(pool) ? &pool->list : &pool->fast.free;
+}
+
+/* The run holding a block of a pool that takes chunks from a source: mask to the chunk header. */
+static mpi_run *pool_run_of(const mp_pool *pool, const void *block)
+{
+    uintptr_t chunk = (uintptr_t)block & ~(uintptr_t)(pool->chunk_size - 1);
+    return ((const mpi_chunk *)chunk)->run;
+}
+
+/*
+ * If p is the start of a block slot of `run`, stores the slot's carving index in *k and returns true.
+ * Pure arithmetic on the address: never dereferences p.
+ */
+static bool run_block_index(const mp_pool *pool, const mpi_run *run, const void *p, uint64_t *k)
+{
+    uintptr_t a = (uintptr_t)p, base = (uintptr_t)run->base;
+    if (a < base)
+        return false;
+    uintptr_t off = a - base;
+    uintptr_t chunk = off / run->span;
+    if (chunk >= run->nchunks)
+        return false;
+    uintptr_t in = off % run->span;
+    if (in < run->first_off || (in - run->first_off) % pool->stride != 0)
+        return false;
+    uint64_t slot = (in - run->first_off) / pool->stride;
+    if (slot >= run->per_chunk)
+        return false;
+    *k = (uint64_t)chunk * run->per_chunk + slot;
+    return true;
+}
+
+/* Before an operation lowers `carved`, keep the peak it stands for (see struct mp_pool). */
+static void pool_keep_peak(mp_pool *pool)
+{
+    pool->peak_before = mpi_pool_peak(pool);
+}
+
+/* ================================================================================================
+ * Creation: geometry, then placement in a buffer or in a page from the source
+ * ============================================================================================== */
+
+/*
+ * Works out align, stride, chunk_size, first_off and per_chunk from the options into `pool`.
+ * Returns 0 or EINVAL. The chunk is the smallest power of two >= MP_CHUNK_SIZE holding
+ * MP_CHUNK_MIN_BLOCKS blocks after its header, so at most 1/MP_CHUNK_MIN_BLOCKS of it is lost.
+ */
+static int pool_geometry(mp_pool *pool, const mp_pool_opts *opts)
+{
+    size_t align = opts->align;
+    if (align == 0) {
+        align = opts->block_size & (~opts->block_size + 1); /* lowest set bit */
+        if (align > alignof(max_align_t))
+            align = alignof(max_align_t);
+    } else if (!is_pow2(align)) {
+        return EINVAL;
+    }
+    if (align < alignof(void *))
+        align = alignof(void *); /* the free-list link is a pointer */
+    size_t size = opts->block_size < sizeof(void *) ? sizeof(void *) : opts->block_size;
+    if (size > SIZE_MAX - (align - 1))
+        return EINVAL;
+    size_t stride = (size_t)align_up(size, align);
+    if (opts->capacity != 0 && stride > SIZE_MAX / opts->capacity)
+        return EINVAL;
+
+    size_t first_off = (size_t)align_up(MP_CHUNK_HEADER, align);
+    size_t chunk = MP_CHUNK_SIZE;
+    while (chunk <= SIZE_MAX / 4 &&
+           (chunk <= first_off || (chunk - first_off) / stride < MP_CHUNK_MIN_BLOCKS))
+        chunk *= 2;
+    if (chunk <= first_off || (chunk - first_off) / stride == 0)
+        return EINVAL; /* not even one block fits in the largest chunk */
+
+    pool->block_size = opts->block_size;
+    pool->align = align;
+    pool->stride = stride;
+    pool->chunk_size = chunk;
+    pool->first_off = first_off;
+    pool->per_chunk = (chunk - first_off) / stride;
+    pool->capacity = opts->capacity;
+    pool->capacity_max = opts->capacity != 0 ? opts->capacity : UINT64_MAX;
+    return 0;
+}
+
+static void cursor_clear(mp_pool *pool)
+{
+    pool->cur = NULL;
+    pool->cur_chunk = 0;
+    pool->bump = pool->bump_end = NULL;
+}
+
+/* Points the carving cursor at the first block of chunk i of run, writing its header if new. */
+static void cursor_set(mp_pool *pool, mpi_run *run, uint32_t i)
+{
+    char *chunk = run->base + (size_t)i * run->span;
+    if (i >= run->inited) {
+        mp_assert(i == run->inited);
+        mpi_chunk *hdr = (mpi_chunk *)chunk;
+        hdr->pool = pool;
+        hdr->run = run;
+        run->inited = i + 1;
+    }
+    pool->cur = run;
+    pool->cur_chunk = i;
+    pool->bump = chunk + run->first_off;
+    pool->bump_end = pool->bump + run->per_chunk * pool->stride;
+}
+
+/*
+ * Places the pool at the start of the caller's buffer and makes the rest its only run.
+ * Returns NULL (errno EINVAL) when the buffer cannot hold the pool and one block.
+ */
+static mp_pool *pool_place_in_buffer(const mp_pool *proto, void *buffer, size_t buffer_size)
+{
+    uintptr_t start = (uintptr_t)buffer;
+    if (buffer_size > UINTPTR_MAX - start)
+        return NULL;
+    uintptr_t end = start + buffer_size;
+    uintptr_t at = align_up(start, alignof(mp_pool));
+    if (at < start || at > end || end - at < sizeof(mp_pool))
+        return NULL;
+    uintptr_t after = at + sizeof(mp_pool);
+    if (after > UINTPTR_MAX - proto->align)
+        return NULL;
+    uintptr_t blocks = align_up(after, proto->align);
+    if (blocks >= end || (end - blocks) / proto->stride == 0)
+        return NULL;
+
+    mp_pool *pool = (mp_pool *)at;
+    *pool = *proto;
+    pool->state |= MPI_IN_BUFFER;
+    mpi_run *run = &pool->buffer_run;
+    run->base = (char *)blocks;
+    run->per_chunk = (end - blocks) / proto->stride;
+    run->span = run->per_chunk * proto->stride;
+    run->nchunks = run->inited = 1;
+    pool->first = pool->last = run;
+    pool->nruns = 1;
+    pool->held = run->per_chunk;
+    pool->bytes_reserved = buffer_size;
+    cursor_set(pool, run, 0);
+    return pool;
+}
+
+/* Places the pool in a page (or more) of its own from the source. NULL (errno ENOMEM) on failure. */
+static mp_pool *pool_place_in_source(const mp_pool *proto)
+{
+    size_t page = mpi_os_page_size();
+    size_t meta = (size_t)align_up(sizeof(mp_pool), page);
+    mp_pool *pool = proto->source.map(proto->source.ctx, meta, page);
+    if (pool == NULL)
+        return NULL;
+    *pool = *proto;
+    pool->meta_size = meta;
+    pool->bytes_reserved = meta;
+    pool->source_maps = 1;
+    return pool;
+}
+
+mp_pool *mp_pool_create(const mp_pool_opts *opts)
+{
+    if (opts == NULL || opts->block_size == 0 || (opts->flags & ~POOL_KNOWN_FLAGS) != 0) {
+        errno = EINVAL;
+        return NULL;
+    }
+    mp_pool proto;
+    memset(&proto, 0, sizeof proto);
+    int err = pool_geometry(&proto, opts);
+    if (err != 0) {
+        errno = err;
+        return NULL;
+    }
+    proto.flags = opts->flags;
+    if ((opts->flags & POOL_SLOW_FLAGS) != 0)
+        proto.fast.free = (void *)MP_FAST_SLOW;
+    proto.source = opts->source != NULL ? *opts->source : mpi_os_source;
+    for (size_t i = 0; opts->name != NULL && i < MP_NAME_MAX - 1 && opts->name[i] != '\0'; i++)
+        proto.name[i] = opts->name[i];
+    if (proto.source.map == NULL || proto.source.unmap == NULL) {
+        errno = EINVAL;
+        return NULL;
+    }
+
+    mp_pool *pool;
+    if (opts->buffer != NULL) {
+        pool = pool_place_in_buffer(&proto, opts->buffer, opts->buffer_size);
+        err = EINVAL;
+    } else {
+        pool = pool_place_in_source(&proto);
+        err = ENOMEM;
+    }
+    if (pool == NULL)
+        errno = err;
+    return pool;
+}
+
+void mp_pool_destroy(mp_pool *pool)
+{
+    if (pool == NULL || (pool->state & MPI_IN_BUFFER) != 0)
+        return;
+    mp_source source = pool->source;
+    mpi_run *run = pool->first;
+    while (run != NULL) {
+        mpi_run *next = run->next;
+        source.unmap(source.ctx, run->base, run->size);
+        run = next;
+    }
+    source.unmap(source.ctx, pool, pool->meta_size);
+}
+
+/* ================================================================================================
+ * The slow paths: carving never-used space, taking runs
+ * ============================================================================================== */
+
+/*
+ * Takes a new run from the source and appends it. Its size follows the geometric growth (config.h,
+ * MP_RUN_MAX_CHUNKS) but never holds more blocks than the capacity still allows. NULL on failure.
+ */
+static mpi_run *pool_take_run(mp_pool *pool)
+{
+    if ((pool->state & MPI_IN_BUFFER) != 0)
+        return NULL;
+    /* Geometric growth: the new run holds as many chunks as the pool already does (1, 1, 2, 4, ...). */
+    uint64_t n = pool->held / pool->per_chunk;
+    if (n == 0)
+        n = 1;
+    if (n > MP_RUN_MAX_CHUNKS)
+        n = MP_RUN_MAX_CHUNKS;
+    if (pool->capacity_max != UINT64_MAX) {
+        uint64_t need = pool->capacity_max - pool->carved; /* > 0: pool_carve() checked it */
+        uint64_t chunks = (need + pool->per_chunk - 1) / pool->per_chunk;
+        if (chunks < n)
+            n = chunks;
+    }
+    while (n > 1 && n > SIZE_MAX / pool->chunk_size)
+        n /= 2;
+    size_t size = (size_t)n * pool->chunk_size;
+    char *mem = pool->source.map(pool->source.ctx, size, pool->chunk_size);
+    if (mem == NULL)
+        return NULL;
+    if (((uintptr_t)mem & (pool->chunk_size - 1)) != 0) {
+        pool->source.unmap(pool->source.ctx, mem, size); /* a source that broke its contract */
+        return NULL;
+    }
+
+    mpi_run *run = (mpi_run *)mem;
+    memset(run, 0, sizeof *run);
+    run->chunk.pool = pool;
+    run->chunk.run = run;
+    run->base = mem;
+    run->size = size;
+    run->span = pool->chunk_size;
+    run->first_off = pool->first_off;
+    run->nchunks = (uint32_t)n;
+    run->inited = 1;
+    run->per_chunk = pool->per_chunk;
+    run->prev = pool->last;
+    if (pool->last != NULL)
+        pool->last->next = run;
+    else
+        pool->first = run;
+    pool->last = run;
+
+    pool->nruns++;
+    pool->source_maps++;
+    pool->held += n * pool->per_chunk;
+    pool->bytes_reserved += size;
+    return run;
+}
+
+/* Moves the carving cursor to the next never-used chunk, taking a run when none is left. */
+static bool pool_next_chunk(mp_pool *pool)
+{
+    mpi_run *run = pool->cur;
+    if (run != NULL && pool->cur_chunk + 1 < run->nchunks) {
+        cursor_set(pool, run, pool->cur_chunk + 1);
+        return true;
+    }
+    run = run != NULL ? run->next : NULL;
+    if (run == NULL && (run = pool_take_run(pool)) == NULL)
+        return false;
+    cursor_set(pool, run, 0);
+    return true;
+}
+
+/* Hands out the block at the cursor. NULL when the capacity or the memory is used up. */
+static void *pool_carve(mp_pool *pool)
+{
+    if (pool->carved >= pool->capacity_max)
+        return NULL;
+    if (pool->bump == pool->bump_end && !pool_next_chunk(pool))
+        return NULL;
+    void *block = pool->bump;
+    pool->bump += pool->stride;
+    pool->carved++;
+    pool->cur->carved++;
+    return block;
+}
+
+static bool pool_is_valid(const mp_pool *pool);
+
+void *mp_pool_alloc_slow(mp_pool *pool)
+{
+    if (pool == NULL) {
+        errno = EINVAL;
+        return NULL;
+    }
+    void **head = pool_head(pool);
+    void *block = *head;
+    if (block != NULL) {
+        *head = *(void **)block;
+    } else if ((block = pool_carve(pool)) == NULL) {
+        pool->failed_allocs++;
+        errno = ENOMEM;
+        return NULL;
+    }
+    pool->fast.allocs++;
+    if ((pool->flags & MP_ZERO) != 0)
+        memset(block, 0, pool->block_size);
+    if (MP_DEBUG >= 2)
+        mp_assert(pool_is_valid(pool));
+    return block;
+}
+
+void mp_pool_free_slow(mp_pool *pool, void *block)
+{
+    if (block == NULL || pool == NULL)
+        return;
+    void **head = pool_head(pool);
+    *(void **)block = *head;
+    *head = block;
+}
+
+/* ================================================================================================
+ * Reset, trim
+ * ============================================================================================== */
+
+void mp_pool_reset(mp_pool *pool)
+{
+    if (pool == NULL)
+        return;
+    *pool_head(pool) = NULL;
+    pool_keep_peak(pool);
+    pool->carved = 0;
+    for (mpi_run *run = pool->first; run != NULL; run = run->next)
+        run->carved = 0;
+    pool->resets++;
+    if (pool->first != NULL)
+        cursor_set(pool, pool->first, 0);
+    else
+        cursor_clear(pool);
+}
+
+/* Unlinks a run and gives it back to the source; returns its size. */
+static size_t pool_release_run(mp_pool *pool, mpi_run *run)
+{
+    size_t size = run->size;
+    if (run->prev != NULL)
+        run->prev->next = run->next;
+    else
+        pool->first = run->next;
+    if (run->next != NULL)
+        run->next->prev = run->prev;
+    else
+        pool->last = run->prev;
+    if (run == pool->cur)
+        cursor_clear(pool);
+    pool->carved -= run->carved;
+    pool->held -= run->nchunks * run->per_chunk;
+    pool->bytes_reserved -= size;
+    pool->nruns--;
+    pool->source.unmap(pool->source.ctx, run->base, size);
+    return size;
+}
+
+/*
+ * Four steps: count each run's free blocks (one walk of the free list, finding runs by masking);
+ * mark the runs whose carved blocks are all free; drop their blocks from the free list; give them
+ * back. A run at or after the cursor with nothing carved is wholly free too, so when the cursor's run
+ * goes, so does every run after it, and the cursor is simply cleared.
+ */
+size_t mp_pool_trim(mp_pool *pool)
+{
+    if (pool == NULL)
+        return 0;
+    pool->trims++;
+    if ((pool->state & MPI_IN_BUFFER) != 0 || pool->first == NULL)
+        return 0;
+
+    mpi_run *run;
+    void **head = pool_head(pool);
+    for (run = pool->first; run != NULL; run = run->next)
+        run->scratch = 0;
+    for (void *b = *head; b != NULL; b = *(void **)b)
+        pool_run_of(pool, b)->scratch++;
+    bool any = false;
+    for (run = pool->first; run != NULL; run = run->next) {
+        if (run->scratch == run->carved) {
+            run->scratch = RUN_RELEASE;
+            any = true;
+        }
+    }
+    if (!any)
+        return 0;
+
+    void **link = head;
+    while (*link != NULL) {
+        void *b = *link;
+        if (pool_run_of(pool, b)->scratch == RUN_RELEASE)
+            *link = *(void **)b;
+        else
+            link = (void **)b;
+    }
+    pool_keep_peak(pool);
+    size_t given = 0;
+    for (run = pool->first; run != NULL;) {
+        mpi_run *next = run->next;
+        if (run->scratch == RUN_RELEASE)
+            given += pool_release_run(pool, run);
+        run = next;
+    }
+    if (MP_DEBUG >= 2)
+        mp_assert(pool_is_valid(pool));
+    return given;
+}
+
+/* ================================================================================================
+ * Queries and the invariant validator
+ * ============================================================================================== */
+
+uint64_t mpi_pool_free_len(const mp_pool *pool)
+{
+    uint64_t n = 0;
+    for (void *b = *pool_head_const(pool); b != NULL && n <= pool->carved; b = *(void **)b)
+        n++;
+    return n;
+}
+
+/* Finds the run and carving index of a block slot; NULL when p is no slot of the pool. O(runs). */
+static const mpi_run *pool_find_slot(const mp_pool *pool, const void *p, uint64_t *k)
+{
+    for (const mpi_run *run = pool->first; run != NULL; run = run->next) {
+        if (run_block_index(pool, run, p, k))
+            return run;
+    }
+    return NULL;
+}
+
+bool mp_pool_owns(const mp_pool *pool, const void *p)
+{
+    uint64_t k;
+    if (pool == NULL || p == NULL)
+        return false;
+    const mpi_run *run = pool_find_slot(pool, p, &k);
+    return run != NULL && k < run->carved;
+}
+
+/* The runs' list and counts agree with the pool's totals. */
+static bool pool_runs_are_valid(const mp_pool *pool)
+{
+    uint64_t carved = 0, held = 0, n = 0;
+    const mpi_run *prev = NULL;
+    for (const mpi_run *run = pool->first; run != NULL; prev = run, run = run->next) {
+        if (run->prev != prev || run->inited > run->nchunks ||
+            run->carved > (uint64_t)run->nchunks * run->per_chunk)
+            return false;
+        carved += run->carved;
+        held += (uint64_t)run->nchunks * run->per_chunk;
+        if (++n > pool->nruns)
+            return false;
+    }
+    return prev == pool->last && n == pool->nruns && carved == pool->carved && held == pool->held;
+}
+
+/*
+ * Every free block is a carved slot of the pool, there are at most carved of them, and at most
+ * allocs blocks are in use.
+ * A link is followed only after the block holding it is known to be the pool's, so a corrupted
+ * list is reported, not followed into the wild; the count bound stops a cycle.
+ */
+static bool pool_free_list_is_valid(const mp_pool *pool)
+{
+    uint64_t n = 0;
+    for (void *b = *pool_head_const(pool); b != NULL; b = *(void **)b) {
+        uint64_t k;
+        const mpi_run *run = pool_find_slot(pool, b, &k);
+        if (run == NULL || k >= run->carved || ((uintptr_t)b & (pool->align - 1)) != 0)
+            return false;
+        if (++n > pool->carved)
+            return false;
+    }
+    return pool->carved - n <= pool->fast.allocs;
+}
+
+static bool pool_is_valid(const mp_pool *pool)
+{
+    if (pool->carved > pool->capacity_max || pool->carved > pool->held)
+        return false;
+    if (!pool_is_slow(pool) && pool->list != NULL)
+        return false;
+    if (pool->bump_end < pool->bump || (size_t)(pool->bump_end - pool->bump) % pool->stride != 0)
+        return false;
+    return pool_runs_are_valid(pool) && pool_free_list_is_valid(pool);
+}
+
+bool mp_pool_check(const mp_pool *pool)
+{
+    return pool != NULL && pool_is_valid(pool);
+}
+
+size_t mp_pool_block_size(const mp_pool *pool)
+{
+    return pool != NULL ? pool->block_size : 0;
+}
+
+size_t mp_pool_align(const mp_pool *pool)
+{
+    return pool != NULL ? pool->align : 0;
+}
+
+const char *mp_pool_name(const mp_pool *pool)
+{
+    return pool != NULL ? pool->name : "";
+}

@@ -1,0 +1,157 @@
+/*
+ * stats.c: reading a pool's statistics and writing them as text or JSON.
+ *
+ * Nothing here is counted: the fast path keeps one counter (allocs), the slow paths keep the rest,
+ * and this file derives what follows from them: blocks free by walking the free list, then in use
+ * (carved - free), frees (allocs - in use), peak and bytes used. Exact, at O(free blocks) a read. The writers go through one table of fields so that the text and JSON
+ * forms, and mp_stats itself, cannot drift apart.
+ */
+#include "internal.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <string.h>
+
+int mp_pool_stats(const mp_pool *pool, mp_stats *out)
+{
+    if (pool == NULL || out == NULL)
+        return EINVAL;
+    uint64_t free_len = mpi_pool_free_len(pool);
+    if (free_len > pool->carved)
+        free_len = pool->carved; /* a cyclic list (user bug): report what can be known */
+    uint64_t in_use = pool->carved - free_len;
+    memset(out, 0, sizeof *out);
+    memcpy(out->name, pool->name, sizeof out->name);
+    out->block_size = pool->block_size;
+    out->align = pool->align;
+    out->stride = pool->stride;
+    out->capacity = pool->capacity;
+    out->blocks_in_use = in_use;
+    out->blocks_peak = mpi_pool_peak(pool);
+    out->blocks_free = free_len;
+    out->allocs = pool->fast.allocs;
+    out->frees = pool->fast.allocs - in_use;
+    out->failed_allocs = pool->failed_allocs;
+    out->bytes_reserved = pool->bytes_reserved;
+    out->bytes_used = in_use * pool->block_size;
+    out->chunks = (pool->state & MPI_IN_BUFFER) != 0 ? 1 : pool->held / pool->per_chunk;
+    out->source_maps = pool->source_maps;
+    out->resets = pool->resets;
+    out->trims = pool->trims;
+    return 0;
+}
+
+/* ================================================================================================
+ * Writing: one table of the numeric fields, two formats
+ * ============================================================================================== */
+
+typedef struct stat_field {
+    const char *key;
+    size_t offset;
+    bool is_size; /* size_t, else uint64_t */
+} stat_field;
+
+#define SIZE_FIELD(f) {#f, offsetof(mp_stats, f), true}
+#define U64_FIELD(f) {#f, offsetof(mp_stats, f), false}
+
+static const stat_field stat_fields[] = {
+    SIZE_FIELD(block_size),   SIZE_FIELD(align),       SIZE_FIELD(stride),
+    SIZE_FIELD(capacity),     U64_FIELD(blocks_in_use), U64_FIELD(blocks_peak),
+    U64_FIELD(blocks_free),   U64_FIELD(allocs),       U64_FIELD(frees),
+    U64_FIELD(failed_allocs), U64_FIELD(bytes_reserved), U64_FIELD(bytes_used),
+    U64_FIELD(chunks),        U64_FIELD(source_maps),  U64_FIELD(resets),
+    U64_FIELD(trims),
+};
+
+static uint64_t stat_value(const mp_stats *s, const stat_field *f)
+{
+    const char *at = (const char *)s + f->offset;
+    if (f->is_size) {
+        size_t v;
+        memcpy(&v, at, sizeof v);
+        return v;
+    }
+    uint64_t v;
+    memcpy(&v, at, sizeof v);
+    return v;
+}
+
+static void write_str(mp_write_fn *write, void *ctx, const char *text)
+{
+    write(ctx, text, strlen(text));
+}
+
+/* Writes the name as a JSON string: quotes, backslashes and control bytes escaped. */
+static void write_json_string(mp_write_fn *write, void *ctx, const char *s)
+{
+    write_str(write, ctx, "\"");
+    for (; *s != '\0'; s++) {
+        unsigned char c = (unsigned char)*s;
+        char esc[8];
+        if (c == '"' || c == '\\') {
+            esc[0] = '\\';
+            esc[1] = (char)c;
+            write(ctx, esc, 2);
+        } else if (c < 0x20) {
+            snprintf(esc, sizeof esc, "\\u%04x", c);
+            write_str(write, ctx, esc);
+        } else {
+            write(ctx, s, 1);
+        }
+    }
+    write_str(write, ctx, "\"");
+}
+
+int mp_stats_write(const mp_stats *stats, int format, mp_write_fn *write, void *ctx)
+{
+    if (stats == NULL || write == NULL || (format != MP_FORMAT_TEXT && format != MP_FORMAT_JSON))
+        return EINVAL;
+    char line[96];
+    char name[MP_NAME_MAX];
+    memcpy(name, stats->name, sizeof name);
+    name[MP_NAME_MAX - 1] = '\0';
+    size_t n = sizeof stat_fields / sizeof stat_fields[0];
+    if (format == MP_FORMAT_TEXT) {
+        write_str(write, ctx, "pool \"");
+        write_str(write, ctx, name);
+        write_str(write, ctx, "\"\n");
+        for (size_t i = 0; i < n; i++) {
+            snprintf(line, sizeof line, "  %s: %" PRIu64 "\n", stat_fields[i].key,
+                     stat_value(stats, &stat_fields[i]));
+            write_str(write, ctx, line);
+        }
+        return 0;
+    }
+    write_str(write, ctx, "{\"name\":");
+    write_json_string(write, ctx, name);
+    for (size_t i = 0; i < n; i++) {
+        snprintf(line, sizeof line, ",\"%s\":%" PRIu64, stat_fields[i].key,
+                 stat_value(stats, &stat_fields[i]));
+        write_str(write, ctx, line);
+    }
+    write_str(write, ctx, "}\n");
+    return 0;
+}
+
+typedef struct file_sink {
+    FILE *out;
+    bool failed;
+} file_sink;
+
+static void file_write(void *ctx, const char *text, size_t len)
+{
+    file_sink *sink = ctx;
+    if (fwrite(text, 1, len, sink->out) != len)
+        sink->failed = true;
+}
+
+int mp_stats_print(const mp_stats *stats, int format, FILE *out)
+{
+    if (out == NULL)
+        return EINVAL;
+    file_sink sink = {out, false};
+    int err = mp_stats_write(stats, format, file_write, &sink);
+    if (err == 0 && (sink.failed || fflush(out) != 0))
+        err = EIO;
+    return err;
+}
