@@ -5,3 +5,4 @@
 #include "os.c"
 #include "pool.c"
 #include "stats.c"
+#include "debug.c"

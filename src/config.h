@@ -39,4 +39,33 @@
 #define MP_RUN_MAX_CHUNKS 256u
 #endif
 
+/* Memcheck support (CMake MEMPOOL_VALGRIND): 1 makes every pool tell Valgrind about its blocks
+ * (VALGRIND_MEMPOOL_ALLOC/FREE) when the program runs under Valgrind, so memcheck reports writes to
+ * freed blocks, reads of uninitialised blocks and leaked blocks. Outside Valgrind it costs one test at
+ * pool creation; under Valgrind every call takes the slow path. Needs valgrind/memcheck.h. */
+#ifndef MP_VALGRIND
+#define MP_VALGRIND 0
+#endif
+
+/* AddressSanitizer support, on by itself in a build with -fsanitize=address: every pool takes the
+ * slow path and poisons free blocks (ASAN_POISON_MEMORY_REGION), so ASan reports a use after free
+ * inside a pool. Set MP_ASAN=0 to turn it off. */
+#ifndef MP_ASAN
+#if defined(__SANITIZE_ADDRESS__)
+#define MP_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define MP_ASAN 1
+#endif
+#endif
+#endif
+#ifndef MP_ASAN
+#define MP_ASAN 0
+#endif
+
+/* How many leaked blocks a checked pool names (with their allocation sites) in its leak message. */
+#ifndef MP_LEAKS_LISTED
+#define MP_LEAKS_LISTED 4
+#endif
+
 #endif /* MP_CONFIG_H */

@@ -33,6 +33,13 @@
 #define MPI_HIDDEN
 #endif
 
+/* The return address of the current function: the allocation site a checked pool records. */
+#if defined(__GNUC__) || defined(__clang__)
+#define MPI_RETURN_ADDRESS() __builtin_return_address(0)
+#else
+#define MPI_RETURN_ADDRESS() NULL
+#endif
+
 /* Debug asserts for our own invariants (MP_DEBUG >= 1); user errors are never checked with these. */
 #if MP_DEBUG >= 1
 #define mp_assert(cond) assert(cond)
@@ -79,6 +86,24 @@ typedef struct mpi_run {
 enum {
     MPI_IN_BUFFER = 1u << 0, /* the pool lives in the caller's buffer: no source, no masking */
 };
+
+/* Bits of mp_pool.checks: what the slow paths verify or tell a tool. Any bit makes a slow pool. */
+enum {
+    MPI_CHECK_STATE = 1u << 0, /* a free bit per block slot, kept in the chunk header (checked, secure) */
+    MPI_CHECK_FILL = 1u << 1,  /* fill freed blocks, guard each with a canary, record sites (checked) */
+    MPI_CHECK_ASAN = 1u << 2,  /* poison free blocks for AddressSanitizer */
+    MPI_CHECK_VALGRIND = 1u << 3, /* tell memcheck about blocks (running under Valgrind) */
+};
+#define MPI_CHECK_TOOLS (MPI_CHECK_ASAN | MPI_CHECK_VALGRIND)
+
+/*
+ * A checked block's slot (stride bytes):
+ *   [ user: block_size ][ canary: MP_FILL_CANARY up to the next 8 bytes, plus 8 ][ site: 8 ][ pad ]
+ * site is the allocation's return address. A free block holds its link in its first word and
+ * MP_FILL_FREED in the rest of the user part.
+ */
+#define MPI_CANARY_EXTRA 8u
+#define MPI_TRAILER (MPI_CANARY_EXTRA + sizeof(void *))
 
 /*
  * A pool. `fast` comes first: the inline fast path in mempool.h reads it through a cast.
@@ -131,8 +156,13 @@ struct mp_pool {
     uint64_t resets;
     uint64_t trims;
 
-    unsigned flags; /* MP_ZERO, ... as created */
-    unsigned state; /* MPI_IN_BUFFER, ... */
+    unsigned flags;  /* MP_ZERO, ... as created */
+    unsigned state;  /* MPI_IN_BUFFER, ... */
+    unsigned checks; /* MPI_CHECK_*, fixed at creation */
+    uintptr_t key;   /* the secret that encodes free-list links; 0: links stored as they are */
+    size_t site_off; /* MPI_CHECK_FILL: offset of the site word in a slot */
+    size_t bitmap_bytes; /* MPI_CHECK_STATE: bytes of the free bitmap in each chunk header */
+    unsigned char *buffer_bitmap; /* MPI_CHECK_STATE in a buffer pool: the one bitmap */
     mp_source source;
     size_t meta_size; /* bytes of this struct's own mapping (0 in a buffer) */
     mpi_run buffer_run; /* a buffer pool's only run */
@@ -149,9 +179,58 @@ MPI_HIDDEN extern const mp_source mpi_os_source;
 /* The system page size (cached after the first call). */
 MPI_HIDDEN size_t mpi_os_page_size(void);
 
+/* A random word from the kernel (getrandom), or a mix of clock and addresses if it has none. */
+MPI_HIDDEN uintptr_t mpi_os_random(void);
+
+/* ------------------------------------------------------------------------------------------------
+ * debug.c: error reports, fill patterns, and what AddressSanitizer and Valgrind are told
+ * ---------------------------------------------------------------------------------------------- */
+
+/* Builds the one-line message and calls the installed handler (default: print and abort). */
+MPI_HIDDEN void mpi_report(mp_error_kind kind, const mp_pool *pool, const void *addr, const void *site,
+                           uint64_t count, const char *detail);
+
+/* The checks of a pool with any MPI_CHECK_* bit, around the list operations of pool.c:
+ * check_alloc readies a block popped or carved (fresh) for the user, with `site` its caller;
+ * check_free returns false when the block must not be freed (the error was reported);
+ * check_destroy verifies every block of a checked pool and reports leaks. */
+MPI_HIDDEN void mpi_check_alloc(mp_pool *pool, void *block, bool fresh, const void *site);
+MPI_HIDDEN bool mpi_check_free(mp_pool *pool, void *block);
+MPI_HIDDEN void mpi_check_destroy(mp_pool *pool);
+
+/* Checked pools: fill the user part of a freed block after its link; is it still so filled? */
+MPI_HIDDEN void mpi_fill_freed(const mp_pool *pool, void *block);
+MPI_HIDDEN bool mpi_fill_is_intact(const mp_pool *pool, const void *block);
+/* Checked pools: write the canary after a block; is it intact? */
+MPI_HIDDEN void mpi_canary_set(const mp_pool *pool, void *block);
+MPI_HIDDEN bool mpi_canary_is_intact(const mp_pool *pool, const void *block);
+
+/* The tools' view of a block (MPI_CHECK_TOOLS pools only; each costs nothing elsewhere). open/close
+ * let the library itself touch n bytes of a free block; alloc/free hand a block to or take it from
+ * the user; the pool hooks keep memcheck's idea of the pool in step. */
+MPI_HIDDEN void mpi_tool_open(const mp_pool *pool, const void *p, size_t n);
+MPI_HIDDEN void mpi_tool_close(const mp_pool *pool, const void *p, size_t n);
+MPI_HIDDEN void mpi_tool_alloc(const mp_pool *pool, void *block);
+MPI_HIDDEN void mpi_tool_free(const mp_pool *pool, void *block);
+MPI_HIDDEN unsigned mpi_tool_checks(void);
+MPI_HIDDEN void mpi_tool_forget_live(const mp_pool *pool);
+
 /* ------------------------------------------------------------------------------------------------
  * pool.c
  * ---------------------------------------------------------------------------------------------- */
+
+/* The run and carving index of the block slot at p, or NULL when p is no slot of the pool. Pure
+ * arithmetic on the address, never a dereference of p. O(runs). */
+MPI_HIDDEN const mpi_run *mpi_pool_find_slot(const mp_pool *pool, const void *p, uint64_t *k);
+/* The address of slot k of run. */
+MPI_HIDDEN void *mpi_pool_slot(const mp_pool *pool, const mpi_run *run, uint64_t k);
+/* The byte and bit (in *bit) of slot k's free bit (MPI_CHECK_STATE pools). */
+MPI_HIDDEN unsigned char *mpi_pool_slot_bit(const mp_pool *pool, const mpi_run *run, uint64_t k,
+                                            unsigned *bit);
+/* p is a carved slot of the pool whose free bit is set. */
+MPI_HIDDEN bool mpi_pool_slot_is_free(const mp_pool *pool, const void *p);
+/* The next block on the free list after `block`, decoded. */
+MPI_HIDDEN void *mpi_pool_link_get(const mp_pool *pool, void *block);
 
 /*
  * Blocks on the free list, found by walking it: O(free blocks). The walk stops after `carved` steps,

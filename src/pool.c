@@ -22,9 +22,8 @@ static_assert(sizeof(mpi_run) <= MP_CHUNK_HEADER, "a run header must fit in a ch
 static_assert(offsetof(struct mp_pool, fast) == 0, "the inline fast path reads the pool as its head");
 static_assert((MP_CHUNK_SIZE & (MP_CHUNK_SIZE - 1)) == 0, "MP_CHUNK_SIZE must be a power of two");
 
-/* Flags this version implements, and those whose pools take the slow path on every call. */
-#define POOL_KNOWN_FLAGS ((unsigned)MP_ZERO)
-#define POOL_SLOW_FLAGS ((unsigned)MP_ZERO)
+/* Flags this version implements. */
+#define POOL_KNOWN_FLAGS ((unsigned)(MP_ZERO | MP_CHECKED | MP_SECURE))
 
 /* A value of mpi_run.scratch that no count reaches: trim marks runs to give back with it. */
 #define RUN_RELEASE UINT64_MAX
@@ -90,6 +89,106 @@ static bool run_block_index(const mp_pool *pool, const mpi_run *run, const void 
     return true;
 }
 
+/* Finds the run and carving index of a block slot; NULL when p is no slot of the pool. O(runs). */
+const mpi_run *mpi_pool_find_slot(const mp_pool *pool, const void *p, uint64_t *k)
+{
+    for (const mpi_run *run = pool->first; run != NULL; run = run->next) {
+        if (run_block_index(pool, run, p, k))
+            return run;
+    }
+    return NULL;
+}
+
+void *mpi_pool_slot(const mp_pool *pool, const mpi_run *run, uint64_t k)
+{
+    return run->base + (k / run->per_chunk) * run->span + run->first_off +
+           (k % run->per_chunk) * pool->stride;
+}
+
+unsigned char *mpi_pool_slot_bit(const mp_pool *pool, const mpi_run *run, uint64_t k, unsigned *bit)
+{
+    uint64_t j = k % run->per_chunk;
+    unsigned char *bits = (pool->state & MPI_IN_BUFFER) != 0
+                              ? pool->buffer_bitmap
+                              : (unsigned char *)run->base + (k / run->per_chunk) * run->span +
+                                    MP_CHUNK_HEADER;
+    *bit = 1u << (j % 8);
+    return bits + j / 8;
+}
+
+bool mpi_pool_slot_is_free(const mp_pool *pool, const void *p)
+{
+    uint64_t k;
+    unsigned bit;
+    const mpi_run *run = mpi_pool_find_slot(pool, p, &k);
+    return run != NULL && k < run->carved && (*mpi_pool_slot_bit(pool, run, k, &bit) & bit) != 0;
+}
+
+/* ------------------------------------------------------------------------------------------------
+ * Free-list links. A plain pool stores the next block's address as it is (the inline fast path
+ * reads it); a checked or secure pool stores it encoded with its secret and the link's own address
+ * (glibc's safe-linking, with mimalloc's per-heap key), so a pointer planted in a free block decodes
+ * to garbage and is caught when popped.
+ * ---------------------------------------------------------------------------------------------- */
+
+static uintptr_t link_mask(const mp_pool *pool, const void *at)
+{
+    return pool->key ^ ((uintptr_t)at * (uintptr_t)0x9E3779B97F4A7C15u);
+}
+
+void *mpi_pool_link_get(const mp_pool *pool, void *block)
+{
+    uintptr_t v;
+    if ((pool->checks & MPI_CHECK_TOOLS) != 0)
+        mpi_tool_open(pool, block, sizeof v);
+    memcpy(&v, block, sizeof v);
+    if ((pool->checks & MPI_CHECK_TOOLS) != 0)
+        mpi_tool_close(pool, block, sizeof v);
+    return (void *)(pool->key != 0 ? v ^ link_mask(pool, block) : v);
+}
+
+static void link_set(const mp_pool *pool, void *block, void *next)
+{
+    uintptr_t v = (uintptr_t)next;
+    if (pool->key != 0)
+        v ^= link_mask(pool, block);
+    if ((pool->checks & MPI_CHECK_TOOLS) != 0)
+        mpi_tool_open(pool, block, sizeof v);
+    memcpy(block, &v, sizeof v);
+    if ((pool->checks & MPI_CHECK_TOOLS) != 0)
+        mpi_tool_close(pool, block, sizeof v);
+}
+
+static void list_push(mp_pool *pool, void *block)
+{
+    void **head = pool_head(pool);
+    link_set(pool, block, *head);
+    *head = block;
+}
+
+/*
+ * Pops the head. In a pool with free bits the link to the next block is validated first: a link to
+ * anything but a free block of this pool is reported and the list cut there (the blocks behind it are
+ * abandoned, never handed out).
+ */
+static void *list_pop(mp_pool *pool)
+{
+    void **head = pool_head(pool);
+    void *block = *head;
+    if (block == NULL)
+        return NULL;
+    void *next = mpi_pool_link_get(pool, block);
+    if ((pool->checks & MPI_CHECK_STATE) != 0 && next != NULL && !mpi_pool_slot_is_free(pool, next)) {
+        if ((pool->checks & MPI_CHECK_FILL) != 0)
+            mpi_report(MP_ERR_WRITE_AFTER_FREE, pool, block, NULL, 1, " (its link was overwritten)");
+        else
+            mpi_report(MP_ERR_CORRUPT_FREE_LIST, pool, block, NULL, 1, NULL);
+        next = NULL;
+    }
+    *head = next;
+    return block;
+}
+
 /* Before an operation lowers `carved`, keep the peak it stands for (see struct mp_pool). */
 static void pool_keep_peak(mp_pool *pool)
 {
@@ -107,6 +206,7 @@ static void pool_keep_peak(mp_pool *pool)
  */
 static int pool_geometry(mp_pool *pool, const mp_pool_opts *opts)
 {
+    unsigned checks = pool->checks;
     size_t align = opts->align;
     if (align == 0) {
         align = opts->block_size & (~opts->block_size + 1); /* lowest set bit */
@@ -118,17 +218,28 @@ static int pool_geometry(mp_pool *pool, const mp_pool_opts *opts)
     if (align < alignof(void *))
         align = alignof(void *); /* the free-list link is a pointer */
     size_t size = opts->block_size < sizeof(void *) ? sizeof(void *) : opts->block_size;
+    if ((checks & MPI_CHECK_FILL) != 0) { /* room for the canary and the site (internal.h) */
+        if (opts->block_size > SIZE_MAX / 2)
+            return EINVAL;
+        pool->site_off = (size_t)align_up(opts->block_size, 8) + MPI_CANARY_EXTRA;
+        size = pool->site_off + sizeof(void *);
+    }
     if (size > SIZE_MAX - (align - 1))
         return EINVAL;
     size_t stride = (size_t)align_up(size, align);
     if (opts->capacity != 0 && stride > SIZE_MAX / opts->capacity)
         return EINVAL;
 
-    size_t first_off = (size_t)align_up(MP_CHUNK_HEADER, align);
-    size_t chunk = MP_CHUNK_SIZE;
-    while (chunk <= SIZE_MAX / 4 &&
-           (chunk <= first_off || (chunk - first_off) / stride < MP_CHUNK_MIN_BLOCKS))
+    size_t chunk = MP_CHUNK_SIZE, bitmap, first_off;
+    for (;;) {
+        /* the free bitmap (checked, secure) follows the header: a bit for each slot that could fit */
+        bitmap = (checks & MPI_CHECK_STATE) != 0 ? (size_t)align_up((chunk / stride + 7) / 8, 8) : 0;
+        first_off = (size_t)align_up(MP_CHUNK_HEADER + bitmap, align);
+        if ((chunk > first_off && (chunk - first_off) / stride >= MP_CHUNK_MIN_BLOCKS) ||
+            chunk > SIZE_MAX / 4)
+            break;
         chunk *= 2;
+    }
     if (chunk <= first_off || (chunk - first_off) / stride == 0)
         return EINVAL; /* not even one block fits in the largest chunk */
 
@@ -137,6 +248,7 @@ static int pool_geometry(mp_pool *pool, const mp_pool_opts *opts)
     pool->stride = stride;
     pool->chunk_size = chunk;
     pool->first_off = first_off;
+    pool->bitmap_bytes = bitmap;
     pool->per_chunk = (chunk - first_off) / stride;
     pool->capacity = opts->capacity;
     pool->capacity_max = opts->capacity != 0 ? opts->capacity : UINT64_MAX;
@@ -181,15 +293,19 @@ static mp_pool *pool_place_in_buffer(const mp_pool *proto, void *buffer, size_t 
     if (at < start || at > end || end - at < sizeof(mp_pool))
         return NULL;
     uintptr_t after = at + sizeof(mp_pool);
-    if (after > UINTPTR_MAX - proto->align)
+    size_t bitmap = 0; /* a free bit for each slot that could fit (checked, secure) */
+    if ((proto->checks & MPI_CHECK_STATE) != 0)
+        bitmap = ((end - after) / proto->stride + 7) / 8;
+    if (after + bitmap > UINTPTR_MAX - proto->align)
         return NULL;
-    uintptr_t blocks = align_up(after, proto->align);
+    uintptr_t blocks = align_up(after + bitmap, proto->align);
     if (blocks >= end || (end - blocks) / proto->stride == 0)
         return NULL;
 
     mp_pool *pool = (mp_pool *)at;
     *pool = *proto;
     pool->state |= MPI_IN_BUFFER;
+    pool->buffer_bitmap = (unsigned char *)after;
     mpi_run *run = &pool->buffer_run;
     run->base = (char *)blocks;
     run->per_chunk = (end - blocks) / proto->stride;
@@ -226,14 +342,21 @@ mp_pool *mp_pool_create(const mp_pool_opts *opts)
     }
     mp_pool proto;
     memset(&proto, 0, sizeof proto);
+    proto.checks = mpi_tool_checks();
+    if ((opts->flags & MP_CHECKED) != 0)
+        proto.checks |= MPI_CHECK_FILL;
+    if (proto.checks != 0 || (opts->flags & MP_SECURE) != 0)
+        proto.checks |= MPI_CHECK_STATE;
+    if ((opts->flags & (MP_CHECKED | MP_SECURE)) != 0)
+        proto.key = mpi_os_random();
     int err = pool_geometry(&proto, opts);
     if (err != 0) {
         errno = err;
         return NULL;
     }
     proto.flags = opts->flags;
-    if ((opts->flags & POOL_SLOW_FLAGS) != 0)
-        proto.fast.free = (void *)MP_FAST_SLOW;
+    if ((opts->flags & MP_ZERO) != 0 || proto.checks != 0)
+        proto.fast.free = (void *)MP_FAST_SLOW; /* a slow pool (see mempool.h) */
     proto.source = opts->source != NULL ? *opts->source : mpi_os_source;
     for (size_t i = 0; opts->name != NULL && i < MP_NAME_MAX - 1 && opts->name[i] != '\0'; i++)
         proto.name[i] = opts->name[i];
@@ -255,14 +378,29 @@ mp_pool *mp_pool_create(const mp_pool_opts *opts)
     return pool;
 }
 
+/* Opens a run's memory to the tools before it goes back to the source or the caller. */
+static void run_open(const mp_pool *pool, const mpi_run *run)
+{
+    if ((pool->checks & MPI_CHECK_TOOLS) != 0)
+        mpi_tool_open(pool, run->base, run->size != 0 ? run->size : run->span);
+}
+
 void mp_pool_destroy(mp_pool *pool)
 {
-    if (pool == NULL || (pool->state & MPI_IN_BUFFER) != 0)
+    if (pool == NULL)
         return;
+    if ((pool->checks & MPI_CHECK_FILL) != 0)
+        mpi_check_destroy(pool);
+    mpi_tool_forget_live(pool);
+    if ((pool->state & MPI_IN_BUFFER) != 0) {
+        run_open(pool, &pool->buffer_run);
+        return;
+    }
     mp_source source = pool->source;
     mpi_run *run = pool->first;
     while (run != NULL) {
         mpi_run *next = run->next;
+        run_open(pool, run);
         source.unmap(source.ctx, run->base, run->size);
         run = next;
     }
@@ -366,16 +504,19 @@ void *mp_pool_alloc_slow(mp_pool *pool)
         errno = EINVAL;
         return NULL;
     }
-    void **head = pool_head(pool);
-    void *block = *head;
-    if (block != NULL) {
-        *head = *(void **)block;
-    } else if ((block = pool_carve(pool)) == NULL) {
-        pool->failed_allocs++;
-        errno = ENOMEM;
-        return NULL;
+    bool fresh = false;
+    void *block = list_pop(pool);
+    if (block == NULL) {
+        if ((block = pool_carve(pool)) == NULL) {
+            pool->failed_allocs++;
+            errno = ENOMEM;
+            return NULL;
+        }
+        fresh = true;
     }
     pool->fast.allocs++;
+    if (pool->checks != 0)
+        mpi_check_alloc(pool, block, fresh, MPI_RETURN_ADDRESS());
     if ((pool->flags & MP_ZERO) != 0)
         memset(block, 0, pool->block_size);
     if (MP_DEBUG >= 2)
@@ -387,19 +528,34 @@ void mp_pool_free_slow(mp_pool *pool, void *block)
 {
     if (block == NULL || pool == NULL)
         return;
-    void **head = pool_head(pool);
-    *(void **)block = *head;
-    *head = block;
+    if (pool->checks != 0 && !mpi_check_free(pool, block))
+        return; /* reported; the free is not done */
+    list_push(pool, block);
+    if ((pool->checks & MPI_CHECK_TOOLS) != 0)
+        mpi_tool_free(pool, block);
+    if (MP_DEBUG >= 2)
+        mp_assert(pool_is_valid(pool));
 }
 
 /* ================================================================================================
  * Reset, trim
  * ============================================================================================== */
 
+/* After a reset: every block slot of every written chunk becomes inaccessible to the tools. */
+static void pool_close_all(mp_pool *pool)
+{
+    for (mpi_run *run = pool->first; run != NULL; run = run->next) {
+        for (uint32_t i = 0; i < run->inited; i++)
+            mpi_tool_close(pool, run->base + (size_t)i * run->span + run->first_off,
+                           run->per_chunk * pool->stride);
+    }
+}
+
 void mp_pool_reset(mp_pool *pool)
 {
     if (pool == NULL)
         return;
+    mpi_tool_forget_live(pool);
     *pool_head(pool) = NULL;
     pool_keep_peak(pool);
     pool->carved = 0;
@@ -410,6 +566,8 @@ void mp_pool_reset(mp_pool *pool)
         cursor_set(pool, pool->first, 0);
     else
         cursor_clear(pool);
+    if ((pool->checks & MPI_CHECK_TOOLS) != 0)
+        pool_close_all(pool);
 }
 
 /* Unlinks a run and gives it back to the source; returns its size. */
@@ -430,6 +588,7 @@ static size_t pool_release_run(mp_pool *pool, mpi_run *run)
     pool->held -= run->nchunks * run->per_chunk;
     pool->bytes_reserved -= size;
     pool->nruns--;
+    run_open(pool, run);
     pool->source.unmap(pool->source.ctx, run->base, size);
     return size;
 }
@@ -452,7 +611,7 @@ size_t mp_pool_trim(mp_pool *pool)
     void **head = pool_head(pool);
     for (run = pool->first; run != NULL; run = run->next)
         run->scratch = 0;
-    for (void *b = *head; b != NULL; b = *(void **)b)
+    for (void *b = *head; b != NULL; b = mpi_pool_link_get(pool, b))
         pool_run_of(pool, b)->scratch++;
     bool any = false;
     for (run = pool->first; run != NULL; run = run->next) {
@@ -464,13 +623,16 @@ size_t mp_pool_trim(mp_pool *pool)
     if (!any)
         return 0;
 
-    void **link = head;
-    while (*link != NULL) {
-        void *b = *link;
-        if (pool_run_of(pool, b)->scratch == RUN_RELEASE)
-            *link = *(void **)b;
+    void *kept = NULL; /* the last block kept: its link is the one to mend */
+    for (void *b = *head; b != NULL;) {
+        void *next = mpi_pool_link_get(pool, b);
+        if (pool_run_of(pool, b)->scratch != RUN_RELEASE)
+            kept = b;
+        else if (kept != NULL)
+            link_set(pool, kept, next);
         else
-            link = (void **)b;
+            *head = next;
+        b = next;
     }
     pool_keep_peak(pool);
     size_t given = 0;
@@ -492,19 +654,10 @@ size_t mp_pool_trim(mp_pool *pool)
 uint64_t mpi_pool_free_len(const mp_pool *pool)
 {
     uint64_t n = 0;
-    for (void *b = *pool_head_const(pool); b != NULL && n <= pool->carved; b = *(void **)b)
+    for (void *b = *pool_head_const(pool); b != NULL && n <= pool->carved;
+         b = mpi_pool_link_get(pool, b))
         n++;
     return n;
-}
-
-/* Finds the run and carving index of a block slot; NULL when p is no slot of the pool. O(runs). */
-static const mpi_run *pool_find_slot(const mp_pool *pool, const void *p, uint64_t *k)
-{
-    for (const mpi_run *run = pool->first; run != NULL; run = run->next) {
-        if (run_block_index(pool, run, p, k))
-            return run;
-    }
-    return NULL;
 }
 
 bool mp_pool_owns(const mp_pool *pool, const void *p)
@@ -512,7 +665,7 @@ bool mp_pool_owns(const mp_pool *pool, const void *p)
     uint64_t k;
     if (pool == NULL || p == NULL)
         return false;
-    const mpi_run *run = pool_find_slot(pool, p, &k);
+    const mpi_run *run = mpi_pool_find_slot(pool, p, &k);
     return run != NULL && k < run->carved;
 }
 
@@ -542,10 +695,13 @@ static bool pool_runs_are_valid(const mp_pool *pool)
 static bool pool_free_list_is_valid(const mp_pool *pool)
 {
     uint64_t n = 0;
-    for (void *b = *pool_head_const(pool); b != NULL; b = *(void **)b) {
+    for (void *b = *pool_head_const(pool); b != NULL; b = mpi_pool_link_get(pool, b)) {
         uint64_t k;
-        const mpi_run *run = pool_find_slot(pool, b, &k);
+        unsigned bit;
+        const mpi_run *run = mpi_pool_find_slot(pool, b, &k);
         if (run == NULL || k >= run->carved || ((uintptr_t)b & (pool->align - 1)) != 0)
+            return false;
+        if ((pool->checks & MPI_CHECK_STATE) != 0 && (*mpi_pool_slot_bit(pool, run, k, &bit) & bit) == 0)
             return false;
         if (++n > pool->carved)
             return false;

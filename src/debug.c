@@ -1,0 +1,319 @@
+/*
+ * debug.c: how errors are reported, the fill patterns of checked pools, and what AddressSanitizer and
+ * Valgrind's memcheck are told about pool blocks.
+ *
+ * Every user error a checked or secure pool catches goes through mpi_report(), which writes one line
+ * (`mempool: double free of 0x... in pool "conns"`) and calls the handler the program installed, or
+ * the default, which prints the line and aborts. The checks themselves live with the data they read
+ * (pool.c); this file keeps what they share. Invariant for the tools: a free block is inaccessible to
+ * the tools except while the library itself opens it (mpi_tool_open/close), so any access by the
+ * program to a free block is reported.
+ */
+#include "internal.h"
+
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+
+#if MP_ASAN
+#include <sanitizer/asan_interface.h>
+#endif
+#if MP_VALGRIND
+#include <valgrind/memcheck.h>
+#endif
+
+/* ================================================================================================
+ * Error reports
+ * ============================================================================================== */
+
+static _Atomic(mp_error_fn *) error_handler;
+static _Atomic(void *) error_ctx;
+
+void mp_set_error_handler(mp_error_fn *handler, void *ctx)
+{
+    atomic_store(&error_ctx, ctx);
+    atomic_store(&error_handler, handler);
+}
+
+const char *mp_error_name(mp_error_kind kind)
+{
+    switch (kind) {
+    case MP_ERR_DOUBLE_FREE:
+        return "double free";
+    case MP_ERR_INVALID_FREE:
+        return "invalid free";
+    case MP_ERR_WRITE_AFTER_FREE:
+        return "write after free";
+    case MP_ERR_OVERFLOW:
+        return "overflow";
+    case MP_ERR_LEAK:
+        return "leak";
+    case MP_ERR_CORRUPT_FREE_LIST:
+        return "corrupted free list";
+    }
+    return "unknown";
+}
+
+static void default_handler(const mp_error *error)
+{
+    fprintf(stderr, "%s\n", error->message);
+    fflush(stderr);
+    abort();
+}
+
+void mpi_report(mp_error_kind kind, const mp_pool *pool, const void *addr, const void *site,
+                uint64_t count, const char *detail)
+{
+    char message[512];
+    const char *name = pool != NULL ? pool->name : "";
+    if (kind == MP_ERR_LEAK)
+        snprintf(message, sizeof message, "mempool: %llu block%s leaked in pool \"%s\"%s",
+                 (unsigned long long)count, count == 1 ? "" : "s", name, detail ? detail : "");
+    else
+        snprintf(message, sizeof message, "mempool: %s of %p in pool \"%s\"%s", mp_error_name(kind),
+                 addr, name, detail ? detail : "");
+    mp_error error = {kind, pool, name, addr, site, count, message};
+    mp_error_fn *handler = atomic_load(&error_handler);
+    if (handler == NULL)
+        default_handler(&error);
+    else
+        handler(&error, atomic_load(&error_ctx));
+}
+
+/* ================================================================================================
+ * Fill patterns of checked pools
+ * ============================================================================================== */
+
+/* The user part of a free block after its link: [sizeof(void *), block_size). */
+static size_t fill_len(const mp_pool *pool)
+{
+    return pool->block_size > sizeof(void *) ? pool->block_size - sizeof(void *) : 0;
+}
+
+void mpi_fill_freed(const mp_pool *pool, void *block)
+{
+    memset((char *)block + sizeof(void *), MP_FILL_FREED, fill_len(pool));
+}
+
+static bool bytes_are(const unsigned char *p, size_t n, unsigned char value)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (p[i] != value)
+            return false;
+    }
+    return true;
+}
+
+bool mpi_fill_is_intact(const mp_pool *pool, const void *block)
+{
+    return bytes_are((const unsigned char *)block + sizeof(void *), fill_len(pool), MP_FILL_FREED);
+}
+
+/* The canary runs from the end of the user part to the site word. */
+void mpi_canary_set(const mp_pool *pool, void *block)
+{
+    memset((char *)block + pool->block_size, MP_FILL_CANARY, pool->site_off - pool->block_size);
+}
+
+bool mpi_canary_is_intact(const mp_pool *pool, const void *block)
+{
+    return bytes_are((const unsigned char *)block + pool->block_size,
+                     pool->site_off - pool->block_size, MP_FILL_CANARY);
+}
+
+/* ================================================================================================
+ * The checks around alloc, free and destroy
+ * ============================================================================================== */
+
+static const void *site_get(const mp_pool *pool, const void *block)
+{
+    const void *site;
+    memcpy(&site, (const char *)block + pool->site_off, sizeof site);
+    return site;
+}
+
+void mpi_check_alloc(mp_pool *pool, void *block, bool fresh, const void *site)
+{
+    if ((pool->checks & MPI_CHECK_FILL) != 0) {
+        mpi_tool_open(pool, block, pool->stride);
+        if (!fresh && !mpi_fill_is_intact(pool, block))
+            mpi_report(MP_ERR_WRITE_AFTER_FREE, pool, block, NULL, 1, NULL);
+        mpi_canary_set(pool, block);
+        memcpy((char *)block + pool->site_off, &site, sizeof site);
+    }
+    if ((pool->checks & MPI_CHECK_STATE) != 0) {
+        uint64_t k;
+        unsigned bit;
+        const mpi_run *run = mpi_pool_find_slot(pool, block, &k);
+        mp_assert(run != NULL);
+        *mpi_pool_slot_bit(pool, run, k, &bit) &= (unsigned char)~bit;
+    }
+    if ((pool->checks & MPI_CHECK_TOOLS) != 0)
+        mpi_tool_alloc(pool, block);
+}
+
+/* Three steps: is it a block this pool handed out; is it live (not free already); is its guard
+ * intact. Then the freed fill goes in, and the free bit is set. */
+bool mpi_check_free(mp_pool *pool, void *block)
+{
+    uint64_t k;
+    unsigned bit;
+    const mpi_run *run = mpi_pool_find_slot(pool, block, &k);
+    if (run == NULL || k >= run->carved) {
+        mpi_report(MP_ERR_INVALID_FREE, pool, block, NULL, 1, NULL);
+        return false;
+    }
+    unsigned char *bits = mpi_pool_slot_bit(pool, run, k, &bit);
+    if ((*bits & bit) != 0) {
+        mpi_report(MP_ERR_DOUBLE_FREE, pool, block, NULL, 1, NULL);
+        return false;
+    }
+    if ((pool->checks & MPI_CHECK_FILL) != 0) {
+        mpi_tool_open(pool, block, pool->stride);
+        if (!mpi_canary_is_intact(pool, block))
+            mpi_report(MP_ERR_OVERFLOW, pool, block, site_get(pool, block), 1, NULL);
+        mpi_fill_freed(pool, block);
+    }
+    *bits |= (unsigned char)bit;
+    return true;
+}
+
+/* Appends " 0x... (allocated at 0x...)" for a leaked block to the leak message. */
+static void leak_note(char *detail, size_t size, const void *block, const void *site)
+{
+    size_t used = strlen(detail);
+    if (used + 1 < size)
+        snprintf(detail + used, size - used, "%s %p (allocated at %p)", used == 0 ? ":" : ",",
+                 block, site);
+}
+
+void mpi_check_destroy(mp_pool *pool)
+{
+    uint64_t leaks = 0;
+    const void *first = NULL, *first_site = NULL;
+    char detail[384] = "";
+    for (const mpi_run *run = pool->first; run != NULL; run = run->next) {
+        for (uint64_t k = 0; k < run->carved; k++) {
+            void *block = mpi_pool_slot(pool, run, k);
+            unsigned bit;
+            bool is_free = (*mpi_pool_slot_bit(pool, run, k, &bit) & bit) != 0;
+            mpi_tool_open(pool, block, pool->stride);
+            if (is_free) {
+                if (!mpi_fill_is_intact(pool, block))
+                    mpi_report(MP_ERR_WRITE_AFTER_FREE, pool, block, NULL, 1, NULL);
+                continue;
+            }
+            const void *site = site_get(pool, block);
+            if (!mpi_canary_is_intact(pool, block))
+                mpi_report(MP_ERR_OVERFLOW, pool, block, site, 1, NULL);
+            if (leaks++ == 0) {
+                first = block;
+                first_site = site;
+            }
+            if (leaks <= MP_LEAKS_LISTED)
+                leak_note(detail, sizeof detail, block, site);
+        }
+    }
+    if (leaks > MP_LEAKS_LISTED && strlen(detail) + 5 < sizeof detail)
+        strcat(detail, ", ...");
+    if (leaks != 0)
+        mpi_report(MP_ERR_LEAK, pool, first, first_site, leaks, detail);
+}
+
+/* ================================================================================================
+ * AddressSanitizer and Valgrind
+ * ============================================================================================== */
+
+unsigned mpi_tool_checks(void)
+{
+    unsigned checks = 0;
+    if (MP_ASAN)
+        checks |= MPI_CHECK_ASAN;
+#if MP_VALGRIND
+    if (RUNNING_ON_VALGRIND)
+        checks |= MPI_CHECK_VALGRIND;
+#endif
+    return checks;
+}
+
+void mpi_tool_open(const mp_pool *pool, const void *p, size_t n)
+{
+    (void)pool, (void)p, (void)n;
+#if MP_ASAN
+    if (pool->checks & MPI_CHECK_ASAN)
+        ASAN_UNPOISON_MEMORY_REGION(p, n);
+#endif
+#if MP_VALGRIND
+    if (pool->checks & MPI_CHECK_VALGRIND)
+        VALGRIND_MAKE_MEM_DEFINED(p, n);
+#endif
+}
+
+void mpi_tool_close(const mp_pool *pool, const void *p, size_t n)
+{
+    (void)pool, (void)p, (void)n;
+#if MP_ASAN
+    if (pool->checks & MPI_CHECK_ASAN)
+        ASAN_POISON_MEMORY_REGION(p, n);
+#endif
+#if MP_VALGRIND
+    if (pool->checks & MPI_CHECK_VALGRIND)
+        VALGRIND_MAKE_MEM_NOACCESS(p, n);
+#endif
+}
+
+/* The block becomes the user's: block_size bytes accessible (to memcheck: undefined until written). */
+void mpi_tool_alloc(const mp_pool *pool, void *block)
+{
+    (void)pool, (void)block;
+#if MP_ASAN
+    if (pool->checks & MPI_CHECK_ASAN) {
+        ASAN_POISON_MEMORY_REGION(block, pool->stride);
+        ASAN_UNPOISON_MEMORY_REGION(block, pool->block_size);
+    }
+#endif
+#if MP_VALGRIND
+    if (pool->checks & MPI_CHECK_VALGRIND) {
+        VALGRIND_MAKE_MEM_NOACCESS(block, pool->stride);
+        VALGRIND_MALLOCLIKE_BLOCK(block, pool->block_size, 0, 0);
+    }
+#endif
+}
+
+/* The block is the pool's again: its whole slot inaccessible. */
+void mpi_tool_free(const mp_pool *pool, void *block)
+{
+    (void)pool, (void)block;
+#if MP_ASAN
+    if (pool->checks & MPI_CHECK_ASAN)
+        ASAN_POISON_MEMORY_REGION(block, pool->stride);
+#endif
+#if MP_VALGRIND
+    if (pool->checks & MPI_CHECK_VALGRIND) {
+        VALGRIND_FREELIKE_BLOCK(block, 0);
+        VALGRIND_MAKE_MEM_NOACCESS(block, pool->stride);
+    }
+#endif
+}
+
+/*
+ * Memcheck is told of blocks as malloc-like blocks (VALGRIND_MALLOCLIKE_BLOCK), which its leak check
+ * covers, rather than as mempool chunks, which it does not report as leaks. So when a reset or a
+ * destroy frees the live blocks at once, memcheck must be told of each (O(blocks carved), under
+ * Valgrind only): the live ones are the carved slots whose free bit is clear.
+ */
+void mpi_tool_forget_live(const mp_pool *pool)
+{
+    (void)pool;
+#if MP_VALGRIND
+    if ((pool->checks & MPI_CHECK_VALGRIND) == 0)
+        return;
+    for (const mpi_run *run = pool->first; run != NULL; run = run->next) {
+        for (uint64_t k = 0; k < run->carved; k++) {
+            unsigned bit;
+            if ((*mpi_pool_slot_bit(pool, run, k, &bit) & bit) == 0)
+                VALGRIND_FREELIKE_BLOCK(mpi_pool_slot(pool, run, k), 0);
+        }
+    }
+#endif
+}
