@@ -49,7 +49,15 @@ extern "C" {
 enum {
     /* Blocks come zero-filled from mp_pool_alloc(), like calloc(). Costs a memset per alloc. */
     MP_ZERO = 1u << 0,
-    /* Reserved for thread-safe pools (per-thread caches, cross-thread frees). */
+    /*
+     * A thread-safe pool may be used from any number of threads at once: any thread allocates, any
+     * thread frees any block, including blocks another thread allocated. Each thread keeps a small
+     * cache of free blocks (opts.thread_cache) that its alloc and free use inline, with no lock and no
+     * atomic read-modify-write; a full or empty cache moves half its size to or from the pool under
+     * the pool's lock. A thread that exits gives its cached blocks back. Calls marked "not
+     * thread-safe" below (reset, destroy) need every other thread to have stopped using the pool;
+     * the others (alloc, free, trim, owns, check, stats) may be called from any thread.
+     */
     MP_THREAD_SAFE = 1u << 1,
     /*
      * A checked pool stops user bugs with a clear message (see mp_set_error_handler()): double free,
@@ -107,6 +115,9 @@ typedef struct mp_source {
  *                valid until mp_pool_destroy(); the pool does not free it.
  *   name:        shown in statistics and messages; copied (up to MP_NAME_MAX - 1 bytes). NULL = "".
  *   source:      where chunks come from (above); NULL = the system (mmap). Ignored with a buffer.
+ *   thread_cache: MP_THREAD_SAFE pools: the most free blocks each thread keeps for itself; 0 = the
+ *                default (128, fewer for large blocks: at most 256 KiB a thread). Checked and secure
+ *                thread-safe pools keep none (every call takes the pool's lock, so every check runs).
  */
 typedef struct mp_pool_opts {
     size_t block_size;
@@ -117,6 +128,7 @@ typedef struct mp_pool_opts {
     size_t buffer_size;
     const char *name;
     const mp_source *source;
+    size_t thread_cache;
 } mp_pool_opts;
 
 typedef struct mp_pool mp_pool;
@@ -131,7 +143,7 @@ typedef struct mp_pool mp_pool;
  * that is not in a buffer takes one page from the source for its own bookkeeping.
  * Returns NULL if and only if:
  *   - errno = EINVAL: opts is NULL; block_size is 0; align is not 0 and not a power of two; flags
- *     has a bit that is unknown or not implemented yet (MP_THREAD_SAFE); a source lacks map or unmap;
+ *     has an unknown bit; a source lacks map or unmap; MP_THREAD_SAFE with a buffer;
  *     block_size rounded up to align, times capacity, overflows size_t; a buffer is given with a
  *     size too small for the pool's bookkeeping and one block;
  *   - errno = ENOMEM: the source could not give the page for the pool's bookkeeping.
@@ -141,6 +153,8 @@ mp_pool *mp_pool_create(const mp_pool_opts *opts);
 
 /*
  * Destroys the pool and gives all its memory back to the source, like freeing every block at once.
+ * A thread-safe pool may be destroyed once no other thread uses it, even if threads that used it
+ * still run (their caches of it are dropped, and they may exit later).
  * Blocks still live become invalid. Does nothing when pool is NULL. A checked pool first verifies
  * every block (write after free, overflow) and reports blocks still live as a leak.
  * Complexity: O(number of chunk runs), which is O(log(peak bytes)) for a growing pool.
@@ -310,28 +324,93 @@ int mp_stats_print(const mp_stats *stats, int format, FILE *out);
 /* ------------------------------------------------------------------------------------------------
  * Internals: the inline fast path. Nothing below is part of the API; do not touch these fields.
  *
- * Every pool begins with this struct (the rest is private to the library). The fast path pops and
- * pushes `free` and counts; everything rare folds into one test on each side, branching to an
- * out-of-line *_slow function in pool.c:
+ * Every pool begins with struct mp_pool_fast (the rest is private to the library). The fast path
+ * pops and pushes `free` and counts; everything rare folds into one test on each side:
  *   - a plain pool's `free` is the head of its free list (NULL when empty);
- *   - a pool whose blocks need more than a pop and a push (MP_ZERO, MP_CHECKED, MP_SECURE, every
- *     pool in a build for ASan or under Valgrind, and thread-safe pools to come) keeps its list elsewhere and `free` always MP_FAST_SLOW, a value no
- *     block has, so alloc goes slow on `free <= MP_FAST_SLOW` (empty, or slow pool) and free goes slow
- *     on `free == MP_FAST_SLOW` (or a NULL block or pool).
- * Only allocations are counted here: one store more than the original free list, where a second
- * counter would cost a third more time in an alloc+free loop (bench/). Blocks in use are derived
- * (blocks carved minus the free list's length), and frees from them; see mp_pool_stats().
+ *   - a pool whose blocks need more than a pop and a push (MP_ZERO, MP_CHECKED, MP_SECURE,
+ *     MP_THREAD_SAFE, every pool in a build for ASan or under Valgrind) keeps its list elsewhere
+ *     and `free` always MP_FAST_SLOW, a value no block has, so alloc leaves the fast path on
+ *     `free <= MP_FAST_SLOW` (empty, or such a pool) and free on `free == MP_FAST_SLOW` (or a NULL
+ *     block or pool).
+ * Off the fast path, still inline: a plain thread-safe pool (tsid != 0) uses this thread's cache of
+ * it, slot tsid of mpi_tls.caches, with no lock; the rest goes to the *_slow functions in pool.c.
+ *
+ * Only allocations are counted inline: one store more than the original free list, where a second
+ * counter would cost a third more time in an alloc+free loop. Blocks in use are derived (blocks
+ * carved minus the free blocks), and frees from them; see mp_pool_stats().
  * ---------------------------------------------------------------------------------------------- */
 
 #define MP_FAST_SLOW ((uintptr_t)1)
 
 struct mp_pool_fast {
     void *free;      /* head of a plain pool's free list; the link is the block's first word */
-    uint64_t allocs; /* successful allocations */
+    uint64_t allocs; /* successful allocations (thread-safe pools: see struct mp_tcache) */
+    uint32_t tsid;   /* a plain thread-safe pool's slot in every thread's cache table; else 0 */
 };
+
+/* One thread's cache of one thread-safe pool. Only its thread writes it; stats read the two
+ * counters from other threads, so those are written with relaxed atomic stores. One counter a side:
+ * blocks on `free` == pushes - pops, and the thread's allocations == pops less its flushes. */
+struct mp_tcache {
+    void *free;      /* the cached blocks, linked through their first word */
+    uint64_t pops;   /* blocks taken: allocations, and flushes to the pool */
+    uint64_t pushes; /* blocks added: frees, and refills from the pool */
+    uint64_t limit;  /* the most blocks `free` may hold */
+};
+
+/* This thread's caches, indexed by tsid (n slots; NULL where the thread has none). */
+struct mpi_tls {
+    struct mp_tcache **caches;
+    uint32_t n;
+};
+#ifdef __cplusplus
+extern thread_local struct mpi_tls mpi_tls;
+#else
+extern _Thread_local struct mpi_tls mpi_tls;
+#endif
+
+#if defined(__GNUC__) || defined(__clang__)
+#define MP_STORE_RELAXED(lvalue, value) __atomic_store_n(&(lvalue), (value), __ATOMIC_RELAXED)
+#else
+#define MP_STORE_RELAXED(lvalue, value) ((lvalue) = (value))
+#endif
 
 void *mp_pool_alloc_slow(mp_pool *pool);
 void mp_pool_free_slow(mp_pool *pool, void *block);
+
+/* This thread's cache of a plain thread-safe pool, or NULL (not such a pool, or no cache yet). */
+static inline struct mp_tcache *mpi_tcache_of(mp_pool *pool)
+{
+    uint32_t id = ((struct mp_pool_fast *)pool)->tsid;
+    return id != 0 && id < mpi_tls.n ? mpi_tls.caches[id] : NULL;
+}
+
+/* Off the fast path: a thread cache's pop, else the slow path. Intended cost: a TLS load, two
+ * loads, a pop and two stores; no lock, no atomic read-modify-write. */
+static inline void *mpi_pool_alloc_cached(mp_pool *pool)
+{
+    struct mp_tcache *c;
+    void *block;
+    if (pool != NULL && (c = mpi_tcache_of(pool)) != NULL && (block = c->free) != NULL) {
+        c->free = *(void **)block;
+        MP_STORE_RELAXED(c->pops, c->pops + 1);
+        return block;
+    }
+    return mp_pool_alloc_slow(pool);
+}
+
+static inline void mpi_pool_free_cached(mp_pool *pool, void *block)
+{
+    struct mp_tcache *c;
+    if (block != NULL && pool != NULL && (c = mpi_tcache_of(pool)) != NULL &&
+        c->pushes - c->pops < c->limit) {
+        *(void **)block = c->free;
+        c->free = block;
+        MP_STORE_RELAXED(c->pushes, c->pushes + 1);
+        return;
+    }
+    mp_pool_free_slow(pool, block);
+}
 
 /* Intended cost: a load and a test of the head, a load of the link, two stores (head, count). */
 static inline void *mp_pool_alloc(mp_pool *pool)
@@ -339,7 +418,7 @@ static inline void *mp_pool_alloc(mp_pool *pool)
     struct mp_pool_fast *f = (struct mp_pool_fast *)pool;
     void *block;
     if (MP_UNLIKELY(pool == NULL || (uintptr_t)(block = f->free) <= MP_FAST_SLOW))
-        return mp_pool_alloc_slow(pool);
+        return mpi_pool_alloc_cached(pool);
     f->free = *(void **)block;
     f->allocs++;
     return block;
@@ -351,7 +430,7 @@ static inline void mp_pool_free(mp_pool *pool, void *block)
     struct mp_pool_fast *f = (struct mp_pool_fast *)pool;
     void *head;
     if (MP_UNLIKELY(block == NULL || pool == NULL || (uintptr_t)(head = f->free) == MP_FAST_SLOW)) {
-        mp_pool_free_slow(pool, block);
+        mpi_pool_free_cached(pool, block);
         return;
     }
     *(void **)block = head;

@@ -6,3 +6,4 @@
 #include "pool.c"
 #include "stats.c"
 #include "debug.c"
+#include "tcache.c"

@@ -25,6 +25,7 @@
 #include "mempool.h"
 
 #include <assert.h>
+#include <pthread.h>
 #include <stdint.h>
 
 #if defined(__GNUC__) || defined(__clang__)
@@ -44,7 +45,7 @@
 #if MP_DEBUG >= 1
 #define mp_assert(cond) assert(cond)
 #else
-#define mp_assert(cond) ((void)0)
+#define mp_assert(cond) ((void)(0 && (cond))) /* still type-checked, never run */
 #endif
 
 /* ------------------------------------------------------------------------------------------------
@@ -52,6 +53,7 @@
  * ---------------------------------------------------------------------------------------------- */
 
 struct mpi_run;
+struct mpi_tcache;
 
 /* The header at the start of every chunk of a run. */
 typedef struct mpi_chunk {
@@ -140,6 +142,8 @@ struct mp_pool {
     size_t align;
     size_t stride;    /* block_size rounded up to align (at least a pointer) */
     size_t chunk_size; /* a power of two >= MP_CHUNK_SIZE */
+    unsigned chunk_shift; /* log2(chunk_size) */
+    uint64_t stride_recip; /* 2^64 / stride rounded up, for division by multiplication; 0: none */
     size_t first_off; /* offset of a chunk's first block */
     uint64_t per_chunk;
     uint64_t capacity;     /* as asked for; 0 = unbounded */
@@ -167,6 +171,15 @@ struct mp_pool {
     size_t meta_size; /* bytes of this struct's own mapping (0 in a buffer) */
     mpi_run buffer_run; /* a buffer pool's only run */
     char name[MP_NAME_MAX];
+
+    /* MP_THREAD_SAFE (tcache.c). `lock` guards everything above but the caches' own fields;
+     * the registry lock guards the lists. */
+    pthread_mutex_t lock;
+    uint32_t ts_id;              /* this pool's slot in every thread's cache table; 0: no caches */
+    uint32_t cache_limit;        /* blocks a thread's cache may hold */
+    struct mpi_tcache *caches;   /* the threads' caches of this pool */
+    mp_pool *ts_next, *ts_prev;  /* all thread-safe pools */
+    uint64_t retired_allocs;     /* allocations counted by caches since dropped */
 };
 
 /* ------------------------------------------------------------------------------------------------
@@ -181,6 +194,25 @@ MPI_HIDDEN size_t mpi_os_page_size(void);
 
 /* A random word from the kernel (getrandom), or a mix of clock and addresses if it has none. */
 MPI_HIDDEN uintptr_t mpi_os_random(void);
+
+/* ------------------------------------------------------------------------------------------------
+ * tcache.c: thread-safe pools
+ * ---------------------------------------------------------------------------------------------- */
+
+/* Makes a new pool thread-safe (lock, registry, cache slot). 0 or an errno code. */
+MPI_HIDDEN int mpi_ts_create(mp_pool *pool, const mp_pool_opts *opts);
+/* Drops every thread's cache of the pool and takes it out of the registry. */
+MPI_HIDDEN void mpi_ts_destroy(mp_pool *pool);
+/* The slow alloc and free of a thread-safe pool: through this thread's cache, or the lock. */
+MPI_HIDDEN void *mpi_ts_alloc(mp_pool *pool, const void *site);
+MPI_HIDDEN void mpi_ts_free(mp_pool *pool, void *block);
+/* Takes and drops the registry lock and the pool's lock, in that order (no-ops for other pools). */
+MPI_HIDDEN void mpi_ts_lock(const mp_pool *pool);
+MPI_HIDDEN void mpi_ts_unlock(const mp_pool *pool);
+/* With mpi_ts_lock held: the blocks held by caches and the allocations they counted. */
+MPI_HIDDEN void mpi_ts_sum(const mp_pool *pool, uint64_t *cached, uint64_t *allocs);
+/* With mpi_ts_lock held, no other thread using the pool: every cache emptied (mp_pool_reset). */
+MPI_HIDDEN void mpi_ts_reset(mp_pool *pool);
 
 /* ------------------------------------------------------------------------------------------------
  * debug.c: error reports, fill patterns, and what AddressSanitizer and Valgrind are told
@@ -218,6 +250,16 @@ MPI_HIDDEN void mpi_tool_forget_live(const mp_pool *pool);
 /* ------------------------------------------------------------------------------------------------
  * pool.c
  * ---------------------------------------------------------------------------------------------- */
+
+/* Takes a block from the free list or else the cursor (*fresh: from the cursor); counts nothing.
+ * NULL when the capacity or the memory is used up. */
+MPI_HIDDEN void *mpi_pool_take(mp_pool *pool, bool *fresh);
+/* Puts a chain of free blocks, linked first to last, on the free list. */
+MPI_HIDDEN void mpi_pool_give_chain(mp_pool *pool, void *first, void *last);
+/* The whole slow alloc and free of one pool: the single-threaded path, or a thread-safe pool's
+ * under its lock. */
+MPI_HIDDEN void *mpi_pool_alloc_locked(mp_pool *pool, const void *site);
+MPI_HIDDEN void mpi_pool_free_locked(mp_pool *pool, void *block);
 
 /* The run and carving index of the block slot at p, or NULL when p is no slot of the pool. Pure
  * arithmetic on the address, never a dereference of p. O(runs). */

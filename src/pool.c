@@ -23,7 +23,7 @@ static_assert(offsetof(struct mp_pool, fast) == 0, "the inline fast path reads t
 static_assert((MP_CHUNK_SIZE & (MP_CHUNK_SIZE - 1)) == 0, "MP_CHUNK_SIZE must be a power of two");
 
 /* Flags this version implements. */
-#define POOL_KNOWN_FLAGS ((unsigned)(MP_ZERO | MP_CHECKED | MP_SECURE))
+#define POOL_KNOWN_FLAGS ((unsigned)(MP_ZERO | MP_CHECKED | MP_SECURE | MP_THREAD_SAFE))
 
 /* A value of mpi_run.scratch that no count reaches: trim marks runs to give back with it. */
 #define RUN_RELEASE UINT64_MAX
@@ -67,23 +67,47 @@ static mpi_run *pool_run_of(const mp_pool *pool, const void *block)
 }
 
 /*
+ * x / stride, with the remainder in *rem. By Lemire's multiply-shift when x fits in 32 bits
+ * (Lemire, Kaser, Kurz, "Faster Remainder by Direct Computation", 2019: with M = 2^64 / d rounded
+ * up, x / d == (M * x) >> 64 for every 32-bit x and d), else by a division, several times slower.
+ */
+#ifdef __SIZEOF_INT128__
+__extension__ typedef unsigned __int128 u128;
+#endif
+
+static uint64_t stride_div(const mp_pool *pool, uint64_t x, uint64_t *rem)
+{
+    uint64_t q;
+#ifdef __SIZEOF_INT128__
+    if (x <= UINT32_MAX && pool->stride_recip != 0)
+        q = (uint64_t)(((u128)pool->stride_recip * x) >> 64);
+    else
+#endif
+        q = x / pool->stride;
+    *rem = x - q * pool->stride;
+    return q;
+}
+
+/*
  * If p is the start of a block slot of `run`, stores the slot's carving index in *k and returns true.
- * Pure arithmetic on the address: never dereferences p.
+ * Pure arithmetic on the address: never dereferences p. Chunks of a run from the source are
+ * chunk_size apart (a power of two); a buffer pool's run is one chunk.
  */
 static bool run_block_index(const mp_pool *pool, const mpi_run *run, const void *p, uint64_t *k)
 {
     uintptr_t a = (uintptr_t)p, base = (uintptr_t)run->base;
-    if (a < base)
+    if (a < base || a - base >= (uintptr_t)run->nchunks * run->span)
         return false;
-    uintptr_t off = a - base;
-    uintptr_t chunk = off / run->span;
-    if (chunk >= run->nchunks)
+    uintptr_t off = a - base, chunk = 0, in = off;
+    if (run->nchunks > 1) {
+        chunk = off >> pool->chunk_shift;
+        in = off & (pool->chunk_size - 1);
+    }
+    uint64_t rem, slot;
+    if (in < run->first_off)
         return false;
-    uintptr_t in = off % run->span;
-    if (in < run->first_off || (in - run->first_off) % pool->stride != 0)
-        return false;
-    uint64_t slot = (in - run->first_off) / pool->stride;
-    if (slot >= run->per_chunk)
+    slot = stride_div(pool, in - run->first_off, &rem);
+    if (rem != 0 || slot >= run->per_chunk)
         return false;
     *k = (uint64_t)chunk * run->per_chunk + slot;
     return true;
@@ -247,6 +271,9 @@ static int pool_geometry(mp_pool *pool, const mp_pool_opts *opts)
     pool->align = align;
     pool->stride = stride;
     pool->chunk_size = chunk;
+    while (((size_t)1 << pool->chunk_shift) < chunk)
+        pool->chunk_shift++;
+    pool->stride_recip = stride <= UINT32_MAX ? UINT64_MAX / stride + 1 : 0;
     pool->first_off = first_off;
     pool->bitmap_bytes = bitmap;
     pool->per_chunk = (chunk - first_off) / stride;
@@ -355,7 +382,7 @@ mp_pool *mp_pool_create(const mp_pool_opts *opts)
         return NULL;
     }
     proto.flags = opts->flags;
-    if ((opts->flags & MP_ZERO) != 0 || proto.checks != 0)
+    if ((opts->flags & (MP_ZERO | MP_THREAD_SAFE)) != 0 || proto.checks != 0)
         proto.fast.free = (void *)MP_FAST_SLOW; /* a slow pool (see mempool.h) */
     proto.source = opts->source != NULL ? *opts->source : mpi_os_source;
     for (size_t i = 0; opts->name != NULL && i < MP_NAME_MAX - 1 && opts->name[i] != '\0'; i++)
@@ -373,6 +400,11 @@ mp_pool *mp_pool_create(const mp_pool_opts *opts)
         pool = pool_place_in_source(&proto);
         err = ENOMEM;
     }
+    if (pool != NULL && (pool->flags & MP_THREAD_SAFE) != 0 && (err = mpi_ts_create(pool, opts)) != 0) {
+        pool->flags &= ~(unsigned)MP_THREAD_SAFE;
+        mp_pool_destroy(pool);
+        pool = NULL;
+    }
     if (pool == NULL)
         errno = err;
     return pool;
@@ -389,6 +421,8 @@ void mp_pool_destroy(mp_pool *pool)
 {
     if (pool == NULL)
         return;
+    if ((pool->flags & MP_THREAD_SAFE) != 0)
+        mpi_ts_destroy(pool);
     if ((pool->checks & MPI_CHECK_FILL) != 0)
         mpi_check_destroy(pool);
     mpi_tool_forget_live(pool);
@@ -498,25 +532,32 @@ static void *pool_carve(mp_pool *pool)
 
 static bool pool_is_valid(const mp_pool *pool);
 
-void *mp_pool_alloc_slow(mp_pool *pool)
+void *mpi_pool_take(mp_pool *pool, bool *fresh)
 {
-    if (pool == NULL) {
-        errno = EINVAL;
-        return NULL;
-    }
-    bool fresh = false;
     void *block = list_pop(pool);
+    *fresh = block == NULL;
+    return block != NULL ? block : pool_carve(pool);
+}
+
+void mpi_pool_give_chain(mp_pool *pool, void *first, void *last)
+{
+    void **head = pool_head(pool);
+    link_set(pool, last, *head);
+    *head = first;
+}
+
+void *mpi_pool_alloc_locked(mp_pool *pool, const void *site)
+{
+    bool fresh;
+    void *block = mpi_pool_take(pool, &fresh);
     if (block == NULL) {
-        if ((block = pool_carve(pool)) == NULL) {
-            pool->failed_allocs++;
-            errno = ENOMEM;
-            return NULL;
-        }
-        fresh = true;
+        pool->failed_allocs++;
+        errno = ENOMEM;
+        return NULL;
     }
     pool->fast.allocs++;
     if (pool->checks != 0)
-        mpi_check_alloc(pool, block, fresh, MPI_RETURN_ADDRESS());
+        mpi_check_alloc(pool, block, fresh, site);
     if ((pool->flags & MP_ZERO) != 0)
         memset(block, 0, pool->block_size);
     if (MP_DEBUG >= 2)
@@ -524,10 +565,8 @@ void *mp_pool_alloc_slow(mp_pool *pool)
     return block;
 }
 
-void mp_pool_free_slow(mp_pool *pool, void *block)
+void mpi_pool_free_locked(mp_pool *pool, void *block)
 {
-    if (block == NULL || pool == NULL)
-        return;
     if (pool->checks != 0 && !mpi_check_free(pool, block))
         return; /* reported; the free is not done */
     list_push(pool, block);
@@ -535,6 +574,28 @@ void mp_pool_free_slow(mp_pool *pool, void *block)
         mpi_tool_free(pool, block);
     if (MP_DEBUG >= 2)
         mp_assert(pool_is_valid(pool));
+}
+
+/* Reached from the inline path (mempool.h), so the return address is the allocation site. */
+void *mp_pool_alloc_slow(mp_pool *pool)
+{
+    if (pool == NULL) {
+        errno = EINVAL;
+        return NULL;
+    }
+    if ((pool->flags & MP_THREAD_SAFE) != 0)
+        return mpi_ts_alloc(pool, MPI_RETURN_ADDRESS());
+    return mpi_pool_alloc_locked(pool, MPI_RETURN_ADDRESS());
+}
+
+void mp_pool_free_slow(mp_pool *pool, void *block)
+{
+    if (block == NULL || pool == NULL)
+        return;
+    if ((pool->flags & MP_THREAD_SAFE) != 0)
+        mpi_ts_free(pool, block);
+    else
+        mpi_pool_free_locked(pool, block);
 }
 
 /* ================================================================================================
@@ -555,6 +616,9 @@ void mp_pool_reset(mp_pool *pool)
 {
     if (pool == NULL)
         return;
+    mpi_ts_lock(pool);
+    if ((pool->flags & MP_THREAD_SAFE) != 0)
+        mpi_ts_reset(pool);
     mpi_tool_forget_live(pool);
     *pool_head(pool) = NULL;
     pool_keep_peak(pool);
@@ -568,6 +632,7 @@ void mp_pool_reset(mp_pool *pool)
         cursor_clear(pool);
     if ((pool->checks & MPI_CHECK_TOOLS) != 0)
         pool_close_all(pool);
+    mpi_ts_unlock(pool);
 }
 
 /* Unlinks a run and gives it back to the source; returns its size. */
@@ -599,10 +664,8 @@ static size_t pool_release_run(mp_pool *pool, mpi_run *run)
  * back. A run at or after the cursor with nothing carved is wholly free too, so when the cursor's run
  * goes, so does every run after it, and the cursor is simply cleared.
  */
-size_t mp_pool_trim(mp_pool *pool)
+static size_t pool_trim_locked(mp_pool *pool)
 {
-    if (pool == NULL)
-        return 0;
     pool->trims++;
     if ((pool->state & MPI_IN_BUFFER) != 0 || pool->first == NULL)
         return 0;
@@ -647,6 +710,16 @@ size_t mp_pool_trim(mp_pool *pool)
     return given;
 }
 
+size_t mp_pool_trim(mp_pool *pool)
+{
+    if (pool == NULL)
+        return 0;
+    mpi_ts_lock(pool);
+    size_t given = pool_trim_locked(pool);
+    mpi_ts_unlock(pool);
+    return given;
+}
+
 /* ================================================================================================
  * Queries and the invariant validator
  * ============================================================================================== */
@@ -665,8 +738,11 @@ bool mp_pool_owns(const mp_pool *pool, const void *p)
     uint64_t k;
     if (pool == NULL || p == NULL)
         return false;
+    mpi_ts_lock(pool);
     const mpi_run *run = mpi_pool_find_slot(pool, p, &k);
-    return run != NULL && k < run->carved;
+    bool owned = run != NULL && k < run->carved;
+    mpi_ts_unlock(pool);
+    return owned;
 }
 
 /* The runs' list and counts agree with the pool's totals. */
@@ -692,7 +768,7 @@ static bool pool_runs_are_valid(const mp_pool *pool)
  * A link is followed only after the block holding it is known to be the pool's, so a corrupted
  * list is reported, not followed into the wild; the count bound stops a cycle.
  */
-static bool pool_free_list_is_valid(const mp_pool *pool)
+static bool pool_free_list_is_valid(const mp_pool *pool, bool locked_all)
 {
     uint64_t n = 0;
     for (void *b = *pool_head_const(pool); b != NULL; b = mpi_pool_link_get(pool, b)) {
@@ -706,10 +782,18 @@ static bool pool_free_list_is_valid(const mp_pool *pool)
         if (++n > pool->carved)
             return false;
     }
-    return pool->carved - n <= pool->fast.allocs;
+    /* blocks in use (not free, nor in a thread's cache) were each allocated */
+    uint64_t cached = 0, allocs = pool->fast.allocs;
+    if ((pool->flags & MP_THREAD_SAFE) != 0) {
+        if (!locked_all)
+            return true; /* the caches cannot be read without the registry lock */
+        mpi_ts_sum(pool, &cached, &allocs);
+        allocs += pool->fast.allocs;
+    }
+    return n + cached <= pool->carved && pool->carved - n - cached <= allocs;
 }
 
-static bool pool_is_valid(const mp_pool *pool)
+static bool pool_is_valid_as(const mp_pool *pool, bool locked_all)
 {
     if (pool->carved > pool->capacity_max || pool->carved > pool->held)
         return false;
@@ -717,12 +801,24 @@ static bool pool_is_valid(const mp_pool *pool)
         return false;
     if (pool->bump_end < pool->bump || (size_t)(pool->bump_end - pool->bump) % pool->stride != 0)
         return false;
-    return pool_runs_are_valid(pool) && pool_free_list_is_valid(pool);
+    return pool_runs_are_valid(pool) && pool_free_list_is_valid(pool, locked_all);
+}
+
+/* The validator as the slow paths call it (MP_DEBUG 2): a thread-safe pool's lock is held, but
+ * not the registry's. */
+static bool pool_is_valid(const mp_pool *pool)
+{
+    return pool_is_valid_as(pool, false);
 }
 
 bool mp_pool_check(const mp_pool *pool)
 {
-    return pool != NULL && pool_is_valid(pool);
+    if (pool == NULL)
+        return false;
+    mpi_ts_lock(pool);
+    bool valid = pool_is_valid_as(pool, true);
+    mpi_ts_unlock(pool);
+    return valid;
 }
 
 size_t mp_pool_block_size(const mp_pool *pool)

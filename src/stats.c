@@ -16,7 +16,12 @@ int mp_pool_stats(const mp_pool *pool, mp_stats *out)
 {
     if (pool == NULL || out == NULL)
         return EINVAL;
-    uint64_t free_len = mpi_pool_free_len(pool);
+    mpi_ts_lock(pool);
+    uint64_t cached = 0, allocs = 0;
+    if ((pool->flags & MP_THREAD_SAFE) != 0)
+        mpi_ts_sum(pool, &cached, &allocs);
+    allocs += pool->fast.allocs;
+    uint64_t free_len = mpi_pool_free_len(pool) + cached;
     if (free_len > pool->carved)
         free_len = pool->carved; /* a cyclic list (user bug): report what can be known */
     uint64_t in_use = pool->carved - free_len;
@@ -29,8 +34,8 @@ int mp_pool_stats(const mp_pool *pool, mp_stats *out)
     out->blocks_in_use = in_use;
     out->blocks_peak = mpi_pool_peak(pool);
     out->blocks_free = free_len;
-    out->allocs = pool->fast.allocs;
-    out->frees = pool->fast.allocs - in_use;
+    out->allocs = allocs;
+    out->frees = allocs - in_use;
     out->failed_allocs = pool->failed_allocs;
     out->bytes_reserved = pool->bytes_reserved;
     out->bytes_used = in_use * pool->block_size;
@@ -38,6 +43,7 @@ int mp_pool_stats(const mp_pool *pool, mp_stats *out)
     out->source_maps = pool->source_maps;
     out->resets = pool->resets;
     out->trims = pool->trims;
+    mpi_ts_unlock(pool);
     return 0;
 }
 

@@ -1,0 +1,424 @@
+/*
+ * tcache.c: thread-safe pools, by per-thread caches over a locked pool.
+ *
+ * The design is Bonwick's magazines (Bonwick and Adams, "Magazines and Vmem", USENIX 2001) in the
+ * shape of DPDK's per-lcore mempool cache: each thread keeps, for each thread-safe pool it uses, a
+ * LIFO list of at most `limit` free blocks (struct mp_tcache, public so that alloc and free use it
+ * inline). An empty cache takes limit/2 blocks from the pool, a full one gives limit/2 back, each
+ * time under the pool's mutex, so the lock is taken once per limit/2 operations and a producer ->
+ * consumer pair moves blocks in batches. Nothing on the inline path is a lock or an atomic
+ * read-modify-write; the two counters other threads read are written with relaxed stores.
+ *
+ * Bookkeeping, all under the registry lock (lock order: registry, then a pool):
+ *   - a thread record per thread that has a cache: its table of caches, indexed by the pools' ts_id
+ *     (the same table the inline path reads through mpi_tls), freed by a pthread key destructor
+ *     when the thread exits, which first gives every cached block back: O(pools the thread used);
+ *   - a list of each pool's caches, so that mp_pool_destroy() can drop them while their threads
+ *     live on, and stats can add them up;
+ *   - the list of thread-safe pools, so that fork() can take every lock first (pthread_atfork).
+ * Invariants: a cache is in its pool's list and in its thread's table at slot ts_id, or in neither;
+ * a carved block is in use, on the pool's free list, or in exactly one cache;
+ * in_use = carved - free_len - cached.
+ */
+#include "internal.h"
+
+#include <errno.h>
+#include <string.h>
+
+/* The cache a thread keeps of a pool, with its links. `pub` first: the inline path sees only it. */
+typedef struct mpi_tcache {
+    struct mp_tcache pub;
+    uint64_t flushed; /* blocks given back to the pool (counted in pub.pops, not allocations) */
+    mp_pool *pool;
+    struct mpi_thread *thread;
+    struct mpi_tcache *pool_next; /* the pool's caches */
+    struct mpi_tcache *pool_prev;
+} mpi_tcache;
+
+/* A thread that has caches: its table (the same memory as its mpi_tls.caches). */
+typedef struct mpi_thread {
+    mpi_tcache **caches;
+    uint32_t n;
+    struct mpi_thread *next; /* all threads with caches */
+    struct mpi_thread *prev;
+} mpi_thread;
+
+_Thread_local struct mpi_tls mpi_tls;
+static _Thread_local mpi_thread *self;
+
+static pthread_mutex_t registry = PTHREAD_MUTEX_INITIALIZER;
+static pthread_once_t registry_once = PTHREAD_ONCE_INIT;
+static pthread_key_t exit_key;
+static mpi_thread *threads;
+static mp_pool *ts_pools;
+static uint32_t next_id = 1;   /* slot 0 means "no cache" */
+static uint32_t *free_ids;     /* ids of destroyed pools, for reuse */
+static uint32_t nfree_ids, free_ids_cap;
+static mp_pool *cache_meta;    /* where mpi_tcache and mpi_thread records come from */
+static mp_pool *thread_meta;
+
+/* Cache limits: the default, and the most bytes a default cache may hold. */
+#define CACHE_DEFAULT 128u
+#define CACHE_BYTES_MAX (256u * 1024u)
+
+static void thread_exit(void *arg);
+static void fork_prepare(void);
+static void fork_parent(void);
+static void fork_child(void);
+
+static void registry_init(void)
+{
+    pthread_key_create(&exit_key, thread_exit);
+    pthread_atfork(fork_prepare, fork_parent, fork_child);
+}
+
+/* ================================================================================================
+ * Small tables from the system (never malloc: mempool may one day be malloc)
+ * ============================================================================================== */
+
+/* Grows a table of `*cap` items of `size` bytes to hold at least `need`; false on ENOMEM. */
+static bool table_grow(void **table, uint32_t *cap, size_t size, uint32_t need)
+{
+    if (need <= *cap)
+        return true;
+    size_t page = mpi_os_page_size();
+    uint32_t cap2 = *cap != 0 ? *cap : (uint32_t)(page / size);
+    while (cap2 < need)
+        cap2 *= 2;
+    void *grown = mpi_os_source.map(NULL, (size_t)cap2 * size, page);
+    if (grown == NULL)
+        return false;
+    if (*table != NULL) {
+        memcpy(grown, *table, (size_t)*cap * size);
+        mpi_os_source.unmap(NULL, *table, (size_t)*cap * size);
+    }
+    memset((char *)grown + (size_t)*cap * size, 0, (size_t)(cap2 - *cap) * size);
+    *table = grown;
+    *cap = cap2;
+    return true;
+}
+
+static void *meta_alloc(mp_pool **meta, size_t size)
+{
+    if (*meta == NULL)
+        *meta = mp_pool_create(&(mp_pool_opts){.block_size = size, .name = "mempool.tcache"});
+    void *p = *meta != NULL ? mp_pool_alloc(*meta) : NULL;
+    if (p != NULL)
+        memset(p, 0, size);
+    return p;
+}
+
+/* ================================================================================================
+ * Creating and destroying thread-safe pools
+ * ============================================================================================== */
+
+int mpi_ts_create(mp_pool *pool, const mp_pool_opts *opts)
+{
+    if ((pool->state & MPI_IN_BUFFER) != 0)
+        return EINVAL;
+    pthread_once(&registry_once, registry_init);
+    size_t limit = opts->thread_cache;
+    if (limit == 0) {
+        limit = CACHE_BYTES_MAX / pool->stride;
+        limit = limit > CACHE_DEFAULT ? CACHE_DEFAULT : limit < 2 ? 2 : limit;
+    }
+    if (limit > UINT32_MAX / 2)
+        limit = UINT32_MAX / 2;
+    if (pool->checks != 0) /* checks run under the lock, on every call */
+        limit = 0;
+    if (pthread_mutex_init(&pool->lock, NULL) != 0)
+        return ENOMEM;
+    pool->cache_limit = (uint32_t)limit;
+
+    pthread_mutex_lock(&registry);
+    if (limit != 0)
+        pool->ts_id = nfree_ids != 0 ? free_ids[--nfree_ids] : next_id++;
+    pool->ts_next = ts_pools;
+    if (ts_pools != NULL)
+        ts_pools->ts_prev = pool;
+    ts_pools = pool;
+    pthread_mutex_unlock(&registry);
+    if ((pool->flags & MP_ZERO) == 0 && pool->checks == 0)
+        pool->fast.tsid = pool->ts_id; /* the inline path may use the caches */
+    return 0;
+}
+
+/* Unlinks a cache from its pool and its thread, and frees it. Registry lock held. */
+static void cache_drop(mpi_tcache *c)
+{
+    mp_pool *pool = c->pool;
+    if (c->pool_prev != NULL)
+        c->pool_prev->pool_next = c->pool_next;
+    else
+        pool->caches = c->pool_next;
+    if (c->pool_next != NULL)
+        c->pool_next->pool_prev = c->pool_prev;
+    c->thread->caches[pool->ts_id] = NULL;
+    mp_pool_free(cache_meta, c);
+}
+
+void mpi_ts_destroy(mp_pool *pool)
+{
+    pthread_mutex_lock(&registry);
+    while (pool->caches != NULL)
+        cache_drop(pool->caches);
+    if (pool->ts_prev != NULL)
+        pool->ts_prev->ts_next = pool->ts_next;
+    else
+        ts_pools = pool->ts_next;
+    if (pool->ts_next != NULL)
+        pool->ts_next->ts_prev = pool->ts_prev;
+    if (pool->ts_id != 0 &&
+        table_grow((void **)&free_ids, &free_ids_cap, sizeof *free_ids, nfree_ids + 1))
+        free_ids[nfree_ids++] = pool->ts_id; /* else the id is simply never reused */
+    pthread_mutex_unlock(&registry);
+    pthread_mutex_destroy(&pool->lock);
+}
+
+/* ================================================================================================
+ * This thread's cache of a pool
+ * ============================================================================================== */
+
+/* Creates this thread's cache of the pool. Registry lock held. NULL on ENOMEM. */
+static mpi_tcache *cache_create_locked(mp_pool *pool)
+{
+    if (self == NULL) {
+        self = meta_alloc(&thread_meta, sizeof(mpi_thread));
+        if (self == NULL)
+            return NULL;
+        self->next = threads;
+        if (threads != NULL)
+            threads->prev = self;
+        threads = self;
+        pthread_setspecific(exit_key, self);
+    }
+    if (!table_grow((void **)&self->caches, &self->n, sizeof *self->caches, pool->ts_id + 1))
+        return NULL;
+    mpi_tls.caches = (struct mp_tcache **)self->caches;
+    mpi_tls.n = self->n;
+    mpi_tcache *c = meta_alloc(&cache_meta, sizeof(mpi_tcache));
+    if (c == NULL)
+        return NULL;
+    c->pub.limit = pool->cache_limit;
+    c->pool = pool;
+    c->thread = self;
+    c->pool_next = pool->caches;
+    if (pool->caches != NULL)
+        pool->caches->pool_prev = c;
+    pool->caches = c;
+    self->caches[pool->ts_id] = c;
+    return c;
+}
+
+/* This thread's cache of the pool, created on first use; NULL if the pool keeps none. */
+static mpi_tcache *cache_get(mp_pool *pool)
+{
+    uint32_t id = pool->ts_id;
+    if (id == 0)
+        return NULL;
+    if (id < mpi_tls.n && mpi_tls.caches[id] != NULL)
+        return (mpi_tcache *)mpi_tls.caches[id];
+    pthread_mutex_lock(&registry);
+    mpi_tcache *c = cache_create_locked(pool);
+    pthread_mutex_unlock(&registry);
+    return c;
+}
+
+/* Takes up to limit/2 blocks from the pool into the empty cache c. Counts a failure if none. */
+static void cache_refill(mp_pool *pool, mpi_tcache *c)
+{
+    uint32_t want = c->pub.limit / 2 != 0 ? c->pub.limit / 2 : 1, got = 0;
+    bool fresh;
+    pthread_mutex_lock(&pool->lock);
+    for (; got < want; got++) {
+        void *block = mpi_pool_take(pool, &fresh);
+        if (block == NULL)
+            break;
+        *(void **)block = c->pub.free;
+        c->pub.free = block;
+    }
+    if (got == 0)
+        pool->failed_allocs++;
+    pthread_mutex_unlock(&pool->lock);
+    MP_STORE_RELAXED(c->pub.pushes, c->pub.pushes + got);
+}
+
+/* Gives the first n (>= 1) blocks of the cache back to the pool: the chain is cut outside the
+ * lock and spliced in O(1) under it. */
+static void cache_flush(mp_pool *pool, mpi_tcache *c, uint32_t n)
+{
+    void *first = c->pub.free, *last = first;
+    for (uint32_t i = 1; i < n; i++)
+        last = *(void **)last;
+    c->pub.free = *(void **)last;
+    c->flushed += n;
+    MP_STORE_RELAXED(c->pub.pops, c->pub.pops + n);
+    pthread_mutex_lock(&pool->lock);
+    mpi_pool_give_chain(pool, first, last);
+    pthread_mutex_unlock(&pool->lock);
+}
+
+/* ================================================================================================
+ * The slow alloc and free of a thread-safe pool
+ * ============================================================================================== */
+
+void *mpi_ts_alloc(mp_pool *pool, const void *site)
+{
+    mpi_tcache *c = cache_get(pool);
+    if (c == NULL) {
+        pthread_mutex_lock(&pool->lock);
+        void *block = mpi_pool_alloc_locked(pool, site);
+        int err = errno;
+        pthread_mutex_unlock(&pool->lock);
+        errno = err;
+        return block;
+    }
+    if (c->pub.free == NULL)
+        cache_refill(pool, c);
+    void *block = c->pub.free;
+    if (block == NULL) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    c->pub.free = *(void **)block;
+    MP_STORE_RELAXED(c->pub.pops, c->pub.pops + 1);
+    if ((pool->flags & MP_ZERO) != 0)
+        memset(block, 0, pool->block_size);
+    return block;
+}
+
+void mpi_ts_free(mp_pool *pool, void *block)
+{
+    mpi_tcache *c = cache_get(pool);
+    if (c == NULL) {
+        pthread_mutex_lock(&pool->lock);
+        mpi_pool_free_locked(pool, block);
+        pthread_mutex_unlock(&pool->lock);
+        return;
+    }
+    uint64_t count = c->pub.pushes - c->pub.pops;
+    if (count >= c->pub.limit)
+        cache_flush(pool, c, (uint32_t)(c->pub.limit / 2 != 0 ? c->pub.limit / 2 : count));
+    *(void **)block = c->pub.free;
+    c->pub.free = block;
+    MP_STORE_RELAXED(c->pub.pushes, c->pub.pushes + 1);
+}
+
+/* ================================================================================================
+ * Thread exit, reading, reset
+ * ============================================================================================== */
+
+/* Gives every block of a cache back (walking to the end of its list, which is whole at every
+ * instruction boundary, so this also serves a cache whose thread a fork() left behind) and folds
+ * its count of allocations into the pool's. Registry lock held. */
+static void cache_retire(mpi_tcache *c)
+{
+    mp_pool *pool = c->pool;
+    pthread_mutex_lock(&pool->lock);
+    void *first = c->pub.free, *last = first;
+    while (last != NULL && *(void **)last != NULL)
+        last = *(void **)last;
+    if (first != NULL)
+        mpi_pool_give_chain(pool, first, last);
+    pool->retired_allocs += c->pub.pops - c->flushed;
+    pthread_mutex_unlock(&pool->lock);
+    cache_drop(c);
+}
+
+/* Retires all caches of a thread and frees its record. Registry lock held. */
+static void thread_retire(mpi_thread *t)
+{
+    for (uint32_t id = 0; id < t->n; id++) {
+        if (t->caches[id] != NULL)
+            cache_retire(t->caches[id]);
+    }
+    if (t->prev != NULL)
+        t->prev->next = t->next;
+    else
+        threads = t->next;
+    if (t->next != NULL)
+        t->next->prev = t->prev;
+    if (t->caches != NULL)
+        mpi_os_source.unmap(NULL, t->caches, (size_t)t->n * sizeof *t->caches);
+    mp_pool_free(thread_meta, t);
+}
+
+/* The pthread key destructor: O(pools this thread used). */
+static void thread_exit(void *arg)
+{
+    pthread_mutex_lock(&registry);
+    thread_retire(arg);
+    pthread_mutex_unlock(&registry);
+    self = NULL;
+    mpi_tls.caches = NULL;
+    mpi_tls.n = 0;
+}
+
+void mpi_ts_lock(const mp_pool *pool)
+{
+    if ((pool->flags & MP_THREAD_SAFE) == 0)
+        return;
+    pthread_mutex_lock(&registry);
+    pthread_mutex_lock((pthread_mutex_t *)&pool->lock);
+}
+
+void mpi_ts_unlock(const mp_pool *pool)
+{
+    if ((pool->flags & MP_THREAD_SAFE) == 0)
+        return;
+    pthread_mutex_unlock((pthread_mutex_t *)&pool->lock);
+    pthread_mutex_unlock(&registry);
+}
+
+void mpi_ts_sum(const mp_pool *pool, uint64_t *cached, uint64_t *allocs)
+{
+    *cached = 0;
+    *allocs = pool->retired_allocs;
+    for (const mpi_tcache *c = pool->caches; c != NULL; c = c->pool_next) {
+        /* pops first: a racing free can only make pushes larger, never the count negative */
+        uint64_t pops = __atomic_load_n(&c->pub.pops, __ATOMIC_RELAXED);
+        uint64_t pushes = __atomic_load_n(&c->pub.pushes, __ATOMIC_RELAXED);
+        *cached += pushes - pops;
+        *allocs += pops - c->flushed;
+    }
+}
+
+void mpi_ts_reset(mp_pool *pool)
+{
+    for (mpi_tcache *c = pool->caches; c != NULL; c = c->pool_next) {
+        c->pub.free = NULL; /* the cached blocks count as taken back by a flush */
+        c->flushed += c->pub.pushes - c->pub.pops;
+        MP_STORE_RELAXED(c->pub.pops, c->pub.pushes);
+    }
+}
+
+/* ================================================================================================
+ * fork(): every lock is taken before, released after; in the child, the caches of threads that
+ * did not survive are given back to their pools
+ * ============================================================================================== */
+
+static void fork_prepare(void)
+{
+    pthread_mutex_lock(&registry);
+    for (mp_pool *p = ts_pools; p != NULL; p = p->ts_next)
+        pthread_mutex_lock(&p->lock);
+}
+
+static void fork_parent(void)
+{
+    for (mp_pool *p = ts_pools; p != NULL; p = p->ts_next)
+        pthread_mutex_unlock(&p->lock);
+    pthread_mutex_unlock(&registry);
+}
+
+static void fork_child(void)
+{
+    for (mp_pool *p = ts_pools; p != NULL; p = p->ts_next)
+        pthread_mutex_unlock(&p->lock);
+    for (mpi_thread *t = threads, *next; t != NULL; t = next) {
+        next = t->next;
+        if (t != self)
+            thread_retire(t);
+    }
+    pthread_mutex_unlock(&registry);
+}
