@@ -322,6 +322,213 @@ int mp_stats_write(const mp_stats *stats, int format, mp_write_fn *write, void *
 int mp_stats_print(const mp_stats *stats, int format, FILE *out);
 
 /* ------------------------------------------------------------------------------------------------
+ * Heaps: any size, made of pools (one per size class), large blocks straight from the source
+ * ---------------------------------------------------------------------------------------------- */
+
+typedef struct mp_heap mp_heap;
+
+/* Size classes of a heap: 8, 16, then multiples of 16 (32, 48, 64, 80, 96, 112, 128), then 8
+ * classes per doubling up to MP_HEAP_MAX_CLASS (144, 160, ..., 256, 288, ...). Every class above 8
+ * is a multiple of 16, so every block of more than 8 bytes is 16-aligned as C asks of malloc; the
+ * price is that requests of 65 to 128 bytes may waste up to 15/80 (18.75%) of their block; above
+ * 128 bytes no request wastes more than 12.5%. Requests above MP_HEAP_MAX_CLASS are large blocks,
+ * mapped from the source one by one. */
+#define MP_HEAP_CLASSES 97
+#define MP_HEAP_MAX_CLASS ((size_t)256 * 1024)
+
+/*
+ * What a heap is made of; zero-initialise what you do not set, or pass NULL for all defaults.
+ *   flags:    MP_THREAD_SAFE (any thread may allocate and free, with per-thread caches), MP_CHECKED
+ *             (every class pool checked: double free, invalid free, write after free, overflow and
+ *             leaks are reported as for pools), MP_SECURE, MP_ZERO.
+ *   capacity: the most bytes the heap takes from its source (or buffer) at once; 0 = unbounded.
+ *   buffer, buffer_size: the heap lives inside this buffer, its bookkeeping included, and never
+ *             calls the system or malloc (then MP_THREAD_SAFE is refused). Memory of freed large
+ *             blocks and trimmed chunks is not reused from a buffer until mp_heap_reset().
+ *   name, source: as for pools.
+ */
+typedef struct mp_heap_opts {
+    unsigned flags;
+    size_t capacity;
+    void *buffer;
+    size_t buffer_size;
+    const char *name;
+    const mp_source *source;
+} mp_heap_opts;
+
+/*
+ * Creates a heap. O(1): class pools are made when a class is first used.
+ * Returns NULL if and only if: errno = EINVAL: flags has an unknown bit, or MP_THREAD_SAFE with a
+ * buffer, or a buffer too small for the heap's bookkeeping, or a source lacks map or unmap;
+ * errno = ENOMEM: no memory for the bookkeeping.
+ * Thread-safety: may be called from any thread.
+ */
+mp_heap *mp_heap_create(const mp_heap_opts *opts);
+
+/*
+ * Like malloc(): a block of at least `size` bytes, aligned to 16 bytes (to 8 for sizes of 8 or less),
+ * from the size class that fits, or a large block. mp_heap_alloc(heap, 0) returns a unique block.
+ * Complexity: O(1); a class block costs a class lookup and an inline pool alloc.
+ * Returns NULL if and only if: errno = ENOMEM: the size is above PTRDIFF_MAX, or the capacity or the
+ * source is exhausted; errno = EINVAL: heap is NULL.
+ * Thread-safety: as the heap's flags say (MP_THREAD_SAFE: any thread at any time).
+ */
+void *mp_heap_alloc(mp_heap *heap, size_t size);
+
+/* Like calloc(): n * size zeroed bytes. NULL with errno = ENOMEM when n * size overflows, else as
+ * mp_heap_alloc(). */
+void *mp_heap_calloc(mp_heap *heap, size_t n, size_t size);
+
+/*
+ * Like realloc(): moves the contents to a block of at least `size` bytes when the block's class (or
+ * large size) does not already fit, keeping min(old usable size, size) bytes. realloc(heap, NULL, n)
+ * is mp_heap_alloc(heap, n). realloc(heap, p, 0) frees p and returns NULL (errno untouched), as
+ * glibc does. On failure returns NULL with errno = ENOMEM and leaves p untouched.
+ */
+void *mp_heap_realloc(mp_heap *heap, void *p, size_t size);
+
+/*
+ * Like aligned_alloc(), without C11's demand that size be a multiple of align: a block of at least
+ * `size` bytes aligned to `align`. Alignments up to 4096 come from the size classes (the smallest
+ * class that is a multiple of align); larger ones are large blocks.
+ * Returns NULL if and only if: errno = EINVAL: align is not a power of two; errno = ENOMEM as for
+ * mp_heap_alloc().
+ */
+void *mp_heap_aligned_alloc(mp_heap *heap, size_t align, size_t size);
+
+/*
+ * Like free(): gives a block back to its class pool, which is found from the block's address (its
+ * chunk header, found by masking), or unmaps a large block (keeping a few recently freed large blocks
+ * for reuse, so repeated large allocations do not fault their pages in again). NULL does nothing.
+ * Undefined in a plain heap, reported in a checked one: a pointer the heap did not hand out, a block
+ * freed twice.
+ */
+void mp_heap_free(mp_heap *heap, void *p);
+
+/* Like mp_heap_free(), faster: the caller says the size it asked for (or any size up to the usable
+ * size), so no lookup is needed. Undefined if the size belongs to another class. */
+void mp_heap_free_sized(mp_heap *heap, void *p, size_t size);
+
+/* The usable size of a block of the heap (>= what was asked for); 0 for NULL. */
+size_t mp_heap_usable_size(const mp_heap *heap, const void *p);
+
+/* Frees every block at once (class pools are reset, large blocks unmapped); the heap keeps its class
+ * chunks. Not thread-safe: no other thread may use the heap meanwhile. */
+void mp_heap_reset(mp_heap *heap);
+
+/* Destroys the heap and gives all its memory back. NULL does nothing. A checked heap reports leaks
+ * first. Not thread-safe: no other thread may use the heap meanwhile. */
+void mp_heap_destroy(mp_heap *heap);
+
+/* One size class's figures in mp_heap_stats. */
+typedef struct mp_heap_class_stats {
+    size_t size;             /* the class's block size */
+    uint64_t blocks_in_use;
+    uint64_t blocks_peak;
+    uint64_t allocs;
+    uint64_t frees;
+    uint64_t bytes_reserved;
+} mp_heap_class_stats;
+
+/* A struct tag with no typedef: in C the function mp_heap_stats() takes the ordinary name. */
+struct mp_heap_stats {
+    char name[MP_NAME_MAX];
+    uint64_t allocs;         /* all successful allocations, class and large */
+    uint64_t frees;
+    uint64_t failed_allocs;
+    uint64_t blocks_in_use;
+    uint64_t bytes_in_use;   /* usable bytes of the blocks in use */
+    uint64_t bytes_reserved; /* taken from the source (or the buffer) and not given back */
+    uint64_t large_in_use;   /* large blocks in use */
+    uint64_t large_cached;   /* freed large blocks kept for reuse */
+    mp_heap_class_stats classes[MP_HEAP_CLASSES]; /* by increasing size */
+};
+
+/* Fills *out. Returns 0, or EINVAL when heap or out is NULL. O(classes + free blocks). */
+int mp_heap_stats(const mp_heap *heap, struct mp_heap_stats *out);
+
+/* Writes the heap's statistics (totals and the classes in use) as text or JSON, as
+ * mp_stats_write() does. 0, or EINVAL. */
+int mp_heap_stats_write(const struct mp_heap_stats *stats, int format, mp_write_fn *write, void *ctx);
+
+/* ------------------------------------------------------------------------------------------------
+ * The process-wide heap: malloc's contract, no setup. Thread-safe. With MEMPOOL_CHECKED=1 in the
+ * environment when it is first used, it is a checked heap.
+ * ---------------------------------------------------------------------------------------------- */
+
+void *mp_malloc(size_t size);                    /* NULL + ENOMEM as mp_heap_alloc() */
+void *mp_calloc(size_t n, size_t size);          /* NULL + ENOMEM on overflow */
+void *mp_realloc(void *p, size_t size);          /* as mp_heap_realloc(): (p, 0) frees, NULL */
+void *mp_aligned_alloc(size_t align, size_t size); /* NULL + EINVAL for a bad align */
+void mp_free(void *p);                           /* NULL does nothing */
+size_t mp_usable_size(const void *p);            /* >= the size asked for; 0 for NULL */
+/* The process-wide heap itself, for mp_heap_stats() (created on first use; NULL if that failed). */
+mp_heap *mp_default_heap(void);
+
+/* ------------------------------------------------------------------------------------------------
+ * Arenas: bump allocation over chunks, everything freed at once (APR and nginx pools)
+ * ---------------------------------------------------------------------------------------------- */
+
+typedef struct mp_arena mp_arena;
+
+/*
+ * What an arena is made of; zero-initialise what you do not set, or pass NULL for all defaults.
+ *   chunk_size: bytes taken from the source at a time (0 = 64 KiB; a larger request takes a chunk
+ *               of its own);
+ *   capacity:   the most bytes the arena takes from its source at once; 0 = unbounded;
+ *   buffer, buffer_size: the arena lives in this buffer, bookkeeping included, never calling the
+ *               system or malloc;
+ *   name, source: as for pools.
+ */
+typedef struct mp_arena_opts {
+    size_t chunk_size;
+    size_t capacity;
+    void *buffer;
+    size_t buffer_size;
+    const char *name;
+    const mp_source *source;
+} mp_arena_opts;
+
+/* A position in an arena, from mp_arena_mark(), to rewind to. */
+typedef struct mp_arena_pos {
+    void *chunk;
+    size_t used;
+} mp_arena_pos;
+
+/* A struct tag with no typedef, as for struct mp_heap_stats. */
+struct mp_arena_stats {
+    char name[MP_NAME_MAX];
+    uint64_t allocs;
+    uint64_t failed_allocs;
+    uint64_t bytes_used;     /* handed out since the last reset (alignment padding included) */
+    uint64_t bytes_peak;
+    uint64_t bytes_reserved; /* taken from the source or the buffer */
+    uint64_t chunks;
+    uint64_t resets;
+    uint64_t rewinds;
+};
+
+/* Creates an arena. O(1), no chunk taken. NULL with EINVAL (bad options, buffer too small) or
+ * ENOMEM. */
+mp_arena *mp_arena_create(const mp_arena_opts *opts);
+/* size bytes aligned to alignof(max_align_t). O(1) but for taking a chunk. NULL + ENOMEM when
+ * memory or capacity is exhausted (or size overflows), EINVAL for a NULL arena. size 0 gives a
+ * unique pointer. */
+void *mp_arena_alloc(mp_arena *arena, size_t size);
+/* As mp_arena_alloc() with a power-of-two alignment (NULL + EINVAL otherwise). */
+void *mp_arena_alloc_aligned(mp_arena *arena, size_t size, size_t align);
+/* The current position; mp_arena_rewind() frees everything allocated after it. */
+mp_arena_pos mp_arena_mark(mp_arena *arena);
+/* 0, or EINVAL when the position is not one of this arena's marks still valid (after a reset or an
+ * earlier rewind past it). Chunks taken after the mark are kept for reuse. */
+int mp_arena_rewind(mp_arena *arena, mp_arena_pos pos);
+/* Frees everything at once; keeps the first chunk, gives the others back. */
+void mp_arena_reset(mp_arena *arena);
+void mp_arena_destroy(mp_arena *arena);
+/* Fills *out. Returns 0, or EINVAL when arena or out is NULL. O(1). */
+int mp_arena_stats(const mp_arena *arena, struct mp_arena_stats *out);
+
+/* ------------------------------------------------------------------------------------------------
  * Internals: the inline fast path. Nothing below is part of the API; do not touch these fields.
  *
  * Every pool begins with struct mp_pool_fast (the rest is private to the library). The fast path

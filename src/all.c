@@ -7,3 +7,4 @@
 #include "stats.c"
 #include "debug.c"
 #include "tcache.c"
+#include "heap.c"

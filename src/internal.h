@@ -251,6 +251,9 @@ MPI_HIDDEN void mpi_tool_forget_live(const mp_pool *pool);
  * pool.c
  * ---------------------------------------------------------------------------------------------- */
 
+/* mp_pool_create() with every chunk exactly chunk_size bytes (a power of two holding a block):
+ * the heap's pools, whose blocks it finds by masking with one mask. */
+MPI_HIDDEN mp_pool *mpi_pool_create_chunked(const mp_pool_opts *opts, size_t chunk_size);
 /* Takes a block from the free list or else the cursor (*fresh: from the cursor); counts nothing.
  * NULL when the capacity or the memory is used up. */
 MPI_HIDDEN void *mpi_pool_take(mp_pool *pool, bool *fresh);

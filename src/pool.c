@@ -228,7 +228,7 @@ static void pool_keep_peak(mp_pool *pool)
  * Returns 0 or EINVAL. The chunk is the smallest power of two >= MP_CHUNK_SIZE holding
  * MP_CHUNK_MIN_BLOCKS blocks after its header, so at most 1/MP_CHUNK_MIN_BLOCKS of it is lost.
  */
-static int pool_geometry(mp_pool *pool, const mp_pool_opts *opts)
+static int pool_geometry(mp_pool *pool, const mp_pool_opts *opts, size_t fixed_chunk)
 {
     unsigned checks = pool->checks;
     size_t align = opts->align;
@@ -254,13 +254,13 @@ static int pool_geometry(mp_pool *pool, const mp_pool_opts *opts)
     if (opts->capacity != 0 && stride > SIZE_MAX / opts->capacity)
         return EINVAL;
 
-    size_t chunk = MP_CHUNK_SIZE, bitmap, first_off;
+    size_t chunk = fixed_chunk != 0 ? fixed_chunk : MP_CHUNK_SIZE, bitmap, first_off;
     for (;;) {
         /* the free bitmap (checked, secure) follows the header: a bit for each slot that could fit */
         bitmap = (checks & MPI_CHECK_STATE) != 0 ? (size_t)align_up((chunk / stride + 7) / 8, 8) : 0;
         first_off = (size_t)align_up(MP_CHUNK_HEADER + bitmap, align);
         if ((chunk > first_off && (chunk - first_off) / stride >= MP_CHUNK_MIN_BLOCKS) ||
-            chunk > SIZE_MAX / 4)
+            chunk > SIZE_MAX / 4 || fixed_chunk != 0)
             break;
         chunk *= 2;
     }
@@ -361,7 +361,8 @@ static mp_pool *pool_place_in_source(const mp_pool *proto)
     return pool;
 }
 
-mp_pool *mp_pool_create(const mp_pool_opts *opts)
+/* Creates a pool; chunk_size 0 chooses it (pool_geometry), else it is fixed (the heap's). */
+static mp_pool *pool_create(const mp_pool_opts *opts, size_t chunk_size)
 {
     if (opts == NULL || opts->block_size == 0 || (opts->flags & ~POOL_KNOWN_FLAGS) != 0) {
         errno = EINVAL;
@@ -376,7 +377,7 @@ mp_pool *mp_pool_create(const mp_pool_opts *opts)
         proto.checks |= MPI_CHECK_STATE;
     if ((opts->flags & (MP_CHECKED | MP_SECURE)) != 0)
         proto.key = mpi_os_random();
-    int err = pool_geometry(&proto, opts);
+    int err = pool_geometry(&proto, opts, chunk_size);
     if (err != 0) {
         errno = err;
         return NULL;
@@ -408,6 +409,16 @@ mp_pool *mp_pool_create(const mp_pool_opts *opts)
     if (pool == NULL)
         errno = err;
     return pool;
+}
+
+mp_pool *mp_pool_create(const mp_pool_opts *opts)
+{
+    return pool_create(opts, 0);
+}
+
+mp_pool *mpi_pool_create_chunked(const mp_pool_opts *opts, size_t chunk_size)
+{
+    return pool_create(opts, chunk_size);
 }
 
 /* Opens a run's memory to the tools before it goes back to the source or the caller. */

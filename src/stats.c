@@ -69,7 +69,7 @@ static const stat_field stat_fields[] = {
     U64_FIELD(trims),
 };
 
-static uint64_t stat_value(const mp_stats *s, const stat_field *f)
+static uint64_t stat_value(const void *s, const stat_field *f)
 {
     const char *at = (const char *)s + f->offset;
     if (f->is_size) {
@@ -160,4 +160,80 @@ int mp_stats_print(const mp_stats *stats, int format, FILE *out)
     if (err == 0 && (sink.failed || fflush(out) != 0))
         err = EIO;
     return err;
+}
+
+/* ================================================================================================
+ * Heap statistics: the totals, then one entry for each class that has been used
+ * ============================================================================================== */
+
+#define HEAP_TOTAL(f) {#f, offsetof(struct mp_heap_stats, f), false}
+#define CLASS_FIELD(f) {#f, offsetof(mp_heap_class_stats, f), false}
+
+static const stat_field heap_fields[] = {
+    HEAP_TOTAL(allocs),       HEAP_TOTAL(frees),          HEAP_TOTAL(failed_allocs),
+    HEAP_TOTAL(blocks_in_use), HEAP_TOTAL(bytes_in_use),  HEAP_TOTAL(bytes_reserved),
+    HEAP_TOTAL(large_in_use), HEAP_TOTAL(large_cached),
+};
+
+static const stat_field class_fields[] = {
+    CLASS_FIELD(blocks_in_use), CLASS_FIELD(blocks_peak), CLASS_FIELD(allocs),
+    CLASS_FIELD(frees),         CLASS_FIELD(bytes_reserved),
+};
+
+/* Writes `n` fields of the struct at `base`, as "key: value" lines or ,"key":value pairs. */
+static void write_fields(const void *base, const stat_field *fields, size_t n, int format,
+                         const char *indent, mp_write_fn *write, void *ctx)
+{
+    char line[96];
+    for (size_t i = 0; i < n; i++) {
+        uint64_t v = stat_value(base, &fields[i]);
+        if (format == MP_FORMAT_TEXT)
+            snprintf(line, sizeof line, "%s%s: %" PRIu64 "\n", indent, fields[i].key, v);
+        else
+            snprintf(line, sizeof line, "%s\"%s\":%" PRIu64, i == 0 ? "" : ",", fields[i].key, v);
+        write_str(write, ctx, line);
+    }
+}
+
+int mp_heap_stats_write(const struct mp_heap_stats *stats, int format, mp_write_fn *write, void *ctx)
+{
+    if (stats == NULL || write == NULL || (format != MP_FORMAT_TEXT && format != MP_FORMAT_JSON))
+        return EINVAL;
+    char name[MP_NAME_MAX], line[64];
+    memcpy(name, stats->name, sizeof name);
+    name[MP_NAME_MAX - 1] = '\0';
+    size_t nh = sizeof heap_fields / sizeof heap_fields[0];
+    size_t nc = sizeof class_fields / sizeof class_fields[0];
+    bool first = true;
+    if (format == MP_FORMAT_TEXT) {
+        write_str(write, ctx, "heap \"");
+        write_str(write, ctx, name);
+        write_str(write, ctx, "\"\n");
+        write_fields(stats, heap_fields, nh, format, "  ", write, ctx);
+    } else {
+        write_str(write, ctx, "{\"name\":");
+        write_json_string(write, ctx, name);
+        write_str(write, ctx, ",");
+        write_fields(stats, heap_fields, nh, format, "", write, ctx);
+        write_str(write, ctx, ",\"classes\":[");
+    }
+    for (size_t c = 0; c < MP_HEAP_CLASSES; c++) {
+        const mp_heap_class_stats *k = &stats->classes[c];
+        if (k->allocs == 0 && k->bytes_reserved == 0)
+            continue;
+        if (format == MP_FORMAT_TEXT) {
+            snprintf(line, sizeof line, "  class %zu:\n", k->size);
+            write_str(write, ctx, line);
+            write_fields(k, class_fields, nc, format, "    ", write, ctx);
+        } else {
+            snprintf(line, sizeof line, "%s{\"size\":%zu,", first ? "" : ",", k->size);
+            write_str(write, ctx, line);
+            write_fields(k, class_fields, nc, format, "", write, ctx);
+            write_str(write, ctx, "}");
+        }
+        first = false;
+    }
+    if (format == MP_FORMAT_JSON)
+        write_str(write, ctx, "]}\n");
+    return 0;
 }

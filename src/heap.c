@@ -1,0 +1,652 @@
+/*
+ * heap.c: any size, from pools. A heap is one fixed-size pool per size class, made when the class is
+ * first used, and large blocks mapped from the source one by one.
+ *
+ * Every class pool takes its chunks at exactly HEAP_CHUNK bytes, aligned to HEAP_CHUNK, so a block's
+ * chunk header, and through it the block's pool, is the block's address masked by
+ * ~(HEAP_CHUNK - 1): free needs no size. A large block's mapping is HEAP_CHUNK-aligned too and starts
+ * with a struct mpi_large whose first word (where a chunk header has its pool) is NULL; the block
+ * starts less than HEAP_CHUNK bytes after it, so the same mask finds it.
+ *
+ *   class chunk:  [mpi_chunk {pool, run}][bitmap][blocks of the class ...]
+ *   large block:  [mpi_large {NULL, ...}][pad][the user's block ...........]
+ *
+ * Every byte the heap takes goes through heap_map()/heap_unmap() (the heap's own mp_source over the
+ * caller's source or buffer), which keeps bytes_reserved and enforces the capacity. Freed large
+ * blocks are kept in a small cache (LARGE_CACHE_MAX blocks, LARGE_CACHE_BYTES bytes) and reused by
+ * a later request of a size they fit within 25%, so a program that allocates and frees large
+ * blocks in a loop does not map and fault in its pages every time (the refault storm a peer shows
+ * on repeated 5-25 MiB blocks).
+ * Invariants: pools[c] is NULL or a pool of class_size(c) with HEAP_CHUNK chunks; every large block
+ * in use is on `large`, every cached one on `cache`, never both; bytes_reserved is the sum of what
+ * heap_map gave and heap_unmap has not taken back.
+ */
+#include "internal.h"
+
+#include <errno.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define HEAP_CHUNK ((size_t)2 * 1024 * 1024)
+#define HEAP_MAX_ALIGN (HEAP_CHUNK / 2) /* a large block must start within HEAP_CHUNK of its header */
+#define CLASS_MAX_ALIGN ((size_t)4096)  /* a class's blocks are aligned to its size's lowest bit, capped */
+#define LARGE_HEADER ((size_t)64)
+#define LARGE_CACHE_MAX 8
+#define LARGE_CACHE_BYTES ((size_t)64 * 1024 * 1024)
+
+static_assert(MP_HEAP_MAX_CLASS <= HEAP_CHUNK / 8, "a class chunk holds several of the largest blocks");
+
+/* A large block's header at the start of its mapping. */
+typedef struct mpi_large {
+    mp_pool *zero;  /* NULL: where a class chunk has its pool (see the file comment) */
+    struct mpi_large *next;
+    struct mpi_large *prev;
+    size_t map_size; /* bytes mapped */
+    size_t usable;   /* bytes from the block's start to the mapping's end */
+    void *block;     /* where the user's block starts */
+} mpi_large;
+static_assert(sizeof(mpi_large) <= LARGE_HEADER, "the large header fits its room");
+
+struct mp_heap {
+    _Atomic(mp_pool *) pools[MP_HEAP_CLASSES];
+    pthread_mutex_t lock; /* class pool creation, the large lists */
+    mpi_large *large;     /* large blocks in use */
+    mpi_large *cache;     /* freed large blocks kept for reuse, most recent first */
+    uint64_t large_allocs, large_frees, large_failed, ncache;
+    unsigned flags;
+    mp_source source;   /* the caller's source (for a buffer: unused) */
+    mp_source mine;     /* heap_map/heap_unmap over it, given to every class pool */
+    size_t capacity;
+    _Atomic size_t reserved;
+    char *buf_next, *buf_end; /* a buffer heap: the unused rest of the buffer */
+    char *buf_first;          /* where the buffer's space for chunks begins */
+    size_t meta_size;         /* this struct's mapping (0 in a buffer) */
+    char name[MP_NAME_MAX];
+};
+
+/* ================================================================================================
+ * Size classes
+ * ============================================================================================== */
+
+static unsigned floor_log2(size_t x)
+{
+    unsigned n = 0;
+    while (x >>= 1)
+        n++;
+    return n;
+}
+
+/* The class of a request of `size` (<= MP_HEAP_MAX_CLASS) bytes: see MP_HEAP_CLASSES. */
+static unsigned class_of(size_t size)
+{
+    if (size <= 16)
+        return size <= 8 ? 0 : 1;
+    if (size <= 128)
+        return 2 + (unsigned)((size - 17) / 16);
+    unsigned lg = floor_log2(size - 1); /* the block is in (2^lg, 2^(lg+1)], in 8 steps */
+    return 9 + (lg - 7) * 8 + (unsigned)((size - 1 - ((size_t)1 << lg)) >> (lg - 3));
+}
+
+static size_t class_size(unsigned c)
+{
+    if (c < 2)
+        return c == 0 ? 8 : 16;
+    if (c < 9)
+        return 32 + (size_t)(c - 2) * 16;
+    unsigned lg = 7 + (c - 9) / 8, j = (c - 9) % 8;
+    return ((size_t)1 << lg) + ((size_t)(j + 1) << (lg - 3));
+}
+
+static size_t lowest_bit(size_t x)
+{
+    return x & (~x + 1);
+}
+
+static size_t class_align(unsigned c)
+{
+    size_t a = lowest_bit(class_size(c));
+    return a > CLASS_MAX_ALIGN ? CLASS_MAX_ALIGN : a;
+}
+
+/* ================================================================================================
+ * The heap's source: capacity, buffer, accounting
+ * ============================================================================================== */
+
+/* Takes `size` bytes of the budget; false when the capacity would be passed. */
+static bool budget_take(mp_heap *heap, size_t size)
+{
+    size_t cur = atomic_load(&heap->reserved);
+    do {
+        if (heap->capacity != 0 && (size > heap->capacity || cur > heap->capacity - size))
+            return false;
+    } while (!atomic_compare_exchange_weak(&heap->reserved, &cur, cur + size));
+    return true;
+}
+
+/* Carves an aligned region from the rest of the buffer (lock-free: a buffer heap is never
+ * thread-safe, but class pools call this under their own locks in any order). */
+static void *buffer_take(mp_heap *heap, size_t size, size_t align)
+{
+    uintptr_t at = ((uintptr_t)heap->buf_next + align - 1) & ~(uintptr_t)(align - 1);
+    if (at < (uintptr_t)heap->buf_next || at > (uintptr_t)heap->buf_end ||
+        (uintptr_t)heap->buf_end - at < size)
+        return NULL;
+    heap->buf_next = (char *)at + size;
+    return (void *)at;
+}
+
+static void *heap_map(void *ctx, size_t size, size_t align)
+{
+    mp_heap *heap = ctx;
+    if (!budget_take(heap, size))
+        return NULL;
+    void *p = heap->buf_end != NULL ? buffer_take(heap, size, align)
+                                    : heap->source.map(heap->source.ctx, size, align);
+    if (p == NULL)
+        atomic_fetch_sub(&heap->reserved, size);
+    return p;
+}
+
+static void heap_unmap(void *ctx, void *p, size_t size)
+{
+    mp_heap *heap = ctx;
+    if (heap->buf_end == NULL)
+        heap->source.unmap(heap->source.ctx, p, size);
+    atomic_fetch_sub(&heap->reserved, size); /* a buffer's bytes come back at reset */
+}
+
+/* ================================================================================================
+ * Creation and the class pools
+ * ============================================================================================== */
+
+static mp_heap *heap_place(const mp_heap_opts *o, const mp_source *source)
+{
+    mp_heap *heap;
+    size_t meta = 0;
+    if (o->buffer != NULL) {
+        uintptr_t start = (uintptr_t)o->buffer, at = (start + 63) & ~(uintptr_t)63;
+        if (o->buffer_size > UINTPTR_MAX - start || at - start > o->buffer_size ||
+            o->buffer_size - (at - start) < sizeof(mp_heap)) {
+            errno = EINVAL;
+            return NULL;
+        }
+        heap = (mp_heap *)at;
+        memset(heap, 0, sizeof *heap);
+        heap->buf_first = heap->buf_next = (char *)heap + sizeof *heap;
+        heap->buf_end = (char *)o->buffer + o->buffer_size;
+    } else {
+        size_t page = mpi_os_page_size();
+        meta = (sizeof(mp_heap) + page - 1) & ~(page - 1);
+        heap = source->map(source->ctx, meta, page);
+        if (heap == NULL) {
+            errno = ENOMEM;
+            return NULL;
+        }
+        memset(heap, 0, sizeof *heap);
+    }
+    heap->meta_size = meta;
+    return heap;
+}
+
+mp_heap *mp_heap_create(const mp_heap_opts *opts)
+{
+    static const mp_heap_opts defaults;
+    const mp_heap_opts *o = opts != NULL ? opts : &defaults;
+    const mp_source *source = o->source != NULL ? o->source : &mpi_os_source;
+    unsigned known = MP_THREAD_SAFE | MP_CHECKED | MP_SECURE | MP_ZERO;
+    if ((o->flags & ~known) != 0 || ((o->flags & MP_THREAD_SAFE) != 0 && o->buffer != NULL) ||
+        source->map == NULL || source->unmap == NULL) {
+        errno = EINVAL;
+        return NULL;
+    }
+    mp_heap *heap = heap_place(o, source);
+    if (heap == NULL)
+        return NULL;
+    if (pthread_mutex_init(&heap->lock, NULL) != 0) {
+        if (heap->meta_size != 0)
+            source->unmap(source->ctx, heap, heap->meta_size);
+        errno = ENOMEM;
+        return NULL;
+    }
+    heap->flags = o->flags;
+    heap->source = *source;
+    heap->mine = (mp_source){heap_map, heap_unmap, heap};
+    heap->capacity = o->capacity;
+    for (size_t i = 0; o->name != NULL && i < MP_NAME_MAX - 1 && o->name[i] != '\0'; i++)
+        heap->name[i] = o->name[i];
+    return heap;
+}
+
+/* Makes the pool of class c, once (the heap's lock orders racing threads). */
+static MP_NOINLINE mp_pool *heap_pool_slow(mp_heap *heap, unsigned c)
+{
+    pthread_mutex_lock(&heap->lock);
+    mp_pool *pool = atomic_load(&heap->pools[c]);
+    if (pool == NULL) {
+        char name[MP_NAME_MAX + 24]; /* "heap/size", truncated by the pool to MP_NAME_MAX */
+        snprintf(name, sizeof name, "%s/%zu", heap->name, class_size(c));
+        mp_pool_opts opts = {.block_size = class_size(c),
+                             .align = class_align(c),
+                             .flags = heap->flags,
+                             .name = name,
+                             .source = &heap->mine};
+        pool = mpi_pool_create_chunked(&opts, HEAP_CHUNK);
+        if (pool != NULL)
+            atomic_store_explicit(&heap->pools[c], pool, memory_order_release);
+    }
+    pthread_mutex_unlock(&heap->lock);
+    return pool;
+}
+
+static mp_pool *heap_pool(mp_heap *heap, unsigned c)
+{
+    mp_pool *pool = atomic_load_explicit(&heap->pools[c], memory_order_acquire);
+    return pool != NULL ? pool : heap_pool_slow(heap, c);
+}
+
+/* ================================================================================================
+ * Large blocks
+ * ============================================================================================== */
+
+static void large_link(mpi_large **list, mpi_large *l)
+{
+    l->prev = NULL;
+    l->next = *list;
+    if (*list != NULL)
+        (*list)->prev = l;
+    *list = l;
+}
+
+static void large_unlink(mpi_large **list, mpi_large *l)
+{
+    if (l->prev != NULL)
+        l->prev->next = l->next;
+    else
+        *list = l->next;
+    if (l->next != NULL)
+        l->next->prev = l->prev;
+}
+
+/* A cached mapping that fits `need` bytes within 25%, unlinked; NULL if none. Lock held. */
+static mpi_large *cache_take(mp_heap *heap, size_t need)
+{
+    mpi_large *best = NULL;
+    for (mpi_large *l = heap->cache; l != NULL; l = l->next) {
+        if (l->map_size >= need && l->map_size - need <= need / 4 &&
+            (best == NULL || l->map_size < best->map_size))
+            best = l;
+    }
+    if (best != NULL) {
+        large_unlink(&heap->cache, best);
+        heap->ncache--;
+    }
+    return best;
+}
+
+static void *large_alloc(mp_heap *heap, size_t size, size_t align)
+{
+    size_t page = mpi_os_page_size();
+    size_t off = align > LARGE_HEADER ? align : LARGE_HEADER;
+    if (size > (size_t)PTRDIFF_MAX - off - page) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    size_t need = (off + size + page - 1) & ~(page - 1);
+    pthread_mutex_lock(&heap->lock);
+    mpi_large *l = cache_take(heap, need);
+    pthread_mutex_unlock(&heap->lock);
+    if (l == NULL) { /* the system is called with no lock held */
+        l = heap_map(heap, need, HEAP_CHUNK);
+        if (l == NULL) {
+            pthread_mutex_lock(&heap->lock);
+            heap->large_failed++;
+            pthread_mutex_unlock(&heap->lock);
+            errno = ENOMEM;
+            return NULL;
+        }
+        l->zero = NULL;
+        l->map_size = need;
+    }
+    l->block = (char *)l + off;
+    l->usable = l->map_size - off;
+    pthread_mutex_lock(&heap->lock);
+    large_link(&heap->large, l);
+    heap->large_allocs++;
+    pthread_mutex_unlock(&heap->lock);
+    if ((heap->flags & MP_ZERO) != 0)
+        memset(l->block, 0, size);
+    return l->block;
+}
+
+/* Keeps the block for reuse, or gives it back; evicts the oldest cached blocks past the limits. */
+static void large_free(mp_heap *heap, mpi_large *l)
+{
+    mpi_large *evict = NULL;
+    pthread_mutex_lock(&heap->lock);
+    large_unlink(&heap->large, l);
+    heap->large_frees++;
+    large_link(&heap->cache, l);
+    heap->ncache++;
+    size_t bytes = 0;
+    for (mpi_large *c = heap->cache; c != NULL; c = c->next) {
+        bytes += c->map_size;
+        if (c != l && (bytes > LARGE_CACHE_BYTES || heap->ncache > LARGE_CACHE_MAX)) {
+            evict = c; /* this one and every older one go */
+            break;
+        }
+    }
+    if (evict != NULL) {
+        if (evict->prev != NULL)
+            evict->prev->next = NULL;
+        for (mpi_large *c = evict; c != NULL; c = c->next)
+            heap->ncache--;
+    }
+    pthread_mutex_unlock(&heap->lock);
+    while (evict != NULL) { /* the system is called with no lock held */
+        mpi_large *next = evict->next;
+        heap_unmap(heap, evict, evict->map_size);
+        evict = next;
+    }
+}
+
+/* The large block holding p, when p is one's start; NULL otherwise. Lock held. */
+static mpi_large *large_find(const mp_heap *heap, const void *p)
+{
+    for (mpi_large *l = heap->large; l != NULL; l = l->next) {
+        if (l->block == p)
+            return l;
+    }
+    return NULL;
+}
+
+/* ================================================================================================
+ * Allocating and freeing
+ * ============================================================================================== */
+
+void *mp_heap_alloc(mp_heap *heap, size_t size)
+{
+    if (heap == NULL) {
+        errno = EINVAL;
+        return NULL;
+    }
+    if (size > MP_HEAP_MAX_CLASS)
+        return large_alloc(heap, size, 0);
+    mp_pool *pool = heap_pool(heap, class_of(size));
+    return pool != NULL ? mp_pool_alloc(pool) : NULL;
+}
+
+void *mp_heap_calloc(mp_heap *heap, size_t n, size_t size)
+{
+    if (size != 0 && n > SIZE_MAX / size) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    void *p = mp_heap_alloc(heap, n * size);
+    if (p != NULL && (heap->flags & MP_ZERO) == 0)
+        memset(p, 0, n * size);
+    return p;
+}
+
+void *mp_heap_aligned_alloc(mp_heap *heap, size_t align, size_t size)
+{
+    if (align == 0 || (align & (align - 1)) != 0 || align > HEAP_MAX_ALIGN) {
+        errno = EINVAL;
+        return NULL;
+    }
+    if (heap == NULL) {
+        errno = EINVAL;
+        return NULL;
+    }
+    if (align <= CLASS_MAX_ALIGN && size <= MP_HEAP_MAX_CLASS) {
+        /* the smallest class that fits and whose blocks are aligned enough */
+        for (unsigned c = class_of(size > align ? size : align); c < MP_HEAP_CLASSES; c++) {
+            if (class_align(c) >= align) {
+                mp_pool *pool = heap_pool(heap, c);
+                return pool != NULL ? mp_pool_alloc(pool) : NULL;
+            }
+        }
+    }
+    return large_alloc(heap, size, align);
+}
+
+/* The pool of a block, or NULL for a large block; in a checked heap, a pointer that is neither is
+ * reported as an invalid free (*bad set). Masking reads the chunk header, which a checked heap does
+ * only after it knows the address is its own. */
+static mp_pool *heap_owner(const mp_heap *heap, const void *p, bool *bad)
+{
+    *bad = false;
+    if ((heap->flags & MP_CHECKED) != 0) {
+        for (unsigned c = 0; c < MP_HEAP_CLASSES; c++) {
+            mp_pool *pool = atomic_load(&heap->pools[c]);
+            if (pool != NULL && mp_pool_owns(pool, p))
+                return pool;
+        }
+        pthread_mutex_lock((pthread_mutex_t *)&heap->lock);
+        *bad = large_find(heap, p) == NULL;
+        pthread_mutex_unlock((pthread_mutex_t *)&heap->lock);
+        if (*bad)
+            mpi_report(MP_ERR_INVALID_FREE, NULL, p, NULL, 1, " (not a block of this heap)");
+        return NULL;
+    }
+    return ((const mpi_chunk *)((uintptr_t)p & ~(uintptr_t)(HEAP_CHUNK - 1)))->pool;
+}
+
+void mp_heap_free(mp_heap *heap, void *p)
+{
+    if (p == NULL || heap == NULL)
+        return;
+    bool bad;
+    mp_pool *pool = heap_owner(heap, p, &bad);
+    if (pool != NULL)
+        mp_pool_free(pool, p);
+    else if (!bad)
+        large_free(heap, (mpi_large *)((uintptr_t)p & ~(uintptr_t)(HEAP_CHUNK - 1)));
+}
+
+void mp_heap_free_sized(mp_heap *heap, void *p, size_t size)
+{
+    if (p == NULL || heap == NULL)
+        return;
+    mp_pool *pool;
+    if (size > MP_HEAP_MAX_CLASS || (heap->flags & MP_CHECKED) != 0 ||
+        (pool = atomic_load_explicit(&heap->pools[class_of(size)], memory_order_acquire)) == NULL)
+        mp_heap_free(heap, p);
+    else
+        mp_pool_free(pool, p);
+}
+
+size_t mp_heap_usable_size(const mp_heap *heap, const void *p)
+{
+    if (p == NULL || heap == NULL)
+        return 0;
+    bool bad;
+    mp_pool *pool = heap_owner(heap, p, &bad);
+    if (pool != NULL)
+        return mp_pool_block_size(pool);
+    return bad ? 0 : ((const mpi_large *)((uintptr_t)p & ~(uintptr_t)(HEAP_CHUNK - 1)))->usable;
+}
+
+/* A block is moved only when the new size does not fit, or would use less than half of it. */
+void *mp_heap_realloc(mp_heap *heap, void *p, size_t size)
+{
+    if (p == NULL)
+        return mp_heap_alloc(heap, size);
+    if (size == 0) {
+        mp_heap_free(heap, p);
+        return NULL;
+    }
+    size_t usable = mp_heap_usable_size(heap, p);
+    if (usable == 0) {
+        errno = EINVAL; /* reported already in a checked heap */
+        return NULL;
+    }
+    if (size <= usable && size >= usable / 2)
+        return p;
+    void *q = mp_heap_alloc(heap, size);
+    if (q != NULL) {
+        memcpy(q, p, size < usable ? size : usable);
+        mp_heap_free(heap, p);
+    }
+    return q;
+}
+
+/* ================================================================================================
+ * Reset, destroy, statistics
+ * ============================================================================================== */
+
+/* Unmaps every large block, in use and cached. */
+static void heap_drop_large(mp_heap *heap)
+{
+    mpi_large *lists[2] = {heap->large, heap->cache};
+    heap->large = heap->cache = NULL;
+    heap->ncache = 0;
+    for (int i = 0; i < 2; i++) {
+        for (mpi_large *l = lists[i], *next; l != NULL; l = next) {
+            next = l->next;
+            heap_unmap(heap, l, l->map_size);
+        }
+    }
+}
+
+static void heap_destroy_pools(mp_heap *heap)
+{
+    for (unsigned c = 0; c < MP_HEAP_CLASSES; c++) {
+        mp_pool_destroy(atomic_load(&heap->pools[c]));
+        atomic_store(&heap->pools[c], NULL);
+    }
+}
+
+void mp_heap_reset(mp_heap *heap)
+{
+    if (heap == NULL)
+        return;
+    heap->large_frees += heap->large_allocs - heap->large_frees;
+    heap_drop_large(heap);
+    if (heap->buf_end != NULL) { /* a buffer's bytes come back only by starting it over */
+        heap_destroy_pools(heap);
+        heap->buf_next = heap->buf_first;
+        return;
+    }
+    for (unsigned c = 0; c < MP_HEAP_CLASSES; c++)
+        mp_pool_reset(atomic_load(&heap->pools[c]));
+}
+
+void mp_heap_destroy(mp_heap *heap)
+{
+    if (heap == NULL)
+        return;
+    heap_destroy_pools(heap);
+    heap_drop_large(heap);
+    pthread_mutex_destroy(&heap->lock);
+    if (heap->meta_size != 0)
+        heap->source.unmap(heap->source.ctx, heap, heap->meta_size);
+}
+
+int mp_heap_stats(const mp_heap *heap, struct mp_heap_stats *out)
+{
+    if (heap == NULL || out == NULL)
+        return EINVAL;
+    memset(out, 0, sizeof *out);
+    memcpy(out->name, heap->name, sizeof out->name);
+    for (unsigned c = 0; c < MP_HEAP_CLASSES; c++) {
+        mp_heap_class_stats *k = &out->classes[c];
+        mp_stats s;
+        k->size = class_size(c);
+        if (mp_pool_stats(atomic_load(&heap->pools[c]), &s) != 0)
+            continue;
+        *k = (mp_heap_class_stats){k->size, s.blocks_in_use, s.blocks_peak, s.allocs, s.frees,
+                                   s.bytes_reserved};
+        out->allocs += s.allocs;
+        out->frees += s.frees;
+        out->failed_allocs += s.failed_allocs;
+        out->blocks_in_use += s.blocks_in_use;
+        out->bytes_in_use += s.blocks_in_use * k->size;
+    }
+    pthread_mutex_lock((pthread_mutex_t *)&heap->lock);
+    out->allocs += heap->large_allocs;
+    out->frees += heap->large_frees;
+    out->failed_allocs += heap->large_failed;
+    for (const mpi_large *l = heap->large; l != NULL; l = l->next) {
+        out->large_in_use++;
+        out->bytes_in_use += l->usable;
+    }
+    out->blocks_in_use += out->large_in_use;
+    out->large_cached = heap->ncache;
+    pthread_mutex_unlock((pthread_mutex_t *)&heap->lock);
+    out->bytes_reserved = atomic_load(&heap->reserved) + heap->meta_size;
+    return 0;
+}
+
+/* ================================================================================================
+ * The process-wide heap
+ * ============================================================================================== */
+
+static mp_heap *default_heap;
+static pthread_once_t default_once = PTHREAD_ONCE_INIT;
+
+static void default_init(void)
+{
+    const char *env = getenv("MEMPOOL_CHECKED");
+    unsigned flags = MP_THREAD_SAFE;
+    if (env != NULL && env[0] == '1')
+        flags |= MP_CHECKED;
+    default_heap = mp_heap_create(&(mp_heap_opts){.flags = flags, .name = "mp_malloc"});
+}
+
+mp_heap *mp_default_heap(void)
+{
+    pthread_once(&default_once, default_init);
+    return default_heap;
+}
+
+void *mp_malloc(size_t size)
+{
+    mp_heap *heap = mp_default_heap();
+    if (heap == NULL) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    return mp_heap_alloc(heap, size);
+}
+
+void *mp_calloc(size_t n, size_t size)
+{
+    mp_heap *heap = mp_default_heap();
+    if (heap == NULL) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    return mp_heap_calloc(heap, n, size);
+}
+
+void *mp_realloc(void *p, size_t size)
+{
+    mp_heap *heap = mp_default_heap();
+    if (heap == NULL) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    return mp_heap_realloc(heap, p, size);
+}
+
+void *mp_aligned_alloc(size_t align, size_t size)
+{
+    mp_heap *heap = mp_default_heap();
+    if (heap == NULL) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    return mp_heap_aligned_alloc(heap, align, size);
+}
+
+void mp_free(void *p)
+{
+    if (p != NULL)
+        mp_heap_free(mp_default_heap(), p);
+}
+
+size_t mp_usable_size(const void *p)
+{
+    return p != NULL ? mp_heap_usable_size(mp_default_heap(), p) : 0;
+}
