@@ -54,6 +54,13 @@ const char *mp_error_name(mp_error_kind kind)
     return "unknown";
 }
 
+void mpi_assert_fail(const char *cond, const char *file, int line)
+{
+    fprintf(stderr, "mempool: internal assertion failed: %s (%s:%d)\n", cond, file, line);
+    fflush(stderr);
+    abort();
+}
+
 static void default_handler(const mp_error *error)
 {
     fprintf(stderr, "%s\n", error->message);

@@ -24,7 +24,7 @@
 #include "config.h"
 #include "mempool.h"
 
-#include <assert.h>
+#include <assert.h> /* static_assert */
 #include <pthread.h>
 #include <stdint.h>
 
@@ -43,7 +43,7 @@
 
 /* Debug asserts for our own invariants (MP_DEBUG >= 1); user errors are never checked with these. */
 #if MP_DEBUG >= 1
-#define mp_assert(cond) assert(cond)
+#define mp_assert(cond) ((cond) ? (void)0 : mpi_assert_fail(#cond, __FILE__, __LINE__))
 #else
 #define mp_assert(cond) ((void)(0 && (cond))) /* still type-checked, never run */
 #endif
@@ -217,6 +217,9 @@ MPI_HIDDEN void mpi_ts_reset(mp_pool *pool);
 /* ------------------------------------------------------------------------------------------------
  * debug.c: error reports, fill patterns, and what AddressSanitizer and Valgrind are told
  * ---------------------------------------------------------------------------------------------- */
+
+/* A failed mp_assert: prints the condition and where, and aborts (independent of NDEBUG). */
+MPI_HIDDEN _Noreturn void mpi_assert_fail(const char *cond, const char *file, int line);
 
 /* Builds the one-line message and calls the installed handler (default: print and abort). */
 MPI_HIDDEN void mpi_report(mp_error_kind kind, const mp_pool *pool, const void *addr, const void *site,
