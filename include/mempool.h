@@ -54,9 +54,12 @@ enum {
      * thread frees any block, including blocks another thread allocated. Each thread keeps a small
      * cache of free blocks (opts.thread_cache) that its alloc and free use inline, with no lock and no
      * atomic read-modify-write; a full or empty cache moves half its size to or from the pool under
-     * the pool's lock. A thread that exits gives its cached blocks back. Calls marked "not
-     * thread-safe" below (reset, destroy) need every other thread to have stopped using the pool;
-     * the others (alloc, free, trim, owns, check, stats) may be called from any thread.
+     * the pool's lock. A thread that exits gives its cached blocks back. Reset and destroy need every
+     * other thread to have stopped using the pool; alloc, free, trim, owns, check and stats may be
+     * called from any thread. What differs from a plain pool: reuse is LIFO within a thread's
+     * cache, not across threads; blocks taken into a cache count as handed out (mp_pool_owns() is
+     * true for them) and count in blocks_peak; stats read while other threads allocate are a
+     * snapshot of each thread's counters, exact once they stop.
      */
     MP_THREAD_SAFE = 1u << 1,
     /*
@@ -91,8 +94,8 @@ enum {
  * Where a pool gets its chunks: the system by default, or these functions (SQLite's pluggable
  * backend, one struct of function pointers). Tests wrap it to inject failures; programs may use it
  * for huge pages, shared memory or accounting.
- *   map:   returns `size` bytes aligned to `align` (a power of two, at least 4096, and `size` is a
- *          multiple of it), or NULL when no memory can be had. The memory need not be zeroed.
+ *   map:   returns `size` bytes aligned to `align` (a power of two, at least 4096; `size` is a
+ *          multiple of 4096), or NULL when no memory can be had. The memory need not be zeroed.
  *   unmap: gives back exactly a region that map returned, with the same size.
  * Both are called with `ctx`. The pool calls them only from inside mp_pool_* calls on that pool.
  */
@@ -116,8 +119,10 @@ typedef struct mp_source {
  *   name:        shown in statistics and messages; copied (up to MP_NAME_MAX - 1 bytes). NULL = "".
  *   source:      where chunks come from (above); NULL = the system (mmap). Ignored with a buffer.
  *   thread_cache: MP_THREAD_SAFE pools: the most free blocks each thread keeps for itself; 0 = the
- *                default (128, fewer for large blocks: at most 256 KiB a thread). Checked and secure
- *                thread-safe pools keep none (every call takes the pool's lock, so every check runs).
+ *                default (128, fewer for large blocks: at most 256 KiB a thread); at most 256 move
+ *                between a cache and the pool at once. Thread-safe pools that are checked, secure or
+ *                have a capacity keep none: every call takes the pool's lock, so every check runs and
+ *                no thread is refused a block while another thread's cache holds free ones.
  */
 typedef struct mp_pool_opts {
     size_t block_size;
@@ -143,7 +148,8 @@ typedef struct mp_pool mp_pool;
  * that is not in a buffer takes one page from the source for its own bookkeeping.
  * Returns NULL if and only if:
  *   - errno = EINVAL: opts is NULL; block_size is 0; align is not 0 and not a power of two; flags
- *     has an unknown bit; a source lacks map or unmap; MP_THREAD_SAFE with a buffer;
+ *     has an unknown bit; a source lacks map or unmap; MP_THREAD_SAFE with a buffer; a block
+ *     (rounded up to align, plus a chunk header) that no chunk of at most SIZE_MAX / 4 bytes holds;
  *     block_size rounded up to align, times capacity, overflows size_t; a buffer is given with a
  *     size too small for the pool's bookkeeping and one block;
  *   - errno = ENOMEM: the source could not give the page for the pool's bookkeeping.
@@ -281,7 +287,8 @@ typedef struct mp_stats {
     size_t stride;         /* bytes between two blocks: block_size rounded up to align */
     size_t capacity;       /* the most blocks live at once; 0 = unbounded */
     uint64_t blocks_in_use; /* handed out and not freed */
-    uint64_t blocks_peak;   /* the most blocks in use at once since creation */
+    uint64_t blocks_peak;   /* the most blocks in use at once since creation (in a thread-safe
+                               pool, blocks in threads' caches count too) */
     uint64_t blocks_free;   /* on the free list, ready for reuse */
     uint64_t allocs;        /* successful mp_pool_alloc() calls */
     uint64_t frees;         /* blocks given back (mp_pool_free() of a block, and by reset) */
@@ -341,10 +348,13 @@ typedef struct mp_heap mp_heap;
  *   flags:    MP_THREAD_SAFE (any thread may allocate and free, with per-thread caches), MP_CHECKED
  *             (every class pool checked: double free, invalid free, write after free, overflow and
  *             leaks are reported as for pools), MP_SECURE, MP_ZERO.
- *   capacity: the most bytes the heap takes from its source (or buffer) at once; 0 = unbounded.
+ *   capacity: the most bytes the heap takes from its source (or buffer) at once, its own
+ *             bookkeeping included; 0 = unbounded.
  *   buffer, buffer_size: the heap lives inside this buffer, its bookkeeping included, and never
  *             calls the system or malloc (then MP_THREAD_SAFE is refused). Memory of freed large
- *             blocks and trimmed chunks is not reused from a buffer until mp_heap_reset().
+ *             blocks and trimmed chunks is not reused from a buffer until mp_heap_reset(). Each
+ *             class in use takes a 2 MiB chunk aligned to 2 MiB, so the first block of a class may
+ *             cost up to 4 MiB of the buffer: size it for the classes the program uses.
  *   name, source: as for pools.
  */
 typedef struct mp_heap_opts {
@@ -390,9 +400,10 @@ void *mp_heap_realloc(mp_heap *heap, void *p, size_t size);
 /*
  * Like aligned_alloc(), without C11's demand that size be a multiple of align: a block of at least
  * `size` bytes aligned to `align`. Alignments up to 4096 come from the size classes (the smallest
- * class that is a multiple of align); larger ones are large blocks.
- * Returns NULL if and only if: errno = EINVAL: align is not a power of two; errno = ENOMEM as for
- * mp_heap_alloc().
+ * class that is a multiple of align); larger ones, up to 1 MiB, are large blocks.
+ * Returns NULL if and only if: errno = EINVAL: align is not a power of two, or heap is NULL;
+ * errno = ENOMEM: align is above 1 MiB (a block so aligned would leave no room for the header that
+ * free finds by masking), or as for mp_heap_alloc().
  */
 void *mp_heap_aligned_alloc(mp_heap *heap, size_t align, size_t size);
 
@@ -406,18 +417,28 @@ void *mp_heap_aligned_alloc(mp_heap *heap, size_t align, size_t size);
 void mp_heap_free(mp_heap *heap, void *p);
 
 /* Like mp_heap_free(), faster: the caller says the size it asked for (or any size up to the usable
- * size), so no lookup is needed. Undefined if the size belongs to another class. */
+ * size that is in the same class), so no lookup is needed. A block that mp_heap_realloc() returned
+ * is freed with the size last asked of realloc. Undefined if the size belongs to another class, and
+ * for blocks from mp_heap_aligned_alloc(), whose class may be above their size's: free those with
+ * mp_heap_free(). A checked heap ignores the size and checks the block as mp_heap_free() does. */
 void mp_heap_free_sized(mp_heap *heap, void *p, size_t size);
 
 /* The usable size of a block of the heap (>= what was asked for); 0 for NULL. */
 size_t mp_heap_usable_size(const mp_heap *heap, const void *p);
+
+/* Gives back what the heap holds but does not use: the cached large blocks, and every class pool's
+ * wholly free chunks (as mp_pool_trim()). Returns the bytes given back (0 for NULL; for a buffer
+ * heap only what the classes release, reusable after mp_heap_reset()). A capacity heap also gives
+ * its cached large blocks back by itself before it refuses a request. Thread-safe as the heap is.
+ * Complexity: O(classes + free blocks). */
+size_t mp_heap_trim(mp_heap *heap);
 
 /* Frees every block at once (class pools are reset, large blocks unmapped); the heap keeps its class
  * chunks. Not thread-safe: no other thread may use the heap meanwhile. */
 void mp_heap_reset(mp_heap *heap);
 
 /* Destroys the heap and gives all its memory back. NULL does nothing. A checked heap reports leaks
- * first. Not thread-safe: no other thread may use the heap meanwhile. */
+ * first (each class pool's, then the large blocks still in use, as "N blocks leaked"). Not thread-safe: no other thread may use the heap meanwhile. */
 void mp_heap_destroy(mp_heap *heap);
 
 /* One size class's figures in mp_heap_stats. */

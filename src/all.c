@@ -8,3 +8,4 @@
 #include "debug.c"
 #include "tcache.c"
 #include "heap.c"
+#include "arena.c"

@@ -71,8 +71,13 @@ static void default_handler(const mp_error *error)
 void mpi_report(mp_error_kind kind, const mp_pool *pool, const void *addr, const void *site,
                 uint64_t count, const char *detail)
 {
+    mpi_report_as(kind, pool != NULL ? pool->name : "", pool, addr, site, count, detail);
+}
+
+void mpi_report_as(mp_error_kind kind, const char *name, const mp_pool *pool, const void *addr,
+                   const void *site, uint64_t count, const char *detail)
+{
     char message[512];
-    const char *name = pool != NULL ? pool->name : "";
     if (kind == MP_ERR_LEAK)
         snprintf(message, sizeof message, "mempool: %llu block%s leaked in pool \"%s\"%s",
                  (unsigned long long)count, count == 1 ? "" : "s", name, detail ? detail : "");
@@ -150,10 +155,9 @@ void mpi_check_alloc(mp_pool *pool, void *block, bool fresh, const void *site)
     }
     if ((pool->checks & MPI_CHECK_STATE) != 0) {
         uint64_t k;
-        unsigned bit;
         const mpi_run *run = mpi_pool_find_slot(pool, block, &k);
         mp_assert(run != NULL);
-        *mpi_pool_slot_bit(pool, run, k, &bit) &= (unsigned char)~bit;
+        mpi_pool_bit_set(pool, run, k, false);
     }
     if ((pool->checks & MPI_CHECK_TOOLS) != 0)
         mpi_tool_alloc(pool, block);
@@ -202,8 +206,7 @@ void mpi_check_destroy(mp_pool *pool)
     for (const mpi_run *run = pool->first; run != NULL; run = run->next) {
         for (uint64_t k = 0; k < run->carved; k++) {
             void *block = mpi_pool_slot(pool, run, k);
-            unsigned bit;
-            bool is_free = (*mpi_pool_slot_bit(pool, run, k, &bit) & bit) != 0;
+            bool is_free = mpi_pool_bit_get(pool, run, k);
             mpi_tool_open(pool, block, pool->stride);
             if (is_free) {
                 if (!mpi_fill_is_intact(pool, block))
@@ -317,8 +320,7 @@ void mpi_tool_forget_live(const mp_pool *pool)
         return;
     for (const mpi_run *run = pool->first; run != NULL; run = run->next) {
         for (uint64_t k = 0; k < run->carved; k++) {
-            unsigned bit;
-            if ((*mpi_pool_slot_bit(pool, run, k, &bit) & bit) == 0)
+            if (!mpi_pool_bit_get(pool, run, k))
                 VALGRIND_FREELIKE_BLOCK(mpi_pool_slot(pool, run, k), 0);
         }
     }

@@ -53,7 +53,8 @@ struct mp_heap {
     pthread_mutex_t lock; /* class pool creation, the large lists */
     mpi_large *large;     /* large blocks in use */
     mpi_large *cache;     /* freed large blocks kept for reuse, most recent first */
-    uint64_t large_allocs, large_frees, large_failed, ncache;
+    uint64_t large_allocs, large_frees, ncache;
+    uint64_t failed;      /* failed requests no class pool counted (large, pool creation) */
     unsigned flags;
     mp_source source;   /* the caller's source (for a buffer: unused) */
     mp_source mine;     /* heap_map/heap_unmap over it, given to every class pool */
@@ -136,6 +137,14 @@ static void *buffer_take(mp_heap *heap, size_t size, size_t align)
     return (void *)at;
 }
 
+static void heap_unmap(void *ctx, void *p, size_t size)
+{
+    mp_heap *heap = ctx;
+    if (heap->buf_end == NULL)
+        heap->source.unmap(heap->source.ctx, p, size);
+    atomic_fetch_sub(&heap->reserved, size); /* a buffer's bytes come back at reset */
+}
+
 static void *heap_map(void *ctx, size_t size, size_t align)
 {
     mp_heap *heap = ctx;
@@ -148,13 +157,6 @@ static void *heap_map(void *ctx, size_t size, size_t align)
     return p;
 }
 
-static void heap_unmap(void *ctx, void *p, size_t size)
-{
-    mp_heap *heap = ctx;
-    if (heap->buf_end == NULL)
-        heap->source.unmap(heap->source.ctx, p, size);
-    atomic_fetch_sub(&heap->reserved, size); /* a buffer's bytes come back at reset */
-}
 
 /* ================================================================================================
  * Creation and the class pools
@@ -213,30 +215,40 @@ mp_heap *mp_heap_create(const mp_heap_opts *opts)
     heap->source = *source;
     heap->mine = (mp_source){heap_map, heap_unmap, heap};
     heap->capacity = o->capacity;
+    atomic_store(&heap->reserved, heap->meta_size); /* the capacity counts the bookkeeping too */
     for (size_t i = 0; o->name != NULL && i < MP_NAME_MAX - 1 && o->name[i] != '\0'; i++)
         heap->name[i] = o->name[i];
     return heap;
 }
 
-/* Makes the pool of class c, once (the heap's lock orders racing threads). */
+static void count_failed(mp_heap *heap)
+{
+    errno = ENOMEM;
+    pthread_mutex_lock(&heap->lock);
+    heap->failed++;
+    pthread_mutex_unlock(&heap->lock);
+}
+
+/* Makes the pool of class c. Made with no lock held (the heap's lock stays innermost), and published
+ * by one compare-exchange: a thread that loses the race destroys its own pool and takes the
+ * winner's. NULL on failure. */
 static MP_NOINLINE mp_pool *heap_pool_slow(mp_heap *heap, unsigned c)
 {
-    pthread_mutex_lock(&heap->lock);
-    mp_pool *pool = atomic_load(&heap->pools[c]);
-    if (pool == NULL) {
-        char name[MP_NAME_MAX + 24]; /* "heap/size", truncated by the pool to MP_NAME_MAX */
-        snprintf(name, sizeof name, "%s/%zu", heap->name, class_size(c));
-        mp_pool_opts opts = {.block_size = class_size(c),
-                             .align = class_align(c),
-                             .flags = heap->flags,
-                             .name = name,
-                             .source = &heap->mine};
-        pool = mpi_pool_create_chunked(&opts, HEAP_CHUNK);
-        if (pool != NULL)
-            atomic_store_explicit(&heap->pools[c], pool, memory_order_release);
-    }
-    pthread_mutex_unlock(&heap->lock);
-    return pool;
+    char name[MP_NAME_MAX + 24]; /* "heap/size", truncated by the pool to MP_NAME_MAX */
+    snprintf(name, sizeof name, "%s/%zu", heap->name, class_size(c));
+    mp_pool_opts opts = {.block_size = class_size(c),
+                         .align = class_align(c),
+                         .flags = heap->flags,
+                         .name = name,
+                         .source = &heap->mine};
+    mp_pool *mine = mpi_pool_create_chunked(&opts, HEAP_CHUNK), *seen = NULL;
+    if (mine == NULL)
+        return NULL;
+    if (atomic_compare_exchange_strong_explicit(&heap->pools[c], &seen, mine, memory_order_acq_rel,
+                                                memory_order_acquire))
+        return mine;
+    mp_pool_destroy(mine);
+    return seen;
 }
 
 static mp_pool *heap_pool(mp_heap *heap, unsigned c)
@@ -284,12 +296,58 @@ static mpi_large *cache_take(mp_heap *heap, size_t need)
     return best;
 }
 
+/* Gives every cached large block back; the bytes given back. Takes the lock (so: not called from
+ * under a class pool's lock, where heap_map runs). */
+static size_t cache_drop(mp_heap *heap)
+{
+    pthread_mutex_lock(&heap->lock);
+    mpi_large *list = heap->cache;
+    heap->cache = NULL;
+    heap->ncache = 0;
+    pthread_mutex_unlock(&heap->lock);
+    size_t bytes = 0;
+    for (mpi_large *l = list, *next; l != NULL; l = next) {
+        next = l->next;
+        bytes += l->map_size;
+        heap_unmap(heap, l, l->map_size);
+    }
+    return bytes;
+}
+
+/* Before a heap refuses a request it gives back what it holds unused (mp_heap_trim) and tries once
+ * more, so memory that freed blocks left in one class or in the large cache serves another. True
+ * when that freed anything (a buffer heap cannot reuse what it gives back before a reset). */
+static bool heap_reclaim(mp_heap *heap)
+{
+    return heap->buf_end == NULL && mp_heap_trim(heap) != 0;
+}
+
+/* A block of class c, with the reclaiming retry; a failure is counted once, by the pool that
+ * refused or, when no pool could be made, by the heap. */
+static void *class_alloc(mp_heap *heap, unsigned c)
+{
+    mp_pool *pool = heap_pool(heap, c);
+    void *p = pool != NULL ? mp_pool_alloc(pool) : NULL;
+    if (p == NULL && heap_reclaim(heap)) {
+        if (pool != NULL)
+            mpi_pool_forgive_failure(pool); /* only the second try's outcome counts */
+        else
+            pool = heap_pool(heap, c);
+        p = pool != NULL ? mp_pool_alloc(pool) : NULL;
+    }
+    if (pool == NULL)
+        count_failed(heap);
+    return p;
+}
+
 static void *large_alloc(mp_heap *heap, size_t size, size_t align)
 {
     size_t page = mpi_os_page_size();
+    if (size == 0)
+        size = 1; /* a unique block with a usable size, as for the classes */
     size_t off = align > LARGE_HEADER ? align : LARGE_HEADER;
     if (size > (size_t)PTRDIFF_MAX - off - page) {
-        errno = ENOMEM;
+        count_failed(heap);
         return NULL;
     }
     size_t need = (off + size + page - 1) & ~(page - 1);
@@ -298,11 +356,10 @@ static void *large_alloc(mp_heap *heap, size_t size, size_t align)
     pthread_mutex_unlock(&heap->lock);
     if (l == NULL) { /* the system is called with no lock held */
         l = heap_map(heap, need, HEAP_CHUNK);
+        if (l == NULL && heap_reclaim(heap))
+            l = heap_map(heap, need, HEAP_CHUNK);
         if (l == NULL) {
-            pthread_mutex_lock(&heap->lock);
-            heap->large_failed++;
-            pthread_mutex_unlock(&heap->lock);
-            errno = ENOMEM;
+            count_failed(heap);
             return NULL;
         }
         l->zero = NULL;
@@ -372,8 +429,17 @@ void *mp_heap_alloc(mp_heap *heap, size_t size)
     }
     if (size > MP_HEAP_MAX_CLASS)
         return large_alloc(heap, size, 0);
-    mp_pool *pool = heap_pool(heap, class_of(size));
-    return pool != NULL ? mp_pool_alloc(pool) : NULL;
+    return class_alloc(heap, class_of(size));
+}
+
+size_t mp_heap_trim(mp_heap *heap)
+{
+    if (heap == NULL)
+        return 0;
+    size_t bytes = heap->buf_end != NULL ? 0 : cache_drop(heap);
+    for (unsigned c = 0; c < MP_HEAP_CLASSES; c++)
+        bytes += mp_pool_trim(atomic_load_explicit(&heap->pools[c], memory_order_acquire));
+    return bytes;
 }
 
 void *mp_heap_calloc(mp_heap *heap, size_t n, size_t size)
@@ -390,21 +456,19 @@ void *mp_heap_calloc(mp_heap *heap, size_t n, size_t size)
 
 void *mp_heap_aligned_alloc(mp_heap *heap, size_t align, size_t size)
 {
-    if (align == 0 || (align & (align - 1)) != 0 || align > HEAP_MAX_ALIGN) {
+    if (align == 0 || (align & (align - 1)) != 0 || heap == NULL) {
         errno = EINVAL;
         return NULL;
     }
-    if (heap == NULL) {
-        errno = EINVAL;
+    if (align > HEAP_MAX_ALIGN) { /* a block so aligned is its own chunk's start: no room for a header */
+        count_failed(heap);
         return NULL;
     }
     if (align <= CLASS_MAX_ALIGN && size <= MP_HEAP_MAX_CLASS) {
         /* the smallest class that fits and whose blocks are aligned enough */
         for (unsigned c = class_of(size > align ? size : align); c < MP_HEAP_CLASSES; c++) {
-            if (class_align(c) >= align) {
-                mp_pool *pool = heap_pool(heap, c);
-                return pool != NULL ? mp_pool_alloc(pool) : NULL;
-            }
+            if (class_align(c) >= align)
+                return class_alloc(heap, c);
         }
     }
     return large_alloc(heap, size, align);
@@ -467,7 +531,9 @@ size_t mp_heap_usable_size(const mp_heap *heap, const void *p)
     return bad ? 0 : ((const mpi_large *)((uintptr_t)p & ~(uintptr_t)(HEAP_CHUNK - 1)))->usable;
 }
 
-/* A block is moved only when the new size does not fit, or would use less than half of it. */
+/* A block stays where it is when mp_heap_alloc(size) would have given a block of the same kind: the
+ * same class, or a large block that the size fits using at least half of it. So the block is then
+ * one of class_of(size), and mp_heap_free_sized(heap, p, size) stays valid. */
 void *mp_heap_realloc(mp_heap *heap, void *p, size_t size)
 {
     if (p == NULL)
@@ -481,7 +547,10 @@ void *mp_heap_realloc(mp_heap *heap, void *p, size_t size)
         errno = EINVAL; /* reported already in a checked heap */
         return NULL;
     }
-    if (size <= usable && size >= usable / 2)
+    bool same_class = usable <= MP_HEAP_MAX_CLASS ? size <= usable && class_of(size) == class_of(usable)
+                                                 : size > MP_HEAP_MAX_CLASS && size <= usable &&
+                                                       size >= usable / 2;
+    if (same_class)
         return p;
     void *q = mp_heap_alloc(heap, size);
     if (q != NULL) {
@@ -532,10 +601,26 @@ void mp_heap_reset(mp_heap *heap)
         mp_pool_reset(atomic_load(&heap->pools[c]));
 }
 
+/* A checked heap's leaked large blocks, reported as a checked pool reports its own. */
+static void heap_report_leaks(const mp_heap *heap)
+{
+    uint64_t n = 0;
+    const void *first = NULL;
+    for (const mpi_large *l = heap->large; l != NULL; l = l->next, n++)
+        first = l->block; /* the list is newest first: this ends at the oldest */
+    if (n != 0) {
+        char detail[64];
+        snprintf(detail, sizeof detail, " (large blocks; the oldest at %p)", first);
+        mpi_report_as(MP_ERR_LEAK, heap->name, NULL, first, NULL, n, detail);
+    }
+}
+
 void mp_heap_destroy(mp_heap *heap)
 {
     if (heap == NULL)
         return;
+    if ((heap->flags & MP_CHECKED) != 0)
+        heap_report_leaks(heap);
     heap_destroy_pools(heap);
     heap_drop_large(heap);
     pthread_mutex_destroy(&heap->lock);
@@ -566,7 +651,7 @@ int mp_heap_stats(const mp_heap *heap, struct mp_heap_stats *out)
     pthread_mutex_lock((pthread_mutex_t *)&heap->lock);
     out->allocs += heap->large_allocs;
     out->frees += heap->large_frees;
-    out->failed_allocs += heap->large_failed;
+    out->failed_allocs += heap->failed;
     for (const mpi_large *l = heap->large; l != NULL; l = l->next) {
         out->large_in_use++;
         out->bytes_in_use += l->usable;
@@ -574,7 +659,7 @@ int mp_heap_stats(const mp_heap *heap, struct mp_heap_stats *out)
     out->blocks_in_use += out->large_in_use;
     out->large_cached = heap->ncache;
     pthread_mutex_unlock((pthread_mutex_t *)&heap->lock);
-    out->bytes_reserved = atomic_load(&heap->reserved) + heap->meta_size;
+    out->bytes_reserved = atomic_load(&heap->reserved);
     return 0;
 }
 

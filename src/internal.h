@@ -176,7 +176,7 @@ struct mp_pool {
      * the registry lock guards the lists. */
     pthread_mutex_t lock;
     uint32_t ts_id;              /* this pool's slot in every thread's cache table; 0: no caches */
-    uint32_t cache_limit;        /* blocks a thread's cache may hold */
+    uint64_t cache_limit;        /* blocks a thread's cache may hold */
     struct mpi_tcache *caches;   /* the threads' caches of this pool */
     mp_pool *ts_next, *ts_prev;  /* all thread-safe pools */
     uint64_t retired_allocs;     /* allocations counted by caches since dropped */
@@ -224,6 +224,9 @@ MPI_HIDDEN _Noreturn void mpi_assert_fail(const char *cond, const char *file, in
 /* Builds the one-line message and calls the installed handler (default: print and abort). */
 MPI_HIDDEN void mpi_report(mp_error_kind kind, const mp_pool *pool, const void *addr, const void *site,
                            uint64_t count, const char *detail);
+/* The same, naming `name` (a heap's, say) where pool is NULL or not the one to name. */
+MPI_HIDDEN void mpi_report_as(mp_error_kind kind, const char *name, const mp_pool *pool,
+                              const void *addr, const void *site, uint64_t count, const char *detail);
 
 /* The checks of a pool with any MPI_CHECK_* bit, around the list operations of pool.c:
  * check_alloc readies a block popped or carved (fresh) for the user, with `site` its caller;
@@ -260,6 +263,8 @@ MPI_HIDDEN mp_pool *mpi_pool_create_chunked(const mp_pool_opts *opts, size_t chu
 /* Takes a block from the free list or else the cursor (*fresh: from the cursor); counts nothing.
  * NULL when the capacity or the memory is used up. */
 MPI_HIDDEN void *mpi_pool_take(mp_pool *pool, bool *fresh);
+/* A block can be taken without calling the source (free list, cursor, or runs held). */
+MPI_HIDDEN bool mpi_pool_has_ready(const mp_pool *pool);
 /* Puts a chain of free blocks, linked first to last, on the free list. */
 MPI_HIDDEN void mpi_pool_give_chain(mp_pool *pool, void *first, void *last);
 /* The whole slow alloc and free of one pool: the single-threaded path, or a thread-safe pool's
@@ -275,6 +280,12 @@ MPI_HIDDEN void *mpi_pool_slot(const mp_pool *pool, const mpi_run *run, uint64_t
 /* The byte and bit (in *bit) of slot k's free bit (MPI_CHECK_STATE pools). */
 MPI_HIDDEN unsigned char *mpi_pool_slot_bit(const mp_pool *pool, const mpi_run *run, uint64_t k,
                                             unsigned *bit);
+/* Takes back one failed allocation the pool counted: a heap that refused, reclaimed memory and then
+ * succeeded (or failed again, counted again) reports one outcome per request. */
+MPI_HIDDEN void mpi_pool_forgive_failure(mp_pool *pool);
+/* Read and write slot k's free bit (MPI_CHECK_STATE pools). */
+MPI_HIDDEN bool mpi_pool_bit_get(const mp_pool *pool, const mpi_run *run, uint64_t k);
+MPI_HIDDEN void mpi_pool_bit_set(const mp_pool *pool, const mpi_run *run, uint64_t k, bool is_free);
 /* p is a carved slot of the pool whose free bit is set. */
 MPI_HIDDEN bool mpi_pool_slot_is_free(const mp_pool *pool, const void *p);
 /* The next block on the free list after `block`, decoded. */

@@ -140,12 +140,27 @@ unsigned char *mpi_pool_slot_bit(const mp_pool *pool, const mpi_run *run, uint64
     return bits + j / 8;
 }
 
+/* The returned pointer is kept in a local before *bit is read: in `*slot_bit(.., &bit) & bit` the
+ * order of the call and the read of bit is unspecified (clang reads bit first). */
+bool mpi_pool_bit_get(const mp_pool *pool, const mpi_run *run, uint64_t k)
+{
+    unsigned bit;
+    const unsigned char *byte = mpi_pool_slot_bit(pool, run, k, &bit);
+    return (*byte & bit) != 0;
+}
+
+void mpi_pool_bit_set(const mp_pool *pool, const mpi_run *run, uint64_t k, bool is_free)
+{
+    unsigned bit;
+    unsigned char *byte = mpi_pool_slot_bit(pool, run, k, &bit);
+    *byte = (unsigned char)(is_free ? *byte | bit : *byte & ~bit);
+}
+
 bool mpi_pool_slot_is_free(const mp_pool *pool, const void *p)
 {
     uint64_t k;
-    unsigned bit;
     const mpi_run *run = mpi_pool_find_slot(pool, p, &k);
-    return run != NULL && k < run->carved && (*mpi_pool_slot_bit(pool, run, k, &bit) & bit) != 0;
+    return run != NULL && k < run->carved && mpi_pool_bit_get(pool, run, k);
 }
 
 /* ------------------------------------------------------------------------------------------------
@@ -202,6 +217,13 @@ static void *list_pop(mp_pool *pool)
     if (block == NULL)
         return NULL;
     void *next = mpi_pool_link_get(pool, block);
+    if ((pool->checks & MPI_CHECK_STATE) != 0) {
+        /* the popped block stops being free first, so a link back to it (a cycle) is refused */
+        uint64_t k;
+        const mpi_run *run = mpi_pool_find_slot(pool, block, &k);
+        if (run != NULL)
+            mpi_pool_bit_set(pool, run, k, false);
+    }
     if ((pool->checks & MPI_CHECK_STATE) != 0 && next != NULL && !mpi_pool_slot_is_free(pool, next)) {
         if ((pool->checks & MPI_CHECK_FILL) != 0)
             mpi_report(MP_ERR_WRITE_AFTER_FREE, pool, block, NULL, 1, " (its link was overwritten)");
@@ -550,6 +572,12 @@ void *mpi_pool_take(mp_pool *pool, bool *fresh)
     return block != NULL ? block : pool_carve(pool);
 }
 
+bool mpi_pool_has_ready(const mp_pool *pool)
+{
+    return *pool_head_const(pool) != NULL || pool->bump != pool->bump_end ||
+           (pool->cur != NULL && (pool->cur_chunk + 1 < pool->cur->nchunks || pool->cur->next != NULL));
+}
+
 void mpi_pool_give_chain(mp_pool *pool, void *first, void *last)
 {
     void **head = pool_head(pool);
@@ -721,6 +749,13 @@ static size_t pool_trim_locked(mp_pool *pool)
     return given;
 }
 
+void mpi_pool_forgive_failure(mp_pool *pool)
+{
+    mpi_ts_lock(pool);
+    pool->failed_allocs--;
+    mpi_ts_unlock(pool);
+}
+
 size_t mp_pool_trim(mp_pool *pool)
 {
     if (pool == NULL)
@@ -784,11 +819,10 @@ static bool pool_free_list_is_valid(const mp_pool *pool, bool locked_all)
     uint64_t n = 0;
     for (void *b = *pool_head_const(pool); b != NULL; b = mpi_pool_link_get(pool, b)) {
         uint64_t k;
-        unsigned bit;
         const mpi_run *run = mpi_pool_find_slot(pool, b, &k);
         if (run == NULL || k >= run->carved || ((uintptr_t)b & (pool->align - 1)) != 0)
             return false;
-        if ((pool->checks & MPI_CHECK_STATE) != 0 && (*mpi_pool_slot_bit(pool, run, k, &bit) & bit) == 0)
+        if ((pool->checks & MPI_CHECK_STATE) != 0 && !mpi_pool_bit_get(pool, run, k))
             return false;
         if (++n > pool->carved)
             return false;

@@ -57,9 +57,11 @@ static uint32_t nfree_ids, free_ids_cap;
 static mp_pool *cache_meta;    /* where mpi_tcache and mpi_thread records come from */
 static mp_pool *thread_meta;
 
-/* Cache limits: the default, and the most bytes a default cache may hold. */
+/* Cache limits: the default, the most bytes a default cache may hold, and the most blocks moved
+ * between a cache and its pool at once (however large a cache the program asks for). */
 #define CACHE_DEFAULT 128u
 #define CACHE_BYTES_MAX (256u * 1024u)
+#define BATCH_MAX 256u
 
 static void thread_exit(void *arg);
 static void fork_prepare(void);
@@ -122,13 +124,12 @@ int mpi_ts_create(mp_pool *pool, const mp_pool_opts *opts)
         limit = CACHE_BYTES_MAX / pool->stride;
         limit = limit > CACHE_DEFAULT ? CACHE_DEFAULT : limit < 2 ? 2 : limit;
     }
-    if (limit > UINT32_MAX / 2)
-        limit = UINT32_MAX / 2;
-    if (pool->checks != 0) /* checks run under the lock, on every call */
-        limit = 0;
+
+    if (pool->checks != 0 || pool->capacity != 0)
+        limit = 0; /* checks run under the lock on every call; a capacity is exact (see mempool.h) */
     if (pthread_mutex_init(&pool->lock, NULL) != 0)
         return ENOMEM;
-    pool->cache_limit = (uint32_t)limit;
+    pool->cache_limit = limit;
 
     pthread_mutex_lock(&registry);
     if (limit != 0)
@@ -224,37 +225,50 @@ static mpi_tcache *cache_get(mp_pool *pool)
     return c;
 }
 
-/* Takes up to limit/2 blocks from the pool into the empty cache c. Counts a failure if none. */
+/* How many blocks move between a cache and its pool at once. */
+static uint64_t cache_batch(const mpi_tcache *c)
+{
+    uint64_t n = c->pub.limit / 2;
+    return n == 0 ? 1 : n > BATCH_MAX ? BATCH_MAX : n;
+}
+
+/* Takes a batch of blocks from the pool into the empty cache c, in the pool's order (so a fresh
+ * pool still hands out its lowest addresses first), calling the source at most once. Counts a
+ * failure if it gets none. The counter moves under the lock, with the blocks, so that stats (which
+ * take the lock) never see blocks in neither place. */
 static void cache_refill(mp_pool *pool, mpi_tcache *c)
 {
-    uint32_t want = c->pub.limit / 2 != 0 ? c->pub.limit / 2 : 1, got = 0;
+    uint64_t want = cache_batch(c), got = 0;
+    void *first = NULL, **tail = &first;
     bool fresh;
     pthread_mutex_lock(&pool->lock);
-    for (; got < want; got++) {
+    for (; got < want && (got == 0 || mpi_pool_has_ready(pool)); got++) {
         void *block = mpi_pool_take(pool, &fresh);
         if (block == NULL)
             break;
-        *(void **)block = c->pub.free;
-        c->pub.free = block;
+        *tail = block;
+        tail = (void **)block;
     }
+    *tail = NULL;
+    c->pub.free = first;
     if (got == 0)
         pool->failed_allocs++;
-    pthread_mutex_unlock(&pool->lock);
     MP_STORE_RELAXED(c->pub.pushes, c->pub.pushes + got);
+    pthread_mutex_unlock(&pool->lock);
 }
 
 /* Gives the first n (>= 1) blocks of the cache back to the pool: the chain is cut outside the
- * lock and spliced in O(1) under it. */
-static void cache_flush(mp_pool *pool, mpi_tcache *c, uint32_t n)
+ * lock and spliced in O(1) under it, where the counter moves too (see cache_refill). */
+static void cache_flush(mp_pool *pool, mpi_tcache *c, uint64_t n)
 {
     void *first = c->pub.free, *last = first;
-    for (uint32_t i = 1; i < n; i++)
+    for (uint64_t i = 1; i < n; i++)
         last = *(void **)last;
     c->pub.free = *(void **)last;
-    c->flushed += n;
-    MP_STORE_RELAXED(c->pub.pops, c->pub.pops + n);
     pthread_mutex_lock(&pool->lock);
     mpi_pool_give_chain(pool, first, last);
+    __atomic_store_n(&c->flushed, c->flushed + n, __ATOMIC_RELAXED);
+    MP_STORE_RELAXED(c->pub.pops, c->pub.pops + n);
     pthread_mutex_unlock(&pool->lock);
 }
 
@@ -296,9 +310,8 @@ void mpi_ts_free(mp_pool *pool, void *block)
         pthread_mutex_unlock(&pool->lock);
         return;
     }
-    uint64_t count = c->pub.pushes - c->pub.pops;
-    if (count >= c->pub.limit)
-        cache_flush(pool, c, (uint32_t)(c->pub.limit / 2 != 0 ? c->pub.limit / 2 : count));
+    if (c->pub.pushes - c->pub.pops >= c->pub.limit)
+        cache_flush(pool, c, cache_batch(c));
     *(void **)block = c->pub.free;
     c->pub.free = block;
     MP_STORE_RELAXED(c->pub.pushes, c->pub.pushes + 1);
@@ -379,7 +392,7 @@ void mpi_ts_sum(const mp_pool *pool, uint64_t *cached, uint64_t *allocs)
         uint64_t pops = __atomic_load_n(&c->pub.pops, __ATOMIC_RELAXED);
         uint64_t pushes = __atomic_load_n(&c->pub.pushes, __ATOMIC_RELAXED);
         *cached += pushes - pops;
-        *allocs += pops - c->flushed;
+        *allocs += pops - __atomic_load_n(&c->flushed, __ATOMIC_RELAXED);
     }
 }
 
