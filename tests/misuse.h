@@ -1,0 +1,831 @@
+/*
+ * misuse.h: what the misuse tests of checked and secure pools (test_checked.c, test_secure.c)
+ * share.
+ *
+ *   - Death tests. child_die() runs a function that commits one user bug in a child process whose
+ *     stderr is a pipe, with the default error handler; expect_death() then checks that the child
+ *     died by SIGABRT and that stderr holds exactly one line, "mempool: ...", naming the bug, the
+ *     pool and the block address (as %p prints it) that the child noted with child_note() just
+ *     before committing the bug (the parent cannot know the child's addresses otherwise).
+ *   - Isolated tests. run_isolated() runs a test function in a child and adds the child's CHECK
+ *     counts to the parent's, so a library crash on one misuse fails that test instead of ending
+ *     the program.
+ *   - An error log: a handler that returns (the library must then "go on safely", mempool.h) and
+ *     records each error it receives, with helpers to check one error's fields.
+ *   - Stray accesses. The tests write into free blocks and canaries on purpose. Under ASan (or
+ *     memcheck, with MEMPOOL_VALGRIND) the library makes those bytes inaccessible to the program,
+ * and the tool would report the write before the library can; stray_open() reopens the bytes first,
+ *     so what is tested is the library's own detection, which must work without any tool.
+ *   - Pool helpers: exact statistics, a counting source (all memory given back?), allocating many
+ *     blocks and checking that none is handed out twice or overlaps a live one.
+ *   - The randomized no-false-positive run (random_run), for checked and for secure pools.
+ *
+ * Everything is static inline so that a program using only part of it compiles without warnings.
+ * POSIX: fork, pipe, waitpid, alarm. Only the public API of mempool.h is used.
+ */
+#ifndef MP_MISUSE_H
+#define MP_MISUSE_H
+
+#include "mempool.h"
+#include "test.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <signal.h>
+#include <stdalign.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#if defined(__SANITIZE_ADDRESS__)
+#define MISUSE_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define MISUSE_ASAN 1
+#endif
+#endif
+#ifdef MISUSE_ASAN
+#include <sanitizer/asan_interface.h>
+#endif
+#if defined(__has_include)
+#if __has_include(<valgrind/memcheck.h>)
+#include <valgrind/memcheck.h>
+#define MISUSE_VALGRIND 1
+#endif
+#endif
+
+/* ------------------------------------------------------------------------------------------------
+ * Stray accesses: the deliberate bugs, made visible to the library rather than to a tool
+ * ---------------------------------------------------------------------------------------------- */
+
+static inline void stray_open(const void *p, size_t n)
+{
+    (void)p, (void)n;
+#ifdef MISUSE_ASAN
+    __asan_unpoison_memory_region(p, n);
+#endif
+#ifdef MISUSE_VALGRIND
+    VALGRIND_MAKE_MEM_DEFINED(p, n);
+#endif
+}
+
+/* Writes the byte at block + off (a free block's body, or the canary past a live block). */
+static inline void stray_byte(void *block, size_t off, unsigned char value)
+{
+    stray_open((char *)block + off, 1);
+    ((volatile unsigned char *)block)[off] = value;
+}
+
+/* Reads and writes a free block's first word, its free-list link (mempool.h: "the link is the
+ * block's first word"). memcpy, since an attacker's word need not be a valid pointer. */
+static inline uintptr_t stray_link_get(const void *block)
+{
+    uintptr_t v;
+    stray_open(block, sizeof v);
+    memcpy(&v, block, sizeof v);
+    return v;
+}
+
+static inline void stray_link_set(void *block, uintptr_t value)
+{
+    stray_open(block, sizeof value);
+    memcpy(block, &value, sizeof value);
+}
+
+/* ------------------------------------------------------------------------------------------------
+ * Small helpers
+ * ---------------------------------------------------------------------------------------------- */
+
+/* Blocks that no pool hands out: the stack, static memory, the C heap. The heap block a death-test
+ * child frees is kept here, so that memcheck does not count it lost when the child dies. */
+static alignas(64) char misuse_static_bytes[512];
+static void *volatile misuse_heap_block;
+
+static inline mp_stats stats_get(const mp_pool *pool)
+{
+    mp_stats s;
+    memset(&s, 0xEE, sizeof s);
+    if (mp_pool_stats(pool, &s) != 0)
+        memset(&s, 0xEE, sizeof s);
+    return s;
+}
+
+/* The statistics a misuse may not disturb: exact counts, and the header's equations. */
+static inline bool stats_are(const mp_pool *pool, uint64_t in_use, uint64_t allocs, uint64_t frees)
+{
+    mp_stats s = stats_get(pool);
+    return s.blocks_in_use == in_use && s.allocs == allocs && s.frees == frees &&
+           s.allocs - s.frees == s.blocks_in_use && s.blocks_in_use <= s.blocks_peak &&
+           s.bytes_used == s.blocks_in_use * s.block_size && s.bytes_used <= s.bytes_reserved;
+}
+
+static inline bool text_has(const char *text, const char *part)
+{
+    return strstr(text, part) != NULL;
+}
+
+/* Does `text` name the block at p, written as %p writes it (a whole token, not a prefix)? */
+static inline bool text_has_addr(const char *text, const void *p)
+{
+    char want[64];
+    snprintf(want, sizeof want, "%p", p);
+    size_t n = strlen(want);
+    for (const char *s = strstr(text, want); s != NULL; s = strstr(s + 1, want)) {
+        char next = s[n];
+        bool hex = (next >= '0' && next <= '9') || (next >= 'a' && next <= 'f') ||
+                   (next >= 'A' && next <= 'F');
+        if (!hex)
+            return true;
+    }
+    return false;
+}
+
+/* Does `text` contain one of the '|'-separated alternatives in `parts`? */
+static inline bool text_has_any(const char *text, const char *parts)
+{
+    char one[128];
+    for (const char *s = parts;;) {
+        const char *bar = strchr(s, '|');
+        size_t len = bar ? (size_t)(bar - s) : strlen(s);
+        snprintf(one, sizeof one, "%.*s", (int)len, s);
+        if (text_has(text, one))
+            return true;
+        if (bar == NULL)
+            return false;
+        s = bar + 1;
+    }
+}
+
+static inline bool text_has_pool(const char *text, const char *name)
+{
+    char want[MP_NAME_MAX + 16];
+    snprintf(want, sizeof want, "in pool \"%s\"", name);
+    return text_has(text, want);
+}
+
+/* A pattern for block contents, seeded per block; pattern_ok verifies it. */
+static inline void pattern_fill(void *p, size_t n, uint64_t seed)
+{
+    unsigned char *b = p;
+    for (size_t i = 0; i < n; i++)
+        b[i] = (unsigned char)(seed * 131u + i * 7u + (i >> 8) + (seed >> 13));
+}
+
+static inline bool pattern_ok(const void *p, size_t n, uint64_t seed)
+{
+    const unsigned char *b = p;
+    for (size_t i = 0; i < n; i++)
+        if (b[i] != (unsigned char)(seed * 131u + i * 7u + (i >> 8) + (seed >> 13)))
+            return false;
+    return true;
+}
+
+static inline bool all_zero(const void *p, size_t n)
+{
+    const unsigned char *b = p;
+    for (size_t i = 0; i < n; i++)
+        if (b[i] != 0)
+            return false;
+    return true;
+}
+
+static inline int ptr_cmp(const void *a, const void *b)
+{
+    uintptr_t x = (uintptr_t) * (void *const *)a, y = (uintptr_t) * (void *const *)b;
+    return (x > y) - (x < y);
+}
+
+/* True if no two of the n blocks of `size` bytes at ps[] overlap (sorts ps). */
+static inline bool disjoint(void **ps, size_t n, size_t size)
+{
+    qsort(ps, n, sizeof *ps, ptr_cmp);
+    for (size_t i = 1; i < n; i++)
+        if ((uintptr_t)ps[i - 1] + size > (uintptr_t)ps[i])
+            return false;
+    return true;
+}
+
+/* ------------------------------------------------------------------------------------------------
+ * The error log: a handler that returns
+ * ---------------------------------------------------------------------------------------------- */
+
+enum { LOG_MAX = 64 };
+
+typedef struct logged_error {
+    mp_error_kind kind;
+    const mp_pool *pool;
+    char pool_name[MP_NAME_MAX];
+    const void *addr;
+    const void *site;
+    uint64_t count;
+    char message[512];
+    bool message_one_line; /* no newline in it */
+} logged_error;
+
+typedef struct error_log {
+    unsigned n; /* errors received, also past LOG_MAX */
+    logged_error e[LOG_MAX];
+} error_log;
+
+static error_log elog;
+
+static inline void log_error(const mp_error *error, void *ctx)
+{
+    error_log *log = ctx;
+    if (log->n < LOG_MAX) {
+        logged_error *l = &log->e[log->n];
+        l->kind = error->kind;
+        l->pool = error->pool;
+        snprintf(l->pool_name, sizeof l->pool_name, "%s",
+                 error->pool_name ? error->pool_name : "(null)");
+        l->addr = error->addr;
+        l->site = error->site;
+        l->count = error->count;
+        snprintf(l->message, sizeof l->message, "%s", error->message ? error->message : "(null)");
+        l->message_one_line = error->message != NULL && strchr(error->message, '\n') == NULL;
+    }
+    log->n++;
+}
+
+/* Installs the logging handler with an empty log. */
+static inline void log_start(void)
+{
+    memset(&elog, 0, sizeof elog);
+    mp_set_error_handler(log_error, &elog);
+}
+
+static inline void log_clear(void)
+{
+    elog.n = 0;
+}
+
+/* Prints the log, for a failed check. */
+static inline void log_show(void)
+{
+    for (unsigned i = 0; i < elog.n && i < LOG_MAX; i++)
+        printf("    error %u: kind %d, addr %p: %s\n", i, (int)elog.e[i].kind, elog.e[i].addr,
+               elog.e[i].message);
+}
+
+/*
+ * Checks that error i of the log is `kind` in `pool` (named `name`) about the block at addr: the
+ * handler's fields, and its message (the line the default handler would print) naming the bug, the
+ * pool and the address. Returns true if all held.
+ */
+static inline bool log_entry_is(const char *what, unsigned i, mp_error_kind kind,
+                                const mp_pool *pool, const char *name, const void *addr)
+{
+    if (!CHECK(what, elog.n > i)) {
+        log_show();
+        return false;
+    }
+    const logged_error *l = &elog.e[i];
+    bool ok = true;
+    ok &= CHECK(what, l->kind == kind);
+    ok &= CHECK(what, l->pool == pool);
+    ok &= CHECK(what, strcmp(l->pool_name, name) == 0);
+    ok &= CHECK(what, l->addr == addr);
+    ok &= CHECK(what, kind == MP_ERR_LEAK || l->count == 1);
+    ok &= CHECK(what, l->message_one_line);
+    ok &= CHECK(what, strncmp(l->message, "mempool: ", 9) == 0);
+    ok &= CHECK(what, kind == MP_ERR_LEAK || text_has(l->message, mp_error_name(kind)));
+    ok &= CHECK(what, text_has_pool(l->message, name));
+    ok &= CHECK(what, text_has_addr(l->message, addr));
+    if (!ok)
+        log_show();
+    return ok;
+}
+
+/* Checks that the log holds exactly one error, as log_entry_is() describes, and clears it. */
+static inline bool log_one(const char *what, mp_error_kind kind, const mp_pool *pool,
+                           const char *name, const void *addr)
+{
+    bool ok = CHECK(what, elog.n == 1);
+    ok = log_entry_is(what, 0, kind, pool, name, addr) && ok;
+    if (!ok)
+        log_show();
+    log_clear();
+    return ok;
+}
+
+/* Checks that the log is empty (no false positive). */
+static inline bool log_none(const char *what)
+{
+    if (CHECK(what, elog.n == 0))
+        return true;
+    log_show();
+    log_clear();
+    return false;
+}
+
+/* ------------------------------------------------------------------------------------------------
+ * Child processes: death tests and isolated tests
+ * ---------------------------------------------------------------------------------------------- */
+
+enum {
+    CHILD_SURVIVED = 77, /* the bug was not caught: the child ran to its end */
+    CHILD_NO_POOL = 78,  /* the child could not even create its pool */
+    CHILD_NOTES = 8,
+    CHILD_TIMEOUT = 30, /* seconds before SIGALRM ends a hung child */
+};
+
+typedef struct child_result {
+    int status;     /* from waitpid */
+    char err[8192]; /* the child's stderr */
+    const void *notes[CHILD_NOTES];
+    unsigned nnotes;
+} child_result;
+
+static int child_note_fd = -1;
+
+/* In a child: tells the parent an address the coming error message must name. */
+static inline void child_note(const void *p)
+{
+    if (child_note_fd >= 0 && write(child_note_fd, &p, sizeof p) != (ssize_t)sizeof p)
+        _exit(CHILD_NO_POOL);
+}
+
+/* Reads fd to its end into buf (cap bytes, NUL-terminated when text); returns the bytes read. */
+static inline size_t read_all(int fd, void *buf, size_t cap)
+{
+    size_t len = 0;
+    char sink[256];
+    for (;;) {
+        ssize_t r =
+            len < cap ? read(fd, (char *)buf + len, cap - len) : read(fd, sink, sizeof sink);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0)
+            return len;
+        if (len < cap)
+            len += (size_t)r;
+    }
+}
+
+/* Runs fn(arg) in a child with the default error handler, stderr into r->err. */
+static inline void child_die(void (*fn)(void *), void *arg, child_result *r)
+{
+    int errp[2], notep[2];
+    memset(r, 0, sizeof *r);
+    r->status = -1;
+    fflush(stdout);
+    fflush(stderr);
+    if (pipe(errp) != 0 || pipe(notep) != 0)
+        return;
+    pid_t pid = fork();
+    if (pid == 0) {
+        close(errp[0]);
+        close(notep[0]);
+        dup2(errp[1], 2);
+        close(errp[1]);
+        child_note_fd = notep[1];
+        alarm(CHILD_TIMEOUT);
+        mp_set_error_handler(NULL, NULL);
+        fn(arg);
+        _exit(CHILD_SURVIVED);
+    }
+    close(errp[1]);
+    close(notep[1]);
+    if (pid > 0) {
+        /* The notes come before the bug and are a few words: they fit the pipe, so reading stderr
+         * first cannot deadlock. */
+        size_t n = read_all(errp[0], r->err, sizeof r->err - 1);
+        r->err[n] = '\0';
+        r->nnotes = (unsigned)(read_all(notep[0], r->notes, sizeof r->notes) / sizeof r->notes[0]);
+        while (waitpid(pid, &r->status, 0) < 0 && errno == EINTR)
+            ;
+    }
+    close(errp[0]);
+    close(notep[0]);
+}
+
+/*
+ * Counts the lines of the child's stderr and copies the first into line. Lines Valgrind writes
+ * ("==PID== ...", when run under memcheck without a log file) are not the program's and are
+ * skipped.
+ */
+static inline unsigned stderr_lines(const char *err, char *line, size_t cap)
+{
+    unsigned n = 0;
+    line[0] = '\0';
+    for (const char *s = err; *s != '\0';) {
+        const char *end = strchr(s, '\n');
+        size_t len = end ? (size_t)(end - s) : strlen(s);
+        bool tool = len > 2 && s[0] == '=' && s[1] == '=' && s[2] >= '0' && s[2] <= '9';
+        if (!tool) {
+            if (n++ == 0)
+                snprintf(line, cap, "%.*s", (int)len, s);
+        }
+        s += len + (end != NULL);
+    }
+    return n;
+}
+
+static inline const char *status_text(int status, char *buf, size_t cap)
+{
+    if (status == -1)
+        snprintf(buf, cap, "fork or pipe failed");
+    else if (WIFSIGNALED(status))
+        snprintf(buf, cap, "killed by signal %d", WTERMSIG(status));
+    else if (WIFEXITED(status) && WEXITSTATUS(status) == CHILD_SURVIVED)
+        snprintf(buf, cap, "survived: the bug went unnoticed");
+    else if (WIFEXITED(status))
+        snprintf(buf, cap, "exited with status %d", WEXITSTATUS(status));
+    else
+        snprintf(buf, cap, "status %d", status);
+    return buf;
+}
+
+/*
+ * Runs the bug fn(arg) in a child and checks the death the header promises: SIGABRT after exactly
+ * one line on stderr, "mempool: ...", containing `words` (or one of its '|'-separated
+ * alternatives), `in pool "NAME"` and the address the child noted first.
+ */
+static inline void expect_death(const char *what, void (*fn)(void *), void *arg, const char *words,
+                                const char *pool_name)
+{
+    child_result r;
+    child_die(fn, arg, &r);
+    char line[1024], why[64];
+    unsigned lines = stderr_lines(r.err, line, sizeof line);
+    bool ok = true;
+    ok &= CHECK(what, r.status != -1 && WIFSIGNALED(r.status) && WTERMSIG(r.status) == SIGABRT);
+    ok &= CHECK(what, lines == 1);
+    ok &= CHECK(what, strncmp(line, "mempool: ", 9) == 0);
+    ok &= CHECK(what, text_has_any(line, words));
+    ok &= CHECK(what, text_has_pool(line, pool_name));
+    ok &= CHECK(what, r.nnotes >= 1 && text_has_addr(line, r.notes[0]));
+    if (!ok) {
+        printf("    child: %s; noted %p; stderr:\n%s\n", status_text(r.status, why, sizeof why),
+               r.nnotes ? r.notes[0] : NULL, r.err);
+        fflush(stdout);
+    }
+}
+
+/*
+ * Runs test fn(arg) in a child and adds the child's CHECK counts to this process's: a crash fails
+ * this test (reported with its signal) and the program goes on with the next. The child's own
+ * failure lines go to the shared stdout. The counters are test.h's; only this helper touches them.
+ */
+static inline void run_isolated(const char *what, void (*fn)(void *), void *arg)
+{
+    int p[2];
+    unsigned long long counts[2] = {0, 0};
+    fflush(stdout);
+    if (!CHECK(what, pipe(p) == 0))
+        return;
+    pid_t pid = fork();
+    if (pid == 0) {
+        close(p[0]);
+        alarm(CHILD_TIMEOUT * 4);
+        harness_passed = harness_failed = 0;
+        fn(arg);
+        counts[0] = harness_passed;
+        counts[1] = harness_failed;
+        fflush(stdout);
+        _exit(write(p[1], counts, sizeof counts) == (ssize_t)sizeof counts ? 0 : 1);
+    }
+    close(p[1]);
+    int status = -1;
+    size_t n = pid > 0 ? read_all(p[0], counts, sizeof counts) : 0;
+    close(p[0]);
+    if (pid > 0)
+        while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
+            ;
+    char why[64];
+    if (!CHECK(what, n == sizeof counts && WIFEXITED(status) && WEXITSTATUS(status) == 0)) {
+        printf("    isolated test %s: %s\n", what, status_text(status, why, sizeof why));
+        return;
+    }
+    harness_passed += counts[0];
+    harness_failed += counts[1];
+}
+
+/* ------------------------------------------------------------------------------------------------
+ * A counting source: does the pool give back all it took?
+ * ---------------------------------------------------------------------------------------------- */
+
+typedef struct counting {
+    uint64_t maps, unmaps;
+    uint64_t bytes_out; /* mapped and not unmapped */
+} counting;
+
+static inline void *counting_map(void *ctx, size_t size, size_t align)
+{
+    counting *c = ctx;
+    void *p = aligned_alloc(align, size);
+    if (p != NULL) {
+        c->maps++;
+        c->bytes_out += size;
+    }
+    return p;
+}
+
+static inline void counting_unmap(void *ctx, void *p, size_t size)
+{
+    counting *c = ctx;
+    c->unmaps++;
+    c->bytes_out -= size;
+    free(p);
+}
+
+/* ------------------------------------------------------------------------------------------------
+ * Test pools: a geometry, and what to release after
+ * ---------------------------------------------------------------------------------------------- */
+
+typedef struct geo {
+    const char *name;
+    size_t block_size;
+    size_t align;
+    unsigned flags; /* MP_CHECKED or MP_SECURE, and maybe MP_ZERO */
+    bool buffer;    /* in a caller's buffer of GEO_BUFFER_SIZE bytes */
+} geo;
+
+enum { GEO_BUFFER_SIZE = 1 << 20 };
+
+/* A test's pool, with its buffer (buffer pools) and its counting source (when asked for). */
+typedef struct tpool {
+    mp_pool *pool;
+    void *buffer;
+    counting count;
+    mp_source source;
+} tpool;
+
+/* Creates a pool of geometry g named `name`; counted: memory from a counting source. */
+static inline bool tpool_make(tpool *t, const geo *g, const char *name, bool counted)
+{
+    memset(t, 0, sizeof *t);
+    t->source = (mp_source){counting_map, counting_unmap, &t->count};
+    if (g->buffer)
+        t->buffer = malloc(GEO_BUFFER_SIZE);
+    t->pool = mp_pool_create(&(mp_pool_opts){.block_size = g->block_size,
+                                             .align = g->align,
+                                             .flags = g->flags,
+                                             .buffer = t->buffer,
+                                             .buffer_size = t->buffer ? GEO_BUFFER_SIZE : 0,
+                                             .name = name,
+                                             .source = counted ? &t->source : NULL});
+    return t->pool != NULL;
+}
+
+/* Destroys the pool (unless already done: t->pool NULL) and frees the buffer. */
+static inline void tpool_done(tpool *t)
+{
+    mp_pool_destroy(t->pool);
+    t->pool = NULL;
+    free(t->buffer);
+    t->buffer = NULL;
+}
+
+/* In a death-test child: the pool of geometry g, or the child ends with CHILD_NO_POOL. The child
+ * never gives its memory back: it is meant to die. */
+static inline mp_pool *child_pool(const geo *g, const char *name)
+{
+    tpool t;
+    if (!tpool_make(&t, g, name, false))
+        _exit(CHILD_NO_POOL);
+    return t.pool;
+}
+
+static inline size_t stride_of(const mp_pool *pool)
+{
+    return stats_get(pool).stride;
+}
+
+/* ------------------------------------------------------------------------------------------------
+ * Allocating many: nothing handed out twice, nothing overlapping, nothing outside the pool
+ * ---------------------------------------------------------------------------------------------- */
+
+/*
+ * Allocates n blocks while live[0..nlive) are live, and checks that each new block is the pool's
+ * (mp_pool_owns), aligned, distinct from and disjoint with every other live block, and that the
+ * contents of all survive: each live and each new block is filled with its own pattern (the live
+ * blocks' contents are overwritten), then all are verified. Then frees the n new blocks. Returns
+ * true if every check held. Uses the C heap for its bookkeeping.
+ */
+static inline bool alloc_many_safe(const char *what, mp_pool *pool, void *const *live, size_t nlive,
+                                   size_t n)
+{
+    size_t bs = mp_pool_block_size(pool), align = mp_pool_align(pool);
+    void **got = calloc(n, sizeof *got), **all = calloc(n + nlive, sizeof *all);
+    if (!CHECK(what, got != NULL && all != NULL)) {
+        free(got), free(all);
+        return false;
+    }
+    for (size_t i = 0; i < nlive; i++)
+        pattern_fill(live[i], bs, 0x11FE0000u + i);
+    bool ok = true;
+    size_t k = 0;
+    for (; k < n; k++) {
+        got[k] = mp_pool_alloc(pool);
+        if (got[k] == NULL)
+            break;
+        ok &= CHECK(what, mp_pool_owns(pool, got[k]));
+        ok &= CHECK(what, ((uintptr_t)got[k] & (align - 1)) == 0);
+        pattern_fill(got[k], bs, 0xA11C0000u + k);
+    }
+    ok &= CHECK(what, k == n);
+    for (size_t i = 0; i < k; i++)
+        ok &= CHECK(what, pattern_ok(got[i], bs, 0xA11C0000u + i));
+    for (size_t i = 0; i < nlive; i++)
+        ok &= CHECK(what, pattern_ok(live[i], bs, 0x11FE0000u + i));
+    for (size_t i = 0; i < k; i++)
+        all[i] = got[i];
+    for (size_t i = 0; i < nlive; i++)
+        all[k + i] = live[i];
+    ok &= CHECK(what, disjoint(all, k + nlive, bs));
+    for (size_t i = k; i-- > 0;)
+        mp_pool_free(pool, got[i]);
+    free(got), free(all);
+    return ok;
+}
+
+/* ------------------------------------------------------------------------------------------------
+ * No false positives: a randomized run against a model
+ * ---------------------------------------------------------------------------------------------- */
+
+static uint64_t rr_state;
+
+static inline uint64_t rr_next(void)
+{
+    uint64_t z = (rr_state += 0x9E3779B97F4A7C15u);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9u;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBu;
+    return z ^ (z >> 31);
+}
+
+static inline uint64_t rr_below(uint64_t n)
+{
+    return n ? rr_next() % n : 0;
+}
+
+/* One pool's shape in the random run. */
+typedef struct rr_shape {
+    size_t block_size;
+    size_t align;
+    size_t capacity;
+    unsigned flags;     /* beyond the run's MP_CHECKED or MP_SECURE: MP_ZERO */
+    size_t buffer_size; /* 0: memory from the system */
+} rr_shape;
+
+typedef struct rr_block {
+    void *p;
+    uint64_t seed;
+} rr_block;
+
+typedef struct rr_model {
+    rr_block *live;
+    size_t nlive, max_live;
+    uint64_t allocs, frees, failed, peak, resets, trims;
+} rr_model;
+
+static inline bool rr_stats_ok(const mp_pool *pool, const rr_model *m)
+{
+    mp_stats s = stats_get(pool);
+    return s.blocks_in_use == m->nlive && s.allocs == m->allocs && s.frees == m->frees &&
+           s.failed_allocs == m->failed && s.blocks_peak == m->peak && s.resets == m->resets &&
+           s.trims == m->trims && s.bytes_used == m->nlive * s.block_size;
+}
+
+/* Verifies and frees live block i (swapped with the last). */
+static inline bool rr_free(mp_pool *pool, rr_model *m, size_t i, size_t bs)
+{
+    rr_block b = m->live[i];
+    bool ok = pattern_ok(b.p, bs, b.seed);
+    m->live[i] = m->live[--m->nlive];
+    mp_pool_free(pool, b.p);
+    m->frees++;
+    return ok;
+}
+
+/*
+ * Runs `ops` random operations on a pool of `shape` with `flags` (MP_CHECKED or MP_SECURE) and
+ * the logging handler installed: alloc (steered toward a wandering target of live blocks), free of
+ * a random live block, and rarely reset, trim, check, and the statistics compared with the model.
+ * Every block is filled with its own pattern at alloc and verified at free (and all live blocks at
+ * every check), MP_ZERO blocks verified zero first, every address checked for alignment and
+ * ownership. Returns the number of failed checks (0: no false positive, contents and stats exact).
+ */
+static inline unsigned long long random_run(const char *what, unsigned flags, const rr_shape *shape,
+                                            uint64_t seed, uint64_t ops)
+{
+    unsigned long long failed_before = TEST_FAILURES();
+    char name[MP_NAME_MAX];
+    snprintf(name, sizeof name, "rr-%zu-%zu", shape->block_size, shape->align);
+    void *buffer = shape->buffer_size ? malloc(shape->buffer_size) : NULL;
+    mp_pool *pool = mp_pool_create(&(mp_pool_opts){.block_size = shape->block_size,
+                                                   .align = shape->align,
+                                                   .capacity = shape->capacity,
+                                                   .flags = flags | shape->flags,
+                                                   .buffer = buffer,
+                                                   .buffer_size = shape->buffer_size,
+                                                   .name = name});
+    if (!CHECK(what, pool != NULL)) {
+        free(buffer);
+        return 1;
+    }
+    size_t bs = shape->block_size, align = mp_pool_align(pool);
+    rr_model m = {0};
+    m.max_live = shape->capacity ? shape->capacity : 3000;
+    m.live = calloc(m.max_live + 1, sizeof *m.live);
+    uint64_t target = 1 + rr_below(m.max_live), serial = 0;
+    log_start();
+    rr_state = seed;
+    for (uint64_t op = 0; op < ops && TEST_FAILURES() == failed_before; op++) {
+        uint64_t dice = rr_below(10000);
+        if (dice < 3) { /* reset: every block free at once */
+            mp_pool_reset(pool);
+            m.frees += m.nlive;
+            m.nlive = 0;
+            m.resets++;
+        } else if (dice < 8) { /* trim: gives back only what is wholly free */
+            mp_pool_trim(pool);
+            m.trims++;
+        } else if (dice < 12) {
+            bool ok = mp_pool_check(pool) && rr_stats_ok(pool, &m);
+            for (size_t i = 0; i < m.nlive; i++)
+                ok &= pattern_ok(m.live[i].p, bs, m.live[i].seed);
+            CHECK(what, ok);
+        } else if (dice < 40) {
+            target = 1 + rr_below(m.max_live);
+        } else if (m.nlive > 0 &&
+                   (m.nlive >= target || m.nlive >= m.max_live || rr_below(2) == 0)) {
+            CHECK(what, rr_free(pool, &m, (size_t)rr_below(m.nlive), bs));
+        } else {
+            errno = 0;
+            void *p = mp_pool_alloc(pool);
+            if (p == NULL) {
+                m.failed++;
+                /* Allowed only at capacity, or when a buffer is full. */
+                CHECK(what, errno == ENOMEM && ((shape->capacity && m.nlive == shape->capacity) ||
+                                                buffer != NULL));
+                if (m.nlive > 0)
+                    target = m.nlive / 2; /* drain a while */
+                continue;
+            }
+            CHECK(what, ((uintptr_t)p & (align - 1)) == 0);
+            if ((flags | shape->flags) & MP_ZERO)
+                CHECK(what, all_zero(p, bs));
+            if (rr_below(64) == 0)
+                CHECK(what, mp_pool_owns(pool, p));
+            m.allocs++;
+            if (m.nlive >= m.max_live) {
+                CHECK(what, m.nlive < m.max_live); /* the pool gave more than its capacity */
+                break;
+            }
+            m.live[m.nlive++] = (rr_block){p, ++serial};
+            pattern_fill(p, bs, serial);
+            if (m.nlive > m.peak)
+                m.peak = m.nlive;
+        }
+        if (elog.n != 0) {
+            CHECK(what, elog.n == 0);
+            printf("    false positive at op %" PRIu64 " (seed %" PRIu64 "):\n", op, seed);
+            log_show();
+        }
+    }
+    CHECK(what, mp_pool_check(pool) && rr_stats_ok(pool, &m));
+    while (m.nlive > 0)
+        CHECK(what, rr_free(pool, &m, m.nlive - 1, bs));
+    CHECK(what, rr_stats_ok(pool, &m));
+    mp_pool_destroy(pool);
+    if (elog.n != 0) {
+        CHECK(what, elog.n == 0);
+        log_show();
+    }
+    mp_set_error_handler(NULL, NULL);
+    free(m.live);
+    free(buffer);
+    unsigned long long failed = TEST_FAILURES() - failed_before;
+    if (failed)
+        printf("    %s: block_size %zu align %zu capacity %zu flags %#x buffer %zu, seed %" PRIu64
+               "\n",
+               what, shape->block_size, shape->align, shape->capacity, flags | shape->flags,
+               shape->buffer_size, seed);
+    return failed;
+}
+
+/* The shapes of the random run: sizes odd and even, small and large, default and large alignments,
+ * MP_ZERO, a capacity, and pools in a caller's buffer. */
+static const rr_shape rr_shapes[] = {
+    {1, 0, 0, 0, 0},        {8, 0, 0, MP_ZERO, 0},        {20, 0, 0, 0, 0},
+    {48, 16, 500, 0, 0},    {64, 64, 0, MP_ZERO, 0},      {100, 0, 0, 0, 0},
+    {256, 128, 0, 0, 0},    {4000, 0, 0, MP_ZERO, 0},     {24, 4096, 100, 0, 0},
+    {33, 0, 0, 0, 1 << 16}, {64, 0, 0, MP_ZERO, 1 << 18}, {700, 32, 200, 0, 1 << 20},
+};
+
+/* Scale from the environment (MP_TEST_SCALE, as in tests/CMakeLists.txt), at least one op. */
+static inline uint64_t scaled(uint64_t n)
+{
+    const char *s = getenv("MP_TEST_SCALE");
+    double f = s ? strtod(s, NULL) : 1.0;
+    if (!(f > 0))
+        f = 1.0;
+    double r = (double)n * f;
+    return r < 1 ? 1 : (uint64_t)r;
+}
+
+#endif /* MP_MISUSE_H */

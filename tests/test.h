@@ -1,0 +1,53 @@
+/*
+ * test.h: the tiny harness every test program includes.
+ *
+ *     if (!CHECK("pool: alloc past capacity gives ENOMEM", p == NULL && errno == ENOMEM))
+ *         return;
+ *     ...
+ *     return TEST_DONE();
+ *
+ * CHECK() counts a pass or a failure and evaluates to 1 or 0, so a test can stop before using
+ * something a failed check says is broken. A failure prints one line, "file:line: FAIL message
+ * (expression)"; after TEST_MAX_REPORTS of them only the count goes on, so a broken loop cannot
+ * flood the log. TEST_DONE() prints the last line, exactly "N passed, N failed", and is the
+ * program's exit status: 0 if and only if nothing failed. TEST_FAILURES() is the count so far.
+ * Header-only: each test program is one file.
+ */
+#ifndef MP_TEST_H
+#define MP_TEST_H
+
+#include <stdio.h>
+
+#define TEST_MAX_REPORTS 50
+
+static unsigned long long harness_passed, harness_failed;
+
+static inline int harness_check(const char *file, int line, const char *msg, const char *expr,
+                                int ok)
+{
+    if (ok) {
+        harness_passed++;
+        return 1;
+    }
+    if (++harness_failed <= TEST_MAX_REPORTS)
+        printf("%s:%d: FAIL %s (%s)\n", file, line, msg, expr);
+    if (harness_failed == TEST_MAX_REPORTS)
+        printf("(further failures are counted, not shown)\n");
+    fflush(stdout);
+    return 0;
+}
+
+#define CHECK(msg, expr) harness_check(__FILE__, __LINE__, (msg), #expr, (expr) ? 1 : 0)
+
+static inline int harness_done(void)
+{
+    printf("%llu passed, %llu failed\n", harness_passed, harness_failed);
+    return harness_failed != 0;
+}
+
+#define TEST_DONE() harness_done()
+
+/* The failures so far, for tests that stop at the first one (the model test). */
+#define TEST_FAILURES() harness_failed
+
+#endif /* MP_TEST_H */

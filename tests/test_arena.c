@@ -1,0 +1,1284 @@
+/*
+ * test_arena.c: the contract of arenas (mp_arena_* in mempool.h), through the public API only.
+ *
+ * Usage: test_arena [SEED [OPS]]
+ *   SEED  the model test's random seed (default 1), printed at start and on failure.
+ *   OPS   the model test's operations (default 400,000 times the environment's MP_TEST_SCALE).
+ * The same SEED and OPS give the same operations; outcomes that depend on where the source's
+ * memory lands (the padding before a block aligned above the page) may differ between runs.
+ *
+ * Every arena here that is not in a buffer takes its memory from a counting source (wrapping
+ * aligned_alloc, handing out dirty memory) that checks the source contract on each call (size a
+ * multiple of the page, align the page size, unmap of exactly a region it gave, with its size),
+ * knows the bytes it has out, and can fail at its k-th call or from its k-th call on. The parts:
+ *   - contracts of each function: options and their errors, NULL arguments, alignment of every
+ *     power of two from 1 to 64 KiB, size 0, sizes that overflow, capacity exhaustion, buffer
+ *     arenas (exact byte counts, no source call, nothing written outside), marks and rewinds
+ *     nested and invalid, reset, large requests, statistics, the bound on chunks kept after
+ *     rewinds;
+ *   - the failing source: for each k, the source fails at call k (then from call k on) of a
+ *     scenario that grows, rewinds, regrows and resets; each failure is NULL + ENOMEM, counted,
+ *     and the arena stays usable; nothing is left outstanding after destroy;
+ *   - a model test: random allocations (filled with a pattern from their serial number, verified
+ *     before they are rewound away and at random times, checked against every live block for
+ *     overlap), marks, rewinds to random marks (and to stale ones), resets, on arenas of random
+ *     geometry (source or buffer, chunk size, capacity), with every statistic compared after each
+ *     operation, and the address of a request repeated after a rewind predicted exactly.
+ */
+#define _POSIX_C_SOURCE 200809L
+
+#include "mempool.h"
+#include "test.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdalign.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+/* ================================================================================================
+ * The counting, failing source
+ * ============================================================================================== */
+
+/* Each region is preceded (inside one aligned_alloc) by its record, found at p - sizeof(record). */
+enum { REC_MAGIC = 0x5A7E };
+
+typedef struct record {
+    int magic;
+    size_t size;
+    void *base; /* what aligned_alloc returned */
+} record;
+
+typedef struct tsource {
+    size_t page;
+    size_t outstanding; /* bytes handed out and not given back */
+    uint64_t regions;   /* regions out */
+    uint64_t calls;     /* map calls, failed ones included */
+    uint64_t unmaps;
+    uint64_t fail_at;   /* this map call (1-based) fails; 0 = none */
+    uint64_t fail_from; /* this map call and every later one fail; 0 = none */
+    bool bad_args;      /* map called with a size or align against the arena's contract */
+    bool bad_unmap;     /* unmap of something not handed out, or with another size */
+} tsource;
+
+static void *ts_map(void *ctx, size_t size, size_t align)
+{
+    tsource *s = ctx;
+    s->calls++;
+    if (align != s->page || size == 0 || size % s->page != 0)
+        s->bad_args = true;
+    if (s->calls == s->fail_at || (s->fail_from != 0 && s->calls >= s->fail_from))
+        return NULL;
+    if (size > ((size_t)1 << 40) || align < sizeof(record) || align > ((size_t)1 << 20))
+        return NULL;
+    char *base = aligned_alloc(align, align + size);
+    if (base == NULL)
+        return NULL;
+    char *p = base + align;
+    record r = {REC_MAGIC, size, base};
+    memcpy(p - sizeof r, &r, sizeof r);
+    memset(p, 0xA5, size < 65536 ? size : 65536); /* dirty: nothing may count on zeroed memory */
+    s->outstanding += size;
+    s->regions++;
+    return p;
+}
+
+static void ts_unmap(void *ctx, void *p, size_t size)
+{
+    tsource *s = ctx;
+    record r;
+    s->unmaps++;
+    memcpy(&r, (char *)p - sizeof r, sizeof r);
+    if (r.magic != REC_MAGIC || r.size != size) {
+        s->bad_unmap = true;
+        return;
+    }
+    r.magic = 0;
+    memcpy((char *)p - sizeof r, &r, sizeof r);
+    s->outstanding -= size;
+    s->regions--;
+    free(r.base);
+}
+
+static tsource src_ctx;
+static mp_source src;
+
+static tsource *source_reset(void)
+{
+    memset(&src_ctx, 0, sizeof src_ctx);
+    long n = sysconf(_SC_PAGESIZE);
+    src_ctx.page = n > 0 ? (size_t)n : 4096;
+    src = (mp_source){ts_map, ts_unmap, &src_ctx};
+    return &src_ctx;
+}
+
+static bool source_is_clean(const char *what)
+{
+    bool ok = CHECK("source: map called within the contract (page align, page multiple)",
+                    !src_ctx.bad_args);
+    ok = CHECK("source: unmap given exactly a region map returned", !src_ctx.bad_unmap) && ok;
+    if (!ok)
+        printf("  (%s)\n", what);
+    return ok;
+}
+
+/* ================================================================================================
+ * Helpers
+ * ============================================================================================== */
+
+static size_t page;
+
+static struct mp_arena_stats stats_of(const mp_arena *a)
+{
+    struct mp_arena_stats s;
+    memset(&s, 0xEE, sizeof s);
+    CHECK("stats: returns 0", mp_arena_stats(a, &s) == 0);
+    return s;
+}
+
+static mp_arena *make(size_t chunk_size, size_t capacity)
+{
+    return mp_arena_create(&(mp_arena_opts){
+        .chunk_size = chunk_size, .capacity = capacity, .source = &src, .name = "test"});
+}
+
+/* The bytes of an arena's own page: what an arena with no chunk has taken from the source. */
+static size_t meta_bytes(void)
+{
+    source_reset();
+    mp_arena *a = make(0, 0);
+    size_t n = src_ctx.outstanding;
+    mp_arena_destroy(a);
+    return n;
+}
+
+static bool is_aligned(const void *p, size_t align)
+{
+    return ((uintptr_t)p & (align - 1)) == 0;
+}
+
+static bool overlaps(const void *a, size_t an, const void *b, size_t bn)
+{
+    uintptr_t x = (uintptr_t)a, y = (uintptr_t)b;
+    return x < y + bn && y < x + an;
+}
+
+static bool same_pos(mp_arena_pos a, mp_arena_pos b)
+{
+    return a.chunk == b.chunk && a.used == b.used;
+}
+
+/* splitmix64: the model's random numbers and the fill patterns. */
+static uint64_t mix64(uint64_t z)
+{
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9u;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBu;
+    return z ^ (z >> 31);
+}
+
+static uint64_t rng_state;
+
+static uint64_t rng_next(void)
+{
+    return mix64(rng_state += 0x9E3779B97F4A7C15u);
+}
+
+static uint64_t rng_below(uint64_t n)
+{
+    return n != 0 ? rng_next() % n : 0;
+}
+
+/* Byte i of the pattern of block `serial`. Blocks above 4 KiB are patterned at both ends only. */
+static unsigned char pattern(uint64_t serial, size_t i)
+{
+    uint64_t w = mix64(serial * 0x9E3779B97F4A7C15u + (i >> 3));
+    return (unsigned char)(w >> ((i & 7) * 8));
+}
+
+enum { PATTERN_END = 2048 };
+
+static void fill(void *p, size_t n, uint64_t serial)
+{
+    unsigned char *b = p;
+    for (size_t i = 0; i < n; i++) {
+        if (n > 2 * PATTERN_END && i == PATTERN_END)
+            i = n - PATTERN_END;
+        b[i] = pattern(serial, i);
+    }
+}
+
+static bool intact(const void *p, size_t n, uint64_t serial)
+{
+    const unsigned char *b = p;
+    for (size_t i = 0; i < n; i++) {
+        if (n > 2 * PATTERN_END && i == PATTERN_END)
+            i = n - PATTERN_END;
+        if (b[i] != pattern(serial, i))
+            return false;
+    }
+    return true;
+}
+
+/* ================================================================================================
+ * Creation
+ * ============================================================================================== */
+
+static void test_create(void)
+{
+    mp_arena *a = mp_arena_create(NULL);
+    CHECK("create: NULL opts gives an arena with the defaults", a != NULL);
+    struct mp_arena_stats s = stats_of(a);
+    CHECK("create: a new arena has no chunk and nothing counted",
+          s.chunks == 0 && s.allocs == 0 && s.bytes_used == 0 && s.bytes_peak == 0 &&
+              s.failed_allocs == 0 && s.resets == 0 && s.rewinds == 0 && s.name[0] == '\0');
+    CHECK("create: the system arena allocates", mp_arena_alloc(a, 100) != NULL);
+    mp_arena_destroy(a);
+
+    size_t meta = meta_bytes();
+    tsource *t = source_reset();
+    a = make(0, 0);
+    s = stats_of(a);
+    CHECK("create: takes one page-multiple region for itself and no chunk",
+          a != NULL && t->calls == 1 && t->regions == 1 && meta % page == 0 && s.chunks == 0);
+    CHECK("create: bytes_reserved == what the source has out", s.bytes_reserved == t->outstanding);
+    CHECK("create: the name is copied", strcmp(s.name, "test") == 0);
+    mp_arena_destroy(a);
+    CHECK("destroy: everything given back", t->outstanding == 0 && t->regions == 0);
+
+    char longname[100];
+    memset(longname, 'n', sizeof longname - 1);
+    longname[sizeof longname - 1] = '\0';
+    a = mp_arena_create(&(mp_arena_opts){.name = longname, .source = &src});
+    s = stats_of(a);
+    CHECK("create: a long name is truncated to MP_NAME_MAX - 1",
+          strlen(s.name) == MP_NAME_MAX - 1 && strncmp(s.name, longname, MP_NAME_MAX - 1) == 0);
+    mp_arena_destroy(a);
+
+    mp_source no_map = {NULL, ts_unmap, &src_ctx}, no_unmap = {ts_map, NULL, &src_ctx};
+    struct {
+        const char *what;
+        mp_arena_opts o;
+    } bad[] = {
+        {"a source without map", {.source = &no_map}},
+        {"a source without unmap", {.source = &no_unmap}},
+        {"chunk_size SIZE_MAX", {.chunk_size = SIZE_MAX, .source = &src}},
+        {"chunk_size above PTRDIFF_MAX", {.chunk_size = (size_t)PTRDIFF_MAX + 1, .source = &src}},
+        {"capacity 1", {.capacity = 1, .source = &src}},
+        {"capacity of one page", {.capacity = 4096, .source = &src}},
+        {"capacity of the arena's page and one byte less than a chunk page",
+         {.capacity = meta + page - 1, .source = &src}},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        t = source_reset();
+        errno = 0;
+        a = mp_arena_create(&bad[i].o);
+        if (!CHECK("create: bad options give NULL + EINVAL, no source call",
+                   a == NULL && errno == EINVAL && t->calls == 0))
+            printf("  (%s)\n", bad[i].what);
+        mp_arena_destroy(a);
+    }
+
+    t = source_reset();
+    a = make(0, meta + page);
+    CHECK("create: the smallest capacity (own page and a chunk page) is accepted", a != NULL);
+    void *p = mp_arena_alloc(a, 100);
+    CHECK("capacity: the smallest one holds a small allocation", p != NULL);
+    CHECK("capacity: and never more than it allows", t->outstanding <= meta + page);
+    mp_arena_destroy(a);
+
+    t = source_reset();
+    t->fail_at = 1;
+    errno = 0;
+    a = make(0, 0);
+    CHECK("create: a source with no memory gives NULL + ENOMEM and leaks nothing",
+          a == NULL && errno == ENOMEM && t->outstanding == 0);
+
+    t = source_reset();
+    errno = 1234;
+    a = make(0, 0);
+    CHECK("create: errno is untouched on success", a != NULL && errno == 1234);
+    mp_arena_destroy(a);
+    source_is_clean("create");
+}
+
+/* ================================================================================================
+ * NULL arguments
+ * ============================================================================================== */
+
+static void test_null(void)
+{
+    errno = 0;
+    CHECK("alloc: a NULL arena gives NULL + EINVAL",
+          mp_arena_alloc(NULL, 8) == NULL && errno == EINVAL);
+    errno = 0;
+    CHECK("alloc_aligned: a NULL arena gives NULL + EINVAL",
+          mp_arena_alloc_aligned(NULL, 8, 8) == NULL && errno == EINVAL);
+    errno = 0;
+    CHECK("alloc_aligned: a NULL arena with a bad align gives EINVAL",
+          mp_arena_alloc_aligned(NULL, 8, 3) == NULL && errno == EINVAL);
+    mp_arena_pos pos = mp_arena_mark(NULL);
+    CHECK("mark: a NULL arena gives {NULL, 0}", pos.chunk == NULL && pos.used == 0);
+    CHECK("rewind: a NULL arena gives EINVAL", mp_arena_rewind(NULL, pos) == EINVAL);
+    mp_arena_reset(NULL);
+    mp_arena_destroy(NULL);
+    struct mp_arena_stats s;
+    CHECK("stats: a NULL arena gives EINVAL", mp_arena_stats(NULL, &s) == EINVAL);
+    source_reset();
+    mp_arena *a = make(0, 0);
+    CHECK("stats: a NULL out gives EINVAL", mp_arena_stats(a, NULL) == EINVAL);
+    CHECK("rewind: {NULL, 0} is no position of an arena", mp_arena_rewind(a, pos) == EINVAL);
+    mp_arena_destroy(a);
+}
+
+/* ================================================================================================
+ * Alignment, size 0, overflow
+ * ============================================================================================== */
+
+static void test_alignment(void)
+{
+    tsource *t = source_reset();
+    mp_arena *a = make(0, 0);
+    bool ok = true;
+    for (size_t size = 0; size <= 300; size++) {
+        char *p = mp_arena_alloc(a, size);
+        ok = ok && p != NULL && is_aligned(p, alignof(max_align_t));
+        if (p != NULL)
+            memset(p, 0x11, size);
+    }
+    CHECK("alloc: aligned to alignof(max_align_t) for sizes 0..300", ok);
+
+    enum { PER_ALIGN = 5, MAXN = 17 * PER_ALIGN };
+    void *blocks[MAXN];
+    size_t sizes[MAXN], n = 0;
+    ok = true;
+    for (size_t align = 1; align <= 65536; align *= 2) {
+        size_t try[PER_ALIGN] = {0, 1, 7, align, 3 * align + 1};
+        for (size_t i = 0; i < PER_ALIGN; i++) {
+            unsigned char *p = mp_arena_alloc_aligned(a, try[i], align);
+            ok = CHECK("alloc_aligned: every power of two from 1 to 64 KiB is honoured",
+                       p != NULL && is_aligned(p, align)) &&
+                 ok;
+            if (p == NULL)
+                continue;
+            size_t len = try[i] != 0 ? try[i] : 1;
+            memset(p, (int)(n & 0xFF), len);
+            for (size_t j = 0; j < n; j++)
+                ok = ok && !overlaps(p, len, blocks[j], sizes[j]);
+            blocks[n] = p;
+            sizes[n++] = len;
+        }
+    }
+    CHECK("alloc_aligned: no two blocks overlap", ok);
+    bool kept = true;
+    for (size_t j = 0; j < n; j++)
+        for (size_t i = 0; i < sizes[j]; i++)
+            kept = kept && ((unsigned char *)blocks[j])[i] == (unsigned char)(j & 0xFF);
+    CHECK("alloc_aligned: every block keeps what was written to it", kept);
+
+    char *big = mp_arena_alloc_aligned(a, 10, (size_t)1 << 20);
+    CHECK("alloc_aligned: 1 MiB alignment", big != NULL && is_aligned(big, (size_t)1 << 20));
+
+    struct mp_arena_stats before = stats_of(a);
+    size_t bad[] = {0, 3, 6, 12, 24, 100, 4095, SIZE_MAX, ((size_t)1 << 20) + 1};
+    ok = true;
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        errno = 0;
+        ok = ok && mp_arena_alloc_aligned(a, 8, bad[i]) == NULL && errno == EINVAL;
+    }
+    struct mp_arena_stats after = stats_of(a);
+    CHECK("alloc_aligned: an align that is no power of two gives NULL + EINVAL", ok);
+    CHECK("alloc_aligned: each bad align is a failed alloc, and nothing else changes",
+          after.failed_allocs == before.failed_allocs + sizeof bad / sizeof bad[0] &&
+              after.allocs == before.allocs && after.bytes_used == before.bytes_used);
+    mp_arena_destroy(a);
+    CHECK("alignment: nothing left outstanding", t->outstanding == 0);
+    source_is_clean("alignment");
+}
+
+static void test_size_zero(void)
+{
+    source_reset();
+    mp_arena *a = make(page, 0);
+    enum { N = 3000 };
+    static char *p[N];
+    bool ok = true;
+    for (size_t i = 0; i < N; i++) {
+        p[i] = i % 2 ? mp_arena_alloc(a, 0) : mp_arena_alloc_aligned(a, 0, 1);
+        ok = ok && p[i] != NULL;
+    }
+    CHECK("alloc: size 0 succeeds", ok);
+    for (size_t i = 1; i < N && ok; i++)
+        for (size_t j = 0; j < i && ok; j++)
+            ok = p[i] != p[j];
+    CHECK("alloc: size 0 gives a unique pointer each time, across chunks", ok);
+    struct mp_arena_stats s = stats_of(a);
+    CHECK("alloc: size 0 takes at least a byte",
+          s.bytes_used >= N && s.allocs == N && s.chunks > 1);
+    mp_arena_destroy(a);
+}
+
+static void overflow_sizes(mp_arena *a, const char *kind)
+{
+    size_t sizes[] = {SIZE_MAX,         SIZE_MAX - 1,        SIZE_MAX - 4096,
+                      SIZE_MAX / 2 + 1, (size_t)PTRDIFF_MAX, (size_t)PTRDIFF_MAX - 16};
+    struct mp_arena_stats before = stats_of(a);
+    uint64_t calls = src_ctx.calls;
+    bool ok = true;
+    for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
+        errno = 0;
+        ok = ok && mp_arena_alloc(a, sizes[i]) == NULL && errno == ENOMEM;
+        errno = 0;
+        ok = ok && mp_arena_alloc_aligned(a, sizes[i], 4096) == NULL && errno == ENOMEM;
+    }
+    errno = 0;
+    ok = ok && mp_arena_alloc_aligned(a, 1, (size_t)1 << (sizeof(size_t) * 8 - 1)) == NULL &&
+         errno == ENOMEM;
+    errno = 0;
+    ok = ok && mp_arena_alloc_aligned(a, SIZE_MAX / 2, SIZE_MAX / 2 + 1) == NULL && errno == ENOMEM;
+    struct mp_arena_stats after = stats_of(a);
+    if (!CHECK("alloc: sizes that overflow with their padding give NULL + ENOMEM", ok))
+        printf("  (%s)\n", kind);
+    CHECK("alloc: an overflowing size never reaches the source", src_ctx.calls == calls);
+    CHECK("alloc: overflow failures are counted, nothing else changes",
+          after.failed_allocs == before.failed_allocs + 2 * (sizeof sizes / sizeof sizes[0]) + 2 &&
+              after.bytes_used == before.bytes_used && after.chunks == before.chunks);
+    char *p = mp_arena_alloc(a, 100);
+    CHECK("alloc: the arena is usable after an overflow", p != NULL);
+    if (p != NULL)
+        memset(p, 1, 100);
+}
+
+static void test_overflow(void)
+{
+    tsource *t = source_reset();
+    mp_arena *a = make(0, 0);
+    overflow_sizes(a, "an arena with no chunk yet");
+    overflow_sizes(a, "an arena with a chunk");
+    errno = 0;
+    CHECK("alloc: a size no source can give fails with ENOMEM",
+          mp_arena_alloc(a, (size_t)1 << 50) == NULL && errno == ENOMEM);
+    mp_arena_destroy(a);
+    CHECK("overflow: nothing left outstanding", t->outstanding == 0);
+
+    static alignas(max_align_t) unsigned char buf[8192];
+    a = mp_arena_create(&(mp_arena_opts){.buffer = buf, .buffer_size = sizeof buf});
+    overflow_sizes(a, "a buffer arena");
+    mp_arena_destroy(a);
+}
+
+/* ================================================================================================
+ * Capacity
+ * ============================================================================================== */
+
+static void test_capacity(void)
+{
+    size_t meta = meta_bytes();
+    size_t cap = meta + 5 * page;
+    tsource *t = source_reset();
+    mp_arena *a = make(2 * page, cap);
+    size_t total = 0, n = 0;
+    bool within = true;
+    void *p;
+    mp_arena_pos start = mp_arena_mark(a);
+    while ((p = mp_arena_alloc(a, 96)) != NULL) { /* 96: no padding between blocks */
+        memset(p, 7, 96);
+        total += 96;
+        n++;
+        within = within && t->outstanding <= cap;
+    }
+    CHECK("capacity: exhaustion gives NULL + ENOMEM", errno == ENOMEM);
+    CHECK("capacity: the source never has more than capacity out", within && t->outstanding <= cap);
+    struct mp_arena_stats s = stats_of(a);
+    CHECK("capacity: a short last chunk fills the capacity exactly", s.bytes_reserved == cap);
+    CHECK("capacity: nearly all of it was handed out (all but headers and tails)",
+          total > 5 * page - 3 * 256);
+    CHECK("capacity: the failure is counted", s.failed_allocs == 1 && s.allocs == n);
+    errno = 0;
+    CHECK("capacity: a larger request fails too",
+          mp_arena_alloc(a, 3 * page) == NULL && errno == ENOMEM);
+    CHECK("capacity: still usable: rewind to the start", mp_arena_rewind(a, start) == 0);
+    p = mp_arena_alloc(a, 100);
+    CHECK("capacity: still usable: alloc after the rewind succeeds", p != NULL);
+    CHECK("capacity: the rewound chunks were reused, not mapped", t->outstanding == cap);
+    /* Everything is kept but the cursor's chunk; a request larger than any kept chunk needs them
+     * back: 2 pages and a header need 3 pages, which only giving back both kept chunks leaves. */
+    p = mp_arena_alloc(a, 2 * page);
+    CHECK("capacity: kept chunks are given back to make room for a larger one", p != NULL);
+    if (p != NULL)
+        memset(p, 9, 2 * page);
+    CHECK("capacity: and the capacity still holds", t->outstanding <= cap);
+    mp_arena_reset(a);
+    s = stats_of(a);
+    CHECK("capacity: reset keeps one chunk", s.chunks == 1 && s.bytes_used == 0);
+    CHECK("capacity: usable after reset", mp_arena_alloc(a, 100) != NULL);
+    errno = 0;
+    CHECK("capacity: a request larger than the capacity fails at once",
+          mp_arena_alloc(a, 6 * page) == NULL && errno == ENOMEM);
+    mp_arena_destroy(a);
+    CHECK("capacity: nothing left outstanding", t->outstanding == 0);
+
+    /* A capacity that is not a page multiple: the last chunk is cut to the page below it. */
+    t = source_reset();
+    a = make(0, meta + 3 * page + 100);
+    while (mp_arena_alloc(a, 1000) != NULL)
+        ;
+    CHECK("capacity: an odd capacity is never passed", t->outstanding <= meta + 3 * page + 100);
+    CHECK("capacity: an odd capacity is used to its last page", t->outstanding == meta + 3 * page);
+    mp_arena_destroy(a);
+    source_is_clean("capacity");
+}
+
+/* ================================================================================================
+ * Buffer arenas
+ * ============================================================================================== */
+
+static void test_buffer(void)
+{
+    static alignas(max_align_t) unsigned char buf[16384];
+    tsource *t = source_reset();
+
+    /* The smallest buffer: creation succeeds exactly from some size on, and that arena holds one
+     * byte aligned to 1 and nothing more. */
+    size_t nmin = 0;
+    bool monotone = true, einval = true;
+    for (size_t n = 0; n <= 2048; n++) {
+        errno = 0;
+        mp_arena *a =
+            mp_arena_create(&(mp_arena_opts){.buffer = buf, .buffer_size = n, .source = &src});
+        if (a == NULL)
+            einval = einval && errno == EINVAL;
+        if (a != NULL && nmin == 0)
+            nmin = n;
+        monotone = monotone && (a != NULL) == (nmin != 0);
+        mp_arena_destroy(a);
+    }
+    CHECK("buffer: a buffer too small gives NULL + EINVAL", nmin > 0 && einval);
+    CHECK("buffer: every buffer from the smallest size on is accepted", monotone);
+    mp_arena *a = mp_arena_create(&(mp_arena_opts){.buffer = buf, .buffer_size = nmin});
+    unsigned char *p = mp_arena_alloc_aligned(a, 1, 1);
+    CHECK("buffer: the smallest buffer holds one byte", p != NULL && p >= buf && p < buf + nmin);
+    errno = 0;
+    CHECK("buffer: and no more", mp_arena_alloc_aligned(a, 0, 1) == NULL && errno == ENOMEM);
+    mp_arena_destroy(a);
+
+    /* Exact: a buffer arena hands out every byte from its first allocation to the buffer's end. */
+    size_t lo = 64, size = 8192;
+    memset(buf, 0xEE, sizeof buf);
+    a = mp_arena_create(&(mp_arena_opts){
+        .buffer = buf + lo, .buffer_size = size, .source = &src, .chunk_size = 1, .capacity = 1});
+    CHECK("buffer: chunk_size and capacity do not matter", a != NULL);
+    unsigned char *first = mp_arena_alloc_aligned(a, 1, 1), *q;
+    size_t count = first != NULL, expect = (size_t)(buf + lo + size - first);
+    bool inside = first != NULL && first >= buf + lo;
+    while ((q = mp_arena_alloc_aligned(a, 1, 1)) != NULL) {
+        inside = inside && q >= buf + lo && q < buf + lo + size;
+        *q = 0x42;
+        count++;
+    }
+    CHECK("buffer: full gives NULL + ENOMEM", errno == ENOMEM);
+    CHECK("buffer: every byte up to the buffer's end is handed out, inside it",
+          count == expect && inside);
+    struct mp_arena_stats s = stats_of(a);
+    CHECK("buffer: stats: one chunk, the buffer reserved, every byte used",
+          s.chunks == 1 && s.bytes_reserved == size && s.bytes_used == count &&
+              s.failed_allocs == 1);
+    bool guards = true;
+    for (size_t i = 0; i < lo; i++)
+        guards = guards && buf[i] == 0xEE;
+    for (size_t i = lo + size; i < sizeof buf; i++)
+        guards = guards && buf[i] == 0xEE;
+    CHECK("buffer: nothing is written outside the buffer", guards);
+    errno = 0;
+    CHECK("buffer: a large request fails with ENOMEM",
+          mp_arena_alloc(a, 100000) == NULL && errno == ENOMEM);
+    mp_arena_reset(a);
+    s = stats_of(a);
+    CHECK("buffer: reset goes back to the start",
+          s.bytes_used == 0 && s.resets == 1 && s.chunks == 1);
+    CHECK("buffer: the first address again after reset",
+          mp_arena_alloc_aligned(a, expect, 1) == first);
+    errno = 0;
+    CHECK("buffer: exactly the whole payload fits, then nothing",
+          mp_arena_alloc_aligned(a, 0, 1) == NULL && errno == ENOMEM);
+    mp_arena_pos m = mp_arena_mark(a);
+    mp_arena_reset(a);
+    CHECK("buffer: a mark past the cursor after reset is refused", mp_arena_rewind(a, m) == EINVAL);
+    mp_arena_pos m0 = mp_arena_mark(a);
+    q = mp_arena_alloc(a, 100);
+    CHECK("buffer: rewind to a mark",
+          q != NULL && mp_arena_rewind(a, m0) == 0 && mp_arena_alloc(a, 100) == q);
+    mp_arena_destroy(a);
+    CHECK("buffer: never calls the source", t->calls == 0 && t->unmaps == 0);
+
+    /* An unaligned buffer start, and a buffer whose end would wrap around the address space. */
+    a = mp_arena_create(&(mp_arena_opts){.buffer = buf + 3, .buffer_size = 4000});
+    p = mp_arena_alloc(a, 10);
+    CHECK("buffer: an unaligned buffer still gives aligned blocks inside it",
+          p != NULL && is_aligned(p, alignof(max_align_t)) && p >= buf + 3 && p + 10 <= buf + 4003);
+    mp_arena_destroy(a);
+    errno = 0;
+    a = mp_arena_create(&(mp_arena_opts){.buffer = buf, .buffer_size = SIZE_MAX});
+    CHECK("buffer: a size that wraps the address space gives EINVAL", a == NULL && errno == EINVAL);
+}
+
+/* ================================================================================================
+ * Marks and rewinds
+ * ============================================================================================== */
+
+static void test_mark_rewind(void)
+{
+    tsource *t = source_reset();
+    mp_arena *a = make(page, 0), *other = mp_arena_create(NULL); /* not on the counting source */
+    mp_arena_pos m0 = mp_arena_mark(a);
+    CHECK("rewind: to the start of an empty arena", mp_arena_rewind(a, m0) == 0);
+    CHECK("rewind: the other arena's start is no position of this one",
+          mp_arena_rewind(a, mp_arena_mark(other)) == EINVAL);
+
+    enum { N = 60 };
+    char *first[N], *again[N];
+    for (int i = 0; i < N; i++) /* several chunks of page size */
+        first[i] = mp_arena_alloc(a, 300);
+    char *p0 = first[0];
+    mp_arena_pos m1 = mp_arena_mark(a);
+    uint64_t used1 = stats_of(a).bytes_used;
+    char *b[N];
+    for (int i = 0; i < N; i++)
+        b[i] = mp_arena_alloc(a, 200);
+    mp_arena_pos m2 = mp_arena_mark(a);
+    uint64_t used2 = stats_of(a).bytes_used;
+    char *c = mp_arena_alloc(a, 50);
+    struct mp_arena_stats full = stats_of(a);
+    uint64_t calls = t->calls;
+
+    CHECK("rewind: to the latest mark", mp_arena_rewind(a, m2) == 0);
+    CHECK("rewind: bytes_used is as at the mark", stats_of(a).bytes_used == used2);
+    CHECK("rewind: the mark is the position again", same_pos(mp_arena_mark(a), m2));
+    CHECK("rewind: the same request gets the same address", mp_arena_alloc(a, 50) == c);
+    CHECK("rewind: to an earlier mark", mp_arena_rewind(a, m1) == 0);
+    struct mp_arena_stats s = stats_of(a);
+    CHECK("rewind: chunks after the mark are kept", s.chunks == full.chunks &&
+                                                        s.bytes_reserved == full.bytes_reserved &&
+                                                        t->outstanding == s.bytes_reserved);
+    CHECK("rewind: bytes_used as at the earlier mark, peak kept",
+          s.bytes_used == used1 && s.bytes_peak == full.bytes_used && s.rewinds == 3);
+
+    /* A mark past the cursor: refused, nothing changes. */
+    mp_arena_pos forged[] = {
+        m2,
+        {m1.chunk, m1.used + 1},
+        {m1.chunk, SIZE_MAX},
+        {m1.chunk, 0},
+        {(char *)m1.chunk + 16, m1.used},
+        {NULL, 0},
+        {a, 1},
+        mp_arena_mark(other),
+    };
+    bool refused = true;
+    for (size_t i = 0; i < sizeof forged / sizeof forged[0]; i++)
+        refused = refused && mp_arena_rewind(a, forged[i]) == EINVAL;
+    CHECK("rewind: a position past the cursor or outside the arena gives EINVAL", refused);
+    struct mp_arena_stats s2 = stats_of(a);
+    CHECK("rewind: a refused rewind changes nothing", s2.rewinds == s.rewinds &&
+                                                          s2.bytes_used == s.bytes_used &&
+                                                          same_pos(mp_arena_mark(a), m1));
+
+    /* Growing again reuses the kept chunks in order: the same addresses, no source call. */
+    bool same = true;
+    for (int i = 0; i < N; i++)
+        same = same && mp_arena_alloc(a, 200) == b[i];
+    CHECK("rewind: regrowing reuses the kept chunks, at the same addresses", same);
+    CHECK("rewind: regrowing takes nothing from the source", t->calls == calls);
+
+    CHECK("rewind: to the start after chunks exist", mp_arena_rewind(a, m0) == 0);
+    CHECK("rewind: the start gives the very first address again", mp_arena_alloc(a, 300) == p0);
+    CHECK("rewind: bytes_used counts from zero again", stats_of(a).bytes_used == 300);
+    for (int i = 1; i < N; i++)
+        again[i] = mp_arena_alloc(a, 300);
+    same = true;
+    for (int i = 1; i < N; i++)
+        same = same && again[i] == first[i];
+    CHECK("rewind: the whole sequence repeats", same && t->calls == calls);
+
+    /* Nested marks, rewound innermost first: each gives back exactly its own. */
+    enum { DEPTH = 100 };
+    mp_arena_pos marks[DEPTH];
+    uint64_t used[DEPTH];
+    for (int i = 0; i < DEPTH; i++) {
+        marks[i] = mp_arena_mark(a);
+        used[i] = stats_of(a).bytes_used;
+        for (int j = 0; j <= i % 7; j++)
+            mp_arena_alloc(a, (size_t)(i * 13 % 500));
+    }
+    bool nested = true;
+    for (int i = DEPTH - 1; i >= 0; i--) {
+        nested = nested && mp_arena_rewind(a, marks[i]) == 0 && stats_of(a).bytes_used == used[i];
+        if (i + 1 < DEPTH && used[i + 1] > used[i])
+            nested = nested && mp_arena_rewind(a, marks[i + 1]) == EINVAL;
+    }
+    CHECK("rewind: nested marks rewound innermost first; the rewound-past mark is refused", nested);
+    nested = true;
+    for (int i = 0; i < DEPTH; i++) /* outermost first: one rewind frees everything nested in it */
+        marks[i] = mp_arena_mark(a), mp_arena_alloc(a, 1000);
+    nested = mp_arena_rewind(a, marks[0]) == 0;
+    for (int i = 1; i < DEPTH; i++)
+        nested = nested && mp_arena_rewind(a, marks[i]) == EINVAL;
+    CHECK("rewind: after the outermost rewind, every inner mark is refused", nested);
+
+    /* After a reset, marks into chunks given back, and past the cursor, are refused. */
+    mp_arena_reset(a);
+    CHECK("rewind: after reset, a mark in a chunk given back is refused",
+          mp_arena_rewind(a, m2) == EINVAL && mp_arena_rewind(a, m1) == EINVAL);
+    CHECK("rewind: after reset, the start mark is still good", mp_arena_rewind(a, m0) == 0);
+    mp_arena_destroy(a);
+    mp_arena_destroy(other);
+    CHECK("marks: nothing left outstanding", t->outstanding == 0);
+    source_is_clean("marks");
+}
+
+/* ================================================================================================
+ * Reset, large requests, statistics, the bound on kept chunks
+ * ============================================================================================== */
+
+static void test_reset(void)
+{
+    size_t meta = meta_bytes();
+    tsource *t = source_reset();
+    mp_arena *a = make(0, 0);
+    mp_arena_reset(a);
+    struct mp_arena_stats s = stats_of(a);
+    CHECK("reset: an arena with no chunk", s.resets == 1 && s.chunks == 0 && s.bytes_used == 0);
+    char *p0 = mp_arena_alloc(a, 1000);
+    for (int i = 0; i < 300; i++)
+        mp_arena_alloc(a, 1000);
+    mp_arena_alloc(a, 500000);
+    s = stats_of(a);
+    CHECK("reset: the arena grew", s.chunks >= 6 && s.bytes_used >= 800000);
+    uint64_t peak = s.bytes_used;
+    mp_arena_reset(a);
+    s = stats_of(a);
+    CHECK("reset: one chunk kept, the others given back",
+          s.chunks == 1 && s.bytes_reserved == meta + 65536 && t->outstanding == s.bytes_reserved);
+    CHECK("reset: bytes_used 0, peak kept, counted",
+          s.bytes_used == 0 && s.bytes_peak == peak && s.resets == 2);
+    CHECK("reset: the first address again", mp_arena_alloc(a, 1000) == p0);
+    uint64_t calls = t->calls;
+    for (int i = 0; i < 300; i++)
+        mp_arena_alloc(a, 1000);
+    CHECK("reset: growing again maps again", t->calls > calls && stats_of(a).chunks > 1);
+    mp_arena_destroy(a);
+    CHECK("reset: nothing left outstanding", t->outstanding == 0);
+    source_is_clean("reset");
+}
+
+static void test_large(void)
+{
+    size_t meta = meta_bytes();
+    tsource *t = source_reset();
+    mp_arena *a = make(0, 0);
+    char *small = mp_arena_alloc(a, 100);
+    char *big = mp_arena_alloc(a, 200000);
+    struct mp_arena_stats s = stats_of(a);
+    CHECK("large: a request above a chunk gets a chunk of its own", big != NULL && s.chunks == 2);
+    size_t own = s.bytes_reserved - meta - 65536;
+    CHECK("large: sized to fit, to the page", own >= 200000 && own < 200000 + 2 * page);
+    if (big != NULL)
+        memset(big, 3, 200000);
+    char *after = mp_arena_alloc(a, 100);
+    CHECK("large: small requests go on after it",
+          after != NULL && small != NULL && !overlaps(after, 100, big, 200000));
+    mp_arena_destroy(a);
+
+    /* A loop that rewinds and allocates one ever larger block: the chunks held stay near the
+     * largest, not the sum (the bound in arena.c's header). */
+    t = source_reset();
+    a = make(0, 0);
+    mp_arena_alloc(a, 10);
+    uint64_t worst = 0;
+    for (size_t i = 1; i <= 64; i++) {
+        mp_arena_pos m = mp_arena_mark(a);
+        char *p = mp_arena_alloc(a, i * page);
+        if (p != NULL)
+            memset(p, (int)i, i * page);
+        if (t->outstanding > worst)
+            worst = t->outstanding;
+        mp_arena_rewind(a, m);
+    }
+    CHECK("large: kept chunks do not pile up in a loop of growing requests",
+          worst <= meta + 65536 + 66 * page);
+
+    /* Small and large mixed, the large one at a random place: after a few rounds, no more maps. */
+    mp_arena_destroy(a);
+    t = source_reset();
+    a = make(page, 0);
+    mp_arena_pos start = mp_arena_mark(a);
+    uint64_t calls = 0;
+    rng_state = 7;
+    for (int round = 0; round < 50; round++) {
+        uint64_t at = rng_below(40);
+        for (uint64_t i = 0; i < 40; i++) {
+            if (i == at)
+                mp_arena_alloc(a, 3 * page);
+            mp_arena_alloc(a, 1000);
+        }
+        if (round == 10)
+            calls = t->calls;
+        mp_arena_rewind(a, start);
+    }
+    CHECK("large: a repeating mix of small and large requests reuses its chunks",
+          t->calls == calls);
+    mp_arena_destroy(a);
+    CHECK("large: nothing left outstanding", t->outstanding == 0);
+    source_is_clean("large");
+}
+
+static void test_stats(void)
+{
+    source_reset();
+    mp_arena *a = make(0, 0);
+    char *p1 = mp_arena_alloc_aligned(a, 1, 1);
+    char *p2 = mp_arena_alloc_aligned(a, 1, 64);
+    struct mp_arena_stats s = stats_of(a);
+    CHECK("stats: bytes_used counts alignment padding", s.bytes_used == (uint64_t)(p2 + 1 - p1));
+    CHECK("stats: allocs", s.allocs == 2 && s.failed_allocs == 0 && s.chunks == 1);
+    mp_arena_pos m = mp_arena_mark(a);
+    mp_arena_alloc(a, 5000);
+    uint64_t high = stats_of(a).bytes_used;
+    mp_arena_rewind(a, m);
+    mp_arena_alloc(a, 10);
+    s = stats_of(a);
+    CHECK("stats: bytes_peak is the high-water mark across rewinds",
+          s.bytes_peak == high && s.bytes_used < high && s.rewinds == 1);
+    mp_arena_reset(a);
+    mp_arena_alloc(a, 10);
+    s = stats_of(a);
+    CHECK("stats: and across resets", s.bytes_peak == high && s.resets == 1 && s.allocs == 5);
+    CHECK("stats: bytes_used <= bytes_reserved", s.bytes_used <= s.bytes_reserved);
+    mp_arena_destroy(a);
+}
+
+/* ================================================================================================
+ * The failing source
+ * ============================================================================================== */
+
+/* One allocation of the scenario: NULL + ENOMEM only when this very call made the source fail,
+ * counted, and then the same request succeeds. */
+static char *scenario_alloc(mp_arena *a, size_t size, size_t align, uint64_t *fails, bool dead)
+{
+    uint64_t calls = src_ctx.calls, failed = stats_of(a).failed_allocs;
+    errno = 0;
+    char *p = align ? mp_arena_alloc_aligned(a, size, align) : mp_arena_alloc(a, size);
+    if (p == NULL) {
+        bool this_call = src_ctx.calls > calls &&
+                         (src_ctx.calls == src_ctx.fail_at ||
+                          (src_ctx.fail_from != 0 && src_ctx.calls >= src_ctx.fail_from));
+        CHECK("failing source: a failed alloc is NULL + ENOMEM from a failed source call, counted",
+              errno == ENOMEM && this_call && stats_of(a).failed_allocs == failed + 1);
+        ++*fails;
+        if (dead)
+            return NULL;
+        p = align ? mp_arena_alloc_aligned(a, size, align) : mp_arena_alloc(a, size);
+        CHECK("failing source: the arena is usable after the failure", p != NULL);
+    }
+    if (p != NULL)
+        memset(p, 0x5C, size);
+    return p;
+}
+
+/*
+ * Grows through chunks and large requests, rewinds, regrows, rewinds to the start and takes a
+ * request no kept chunk holds (kept chunks given back, then a map), resets and regrows. Returns the
+ * source's map calls, create's included. How many there are depends on the chunks' addresses (a
+ * block aligned above the page lands at a different offset, leaving a different tail).
+ */
+static uint64_t scenario(uint64_t fail_at, uint64_t fail_from, uint64_t *fails)
+{
+    tsource *t = source_reset();
+    t->fail_at = fail_at;
+    t->fail_from = fail_from;
+    bool dead = fail_from != 0;
+    errno = 0;
+    mp_arena *a = make(2 * page, 0);
+    if (a == NULL) {
+        CHECK("failing source: create fails with ENOMEM, leaking nothing",
+              errno == ENOMEM && t->outstanding == 0);
+        ++*fails;
+        return t->calls;
+    }
+    mp_arena_pos start = mp_arena_mark(a);
+    for (int i = 0; i < 30; i++)
+        scenario_alloc(a, 500, 0, fails, dead);
+    mp_arena_pos m = mp_arena_mark(a);
+    scenario_alloc(a, 5 * page, 0, fails, dead);
+    scenario_alloc(a, 100, page * 2, fails, dead);
+    for (int i = 0; i < 20; i++)
+        scenario_alloc(a, 700, 64, fails, dead);
+    CHECK("failing source: rewind never fails", mp_arena_rewind(a, m) == 0);
+    for (int i = 0; i < 40; i++)
+        scenario_alloc(a, 600, 0, fails, dead);
+    CHECK("failing source: rewind to the start", mp_arena_rewind(a, start) == 0);
+    scenario_alloc(a, 9 * page, 0, fails, dead);
+    scenario_alloc(a, 100, 0, fails, dead);
+    mp_arena_reset(a);
+    for (int i = 0; i < 30; i++)
+        scenario_alloc(a, 900, 0, fails, dead);
+    struct mp_arena_stats s = stats_of(a);
+    CHECK("failing source: bytes_reserved == what the source has out",
+          s.bytes_reserved == t->outstanding);
+    uint64_t calls = t->calls;
+    mp_arena_destroy(a);
+    CHECK("failing source: nothing left outstanding after destroy",
+          t->outstanding == 0 && t->regions == 0);
+    source_is_clean("failing source");
+    return calls;
+}
+
+static void test_failing_source(void)
+{
+    uint64_t fails = 0;
+    CHECK("failing source: the scenario without failures fails nothing",
+          scenario(0, 0, &fails) > 8 && fails == 0);
+    /* For each k until a run makes fewer than k calls: a run that reached call k failed exactly one
+     * request (the source fails that call only), or some (the source is dead from k on). */
+    uint64_t k, runs = 0;
+    for (int dead = 0; dead <= 1; dead++) {
+        for (k = 1; k < 1000; k++) {
+            uint64_t before = fails;
+            bool reached = scenario(dead ? 0 : k, dead ? k : 0, &fails) >= k;
+            runs++;
+            if (!CHECK("failing source: a run that reaches the failing call fails as it should",
+                       dead ? (fails > before) == reached : fails == before + reached))
+                printf("  (k = %" PRIu64 ", dead from k on: %d)\n", k, dead);
+            if (!reached)
+                break;
+        }
+    }
+    printf("test_arena: failing source: %" PRIu64 " runs\n", runs);
+}
+
+/* ================================================================================================
+ * The model test
+ * ============================================================================================== */
+
+enum { MAX_LIVE = 1024, MAX_MARKS = 64 };
+
+typedef struct mblock {
+    char *p;
+    size_t n; /* bytes filled: max(size, 1) */
+    uint64_t serial;
+} mblock;
+
+typedef struct mmark {
+    mp_arena_pos pos;
+    size_t nlive;  /* blocks live when it was taken */
+    uint64_t used; /* bytes_used then */
+    char *next_p;  /* the first block allocated after it (NULL: none yet) */
+    size_t next_size, next_align;
+} mmark;
+
+typedef struct model {
+    mp_arena *a;
+    mp_arena *other; /* for marks of another arena */
+    bool in_buffer, bounded;
+    unsigned char *buf; /* the buffer arena's region, with guards around it */
+    size_t buf_size, buf_lo, buf_total;
+    mblock live[MAX_LIVE];
+    size_t nlive;
+    mmark marks[MAX_MARKS];
+    size_t nmarks;
+    uint64_t serial;
+    struct mp_arena_stats expect; /* allocs, failed_allocs, resets, rewinds, bytes_used, peak */
+    size_t cap;
+} model;
+
+static uint64_t model_ops, model_arenas;
+
+static bool model_stats_agree(model *m)
+{
+    struct mp_arena_stats s = stats_of(m->a);
+    const struct mp_arena_stats *e = &m->expect;
+    bool ok = CHECK("model: allocs, failed_allocs, resets, rewinds as counted",
+                    s.allocs == e->allocs && s.failed_allocs == e->failed_allocs &&
+                        s.resets == e->resets && s.rewinds == e->rewinds);
+    ok = CHECK("model: bytes_used and bytes_peak as the model has them",
+               s.bytes_used == e->bytes_used && s.bytes_peak == e->bytes_peak) &&
+         ok;
+    if (m->in_buffer)
+        ok = CHECK("model: a buffer arena: one chunk, the buffer reserved",
+                   s.chunks == 1 && s.bytes_reserved == m->buf_size && src_ctx.calls == 0) &&
+             ok;
+    else
+        ok = CHECK("model: reserved == the source's bytes out, chunks == its regions but the "
+                   "arena's page",
+                   s.bytes_reserved == src_ctx.outstanding && s.chunks + 1 == src_ctx.regions &&
+                       (m->cap == 0 || s.bytes_reserved <= m->cap)) &&
+             ok;
+    ok = CHECK("model: bytes_used <= bytes_reserved", s.bytes_used <= s.bytes_reserved) && ok;
+    return ok;
+}
+
+static void model_create(model *m)
+{
+    static const size_t chunks[] = {0, 1, 4096, 3 * 4096, 16384, 65536, 200000};
+    source_reset();
+    m->nlive = m->nmarks = 0;
+    memset(&m->expect, 0, sizeof m->expect);
+    m->in_buffer = rng_below(4) == 0;
+    m->cap = 0;
+    m->bounded = m->in_buffer;
+    if (m->in_buffer) {
+        m->buf_size = 256 + (size_t)rng_below(rng_below(2) ? 4096 : 262144);
+        m->buf_lo = 64 + (size_t)rng_below(64);
+        m->buf_total = m->buf_lo + m->buf_size + 64;
+        m->buf = malloc(m->buf_total);
+        memset(m->buf, 0xEE, m->buf_total);
+        m->a = mp_arena_create(&(mp_arena_opts){
+            .buffer = m->buf + m->buf_lo, .buffer_size = m->buf_size, .source = &src});
+    } else {
+        if (rng_below(3) == 0) {
+            m->cap = meta_bytes() + page + (size_t)rng_below(64 * page);
+            source_reset();
+            m->bounded = true;
+        }
+        m->a = make(chunks[rng_below(sizeof chunks / sizeof chunks[0])], m->cap);
+    }
+    CHECK("model: create", m->a != NULL);
+    m->other = mp_arena_create(NULL);
+    mp_arena_alloc(m->other, 10);
+    model_arenas++;
+}
+
+static bool model_verify_block(const mblock *b)
+{
+    return CHECK("model: a live block keeps its pattern", intact(b->p, b->n, b->serial));
+}
+
+static bool model_verify_all(model *m)
+{
+    bool ok = true;
+    for (size_t i = 0; i < m->nlive && ok; i++)
+        ok = model_verify_block(&m->live[i]);
+    if (m->in_buffer) {
+        bool guards = true;
+        for (size_t i = 0; i < m->buf_lo; i++)
+            guards = guards && m->buf[i] == 0xEE;
+        for (size_t i = m->buf_lo + m->buf_size; i < m->buf_total; i++)
+            guards = guards && m->buf[i] == 0xEE;
+        ok = CHECK("model: nothing written outside the buffer", guards) && ok;
+    }
+    return ok;
+}
+
+static size_t model_pick_size(void)
+{
+    uint64_t r = rng_below(1000);
+    if (r < 20)
+        return 0;
+    if (r < 800)
+        return (size_t)rng_below(257);
+    if (r < 990)
+        return (size_t)rng_below(8193);
+    return (size_t)rng_below(300001);
+}
+
+static size_t model_pick_align(void)
+{
+    uint64_t r = rng_below(100);
+    if (r < 60)
+        return 0; /* mp_arena_alloc */
+    if (r < 99)
+        return (size_t)1 << rng_below(17);
+    return (size_t)1 << 20;
+}
+
+static void model_alloc(model *m)
+{
+    size_t size = model_pick_size(), align = model_pick_align();
+    mmark *last = m->nmarks > 0 ? &m->marks[m->nmarks - 1] : NULL;
+    bool replay = last != NULL && last->nlive == m->nlive && last->next_p != NULL;
+    if (replay) { /* the same request as the first one after the mark: the same address */
+        size = last->next_size;
+        align = last->next_align;
+    }
+    errno = 0;
+    char *p = align != 0 ? mp_arena_alloc_aligned(m->a, size, align) : mp_arena_alloc(m->a, size);
+    size_t eff = align != 0 ? align : alignof(max_align_t), n = size != 0 ? size : 1;
+    if (p == NULL) {
+        CHECK("model: only a bounded arena refuses, with ENOMEM", m->bounded && errno == ENOMEM);
+        m->expect.failed_allocs++;
+        return;
+    }
+    m->expect.allocs++;
+    struct mp_arena_stats s = stats_of(m->a);
+    CHECK("model: aligned", is_aligned(p, eff));
+    CHECK("model: bytes_used grows by the size and less than an alignment of padding",
+          s.bytes_used >= m->expect.bytes_used + n &&
+              s.bytes_used <= m->expect.bytes_used + n + eff - 1);
+    if (replay)
+        CHECK("model: after a rewind the same request gets the same address", p == last->next_p);
+    /* Every mark at this position records this request: a different request from here may have
+     * taken another kept chunk (moved next in line), so only the latest one replays exactly. */
+    for (size_t j = m->nmarks; j-- > 0 && m->marks[j].nlive == m->nlive;)
+        m->marks[j].next_p = p, m->marks[j].next_size = size, m->marks[j].next_align = align;
+    m->expect.bytes_used = s.bytes_used;
+    if (s.bytes_used > m->expect.bytes_peak)
+        m->expect.bytes_peak = s.bytes_used;
+    if (m->in_buffer)
+        CHECK("model: a buffer arena's block lies in the buffer",
+              (unsigned char *)p >= m->buf + m->buf_lo &&
+                  (unsigned char *)p + n <= m->buf + m->buf_lo + m->buf_size);
+    bool apart = true;
+    for (size_t i = 0; i < m->nlive; i++)
+        apart = apart && !overlaps(p, n, m->live[i].p, m->live[i].n);
+    CHECK("model: a new block overlaps no live block", apart);
+    mblock *b = &m->live[m->nlive++];
+    *b = (mblock){p, n, ++m->serial};
+    fill(p, n, b->serial);
+}
+
+static void model_mark(model *m)
+{
+    if (m->nmarks == MAX_MARKS)
+        m->nmarks--; /* forget the innermost */
+    m->marks[m->nmarks++] =
+        (mmark){mp_arena_mark(m->a), m->nlive, m->expect.bytes_used, NULL, 0, 0};
+}
+
+/* Rewinds to mark i: the blocks after it are verified, then forgotten; the marks after it are
+ * refused at once (those past the cursor) and forgotten. */
+static void model_rewind(model *m, size_t i)
+{
+    mmark mk = m->marks[i];
+    for (size_t j = mk.nlive; j < m->nlive; j++)
+        model_verify_block(&m->live[j]);
+    CHECK("model: rewind to a mark", mp_arena_rewind(m->a, mk.pos) == 0);
+    m->expect.rewinds++;
+    m->nlive = mk.nlive;
+    m->expect.bytes_used = mk.used;
+    CHECK("model: the mark is the position after the rewind",
+          same_pos(mp_arena_mark(m->a), mk.pos));
+    for (size_t j = i + 1; j < m->nmarks; j++) {
+        if (m->marks[j].nlive > mk.nlive) {
+            CHECK("model: a mark rewound past is refused",
+                  mp_arena_rewind(m->a, m->marks[j].pos) == EINVAL);
+            break;
+        }
+    }
+    m->nmarks = i + 1;
+}
+
+static void model_reset(model *m)
+{
+    model_verify_all(m);
+    mp_arena_reset(m->a);
+    m->expect.resets++;
+    m->expect.bytes_used = 0;
+    m->nlive = 0;
+    for (size_t j = 0; j < m->nmarks; j++) {
+        if (m->marks[j].nlive > 0) {
+            CHECK("model: a mark from before a reset is refused",
+                  mp_arena_rewind(m->a, m->marks[j].pos) == EINVAL);
+            break;
+        }
+    }
+    m->nmarks = 0;
+    if (!m->in_buffer)
+        CHECK("model: reset keeps at most one chunk", stats_of(m->a).chunks <= 1);
+}
+
+static void model_step(model *m)
+{
+    uint64_t r = rng_below(1000);
+    if (m->nlive == MAX_LIVE)
+        r = 900;
+    if (r < 780)
+        model_alloc(m);
+    else if (r < 870)
+        model_mark(m);
+    else if (r < 970) {
+        if (m->nmarks > 0)
+            model_rewind(m, (size_t)rng_below(m->nmarks));
+        else
+            model_reset(m);
+    } else if (r < 978)
+        model_reset(m);
+    else if (r < 985)
+        CHECK("model: another arena's mark is refused",
+              mp_arena_rewind(m->a, mp_arena_mark(m->other)) == EINVAL);
+    else if (r < 990)
+        model_verify_all(m);
+    else if (m->nlive > 0) /* a random live block, verified */
+        model_verify_block(&m->live[rng_below(m->nlive)]);
+    model_ops++;
+    model_stats_agree(m);
+}
+
+static void model_destroy(model *m)
+{
+    model_verify_all(m);
+    mp_arena_destroy(m->a);
+    mp_arena_destroy(m->other);
+    if (m->in_buffer)
+        free(m->buf);
+    else
+        CHECK("model: destroy gives everything back",
+              src_ctx.outstanding == 0 && src_ctx.regions == 0);
+    source_is_clean("model");
+}
+
+static double env_scale(void)
+{
+    const char *s = getenv("MP_TEST_SCALE");
+    double v = s ? strtod(s, NULL) : 1.0;
+    return v > 0 ? v : 1.0;
+}
+
+static void test_model(uint64_t seed, uint64_t ops)
+{
+    static model m;
+    rng_state = seed;
+    uint64_t failures = TEST_FAILURES(); /* the model runs even when a test above failed */
+    while (model_ops < ops && TEST_FAILURES() == failures) {
+        model_create(&m);
+        if (m.a == NULL)
+            break;
+        uint64_t end = model_ops + 500 + rng_below(20000);
+        while (model_ops < end && model_ops < ops && TEST_FAILURES() == failures)
+            model_step(&m);
+        if (TEST_FAILURES() != failures)
+            printf("test_arena: model FAILED at op %" PRIu64 "; replay: test_arena %" PRIu64
+                   " %" PRIu64 "\n",
+                   model_ops, seed, ops);
+        model_destroy(&m);
+    }
+    printf("test_arena: model: %" PRIu64 " arenas, %" PRIu64 " ops\n", model_arenas, model_ops);
+}
+
+int main(int argc, char **argv)
+{
+    uint64_t seed = argc > 1 ? strtoull(argv[1], NULL, 0) : 1;
+    uint64_t ops = argc > 2 ? strtoull(argv[2], NULL, 0) : (uint64_t)(400000 * env_scale());
+    if (ops < 1000)
+        ops = 1000;
+    printf("test_arena: seed %" PRIu64 ", %" PRIu64 " model ops (replay: test_arena %" PRIu64
+           " %" PRIu64 ")\n",
+           seed, ops, seed, ops);
+    fflush(stdout);
+    long n = sysconf(_SC_PAGESIZE);
+    page = n > 0 ? (size_t)n : 4096;
+
+    test_create();
+    test_null();
+    test_alignment();
+    test_size_zero();
+    test_overflow();
+    test_capacity();
+    test_buffer();
+    test_mark_rewind();
+    test_reset();
+    test_large();
+    test_stats();
+    test_failing_source();
+    test_model(seed, ops);
+    return TEST_DONE();
+}
