@@ -1,0 +1,53 @@
+/*
+ * peer_mempool.h: mempool's fixed-size pools (mp_pool_alloc/mp_pool_free, inline fast paths) as a
+ * suite peer. One growing pool (capacity 0) per block size, default alignment, no flags.
+ *
+ * Later peers follow this file: a thread-safe pool is the same adapter with MP_THREAD_SAFE in the
+ * flags and PEER_THREAD_SAFE 1; mp_malloc is a PEER_FIXED_SIZE 0 adapter over mp_malloc/mp_free.
+ */
+#ifndef MP_BENCH_PEER_MEMPOOL_H
+#define MP_BENCH_PEER_MEMPOOL_H
+
+#include <mempool.h>
+
+#include <stdbool.h>
+#include <stdio.h>
+
+#define PEER_NAME "mempool"
+#define PEER_FIXED_SIZE 1
+#define PEER_THREAD_SAFE 0
+
+typedef mp_pool peer_handle;
+
+static bool peer_init(char *about, size_t n)
+{
+    snprintf(about, n, "mempool %d.%d.%d fixed pools, libmempool.a: inline mp_pool_alloc/mp_pool_free, "
+                       "growing (capacity 0)",
+             MP_VERSION_MAJOR, MP_VERSION_MINOR, MP_VERSION_PATCH);
+    return true;
+}
+
+static peer_handle *peer_open(size_t size, size_t max_live)
+{
+    (void)max_live; /* the pool grows */
+    return mp_pool_create(&(mp_pool_opts){ .block_size = size, .name = "suite" });
+}
+
+static inline void *peer_alloc(peer_handle *h, size_t size)
+{
+    (void)size;
+    return mp_pool_alloc(h);
+}
+
+static inline void peer_free(peer_handle *h, void *p, size_t size)
+{
+    (void)size;
+    mp_pool_free(h, p);
+}
+
+static void peer_close(peer_handle *h)
+{
+    mp_pool_destroy(h);
+}
+
+#endif /* MP_BENCH_PEER_MEMPOOL_H */

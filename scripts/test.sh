@@ -1,0 +1,104 @@
+#!/usr/bin/env bash
+# Builds mempool and runs every test suite: the one command that says whether the tree is good.
+#   release   gcc, Release, -Werror: every ctest suite at full scale
+#   checked   clang, internal asserts on (MEMPOOL_DEBUG=1), -Werror
+#   asan      gcc, AddressSanitizer + UBSan (pools poison free blocks)
+#   tsan      clang, ThreadSanitizer, the threaded suites
+#   valgrind  gcc with MEMPOOL_VALGRIND=ON, every suite under memcheck (errors and leaks fail)
+#   install   the installed library used through find_package() and pkg-config
+#   fuzz      30 s of libFuzzer over random operation sequences (fuzz/run.sh)
+# Installs what it needs from Debian packages when missing (as root).
+# Usage: scripts/test.sh [stage ...]   (default: all stages, in the order above)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+src=$PWD
+out=${MEMPOOL_TEST_DIR:-$src/build/test}
+jobs=$(nproc 2>/dev/null || echo 2)
+stages=("$@")
+[ ${#stages[@]} -gt 0 ] || stages=(release checked asan tsan valgrind install fuzz)
+
+# Tools and the libraries the examples and the benchmark's peers link against.
+packages=(cmake make gcc g++ clang libclang-rt-14-dev valgrind pkg-config libc6-dev
+  liblua5.4-dev libsqlite3-dev libjemalloc-dev libgoogle-perftools-dev libmimalloc-dev
+  libtbb-dev libboost-dev)
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "== installing ${missing[*]}"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+stage() { echo; echo "== $* ($(date +%T))"; }
+
+# configure and build one tree: build NAME CC [cmake args...]
+build() {
+  local name=$1 cc=$2; shift 2
+  CC=$cc cmake -S "$src" -B "$out/$name" -DMEMPOOL_WERROR=ON "$@" >"$out/$name.log" 2>&1 ||
+    { cat "$out/$name.log"; return 1; }
+  cmake --build "$out/$name" -j"$jobs" >>"$out/$name.log" 2>&1 || { cat "$out/$name.log"; return 1; }
+}
+
+run_stage() {
+  case $1 in
+  release)
+    stage "release: gcc, Release"
+    build release gcc -DCMAKE_BUILD_TYPE=Release
+    ctest --test-dir "$out/release" -j"$jobs" --output-on-failure --no-tests=error ;;
+  checked)
+    stage "checked: clang, internal asserts (MEMPOOL_DEBUG=1)"
+    build checked clang -DCMAKE_BUILD_TYPE=RelWithDebInfo -DMEMPOOL_DEBUG=1
+    MP_TEST_SCALE=0.5 ctest --test-dir "$out/checked" -j"$jobs" --output-on-failure --no-tests=error ;;
+  asan)
+    stage "asan: gcc, AddressSanitizer + UndefinedBehaviorSanitizer"
+    build asan gcc -DCMAKE_BUILD_TYPE=RelWithDebInfo -DMEMPOOL_SANITIZE=address,undefined
+    MP_TEST_SCALE=0.2 ctest --test-dir "$out/asan" -j"$jobs" --output-on-failure --no-tests=error \
+      -E '^bench_' ;;
+  tsan)
+    stage "tsan: clang, ThreadSanitizer, threaded suites"
+    build tsan clang -DCMAKE_BUILD_TYPE=RelWithDebInfo -DMEMPOOL_SANITIZE=thread
+    MP_TEST_SCALE=0.1 TSAN_OPTIONS=halt_on_error=1 ctest --test-dir "$out/tsan" -j"$jobs" \
+      --output-on-failure --no-tests=error -R 'thread|heap|example' ;;
+  valgrind)
+    stage "valgrind: memcheck (MEMPOOL_VALGRIND=ON, MP_TEST_SCALE=0.02)"
+    build valgrind gcc -DCMAKE_BUILD_TYPE=RelWithDebInfo -DMEMPOOL_VALGRIND=ON
+    MP_TEST_SCALE=0.02 ctest --test-dir "$out/valgrind" -j"$jobs" --output-on-failure -T memcheck \
+      -E '^bench_' >"$out/memcheck.log" 2>&1 || { cat "$out/memcheck.log"; return 1; }
+    grep -E "tests passed|tests failed" "$out/memcheck.log"
+    if grep -q "Defects:" "$out/memcheck.log"; then
+      grep -A20 "Defects:" "$out/memcheck.log"
+      cat "$out"/valgrind/Testing/Temporary/MemoryChecker.*.log | head -100
+      return 1
+    fi
+    echo "memcheck: no defects" ;;
+  install)
+    stage "install, then consume with find_package(mempool) and pkg-config"
+    [ -d "$out/release" ] || build release gcc -DCMAKE_BUILD_TYPE=Release
+    rm -rf "$out/prefix" "$out/consumer"
+    cmake --install "$out/release" --prefix "$out/prefix" >/dev/null
+    cmake -S tests/consumer -B "$out/consumer" -DCMAKE_PREFIX_PATH="$out/prefix" >/dev/null
+    cmake --build "$out/consumer" >/dev/null
+    "$out/consumer/consumer"
+    local pcdir
+    pcdir=$(dirname "$(find "$out/prefix" -name mempool.pc | head -1)")
+    PKG_CONFIG_PATH=$pcdir sh -c \
+      'cc -std=c11 tests/consumer/consumer.c $(pkg-config --cflags --libs --static mempool) -o "$0"' \
+      "$out/consumer/consumer_pc"
+    "$out/consumer/consumer_pc" ;;
+  fuzz)
+    stage "fuzz: 30 s of libFuzzer (clang, ASan, UBSan)"
+    FUZZ_OUT="$out/fuzz" bash fuzz/run.sh 30 ;;
+  *)
+    echo "unknown stage: $1" >&2
+    return 2 ;;
+  esac
+}
+
+mkdir -p "$out"
+for s in "${stages[@]}"; do
+  run_stage "$s"
+done
+echo
+echo "all test stages passed: ${stages[*]}"
