@@ -35,10 +35,13 @@ extern "C" {
 #define MP_LIKELY(x) __builtin_expect(!!(x), 1)
 #define MP_UNLIKELY(x) __builtin_expect(!!(x), 0)
 #define MP_NOINLINE __attribute__((noinline))
+/* The fast path is inlined even at -O0, so a checked pool's leak report names the caller's line. */
+#define MP_ALWAYS_INLINE inline __attribute__((always_inline))
 #else
 #define MP_LIKELY(x) (x)
 #define MP_UNLIKELY(x) (x)
 #define MP_NOINLINE
+#define MP_ALWAYS_INLINE inline
 #endif
 
 /* ------------------------------------------------------------------------------------------------
@@ -163,7 +166,8 @@ mp_pool *mp_pool_create(const mp_pool_opts *opts);
  * still run (their caches of it are dropped, and they may exit later).
  * Blocks still live become invalid. Does nothing when pool is NULL. A checked pool first verifies
  * every block (write after free, overflow) and reports blocks still live as a leak.
- * Complexity: O(number of chunk runs), which is O(log(peak bytes)) for a growing pool.
+ * Complexity: O(number of chunk runs): runs double up to MP_RUN_MAX_CHUNKS chunks (16 MiB by
+ * default), so O(log(peak bytes)) up to there and then one run per 16 MiB held.
  * Undefined: using the pool or any of its blocks afterwards.
  */
 void mp_pool_destroy(mp_pool *pool);
@@ -199,7 +203,8 @@ static inline void mp_pool_free(mp_pool *pool, void *block);
 /*
  * Makes every block free at once, as if each had been freed, without touching any block; the pool
  * keeps its memory and hands out the lowest addresses first again. Statistics keep their totals
- * (allocs, frees count the reset blocks as freed; blocks_peak is kept). Does nothing when pool is NULL.
+ * (allocs, frees count the reset blocks as freed; blocks_peak is kept); blocks_free is 0 afterwards,
+ * since every block is never-used space again. Does nothing when pool is NULL.
  * Complexity: O(number of chunk runs).
  * Undefined: using a block that was live before the reset.
  */
@@ -224,12 +229,15 @@ bool mp_pool_owns(const mp_pool *pool, const void *p);
  * Runs the pool's invariant validator (docs/design.md, "Invariants"): the free list is acyclic, each
  * free block lies in the pool and is aligned, and the counts add up
  * (in_use + free + never_used == blocks the chunks can hold). True if every invariant holds; false for
- * a NULL pool or a broken invariant (user memory corruption, or a bug here).
+ * a NULL pool or a broken invariant (user memory corruption, or a bug here). In a thread-safe pool
+ * that other threads use meanwhile, the blocks in their caches are counted from counters that move
+ * as it runs, so only the bounds no race can break are checked (never a false alarm).
  * Complexity: O(free blocks + chunk runs).
  */
 bool mp_pool_check(const mp_pool *pool);
 
-/* The pool's block size, alignment and name as created (0, 0 and "" for a NULL pool). O(1). */
+/* The pool's block size as asked for, the alignment it uses (the default worked out when 0 was
+ * asked for) and its name (0, 0 and "" for a NULL pool). O(1). */
 size_t mp_pool_block_size(const mp_pool *pool);
 size_t mp_pool_align(const mp_pool *pool);
 const char *mp_pool_name(const mp_pool *pool);
@@ -284,7 +292,8 @@ typedef struct mp_stats {
     char name[MP_NAME_MAX];
     size_t block_size;     /* as asked for */
     size_t align;          /* as used */
-    size_t stride;         /* bytes between two blocks: block_size rounded up to align */
+    size_t stride;         /* bytes between two blocks: block_size rounded up to align (in a
+                              checked pool, after room for the guard and the caller's address) */
     size_t capacity;       /* the most blocks live at once; 0 = unbounded */
     uint64_t blocks_in_use; /* handed out and not freed */
     uint64_t blocks_peak;   /* the most blocks in use at once since creation (in a thread-safe
@@ -540,8 +549,10 @@ void *mp_arena_alloc(mp_arena *arena, size_t size);
 void *mp_arena_alloc_aligned(mp_arena *arena, size_t size, size_t align);
 /* The current position; mp_arena_rewind() frees everything allocated after it. */
 mp_arena_pos mp_arena_mark(mp_arena *arena);
-/* 0, or EINVAL when the position is not one of this arena's marks still valid (after a reset or an
- * earlier rewind past it). Chunks taken after the mark are kept for reuse. */
+/* Frees everything allocated after the mark; chunks taken after it are kept for reuse. Returns 0,
+ * or EINVAL (nothing changed) when arena is NULL or pos lies outside the arena's chunks or beyond
+ * its current position, which is what most marks made stale by a reset or by an earlier rewind past
+ * them are. Rewinding to any other stale mark is undefined. O(chunks). */
 int mp_arena_rewind(mp_arena *arena, mp_arena_pos pos);
 /* Frees everything at once; keeps the first chunk, gives the others back. */
 void mp_arena_reset(mp_arena *arena);
@@ -607,7 +618,7 @@ void *mp_pool_alloc_slow(mp_pool *pool);
 void mp_pool_free_slow(mp_pool *pool, void *block);
 
 /* This thread's cache of a plain thread-safe pool, or NULL (not such a pool, or no cache yet). */
-static inline struct mp_tcache *mpi_tcache_of(mp_pool *pool)
+static MP_ALWAYS_INLINE struct mp_tcache *mpi_tcache_of(mp_pool *pool)
 {
     uint32_t id = ((struct mp_pool_fast *)pool)->tsid;
     return id != 0 && id < mpi_tls.n ? mpi_tls.caches[id] : NULL;
@@ -615,7 +626,7 @@ static inline struct mp_tcache *mpi_tcache_of(mp_pool *pool)
 
 /* Off the fast path: a thread cache's pop, else the slow path. Intended cost: a TLS load, two
  * loads, a pop and two stores; no lock, no atomic read-modify-write. */
-static inline void *mpi_pool_alloc_cached(mp_pool *pool)
+static MP_ALWAYS_INLINE void *mpi_pool_alloc_cached(mp_pool *pool)
 {
     struct mp_tcache *c;
     void *block;
@@ -627,7 +638,7 @@ static inline void *mpi_pool_alloc_cached(mp_pool *pool)
     return mp_pool_alloc_slow(pool);
 }
 
-static inline void mpi_pool_free_cached(mp_pool *pool, void *block)
+static MP_ALWAYS_INLINE void mpi_pool_free_cached(mp_pool *pool, void *block)
 {
     struct mp_tcache *c;
     if (block != NULL && pool != NULL && (c = mpi_tcache_of(pool)) != NULL &&
@@ -641,7 +652,7 @@ static inline void mpi_pool_free_cached(mp_pool *pool, void *block)
 }
 
 /* Intended cost: a load and a test of the head, a load of the link, two stores (head, count). */
-static inline void *mp_pool_alloc(mp_pool *pool)
+static MP_ALWAYS_INLINE void *mp_pool_alloc(mp_pool *pool)
 {
     struct mp_pool_fast *f = (struct mp_pool_fast *)pool;
     void *block;
@@ -653,7 +664,7 @@ static inline void *mp_pool_alloc(mp_pool *pool)
 }
 
 /* Intended cost: a load and a test of the head, two stores (the link, the head). */
-static inline void mp_pool_free(mp_pool *pool, void *block)
+static MP_ALWAYS_INLINE void mp_pool_free(mp_pool *pool, void *block)
 {
     struct mp_pool_fast *f = (struct mp_pool_fast *)pool;
     void *head;

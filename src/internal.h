@@ -211,6 +211,8 @@ MPI_HIDDEN void mpi_ts_lock(const mp_pool *pool);
 MPI_HIDDEN void mpi_ts_unlock(const mp_pool *pool);
 /* With mpi_ts_lock held: the blocks held by caches and the allocations they counted. */
 MPI_HIDDEN void mpi_ts_sum(const mp_pool *pool, uint64_t *cached, uint64_t *allocs);
+/* With mpi_ts_lock held: at most the blocks the caches hold, however their threads race. */
+MPI_HIDDEN uint64_t mpi_ts_cached_floor(const mp_pool *pool);
 /* With mpi_ts_lock held, no other thread using the pool: every cache emptied (mp_pool_reset). */
 MPI_HIDDEN void mpi_ts_reset(mp_pool *pool);
 

@@ -396,6 +396,18 @@ void mpi_ts_sum(const mp_pool *pool, uint64_t *cached, uint64_t *allocs)
     }
 }
 
+uint64_t mpi_ts_cached_floor(const mp_pool *pool)
+{
+    uint64_t cached = 0;
+    for (const mpi_tcache *c = pool->caches; c != NULL; c = c->pool_next) {
+        /* pushes first: a racing alloc can only make pops larger, so this never overcounts */
+        uint64_t pushes = __atomic_load_n(&c->pub.pushes, __ATOMIC_RELAXED);
+        uint64_t pops = __atomic_load_n(&c->pub.pops, __ATOMIC_RELAXED);
+        cached += pushes > pops ? pushes - pops : 0;
+    }
+    return cached;
+}
+
 void mpi_ts_reset(mp_pool *pool)
 {
     for (mpi_tcache *c = pool->caches; c != NULL; c = c->pool_next) {
