@@ -15,6 +15,10 @@
  *   4. create: mp_pool_create() with capacity for 4 GiB of 64-byte blocks: its time (median, us;
  *              target < 1 ms), the RSS it adds (target ~0, checked as <= 64 KiB) and its stats'
  *              bytes_reserved (the contract: one page of bookkeeping, no chunk before an alloc).
+ *   5. kinds:  the pair loop of workload 1 on a plain pool and on pools with each flag (MP_ZERO,
+ *              MP_THREAD_SAFE, MP_SECURE, MP_CHECKED), interleaved run by run; ns per pair and the
+ *              ratio to the plain pool of the same run. Goals from the issues: a thread-safe pool
+ *              <= 2 x plain, a secure pool <= 1.5 x plain; checked and zeroing pools have none.
  *
  * Honesty rules kept here: every figure is measured in this run, nothing is hard-coded; the timed
  * loops contain only the pool calls, the touch, the caller's NULL check (which real code has, and
@@ -310,6 +314,69 @@ static bool row_print(const row *r)
     }
     const char *verdict = s->check == CHECK_NONE ? "" : ok ? "ok" : "MISS";
     printf("%-34s %-24s %-24s %-18s %-16s %s\n", s->what, f, m, q, s->target, verdict);
+    fflush(stdout);
+    return ok;
+}
+
+/* ================================================================================================
+ * Workload 5: the pair loop on each kind of pool
+ * ============================================================================================== */
+
+typedef struct kind_spec {
+    const char *name;
+    unsigned flags;
+    const char *goal; /* as printed: the issue's goal for the ratio to plain, or "-" */
+    double limit;     /* 0: none */
+} kind_spec;
+
+static const kind_spec kinds[] = {
+    {"plain", 0, "-", 0},
+    {"MP_ZERO", MP_ZERO, "-", 0},
+    {"MP_THREAD_SAFE", MP_THREAD_SAFE, "<= 2 x plain", 2.0},
+    {"MP_SECURE", MP_SECURE, "<= 1.5 x plain", 1.5},
+    {"MP_CHECKED", MP_CHECKED, "-", 0},
+};
+#define NKINDS (sizeof kinds / sizeof kinds[0])
+
+static double kind_pairs(const kind_spec *k, uint64_t warm, uint64_t n)
+{
+    mp_pool *mp = mp_pool_create(&(mp_pool_opts){.block_size = BLOCK, .flags = k->flags,
+                                                 .name = k->name});
+    if (mp == NULL)
+        die("mp_pool_create(%s): %s", k->name, strerror(errno));
+    mempool_pairs(mp, warm);
+    double ns = mempool_pairs(mp, n);
+    mempool_expect(mp, warm + n, 0);
+    mp_pool_destroy(mp);
+    return ns;
+}
+
+/* Prints its own table; returns whether every goal was met. */
+static bool run_kinds(const bench_opts *o)
+{
+    static double ns[NKINDS][MAX_RUNS], ratio[NKINDS][MAX_RUNS];
+    uint64_t n = o->pairs / 5 + 1, warm = n / 16 + 1;
+    for (int r = 0; r < o->runs; r++) {
+        for (size_t k = 0; k < NKINDS; k++) {
+            ns[k][r] = kind_pairs(&kinds[k], warm, n);
+            ratio[k][r] = ns[0][r] > 0 ? ns[k][r] / ns[0][r] : 0;
+        }
+    }
+    printf("\n5 alloc+free pair by kind of pool (%" PRIu64 " pairs per run, %d runs interleaved)\n",
+           n, o->runs);
+    printf("%-34s %-24s %-24s %-16s %s\n", "pool", "ns/pair", "ratio to plain", "goal", "");
+    bool ok = true;
+    for (size_t k = 0; k < NKINDS; k++) {
+        char a[128], b[128];
+        cell(a, sizeof a, "%.2f", ns[k], o->runs, true);
+        cell(b, sizeof b, "%.2f", ratio[k], o->runs, true);
+        double med, lo, hi;
+        summarize(ratio[k], o->runs, &med, &lo, &hi);
+        bool met = kinds[k].limit == 0 || med <= kinds[k].limit;
+        ok &= met;
+        printf("%-34s %-24s %-24s %-16s %s\n", kinds[k].name, a, b, kinds[k].goal,
+               kinds[k].limit == 0 ? "" : met ? "ok" : "MISS");
+    }
     fflush(stdout);
     return ok;
 }
@@ -649,6 +716,7 @@ int main(int argc, char **argv)
     run_create_4gib(&o, &rows[CREATE_TIME], &rows[CREATE_RSS], &rows[CREATE_RESERVED]);
     for (int i = CREATE_TIME; i <= CREATE_RESERVED; i++)
         ok &= row_print(&rows[i]);
+    ok &= run_kinds(&o);
 
     double payload = (double)o.live * BLOCK;
     printf("\nnotes:\n");
