@@ -617,20 +617,22 @@ extern _Thread_local struct mpi_tls mpi_tls;
 void *mp_pool_alloc_slow(mp_pool *pool);
 void mp_pool_free_slow(mp_pool *pool, void *block);
 
-/* This thread's cache of a plain thread-safe pool, or NULL (not such a pool, or no cache yet). */
+/* This thread's cache of a plain thread-safe pool, or NULL (not such a pool, or no cache yet).
+ * Other pools have tsid 0, and slot 0 of every thread's table stays NULL. */
 static MP_ALWAYS_INLINE struct mp_tcache *mpi_tcache_of(mp_pool *pool)
 {
     uint32_t id = ((struct mp_pool_fast *)pool)->tsid;
-    return id != 0 && id < mpi_tls.n ? mpi_tls.caches[id] : NULL;
+    return id < mpi_tls.n ? mpi_tls.caches[id] : NULL;
 }
 
-/* Off the fast path: a thread cache's pop, else the slow path. Intended cost: a TLS load, two
- * loads, a pop and two stores; no lock, no atomic read-modify-write. */
+/* Off the fast path, for a pool that is not NULL (nor its block): a thread cache's pop, else the
+ * slow path. Intended cost: a TLS load, two loads, a pop and two stores; no lock, no atomic
+ * read-modify-write. */
 static MP_ALWAYS_INLINE void *mpi_pool_alloc_cached(mp_pool *pool)
 {
-    struct mp_tcache *c;
+    struct mp_tcache *c = mpi_tcache_of(pool);
     void *block;
-    if (pool != NULL && (c = mpi_tcache_of(pool)) != NULL && (block = c->free) != NULL) {
+    if (c != NULL && (block = c->free) != NULL) {
         c->free = *(void **)block;
         MP_STORE_RELAXED(c->pops, c->pops + 1);
         return block;
@@ -640,9 +642,8 @@ static MP_ALWAYS_INLINE void *mpi_pool_alloc_cached(mp_pool *pool)
 
 static MP_ALWAYS_INLINE void mpi_pool_free_cached(mp_pool *pool, void *block)
 {
-    struct mp_tcache *c;
-    if (block != NULL && pool != NULL && (c = mpi_tcache_of(pool)) != NULL &&
-        c->pushes - c->pops < c->limit) {
+    struct mp_tcache *c = mpi_tcache_of(pool);
+    if (c != NULL && c->pushes - c->pops < c->limit) {
         *(void **)block = c->free;
         c->free = block;
         MP_STORE_RELAXED(c->pushes, c->pushes + 1);
@@ -651,12 +652,15 @@ static MP_ALWAYS_INLINE void mpi_pool_free_cached(mp_pool *pool, void *block)
     mp_pool_free_slow(pool, block);
 }
 
-/* Intended cost: a load and a test of the head, a load of the link, two stores (head, count). */
+/* Intended cost: a load and a test of the head, a load of the link, two stores (head, count). The
+ * NULL test comes first so the rare paths need not repeat it. */
 static MP_ALWAYS_INLINE void *mp_pool_alloc(mp_pool *pool)
 {
     struct mp_pool_fast *f = (struct mp_pool_fast *)pool;
-    void *block;
-    if (MP_UNLIKELY(pool == NULL || (uintptr_t)(block = f->free) <= MP_FAST_SLOW))
+    if (MP_UNLIKELY(pool == NULL))
+        return mp_pool_alloc_slow(pool);
+    void *block = f->free;
+    if (MP_UNLIKELY((uintptr_t)block <= MP_FAST_SLOW))
         return mpi_pool_alloc_cached(pool);
     f->free = *(void **)block;
     f->allocs++;
@@ -667,8 +671,12 @@ static MP_ALWAYS_INLINE void *mp_pool_alloc(mp_pool *pool)
 static MP_ALWAYS_INLINE void mp_pool_free(mp_pool *pool, void *block)
 {
     struct mp_pool_fast *f = (struct mp_pool_fast *)pool;
-    void *head;
-    if (MP_UNLIKELY(block == NULL || pool == NULL || (uintptr_t)(head = f->free) == MP_FAST_SLOW)) {
+    if (MP_UNLIKELY(block == NULL || pool == NULL)) {
+        mp_pool_free_slow(pool, block); /* does nothing for a NULL block or pool */
+        return;
+    }
+    void *head = f->free;
+    if (MP_UNLIKELY((uintptr_t)head == MP_FAST_SLOW)) {
         mpi_pool_free_cached(pool, block);
         return;
     }
