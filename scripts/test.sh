@@ -86,12 +86,18 @@ run_stage() {
     cmake -S tests/consumer -B "$out/consumer" -DCMAKE_PREFIX_PATH="$out/prefix" >/dev/null
     cmake --build "$out/consumer" >/dev/null
     "$out/consumer/consumer"
-    local pcdir
+    local pcdir pc
     pcdir=$(dirname "$(find "$out/prefix" -name mempool.pc | head -1)")
-    PKG_CONFIG_PATH=$pcdir sh -c \
-      'cc -std=c11 tests/consumer/consumer.c $(pkg-config --cflags --libs --static mempool) -o "$0"' \
-      "$out/consumer/consumer_pc"
-    "$out/consumer/consumer_pc" ;;
+    pc="env PKG_CONFIG_PATH=$pcdir pkg-config"
+    # pkg-config with the shared library (the linker prefers it), run from the prefix
+    cc -std=c11 tests/consumer/consumer.c $($pc --cflags --libs mempool) -o "$out/consumer/consumer_pc"
+    [[ $(ldd "$out/consumer/consumer_pc") == *libmempool.so* ]] ||
+      { echo "consumer_pc is not linked to libmempool.so"; return 1; }
+    LD_LIBRARY_PATH=$pcdir/.. "$out/consumer/consumer_pc"
+    # and with the static library, and the private libraries that --static adds
+    cc -std=c11 tests/consumer/consumer.c $($pc --cflags mempool) "$pcdir/../libmempool.a" \
+      $($pc --libs-only-other --static mempool) -o "$out/consumer/consumer_static"
+    "$out/consumer/consumer_static" ;;
   fuzz)
     stage "fuzz: 30 s of libFuzzer (clang, ASan, UBSan)"
     FUZZ_OUT="$out/fuzz" bash fuzz/run.sh 30 ;;

@@ -1,12 +1,12 @@
 /*
- * heap.c: any size, from pools. A heap is one fixed-size pool per size class, made when the class is
- * first used, and large blocks mapped from the source one by one.
+ * heap.c: any size, from pools. A heap is one fixed-size pool per size class, made when the class
+ * is first used, and large blocks mapped from the source one by one.
  *
- * Every class pool takes its chunks at exactly HEAP_CHUNK bytes, aligned to HEAP_CHUNK, so a block's
- * chunk header, and through it the block's pool, is the block's address masked by
- * ~(HEAP_CHUNK - 1): free needs no size. A large block's mapping is HEAP_CHUNK-aligned too and starts
- * with a struct mpi_large whose first word (where a chunk header has its pool) is NULL; the block
- * starts less than HEAP_CHUNK bytes after it, so the same mask finds it.
+ * Every class pool takes its chunks at exactly HEAP_CHUNK bytes, aligned to HEAP_CHUNK, so a
+ * block's chunk header, and through it the block's pool, is the block's address masked by
+ * ~(HEAP_CHUNK - 1): free needs no size. A large block's mapping is HEAP_CHUNK-aligned too and
+ * starts with a struct mpi_large whose first word (where a chunk header has its pool) is NULL; the
+ * block starts less than HEAP_CHUNK bytes after it, so the same mask finds it.
  *
  *   class chunk:  [mpi_chunk {pool, run}][bitmap][blocks of the class ...]
  *   large block:  [mpi_large {NULL, ...}][pad][the user's block ...........]
@@ -29,17 +29,20 @@
 #include <string.h>
 
 #define HEAP_CHUNK ((size_t)2 * 1024 * 1024)
-#define HEAP_MAX_ALIGN (HEAP_CHUNK / 2) /* a large block must start within HEAP_CHUNK of its header */
-#define CLASS_MAX_ALIGN ((size_t)4096)  /* a class's blocks are aligned to its size's lowest bit, capped */
+#define HEAP_MAX_ALIGN                                                                             \
+    (HEAP_CHUNK / 2) /* a large block must start within HEAP_CHUNK of its header */
+#define CLASS_MAX_ALIGN                                                                            \
+    ((size_t)4096) /* a class's blocks are aligned to its size's lowest bit, capped */
 #define LARGE_HEADER ((size_t)64)
 #define LARGE_CACHE_MAX 8
 #define LARGE_CACHE_BYTES ((size_t)64 * 1024 * 1024)
 
-static_assert(MP_HEAP_MAX_CLASS <= HEAP_CHUNK / 8, "a class chunk holds several of the largest blocks");
+static_assert(MP_HEAP_MAX_CLASS <= HEAP_CHUNK / 8,
+              "a class chunk holds several of the largest blocks");
 
 /* A large block's header at the start of its mapping. */
 typedef struct mpi_large {
-    mp_pool *zero;  /* NULL: where a class chunk has its pool (see the file comment) */
+    mp_pool *zero; /* NULL: where a class chunk has its pool (see the file comment) */
     struct mpi_large *next;
     struct mpi_large *prev;
     size_t map_size; /* bytes mapped */
@@ -54,10 +57,10 @@ struct mp_heap {
     mpi_large *large;     /* large blocks in use */
     mpi_large *cache;     /* freed large blocks kept for reuse, most recent first */
     uint64_t large_allocs, large_frees, ncache;
-    uint64_t failed;      /* failed requests no class pool counted (large, pool creation) */
+    uint64_t failed; /* failed requests no class pool counted (large, pool creation) */
     unsigned flags;
-    mp_source source;   /* the caller's source (for a buffer: unused) */
-    mp_source mine;     /* heap_map/heap_unmap over it, given to every class pool */
+    mp_source source; /* the caller's source (for a buffer: unused) */
+    mp_source mine;   /* heap_map/heap_unmap over it, given to every class pool */
     size_t capacity;
     _Atomic size_t reserved;
     char *buf_next, *buf_end; /* a buffer heap: the unused rest of the buffer */
@@ -157,7 +160,6 @@ static void *heap_map(void *ctx, size_t size, size_t align)
     return p;
 }
 
-
 /* ================================================================================================
  * Creation and the class pools
  * ============================================================================================== */
@@ -229,9 +231,9 @@ static void count_failed(mp_heap *heap)
     pthread_mutex_unlock(&heap->lock);
 }
 
-/* Makes the pool of class c. Made with no lock held (the heap's lock stays innermost), and published
- * by one compare-exchange: a thread that loses the race destroys its own pool and takes the
- * winner's. NULL on failure. */
+/* Makes the pool of class c. Made with no lock held (the heap's lock stays innermost), and
+ * published by one compare-exchange: a thread that loses the race destroys its own pool and takes
+ * the winner's. NULL on failure. */
 static MP_NOINLINE mp_pool *heap_pool_slow(mp_heap *heap, unsigned c)
 {
     char name[MP_NAME_MAX + 24]; /* "heap/size", truncated by the pool to MP_NAME_MAX */
@@ -298,7 +300,7 @@ static mpi_large *cache_take(mp_heap *heap, size_t need)
 
 /* Gives every cached large block back; the bytes given back. Takes the lock (so: not called from
  * under a class pool's lock, where heap_map runs). */
-static size_t cache_drop(mp_heap *heap)
+static size_t large_cache_drop(mp_heap *heap)
 {
     pthread_mutex_lock(&heap->lock);
     mpi_large *list = heap->cache;
@@ -385,10 +387,11 @@ static void large_free(mp_heap *heap, mpi_large *l)
     heap->large_frees++;
     large_link(&heap->cache, l);
     heap->ncache++;
-    size_t bytes = 0;
+    size_t bytes = 0, n = 0;
     for (mpi_large *c = heap->cache; c != NULL; c = c->next) {
         bytes += c->map_size;
-        if (c != l && (bytes > LARGE_CACHE_BYTES || heap->ncache > LARGE_CACHE_MAX)) {
+        n++;
+        if (c != l && (bytes > LARGE_CACHE_BYTES || n > LARGE_CACHE_MAX)) {
             evict = c; /* this one and every older one go */
             break;
         }
@@ -436,7 +439,7 @@ size_t mp_heap_trim(mp_heap *heap)
 {
     if (heap == NULL)
         return 0;
-    size_t bytes = heap->buf_end != NULL ? 0 : cache_drop(heap);
+    size_t bytes = heap->buf_end != NULL ? 0 : large_cache_drop(heap);
     for (unsigned c = 0; c < MP_HEAP_CLASSES; c++)
         bytes += mp_pool_trim(atomic_load_explicit(&heap->pools[c], memory_order_acquire));
     return bytes;
@@ -460,7 +463,8 @@ void *mp_heap_aligned_alloc(mp_heap *heap, size_t align, size_t size)
         errno = EINVAL;
         return NULL;
     }
-    if (align > HEAP_MAX_ALIGN) { /* a block so aligned is its own chunk's start: no room for a header */
+    if (align >
+        HEAP_MAX_ALIGN) { /* a block so aligned is its own chunk's start: no room for a header */
         count_failed(heap);
         return NULL;
     }
@@ -542,15 +546,20 @@ void *mp_heap_realloc(mp_heap *heap, void *p, size_t size)
         mp_heap_free(heap, p);
         return NULL;
     }
-    size_t usable = mp_heap_usable_size(heap, p);
-    if (usable == 0) {
+    bool bad;
+    mp_pool *pool = heap_owner(heap, p, &bad);
+    if (bad) {
         errno = EINVAL; /* reported already in a checked heap */
         return NULL;
     }
-    bool same_class = usable <= MP_HEAP_MAX_CLASS ? size <= usable && class_of(size) == class_of(usable)
-                                                 : size > MP_HEAP_MAX_CLASS && size <= usable &&
-                                                       size >= usable / 2;
-    if (same_class)
+    /* What the block is decides, not its size: an aligned large block may be small. */
+    size_t usable =
+        pool != NULL ? mp_pool_block_size(pool)
+                     : ((const mpi_large *)((uintptr_t)p & ~(uintptr_t)(HEAP_CHUNK - 1)))->usable;
+    bool same_kind = pool != NULL
+                         ? size <= usable && class_of(size) == class_of(usable)
+                         : size > MP_HEAP_MAX_CLASS && size <= usable && size >= usable / 2;
+    if (same_kind)
         return p;
     void *q = mp_heap_alloc(heap, size);
     if (q != NULL) {
@@ -619,9 +628,9 @@ void mp_heap_destroy(mp_heap *heap)
 {
     if (heap == NULL)
         return;
+    heap_destroy_pools(heap); /* a checked pool reports its leaks here */
     if ((heap->flags & MP_CHECKED) != 0)
         heap_report_leaks(heap);
-    heap_destroy_pools(heap);
     heap_drop_large(heap);
     pthread_mutex_destroy(&heap->lock);
     if (heap->meta_size != 0)
@@ -640,8 +649,8 @@ int mp_heap_stats(const mp_heap *heap, struct mp_heap_stats *out)
         k->size = class_size(c);
         if (mp_pool_stats(atomic_load(&heap->pools[c]), &s) != 0)
             continue;
-        *k = (mp_heap_class_stats){k->size, s.blocks_in_use, s.blocks_peak, s.allocs, s.frees,
-                                   s.bytes_reserved};
+        *k = (mp_heap_class_stats){k->size,  s.blocks_in_use, s.blocks_peak,
+                                   s.allocs, s.frees,         s.bytes_reserved};
         out->allocs += s.allocs;
         out->frees += s.frees;
         out->failed_allocs += s.failed_allocs;
