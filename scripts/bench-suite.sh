@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# The benchmark suite (bench/suite/): mempool against the floor, glibc, jemalloc, tcmalloc, mimalloc,
-# TBB and Boost.Pool. Builds it (Release) and runs bench_suite, which prints its table; the full run
+# The benchmark suite (bench/suite/): mempool (its pools, thread-safe pools, mp_malloc and mp_heap)
+# against the floor, glibc, jemalloc, tcmalloc, mimalloc, TBB and Boost.Pool, on fixed sizes, threads
+# and variable sizes. Builds it (Release) and runs bench_suite, which prints its tables; the full run
 # (without --quick) also writes docs/benchmarks.md, its plots docs/bench/*.png and every raw figure
 # in docs/bench/results.csv. It takes up to ~10 minutes; --quick takes seconds and writes nothing.
 # Installs what it needs from Debian packages when missing (as root); without them the quick run

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The main job: builds mempool (Release) and runs the benchmarks, printing their tables:
-#   1. the suite against the peers (scripts/bench-suite.sh): floor, mempool, glibc, jemalloc,
-#      tcmalloc, mimalloc, TBB, Boost.Pool; the full run writes docs/benchmarks.md with its plots
+#   1. the suite against the peers (scripts/bench-suite.sh): floor, mempool (plain and thread-safe
+#      pools, mp_malloc, mp_heap), glibc, jemalloc, tcmalloc, mimalloc, TBB, Boost.Pool, on fixed
+#      sizes, threads and variable sizes; the full run writes docs/benchmarks.md with its plots
 #      and takes up to ~10 minutes;
 #   2. bench_pool: mempool's 64-byte pools beside the floor alone, with its targets (seconds).
 # Installs what it needs from Debian packages when missing (as root).

@@ -5,14 +5,15 @@
  * PNG plots drawn by gnuplot and every raw figure as CSV.
  *
  *     bench_suite [--quick] [--runs N] [--doc FILE] [--plots DIR] [--csv FILE] [--command TEXT]
- *                 [--revision TEXT] [--peers a,b,...] [--allow-missing]
+ *                 [--revision TEXT] [--peers a,b,...] [--workloads a,b,...] [--allow-missing]
  *
  * How it measures (the same text goes into the doc):
  *   - a peer is one program, suite_<peer>, found next to this one; the peer table below says which
  *     Debian package provides each. A peer whose program is missing, or says it cannot be measured
  *     in this build (a sanitizer's malloc replaced its allocator), is skipped with a note; in the
  *     full run (not --quick) that also makes the exit status 1, since the doc would lack it.
- *   - runs are interleaved: run 1 of every cell (workload x size) on every peer, then run 2, ...;
+ *   - a peer runs the workloads of its groups (peer_defs below); it is n/a in the others.
+ *   - runs are interleaved: run 1 of every cell (workload x size x threads) on every peer, then run 2, ...;
  *     within a cell the peers' order rotates by one each run. Drift of clock or load over the
  *     minutes of a run thus hits every peer alike, and no peer always follows the same neighbour.
  *   - each figure is the median of the runs, with their min-max; "x" is a peer's median over the
@@ -45,35 +46,67 @@
  * ============================================================================================== */
 
 /* Every peer the suite knows, in the order of the tables. `package` is the Debian package whose
- * absence explains a missing program (NULL: built from this tree). To come: mempool's thread-safe
- * pools ("mempool_ts") and mp_malloc ("mp_malloc"), each a row here. */
+ * absence explains a missing program (NULL: built from this tree); `groups` the workloads it runs
+ * (suite.h): the floor and Boost.Pool are single-threaded pools; the plain pool joins the one-thread
+ * pair of the thread-safe pool, as the figure that pool is held to; mempool's variants join only the
+ * workloads they were made for; the general-purpose allocators run every workload, and `general`
+ * makes them the "best malloc" of the goals (suite_report_mt.c). */
+#define ALLOCATOR (SG_POOLS | SG_TS_PAIR | SG_THREADS | SG_VARSIZE)
 static const peer_def peer_defs[] = {
-    { "floor", NULL },
-    { "mempool", NULL },
-    { "glibc", "libc6" },
-    { "jemalloc", "libjemalloc-dev" },
-    { "tcmalloc", "libgoogle-perftools-dev" },
-    { "mimalloc", "libmimalloc-dev" },
-    { "tbb", "libtbb-dev" },
-    { "boost", "libboost-dev" },
+    { "floor", NULL, SG_POOLS, false },
+    { "mempool", NULL, SG_POOLS | SG_TS_PAIR, false },
+    { "mempool_ts", NULL, SG_TS_PAIR | SG_THREADS, false },
+    { "mp_malloc", NULL, SG_VARSIZE, false },
+    { "mp_heap", NULL, SG_VARSIZE, false },
+    { "glibc", "libc6", ALLOCATOR, true },
+    { "jemalloc", "libjemalloc-dev", ALLOCATOR, true },
+    { "tcmalloc", "libgoogle-perftools-dev", ALLOCATOR, true },
+    { "mimalloc", "libmimalloc-dev", ALLOCATOR, true },
+    { "tbb", "libtbb-dev", ALLOCATOR, true },
+    { "boost", "libboost-dev", SG_POOLS, false },
 };
 #define NPEER_DEFS (sizeof peer_defs / sizeof peer_defs[0])
 _Static_assert(NPEER_DEFS <= MAX_PEERS, "raise MAX_PEERS");
 
 /* The two plans (struct plan in suite_driver.h): the full run's counts make each timed section last
  * 0.05-0.5 s; the quick run's, milliseconds. */
-static const plan full_plan = { 5, 100000000, 100000, 1000000, 1u << 20, 100000, 3 * 8192 };
-static const plan quick_plan = { 2, 1000000, 2000, 20000, 1u << 12, 1000, 1000 };
+static const plan full_plan = { .runs = 5,
+                                .loop_max = 100000000,
+                                .loop_us = 100000,
+                                .churn_n = 1000000,
+                                .churn_live = 1u << 20,
+                                .server_n = 100000,
+                                .server_warm = 3 * 8192,
+                                .threads_us = 100000,
+                                .max_threads = 8,
+                                .var_n = 400000,
+                                .var_live = 100000 };
+static const plan quick_plan = { .runs = 2,
+                                 .loop_max = 1000000,
+                                 .loop_us = 2000,
+                                 .churn_n = 20000,
+                                 .churn_live = 1u << 12,
+                                 .server_n = 1000,
+                                 .server_warm = 1000,
+                                 .threads_us = 2000,
+                                 .max_threads = 2,
+                                 .var_n = 2000,
+                                 .var_live = 2000 };
 
 static void cell_args(const plan *pl, cell *c)
 {
     switch (c->wl) {
     case WL_PAIR:
+    case WL_TS_PAIR:
     case WL_BATCH_FIFO:
     case WL_BATCH_LIFO: c->n = pl->loop_max, c->m = pl->loop_us; break;
     case WL_CHURN: c->n = pl->churn_n, c->m = pl->churn_live; break;
     case WL_SERVER: c->n = pl->server_n, c->m = pl->server_warm; break;
-    default: break;
+    case WL_THREADS_PAIR:
+    case WL_THREADS_BATCH:
+    case WL_PRODCONS: c->n = 1, c->m = pl->threads_us; break;
+    case WL_VARSIZE: c->n = pl->var_n, c->m = pl->var_live; break;
+    default: die("no counts for workload %s", suite_workloads[c->wl].name);
     }
 }
 
@@ -218,13 +251,14 @@ static bool parse_sample(const char *out, sample *s)
 
 static void measure(const peer *p, const cell *c, sample *s)
 {
-    char size[32], n[32], m[32], out[1024];
+    char size[32], n[32], m[32], threads[32], out[1024];
     snprintf(size, sizeof size, "%zu", c->size);
     snprintf(n, sizeof n, "%" PRIu64, c->n);
     snprintf(m, sizeof m, "%" PRIu64, c->m);
-    char *argv[] = { (char *)p->path, (char *)suite_workloads[c->wl].name, size, n, m, NULL };
+    snprintf(threads, sizeof threads, "%u", c->threads);
+    char *argv[] = { (char *)p->path, (char *)suite_workloads[c->wl].name, size, n, m, threads, NULL };
     if (run_program(argv, out, sizeof out) != 0 || !parse_sample(out, s))
-        die("peer %s failed on %s %s %s %s (output: %s)", p->def->name, argv[1], size, n, m, out);
+        die("peer %s failed on %s %s %s %s %s (output: %s)", p->def->name, argv[1], size, n, m, threads, out);
 }
 
 /* ================================================================================================
@@ -234,8 +268,10 @@ static void measure(const peer *p, const cell *c, sample *s)
 static void usage(FILE *f)
 {
     fprintf(f, "usage: bench_suite [--quick] [--runs N] [--doc FILE] [--plots DIR] [--csv FILE]\n"
-               "                   [--command TEXT] [--revision TEXT] [--peers a,b,...] [--allow-missing]\n"
-               "  --quick          tiny counts, %d runs, sizes 16 and 1024: seconds, a smoke test (ctest)\n"
+               "                   [--command TEXT] [--revision TEXT] [--peers a,b,...] [--workloads a,b,...]\n"
+               "                   [--allow-missing]\n"
+               "  --quick          tiny counts, %d runs, sizes 16 and 1024, at most 2 threads: seconds, a smoke\n"
+               "                   test (ctest)\n"
                "  --sizes LIST     block sizes, e.g. 16,64 (default: 16,64,256,1024)\n"
                "  --runs N         interleaved runs per figure (default %d; the median is reported)\n"
                "  --doc FILE       write the report as markdown (docs/benchmarks.md)\n"
@@ -244,6 +280,8 @@ static void usage(FILE *f)
                "  --command TEXT   the command line to record in the doc (default: this one)\n"
                "  --revision TEXT  the source revision to record in the doc\n"
                "  --peers LIST     only these peers\n"
+               "  --workloads LIST only these workloads (pair, batch_fifo, batch_lifo, churn, server, ts_pair,\n"
+               "                   threads_pair, threads_batch, prodcons, varsize)\n"
                "  --allow-missing  a full run skips missing peers without failing\n",
             quick_plan.runs, full_plan.runs);
 }
@@ -274,6 +312,8 @@ static options parse_options(int argc, char **argv)
             o.revision = argv[++i];
         else if (strcmp(a, "--peers") == 0 && has)
             o.only = argv[++i];
+        else if (strcmp(a, "--workloads") == 0 && has)
+            o.workloads = argv[++i];
         else if (strcmp(a, "--sizes") == 0 && has)
             sizes = argv[++i];
         else if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0)
@@ -293,6 +333,12 @@ static options parse_options(int argc, char **argv)
         if (o.nsizes == MAX_SIZES || v < 8 || v > (1L << 20))
             die("--sizes wants at most %d sizes, each from 8 to 2^20", MAX_SIZES);
         o.sizes[o.nsizes++] = (size_t)v;
+    }
+    for (const char *p = o.workloads; p != NULL; p = strchr(p, ',') ? strchr(p, ',') + 1 : NULL) {
+        char name[64];
+        textf(name, sizeof name, "%.*s", (int)strcspn(p, ","), p);
+        if (suite_workload_find(name) < 0)
+            die("--workloads: unknown workload %s", name);
     }
     if (runs != 0)
         o.plan.runs = runs;
@@ -341,6 +387,7 @@ static int find_peers(const options *o, peer *peers, int *missing)
             continue;
         peer *p = &peers[n];
         p->def = d;
+        p->index = (int)i;
         if (snprintf(p->path, sizeof p->path, "%s/suite_%s", dir, d->name) >= (int)sizeof p->path)
             die("path too long: %s", dir);
         char why[TEXT];
@@ -380,17 +427,32 @@ static int find_peers(const options *o, peer *peers, int *missing)
  * The measurements: every run, every cell, every peer
  * ============================================================================================== */
 
+/* Every workload (of --workloads) at every size or thread count it runs at; a workload no peer of
+ * this run joins is left out. */
 static void plan_cells(study *st)
 {
     st->ncells = 0;
     for (int w = 0; w < WL_COUNT; w++) {
-        int nsizes = suite_workloads[w].sized ? st->opt.nsizes : 1;
-        for (int k = 0; k < nsizes; k++) {
-            cell *c = &st->cells[st->ncells++];
-            c->wl = w;
-            c->size = suite_workloads[w].sized ? st->opt.sizes[k] : 0;
-            cell_args(&st->opt.plan, c);
-        }
+        const suite_workload_info *wi = &suite_workloads[w];
+        bool any = false;
+        for (int p = 0; p < st->npeers; p++)
+            any |= (st->peers[p].def->groups & wi->group) != 0;
+        if (!any || (st->opt.workloads != NULL && !name_listed(st->opt.workloads, wi->name)))
+            continue;
+        int nsizes = wi->sized ? st->opt.nsizes : 1;
+        for (int k = 0; k < nsizes; k++)
+            for (unsigned t = 1; t < 32; t++) {
+                if (wi->threads == 0 ? t != 1 : (wi->threads & SUITE_T(t)) == 0 || t > st->opt.plan.max_threads)
+                    continue;
+                cell *c = &st->cells[st->ncells];
+                c->wl = w;
+                c->size = wi->sized ? st->opt.sizes[k] : wi->size;
+                c->threads = t;
+                cell_args(&st->opt.plan, c);
+                for (int p = 0; p < st->npeers; p++)
+                    st->on[st->ncells][p] = (st->peers[p].def->groups & wi->group) != 0;
+                st->ncells++;
+            }
     }
 }
 
@@ -402,7 +464,8 @@ static void run_all(study *st)
         for (int c = 0; c < st->ncells; c++)
             for (int k = 0; k < st->npeers; k++) {
                 int p = (k + r) % st->npeers;
-                measure(&st->peers[p], &st->cells[c], &st->s[c][p][r]);
+                if (st->on[c][p])
+                    measure(&st->peers[p], &st->cells[c], &st->s[c][p][r]);
             }
         double t = now_s() - t0;
         fprintf(stderr, "bench_suite: run %d/%d done, %.0f s elapsed, about %.0f s to go\n", r + 1, runs, t,
@@ -422,7 +485,7 @@ static void print_header(const study *st)
     printf("command: %s\n", st->opt.command);
     printf("date: %s; load average: %s\n", st->date, st->load_start);
     for (int p = 0; p < st->npeers; p++)
-        printf("  %-9s %s%s%s\n", st->peers[p].def->name, st->peers[p].about,
+        printf("  %-10s %s%s%s\n", st->peers[p].def->name, st->peers[p].about,
                st->peers[p].version[0] ? "; package " : "", st->peers[p].version);
 }
 
@@ -444,6 +507,8 @@ int main(int argc, char **argv)
     if (st.npeers == 0)
         die("no peer to measure");
     plan_cells(&st);
+    if (st.ncells == 0)
+        die("no workload to run");
     print_header(&st);
     fflush(stdout);
     run_all(&st);

@@ -9,11 +9,16 @@
  * with a table of function pointers would read better but would slow the inline pools by a call;
  * and a program per peer is the only way to hold several allocators that each replace malloc.)
  *
+ * The workloads with threads and variable sizes are in suite_peer_mt.c, built into the same
+ * program; suite_peer.h is what the two files share.
+ *
  * The adapter contract, what each peer_<name>.h defines:
  *   PEER_NAME              its short name, "mempool"
  *   PEER_FIXED_SIZE        1: a handle serves one block size (a pool); 0: any size (the malloc family)
- *   PEER_THREAD_SAFE       1: one handle may be used by several threads at once (for the threads
- *                          workload to come, which will give other peers a handle per thread)
+ *   PEER_THREAD_SAFE       1: one handle may be used by several threads at once (the threads
+ *                          workloads share one); 0: a handle is one thread's at a time (varsize
+ *                          gives such a peer a handle per thread; the other thread workloads
+ *                          refuse it)
  *   peer_handle            the type of a handle (one per block size a workload uses)
  *   bool peer_init(char *about, size_t n)
  *                          once per process: writes one line saying what the peer is (version, how it
@@ -22,13 +27,17 @@
  *                          the allocator it should call); the program then exits 3 and the driver
  *                          skips the peer as if it were not built
  *   peer_handle *peer_open(size_t size, size_t max_live)
- *                          a handle for blocks of `size` bytes; max_live is the most blocks the
+ *                          a handle for blocks of `size` bytes (0 in varsize, for any size: only
+ *                          PEER_FIXED_SIZE 0 peers run it); max_live is the most blocks the
  *                          workload will hold at once (only the fixed-region floor needs it). NULL
- *                          if out of memory
- *   void *peer_alloc(peer_handle *h, size_t size)      `size` is the handle's size; NULL if out of memory
- *   void peer_free(peer_handle *h, void *p, size_t size)
+ *                          if out of memory. Called on the main thread; a thread-safe handle is
+ *                          then used by every thread of the workload
+ *   void *peer_alloc(peer_handle *h, size_t size)      `size` is the handle's size (varsize: any); NULL
+ *                                                      if out of memory
+ *   void peer_free(peer_handle *h, void *p, size_t size)   `size` as asked of peer_alloc
  *   void peer_close(peer_handle *h)                    after the workload has freed every block
- * alloc and free are static inline; everything else may be a plain static function.
+ * alloc and free are static inline; everything else may be a plain static function (suite_peer_mt.c
+ * leaves some unused and says so to the compiler).
  *
  * Honesty rules: every figure is measured here, nothing is hard-coded; the timed loops hold only the
  * peer's calls, the touch (the object's first word and last byte are written, as a program
@@ -43,6 +52,8 @@
 
 #include SUITE_PEER_HEADER
 
+#include "suite_peer.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -55,21 +66,13 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/resource.h>
-#include <time.h>
 #include <unistd.h>
-
-#define NOINLINE __attribute__((noinline))
-#define UNLIKELY(x) __builtin_expect(!!(x), 0)
-
-/* No instruction, but `p` escapes and all memory may be read or written here: the compiler can
- * neither drop an allocation nor its touch, nor merge one iteration with the next. */
-#define ESCAPE(p) __asm__ __volatile__("" : : "r"(p) : "memory")
 
 /* ================================================================================================
  * Small helpers: errors, clock, random numbers, resident set, page faults, scratch memory
  * ============================================================================================== */
 
-static _Noreturn void die(const char *fmt, ...)
+_Noreturn void die(const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
@@ -80,31 +83,9 @@ static _Noreturn void die(const char *fmt, ...)
     exit(1);
 }
 
-static NOINLINE _Noreturn void die_oom(const char *where)
+NOINLINE _Noreturn void die_oom(const char *where)
 {
     die("out of memory in %s", where);
-}
-
-static double now_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec * 1e9 + (double)ts.tv_nsec;
-}
-
-/* xorshift64 (Marsaglia 2003). */
-static inline uint64_t rng_step(uint64_t x)
-{
-    x ^= x << 13;
-    x ^= x >> 7;
-    x ^= x << 17;
-    return x;
-}
-
-/* A uniform index below n (n <= 2^32) by multiply-shift (Lemire 2019): no division in the loops. */
-static inline size_t rng_index(uint64_t x, size_t n)
-{
-    return (size_t)(((x >> 32) * (uint64_t)n) >> 32);
 }
 
 /* Reads a /proc file with plain system calls: measuring must not call the allocator under test
@@ -149,9 +130,7 @@ static long minflt_now(void)
     return ru.ru_minflt;
 }
 
-/* Zeroed scratch memory for the workload's own arrays, mapped and faulted in before any figure is
- * taken, so it is in the baseline and never in a peer's figures. */
-static void *scratch_get(size_t bytes)
+void *scratch_get(size_t bytes)
 {
     void *p = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (p == MAP_FAILED)
@@ -160,7 +139,7 @@ static void *scratch_get(size_t bytes)
     return p;
 }
 
-static void scratch_put(void *p, size_t bytes)
+void scratch_put(void *p, size_t bytes)
 {
     munmap(p, bytes);
 }
@@ -169,24 +148,14 @@ static void scratch_put(void *p, size_t bytes)
  * Measurement frame and the peer's first use
  * ============================================================================================== */
 
-typedef struct result {
-    double ns;      /* ns per op of the timed section */
-    double fill_ns; /* churn only: ns per object of opening and filling */
-    uint64_t ops;   /* ops timed */
-    size_t live;    /* objects live at rss_end */
-    double live_bytes; /* their payload, bytes */
-    long minflt;    /* minor faults from the frame's start to its end */
-    double rss_base, rss_end, hwm;
-} result;
-
-static void frame_begin(result *r)
+void frame_begin(result *r)
 {
     r->rss_base = rss_now();
     r->minflt = minflt_now();
 }
 
 /* Called at the end of the timed section, every object still live. */
-static void frame_end(result *r, size_t live, double live_bytes)
+void frame_end(result *r, size_t live, double live_bytes)
 {
     r->minflt = minflt_now() - r->minflt;
     r->rss_end = rss_now();
@@ -195,16 +164,7 @@ static void frame_end(result *r, size_t live, double live_bytes)
     r->live_bytes = live_bytes;
 }
 
-/* Writes the object's first word and last byte, as initialising an object would. */
-static inline void touch(void *p, size_t size, uint64_t v)
-{
-    *(uint64_t *)p = v;
-    ((char *)p)[size - 1] = (char)v;
-}
-
-/* One alloc and free of `size` through a handle of its own, before the baseline: the peer's
- * one-time setup (arenas, thread caches, its code's pages) is not charged to the workload. */
-static void peer_first_use(size_t size)
+void peer_first_use(size_t size)
 {
     peer_handle *h = peer_open(size, 1);
     void *p = h ? peer_alloc(h, size) : NULL;
@@ -216,7 +176,7 @@ static void peer_first_use(size_t size)
     peer_close(h);
 }
 
-static peer_handle *open_or_die(size_t size, size_t max_live)
+peer_handle *open_or_die(size_t size, size_t max_live)
 {
     peer_handle *h = peer_open(size, max_live);
     if (h == NULL)
@@ -277,8 +237,9 @@ static void pair_run(void *ctx, uint64_t units)
 }
 
 /* n: the most pairs timed; target_us: the timed section's intended length (see calibrate). */
-static result wl_pair(size_t size, uint64_t n, uint64_t target_us)
+static result wl_pair(size_t size, uint64_t n, uint64_t target_us, unsigned threads)
 {
+    (void)threads; /* 1: the main thread */
     result r = { 0 };
     peer_first_use(size);
     frame_begin(&r);
@@ -341,13 +302,15 @@ static result wl_batch(size_t size, uint64_t n, uint64_t target_us, bool lifo)
     return r;
 }
 
-static result wl_batch_fifo(size_t size, uint64_t n, uint64_t target_us)
+static result wl_batch_fifo(size_t size, uint64_t n, uint64_t target_us, unsigned threads)
 {
+    (void)threads;
     return wl_batch(size, n, target_us, false);
 }
 
-static result wl_batch_lifo(size_t size, uint64_t n, uint64_t target_us)
+static result wl_batch_lifo(size_t size, uint64_t n, uint64_t target_us, unsigned threads)
 {
+    (void)threads;
     return wl_batch(size, n, target_us, true);
 }
 
@@ -387,8 +350,9 @@ static NOINLINE uint64_t churn_steps(peer_handle *h, size_t size, void **slots, 
 }
 
 /* n: steps timed, after n/10 untimed; live: objects live throughout. */
-static result wl_churn(size_t size, uint64_t n, uint64_t live64)
+static result wl_churn(size_t size, uint64_t n, uint64_t live64, unsigned threads)
 {
+    (void)threads;
     result r = { 0 };
     size_t live = (size_t)live64;
     if (live == 0 || live > ((size_t)1 << 32))
@@ -515,9 +479,9 @@ static NOINLINE void sv_ticks(sv_state *s, uint64_t ticks)
 
 /* n: ticks timed; warm: ticks before, untimed (the live set needs a few session lifetimes to
  * settle). size: unused, the workload has its own sizes. */
-static result wl_server(size_t size, uint64_t n, uint64_t warm)
+static result wl_server(size_t size, uint64_t n, uint64_t warm, unsigned threads)
 {
-    (void)size;
+    (void)size, (void)threads;
     result r = { 0 };
     sv_state s = { .rng = 0x2545F4914F6CDD1Du };
     s.wheel = scratch_get(SV_WHEEL * sizeof *s.wheel);
@@ -567,15 +531,19 @@ static result wl_server(size_t size, uint64_t n, uint64_t warm)
  * Main: `--info`, or one measurement
  * ============================================================================================== */
 
-typedef result workload_fn(size_t size, uint64_t n, uint64_t m);
-
-/* Indexed by enum suite_workload. WL_THREADS and WL_VARSIZE will add their functions here. */
+/* Indexed by enum suite_workload. The thread-safe pool's pair on one thread (ts_pair) is the pair:
+ * it differs in its peers, not its loop. */
 static workload_fn *const workload_fns[WL_COUNT] = {
     [WL_PAIR] = wl_pair,
     [WL_BATCH_FIFO] = wl_batch_fifo,
     [WL_BATCH_LIFO] = wl_batch_lifo,
     [WL_CHURN] = wl_churn,
     [WL_SERVER] = wl_server,
+    [WL_TS_PAIR] = wl_pair,
+    [WL_THREADS_PAIR] = wl_threads_pair,
+    [WL_THREADS_BATCH] = wl_threads_batch,
+    [WL_PRODCONS] = wl_prodcons,
+    [WL_VARSIZE] = wl_varsize,
 };
 
 static uint64_t parse_u64(const char *s, const char *what)
@@ -599,18 +567,22 @@ int main(int argc, char **argv)
         printf("info %s\n", about);
         return 0;
     }
-    if (argc != 5)
-        die("usage: suite_%s --info | WORKLOAD SIZE N M (see bench/suite/suite.h)", PEER_NAME);
+    if (argc != 5 && argc != 6)
+        die("usage: suite_%s --info | WORKLOAD SIZE N M [THREADS] (see bench/suite/suite.h)", PEER_NAME);
     int w = suite_workload_find(argv[1]);
     if (w < 0)
         die("unknown workload %s", argv[1]);
+    const suite_workload_info *wi = &suite_workloads[w];
     size_t size = (size_t)parse_u64(argv[2], "size");
     uint64_t n = parse_u64(argv[3], "N"), m = parse_u64(argv[4], "M");
-    if (suite_workloads[w].sized && (size < sizeof(uint64_t) || size > ((size_t)1 << 30)))
+    uint64_t threads = argc == 6 ? parse_u64(argv[5], "THREADS") : 1;
+    if ((wi->sized || wi->size != 0) && (size < sizeof(uint64_t) || size > ((size_t)1 << 30)))
         die("size %zu out of range [8, 2^30]", size);
     if (n == 0)
         die("N must be positive");
-    result r = workload_fns[w](size, n, m);
+    if (wi->threads == 0 ? threads != 1 : threads > 31 || (wi->threads & SUITE_T(threads)) == 0)
+        die("%s does not run with %" PRIu64 " threads", wi->name, threads);
+    result r = workload_fns[w](size, n, m, (unsigned)threads);
     printf("result ns=%.4f fill_ns=%.4f ops=%" PRIu64 " live=%zu live_bytes=%.0f minflt=%ld rss_base=%.0f "
            "rss_end=%.0f hwm=%.0f\n",
            r.ns, r.fill_ns, r.ops, r.live, r.live_bytes, r.minflt, r.rss_base, r.rss_end, r.hwm);

@@ -5,10 +5,13 @@
  * markdown), PNG plots drawn by gnuplot, and every measurement as CSV.
  *
  * Every table is built once (`table`) and printed either way, so stdout and the doc cannot disagree.
+ * The sections of the workloads with threads and variable sizes, and the goals the issues set for
+ * them, are built in suite_report_mt.c; a peer that does not run a workload (n/a: not in its groups)
+ * has no row in its tables.
  */
 #define _DEFAULT_SOURCE /* mkdtemp, realpath */
 
-#include "suite_driver.h"
+#include "suite_report.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -41,11 +44,7 @@ static int cmp_double(const void *a, const void *b)
     return (x > y) - (x < y);
 }
 
-typedef struct summary {
-    double med, lo, hi;
-} summary;
-
-static summary summarize(const double *v, int n)
+summary summarize(const double *v, int n)
 {
     double s[MAX_RUNS];
     memcpy(s, v, (size_t)n * sizeof *s);
@@ -53,29 +52,26 @@ static summary summarize(const double *v, int n)
     return (summary){ n % 2 ? s[n / 2] : (s[n / 2 - 1] + s[n / 2]) / 2, s[0], s[n - 1] };
 }
 
-/* Three significant digits, no exponent: 0.123, 1.23, 12.3, 123, 1234. */
-static const char *fmt3(char *buf, size_t n, double v)
+const char *fmt3(char *buf, size_t n, double v)
 {
     const char *f = v < 1 ? "%.3f" : v < 10 ? "%.2f" : v < 100 ? "%.1f" : "%.0f";
     snprintf(buf, n, f, v);
     return buf;
 }
 
-/* A figure of one sample, for summaries and plots. */
-typedef double metric_fn(const sample *s);
-
-static double m_ns(const sample *s) { return s->ns; }
-static double m_fill(const sample *s) { return s->fill_ns; }
-static double m_live(const sample *s) { return s->live; }
-static double m_minflt(const sample *s) { return s->minflt; }
-static double m_hwm_mib(const sample *s) { return s->hwm / 1048576.0; }
-static double m_bytes_per_obj(const sample *s) { return s->live > 0 ? (s->rss_end - s->rss_base) / s->live : 0; }
-static double m_over_payload(const sample *s)
+double m_ns(const sample *s) { return s->ns; }
+double m_mops(const sample *s) { return s->ns > 0 ? 1e3 / s->ns : 0; }
+double m_fill(const sample *s) { return s->fill_ns; }
+double m_live(const sample *s) { return s->live; }
+double m_minflt(const sample *s) { return s->minflt; }
+double m_hwm_mib(const sample *s) { return s->hwm / 1048576.0; }
+double m_bytes_per_obj(const sample *s) { return s->live > 0 ? (s->rss_end - s->rss_base) / s->live : 0; }
+double m_over_payload(const sample *s)
 {
     return s->live_bytes > 0 ? (s->rss_end - s->rss_base) / s->live_bytes : 0;
 }
 
-static summary cell_summary(const study *st, int c, int p, metric_fn *m)
+summary cell_summary(const study *st, int c, int p, metric_fn *m)
 {
     double v[MAX_RUNS];
     for (int r = 0; r < st->opt.plan.runs; r++)
@@ -83,36 +79,76 @@ static summary cell_summary(const study *st, int c, int p, metric_fn *m)
     return summarize(v, st->opt.plan.runs);
 }
 
-/* The lowest median of the metric over the peers in cell c. */
-static double cell_best(const study *st, int c, metric_fn *m)
+double cell_best_of(const study *st, int c, metric_fn *m, bool general, bool most, int *who)
 {
-    double best = INFINITY;
-    for (int p = 0; p < st->npeers; p++)
-        best = fmin(best, cell_summary(st, c, p, m).med);
+    double best = NAN;
+    int at = -1;
+    for (int p = 0; p < st->npeers; p++) {
+        if (!st->on[c][p] || (general && !st->peers[p].def->general))
+            continue;
+        double v = cell_summary(st, c, p, m).med;
+        if (at < 0 || (most ? v > best : v < best))
+            best = v, at = p;
+    }
+    if (who != NULL)
+        *who = at;
     return best;
+}
+
+double cell_best(const study *st, int c, metric_fn *m)
+{
+    return cell_best_of(st, c, m, false, false, NULL);
+}
+
+int cell_find(const study *st, int wl, size_t size, unsigned threads)
+{
+    for (int c = 0; c < st->ncells; c++)
+        if (st->cells[c].wl == wl && st->cells[c].size == size && st->cells[c].threads == threads)
+            return c;
+    return -1;
 }
 
 static int cell_index(const study *st, int wl, size_t size)
 {
-    for (int c = 0; c < st->ncells; c++)
-        if (st->cells[c].wl == wl && st->cells[c].size == size)
-            return c;
+    return cell_find(st, wl, size, 1);
+}
+
+int peer_find(const study *st, const char *name)
+{
+    for (int p = 0; p < st->npeers; p++)
+        if (strcmp(st->peers[p].def->name, name) == 0)
+            return p;
     return -1;
+}
+
+int cell_peers(const study *st, int c, int *idx)
+{
+    int n = 0;
+    for (int p = 0; p < st->npeers; p++)
+        if (st->on[c][p])
+            idx[n++] = p;
+    return n;
+}
+
+/* Whether this run measured workload wl (at any size). */
+static bool wl_planned(const study *st, int wl)
+{
+    for (int c = 0; c < st->ncells; c++)
+        if (st->cells[c].wl == wl)
+            return true;
+    return false;
 }
 
 /* ================================================================================================
  * Tables: built once, printed as aligned text (stdout) or markdown (the doc)
  * ============================================================================================== */
 
-#define MAX_ROWS (MAX_PEERS + 1)
-#define MAX_COLS (MAX_SIZES + 1)
-#define CELL 48
-
-typedef struct table {
-    int rows, cols;
-    char c[MAX_ROWS][MAX_COLS][CELL];
-    bool best[MAX_ROWS][MAX_COLS]; /* bold in markdown */
-} table;
+void table_head(table *t, int cols, const char *const *head)
+{
+    t->cols = cols;
+    for (int k = 0; k < cols; k++)
+        textf(t->c[0][k], CELL, "%s", head[k]);
+}
 
 static void table_print_text(const table *t, FILE *f)
 {
@@ -135,7 +171,7 @@ static void table_print_md(const table *t, FILE *f)
         fputs("|\n", f);
         if (r == 0) {
             for (int k = 0; k < t->cols; k++)
-                fputs(k == 0 ? "|---" : "|---:", f);
+                fputs(k == 0 || k < t->text_cols ? "|---" : "|---:", f);
             fputs("|\n", f);
         }
     }
@@ -152,20 +188,21 @@ static void size_header(table *t, const char *first, size_t size, int col)
 static void table_time(const study *st, int wl, table *t)
 {
     memset(t, 0, sizeof *t);
-    t->rows = st->npeers + 1;
     t->cols = st->opt.nsizes + 1;
     size_header(t, "peer", 0, 0);
     for (int k = 0; k < st->opt.nsizes; k++) {
-        int c = cell_index(st, wl, st->opt.sizes[k]);
+        int c = cell_index(st, wl, st->opt.sizes[k]), idx[MAX_PEERS];
+        int n = cell_peers(st, c, idx);
+        t->rows = n + 1;
         size_header(t, "peer", st->opt.sizes[k], k + 1);
         double best = cell_best(st, c, m_ns);
-        for (int p = 0; p < st->npeers; p++) {
-            summary s = cell_summary(st, c, p, m_ns);
+        for (int i = 0; i < n; i++) {
+            summary s = cell_summary(st, c, idx[i], m_ns);
             char a[16], b[16], d[16];
-            textf(t->c[p + 1][0], CELL, "%s", st->peers[p].def->name);
-            textf(t->c[p + 1][k + 1], CELL, "%s [%s-%s] x%.2f", fmt3(a, sizeof a, s.med),
+            textf(t->c[i + 1][0], CELL, "%s", st->peers[idx[i]].def->name);
+            textf(t->c[i + 1][k + 1], CELL, "%s [%s-%s] x%.2f", fmt3(a, sizeof a, s.med),
                      fmt3(b, sizeof b, s.lo), fmt3(d, sizeof d, s.hi), s.med / best);
-            t->best[p + 1][k + 1] = s.med == best;
+            t->best[i + 1][k + 1] = s.med == best;
         }
     }
 }
@@ -175,20 +212,22 @@ static void table_time(const study *st, int wl, table *t)
 static void table_metric(const study *st, int wl, metric_fn *m, metric_fn *m2, const char *fmt2, table *t)
 {
     memset(t, 0, sizeof *t);
-    t->rows = st->npeers + 1;
     t->cols = st->opt.nsizes + 1;
     for (int k = 0; k < st->opt.nsizes; k++) {
-        int c = cell_index(st, wl, st->opt.sizes[k]);
+        int c = cell_index(st, wl, st->opt.sizes[k]), idx[MAX_PEERS];
+        int n = cell_peers(st, c, idx);
+        t->rows = n + 1;
         size_header(t, "peer", st->opt.sizes[k], k + 1);
         double best = cell_best(st, c, m);
-        for (int p = 0; p < st->npeers; p++) {
+        for (int i = 0; i < n; i++) {
+            int p = idx[i];
             double v = cell_summary(st, c, p, m).med;
             char a[16], b[24] = "";
             if (m2 != NULL)
                 textf(b, sizeof b, fmt2, cell_summary(st, c, p, m2).med);
-            textf(t->c[p + 1][0], CELL, "%s", st->peers[p].def->name);
-            textf(t->c[p + 1][k + 1], CELL, "%s%s", fmt3(a, sizeof a, v), b);
-            t->best[p + 1][k + 1] = v == best;
+            textf(t->c[i + 1][0], CELL, "%s", st->peers[p].def->name);
+            textf(t->c[i + 1][k + 1], CELL, "%s%s", fmt3(a, sizeof a, v), b);
+            t->best[i + 1][k + 1] = v == best;
         }
     }
 }
@@ -197,18 +236,18 @@ static void table_metric(const study *st, int wl, metric_fn *m, metric_fn *m2, c
 static void table_server(const study *st, table *t)
 {
     memset(t, 0, sizeof *t);
-    int c = cell_index(st, WL_SERVER, 0);
+    int c = cell_index(st, WL_SERVER, 0), idx[MAX_PEERS];
     const char *head[] = { "peer", "ns/op [min-max]", "x best", "bytes/live obj", "x payload", "peak RSS MiB",
                            "minor faults" };
-    t->rows = st->npeers + 1;
-    t->cols = 7;
-    for (int k = 0; k < t->cols; k++)
-        textf(t->c[0][k], CELL, "%s", head[k]);
+    int n = cell_peers(st, c, idx);
+    t->rows = n + 1;
+    table_head(t, 7, head);
     double best = cell_best(st, c, m_ns);
-    for (int p = 0; p < st->npeers; p++) {
+    for (int i = 0; i < n; i++) {
+        int p = idx[i];
         summary s = cell_summary(st, c, p, m_ns);
         char a[16], b[16], d[16];
-        char(*row)[CELL] = t->c[p + 1];
+        char(*row)[CELL] = t->c[i + 1];
         textf(row[0], CELL, "%s", st->peers[p].def->name);
         textf(row[1], CELL, "%s [%s-%s]", fmt3(a, sizeof a, s.med), fmt3(b, sizeof b, s.lo),
                  fmt3(d, sizeof d, s.hi));
@@ -217,35 +256,43 @@ static void table_server(const study *st, table *t)
         textf(row[4], CELL, "x%.2f", cell_summary(st, c, p, m_over_payload).med);
         textf(row[5], CELL, "%s", fmt3(a, sizeof a, cell_summary(st, c, p, m_hwm_mib).med));
         textf(row[6], CELL, "%.0f", cell_summary(st, c, p, m_minflt).med);
-        t->best[p + 1][1] = t->best[p + 1][2] = s.med == best;
+        t->best[i + 1][1] = t->best[i + 1][2] = s.med == best;
     }
 }
 
-/* Summary: per peer and workload, the geometric mean over sizes of (median / best median). */
+/* Summary of the fixed-size workloads (SG_POOLS, their peers): per peer and workload, the geometric
+ * mean over sizes of (median / best median). */
 static void table_summary(const study *st, table *t)
 {
     memset(t, 0, sizeof *t);
-    t->rows = st->npeers + 1;
-    t->cols = WL_COUNT + 1;
+    int idx[MAX_PEERS], n = 0;
+    for (int p = 0; p < st->npeers; p++)
+        if (st->peers[p].def->groups & SG_POOLS)
+            idx[n++] = p;
+    t->rows = n + 1;
+    t->cols = 1;
     textf(t->c[0][0], CELL, "peer");
     for (int w = 0; w < WL_COUNT; w++) {
-        textf(t->c[0][w + 1], CELL, "%s", suite_workloads[w].name);
+        if (suite_workloads[w].group != SG_POOLS || !wl_planned(st, w))
+            continue;
+        int col = t->cols++;
+        textf(t->c[0][col], CELL, "%s", suite_workloads[w].name);
         double lo = INFINITY, g[MAX_PEERS];
-        for (int p = 0; p < st->npeers; p++) {
+        for (int i = 0; i < n; i++) {
             double sum = 0;
-            int n = 0;
+            int k = 0;
             for (int c = 0; c < st->ncells; c++)
                 if (st->cells[c].wl == w) {
-                    sum += log(cell_summary(st, c, p, m_ns).med / cell_best(st, c, m_ns));
-                    n++;
+                    sum += log(cell_summary(st, c, idx[i], m_ns).med / cell_best(st, c, m_ns));
+                    k++;
                 }
-            g[p] = exp(sum / n);
-            lo = fmin(lo, g[p]);
+            g[i] = exp(sum / k);
+            lo = fmin(lo, g[i]);
         }
-        for (int p = 0; p < st->npeers; p++) {
-            textf(t->c[p + 1][0], CELL, "%s", st->peers[p].def->name);
-            textf(t->c[p + 1][w + 1], CELL, "x%.2f", g[p]);
-            t->best[p + 1][w + 1] = g[p] == lo;
+        for (int i = 0; i < n; i++) {
+            textf(t->c[i + 1][0], CELL, "%s", st->peers[idx[i]].def->name);
+            textf(t->c[i + 1][col], CELL, "x%.2f", g[i]);
+            t->best[i + 1][col] = g[i] == lo;
         }
     }
 }
@@ -254,30 +301,10 @@ static void table_summary(const study *st, table *t)
  * The report: stdout and markdown share the sections
  * ============================================================================================== */
 
-typedef struct section {
-    const char *title; /* stdout heading; the doc's too */
-    const char *note;  /* one paragraph under it */
-    table t;
-    const char *plot;  /* the PNG's base name, or NULL */
-} section;
-
-#define MAX_SECTIONS 16
-
-static int build_sections(const study *st, section *sec)
+/* The churn's memory and fill tables. */
+static int build_churn_sections(const study *st, section *sec, int n, char (*notes)[TEXT])
 {
-    static char notes[MAX_SECTIONS][TEXT];
-    int n = 0, runs = st->opt.plan.runs;
-    for (int w = 0; w < WL_COUNT; w++) {
-        if (!suite_workloads[w].sized)
-            continue;
-        sec[n].title = suite_workloads[w].title;
-        textf(notes[n], TEXT, "ns per op (one alloc and its free): median [min-max] of %d runs; "
-                                 "x = median / the best median at that size.", runs);
-        sec[n].note = notes[n];
-        table_time(st, w, &sec[n].t);
-        sec[n].plot = suite_workloads[w].name;
-        n++;
-    }
+    int runs = st->opt.plan.runs;
     sec[n].title = "churn memory: bytes per live object";
     textf(notes[n], TEXT, "(resident set at the end - before the workload) / %" PRIu64 " live objects, "
                              "median of %d fresh processes; (x) = over the payload (the block size).",
@@ -299,25 +326,72 @@ static int build_sections(const study *st, section *sec)
                   "whole region at creation).";
     table_metric(st, WL_CHURN, m_fill, NULL, NULL, &sec[n].t);
     sec[n++].plot = NULL;
-    sec[n].title = suite_workloads[WL_SERVER].title;
-    textf(notes[n], TEXT, "ns per op (one object's alloc and free, the simulation included): median "
-                             "[min-max] of %d runs; memory: medians, at the end of the timed ticks.", runs);
-    sec[n].note = notes[n];
-    table_server(st, &sec[n].t);
-    sec[n++].plot = "server";
-    sec[n].title = "summary: time over the best peer's";
-    sec[n].note = "per workload, the geometric mean over the block sizes of (median / best median); "
-                  "x1.00 = the fastest at every size.";
-    table_summary(st, &sec[n].t);
-    sec[n++].plot = NULL;
     return n;
 }
 
-static void print_sections(const section *sec, int n)
+/* The sections of the fixed-size workloads this run has, then the others' (suite_report_mt.c), then
+ * the goals. */
+static int build_sections(const study *st, section *sec, goal_list *gl)
+{
+    static char notes[MAX_SECTIONS][TEXT];
+    int n = 0, runs = st->opt.plan.runs;
+    memset(sec, 0, MAX_SECTIONS * sizeof *sec);
+    for (int w = 0; w < WL_COUNT; w++) {
+        if (!suite_workloads[w].sized || !wl_planned(st, w))
+            continue;
+        sec[n].title = suite_workloads[w].title;
+        textf(notes[n], TEXT, "ns per op (one alloc and its free): median [min-max] of %d runs; "
+                                 "x = median / the best median at that size.", runs);
+        sec[n].note = notes[n];
+        table_time(st, w, &sec[n].t);
+        sec[n].plot = suite_workloads[w].name;
+        n++;
+    }
+    if (wl_planned(st, WL_CHURN))
+        n = build_churn_sections(st, sec, n, notes);
+    if (wl_planned(st, WL_SERVER)) {
+        sec[n].title = suite_workloads[WL_SERVER].title;
+        textf(notes[n], TEXT, "ns per op (one object's alloc and free, the simulation included): median "
+                                 "[min-max] of %d runs; memory: medians, at the end of the timed ticks.", runs);
+        sec[n].note = notes[n];
+        table_server(st, &sec[n].t);
+        sec[n++].plot = "server";
+    }
+    bool pools = false;
+    for (int w = 0; w < WL_COUNT; w++)
+        pools |= suite_workloads[w].group == SG_POOLS && wl_planned(st, w);
+    if (pools) {
+        sec[n].title = "summary: time over the best peer's";
+        sec[n].note = "per workload, the geometric mean over the block sizes of (median / best median); "
+                      "x1.00 = the fastest at every size.";
+        table_summary(st, &sec[n].t);
+        sec[n++].plot = NULL;
+    }
+    n = build_mt_sections(st, sec, n, gl);
+    if (gl->n > 0) {
+        sec[n].title = "goals from the issues, judged on this run";
+        sec[n].note = "each goal as issues 3, 5 and 7 set it, against this run's medians (the ratio of two "
+                      "medians); on a noisy machine a ratio near its bound may fall either side in another run.";
+        table_goals(gl, &sec[n].t);
+        sec[n++].plot = NULL;
+    }
+    return n;
+}
+
+const char *goal_met_text(int met)
+{
+    return met > 0 ? "met" : met == 0 ? "NOT met" : "not measured";
+}
+
+static void print_sections(const section *sec, int n, const goal_list *gl)
 {
     for (int i = 0; i < n; i++) {
         printf("\n== %s\n   %s\n", sec[i].title, sec[i].note);
         table_print_text(&sec[i].t, stdout);
+        for (int k = 0; k < sec[i].ngoals; k++) {
+            const goal *g = &gl->g[sec[i].goals[k]];
+            printf("  goal: %s: %s: %s\n", g->what, g->measured, goal_met_text(g->met));
+        }
     }
 }
 
@@ -325,11 +399,22 @@ static void print_sections(const section *sec, int n)
  * Plots: one gnuplot script, a data file per plot, in a temporary directory
  * ============================================================================================== */
 
-/* Writes `name`.dat: one row per cell of workload wl (one per size, or one), per peer the metric's
- * median, min and max. */
-static void plot_data(const study *st, const char *dir, const char *name, int wl, metric_fn *m)
+/* A cell's label on the x axis: its size, its thread count, or the workload's name. */
+static void cell_label(const study *st, int c, char *buf, size_t n)
 {
-    char path[PATH_MAX];
+    const cell *k = &st->cells[c];
+    unsigned t = suite_workloads[k->wl].threads;
+    if (suite_workloads[k->wl].sized)
+        textf(buf, n, "%zu B", k->size);
+    else if (t != 0 && (t & (t - 1)) != 0) /* several thread counts */
+        textf(buf, n, "%u thread%s", k->threads, k->threads > 1 ? "s" : "");
+    else
+        textf(buf, n, "%s", suite_workloads[k->wl].name);
+}
+
+void plot_data(const study *st, const char *dir, const char *name, int wl, metric_fn *m)
+{
+    char path[PATH_MAX], label[64];
     snprintf(path, sizeof path, "%s/%s.dat", dir, name);
     FILE *f = fopen(path, "w");
     if (f == NULL)
@@ -337,12 +422,10 @@ static void plot_data(const study *st, const char *dir, const char *name, int wl
     for (int c = 0; c < st->ncells; c++) {
         if (st->cells[c].wl != wl)
             continue;
-        if (st->cells[c].size)
-            fprintf(f, "\"%zu B\"", st->cells[c].size);
-        else
-            fprintf(f, "\"%s\"", suite_workloads[wl].name);
+        cell_label(st, c, label, sizeof label);
+        fprintf(f, "\"%s\"", label);
         for (int p = 0; p < st->npeers; p++) {
-            summary s = cell_summary(st, c, p, m);
+            summary s = st->on[c][p] ? cell_summary(st, c, p, m) : (summary){ NAN, NAN, NAN };
             fprintf(f, " %g %g %g", s.med, s.lo, s.hi);
         }
         fputc('\n', f);
@@ -350,18 +433,27 @@ static void plot_data(const study *st, const char *dir, const char *name, int wl
     fclose(f);
 }
 
-/* The plot of `name`.dat, `rows` clusters of bars (one per size), one bar per peer: a peer has the
- * same colour in every plot. */
-static void plot_script(const study *st, FILE *g, const char *dir, const char *out_dir, const char *name, int rows,
-                        const char *title, const char *ylabel, bool logy)
+/* A colour per row of peer_defs (suite.c), so a peer has the same colour in every plot. */
+static const char *const peer_colours[] = { "#7f7f7f", "#1f77b4", "#17becf", "#2ca02c", "#98df8a", "#d62728",
+                                            "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#bcbd22", "#393b79" };
+
+void plot_script(const study *st, FILE *g, const char *dir, const char *out_dir, const char *name, int wl, int rows,
+                 const char *title, const char *ylabel, bool logy)
 {
+    int ncol = (int)(sizeof peer_colours / sizeof peer_colours[0]);
     fprintf(g, "set output '%s/%s.png'\nset title \"%s\"\nset ylabel \"%s\"\n", out_dir, name, title, ylabel);
     fprintf(g, "set xrange [-0.6:%d.6]\n", rows - 1);
     fprintf(g, logy ? "set logscale y\nset yrange [*:*]\n" : "unset logscale y\nset yrange [0:*]\n");
     fprintf(g, "plot ");
-    for (int p = 0; p < st->npeers; p++)
-        fprintf(g, "%s'%s/%s.dat' using %d:%d:%d%s title '%s'", p ? ", " : "", dir, name, 3 * p + 2, 3 * p + 3,
-                3 * p + 4, p ? "" : ":xtic(1)", st->peers[p].def->name);
+    bool first = true;
+    for (int p = 0; p < st->npeers; p++) {
+        if ((st->peers[p].def->groups & suite_workloads[wl].group) == 0)
+            continue;
+        fprintf(g, "%s'%s/%s.dat' using %d:%d:%d%s lc rgb '%s' title '%s'", first ? "" : ", ", dir, name,
+                3 * p + 2, 3 * p + 3, 3 * p + 4, first ? ":xtic(1)" : "", peer_colours[st->peers[p].index % ncol],
+                st->peers[p].def->name);
+        first = false;
+    }
     fputc('\n', g);
 }
 
@@ -390,24 +482,30 @@ static bool draw_plots(const study *st)
     char title[TEXT];
     int runs = st->opt.plan.runs;
     for (int w = 0; w < WL_COUNT; w++) {
-        if (!suite_workloads[w].sized)
+        if (!suite_workloads[w].sized || !wl_planned(st, w))
             continue;
         plot_data(st, dir, suite_workloads[w].name, w, m_ns);
         snprintf(title, sizeof title, "%s\\nns per op, median of %d runs (whiskers: min-max); log scale",
                  suite_workloads[w].title, runs);
-        plot_script(st, g, dir, out_dir, suite_workloads[w].name, st->opt.nsizes, title, "ns per op (log)", true);
+        plot_script(st, g, dir, out_dir, suite_workloads[w].name, w, st->opt.nsizes, title, "ns per op (log)",
+                    true);
     }
-    plot_data(st, dir, "churn_memory", WL_CHURN, m_over_payload);
-    snprintf(title, sizeof title, "churn, %" PRIu64 " live objects: resident bytes per live object over the "
-                                  "block size (1 = no overhead)\\nmedian of %d fresh processes (whiskers: min-max)",
-             st->opt.plan.churn_live, runs);
-    plot_script(st, g, dir, out_dir, "churn_memory", st->opt.nsizes, title, "resident bytes / payload bytes",
-                false);
-    plot_data(st, dir, "server", WL_SERVER, m_ns);
-    snprintf(title, sizeof title, "%s\\nns per op, median of %d runs (whiskers: min-max)",
-             suite_workloads[WL_SERVER].title, runs);
-    fprintf(g, "set xlabel ''\n");
-    plot_script(st, g, dir, out_dir, "server", 1, title, "ns per op", false);
+    if (wl_planned(st, WL_CHURN)) {
+        plot_data(st, dir, "churn_memory", WL_CHURN, m_over_payload);
+        snprintf(title, sizeof title, "churn, %" PRIu64 " live objects: resident bytes per live object over the "
+                 "block size (1 = no overhead)\\nmedian of %d fresh processes (whiskers: min-max)",
+                 st->opt.plan.churn_live, runs);
+        plot_script(st, g, dir, out_dir, "churn_memory", WL_CHURN, st->opt.nsizes, title,
+                    "resident bytes / payload bytes", false);
+    }
+    if (wl_planned(st, WL_SERVER)) {
+        plot_data(st, dir, "server", WL_SERVER, m_ns);
+        snprintf(title, sizeof title, "%s\\nns per op, median of %d runs (whiskers: min-max)",
+                 suite_workloads[WL_SERVER].title, runs);
+        fprintf(g, "set xlabel ''\n");
+        plot_script(st, g, dir, out_dir, "server", WL_SERVER, 1, title, "ns per op", false);
+    }
+    plot_mt(st, g, dir, out_dir);
     fclose(g);
     snprintf(cmd, sizeof cmd, "gnuplot '%s' 2>'%s/gnuplot.log'", path, dir);
     bool ok = system(cmd) == 0;
@@ -432,14 +530,18 @@ static void write_csv(const study *st)
     FILE *f = fopen(st->opt.csv, "w");
     if (f == NULL)
         die("%s: %s", st->opt.csv, strerror(errno));
-    fprintf(f, "run,workload,size,peer,ns_per_op,fill_ns,ops,live,live_bytes,minflt,rss_base,rss_end,hwm\n");
+    fprintf(f, "run,workload,size,threads,peer,ns_per_op,fill_ns,ops,live,live_bytes,minflt,rss_base,rss_end,"
+               "hwm\n");
     for (int r = 0; r < st->opt.plan.runs; r++)
         for (int c = 0; c < st->ncells; c++)
             for (int p = 0; p < st->npeers; p++) {
                 const sample *s = &st->s[c][p][r];
-                fprintf(f, "%d,%s,%zu,%s,%.4f,%.4f,%.0f,%.0f,%.0f,%.0f,%.0f,%.0f,%.0f\n", r + 1,
-                        suite_workloads[st->cells[c].wl].name, st->cells[c].size, st->peers[p].def->name, s->ns,
-                        s->fill_ns, s->ops, s->live, s->live_bytes, s->minflt, s->rss_base, s->rss_end, s->hwm);
+                if (!st->on[c][p])
+                    continue;
+                fprintf(f, "%d,%s,%zu,%u,%s,%.4f,%.4f,%.0f,%.0f,%.0f,%.0f,%.0f,%.0f,%.0f\n", r + 1,
+                        suite_workloads[st->cells[c].wl].name, st->cells[c].size, st->cells[c].threads,
+                        st->peers[p].def->name, s->ns, s->fill_ns, s->ops, s->live, s->live_bytes, s->minflt,
+                        s->rss_base, s->rss_end, s->hwm);
             }
     fclose(f);
 }
@@ -510,7 +612,21 @@ static bool machine_busy(const study *st)
     return atof(st->load_start) > 0.5 * cpus || atof(st->load_end) > 0.5 * cpus + 1;
 }
 
-static void write_doc(const study *st, const section *sec, int nsec, bool plots)
+/* The groups a peer runs, for the doc's peer table. */
+static void groups_text(unsigned groups, char *buf, size_t n)
+{
+    static const struct {
+        unsigned group;
+        const char *text;
+    } names[] = { { SG_POOLS, "fixed sizes" }, { SG_TS_PAIR, "threads (a)" }, { SG_THREADS, "threads (b) and (c)" },
+                  { SG_VARSIZE, "variable sizes" } };
+    buf[0] = '\0';
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
+        if (groups & names[i].group)
+            textf(buf + strlen(buf), n - strlen(buf), "%s%s", buf[0] ? "; " : "", names[i].text);
+}
+
+static void write_doc(const study *st, const section *sec, int nsec, const goal_list *gl, bool plots)
 {
     FILE *f = fopen(st->opt.doc, "w");
     if (f == NULL)
@@ -528,9 +644,11 @@ static void write_doc(const study *st, const section *sec, int nsec, bool plots)
     int server = cell_index(st, WL_SERVER, 0);
     if (server >= 0 && st->npeers > 0) {
         double live[MAX_PEERS];
-        for (int p = 0; p < st->npeers; p++)
-            live[p] = cell_summary(st, server, p, m_live).med;
-        textf(server_live, sizeof server_live, "%.0f", summarize(live, st->npeers).med);
+        int idx[MAX_PEERS], n = cell_peers(st, server, idx);
+        for (int i = 0; i < n; i++)
+            live[i] = cell_summary(st, server, idx[i], m_live).med;
+        if (n > 0)
+            textf(server_live, sizeof server_live, "%.0f", summarize(live, n).med);
     }
     fprintf(f, "# mempool benchmarks\n\n"
                "Written by `bench_suite` (bench/suite/), do not edit: run `bash scripts/bench.sh` to measure "
@@ -544,17 +662,22 @@ static void write_doc(const study *st, const section *sec, int nsec, bool plots)
     fprintf(f, "## Machine and run\n\n");
     write_machine(st, f);
     fprintf(f, "\n## Peers\n\nEach peer is a program of its own (`suite_<peer>`), built from the same loops "
-               "(`bench/suite/suite_peer.c`) with its alloc and free called directly: the pools' inline "
-               "functions inlined, the allocators' functions called as a program calls them.\n\n"
-               "| peer | what and how | package |\n|---|---|---|\n");
-    for (int p = 0; p < st->npeers; p++)
-        fprintf(f, "| %s | %s | %s %s |\n", st->peers[p].def->name, st->peers[p].about,
-                st->peers[p].def->package ? st->peers[p].def->package : "this tree",
-                st->peers[p].version);
+               "(`bench/suite/suite_peer.c`, `suite_peer_mt.c`) with its alloc and free called directly: the "
+               "pools' inline functions inlined, the allocators' functions called as a program calls them. "
+               "A peer runs the workloads its column names and is n/a (no row) in the others: the floor and "
+               "Boost.Pool are single-threaded pools, the fixed-size pools take no variable sizes, and "
+               "mempool's variants run the workloads made for them.\n\n"
+               "| peer | what and how | workloads | package |\n|---|---|---|---|\n");
+    for (int p = 0; p < st->npeers; p++) {
+        char groups[TEXT];
+        groups_text(st->peers[p].def->groups, groups, sizeof groups);
+        fprintf(f, "| %s | %s | %s | %s %s |\n", st->peers[p].def->name, st->peers[p].about, groups,
+                st->peers[p].def->package ? st->peers[p].def->package : "this tree", st->peers[p].version);
+    }
     if (st->nmissing > 0)
         fprintf(f, "\n**%d peer(s) missing from this run** (their programs were not built).\n", st->nmissing);
     fprintf(f, "\n## Method\n\n"
-               "- **Workloads**, at block sizes of %s bytes (the server has its own four). "
+               "- **Fixed-size workloads**, at block sizes of %s bytes (the server has its own four). "
                "An *op* is one allocation and its free, everywhere; the *touch* writes the object's first "
                "word and last byte, as initialising an object would.\n"
                "  - *pair*: alloc, touch, free.\n"
@@ -570,15 +693,19 @@ static void write_doc(const study *st, const section *sec, int nsec, bool plots)
                "lifetimes drawn from exponential distributions: %s. %s objects were live at the end "
                "(median). Deaths sit in a timing wheel linked through the objects, so a free reads its "
                "object as a destructor would; each object's stamp is checked at its death. %" PRIu64
-               " ticks timed after %" PRIu64 " untimed.\n"
-               "- **Fresh processes**: every measurement (one workload, one size, one peer, one run) is a "
+               " ticks timed after %" PRIu64 " untimed.\n",
+            sizes, SUITE_BATCH, (double)pl->loop_us / 1e3, pl->loop_max, pl->churn_live, pl->churn_n,
+            SUITE_SERVER_TYPES, types, server_live, pl->server_n, pl->server_warm);
+    write_mt_method(st, f);
+    fprintf(f, "- **Fresh processes**: every measurement (one workload, one size, one peer, one run) is a "
                "process of its own, so no peer inherits another's heap, and the memory figures are that "
                "peer's alone. Before the baseline the peer allocates and frees one block, so its one-time "
                "setup is not charged to the workload.\n"
                "- **Interleaving**: run 1 of every workload and size on every peer, then run 2, and so on; "
                "within a cell the peers' order rotates each run. Drift and other load hit all peers alike.\n"
                "- **Figures**: the median of %d runs with the min-max; *x* is the median over the best "
-               "peer's median in the same cell. Nothing is judged: the suite reports.\n"
+               "peer's median in the same cell. Nothing is judged but the goals the issues set, each against "
+               "its bound as measured: a missed goal is reported as missed.\n"
                "- **Memory**: resident set from `/proc/self/statm` before the workload and at the end of "
                "its timed section (every object live), peak from `VmHWM`, minor faults from "
                "`getrusage`.\n"
@@ -598,13 +725,20 @@ static void write_doc(const study *st, const section *sec, int nsec, bool plots)
                "- glibc gives the top of its heap back to the system once more than `M_TRIM_THRESHOLD` "
                "(128 KiB by default) is free there, so a batch of large blocks freed each round may be "
                "faulted in again in the next (see its minor faults in the CSV).\n",
-            sizes, SUITE_BATCH, (double)pl->loop_us / 1e3, pl->loop_max, pl->churn_live, pl->churn_n,
-            SUITE_SERVER_TYPES, types, server_live, pl->server_n, pl->server_warm, pl->runs);
+            pl->runs);
     for (int i = 0; i < nsec; i++) {
         fprintf(f, "\n## %s\n\n%s\n\n", sec[i].title, sec[i].note);
         table_print_md(&sec[i].t, f);
+        if (sec[i].ngoals > 0)
+            fputc('\n', f);
+        for (int k = 0; k < sec[i].ngoals; k++) {
+            const goal *g = &gl->g[sec[i].goals[k]];
+            fprintf(f, "- goal: %s. Measured: %s: **%s**.\n", g->what, g->measured, goal_met_text(g->met));
+        }
         if (plots && sec[i].plot != NULL)
             fprintf(f, "\n![%s](%s/%s.png)\n", sec[i].title, plots_link(st, link, sizeof link), sec[i].plot);
+        if (plots && sec[i].plot2 != NULL)
+            fprintf(f, "\n![%s](%s/%s.png)\n", sec[i].title, plots_link(st, link, sizeof link), sec[i].plot2);
     }
     fclose(f);
 }
@@ -613,8 +747,9 @@ static void write_doc(const study *st, const section *sec, int nsec, bool plots)
 bool report(const study *st)
 {
     static section sec[MAX_SECTIONS];
-    int nsec = build_sections(st, sec);
-    print_sections(sec, nsec);
+    static goal_list gl;
+    int nsec = build_sections(st, sec, &gl);
+    print_sections(sec, nsec, &gl);
     if (machine_busy(st))
         printf("\nnote: the machine was busy (load average %s at the start, %s at the end, on %ld CPUs): "
                "expect wide min-max ranges\n", st->load_start, st->load_end, sysconf(_SC_NPROCESSORS_ONLN));
@@ -622,6 +757,6 @@ bool report(const study *st)
     if (st->opt.csv != NULL)
         write_csv(st);
     if (st->opt.doc != NULL)
-        write_doc(st, sec, nsec, plots);
+        write_doc(st, sec, nsec, &gl, plots);
     return plots;
 }
