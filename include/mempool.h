@@ -122,7 +122,7 @@ typedef struct mp_source {
  *   name:        shown in statistics and messages; copied (up to MP_NAME_MAX - 1 bytes). NULL = "".
  *   source:      where chunks come from (above); NULL = the system (mmap). Ignored with a buffer.
  *   thread_cache: MP_THREAD_SAFE pools: the most free blocks each thread keeps for itself; 0 = the
- *                default (128, fewer for large blocks: at most 256 KiB a thread); at most 256 move
+ *                default (1024, fewer for large blocks: at most 256 KiB a thread); at most 256 move
  *                between a cache and the pool at once. Thread-safe pools that are checked, secure or
  *                have a capacity keep none: every call takes the pool's lock, so every check runs and
  *                no thread is refused a block while another thread's cache holds free ones.

@@ -124,6 +124,8 @@ enum {
  *   Blocks never carved since the last reset lie at or after the cursor: in run `cur` from `bump`
  *   on, and in every run after `cur` (their carved is 0).
  */
+#define MPI_DEPOT_SEGS 16 /* batches a thread-safe pool remembers for O(1) refills */
+
 struct mp_pool {
     struct mp_pool_fast fast;
     void *list; /* the free list of a slow pool */
@@ -180,6 +182,13 @@ struct mp_pool {
     struct mpi_tcache *caches;   /* the threads' caches of this pool */
     mp_pool *ts_next, *ts_prev;  /* all thread-safe pools */
     uint64_t retired_allocs;     /* allocations counted by caches since dropped */
+    /* The depot: the batches that full caches gave back, newest last, each still a whole chain at
+     * the head of the free list (tcache.c, "The depot"). A ring; nseg == 0 when none is known. */
+    struct mpi_seg {
+        void *first, *last;
+        uint64_t n;
+    } seg[MPI_DEPOT_SEGS];
+    uint32_t seg_top, nseg;
 };
 
 /* ------------------------------------------------------------------------------------------------
@@ -268,6 +277,8 @@ MPI_HIDDEN void *mpi_pool_take(mp_pool *pool, bool *fresh);
 /* A block can be taken without calling the source (free list, cursor, or runs held). */
 MPI_HIDDEN bool mpi_pool_has_ready(const mp_pool *pool);
 /* Puts a chain of free blocks, linked first to last, on the free list. */
+/* The free list's head (thread-safe pools: their lock held). */
+MPI_HIDDEN void **mpi_pool_head(mp_pool *pool);
 MPI_HIDDEN void mpi_pool_give_chain(mp_pool *pool, void *first, void *last);
 /* The whole slow alloc and free of one pool: the single-threaded path, or a thread-safe pool's
  * under its lock. */

@@ -578,6 +578,11 @@ bool mpi_pool_has_ready(const mp_pool *pool)
            (pool->cur != NULL && (pool->cur_chunk + 1 < pool->cur->nchunks || pool->cur->next != NULL));
 }
 
+void **mpi_pool_head(mp_pool *pool)
+{
+    return pool_head(pool);
+}
+
 void mpi_pool_give_chain(mp_pool *pool, void *first, void *last)
 {
     void **head = pool_head(pool);
@@ -706,6 +711,7 @@ static size_t pool_release_run(mp_pool *pool, mpi_run *run)
 static size_t pool_trim_locked(mp_pool *pool)
 {
     pool->trims++;
+    pool->nseg = 0; /* the free list is rebuilt: the depot's batches are forgotten */
     if ((pool->state & MPI_IN_BUFFER) != 0 || pool->first == NULL)
         return 0;
 

@@ -20,6 +20,7 @@
  * a carved block is in use, on the pool's free list, or in exactly one cache;
  * in_use = carved - free_len - cached.
  */
+#define _GNU_SOURCE /* PTHREAD_MUTEX_ADAPTIVE_NP, where the C library has it */
 #include "internal.h"
 
 #include <errno.h>
@@ -59,7 +60,7 @@ static mp_pool *thread_meta;
 
 /* Cache limits: the default, the most bytes a default cache may hold, and the most blocks moved
  * between a cache and its pool at once (however large a cache the program asks for). */
-#define CACHE_DEFAULT 128u
+#define CACHE_DEFAULT 1024u
 #define CACHE_BYTES_MAX (256u * 1024u)
 #define BATCH_MAX 256u
 
@@ -114,6 +115,24 @@ static void *meta_alloc(mp_pool **meta, size_t size)
  * Creating and destroying thread-safe pools
  * ============================================================================================== */
 
+/* The pool's lock is held for a few dozen instructions (a batch is moved in O(1) from the depot),
+ * so a thread that finds it taken spins a little before it sleeps (glibc's adaptive mutex): two
+ * threads that refill and flush at once would otherwise trade futex sleeps and wake-ups. */
+static int pool_lock_init(pthread_mutex_t *lock)
+{
+#ifdef PTHREAD_ADAPTIVE_MUTEX_INITIALIZER_NP
+    pthread_mutexattr_t attr;
+    if (pthread_mutexattr_init(&attr) != 0)
+        return ENOMEM;
+    pthread_mutexattr_settype(&attr, PTHREAD_MUTEX_ADAPTIVE_NP);
+    int err = pthread_mutex_init(lock, &attr);
+    pthread_mutexattr_destroy(&attr);
+    return err;
+#else
+    return pthread_mutex_init(lock, NULL);
+#endif
+}
+
 int mpi_ts_create(mp_pool *pool, const mp_pool_opts *opts)
 {
     if ((pool->state & MPI_IN_BUFFER) != 0)
@@ -127,7 +146,7 @@ int mpi_ts_create(mp_pool *pool, const mp_pool_opts *opts)
 
     if (pool->checks != 0 || pool->capacity != 0)
         limit = 0; /* checks run under the lock on every call; a capacity is exact (see mempool.h) */
-    if (pthread_mutex_init(&pool->lock, NULL) != 0)
+    if (pool_lock_init(&pool->lock) != 0)
         return ENOMEM;
     pool->cache_limit = limit;
 
@@ -232,16 +251,66 @@ static uint64_t cache_batch(const mpi_tcache *c)
     return n == 0 ? 1 : n > BATCH_MAX ? BATCH_MAX : n;
 }
 
-/* Takes a batch of blocks from the pool into the empty cache c, in the pool's order (so a fresh
- * pool still hands out its lowest addresses first), calling the source at most once. Counts a
- * failure if it gets none. The counter moves under the lock, with the blocks, so that stats (which
- * take the lock) never see blocks in neither place. */
+/* ================================================================================================
+ * The depot: whole batches moved in O(1)
+ *
+ * A full cache gives a batch back as one chain spliced at the head of the pool's free list, and
+ * the pool remembers it (first, last, n) on a small ring, seg[]. While nothing else has touched
+ * the list, the list is the newest remembered batch, then the one before, and so on, so an empty
+ * cache takes the newest batch whole: unlink it by its last block, O(1), without reading the
+ * blocks in between (which another thread's core last wrote: walking them costs a cache miss
+ * each, under the lock). Any other operation on the list (a single pop or push, a chain of
+ * unknown length, trim, reset) forgets every remembered batch (nseg = 0), since it may break
+ * their chains; the ring's oldest entry is overwritten when it is full. Invariant, when nseg > 0:
+ * the free list begins with seg[seg_top].first, and for the nseg newest batches each one's `last`
+ * links to the next older one's `first`, each chain holding exactly n blocks. Pool lock held.
+ * ============================================================================================== */
+
+static void depot_push(mp_pool *pool, void *first, void *last, uint64_t n)
+{
+    pool->seg_top = (pool->seg_top + 1) % MPI_DEPOT_SEGS;
+    pool->seg[pool->seg_top] = (struct mpi_seg){first, last, n};
+    if (pool->nseg < MPI_DEPOT_SEGS)
+        pool->nseg++;
+}
+
+/* The newest batch, unlinked from the free list; NULL (and the depot forgotten) if there is none
+ * or the list no longer begins with it. */
+static void *depot_pop(mp_pool *pool, uint64_t *n)
+{
+    void **head = mpi_pool_head(pool);
+    if (pool->nseg == 0)
+        return NULL;
+    struct mpi_seg s = pool->seg[pool->seg_top];
+    if (*head != s.first) {
+        pool->nseg = 0;
+        return NULL;
+    }
+    *head = *(void **)s.last;
+    *(void **)s.last = NULL;
+    pool->seg_top = (pool->seg_top + MPI_DEPOT_SEGS - 1) % MPI_DEPOT_SEGS;
+    pool->nseg--;
+    *n = s.n;
+    return s.first;
+}
+
+/* Takes a batch of blocks from the pool into the empty cache c: a whole batch from the depot, or
+ * else block by block in the pool's order (so a fresh pool still hands out its lowest addresses
+ * first), calling the source at most once. Counts a failure if it gets none. The counter moves
+ * under the lock, with the blocks, so that stats (which take the lock) never see blocks in neither
+ * place. */
 static void cache_refill(mp_pool *pool, mpi_tcache *c)
 {
     uint64_t want = cache_batch(c), got = 0;
     void *first = NULL, **tail = &first;
     bool fresh;
     pthread_mutex_lock(&pool->lock);
+    if ((first = depot_pop(pool, &got)) != NULL) {
+        c->pub.free = first;
+        MP_STORE_RELAXED(c->pub.pushes, c->pub.pushes + got);
+        pthread_mutex_unlock(&pool->lock);
+        return;
+    }
     for (; got < want && (got == 0 || mpi_pool_has_ready(pool)); got++) {
         void *block = mpi_pool_take(pool, &fresh);
         if (block == NULL)
@@ -266,7 +335,10 @@ static void cache_flush(mp_pool *pool, mpi_tcache *c, uint64_t n)
         last = *(void **)last;
     c->pub.free = *(void **)last;
     pthread_mutex_lock(&pool->lock);
+    if (pool->nseg != 0 && *mpi_pool_head(pool) != pool->seg[pool->seg_top].first)
+        pool->nseg = 0; /* the list was changed by another path: the remembered batches are stale */
     mpi_pool_give_chain(pool, first, last);
+    depot_push(pool, first, last, n);
     __atomic_store_n(&c->flushed, c->flushed + n, __ATOMIC_RELAXED);
     MP_STORE_RELAXED(c->pub.pops, c->pub.pops + n);
     pthread_mutex_unlock(&pool->lock);
@@ -281,6 +353,7 @@ void *mpi_ts_alloc(mp_pool *pool, const void *site)
     mpi_tcache *c = cache_get(pool);
     if (c == NULL) {
         pthread_mutex_lock(&pool->lock);
+        pool->nseg = 0;
         void *block = mpi_pool_alloc_locked(pool, site);
         int err = errno;
         pthread_mutex_unlock(&pool->lock);
@@ -306,6 +379,7 @@ void mpi_ts_free(mp_pool *pool, void *block)
     mpi_tcache *c = cache_get(pool);
     if (c == NULL) {
         pthread_mutex_lock(&pool->lock);
+        pool->nseg = 0;
         mpi_pool_free_locked(pool, block);
         pthread_mutex_unlock(&pool->lock);
         return;
@@ -331,8 +405,10 @@ static void cache_retire(mpi_tcache *c)
     void *first = c->pub.free, *last = first;
     while (last != NULL && *(void **)last != NULL)
         last = *(void **)last;
-    if (first != NULL)
+    if (first != NULL) {
+        pool->nseg = 0;
         mpi_pool_give_chain(pool, first, last);
+    }
     pool->retired_allocs += c->pub.pops - c->flushed;
     pthread_mutex_unlock(&pool->lock);
     cache_drop(c);
@@ -410,6 +486,7 @@ uint64_t mpi_ts_cached_floor(const mp_pool *pool)
 
 void mpi_ts_reset(mp_pool *pool)
 {
+    pool->nseg = 0;
     for (mpi_tcache *c = pool->caches; c != NULL; c = c->pool_next) {
         c->pub.free = NULL; /* the cached blocks count as taken back by a flush */
         c->flushed += c->pub.pushes - c->pub.pops;

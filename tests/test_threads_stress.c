@@ -380,7 +380,7 @@ static void test_producer_consumer(void)
 {
     uint64_t transfers = scaled_at_least(1000000, 20000);
     pc_run(32, 32, transfers);
-    pc_run(0, 128, transfers); /* the default for 64-byte blocks (mempool.h, thread_cache) */
+    pc_run(0, 1024, transfers); /* the default for 64-byte blocks (mempool.h, thread_cache) */
 }
 
 /* ------------------------------------------------------------------------------------------------
