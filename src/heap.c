@@ -73,12 +73,16 @@ struct mp_heap {
  * Size classes
  * ============================================================================================== */
 
-static unsigned floor_log2(size_t x)
+static unsigned floor_log2(size_t x) /* x > 0 */
 {
+#if defined(__GNUC__) || defined(__clang__)
+    return (unsigned)(sizeof(unsigned long long) * 8 - 1) - (unsigned)__builtin_clzll(x);
+#else
     unsigned n = 0;
     while (x >>= 1)
         n++;
     return n;
+#endif
 }
 
 /* The class of a request of `size` (<= MP_HEAP_MAX_CLASS) bytes: see MP_HEAP_CLASSES. */
@@ -676,7 +680,8 @@ int mp_heap_stats(const mp_heap *heap, struct mp_heap_stats *out)
  * The process-wide heap
  * ============================================================================================== */
 
-static mp_heap *default_heap;
+/* Published once by default_init; every later call reads it with one acquire load. */
+static _Atomic(mp_heap *) default_heap;
 static pthread_once_t default_once = PTHREAD_ONCE_INIT;
 
 static void default_init(void)
@@ -685,13 +690,18 @@ static void default_init(void)
     unsigned flags = MP_THREAD_SAFE;
     if (env != NULL && env[0] == '1')
         flags |= MP_CHECKED;
-    default_heap = mp_heap_create(&(mp_heap_opts){.flags = flags, .name = "mp_malloc"});
+    atomic_store_explicit(&default_heap,
+                          mp_heap_create(&(mp_heap_opts){.flags = flags, .name = "mp_malloc"}),
+                          memory_order_release);
 }
 
 mp_heap *mp_default_heap(void)
 {
+    mp_heap *heap = atomic_load_explicit(&default_heap, memory_order_acquire);
+    if (MP_LIKELY(heap != NULL))
+        return heap;
     pthread_once(&default_once, default_init);
-    return default_heap;
+    return atomic_load_explicit(&default_heap, memory_order_acquire);
 }
 
 void *mp_malloc(size_t size)

@@ -63,6 +63,7 @@ static mp_pool *thread_meta;
 #define CACHE_DEFAULT 1024u
 #define CACHE_BYTES_MAX (256u * 1024u)
 #define BATCH_MAX 256u
+#define CACHE_FRESH_BYTES (16u * 1024u) /* never-used space a refill carves at most */
 
 static void thread_exit(void *arg);
 static void fork_prepare(void);
@@ -311,12 +312,19 @@ static void cache_refill(mp_pool *pool, mpi_tcache *c)
         pthread_mutex_unlock(&pool->lock);
         return;
     }
+    size_t fresh_bytes = 0;
     for (; got < want && (got == 0 || mpi_pool_has_ready(pool)); got++) {
         void *block = mpi_pool_take(pool, &fresh);
         if (block == NULL)
             break;
         *tail = block;
         tail = (void **)block;
+        /* Linking a never-used block writes to it, which faults its page in: carve only a few
+         * pages' worth ahead of use, so large blocks cost no memory before they are used. */
+        if (fresh && (fresh_bytes += pool->stride) >= CACHE_FRESH_BYTES) {
+            got++;
+            break;
+        }
     }
     *tail = NULL;
     c->pub.free = first;
