@@ -13,11 +13,6 @@
 #include <stdlib.h>
 
 #define PEER_NAME "glibc"
-#define PEER_FIXED_SIZE 0
-#define PEER_THREAD_SAFE 1
-
-typedef char peer_handle;
-static char peer_token;
 
 /* glibc's own statistics must see a malloc: otherwise another allocator has replaced it. */
 static bool peer_init(char *about, size_t n)
@@ -34,27 +29,8 @@ static bool peer_init(char *about, size_t n)
     return ours;
 }
 
-static peer_handle *peer_open(size_t size, size_t max_live)
-{
-    (void)size, (void)max_live;
-    return &peer_token;
-}
-
-static inline void *peer_alloc(peer_handle *h, size_t size)
-{
-    (void)h;
-    return malloc(size);
-}
-
-static inline void peer_free(peer_handle *h, void *p, size_t size)
-{
-    (void)h, (void)size;
-    free(p);
-}
-
-static void peer_close(peer_handle *h)
-{
-    (void)h;
-}
+#define PEER_MALLOC(size) malloc(size)
+#define PEER_FREE(p) free(p)
+#include "peer_malloc_like.h"
 
 #endif /* MP_BENCH_PEER_GLIBC_H */
