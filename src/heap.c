@@ -29,10 +29,10 @@
 #include <string.h>
 
 #define HEAP_CHUNK ((size_t)2 * 1024 * 1024)
-#define HEAP_MAX_ALIGN                                                                             \
-    (HEAP_CHUNK / 2) /* a large block must start within HEAP_CHUNK of its header */
-#define CLASS_MAX_ALIGN                                                                            \
-    ((size_t)4096) /* a class's blocks are aligned to its size's lowest bit, capped */
+/* A large block must start within HEAP_CHUNK of its header. */
+#define HEAP_MAX_ALIGN (HEAP_CHUNK / 2)
+/* A class's blocks are aligned to its size's lowest bit, capped here. */
+#define CLASS_MAX_ALIGN ((size_t)4096)
 #define LARGE_HEADER ((size_t)64)
 #define LARGE_CACHE_MAX 8
 #define LARGE_CACHE_BYTES ((size_t)64 * 1024 * 1024)
@@ -467,8 +467,8 @@ void *mp_heap_aligned_alloc(mp_heap *heap, size_t align, size_t size)
         errno = EINVAL;
         return NULL;
     }
-    if (align >
-        HEAP_MAX_ALIGN) { /* a block so aligned is its own chunk's start: no room for a header */
+    /* A block so aligned would be its own chunk's start, with no room for a header before it. */
+    if (align > HEAP_MAX_ALIGN) {
         count_failed(heap);
         return NULL;
     }
