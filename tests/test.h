@@ -16,6 +16,8 @@
 #ifndef MP_TEST_H
 #define MP_TEST_H
 
+#include <stdarg.h>
+#include <stdbool.h>
 #include <stdio.h>
 
 #define TEST_MAX_REPORTS 50
@@ -46,6 +48,38 @@ static inline int harness_done(void)
 }
 
 #define TEST_DONE() harness_done()
+
+/* A loop's failures: the first TALLY_DETAILS are printed as "  detail: ..." lines, and the loop
+ * then makes one CHECK of t.bad == 0, so a broken loop costs one failure and a few lines:
+ *     tally t = {0};
+ *     for (...) tally_expect(&t, p != NULL, "size %zu: NULL, errno %d", n, errno);
+ *     CHECK("every size allocates", t.bad == 0);
+ * tally_expect returns ok. */
+#define TALLY_DETAILS 6
+
+typedef struct tally {
+    unsigned bad;
+} tally;
+
+#if defined(__GNUC__) || defined(__clang__)
+__attribute__((format(printf, 3, 4)))
+#endif
+static inline bool
+tally_expect(tally *t, bool ok, const char *fmt, ...)
+{
+    if (ok)
+        return true;
+    if (t->bad++ < TALLY_DETAILS) {
+        va_list ap;
+        va_start(ap, fmt);
+        printf("  detail: ");
+        vprintf(fmt, ap);
+        printf("\n");
+        va_end(ap);
+        fflush(stdout);
+    }
+    return false;
+}
 
 /* The failures so far, for tests that stop at the first one (the model test). */
 #define TEST_FAILURES() harness_failed

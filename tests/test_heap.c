@@ -70,30 +70,6 @@
  * Small helpers
  * ---------------------------------------------------------------------------------------------- */
 
-/* Details of a failing loop: the first few are printed, the loop then makes one CHECK. */
-typedef struct tally {
-    unsigned bad;
-} tally;
-
-#if defined(__GNUC__) || defined(__clang__)
-__attribute__((format(printf, 3, 4)))
-#endif
-static bool
-expect(tally *t, bool ok, const char *fmt, ...)
-{
-    if (ok)
-        return true;
-    if (t->bad++ < 4) {
-        va_list ap;
-        va_start(ap, fmt);
-        printf("  detail: ");
-        vprintf(fmt, ap);
-        printf("\n");
-        va_end(ap);
-    }
-    return false;
-}
-
 /* Seconds since the previous call, for the per-section times printed. */
 static double lap(void)
 {
@@ -389,24 +365,24 @@ static bool stats_sane(const target *t, const struct mp_heap_stats *s)
     for (size_t i = 0; i < MP_HEAP_CLASSES; i++) {
         const mp_heap_class_stats *c = &s->classes[i];
         in_classes += c->blocks_in_use;
-        expect(&ta,
+        tally_expect(&ta,
                c->blocks_in_use <= c->blocks_peak && c->frees <= c->allocs &&
                    c->allocs - c->frees == c->blocks_in_use,
                "%s: class %zu (%zu bytes): in use %" PRIu64 ", peak %" PRIu64 ", allocs %" PRIu64
                ", frees %" PRIu64,
                t->name, i, c->size, c->blocks_in_use, c->blocks_peak, c->allocs, c->frees);
     }
-    expect(&ta, s->frees <= s->allocs && s->allocs - s->frees == s->blocks_in_use,
+    tally_expect(&ta, s->frees <= s->allocs && s->allocs - s->frees == s->blocks_in_use,
            "%s: allocs %" PRIu64 " - frees %" PRIu64 " != blocks_in_use %" PRIu64, t->name,
            s->allocs, s->frees, s->blocks_in_use);
-    expect(&ta, in_classes + s->large_in_use == s->blocks_in_use,
+    tally_expect(&ta, in_classes + s->large_in_use == s->blocks_in_use,
            "%s: blocks in classes %" PRIu64 " + large %" PRIu64 " != blocks_in_use %" PRIu64,
            t->name, in_classes, s->large_in_use, s->blocks_in_use);
-    expect(&ta, s->bytes_in_use <= s->bytes_reserved,
+    tally_expect(&ta, s->bytes_in_use <= s->bytes_reserved,
            "%s: bytes_in_use %" PRIu64 " > bytes_reserved %" PRIu64, t->name, s->bytes_in_use,
            s->bytes_reserved);
     if (t->lo != NULL)
-        expect(&ta, s->bytes_reserved <= (uint64_t)(t->hi - t->lo),
+        tally_expect(&ta, s->bytes_reserved <= (uint64_t)(t->hi - t->lo),
                "%s: bytes_reserved %" PRIu64 " beyond the buffer's %zu", t->name, s->bytes_reserved,
                (size_t)(t->hi - t->lo));
     return ta.bad == 0;
@@ -511,7 +487,7 @@ static void sweep_batch_end(sweep *w)
 {
     const target *t = w->t;
     struct mp_heap_stats s = t_stats(t);
-    expect(&w->stats,
+    tally_expect(&w->stats,
            s.blocks_in_use - w->base.blocks_in_use == w->nb &&
                s.bytes_in_use - w->base.bytes_in_use == w->bytes &&
                s.large_in_use == w->base.large_in_use,
@@ -520,20 +496,20 @@ static void sweep_batch_end(sweep *w)
            t->name, w->nb, w->bytes, s.blocks_in_use - w->base.blocks_in_use,
            s.bytes_in_use - w->base.bytes_in_use, s.large_in_use - w->base.large_in_use);
     for (size_t c = 0; c < MP_HEAP_CLASSES; c++)
-        expect(&w->klass,
+        tally_expect(&w->klass,
                s.classes[c].blocks_in_use - w->base.classes[c].blocks_in_use == w->per_class[c] &&
                    s.classes[c].allocs - w->base.classes[c].allocs == w->per_class[c],
                "%s: class %zu bytes: %" PRIu64 " blocks in use more, %" PRIu64
                " allocs more; the batch put %" PRIu64 " there",
                t->name, cls[c], s.classes[c].blocks_in_use - w->base.classes[c].blocks_in_use,
                s.classes[c].allocs - w->base.classes[c].allocs, w->per_class[c]);
-    expect(&w->stats, stats_sane(t, &s), "%s: statistics inconsistent", t->name);
+    tally_expect(&w->stats, stats_sane(t, &s), "%s: statistics inconsistent", t->name);
     for (size_t i = 0; i < w->nb; i++)
-        expect(&w->content, filled(w->b[i].p, w->b[i].usable, w->b[i].usable, w->b[i].seed),
+        tally_expect(&w->content, filled(w->b[i].p, w->b[i].usable, w->b[i].usable, w->b[i].seed),
                "%s: block of %zu bytes at %p lost its contents", t->name, w->b[i].size,
                (void *)w->b[i].p);
     /* Free in address order (not allocation order): free, free_sized(asked), free_sized(usable). */
-    expect(&w->place, disjoint(w->b, w->nb, t->name), "%s: live blocks overlap", t->name);
+    tally_expect(&w->place, disjoint(w->b, w->nb, t->name), "%s: live blocks overlap", t->name);
     for (size_t i = 0; i < w->nb; i++) {
         if (i % 3 == 0)
             t_free(t, w->b[i].p);
@@ -541,7 +517,7 @@ static void sweep_batch_end(sweep *w)
             t_free_sized(t, w->b[i].p, i % 3 == 1 ? w->b[i].size : w->b[i].usable);
     }
     s = t_stats(t);
-    expect(&w->stats,
+    tally_expect(&w->stats,
            s.blocks_in_use == w->base.blocks_in_use && s.bytes_in_use == w->base.bytes_in_use &&
                s.frees - w->base.frees == w->nb && s.allocs - w->base.allocs == w->nb,
            "%s: after freeing a batch of %zu: in use %" PRIu64 " (was %" PRIu64
@@ -549,7 +525,7 @@ static void sweep_batch_end(sweep *w)
            t->name, w->nb, s.blocks_in_use, w->base.blocks_in_use, s.allocs - w->base.allocs,
            s.frees - w->base.frees);
     for (size_t c = 0; c < MP_HEAP_CLASSES; c++)
-        expect(&w->klass, s.classes[c].blocks_in_use == w->base.classes[c].blocks_in_use,
+        tally_expect(&w->klass, s.classes[c].blocks_in_use == w->base.classes[c].blocks_in_use,
                "%s: class %zu bytes keeps %" PRIu64 " blocks in use after freeing all", t->name,
                cls[c], s.classes[c].blocks_in_use - w->base.classes[c].blocks_in_use);
     w->base = s;
@@ -580,23 +556,23 @@ static void test_sizes(const target *t)
             break;
         size_t n = sizes[i];
         blk x = {t_alloc(t, n), n, 0, i + 1};
-        if (!expect(&got, x.p != NULL, "%s: alloc(%zu) failed, errno %d", t->name, n, errno))
+        if (!tally_expect(&got, x.p != NULL, "%s: alloc(%zu) failed, errno %d", t->name, n, errno))
             continue;
         x.usable = t_usable(t, x.p);
         size_t c = class_of(n);
-        expect(&w.usable, x.usable >= n, "%s: usable size %zu < %zu asked", t->name, x.usable, n);
-        expect(&w.usable, x.usable == cls[c],
+        tally_expect(&w.usable, x.usable >= n, "%s: usable size %zu < %zu asked", t->name, x.usable, n);
+        tally_expect(&w.usable, x.usable == cls[c],
                "%s: alloc(%zu): usable size %zu, not its class's %zu", t->name, n, x.usable,
                cls[c]);
         /* "requests of 65 to 128 bytes may waste up to 15/80 (18.75%) of their block; above 128
          * bytes no request wastes more than 12.5%" */
-        expect(&w.waste,
+        tally_expect(&w.waste,
                n <= 64 || (n <= 128 ? 80 * (x.usable - n) <= 15 * x.usable
                                     : 8 * (x.usable - n) <= x.usable),
                "%s: alloc(%zu) wastes %zu of %zu bytes", t->name, n, x.usable - n, x.usable);
-        expect(&w.align, aligned_to(x.p, natural_align(n)), "%s: alloc(%zu) = %p not %zu-aligned",
+        tally_expect(&w.align, aligned_to(x.p, natural_align(n)), "%s: alloc(%zu) = %p not %zu-aligned",
                t->name, n, (void *)x.p, natural_align(n));
-        expect(&w.place, in_buffer(t, x.p, x.usable), "%s: alloc(%zu) = %p outside the buffer",
+        tally_expect(&w.place, in_buffer(t, x.p, x.usable), "%s: alloc(%zu) = %p outside the buffer",
                t->name, n, (void *)x.p);
         fill(x.p, x.usable, x.seed);
         w.b[w.nb++] = x;
@@ -629,7 +605,7 @@ static void test_zero_size(const target *t)
                  : i % 3 == 1 ? t_calloc(t, 0, 16)
                               : t_realloc(t, NULL, 0);
         b[i].usable = 1; /* a unique address: one byte's room for the overlap check */
-        expect(&ta, b[i].p != NULL && aligned_to(b[i].p, 8), "%s: zero-size block %zu = %p",
+        tally_expect(&ta, b[i].p != NULL && aligned_to(b[i].p, 8), "%s: zero-size block %zu = %p",
                t->name, i, (void *)b[i].p);
         if (b[i].p == NULL) {
             CHECK("zero size: alloc(0) gives a block", 0);
@@ -671,10 +647,10 @@ static void test_large(const target *t)
     struct mp_heap_stats s0 = t_stats(t);
     for (size_t i = 0; i < n; i++) {
         blk x = {t_alloc(t, sizes[i]), sizes[i], 0, 1000 + i};
-        if (!expect(&ta, x.p != NULL, "%s: alloc(%zu) failed, errno %d", t->name, sizes[i], errno))
+        if (!tally_expect(&ta, x.p != NULL, "%s: alloc(%zu) failed, errno %d", t->name, sizes[i], errno))
             continue;
         x.usable = t_usable(t, x.p);
-        expect(&ta,
+        tally_expect(&ta,
                x.usable >= x.size && aligned_to(x.p, natural_align(x.size)) &&
                    in_buffer(t, x.p, x.usable),
                "%s: alloc(%zu) = %p, usable %zu", t->name, x.size, (void *)x.p, x.usable);
@@ -691,7 +667,7 @@ static void test_large(const target *t)
           s1.blocks_in_use - s0.blocks_in_use == nb && s1.bytes_in_use - s0.bytes_in_use == bytes);
     CHECK("large: statistics consistent", stats_sane(t, &s1));
     for (size_t i = 0; i < nb; i++)
-        expect(&content, filled(b[i].p, b[i].usable, b[i].usable, b[i].seed),
+        tally_expect(&content, filled(b[i].p, b[i].usable, b[i].usable, b[i].seed),
                "%s: block of %zu lost its contents", t->name, b[i].size);
     CHECK("large: contents kept", content.bad == 0);
     CHECK("large: blocks disjoint", disjoint(b, nb, t->name));
@@ -772,11 +748,11 @@ static void test_aligned(const target *t)
         for (size_t i = 0; i < NS; i++) {
             size_t n = sizes[i];
             blk x = {t_aligned(t, a, n), n, 0, 7 * ai + i};
-            if (!expect(&ta, x.p != NULL, "%s: aligned_alloc(%zu, %zu) failed, errno %d", t->name,
+            if (!tally_expect(&ta, x.p != NULL, "%s: aligned_alloc(%zu, %zu) failed, errno %d", t->name,
                         a, n, errno))
                 continue;
             x.usable = t_usable(t, x.p);
-            expect(&ta,
+            tally_expect(&ta,
                    aligned_to(x.p, a) && aligned_to(x.p, natural_align(n)) && x.usable >= n &&
                        in_buffer(t, x.p, x.usable),
                    "%s: aligned_alloc(%zu, %zu) = %p, usable %zu", t->name, a, n, (void *)x.p,
@@ -791,7 +767,7 @@ static void test_aligned(const target *t)
                 while (c < MP_HEAP_CLASSES && (cls[c] < n || cls[c] % a != 0))
                     c++;
                 struct mp_heap_stats s = t_stats(t);
-                expect(&klass,
+                tally_expect(&klass,
                        c < MP_HEAP_CLASSES &&
                            s.classes[c].blocks_in_use > s0.classes[c].blocks_in_use,
                        "%s: aligned_alloc(%zu, %zu) not from class %zu", t->name, a, n,
@@ -801,17 +777,17 @@ static void test_aligned(const target *t)
             b[nb++] = x;
         }
         struct mp_heap_stats s1 = t_stats(t);
-        expect(&klass, s1.large_in_use - s0.large_in_use == large,
+        tally_expect(&klass, s1.large_in_use - s0.large_in_use == large,
                "%s: align %zu: %" PRIu64 " large blocks in use more, expected %zu", t->name, a,
                s1.large_in_use - s0.large_in_use, large);
         for (size_t i = 0; i < nb; i++)
-            expect(&content, filled(b[i].p, b[i].usable, b[i].usable, b[i].seed),
+            tally_expect(&content, filled(b[i].p, b[i].usable, b[i].usable, b[i].seed),
                    "%s: aligned block (%zu, %zu) lost its contents", t->name, a, b[i].size);
-        expect(&content, disjoint(b, nb, t->name), "%s: aligned blocks overlap", t->name);
+        tally_expect(&content, disjoint(b, nb, t->name), "%s: aligned blocks overlap", t->name);
         for (size_t i = 0; i < nb; i++)
             t_free(t, b[i].p);
         s1 = t_stats(t);
-        expect(&ta, s1.blocks_in_use == s0.blocks_in_use && s1.large_in_use == s0.large_in_use,
+        tally_expect(&ta, s1.blocks_in_use == s0.blocks_in_use && s1.large_in_use == s0.large_in_use,
                "%s: align %zu: blocks left in use after freeing all", t->name, a);
     }
     CHECK("aligned: 1 .. 64 KiB and 1 MiB alignments honoured, usable >= size", ta.bad == 0);
@@ -825,7 +801,7 @@ static void test_aligned(const target *t)
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         errno = 0;
         void *p = t_aligned(t, bad[i], 64);
-        expect(&inval, p == NULL && errno == EINVAL, "%s: aligned_alloc(%zu, 64) = %p, errno %d",
+        tally_expect(&inval, p == NULL && errno == EINVAL, "%s: aligned_alloc(%zu, 64) = %p, errno %d",
                t->name, bad[i], p, errno);
         if (p != NULL)
             t_free(t, p);
@@ -839,16 +815,16 @@ static void test_aligned(const target *t)
     for (size_t i = 0; i < sizeof huge_align / sizeof huge_align[0]; i++) {
         errno = 0;
         void *p = t_aligned(t, huge_align[i], 1);
-        expect(&nomem, p == NULL && errno == ENOMEM, "%s: aligned_alloc(%zu, 1) = %p, errno %d",
+        tally_expect(&nomem, p == NULL && errno == ENOMEM, "%s: aligned_alloc(%zu, 1) = %p, errno %d",
                t->name, huge_align[i], p, errno);
     }
     errno = 0;
     void *p = t_aligned(t, 64, (size_t)PTRDIFF_MAX + 1);
-    expect(&nomem, p == NULL && errno == ENOMEM, "%s: aligned_alloc(64, PTRDIFF_MAX + 1): errno %d",
+    tally_expect(&nomem, p == NULL && errno == ENOMEM, "%s: aligned_alloc(64, PTRDIFF_MAX + 1): errno %d",
            t->name, errno);
     errno = 0;
     p = t_aligned(t, 4096, SIZE_MAX - 100);
-    expect(&nomem, p == NULL && errno == ENOMEM,
+    tally_expect(&nomem, p == NULL && errno == ENOMEM,
            "%s: aligned_alloc(4096, SIZE_MAX - 100): errno %d", t->name, errno);
     CHECK("aligned: alignment above 1 MiB or a size above PTRDIFF_MAX gives ENOMEM",
           nomem.bad == 0);
@@ -883,10 +859,10 @@ static void test_calloc(const target *t)
             t_free(t, d);
         }
         unsigned char *p = t_calloc(t, shapes[i][0], shapes[i][1]);
-        if (!expect(&ta, p != NULL, "%s: calloc(%zu, %zu) failed", t->name, shapes[i][0],
+        if (!tally_expect(&ta, p != NULL, "%s: calloc(%zu, %zu) failed", t->name, shapes[i][0],
                     shapes[i][1]))
             continue;
-        expect(&ta, all_zero(p, n) && t_usable(t, p) >= n && aligned_to(p, natural_align(n)),
+        tally_expect(&ta, all_zero(p, n) && t_usable(t, p) >= n && aligned_to(p, natural_align(n)),
                "%s: calloc(%zu, %zu) = %p not zeroed, short or misaligned", t->name, shapes[i][0],
                shapes[i][1], (void *)p);
         t_free(t, p);
@@ -900,7 +876,7 @@ static void test_calloc(const target *t)
     for (size_t i = 0; i < sizeof over / sizeof over[0]; i++) {
         errno = 0;
         void *p = t_calloc(t, over[i][0], over[i][1]);
-        expect(&ov, p == NULL && errno == ENOMEM, "%s: calloc(%zu, %zu) = %p, errno %d", t->name,
+        tally_expect(&ov, p == NULL && errno == ENOMEM, "%s: calloc(%zu, %zu) = %p, errno %d", t->name,
                over[i][0], over[i][1], p, errno);
     }
     CHECK("calloc: n * size overflowing (or above PTRDIFF_MAX) gives NULL, ENOMEM", ov.bad == 0);
@@ -916,7 +892,7 @@ static void test_huge(const target *t)
     for (size_t i = 0; i < N; i++) {
         errno = 0;
         void *p = t_alloc(t, sizes[i]);
-        expect(&ta, p == NULL && errno == ENOMEM, "%s: alloc(%zu) = %p, errno %d", t->name,
+        tally_expect(&ta, p == NULL && errno == ENOMEM, "%s: alloc(%zu) = %p, errno %d", t->name,
                sizes[i], p, errno);
     }
     CHECK("huge: sizes above PTRDIFF_MAX (and PTRDIFF_MAX itself) give NULL, ENOMEM", ta.bad == 0);
@@ -982,18 +958,18 @@ static void test_realloc(const target *t)
     for (size_t i = 1; i < n; i++) {
         size_t size = steps[i];
         unsigned char *q = t_realloc(t, p, size);
-        if (!expect(&ta, q != NULL, "%s: realloc(%zu -> %zu) failed, errno %d", t->name,
+        if (!tally_expect(&ta, q != NULL, "%s: realloc(%zu -> %zu) failed, errno %d", t->name,
                     steps[i - 1], size, errno))
             break;
         size_t qu = t_usable(t, q);
-        expect(&ta, qu >= size && aligned_to(q, natural_align(size)) && in_buffer(t, q, qu),
+        tally_expect(&ta, qu >= size && aligned_to(q, natural_align(size)) && in_buffer(t, q, qu),
                "%s: realloc to %zu = %p, usable %zu", t->name, size, (void *)q, qu);
         size_t keep = usable < size ? usable : size;
-        expect(&content, filled(q, keep, usable, seed),
+        tally_expect(&content, filled(q, keep, usable, seed),
                "%s: realloc %zu -> %zu (usable %zu) lost the first %zu bytes", t->name,
                steps[i - 1], size, usable, keep);
         struct mp_heap_stats s = t_stats(t);
-        expect(&st,
+        tally_expect(&st,
                s.blocks_in_use - s0.blocks_in_use == 1 &&
                    s.large_in_use - s0.large_in_use ==
                        (q == p ? s.large_in_use - s0.large_in_use : (size > MP_HEAP_MAX_CLASS)) &&
@@ -1097,7 +1073,7 @@ static void test_realloc(const target *t)
         for (size_t i = 0; i < 3; i++) {
             errno = 0;
             void *g = t_realloc(t, f, no[i]);
-            expect(&keep,
+            tally_expect(&keep,
                    g == NULL && errno == ENOMEM && t_usable(t, f) == fu && filled(f, fu, fu, 99),
                    "%s: realloc(p, %zu) = %p, errno %d", t->name, no[i], g, errno);
         }
@@ -1129,10 +1105,10 @@ static void test_zero_flag(const target *t)
     for (int round = 0; round < 2; round++) {
         for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
             unsigned char *p = round ? t_aligned(t, 256, sizes[i]) : t_alloc(t, sizes[i]);
-            if (!expect(&ta, p != NULL, "%s: alloc(%zu) failed", t->name, sizes[i]))
+            if (!tally_expect(&ta, p != NULL, "%s: alloc(%zu) failed", t->name, sizes[i]))
                 continue;
             size_t u = t_usable(t, p);
-            expect(&ta, all_zero(p, sizes[i]), "%s: MP_ZERO block of %zu not zero", t->name,
+            tally_expect(&ta, all_zero(p, sizes[i]), "%s: MP_ZERO block of %zu not zero", t->name,
                    sizes[i]);
             memset(p, 0xC7, u);
             t_free(t, p);
@@ -1632,21 +1608,21 @@ static void test_failing_source(void)
             mp_heap *h = mp_heap_create(&(mp_heap_opts){.source = &source, .name = "failing"});
             size_t refused = 0;
             if (h == NULL) {
-                expect(&ta, errno == ENOMEM, "create with map %ld failing: errno %d", k, errno);
+                tally_expect(&ta, errno == ENOMEM, "create with map %ld failing: errno %d", k, errno);
             } else {
-                expect(&ta, failing_workload(h, &refused),
+                tally_expect(&ta, failing_workload(h, &refused),
                        "map %ld failing%s: a refusal without ENOMEM, a block lost or miscounted", k,
                        mode ? " and after" : "");
                 if (mode == 1) { /* the source recovers: the heap must serve again */
                     s->fail_at = -1;
                     void *p = mp_heap_alloc(h, 5000), *q = mp_heap_alloc(h, 3 * MiB);
-                    expect(&ta, p != NULL && q != NULL, "map %ld: no recovery", k);
+                    tally_expect(&ta, p != NULL && q != NULL, "map %ld: no recovery", k);
                     mp_heap_free(h, p);
                     mp_heap_free(h, q);
                 }
                 mp_heap_destroy(h);
             }
-            expect(&ta, s->out == 0 && s->maps == s->unmaps,
+            tally_expect(&ta, s->out == 0 && s->maps == s->unmaps,
                    "map %ld failing: %zu bytes not given back, %zu maps, %zu unmaps", k, s->out,
                    s->maps, s->unmaps);
             violations += s->contract_violations;

@@ -58,33 +58,8 @@
 #define MAXC MP_HEAP_MAX_CLASS
 
 /* ------------------------------------------------------------------------------------------------
- * Helpers: failure details, the class table, block contents, statistics
+ * Helpers: the class table, block contents, statistics
  * ---------------------------------------------------------------------------------------------- */
-
-/* Details of a failing loop: the first few are printed, the loop then makes one CHECK. */
-typedef struct tally {
-    unsigned bad;
-} tally;
-
-#if defined(__GNUC__) || defined(__clang__)
-__attribute__((format(printf, 3, 4)))
-#endif
-static bool
-note(tally *t, bool ok, const char *fmt, ...)
-{
-    if (ok)
-        return true;
-    if (t->bad++ < 6) {
-        va_list ap;
-        va_start(ap, fmt);
-        printf("  detail: ");
-        vprintf(fmt, ap);
-        printf("\n");
-        va_end(ap);
-        fflush(stdout);
-    }
-    return false;
-}
 
 /* The header's class table (8, 16, multiples of 16 to 128, then 8 per doubling up to
  * MP_HEAP_MAX_CLASS), built from its prose, not from the library. */
@@ -162,7 +137,7 @@ static struct mp_heap_stats hstats(const mp_heap *h)
 static bool balanced(const mp_heap *h, const char *what, tally *t)
 {
     struct mp_heap_stats s = hstats(h);
-    bool ok = note(t,
+    bool ok = tally_expect(t,
                    s.blocks_in_use == 0 && s.allocs == s.frees && s.large_in_use == 0 &&
                        s.bytes_in_use == 0,
                    "%s: blocks_in_use %" PRIu64 ", allocs %" PRIu64 ", frees %" PRIu64
@@ -170,7 +145,7 @@ static bool balanced(const mp_heap *h, const char *what, tally *t)
                    what, s.blocks_in_use, s.allocs, s.frees, s.large_in_use, s.bytes_in_use);
     for (size_t c = 0; c < MP_HEAP_CLASSES; c++) {
         const mp_heap_class_stats *k = &s.classes[c];
-        ok &= note(t, k->blocks_in_use == 0 && k->allocs == k->frees,
+        ok &= tally_expect(t, k->blocks_in_use == 0 && k->allocs == k->frees,
                    "%s: class %zu (%zu bytes): blocks_in_use %" PRIu64 ", allocs %" PRIu64
                    ", frees %" PRIu64,
                    what, c, k->size, k->blocks_in_use, k->allocs, k->frees);
@@ -183,11 +158,11 @@ static bool one_block_in(const mp_heap *h, size_t cls, const char *what, tally *
 {
     struct mp_heap_stats s = hstats(h);
     bool ok =
-        note(t, s.blocks_in_use == 1 && s.large_in_use == (cls == MP_HEAP_CLASSES ? 1u : 0u),
+        tally_expect(t, s.blocks_in_use == 1 && s.large_in_use == (cls == MP_HEAP_CLASSES ? 1u : 0u),
              "%s: blocks_in_use %" PRIu64 ", large_in_use %" PRIu64 " (want the block %s)", what,
              s.blocks_in_use, s.large_in_use, cls == MP_HEAP_CLASSES ? "large" : "in a class");
     for (size_t c = 0; c < MP_HEAP_CLASSES; c++)
-        ok &= note(t, s.classes[c].blocks_in_use == (c == cls ? 1u : 0u),
+        ok &= tally_expect(t, s.classes[c].blocks_in_use == (c == cls ? 1u : 0u),
                    "%s: class %zu (%zu bytes) has %" PRIu64 " blocks in use, want %d", what, c,
                    s.classes[c].size, s.classes[c].blocks_in_use, c == cls);
     return ok;
@@ -296,11 +271,11 @@ static bool realloc_pair(mp_heap *h, const char *heap_name, origin o, size_t siz
         snprintf(what, sizeof what, "%s: alloc(%zu) -> realloc %zu", heap_name, o.size, size);
     unsigned char *p =
         o.align ? mp_heap_aligned_alloc(h, o.align, o.size) : mp_heap_alloc(h, o.size);
-    if (!note(place, p != NULL, "%s: the first alloc failed, errno %d", what, errno))
+    if (!tally_expect(place, p != NULL, "%s: the first alloc failed, errno %d", what, errno))
         return false;
     bool large = o.size > MAXC || o.align > 4096; /* how the header says the block was made */
     size_t usable = mp_heap_usable_size(h, p);
-    if (!large && !note(place, usable == ref_class[ref_index(usable)] && usable >= o.size,
+    if (!large && !tally_expect(place, usable == ref_class[ref_index(usable)] && usable >= o.size,
                         "%s: a class block of usable size %zu, not a class size", what, usable)) {
         mp_heap_free(h, p);
         return false;
@@ -310,25 +285,25 @@ static bool realloc_pair(mp_heap *h, const char *heap_name, origin o, size_t siz
 
     errno = 0;
     unsigned char *q = mp_heap_realloc(h, p, size);
-    if (!note(place, q != NULL, "%s: realloc failed, errno %d", what, errno)) {
+    if (!tally_expect(place, q != NULL, "%s: realloc failed, errno %d", what, errno)) {
         mp_heap_free(h, p);
         return false;
     }
     size_t qu = mp_heap_usable_size(h, q);
     bool ok =
-        note(place, (q == p) == want_stay, "%s: block (%s, usable %zu) %s, the rule says it %s",
+        tally_expect(place, (q == p) == want_stay, "%s: block (%s, usable %zu) %s, the rule says it %s",
              what, large ? "large" : "in a class", usable, q == p ? "stayed" : "moved",
              want_stay ? "stays" : "moves");
     /* Where it must be now: its old place, else where mp_heap_alloc(size) puts a block. */
     bool q_large = want_stay ? large : size > MAXC;
     size_t cls = q_large ? MP_HEAP_CLASSES : ref_index(want_stay ? usable : size);
-    ok &= note(place, qu >= size && (q_large ? qu > MAXC || want_stay : qu == ref_class[cls]),
+    ok &= tally_expect(place, qu >= size && (q_large ? qu > MAXC || want_stay : qu == ref_class[cls]),
                "%s: usable size %zu after (want >= %zu, %s)", what, qu, size,
                q_large ? "a large block" : "its class's size");
-    ok &= note(place, aligned_to(q, size > 8 ? 16 : 8), "%s: %p misaligned", what, (void *)q);
+    ok &= tally_expect(place, aligned_to(q, size > 8 ? 16 : 8), "%s: %p misaligned", what, (void *)q);
     ok &= one_block_in(h, cls, what, place);
     size_t keep = usable < size ? usable : size;
-    ok &= note(content, pat_ok(q, keep, seed), "%s: the first %zu bytes not kept", what, keep);
+    ok &= tally_expect(content, pat_ok(q, keep, seed), "%s: the first %zu bytes not kept", what, keep);
 
     mp_heap_free_sized(h, q, size);
     ok &= balanced(h, what, freed);
@@ -428,7 +403,7 @@ static void realloc_large_small_usable(void *arg)
     for (size_t i = 0; i < sizeof large_small_usable / sizeof large_small_usable[0]; i++) {
         for (size_t j = 0; j < NRSIZES; j++) {
             eheap e;
-            if (!note(&place, eheap_make(&e, 0, 0, "plain"), "heap"))
+            if (!tally_expect(&place, eheap_make(&e, 0, 0, "plain"), "heap"))
                 continue;
             /* the classes a wrong free_sized would reach exist (see warm_classes) */
             const size_t warm[] = {rsizes[j], 4096, 200704};
@@ -469,19 +444,19 @@ static void zero_pair(mp_heap *h, size_t align, const char *name, tally *t)
     void *a = align ? mp_heap_aligned_alloc(h, align, 0) : mp_heap_alloc(h, 0);
     void *b = align ? mp_heap_aligned_alloc(h, align, 0) : mp_heap_alloc(h, 0);
     size_t ua = mp_heap_usable_size(h, a), ub = mp_heap_usable_size(h, b);
-    bool ok = note(t, a != NULL && b != NULL && a != b,
+    bool ok = tally_expect(t, a != NULL && b != NULL && a != b,
                    "%s: %s(%zu, 0) twice = %p, %p (want two distinct blocks)", name,
                    align ? "aligned_alloc" : "alloc", align, a, b);
     if (ok) {
         size_t want = align > 8 ? align : 8;
         ok &=
-            note(t, ua >= 1 && ub >= 1 && aligned_to(a, want) && aligned_to(b, want),
+            tally_expect(t, ua >= 1 && ub >= 1 && aligned_to(a, want) && aligned_to(b, want),
                  "%s: (%zu, 0): usable %zu and %zu, addresses %p %p (want usable >= 1, aligned to "
                  "%zu)",
                  name, align, ua, ub, a, b, want);
         memset(a, 0x5A, ua);
         memset(b, 0xA5, ub);
-        ok &= note(t,
+        ok &= tally_expect(t,
                    ((unsigned char *)a)[0] == 0x5A && ((unsigned char *)a)[ua - 1] == 0x5A &&
                        ((unsigned char *)b)[0] == 0xA5 && ((unsigned char *)b)[ub - 1] == 0xA5,
                    "%s: (%zu, 0): the blocks overlap", name, align);
@@ -546,7 +521,7 @@ typedef struct capstate {
 static void cap_look(capstate *c, const char *when)
 {
     struct mp_heap_stats s = hstats(c->e.h);
-    note(&c->t, s.bytes_reserved <= c->cap && s.bytes_reserved == c->e.s.out,
+    tally_expect(&c->t, s.bytes_reserved <= c->cap && s.bytes_reserved == c->e.s.out,
          "%s: bytes_reserved %" PRIu64 ", capacity %zu, source has %zu out", when, s.bytes_reserved,
          c->cap, c->e.s.out);
 }
@@ -694,7 +669,7 @@ static size_t trim_exact(eheap *e, const char *when, tally *t)
     size_t out = e->s.out;
     size_t got = mp_heap_trim(e->h);
     uint64_t after = hstats(e->h).bytes_reserved;
-    note(t, before - after == got && out - e->s.out == got && after == e->s.out,
+    tally_expect(t, before - after == got && out - e->s.out == got && after == e->s.out,
          "%s: trim returned %zu; bytes_reserved %" PRIu64 " -> %" PRIu64 ", source %zu -> %zu",
          when, got, before, after, out, e->s.out);
     return got;
@@ -772,12 +747,12 @@ static void test_trim(void)
     void *p[5];
     for (size_t i = 0; i < 5; i++) {
         p[i] = mp_heap_alloc(e.h, sizes[i]);
-        if (note(&ok, p[i] != NULL, "after trim: alloc(%zu) failed", sizes[i]))
+        if (tally_expect(&ok, p[i] != NULL, "after trim: alloc(%zu) failed", sizes[i]))
             pat_fill(p[i], sizes[i], 100 + i);
     }
     for (size_t i = 0; i < 5; i++)
         if (p[i] != NULL)
-            note(&ok, pat_ok(p[i], sizes[i], 100 + i), "after trim: block %zu corrupted", i);
+            tally_expect(&ok, pat_ok(p[i], sizes[i], 100 + i), "after trim: block %zu corrupted", i);
     for (size_t i = 0; i < 5; i++)
         mp_heap_free_sized(e.h, p[i], sizes[i]);
     CHECK("trim: the heap works after (classes trimmed before, large blocks)", ok.bad == 0);
@@ -891,7 +866,7 @@ static void refused(failrun *f, const char *what, int kind, size_t size)
     int err = errno;
     uint64_t after = hstats(f->e.h).failed_allocs;
     f->refusals += p == NULL;
-    note(&f->t, p == NULL && err == ENOMEM && after == before + 1,
+    tally_expect(&f->t, p == NULL && err == ENOMEM && after == before + 1,
          "%s (size %zu): %p, errno %d, failed_allocs %" PRIu64 " -> %" PRIu64, what, size, p, err,
          before, after);
     if (p != NULL)
