@@ -2,8 +2,8 @@
  * peer_mempool.h: mempool's fixed-size pools (mp_pool_alloc/mp_pool_free, inline fast paths) as a
  * suite peer. One growing pool (capacity 0) per block size, default alignment, no flags.
  *
- * Later peers follow this file: a thread-safe pool is the same adapter with MP_THREAD_SAFE in the
- * flags and PEER_THREAD_SAFE 1; mp_malloc is a PEER_FIXED_SIZE 0 adapter over mp_malloc/mp_free.
+ * peer_mempool_ts.h is the same adapter with MP_THREAD_SAFE: it defines PEER_MEMPOOL_TS and
+ * includes this file.
  */
 #ifndef MP_BENCH_PEER_MEMPOOL_H
 #define MP_BENCH_PEER_MEMPOOL_H
@@ -13,24 +13,35 @@
 #include <stdbool.h>
 #include <stdio.h>
 
+#ifdef PEER_MEMPOOL_TS
+#define PEER_NAME "mempool_ts"
+#define PEER_THREAD_SAFE 1
+#define PEER_POOL_FLAGS MP_THREAD_SAFE
+#define PEER_ABOUT                                                                                 \
+    "thread-safe fixed pools (MP_THREAD_SAFE), libmempool.a: inline mp_pool_alloc/mp_pool_free "   \
+    "over per-thread caches (default size), growing"
+#else
 #define PEER_NAME "mempool"
-#define PEER_FIXED_SIZE 1
 #define PEER_THREAD_SAFE 0
+#define PEER_POOL_FLAGS 0u
+#define PEER_ABOUT "fixed pools, libmempool.a: inline mp_pool_alloc/mp_pool_free, growing (capacity 0)"
+#endif
+#define PEER_FIXED_SIZE 1
 
 typedef mp_pool peer_handle;
 
 static bool peer_init(char *about, size_t n)
 {
-    snprintf(about, n, "mempool %d.%d.%d fixed pools, libmempool.a: inline mp_pool_alloc/mp_pool_free, "
-                       "growing (capacity 0)",
-             MP_VERSION_MAJOR, MP_VERSION_MINOR, MP_VERSION_PATCH);
+    snprintf(about, n, "mempool %d.%d.%d " PEER_ABOUT, MP_VERSION_MAJOR, MP_VERSION_MINOR,
+             MP_VERSION_PATCH);
     return true;
 }
 
 static peer_handle *peer_open(size_t size, size_t max_live)
 {
     (void)max_live; /* the pool grows */
-    return mp_pool_create(&(mp_pool_opts){ .block_size = size, .name = "suite" });
+    return mp_pool_create(
+        &(mp_pool_opts){.block_size = size, .flags = PEER_POOL_FLAGS, .name = PEER_NAME});
 }
 
 static inline void *peer_alloc(peer_handle *h, size_t size)
