@@ -40,23 +40,6 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#if defined(__SANITIZE_ADDRESS__)
-#define MISUSE_ASAN 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define MISUSE_ASAN 1
-#endif
-#endif
-#ifdef MISUSE_ASAN
-#include <sanitizer/asan_interface.h>
-#endif
-#if defined(__has_include)
-#if __has_include(<valgrind/memcheck.h>)
-#include <valgrind/memcheck.h>
-#define MISUSE_VALGRIND 1
-#endif
-#endif
-
 /* ------------------------------------------------------------------------------------------------
  * Stray accesses: the deliberate bugs, made visible to the library rather than to a tool
  * ---------------------------------------------------------------------------------------------- */
@@ -64,10 +47,10 @@
 static inline void stray_open(const void *p, size_t n)
 {
     (void)p, (void)n;
-#ifdef MISUSE_ASAN
+#if TEST_ASAN
     __asan_unpoison_memory_region(p, n);
 #endif
-#ifdef MISUSE_VALGRIND
+#if TEST_VALGRIND
     VALGRIND_MAKE_MEM_DEFINED(p, n);
 #endif
 }
@@ -383,7 +366,7 @@ static inline void child_die(void (*fn)(void *), void *arg, child_result *r)
         close(errp[1]);
         child_note_fd = notep[1];
         alarm(CHILD_TIMEOUT);
-#ifdef MISUSE_VALGRIND
+#if TEST_VALGRIND
         /* A child meant to die mid-bug leaves blocks it can no longer reach: no leak check */
         if (RUNNING_ON_VALGRIND)
             VALGRIND_CLO_CHANGE("--leak-check=no");

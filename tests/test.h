@@ -22,6 +22,47 @@
 
 #define TEST_MAX_REPORTS 50
 
+/*
+ * The tool watching this run, so that a test can skip, or open to the tool first, what it forbids
+ * (writing into a poisoned free block, say): TEST_ASAN and TEST_TSAN are 1 in such builds, else 0;
+ * TEST_VALGRIND is 1 where Valgrind's headers are (memcheck.h is then included, for its client
+ * requests), and TEST_ON_VALGRIND() says whether this run is under it.
+ */
+#if defined(__SANITIZE_ADDRESS__)
+#define TEST_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define TEST_ASAN 1
+#endif
+#endif
+#ifndef TEST_ASAN
+#define TEST_ASAN 0
+#endif
+#if defined(__SANITIZE_THREAD__)
+#define TEST_TSAN 1
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define TEST_TSAN 1
+#endif
+#endif
+#ifndef TEST_TSAN
+#define TEST_TSAN 0
+#endif
+#if TEST_ASAN
+#include <sanitizer/asan_interface.h>
+#endif
+#if defined(__has_include)
+#if __has_include(<valgrind/memcheck.h>)
+#include <valgrind/memcheck.h>
+#define TEST_VALGRIND 1
+#define TEST_ON_VALGRIND() (RUNNING_ON_VALGRIND != 0)
+#endif
+#endif
+#ifndef TEST_VALGRIND
+#define TEST_VALGRIND 0
+#define TEST_ON_VALGRIND() false
+#endif
+
 static unsigned long long harness_passed, harness_failed;
 
 static inline int harness_check(const char *file, int line, const char *msg, const char *expr,

@@ -44,25 +44,6 @@
 #include <time.h>
 #include <unistd.h>
 
-/* The checked-heap tests write into canaries and freed blocks on purpose; a tool that watches
- * those bytes must be told first, so that what is tested is the library's own detection. */
-#if defined(__SANITIZE_ADDRESS__)
-#define TEST_ASAN 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define TEST_ASAN 1
-#endif
-#endif
-#ifdef TEST_ASAN
-#include <sanitizer/asan_interface.h>
-#endif
-#if defined(__has_include)
-#if __has_include(<valgrind/memcheck.h>)
-#include <valgrind/memcheck.h>
-#define TEST_VALGRIND 1
-#endif
-#endif
-
 #define KiB ((size_t)1024)
 #define MiB ((size_t)1024 * 1024)
 
@@ -149,10 +130,10 @@ static bool all_zero(const unsigned char *p, size_t n)
 /* Writes a byte a tool may be guarding (a canary, a freed block). */
 static void stray_write(unsigned char *p, unsigned char value)
 {
-#ifdef TEST_ASAN
+#if TEST_ASAN
     __asan_unpoison_memory_region(p, 1);
 #endif
-#ifdef TEST_VALGRIND
+#if TEST_VALGRIND
     VALGRIND_MAKE_MEM_DEFINED(p, 1);
 #endif
     *(volatile unsigned char *)p = value;

@@ -45,26 +45,6 @@
  * build, nor under Valgrind: there the library poisons free blocks (and a plain pool keeps its list
  * out of them), so touching one is a tool error rather than the corruption the test means.
  */
-#if defined(__SANITIZE_ADDRESS__)
-#define TEST_ASAN 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define TEST_ASAN 1
-#endif
-#endif
-#ifndef TEST_ASAN
-#define TEST_ASAN 0
-#endif
-#if defined(__has_include)
-#if __has_include(<valgrind/valgrind.h>)
-#include <valgrind/valgrind.h>
-#define TEST_ON_VALGRIND() (RUNNING_ON_VALGRIND != 0)
-#endif
-#endif
-#ifndef TEST_ON_VALGRIND
-#define TEST_ON_VALGRIND() false
-#endif
-
 static bool free_blocks_touchable(void)
 {
     return !TEST_ASAN && !TEST_ON_VALGRIND();

@@ -31,37 +31,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* Sanitizer builds and Valgrind, to skip what a tool forbids (writing a poisoned canary). */
-#if defined(__SANITIZE_ADDRESS__)
-#define TEST_ASAN 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define TEST_ASAN 1
-#endif
-#endif
-#ifndef TEST_ASAN
-#define TEST_ASAN 0
-#endif
-#if defined(__SANITIZE_THREAD__)
-#define TEST_TSAN 1
-#elif defined(__has_feature)
-#if __has_feature(thread_sanitizer)
-#define TEST_TSAN 1
-#endif
-#endif
-#ifndef TEST_TSAN
-#define TEST_TSAN 0
-#endif
-#if defined(__has_include)
-#if __has_include(<valgrind/valgrind.h>)
-#include <valgrind/valgrind.h>
-#define TEST_ON_VALGRIND() (RUNNING_ON_VALGRIND != 0)
-#endif
-#endif
-#ifndef TEST_ON_VALGRIND
-#define TEST_ON_VALGRIND() false
-#endif
-
 /* ------------------------------------------------------------------------------------------------
  * Scale and randomness
  * ---------------------------------------------------------------------------------------------- */
