@@ -29,6 +29,7 @@
  */
 #define _POSIX_C_SOURCE 200809L
 
+#include "bench_util.h"
 #include "floor.h"
 
 #include <mempool.h>
@@ -86,28 +87,6 @@ static _Noreturn void die(const char *fmt, ...)
     fputc('\n', stderr);
     va_end(ap);
     exit(1);
-}
-
-static double now_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec * 1e9 + (double)ts.tv_nsec;
-}
-
-/* xorshift64 (Marsaglia 2003): three shifts, the same sequence for both sides of a run. */
-static inline uint64_t rng_step(uint64_t x)
-{
-    x ^= x << 13;
-    x ^= x >> 7;
-    x ^= x << 17;
-    return x;
-}
-
-/* A uniform index below n (n <= 2^32) by multiply-shift (Lemire 2019): no division in the loop. */
-static inline size_t rng_index(uint64_t x, size_t n)
-{
-    return (size_t)(((x >> 32) * (uint64_t)n) >> 32);
 }
 
 static int cmp_double(const void *a, const void *b)

@@ -12,6 +12,7 @@
 #ifndef MP_BENCH_SUITE_PEER_H
 #define MP_BENCH_SUITE_PEER_H
 
+#include "../bench_util.h"
 #include "suite.h"
 
 #include <stdbool.h>
@@ -63,30 +64,8 @@ peer_handle *open_or_die(size_t size, size_t max_live);
 workload_fn wl_threads_pair, wl_threads_batch, wl_prodcons, wl_varsize;
 
 /* ------------------------------------------------------------------------------------------------
- * Inline helpers: clock, random numbers, the touch
+ * Inline helpers: the touch (the clock and random numbers: bench_util.h)
  * ---------------------------------------------------------------------------------------------- */
-
-static inline double now_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec * 1e9 + (double)ts.tv_nsec;
-}
-
-/* xorshift64 (Marsaglia 2003). */
-static inline uint64_t rng_step(uint64_t x)
-{
-    x ^= x << 13;
-    x ^= x >> 7;
-    x ^= x << 17;
-    return x;
-}
-
-/* A uniform index below n (n <= 2^32) by multiply-shift (Lemire 2019): no division in the loops. */
-static inline size_t rng_index(uint64_t x, size_t n)
-{
-    return (size_t)(((x >> 32) * (uint64_t)n) >> 32);
-}
 
 /* Writes the object's first word and last byte, as initialising an object would. */
 static inline void touch(void *p, size_t size, uint64_t v)

@@ -1,0 +1,35 @@
+/*
+ * bench_util.h: the clock and the random numbers every benchmark program here uses (bench_pool and
+ * the suite's peer programs), so that both time and draw exactly alike.
+ */
+#ifndef MP_BENCH_UTIL_H
+#define MP_BENCH_UTIL_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <time.h>
+
+/* Monotonic nanoseconds. */
+static inline double now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec * 1e9 + (double)ts.tv_nsec;
+}
+
+/* xorshift64 (Marsaglia 2003): three shifts, the same sequence wherever it is seeded alike. */
+static inline uint64_t rng_step(uint64_t x)
+{
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    return x;
+}
+
+/* A uniform index below n (n <= 2^32) by multiply-shift (Lemire 2019): no division in the loops. */
+static inline size_t rng_index(uint64_t x, size_t n)
+{
+    return (size_t)(((x >> 32) * (uint64_t)n) >> 32);
+}
+
+#endif /* MP_BENCH_UTIL_H */
