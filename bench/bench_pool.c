@@ -68,11 +68,12 @@ typedef struct bench_opts {
     uint64_t steps;  /* churn replace steps per run */
     int create_runs; /* mp_pool_create() timings for the 4 GiB row */
     bool quick;
-    bool strict; /* exit 2 when a target is missed */
+    bool strict;   /* exit 2 when a target is missed */
+    unsigned only; /* bit w set: run workload w (1..5); 0: all */
 } bench_opts;
 
-static const bench_opts default_opts = {7, 50000000, 1u << 20, 10000000, 51, false, false};
-static const bench_opts quick_opts = {5, 1000000, 1u << 16, 300000, 11, true, false};
+static const bench_opts default_opts = {7, 50000000, 1u << 20, 10000000, 51, false, false, 0};
+static const bench_opts quick_opts = {5, 1000000, 1u << 16, 300000, 11, true, false, 0};
 
 /* ================================================================================================
  * Small helpers: errors, clock, random numbers, medians, RSS
@@ -319,8 +320,8 @@ static const kind_spec kinds[] = {
 
 static double kind_pairs(const kind_spec *k, uint64_t warm, uint64_t n)
 {
-    mp_pool *mp = mp_pool_create(&(mp_pool_opts){.block_size = BLOCK, .flags = k->flags,
-                                                 .name = k->name});
+    mp_pool *mp =
+        mp_pool_create(&(mp_pool_opts){.block_size = BLOCK, .flags = k->flags, .name = k->name});
     if (mp == NULL)
         die("mp_pool_create(%s): %s", k->name, strerror(errno));
     mempool_pairs(mp, warm);
@@ -354,7 +355,9 @@ static bool run_kinds(const bench_opts *o)
         bool met = kinds[k].limit == 0 || med <= kinds[k].limit;
         ok &= met;
         printf("%-34s %-24s %-24s %-16s %s\n", kinds[k].name, a, b, kinds[k].goal,
-               kinds[k].limit == 0 ? "" : met ? "ok" : "MISS");
+               kinds[k].limit == 0 ? ""
+               : met               ? "ok"
+                                   : "MISS");
     }
     fflush(stdout);
     return ok;
@@ -592,14 +595,15 @@ static void usage(FILE *out)
     fprintf(
         out,
         "usage: bench_pool [--quick] [--runs N] [--pairs N] [--live N] [--steps N]\n"
-        "                  [--create-runs N] [--strict]\n"
+        "                  [--create-runs N] [--strict] [--only W[,W...]]\n"
         "  --quick         small sizes, a fraction of a second (a smoke test)\n"
         "  --runs N        interleaved floor/mempool runs per workload (default %d)\n"
         "  --pairs N       alloc+free pairs per run (default %" PRIu64 ")\n"
         "  --live N        live blocks for churn and RSS (default %zu)\n"
         "  --steps N       churn steps per run (default %" PRIu64 ")\n"
         "  --create-runs N mp_pool_create timings for the 4 GiB row (default %d)\n"
-        "  --strict        exit 2 if a target is missed (the default exits 0: timings are noisy)\n",
+        "  --strict        exit 2 if a target is missed (the default exits 0: timings are noisy)\n"
+        "  --only W,...    run only these workloads (numbers 1-5, as in the table)\n",
         default_opts.runs, default_opts.pairs, default_opts.live, default_opts.steps,
         default_opts.create_runs);
 }
@@ -612,6 +616,21 @@ static uint64_t parse_count(const char *arg, const char *flag, uint64_t min, uin
     if (arg == NULL || errno != 0 || *end != '\0' || v < min || v > max)
         die("%s wants a number in [%" PRIu64 ", %" PRIu64 "]", flag, min, max);
     return v;
+}
+
+/* "1,5" -> bits 1 and 5. */
+static unsigned parse_only(const char *arg)
+{
+    unsigned bits = 0;
+    for (const char *s = arg; s != NULL && *s != '\0'; s++) {
+        if (*s >= '1' && *s <= '5')
+            bits |= 1u << (*s - '0');
+        else if (*s != ',')
+            die("--only wants workload numbers 1-5 separated by commas");
+    }
+    if (bits == 0)
+        die("--only wants workload numbers 1-5 separated by commas");
+    return bits;
 }
 
 static bench_opts parse_args(int argc, char **argv)
@@ -636,12 +655,19 @@ static bench_opts parse_args(int argc, char **argv)
             o.steps = parse_count(v, a, 1, UINT64_MAX / 2), i++;
         else if (strcmp(a, "--create-runs") == 0)
             o.create_runs = (int)parse_count(v, a, 1, MAX_RUNS), i++;
+        else if (strcmp(a, "--only") == 0)
+            o.only = parse_only(v), i++;
         else if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0)
             usage(stdout), exit(0);
         else
             usage(stderr), die("unknown option %s", a);
     }
     return o;
+}
+
+static bool wants(const bench_opts *o, unsigned workload)
+{
+    return o->only == 0 || (o->only & (1u << workload)) != 0;
 }
 
 static void print_header(const bench_opts *o, int argc, char **argv)
@@ -685,17 +711,27 @@ int main(int argc, char **argv)
     phase_result last = {0};
 
     print_header(&o, argc, argv);
-    run_pairs(&o, &rows[PAIRS]);
-    bool ok = row_print(&rows[PAIRS]);
-    run_churn(&o, &rows[CHURN], &rows[FILL]);
-    ok &= row_print(&rows[CHURN]);
-    row_print(&rows[FILL]);
-    run_rss(&o, &rows[RSS], &last);
-    ok &= row_print(&rows[RSS]);
-    run_create_4gib(&o, &rows[CREATE_TIME], &rows[CREATE_RSS], &rows[CREATE_RESERVED]);
-    for (int i = CREATE_TIME; i <= CREATE_RESERVED; i++)
-        ok &= row_print(&rows[i]);
-    ok &= run_kinds(&o);
+    bool ok = true;
+    if (wants(&o, 1)) {
+        run_pairs(&o, &rows[PAIRS]);
+        ok &= row_print(&rows[PAIRS]);
+    }
+    if (wants(&o, 2)) {
+        run_churn(&o, &rows[CHURN], &rows[FILL]);
+        ok &= row_print(&rows[CHURN]);
+        row_print(&rows[FILL]);
+    }
+    if (wants(&o, 3)) {
+        run_rss(&o, &rows[RSS], &last);
+        ok &= row_print(&rows[RSS]);
+    }
+    if (wants(&o, 4)) {
+        run_create_4gib(&o, &rows[CREATE_TIME], &rows[CREATE_RSS], &rows[CREATE_RESERVED]);
+        for (int i = CREATE_TIME; i <= CREATE_RESERVED; i++)
+            ok &= row_print(&rows[i]);
+    }
+    if (wants(&o, 5))
+        ok &= run_kinds(&o);
 
     double payload = (double)o.live * BLOCK;
     printf("\nnotes:\n");
@@ -703,11 +739,13 @@ int main(int argc, char **argv)
            "  one xorshift step and a random slot load on both sides. mempool grows (capacity 0)\n"
            "  in every row but 4.\n",
            o.live, payload / 1048576);
-    printf("  RSS: %s delta in a fresh forked child; mempool then held\n"
-           "  bytes_reserved %.1f MiB (%.3f x payload), stats.chunks %.0f: RSS counts the pages\n"
-           "  touched, bytes_reserved what was taken from the system.\n",
-           rss_from_proc ? "/proc/self/statm" : "getrusage maxrss (no /proc)",
-           last.reserved / 1048576, last.reserved / payload, last.chunks);
+    if (wants(&o, 3))
+        printf(
+            "  RSS: %s delta in a fresh forked child; mempool then held\n"
+            "  bytes_reserved %.1f MiB (%.3f x payload), stats.chunks %.0f: RSS counts the pages\n"
+            "  touched, bytes_reserved what was taken from the system.\n",
+            rss_from_proc ? "/proc/self/statm" : "getrusage maxrss (no /proc)",
+            last.reserved / 1048576, last.reserved / payload, last.chunks);
     printf("  the floor has no row 4: it writes every link at creation, so a 4 GiB floor takes\n"
            "  and touches 4 GiB (its create+fill row above is that cost per block).\n");
     if (o.quick)
