@@ -125,7 +125,8 @@ typedef struct mp_source {
  *                default (1024, fewer for large blocks: at most 256 KiB a thread); at most 256 move
  *                between a cache and the pool at once. Thread-safe pools that are checked, secure or
  *                have a capacity keep none: every call takes the pool's lock, so every check runs and
- *                no thread is refused a block while another thread's cache holds free ones.
+ *                no thread is refused a block while another thread's cache holds free ones. So
+ *                does a pool made while 32767 other thread-safe pools with caches exist.
  */
 typedef struct mp_pool_opts {
     size_t block_size;
@@ -571,8 +572,9 @@ int mp_arena_stats(const mp_arena *arena, struct mp_arena_stats *out);
  *     and `free` always MP_FAST_SLOW, a value no block has, so alloc leaves the fast path on
  *     `free <= MP_FAST_SLOW` (empty, or such a pool) and free on `free == MP_FAST_SLOW` (or a NULL
  *     block or pool).
- * Off the fast path, still inline: a plain thread-safe pool (tsid != 0) uses this thread's cache of
- * it, slot tsid of mpi_tls.caches, with no lock; the rest goes to the *_slow functions in pool.c.
+ * Off the fast path, still inline: a plain thread-safe pool (tsoff != 0) uses this thread's cache of
+ * it, the entry at byte offset tsoff of this thread's table mpi_tcaches, with no lock; the rest goes
+ * to the *_slow functions in pool.c.
  *
  * Only allocations are counted inline: one store more than the original free list, where a second
  * counter would cost a third more time in an alloc+free loop. Blocks in use are derived (blocks
@@ -584,28 +586,29 @@ int mp_arena_stats(const mp_arena *arena, struct mp_arena_stats *out);
 struct mp_pool_fast {
     void *free;      /* head of a plain pool's free list; the link is the block's first word */
     uint64_t allocs; /* successful allocations (thread-safe pools: see struct mp_tcache) */
-    uint32_t tsid;   /* a plain thread-safe pool's slot in every thread's cache table; else 0 */
+    uint32_t tsoff;  /* a plain thread-safe pool's entry in every thread's cache table, as a byte
+                        offset (a multiple of sizeof(struct mp_tcache)); else 0 */
 };
 
-/* One thread's cache of one thread-safe pool. Only its thread writes it; stats read the two
- * counters from other threads, so those are written with relaxed atomic stores. One counter a side:
- * blocks on `free` == pushes - pops, and the thread's allocations == pops less its flushes. */
+/* One thread's cache of one thread-safe pool. Only its thread writes it (but for mp_pool_destroy()
+ * and mp_pool_reset(), which no thread may race); stats read the two counters from other threads,
+ * so those are written with relaxed atomic stores. One counter a side: blocks on `free` == pushes -
+ * pops, and the thread's allocations == pops less its flushes. A free pushes only while
+ * pushes < stop, where stop <= pops + the cache's limit, so a cache never holds more than its limit.
+ * All zero: no cache (alloc and free both take the slow path, which makes one). */
 struct mp_tcache {
     void *free;      /* the cached blocks, linked through their first word */
     uint64_t pops;   /* blocks taken: allocations, and flushes to the pool */
     uint64_t pushes; /* blocks added: frees, and refills from the pool */
-    uint64_t limit;  /* the most blocks `free` may hold */
+    uint64_t stop;   /* a free pushes only while pushes < stop */
 };
 
-/* This thread's caches, indexed by tsid (n slots; NULL where the thread has none). */
-struct mpi_tls {
-    struct mp_tcache **caches;
-    uint32_t n;
-};
+/* This thread's table of caches, one entry per thread-safe pool, at byte offset tsoff. A thread
+ * that has none points at a shared all-zero table, so the inline path needs no bounds test. */
 #ifdef __cplusplus
-extern thread_local struct mpi_tls mpi_tls;
+extern thread_local struct mp_tcache *mpi_tcaches;
 #else
-extern _Thread_local struct mpi_tls mpi_tls;
+extern _Thread_local struct mp_tcache *mpi_tcaches;
 #endif
 
 #if defined(__GNUC__) || defined(__clang__)
@@ -617,22 +620,21 @@ extern _Thread_local struct mpi_tls mpi_tls;
 void *mp_pool_alloc_slow(mp_pool *pool);
 void mp_pool_free_slow(mp_pool *pool, void *block);
 
-/* This thread's cache of a plain thread-safe pool, or NULL (not such a pool, or no cache yet).
- * Other pools have tsid 0, and slot 0 of every thread's table stays NULL. */
+/* This thread's cache of a plain thread-safe pool. Other pools have tsoff 0, and entry 0 of every
+ * table stays zero (no cache). */
 static MP_ALWAYS_INLINE struct mp_tcache *mpi_tcache_of(mp_pool *pool)
 {
-    uint32_t id = ((struct mp_pool_fast *)pool)->tsid;
-    return id < mpi_tls.n ? mpi_tls.caches[id] : NULL;
+    return (struct mp_tcache *)((char *)mpi_tcaches + ((struct mp_pool_fast *)pool)->tsoff);
 }
 
 /* Off the fast path, for a pool that is not NULL (nor its block): a thread cache's pop, else the
- * slow path. Intended cost: a TLS load, two loads, a pop and two stores; no lock, no atomic
- * read-modify-write. */
+ * slow path. Intended cost: two loads (tsoff, the TLS table), a pop and two stores; no lock, no
+ * atomic read-modify-write. */
 static MP_ALWAYS_INLINE void *mpi_pool_alloc_cached(mp_pool *pool)
 {
     struct mp_tcache *c = mpi_tcache_of(pool);
-    void *block;
-    if (c != NULL && (block = c->free) != NULL) {
+    void *block = c->free;
+    if (MP_LIKELY(block != NULL)) {
         c->free = *(void **)block;
         MP_STORE_RELAXED(c->pops, c->pops + 1);
         return block;
@@ -643,7 +645,7 @@ static MP_ALWAYS_INLINE void *mpi_pool_alloc_cached(mp_pool *pool)
 static MP_ALWAYS_INLINE void mpi_pool_free_cached(mp_pool *pool, void *block)
 {
     struct mp_tcache *c = mpi_tcache_of(pool);
-    if (c != NULL && c->pushes - c->pops < c->limit) {
+    if (MP_LIKELY(c->pushes < c->stop)) {
         *(void **)block = c->free;
         c->free = block;
         MP_STORE_RELAXED(c->pushes, c->pushes + 1);

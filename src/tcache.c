@@ -10,15 +10,17 @@
  * read-modify-write; the two counters other threads read are written with relaxed stores.
  *
  * Bookkeeping, all under the registry lock (lock order: registry, then a pool):
- *   - a thread record per thread that has a cache: its table of caches, indexed by the pools' ts_id
- *     (the same table the inline path reads through mpi_tls), freed by a pthread key destructor
- *     when the thread exits, which first gives every cached block back: O(pools the thread used);
+ *   - a thread record per thread that has a cache: its table of TS_IDS entries (struct mp_tcache,
+ *     the public part the inline path reads through mpi_tcaches, at the pools' ts_id), and beside it
+ *     the private record of each entry in use; one mapping, whose pages are touched only for the
+ *     ids the thread uses. The record is freed by a pthread key destructor when the thread exits,
+ *     which first gives every cached block back: O(pools the thread used);
  *   - a list of each pool's caches, so that mp_pool_destroy() can drop them while their threads
- *     live on, and stats can add them up;
+ *     live on, and stats can add them up; and a list of each thread's, for its exit;
  *   - the list of thread-safe pools, so that fork() can take every lock first (pthread_atfork).
- * Invariants: a cache is in its pool's list and in its thread's table at slot ts_id, or in neither;
- * a carved block is in use, on the pool's free list, or in exactly one cache;
- * in_use = carved - free_len - cached.
+ * Invariants: a cache is in its pool's list, its thread's list and its thread's table at ts_id, or
+ * in none of them (and its table entry is all zero); a carved block is in use, on the pool's free
+ * list, or in exactly one cache; in_use = carved - free_len - cached.
  */
 #define _GNU_SOURCE /* PTHREAD_MUTEX_ADAPTIVE_NP, where the C library has it */
 #include "internal.h"
@@ -26,25 +28,39 @@
 #include <errno.h>
 #include <string.h>
 
-/* The cache a thread keeps of a pool, with its links. `pub` first: the inline path sees only it. */
+/* Thread-safe pools that can have caches at once: the entries of every thread's table (entry 0
+ * stays zero). A pool created while all are taken keeps no caches (every call takes its lock).
+ * A table is TS_IDS * 40 bytes of address space, 1.25 MiB, of which a thread touches one page per
+ * 128 ids it uses. */
+#define TS_IDS 32768u
+
+/* The private side of a thread's cache of a pool; `pub` is its entry in the thread's table. */
 typedef struct mpi_tcache {
-    struct mp_tcache pub;
-    uint64_t flushed; /* blocks given back to the pool (counted in pub.pops, not allocations) */
+    struct mp_tcache *pub;
+    uint64_t limit;   /* the most blocks the cache may hold */
+    uint64_t flushed; /* blocks given back to the pool (counted in pub->pops, not allocations) */
     mp_pool *pool;
     struct mpi_thread *thread;
     struct mpi_tcache *pool_next; /* the pool's caches */
     struct mpi_tcache *pool_prev;
+    struct mpi_tcache *thread_next; /* the thread's caches */
+    struct mpi_tcache *thread_prev;
 } mpi_tcache;
 
-/* A thread that has caches: its table (the same memory as its mpi_tls.caches). */
+/* A thread that has caches: its table (what its mpi_tcaches points at) and their records. */
 typedef struct mpi_thread {
-    mpi_tcache **caches;
-    uint32_t n;
+    struct mp_tcache *table; /* TS_IDS entries */
+    mpi_tcache **side;       /* TS_IDS records, NULL where the thread has no cache; after table */
+    mpi_tcache *caches;      /* the thread's caches, a list */
     struct mpi_thread *next; /* all threads with caches */
     struct mpi_thread *prev;
 } mpi_thread;
 
-_Thread_local struct mpi_tls mpi_tls;
+#define TABLE_BYTES ((size_t)TS_IDS * (sizeof(struct mp_tcache) + sizeof(mpi_tcache *)))
+
+/* What a thread without caches reads: no cache of any pool. Never written. */
+static struct mp_tcache no_caches[TS_IDS];
+_Thread_local struct mp_tcache *mpi_tcaches = no_caches;
 static _Thread_local mpi_thread *self;
 
 static pthread_mutex_t registry = PTHREAD_MUTEX_INITIALIZER;
@@ -152,29 +168,39 @@ int mpi_ts_create(mp_pool *pool, const mp_pool_opts *opts)
     pool->cache_limit = limit;
 
     pthread_mutex_lock(&registry);
-    if (limit != 0)
-        pool->ts_id = nfree_ids != 0 ? free_ids[--nfree_ids] : next_id++;
+    if (limit != 0 && nfree_ids != 0)
+        pool->ts_id = free_ids[--nfree_ids];
+    else if (limit != 0 && next_id < TS_IDS)
+        pool->ts_id = next_id++;
     pool->ts_next = ts_pools;
     if (ts_pools != NULL)
         ts_pools->ts_prev = pool;
     ts_pools = pool;
     pthread_mutex_unlock(&registry);
-    if ((pool->flags & MP_ZERO) == 0 && pool->checks == 0)
-        pool->fast.tsid = pool->ts_id; /* the inline path may use the caches */
+    if ((pool->flags & MP_ZERO) == 0 && pool->checks == 0) /* the inline path may use the caches */
+        pool->fast.tsoff = pool->ts_id * (uint32_t)sizeof(struct mp_tcache);
     return 0;
 }
 
-/* Unlinks a cache from its pool and its thread, and frees it. Registry lock held. */
+/* Unlinks a cache from its pool and its thread, zeroes its entry, and frees it. Registry lock held. */
 static void cache_drop(mpi_tcache *c)
 {
     mp_pool *pool = c->pool;
+    mpi_thread *t = c->thread;
     if (c->pool_prev != NULL)
         c->pool_prev->pool_next = c->pool_next;
     else
         pool->caches = c->pool_next;
     if (c->pool_next != NULL)
         c->pool_next->pool_prev = c->pool_prev;
-    c->thread->caches[pool->ts_id] = NULL;
+    if (c->thread_prev != NULL)
+        c->thread_prev->thread_next = c->thread_next;
+    else
+        t->caches = c->thread_next;
+    if (c->thread_next != NULL)
+        c->thread_next->thread_prev = c->thread_prev;
+    memset(c->pub, 0, sizeof *c->pub);
+    t->side[pool->ts_id] = NULL;
     mp_pool_free(cache_meta, c);
 }
 
@@ -200,34 +226,50 @@ void mpi_ts_destroy(mp_pool *pool)
  * This thread's cache of a pool
  * ============================================================================================== */
 
+/* This thread's record and table, made on its first cache. Registry lock held. NULL on ENOMEM. */
+static mpi_thread *thread_self_locked(void)
+{
+    if (self != NULL)
+        return self;
+    mpi_thread *t = meta_alloc(&thread_meta, sizeof(mpi_thread));
+    if (t == NULL)
+        return NULL;
+    t->table = mpi_os_source.map(NULL, TABLE_BYTES, mpi_os_page_size());
+    if (t->table == NULL) {
+        mp_pool_free(thread_meta, t);
+        return NULL;
+    }
+    t->side = (mpi_tcache **)(t->table + TS_IDS);
+    t->next = threads;
+    if (threads != NULL)
+        threads->prev = t;
+    threads = t;
+    pthread_setspecific(exit_key, t);
+    mpi_tcaches = t->table;
+    return self = t;
+}
+
 /* Creates this thread's cache of the pool. Registry lock held. NULL on ENOMEM. */
 static mpi_tcache *cache_create_locked(mp_pool *pool)
 {
-    if (self == NULL) {
-        self = meta_alloc(&thread_meta, sizeof(mpi_thread));
-        if (self == NULL)
-            return NULL;
-        self->next = threads;
-        if (threads != NULL)
-            threads->prev = self;
-        threads = self;
-        pthread_setspecific(exit_key, self);
-    }
-    if (!table_grow((void **)&self->caches, &self->n, sizeof *self->caches, pool->ts_id + 1))
-        return NULL;
-    mpi_tls.caches = (struct mp_tcache **)self->caches;
-    mpi_tls.n = self->n;
-    mpi_tcache *c = meta_alloc(&cache_meta, sizeof(mpi_tcache));
+    mpi_thread *t = thread_self_locked();
+    mpi_tcache *c = t != NULL ? meta_alloc(&cache_meta, sizeof(mpi_tcache)) : NULL;
     if (c == NULL)
         return NULL;
-    c->pub.limit = pool->cache_limit;
+    c->pub = &t->table[pool->ts_id];
+    c->limit = pool->cache_limit;
+    c->pub->stop = c->limit;
     c->pool = pool;
-    c->thread = self;
+    c->thread = t;
     c->pool_next = pool->caches;
     if (pool->caches != NULL)
         pool->caches->pool_prev = c;
     pool->caches = c;
-    self->caches[pool->ts_id] = c;
+    c->thread_next = t->caches;
+    if (t->caches != NULL)
+        t->caches->thread_prev = c;
+    t->caches = c;
+    t->side[pool->ts_id] = c;
     return c;
 }
 
@@ -237,8 +279,8 @@ static mpi_tcache *cache_get(mp_pool *pool)
     uint32_t id = pool->ts_id;
     if (id == 0)
         return NULL;
-    if (id < mpi_tls.n && mpi_tls.caches[id] != NULL)
-        return (mpi_tcache *)mpi_tls.caches[id];
+    if (self != NULL && self->side[id] != NULL)
+        return self->side[id];
     pthread_mutex_lock(&registry);
     mpi_tcache *c = cache_create_locked(pool);
     pthread_mutex_unlock(&registry);
@@ -248,7 +290,7 @@ static mpi_tcache *cache_get(mp_pool *pool)
 /* How many blocks move between a cache and its pool at once. */
 static uint64_t cache_batch(const mpi_tcache *c)
 {
-    uint64_t n = c->pub.limit / 2;
+    uint64_t n = c->limit / 2;
     return n == 0 ? 1 : n > BATCH_MAX ? BATCH_MAX : n;
 }
 
@@ -307,8 +349,8 @@ static void cache_refill(mp_pool *pool, mpi_tcache *c)
     bool fresh;
     pthread_mutex_lock(&pool->lock);
     if ((first = depot_pop(pool, &got)) != NULL) {
-        c->pub.free = first;
-        MP_STORE_RELAXED(c->pub.pushes, c->pub.pushes + got);
+        c->pub->free = first;
+        MP_STORE_RELAXED(c->pub->pushes, c->pub->pushes + got);
         pthread_mutex_unlock(&pool->lock);
         return;
     }
@@ -327,10 +369,10 @@ static void cache_refill(mp_pool *pool, mpi_tcache *c)
         }
     }
     *tail = NULL;
-    c->pub.free = first;
+    c->pub->free = first;
     if (got == 0)
         pool->failed_allocs++;
-    MP_STORE_RELAXED(c->pub.pushes, c->pub.pushes + got);
+    MP_STORE_RELAXED(c->pub->pushes, c->pub->pushes + got);
     pthread_mutex_unlock(&pool->lock);
 }
 
@@ -338,17 +380,17 @@ static void cache_refill(mp_pool *pool, mpi_tcache *c)
  * lock and spliced in O(1) under it, where the counter moves too (see cache_refill). */
 static void cache_flush(mp_pool *pool, mpi_tcache *c, uint64_t n)
 {
-    void *first = c->pub.free, *last = first;
+    void *first = c->pub->free, *last = first;
     for (uint64_t i = 1; i < n; i++)
         last = *(void **)last;
-    c->pub.free = *(void **)last;
+    c->pub->free = *(void **)last;
     pthread_mutex_lock(&pool->lock);
     if (pool->nseg != 0 && *mpi_pool_head(pool) != pool->seg[pool->seg_top].first)
         pool->nseg = 0; /* the list was changed by another path: the remembered batches are stale */
     mpi_pool_give_chain(pool, first, last);
     depot_push(pool, first, last, n);
     __atomic_store_n(&c->flushed, c->flushed + n, __ATOMIC_RELAXED);
-    MP_STORE_RELAXED(c->pub.pops, c->pub.pops + n);
+    MP_STORE_RELAXED(c->pub->pops, c->pub->pops + n);
     pthread_mutex_unlock(&pool->lock);
 }
 
@@ -368,15 +410,17 @@ void *mpi_ts_alloc(mp_pool *pool, const void *site)
         errno = err;
         return block;
     }
-    if (c->pub.free == NULL)
+    struct mp_tcache *pub = c->pub;
+    if (pub->free == NULL)
         cache_refill(pool, c);
-    void *block = c->pub.free;
+    pub->stop = pub->pops + c->limit; /* the most the inline path may push from here */
+    void *block = pub->free;
     if (block == NULL) {
         errno = ENOMEM;
         return NULL;
     }
-    c->pub.free = *(void **)block;
-    MP_STORE_RELAXED(c->pub.pops, c->pub.pops + 1);
+    pub->free = *(void **)block;
+    MP_STORE_RELAXED(pub->pops, pub->pops + 1);
     if ((pool->flags & MP_ZERO) != 0)
         memset(block, 0, pool->block_size);
     return block;
@@ -392,11 +436,13 @@ void mpi_ts_free(mp_pool *pool, void *block)
         pthread_mutex_unlock(&pool->lock);
         return;
     }
-    if (c->pub.pushes - c->pub.pops >= c->pub.limit)
+    struct mp_tcache *pub = c->pub;
+    if (pub->pushes - pub->pops >= c->limit)
         cache_flush(pool, c, cache_batch(c));
-    *(void **)block = c->pub.free;
-    c->pub.free = block;
-    MP_STORE_RELAXED(c->pub.pushes, c->pub.pushes + 1);
+    pub->stop = pub->pops + c->limit; /* the most the inline path may push from here */
+    *(void **)block = pub->free;
+    pub->free = block;
+    MP_STORE_RELAXED(pub->pushes, pub->pushes + 1);
 }
 
 /* ================================================================================================
@@ -410,14 +456,14 @@ static void cache_retire(mpi_tcache *c)
 {
     mp_pool *pool = c->pool;
     pthread_mutex_lock(&pool->lock);
-    void *first = c->pub.free, *last = first;
+    void *first = c->pub->free, *last = first;
     while (last != NULL && *(void **)last != NULL)
         last = *(void **)last;
     if (first != NULL) {
         pool->nseg = 0;
         mpi_pool_give_chain(pool, first, last);
     }
-    pool->retired_allocs += c->pub.pops - c->flushed;
+    pool->retired_allocs += c->pub->pops - c->flushed;
     pthread_mutex_unlock(&pool->lock);
     cache_drop(c);
 }
@@ -425,18 +471,15 @@ static void cache_retire(mpi_tcache *c)
 /* Retires all caches of a thread and frees its record. Registry lock held. */
 static void thread_retire(mpi_thread *t)
 {
-    for (uint32_t id = 0; id < t->n; id++) {
-        if (t->caches[id] != NULL)
-            cache_retire(t->caches[id]);
-    }
+    while (t->caches != NULL)
+        cache_retire(t->caches);
     if (t->prev != NULL)
         t->prev->next = t->next;
     else
         threads = t->next;
     if (t->next != NULL)
         t->next->prev = t->prev;
-    if (t->caches != NULL)
-        mpi_os_source.unmap(NULL, t->caches, (size_t)t->n * sizeof *t->caches);
+    mpi_os_source.unmap(NULL, t->table, TABLE_BYTES);
     mp_pool_free(thread_meta, t);
 }
 
@@ -447,8 +490,7 @@ static void thread_exit(void *arg)
     thread_retire(arg);
     pthread_mutex_unlock(&registry);
     self = NULL;
-    mpi_tls.caches = NULL;
-    mpi_tls.n = 0;
+    mpi_tcaches = no_caches;
 }
 
 void mpi_ts_lock(const mp_pool *pool)
@@ -473,8 +515,8 @@ void mpi_ts_sum(const mp_pool *pool, uint64_t *cached, uint64_t *allocs)
     *allocs = pool->retired_allocs;
     for (const mpi_tcache *c = pool->caches; c != NULL; c = c->pool_next) {
         /* pops first: a racing free can only make pushes larger, never the count negative */
-        uint64_t pops = __atomic_load_n(&c->pub.pops, __ATOMIC_RELAXED);
-        uint64_t pushes = __atomic_load_n(&c->pub.pushes, __ATOMIC_RELAXED);
+        uint64_t pops = __atomic_load_n(&c->pub->pops, __ATOMIC_RELAXED);
+        uint64_t pushes = __atomic_load_n(&c->pub->pushes, __ATOMIC_RELAXED);
         *cached += pushes - pops;
         *allocs += pops - __atomic_load_n(&c->flushed, __ATOMIC_RELAXED);
     }
@@ -485,8 +527,8 @@ uint64_t mpi_ts_cached_floor(const mp_pool *pool)
     uint64_t cached = 0;
     for (const mpi_tcache *c = pool->caches; c != NULL; c = c->pool_next) {
         /* pushes first: a racing alloc can only make pops larger, so this never overcounts */
-        uint64_t pushes = __atomic_load_n(&c->pub.pushes, __ATOMIC_RELAXED);
-        uint64_t pops = __atomic_load_n(&c->pub.pops, __ATOMIC_RELAXED);
+        uint64_t pushes = __atomic_load_n(&c->pub->pushes, __ATOMIC_RELAXED);
+        uint64_t pops = __atomic_load_n(&c->pub->pops, __ATOMIC_RELAXED);
         cached += pushes > pops ? pushes - pops : 0;
     }
     return cached;
@@ -496,9 +538,9 @@ void mpi_ts_reset(mp_pool *pool)
 {
     pool->nseg = 0;
     for (mpi_tcache *c = pool->caches; c != NULL; c = c->pool_next) {
-        c->pub.free = NULL; /* the cached blocks count as taken back by a flush */
-        c->flushed += c->pub.pushes - c->pub.pops;
-        MP_STORE_RELAXED(c->pub.pops, c->pub.pushes);
+        c->pub->free = NULL; /* the cached blocks count as taken back by a flush */
+        c->flushed += c->pub->pushes - c->pub->pops;
+        MP_STORE_RELAXED(c->pub->pops, c->pub->pushes);
     }
 }
 
