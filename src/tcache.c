@@ -10,11 +10,11 @@
  * read-modify-write; the two counters other threads read are written with relaxed stores.
  *
  * Bookkeeping, all under the registry lock (lock order: registry, then a pool):
- *   - a thread record per thread that has a cache: its table of TS_IDS entries (struct mp_tcache,
- *     the public part the inline path reads through mpi_tcaches, at the pools' ts_id), and beside it
- *     the private record of each entry in use; one mapping, whose pages are touched only for the
- *     ids the thread uses. The record is freed by a pthread key destructor when the thread exits,
- *     which first gives every cached block back: O(pools the thread used);
+ *   - a thread record per thread that has a cache: its table of TS_IDS entries (struct
+ *     mp_tcache, the public part the inline path reads through mpi_tcaches, at the pools' ts_id)
+ *     and beside it the private record of each entry in use; one mapping, whose pages are touched
+ *     only for the ids the thread uses. The record is freed by a pthread key destructor when the
+ *     thread exits, which first gives every cached block back: O(pools the thread used);
  *   - a list of each pool's caches, so that mp_pool_destroy() can drop them while their threads
  *     live on, and stats can add them up; and a list of each thread's, for its exit;
  *   - the list of thread-safe pools, so that fork() can take every lock first (pthread_atfork).
