@@ -153,11 +153,12 @@ void mpi_check_alloc(mp_pool *pool, void *block, bool fresh, const void *site)
         mpi_canary_set(pool, block);
         memcpy((char *)block + pool->site_off, &site, sizeof site);
     }
-    if ((pool->checks & MPI_CHECK_STATE) != 0) {
-        uint64_t k;
-        const mpi_run *run = mpi_pool_find_slot(pool, block, &k);
-        mp_assert(run != NULL);
-        mpi_pool_bit_set(pool, run, k, false);
+    if ((pool->checks & MPI_CHECK_STATE) != 0 && fresh) { /* a popped block's bit is clear */
+        mpi_slot s;
+        bool found = mpi_pool_find_slot(pool, block, &s);
+        mp_assert(found);
+        if (found)
+            mpi_slot_set_free(&s, false);
     }
     if ((pool->checks & MPI_CHECK_TOOLS) != 0)
         mpi_tool_alloc(pool, block);
@@ -167,15 +168,12 @@ void mpi_check_alloc(mp_pool *pool, void *block, bool fresh, const void *site)
  * intact. Then the freed fill goes in, and the free bit is set. */
 bool mpi_check_free(mp_pool *pool, void *block)
 {
-    uint64_t k;
-    unsigned bit;
-    const mpi_run *run = mpi_pool_find_slot(pool, block, &k);
-    if (run == NULL || k >= run->carved) {
+    mpi_slot s;
+    if (!mpi_pool_find_slot(pool, block, &s) || s.k >= s.run->carved) {
         mpi_report(MP_ERR_INVALID_FREE, pool, block, NULL, 1, NULL);
         return false;
     }
-    unsigned char *bits = mpi_pool_slot_bit(pool, run, k, &bit);
-    if ((*bits & bit) != 0) {
+    if (mpi_slot_is_free(&s)) {
         mpi_report(MP_ERR_DOUBLE_FREE, pool, block, NULL, 1, NULL);
         return false;
     }
@@ -185,7 +183,7 @@ bool mpi_check_free(mp_pool *pool, void *block)
             mpi_report(MP_ERR_OVERFLOW, pool, block, site_get(pool, block), 1, NULL);
         mpi_fill_freed(pool, block);
     }
-    *bits |= (unsigned char)bit;
+    mpi_slot_set_free(&s, true);
     return true;
 }
 
@@ -206,7 +204,8 @@ void mpi_check_destroy(mp_pool *pool)
     for (const mpi_run *run = pool->first; run != NULL; run = run->next) {
         for (uint64_t k = 0; k < run->carved; k++) {
             void *block = mpi_pool_slot(pool, run, k);
-            bool is_free = mpi_pool_bit_get(pool, run, k);
+            mpi_slot s = mpi_pool_slot_of(pool, run, k);
+            bool is_free = mpi_slot_is_free(&s);
             mpi_tool_open(pool, block, pool->stride);
             if (is_free) {
                 if (!mpi_fill_is_intact(pool, block))
@@ -320,7 +319,8 @@ void mpi_tool_forget_live(const mp_pool *pool)
         return;
     for (const mpi_run *run = pool->first; run != NULL; run = run->next) {
         for (uint64_t k = 0; k < run->carved; k++) {
-            if (!mpi_pool_bit_get(pool, run, k))
+            mpi_slot s = mpi_pool_slot_of(pool, run, k);
+            if (!mpi_slot_is_free(&s))
                 VALGRIND_FREELIKE_BLOCK(mpi_pool_slot(pool, run, k), 0);
         }
     }

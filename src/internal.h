@@ -86,7 +86,8 @@ typedef struct mpi_run {
 
 /* Bits of mp_pool.state. */
 enum {
-    MPI_IN_BUFFER = 1u << 0, /* the pool lives in the caller's buffer: no source, no masking */
+    MPI_IN_BUFFER = 1u << 0,   /* the pool lives in the caller's buffer: no source, no masking */
+    MPI_LEAN_SECURE = 1u << 1, /* checks == MPI_CHECK_STATE only, not zeroing nor thread-safe */
 };
 
 /* Bits of mp_pool.checks: what the slow paths verify or tell a tool. Any bit makes a slow pool. */
@@ -285,20 +286,33 @@ MPI_HIDDEN void mpi_pool_give_chain(mp_pool *pool, void *first, void *last);
 MPI_HIDDEN void *mpi_pool_alloc_locked(mp_pool *pool, const void *site);
 MPI_HIDDEN void mpi_pool_free_locked(mp_pool *pool, void *block);
 
-/* The run and carving index of the block slot at p, or NULL when p is no slot of the pool. Pure
- * arithmetic on the address, never a dereference of p. O(runs). */
-MPI_HIDDEN const mpi_run *mpi_pool_find_slot(const mp_pool *pool, const void *p, uint64_t *k);
+/* A block slot: its run, its carving index k in the run, and where its free bit is (byte and bit;
+ * MPI_CHECK_STATE pools only, else NULL and 0). */
+typedef struct mpi_slot {
+    const mpi_run *run;
+    uint64_t k;
+    unsigned char *byte;
+    unsigned char bit;
+} mpi_slot;
+
+/* Describes the block slot at p in *s; false when p is no slot of the pool. Pure arithmetic on the
+ * address, no division, never a dereference of p. O(runs). */
+MPI_HIDDEN bool mpi_pool_find_slot(const mp_pool *pool, const void *p, mpi_slot *s);
+/* Slot k of run (for walks over every slot: divides). */
+MPI_HIDDEN mpi_slot mpi_pool_slot_of(const mp_pool *pool, const mpi_run *run, uint64_t k);
 /* The address of slot k of run. */
 MPI_HIDDEN void *mpi_pool_slot(const mp_pool *pool, const mpi_run *run, uint64_t k);
-/* The byte and bit (in *bit) of slot k's free bit (MPI_CHECK_STATE pools). */
-MPI_HIDDEN unsigned char *mpi_pool_slot_bit(const mp_pool *pool, const mpi_run *run, uint64_t k,
-                                            unsigned *bit);
+static inline bool mpi_slot_is_free(const mpi_slot *s)
+{
+    return (*s->byte & s->bit) != 0;
+}
+static inline void mpi_slot_set_free(const mpi_slot *s, bool is_free)
+{
+    *s->byte = (unsigned char)(is_free ? *s->byte | s->bit : *s->byte & ~s->bit);
+}
 /* Takes back one failed allocation the pool counted: a heap that refused, reclaimed memory and then
  * succeeded (or failed again, counted again) reports one outcome per request. */
 MPI_HIDDEN void mpi_pool_forgive_failure(mp_pool *pool);
-/* Read and write slot k's free bit (MPI_CHECK_STATE pools). */
-MPI_HIDDEN bool mpi_pool_bit_get(const mp_pool *pool, const mpi_run *run, uint64_t k);
-MPI_HIDDEN void mpi_pool_bit_set(const mp_pool *pool, const mpi_run *run, uint64_t k, bool is_free);
 /* p is a carved slot of the pool whose free bit is set. */
 MPI_HIDDEN bool mpi_pool_slot_is_free(const mp_pool *pool, const void *p);
 /* The next block on the free list after `block`, decoded. */

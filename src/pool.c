@@ -88,12 +88,27 @@ static uint64_t stride_div(const mp_pool *pool, uint64_t x, uint64_t *rem)
     return q;
 }
 
+/* Fills in the free bit of slot `in_chunk` of chunk `chunk` of s->run (MPI_CHECK_STATE pools). */
+static void slot_locate_bit(const mp_pool *pool, mpi_slot *s, uint64_t chunk, uint64_t in_chunk)
+{
+    if ((pool->checks & MPI_CHECK_STATE) == 0) {
+        s->byte = NULL;
+        s->bit = 0;
+        return;
+    }
+    unsigned char *bits = (pool->state & MPI_IN_BUFFER) != 0
+                              ? pool->buffer_bitmap
+                              : (unsigned char *)s->run->base + chunk * s->run->span + MP_CHUNK_HEADER;
+    s->byte = bits + in_chunk / 8;
+    s->bit = (unsigned char)(1u << (in_chunk % 8));
+}
+
 /*
- * If p is the start of a block slot of `run`, stores the slot's carving index in *k and returns true.
- * Pure arithmetic on the address: never dereferences p. Chunks of a run from the source are
- * chunk_size apart (a power of two); a buffer pool's run is one chunk.
+ * If p is the start of a block slot of `run`, describes the slot in *s and returns true. Pure
+ * arithmetic on the address, with no division: never dereferences p. Chunks of a run from the
+ * source are chunk_size apart (a power of two); a buffer pool's run is one chunk.
  */
-static bool run_block_index(const mp_pool *pool, const mpi_run *run, const void *p, uint64_t *k)
+static bool run_block_index(const mp_pool *pool, const mpi_run *run, const void *p, mpi_slot *s)
 {
     uintptr_t a = (uintptr_t)p, base = (uintptr_t)run->base;
     if (a < base || a - base >= (uintptr_t)run->nchunks * run->span)
@@ -109,18 +124,47 @@ static bool run_block_index(const mp_pool *pool, const mpi_run *run, const void 
     slot = stride_div(pool, in - run->first_off, &rem);
     if (rem != 0 || slot >= run->per_chunk)
         return false;
-    *k = (uint64_t)chunk * run->per_chunk + slot;
+    s->run = run;
+    s->k = (uint64_t)chunk * run->per_chunk + slot;
+    slot_locate_bit(pool, s, chunk, slot);
     return true;
 }
 
-/* Finds the run and carving index of a block slot; NULL when p is no slot of the pool. O(runs). */
-const mpi_run *mpi_pool_find_slot(const mp_pool *pool, const void *p, uint64_t *k)
+/* Newest run first: runs double in size, so the newest holds about half the blocks. O(runs). */
+static MP_ALWAYS_INLINE bool pool_find_slot(const mp_pool *pool, const void *p, mpi_slot *s)
 {
-    for (const mpi_run *run = pool->first; run != NULL; run = run->next) {
-        if (run_block_index(pool, run, p, k))
-            return run;
+    for (const mpi_run *run = pool->last; run != NULL; run = run->prev) {
+        if (run_block_index(pool, run, p, s))
+            return true;
     }
-    return NULL;
+    return false;
+}
+
+bool mpi_pool_find_slot(const mp_pool *pool, const void *p, mpi_slot *s)
+{
+    return pool_find_slot(pool, p, s);
+}
+
+/* The free bit of a block known to be a slot of the pool (one that was checked on its way onto the
+ * free list): by masking to its chunk, with no run walk, in a pool from a source; s->run and s->k
+ * are left unset there. False only if the block was no slot after all (a bug of ours). */
+static MP_ALWAYS_INLINE bool pool_own_slot_bit(const mp_pool *pool, const void *block, mpi_slot *s)
+{
+    if ((pool->state & MPI_IN_BUFFER) != 0)
+        return pool_find_slot(pool, block, s);
+    uintptr_t chunk = (uintptr_t)block & ~(uintptr_t)(pool->chunk_size - 1);
+    uint64_t rem, slot = stride_div(pool, (uintptr_t)block - chunk - pool->first_off, &rem);
+    mp_assert(rem == 0 && slot < pool->per_chunk);
+    s->byte = (unsigned char *)chunk + MP_CHUNK_HEADER + slot / 8;
+    s->bit = (unsigned char)(1u << (slot % 8));
+    return true;
+}
+
+mpi_slot mpi_pool_slot_of(const mp_pool *pool, const mpi_run *run, uint64_t k)
+{
+    mpi_slot s = {run, k, NULL, 0};
+    slot_locate_bit(pool, &s, k / run->per_chunk, k % run->per_chunk);
+    return s;
 }
 
 void *mpi_pool_slot(const mp_pool *pool, const mpi_run *run, uint64_t k)
@@ -129,38 +173,10 @@ void *mpi_pool_slot(const mp_pool *pool, const mpi_run *run, uint64_t k)
            (k % run->per_chunk) * pool->stride;
 }
 
-unsigned char *mpi_pool_slot_bit(const mp_pool *pool, const mpi_run *run, uint64_t k, unsigned *bit)
-{
-    uint64_t j = k % run->per_chunk;
-    unsigned char *bits = (pool->state & MPI_IN_BUFFER) != 0
-                              ? pool->buffer_bitmap
-                              : (unsigned char *)run->base + (k / run->per_chunk) * run->span +
-                                    MP_CHUNK_HEADER;
-    *bit = 1u << (j % 8);
-    return bits + j / 8;
-}
-
-/* The returned pointer is kept in a local before *bit is read: in `*slot_bit(.., &bit) & bit` the
- * order of the call and the read of bit is unspecified (clang reads bit first). */
-bool mpi_pool_bit_get(const mp_pool *pool, const mpi_run *run, uint64_t k)
-{
-    unsigned bit;
-    const unsigned char *byte = mpi_pool_slot_bit(pool, run, k, &bit);
-    return (*byte & bit) != 0;
-}
-
-void mpi_pool_bit_set(const mp_pool *pool, const mpi_run *run, uint64_t k, bool is_free)
-{
-    unsigned bit;
-    unsigned char *byte = mpi_pool_slot_bit(pool, run, k, &bit);
-    *byte = (unsigned char)(is_free ? *byte | bit : *byte & ~bit);
-}
-
 bool mpi_pool_slot_is_free(const mp_pool *pool, const void *p)
 {
-    uint64_t k;
-    const mpi_run *run = mpi_pool_find_slot(pool, p, &k);
-    return run != NULL && k < run->carved && mpi_pool_bit_get(pool, run, k);
+    mpi_slot s;
+    return mpi_pool_find_slot(pool, p, &s) && s.k < s.run->carved && mpi_slot_is_free(&s);
 }
 
 /* ------------------------------------------------------------------------------------------------
@@ -175,34 +191,52 @@ static uintptr_t link_mask(const mp_pool *pool, const void *at)
     return pool->key ^ ((uintptr_t)at * (uintptr_t)0x9E3779B97F4A7C15u);
 }
 
-void *mpi_pool_link_get(const mp_pool *pool, void *block)
+/* The *_as functions take the pool's checks as an argument, so that the secure pool's path below,
+ * which passes a constant, is compiled without the tests it never needs. */
+static MP_ALWAYS_INLINE void *link_get_as(const mp_pool *pool, void *block, unsigned checks)
 {
     uintptr_t v;
-    if ((pool->checks & MPI_CHECK_TOOLS) != 0)
+    if ((checks & MPI_CHECK_TOOLS) != 0)
         mpi_tool_open(pool, block, sizeof v);
     memcpy(&v, block, sizeof v);
-    if ((pool->checks & MPI_CHECK_TOOLS) != 0)
+    if ((checks & MPI_CHECK_TOOLS) != 0)
         mpi_tool_close(pool, block, sizeof v);
     return (void *)(pool->key != 0 ? v ^ link_mask(pool, block) : v);
 }
 
-static void link_set(const mp_pool *pool, void *block, void *next)
+void *mpi_pool_link_get(const mp_pool *pool, void *block)
+{
+    return link_get_as(pool, block, pool->checks);
+}
+
+static MP_ALWAYS_INLINE void link_set_as(const mp_pool *pool, void *block, void *next,
+                                         unsigned checks)
 {
     uintptr_t v = (uintptr_t)next;
     if (pool->key != 0)
         v ^= link_mask(pool, block);
-    if ((pool->checks & MPI_CHECK_TOOLS) != 0)
+    if ((checks & MPI_CHECK_TOOLS) != 0)
         mpi_tool_open(pool, block, sizeof v);
     memcpy(block, &v, sizeof v);
-    if ((pool->checks & MPI_CHECK_TOOLS) != 0)
+    if ((checks & MPI_CHECK_TOOLS) != 0)
         mpi_tool_close(pool, block, sizeof v);
+}
+
+static void link_set(const mp_pool *pool, void *block, void *next)
+{
+    link_set_as(pool, block, next, pool->checks);
+}
+
+static MP_ALWAYS_INLINE void list_push_as(mp_pool *pool, void *block, unsigned checks)
+{
+    void **head = pool_head(pool);
+    link_set_as(pool, block, *head, checks);
+    *head = block;
 }
 
 static void list_push(mp_pool *pool, void *block)
 {
-    void **head = pool_head(pool);
-    link_set(pool, block, *head);
-    *head = block;
+    list_push_as(pool, block, pool->checks);
 }
 
 /*
@@ -210,22 +244,21 @@ static void list_push(mp_pool *pool, void *block)
  * anything but a free block of this pool is reported and the list cut there (the blocks behind it are
  * abandoned, never handed out).
  */
-static void *list_pop(mp_pool *pool)
+static MP_ALWAYS_INLINE void *list_pop_as(mp_pool *pool, unsigned checks)
 {
     void **head = pool_head(pool);
     void *block = *head;
     if (block == NULL)
         return NULL;
-    void *next = mpi_pool_link_get(pool, block);
-    if ((pool->checks & MPI_CHECK_STATE) != 0) {
-        /* the popped block stops being free first, so a link back to it (a cycle) is refused */
-        uint64_t k;
-        const mpi_run *run = mpi_pool_find_slot(pool, block, &k);
-        if (run != NULL)
-            mpi_pool_bit_set(pool, run, k, false);
-    }
-    if ((pool->checks & MPI_CHECK_STATE) != 0 && next != NULL && !mpi_pool_slot_is_free(pool, next)) {
-        if ((pool->checks & MPI_CHECK_FILL) != 0)
+    void *next = link_get_as(pool, block, checks);
+    mpi_slot s;
+    /* the head was checked when it became the head; its bit is cleared first, so that a link
+     * back to it (a cycle) fails the check of the next link */
+    if ((checks & MPI_CHECK_STATE) != 0 && pool_own_slot_bit(pool, block, &s))
+        mpi_slot_set_free(&s, false);
+    if ((checks & MPI_CHECK_STATE) != 0 && next != NULL &&
+        !(pool_find_slot(pool, next, &s) && s.k < s.run->carved && mpi_slot_is_free(&s))) {
+        if ((checks & MPI_CHECK_FILL) != 0)
             mpi_report(MP_ERR_WRITE_AFTER_FREE, pool, block, NULL, 1, " (its link was overwritten)");
         else
             mpi_report(MP_ERR_CORRUPT_FREE_LIST, pool, block, NULL, 1, NULL);
@@ -233,6 +266,11 @@ static void *list_pop(mp_pool *pool)
     }
     *head = next;
     return block;
+}
+
+static void *list_pop(mp_pool *pool)
+{
+    return list_pop_as(pool, pool->checks);
 }
 
 /* Before an operation lowers `carved`, keep the peak it stands for (see struct mp_pool). */
@@ -405,6 +443,8 @@ static mp_pool *pool_create(const mp_pool_opts *opts, size_t chunk_size)
         return NULL;
     }
     proto.flags = opts->flags;
+    if (proto.checks == MPI_CHECK_STATE && (opts->flags & (MP_ZERO | MP_THREAD_SAFE)) == 0)
+        proto.state |= MPI_LEAN_SECURE; /* a secure pool and nothing else: secure_alloc/free */
     if ((opts->flags & (MP_ZERO | MP_THREAD_SAFE)) != 0 || proto.checks != 0)
         proto.fast.free = (void *)MP_FAST_SLOW; /* a slow pool (see mempool.h) */
     proto.source = opts->source != NULL ? *opts->source : mpi_os_source;
@@ -620,6 +660,39 @@ void mpi_pool_free_locked(mp_pool *pool, void *block)
         mp_assert(pool_is_valid(pool));
 }
 
+/*
+ * A secure pool with nothing else to do (no fill, no tool, not zeroing, not thread-safe; state bit
+ * MPI_LEAN_SECURE) runs the same list operations and checks as the general path, compiled for its
+ * constant `checks`: one slot lookup a side (two on alloc while the list holds more blocks, to
+ * check the next link), and no call but to report.
+ */
+#define LEAN_CHECKS MPI_CHECK_STATE
+
+static void *secure_alloc(mp_pool *pool)
+{
+    void *block = list_pop_as(pool, LEAN_CHECKS);
+    if (MP_UNLIKELY(block == NULL))
+        return mpi_pool_alloc_locked(pool, NULL); /* carve: the general path */
+    pool->fast.allocs++;
+    return block;
+}
+
+/* Like mpi_check_free() then list_push(), for a pool with free bits only. */
+static void secure_free(mp_pool *pool, void *block)
+{
+    mpi_slot s;
+    if (MP_UNLIKELY(!pool_find_slot(pool, block, &s) || s.k >= s.run->carved)) {
+        mpi_report(MP_ERR_INVALID_FREE, pool, block, NULL, 1, NULL);
+        return;
+    }
+    if (MP_UNLIKELY(mpi_slot_is_free(&s))) {
+        mpi_report(MP_ERR_DOUBLE_FREE, pool, block, NULL, 1, NULL);
+        return;
+    }
+    mpi_slot_set_free(&s, true);
+    list_push_as(pool, block, LEAN_CHECKS);
+}
+
 /* Reached from the inline path (mempool.h), so the return address is the allocation site. */
 void *mp_pool_alloc_slow(mp_pool *pool)
 {
@@ -627,6 +700,8 @@ void *mp_pool_alloc_slow(mp_pool *pool)
         errno = EINVAL;
         return NULL;
     }
+    if ((pool->state & MPI_LEAN_SECURE) != 0)
+        return secure_alloc(pool);
     if ((pool->flags & MP_THREAD_SAFE) != 0)
         return mpi_ts_alloc(pool, MPI_RETURN_ADDRESS());
     return mpi_pool_alloc_locked(pool, MPI_RETURN_ADDRESS());
@@ -636,7 +711,9 @@ void mp_pool_free_slow(mp_pool *pool, void *block)
 {
     if (block == NULL || pool == NULL)
         return;
-    if ((pool->flags & MP_THREAD_SAFE) != 0)
+    if ((pool->state & MPI_LEAN_SECURE) != 0)
+        secure_free(pool, block);
+    else if ((pool->flags & MP_THREAD_SAFE) != 0)
         mpi_ts_free(pool, block);
     else
         mpi_pool_free_locked(pool, block);
@@ -787,12 +864,11 @@ uint64_t mpi_pool_free_len(const mp_pool *pool)
 
 bool mp_pool_owns(const mp_pool *pool, const void *p)
 {
-    uint64_t k;
+    mpi_slot s;
     if (pool == NULL || p == NULL)
         return false;
     mpi_ts_lock(pool);
-    const mpi_run *run = mpi_pool_find_slot(pool, p, &k);
-    bool owned = run != NULL && k < run->carved;
+    bool owned = mpi_pool_find_slot(pool, p, &s) && s.k < s.run->carved;
     mpi_ts_unlock(pool);
     return owned;
 }
@@ -824,11 +900,11 @@ static bool pool_free_list_is_valid(const mp_pool *pool, bool locked_all)
 {
     uint64_t n = 0;
     for (void *b = *pool_head_const(pool); b != NULL; b = mpi_pool_link_get(pool, b)) {
-        uint64_t k;
-        const mpi_run *run = mpi_pool_find_slot(pool, b, &k);
-        if (run == NULL || k >= run->carved || ((uintptr_t)b & (pool->align - 1)) != 0)
+        mpi_slot s;
+        if (!mpi_pool_find_slot(pool, b, &s) || s.k >= s.run->carved ||
+            ((uintptr_t)b & (pool->align - 1)) != 0)
             return false;
-        if ((pool->checks & MPI_CHECK_STATE) != 0 && !mpi_pool_bit_get(pool, run, k))
+        if ((pool->checks & MPI_CHECK_STATE) != 0 && !mpi_slot_is_free(&s))
             return false;
         if (++n > pool->carved)
             return false;
