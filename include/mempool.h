@@ -388,7 +388,9 @@ mp_heap *mp_heap_create(const mp_heap_opts *opts);
 /*
  * Like malloc(): a block of at least `size` bytes, aligned to 16 bytes (to 8 for sizes of 8 or less),
  * from the size class that fits, or a large block. mp_heap_alloc(heap, 0) returns a unique block.
- * Complexity: O(1); a class block costs a class lookup and an inline pool alloc.
+ * A request above 4 KiB whose class has no free block may get a free block of one of the next two
+ * classes instead of new memory (so sparse large classes share their free blocks); its usable size
+ * says so. Complexity: O(1); a class block costs a class lookup and an inline pool alloc.
  * Returns NULL if and only if: errno = ENOMEM: the size is above PTRDIFF_MAX, or the capacity or the
  * source is exhausted; errno = EINVAL: heap is NULL.
  * Thread-safety: as the heap's flags say (MP_THREAD_SAFE: any thread at any time).
@@ -427,10 +429,12 @@ void *mp_heap_aligned_alloc(mp_heap *heap, size_t align, size_t size);
 void mp_heap_free(mp_heap *heap, void *p);
 
 /* Like mp_heap_free(), faster: the caller says the size it asked for (or any size up to the usable
- * size that is in the same class), so no lookup is needed. A block that mp_heap_realloc() returned
- * is freed with the size last asked of realloc. Undefined if the size belongs to another class, and
- * for blocks from mp_heap_aligned_alloc(), whose class may be above their size's: free those with
- * mp_heap_free(). A checked heap ignores the size and checks the block as mp_heap_free() does. */
+ * size that is in the same class), so no lookup is needed for sizes up to 4 KiB (above, where a
+ * block may come from a larger class, it is looked up as mp_heap_free() does). A block that
+ * mp_heap_realloc() returned is freed with the size last asked of realloc. Undefined if the size
+ * belongs to another class, and for blocks from mp_heap_aligned_alloc(), whose class may be above
+ * their size's: free those with mp_heap_free(). A checked heap ignores the size and checks the
+ * block as mp_heap_free() does. */
 void mp_heap_free_sized(mp_heap *heap, void *p, size_t size);
 
 /* The usable size of a block of the heap (>= what was asked for); 0 for NULL. */

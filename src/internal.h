@@ -213,8 +213,9 @@ MPI_HIDDEN uintptr_t mpi_os_random(void);
 MPI_HIDDEN int mpi_ts_create(mp_pool *pool, const mp_pool_opts *opts);
 /* Drops every thread's cache of the pool and takes it out of the registry. */
 MPI_HIDDEN void mpi_ts_destroy(mp_pool *pool);
-/* The slow alloc and free of a thread-safe pool: through this thread's cache, or the lock. */
-MPI_HIDDEN void *mpi_ts_alloc(mp_pool *pool, const void *site);
+/* The slow alloc and free of a thread-safe pool: through this thread's cache, or the lock. With
+ * reuse_only, alloc takes only a block freed before (NULL, counting no failure, if it would carve). */
+MPI_HIDDEN void *mpi_ts_alloc(mp_pool *pool, const void *site, bool reuse_only);
 MPI_HIDDEN void mpi_ts_free(mp_pool *pool, void *block);
 /* Takes and drops the registry lock and the pool's lock, in that order (no-ops for other pools). */
 MPI_HIDDEN void mpi_ts_lock(const mp_pool *pool);
@@ -275,6 +276,9 @@ MPI_HIDDEN mp_pool *mpi_pool_create_chunked(const mp_pool_opts *opts, size_t chu
 /* Takes a block from the free list or else the cursor (*fresh: from the cursor); counts nothing.
  * NULL when the capacity or the memory is used up. */
 MPI_HIDDEN void *mpi_pool_take(mp_pool *pool, bool *fresh);
+/* mp_pool_alloc(), but only a block freed before: NULL, with no failure counted and errno kept, when
+ * the pool would have to carve a never-used one (the heap's spill to a larger class). */
+MPI_HIDDEN void *mpi_pool_alloc_reused(mp_pool *pool);
 /* A block can be taken without calling the source (free list, cursor, or runs held). */
 MPI_HIDDEN bool mpi_pool_has_ready(const mp_pool *pool);
 /* Puts a chain of free blocks, linked first to last, on the free list. */

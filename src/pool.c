@@ -703,8 +703,18 @@ void *mp_pool_alloc_slow(mp_pool *pool)
     if ((pool->state & MPI_LEAN_SECURE) != 0)
         return secure_alloc(pool);
     if ((pool->flags & MP_THREAD_SAFE) != 0)
-        return mpi_ts_alloc(pool, MPI_RETURN_ADDRESS());
+        return mpi_ts_alloc(pool, MPI_RETURN_ADDRESS(), false);
     return mpi_pool_alloc_locked(pool, MPI_RETURN_ADDRESS());
+}
+
+void *mpi_pool_alloc_reused(mp_pool *pool)
+{
+    if ((pool->flags & MP_THREAD_SAFE) != 0) {
+        if (mpi_tcache_of(pool)->free != NULL)
+            return mp_pool_alloc(pool); /* this thread's cache: the inline pop */
+        return mpi_ts_alloc(pool, NULL, true);
+    }
+    return *pool_head(pool) != NULL ? mp_pool_alloc(pool) : NULL;
 }
 
 void mp_pool_free_slow(mp_pool *pool, void *block)

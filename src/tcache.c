@@ -79,7 +79,7 @@ static mp_pool *thread_meta;
 #define CACHE_DEFAULT 1024u
 #define CACHE_BYTES_MAX (256u * 1024u)
 #define BATCH_MAX 256u
-#define CACHE_FRESH_BYTES (16u * 1024u) /* never-used space a refill carves at most */
+#define CACHE_FRESH_BYTES (4u * 1024u) /* never-used space a refill carves at most: a page */
 
 static void thread_exit(void *arg);
 static void fork_prepare(void);
@@ -342,7 +342,7 @@ static void *depot_pop(mp_pool *pool, uint64_t *n)
  * first), calling the source at most once. Counts a failure if it gets none. The counter moves
  * under the lock, with the blocks, so that stats (which take the lock) never see blocks in neither
  * place. */
-static void cache_refill(mp_pool *pool, mpi_tcache *c)
+static void cache_refill(mp_pool *pool, mpi_tcache *c, bool reuse_only)
 {
     uint64_t want = cache_batch(c), got = 0;
     void *first = NULL, **tail = &first;
@@ -356,6 +356,8 @@ static void cache_refill(mp_pool *pool, mpi_tcache *c)
     }
     size_t fresh_bytes = 0;
     for (; got < want && (got == 0 || mpi_pool_has_ready(pool)); got++) {
+        if (reuse_only && *mpi_pool_head(pool) == NULL)
+            break;
         void *block = mpi_pool_take(pool, &fresh);
         if (block == NULL)
             break;
@@ -370,7 +372,7 @@ static void cache_refill(mp_pool *pool, mpi_tcache *c)
     }
     *tail = NULL;
     c->pub->free = first;
-    if (got == 0)
+    if (got == 0 && !reuse_only)
         pool->failed_allocs++;
     MP_STORE_RELAXED(c->pub->pushes, c->pub->pushes + got);
     pthread_mutex_unlock(&pool->lock);
@@ -398,13 +400,15 @@ static void cache_flush(mp_pool *pool, mpi_tcache *c, uint64_t n)
  * The slow alloc and free of a thread-safe pool
  * ============================================================================================== */
 
-void *mpi_ts_alloc(mp_pool *pool, const void *site)
+void *mpi_ts_alloc(mp_pool *pool, const void *site, bool reuse_only)
 {
     mpi_tcache *c = cache_get(pool);
     if (c == NULL) {
         pthread_mutex_lock(&pool->lock);
         pool->nseg = 0;
-        void *block = mpi_pool_alloc_locked(pool, site);
+        void *block = reuse_only && *mpi_pool_head(pool) == NULL
+                          ? NULL
+                          : mpi_pool_alloc_locked(pool, site);
         int err = errno;
         pthread_mutex_unlock(&pool->lock);
         errno = err;
@@ -412,11 +416,12 @@ void *mpi_ts_alloc(mp_pool *pool, const void *site)
     }
     struct mp_tcache *pub = c->pub;
     if (pub->free == NULL)
-        cache_refill(pool, c);
+        cache_refill(pool, c, reuse_only);
     pub->stop = pub->pops + c->limit; /* the most the inline path may push from here */
     void *block = pub->free;
     if (block == NULL) {
-        errno = ENOMEM;
+        if (!reuse_only)
+            errno = ENOMEM;
         return NULL;
     }
     pub->free = *(void **)block;

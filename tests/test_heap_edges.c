@@ -30,6 +30,12 @@
  *   7. A thread-safe capacity heap: two threads churn different classes (one also large blocks)
  *      while a third calls mp_heap_trim in a loop; no block is corrupted, every refusal is ENOMEM,
  *      and once they stop the statistics are exact.
+ *   8. Spill to a larger class (mempool.h, mp_heap_alloc): a request above 4 KiB whose class has no
+ *      free block takes the free block of the next class or the one after, carving nothing, and
+ *      mp_heap_free_sized() with the size asked for gives it back to the class it came from; a
+ *      class with a free block of its own uses it; three classes up, or at 4 KiB and below, or from
+ *      mp_heap_aligned_alloc(), the request's own class carves. Plain, thread-safe and checked
+ *      heaps.
  *
  * A regression test for a bug this file found (heap.c once decided "class or large" from a
  * block's usable size) says so where it is defined.
@@ -1107,6 +1113,92 @@ static void test_threads(uint64_t ops)
 }
 
 /* ------------------------------------------------------------------------------------------------
+ * 8. Spill to a larger class
+ * ---------------------------------------------------------------------------------------------- */
+
+/* A block of class index c, allocated and freed, so that class c holds exactly one free block. */
+static void *park_free_block(mp_heap *h, size_t c)
+{
+    void *p = mp_heap_alloc(h, ref_class[c]);
+    mp_heap_free(h, p);
+    return p;
+}
+
+static void test_spill_on(unsigned flags, const char *name)
+{
+    char what[160];
+    const size_t c = ref_index(20 * KiB); /* a class above 4 KiB, with two classes above it */
+    tally t = {0};
+    for (size_t up = 0; up <= 3; up++) {
+        mp_heap *h = mp_heap_create(&(mp_heap_opts){.flags = flags, .name = "spill"});
+        if (!CHECK("spill: a heap", h != NULL))
+            return;
+        /* Class c exists (a block of it stays live) but has no free block. */
+        void *keep = mp_heap_alloc(h, ref_class[c]);
+        void *parked = up == 0 ? NULL : park_free_block(h, c + up);
+        const size_t ask = ref_class[c] - 100;
+        void *p = mp_heap_alloc(h, ask);
+        struct mp_heap_stats s = hstats(h);
+        bool spilled = up >= 1 && up <= 2;
+        size_t home = spilled ? c + up : c;
+        snprintf(what, sizeof what, "spill (%s): class %zu has no free block, class %zu has one",
+                 name, c, c + up);
+        CHECK(what, p != NULL && keep != NULL && (!spilled || p == parked) &&
+                        s.classes[c].blocks_in_use == (spilled ? 1u : 2u) &&
+                        s.classes[c].blocks_peak == (spilled ? 1u : 2u) &&
+                        (!spilled || s.classes[home].blocks_in_use == 1) &&
+                        mp_heap_usable_size(h, p) == ref_class[home]);
+        pat_fill(p, ask, up);
+        CHECK(what, pat_ok(p, ask, up));
+        mp_heap_free_sized(h, p, ask);
+        s = hstats(h);
+        snprintf(what, sizeof what, "spill (%s, %zu up): free_sized gives it back to class %zu",
+                 name, up, home);
+        uint64_t home_live = home == c ? 1 : 0; /* the kept block */
+        CHECK(what, s.classes[c].blocks_in_use == 1 &&
+                        s.classes[home].allocs == s.classes[home].frees + home_live);
+        mp_heap_free(h, keep);
+        CHECK(what, balanced(h, what, &t));
+        /* Now class c has free blocks of its own: a request uses one. */
+        void *q = mp_heap_alloc(h, ask);
+        snprintf(what, sizeof what, "spill (%s): a class with a free block uses it", name);
+        CHECK(what, q != NULL && one_block_in(h, c, what, &t));
+        mp_heap_free_sized(h, q, ask);
+        mp_heap_destroy(h);
+    }
+
+    /* At 4 KiB and below: never. */
+    mp_heap *h = mp_heap_create(&(mp_heap_opts){.flags = flags, .name = "spill"});
+    if (!CHECK("spill: a heap", h != NULL))
+        return;
+    const size_t small = ref_index(4 * KiB);
+    park_free_block(h, small + 1);
+    void *p = mp_heap_alloc(h, 4 * KiB);
+    snprintf(what, sizeof what, "spill (%s): a 4 KiB request never takes a larger class's block",
+             name);
+    CHECK(what, p != NULL && one_block_in(h, small, what, &t));
+    mp_heap_free(h, p);
+
+    /* From aligned_alloc: never (a larger class may be less aligned). */
+    park_free_block(h, c + 1);
+    p = mp_heap_aligned_alloc(h, 4096, ref_class[c]);
+    snprintf(what, sizeof what, "spill (%s): aligned_alloc never takes a larger class's block",
+             name);
+    CHECK(what, p != NULL && aligned_to(p, 4096) && one_block_in(h, c, what, &t));
+    mp_heap_free(h, p);
+    CHECK("spill: all balanced", balanced(h, name, &t));
+    mp_heap_destroy(h);
+    CHECK("spill: no unexpected statistic", t.bad == 0);
+}
+
+static void test_spill(void)
+{
+    test_spill_on(0, "plain");
+    test_spill_on(MP_THREAD_SAFE, "thread-safe");
+    test_spill_on(MP_CHECKED, "checked");
+}
+
+/* ------------------------------------------------------------------------------------------------
  */
 
 int main(int argc, char **argv)
@@ -1133,5 +1225,7 @@ int main(int argc, char **argv)
     test_failing_source();
     printf("7. threads\n");
     test_threads(ops);
+    printf("8. spill to a larger class\n");
+    test_spill();
     return TEST_DONE();
 }

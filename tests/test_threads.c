@@ -192,7 +192,7 @@ static void test_exit_gives_back(size_t n, bool via_exit)
     CHECK(msg, st.blocks_in_use == 0 && st.allocs == n && st.frees == n);
     snprintf(msg, sizeof msg, "%s: every carved block is free", what);
     CHECK(msg, st.blocks_free == st.blocks_peak && st.blocks_peak >= n);
-    check_all_reusable(pool, 64, 64, blocks, n, what);
+    check_all_reusable(pool, 64, 256, blocks, n, what); /* the default batch */
     CHECK("exit gives back: no thread failure", tfail_take() == 0);
     CHECK("exit gives back: mp_pool_check", mp_pool_check(pool));
     mp_pool_destroy(pool);
@@ -246,7 +246,7 @@ static void test_free_only_thread(void)
     CHECK("free-only thread, exited: nothing lost: in_use + free == peak, allocs == frees == N",
           st.blocks_in_use == 0 && st.blocks_free == st.blocks_peak && st.allocs == N &&
               st.frees == N);
-    check_all_reusable(pool, 40, 64, blocks, N, "free-only thread");
+    check_all_reusable(pool, 40, 256, blocks, N, "free-only thread");
     CHECK("free-only thread: no thread failure", tfail_take() == 0);
     CHECK("free-only thread: mp_pool_check", mp_pool_check(pool));
     mp_pool_destroy(pool);
