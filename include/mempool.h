@@ -621,6 +621,24 @@ extern _Thread_local struct mp_tcache *mpi_tcaches;
 #define MP_STORE_RELAXED(lvalue, value) ((lvalue) = (value))
 #endif
 
+/* Adds 1 to a cache counter, which only its thread writes and other threads read with relaxed atomic
+ * loads: what MP_STORE_RELAXED(c, c + 1) means, but as one instruction on x86-64, where an aligned
+ * 8-byte store is single-copy atomic (a relaxed atomic store compiles to a load, an add and a
+ * store). ThreadSanitizer builds keep the atomic store, which it must see. */
+#if defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define MP_TSAN_BUILD 1
+#endif
+#endif
+#if defined(__SANITIZE_THREAD__)
+#define MP_TSAN_BUILD 1
+#endif
+#if (defined(__GNUC__) || defined(__clang__)) && defined(__x86_64__) && !defined(MP_TSAN_BUILD)
+#define MP_COUNT_ONE(lvalue) __asm__("addq $1, %0" : "+m"(lvalue))
+#else
+#define MP_COUNT_ONE(lvalue) MP_STORE_RELAXED(lvalue, (lvalue) + 1)
+#endif
+
 void *mp_pool_alloc_slow(mp_pool *pool);
 void mp_pool_free_slow(mp_pool *pool, void *block);
 
@@ -638,9 +656,9 @@ static MP_ALWAYS_INLINE void *mpi_pool_alloc_cached(mp_pool *pool)
 {
     struct mp_tcache *c = mpi_tcache_of(pool);
     void *block = c->free;
-    if (MP_LIKELY(block != NULL)) {
+    if (block != NULL) {
         c->free = *(void **)block;
-        MP_STORE_RELAXED(c->pops, c->pops + 1);
+        MP_COUNT_ONE(c->pops);
         return block;
     }
     return mp_pool_alloc_slow(pool);
@@ -649,10 +667,10 @@ static MP_ALWAYS_INLINE void *mpi_pool_alloc_cached(mp_pool *pool)
 static MP_ALWAYS_INLINE void mpi_pool_free_cached(mp_pool *pool, void *block)
 {
     struct mp_tcache *c = mpi_tcache_of(pool);
-    if (MP_LIKELY(c->pushes < c->stop)) {
+    if (c->pushes < c->stop) {
         *(void **)block = c->free;
         c->free = block;
-        MP_STORE_RELAXED(c->pushes, c->pushes + 1);
+        MP_COUNT_ONE(c->pushes);
         return;
     }
     mp_pool_free_slow(pool, block);
