@@ -26,6 +26,7 @@
 #ifndef MP_MISUSE_H
 #define MP_MISUSE_H
 
+#include "counting_source.h"
 #include "mempool.h"
 #include "test.h"
 
@@ -493,34 +494,6 @@ static inline void run_isolated(const char *what, void (*fn)(void *), void *arg)
 }
 
 /* ------------------------------------------------------------------------------------------------
- * A counting source: does the pool give back all it took?
- * ---------------------------------------------------------------------------------------------- */
-
-typedef struct counting {
-    uint64_t maps, unmaps;
-    uint64_t bytes_out; /* mapped and not unmapped */
-} counting;
-
-static inline void *counting_map(void *ctx, size_t size, size_t align)
-{
-    counting *c = ctx;
-    void *p = aligned_alloc(align, size);
-    if (p != NULL) {
-        c->maps++;
-        c->bytes_out += size;
-    }
-    return p;
-}
-
-static inline void counting_unmap(void *ctx, void *p, size_t size)
-{
-    counting *c = ctx;
-    c->unmaps++;
-    c->bytes_out -= size;
-    free(p);
-}
-
-/* ------------------------------------------------------------------------------------------------
  * Test pools: a geometry, and what to release after
  * ---------------------------------------------------------------------------------------------- */
 
@@ -538,7 +511,7 @@ enum { GEO_BUFFER_SIZE = 1 << 20 };
 typedef struct tpool {
     mp_pool *pool;
     void *buffer;
-    counting count;
+    counting_source count;
     mp_source source;
 } tpool;
 
@@ -546,7 +519,7 @@ typedef struct tpool {
 static inline bool tpool_make(tpool *t, const geo *g, const char *name, bool counted)
 {
     memset(t, 0, sizeof *t);
-    t->source = (mp_source){counting_map, counting_unmap, &t->count};
+    t->source = counting_source_of(&t->count);
     if (g->buffer)
         t->buffer = malloc(GEO_BUFFER_SIZE);
     t->pool = mp_pool_create(&(mp_pool_opts){.block_size = g->block_size,

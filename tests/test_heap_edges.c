@@ -45,6 +45,7 @@
  */
 #define _POSIX_C_SOURCE 200809L
 
+#include "counting_source.h"
 #include "mempool.h"
 #include "misuse.h"
 #include "test.h"
@@ -175,47 +176,12 @@ static bool one_block_in(const mp_heap *h, size_t cls, const char *what, tally *
 }
 
 /* ------------------------------------------------------------------------------------------------
- * A source that counts, keeps its peak and can be made to fail (posix_memalign: the contract's
- * sizes are multiples of 4096, not of the alignment, which aligned_alloc would want). One thread.
+ * A heap over a counting source (counting_source.h), which can be made to fail
  * ---------------------------------------------------------------------------------------------- */
-
-typedef struct esrc {
-    size_t out;  /* bytes mapped and not unmapped */
-    size_t peak; /* the most `out` ever was */
-    uint64_t calls, maps, unmaps, refused;
-    bool dead; /* every map fails while set */
-    bool bad;  /* the contract was broken: align or size of a map */
-} esrc;
-
-static void *esrc_map(void *ctx, size_t size, size_t align)
-{
-    esrc *s = ctx;
-    s->calls++;
-    if (align < 4096 || (align & (align - 1)) != 0 || size == 0 || size % 4096 != 0)
-        s->bad = true;
-    void *p;
-    if (s->dead || posix_memalign(&p, align, size) != 0) {
-        s->refused++;
-        return NULL;
-    }
-    s->maps++;
-    s->out += size;
-    if (s->out > s->peak)
-        s->peak = s->out;
-    return p;
-}
-
-static void esrc_unmap(void *ctx, void *p, size_t size)
-{
-    esrc *s = ctx;
-    s->unmaps++;
-    s->out -= size;
-    free(p);
-}
 
 typedef struct eheap {
     mp_heap *h;
-    esrc s;
+    counting_source s;
     mp_source src;
 } eheap;
 
@@ -223,7 +189,7 @@ typedef struct eheap {
 static bool eheap_make(eheap *e, unsigned flags, size_t capacity, const char *name)
 {
     memset(e, 0, sizeof *e);
-    e->src = (mp_source){esrc_map, esrc_unmap, &e->s};
+    e->src = counting_source_of(&e->s);
     e->h = mp_heap_create(
         &(mp_heap_opts){.flags = flags, .capacity = capacity, .name = name, .source = &e->src});
     return e->h != NULL;
@@ -234,7 +200,7 @@ static bool eheap_done(eheap *e)
 {
     mp_heap_destroy(e->h);
     e->h = NULL;
-    return e->s.out == 0 && e->s.maps == e->s.unmaps && !e->s.bad;
+    return counting_all_back(&e->s);
 }
 
 /* ------------------------------------------------------------------------------------------------
@@ -527,9 +493,9 @@ typedef struct capstate {
 static void cap_look(capstate *c, const char *when)
 {
     struct mp_heap_stats s = hstats(c->e.h);
-    tally_expect(&c->t, s.bytes_reserved <= c->cap && s.bytes_reserved == c->e.s.out,
+    tally_expect(&c->t, s.bytes_reserved <= c->cap && s.bytes_reserved == c->e.s.bytes_out,
          "%s: bytes_reserved %" PRIu64 ", capacity %zu, source has %zu out", when, s.bytes_reserved,
-         c->cap, c->e.s.out);
+         c->cap, c->e.s.bytes_out);
 }
 
 /* Allocates blocks of `size` until refused (at most MAXBLOCKS); the count. Touches each block. */
@@ -672,12 +638,12 @@ static void test_capacity(void)
 static size_t trim_exact(eheap *e, const char *when, tally *t)
 {
     uint64_t before = hstats(e->h).bytes_reserved;
-    size_t out = e->s.out;
+    size_t out = e->s.bytes_out;
     size_t got = mp_heap_trim(e->h);
     uint64_t after = hstats(e->h).bytes_reserved;
-    tally_expect(t, before - after == got && out - e->s.out == got && after == e->s.out,
+    tally_expect(t, before - after == got && out - e->s.bytes_out == got && after == e->s.bytes_out,
          "%s: trim returned %zu; bytes_reserved %" PRIu64 " -> %" PRIu64 ", source %zu -> %zu",
-         when, got, before, after, out, e->s.out);
+         when, got, before, after, out, e->s.bytes_out);
     return got;
 }
 
@@ -844,7 +810,7 @@ static void test_leak(void)
         log_show();
     mp_set_error_handler(NULL, NULL);
     CHECK("leak: the leaked blocks' memory still goes back",
-          e.s.out == 0 && e.s.maps == e.s.unmaps);
+          e.s.bytes_out == 0 && e.s.maps == e.s.unmaps);
 
     expect_death("leak: without a handler, destroy aborts with one line \"2 blocks leaked\" naming "
                  "the heap and the oldest block",

@@ -239,36 +239,6 @@ static bool treap_range_free(uintptr_t key, uintptr_t end)
  * The model of one heap
  * ---------------------------------------------------------------------------------------------- */
 
-/* A counting source for the capacity heaps: every byte it hands out and takes back, and whether
- * the heap kept the source contract (align a power of two >= 4096, size a multiple of 4096).
- * posix_memalign: size need not be a multiple of align, as C11's aligned_alloc would demand. */
-typedef struct mem_source {
-    size_t maps, unmaps, out, peak, violations;
-} mem_source;
-
-static void *mem_map(void *ctx, size_t size, size_t align)
-{
-    mem_source *s = ctx;
-    void *p = NULL;
-    if (size % 4096 != 0 || align < 4096 || (align & (align - 1)) != 0)
-        s->violations++;
-    if (posix_memalign(&p, align, size) != 0)
-        return NULL;
-    s->maps++;
-    s->out += size;
-    if (s->out > s->peak)
-        s->peak = s->out;
-    return p;
-}
-
-static void mem_unmap(void *ctx, void *p, size_t size)
-{
-    mem_source *s = ctx;
-    s->unmaps++;
-    s->out -= size;
-    free(p);
-}
-
 typedef struct live {
     unsigned char *p;
     size_t size, usable, align;
@@ -284,7 +254,7 @@ typedef struct model {
     bool bounded;                 /* a buffer or a capacity: an allocation may be refused */
     unsigned char *raw, *lo, *hi; /* a buffer heap's buffer (and its guards) */
     size_t capacity;
-    mem_source cs;
+    counting_source cs;
     mp_source source;
     live *b;
     size_t n, max_live, target;
@@ -634,7 +604,7 @@ static bool model_create(model *m, int kind)
     }
     if (kinds[k].capacity) {
         m->capacity = pick_room();
-        m->source = (mp_source){mem_map, mem_unmap, &m->cs};
+        m->source = counting_source_of(&m->cs);
         o.source = &m->source;
         o.capacity = m->capacity;
         m->bounded = true;
@@ -662,7 +632,7 @@ static void model_destroy(model *m)
     CHECK("model: nothing written outside the buffer", guards_ok(m));
     if (m->capacity != 0)
         CHECK("model: destroy gives every byte back to the source",
-              m->cs.out == 0 && m->cs.maps == m->cs.unmaps);
+              m->cs.bytes_out == 0 && m->cs.maps == m->cs.unmaps);
     free(m->raw);
     free(m->b);
 }

@@ -830,7 +830,7 @@ static void test_thread_cache_sizes(void)
      */
     static counting_source capped;
     memset(&capped, 0, sizeof capped);
-    capped.cap = 64LL << 20;
+    capped.cap = (size_t)64 << 20;
     mp_source capped_src = counting_source_of(&capped);
     pool = mp_pool_create(&(mp_pool_opts){.block_size = 24, .flags = MP_THREAD_SAFE,
                                           .name = "cachemax", .source = &capped_src,

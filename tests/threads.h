@@ -1,7 +1,7 @@
 /*
  * threads.h: what the multi-thread tests share (test_threads*.c, and other tests that include
- * it): a seeded generator, stamped block contents, failure reporting from worker threads, a
- * counting chunk source, thread helpers and the MP_TEST_SCALE factor.
+ * it): a seeded generator, stamped block contents, failure reporting from worker threads, the
+ * counting chunk source (counting_source.h), thread helpers and the MP_TEST_SCALE factor.
  *
  * Stamped blocks: every block a test holds carries, in its first 8 bytes, a stamp unique to the
  * allocation, and after it a pattern derived from the block's address and the stamp. A holder
@@ -17,6 +17,7 @@
 #ifndef MP_TEST_THREADS_H
 #define MP_TEST_THREADS_H
 
+#include "counting_source.h"
 #include "mempool.h"
 #include "test.h"
 
@@ -182,51 +183,6 @@ static inline bool block_is_zero(const void *block, size_t size)
         if (p[i] != 0)
             return false;
     return true;
-}
-
-/* ------------------------------------------------------------------------------------------------
- * A counting source: memory from posix_memalign(), counted, so that a test can see
- * that a pool gave back every byte it took (destroy after threads cached blocks, thread exit).
- * Any thread may call it; the counters are atomic.
- * ---------------------------------------------------------------------------------------------- */
-
-typedef struct counting_source {
-    atomic_ullong maps, unmaps, refused;
-    atomic_llong bytes_out; /* mapped and not yet unmapped */
-    long long cap;          /* bytes_out may not pass this (0: no cap); maps that would are refused */
-} counting_source;
-
-/* posix_memalign(), not aligned_alloc(): the source contract makes size a multiple of 4096 but
- * not of align (a heap maps a large block of a few pages aligned to its 2 MiB chunk size), and
- * aligned_alloc() with such a size is undefined before C17 and refused by ASan. */
-static inline void *counting_map(void *ctx, size_t size, size_t align)
-{
-    counting_source *cs = ctx;
-    if (cs->cap > 0 && atomic_load(&cs->bytes_out) + (long long)size > cs->cap) {
-        atomic_fetch_add(&cs->refused, 1);
-        return NULL;
-    }
-    void *p;
-    if (posix_memalign(&p, align, size) != 0)
-        return NULL;
-    atomic_fetch_add(&cs->maps, 1);
-    atomic_fetch_add(&cs->bytes_out, (long long)size);
-    return p;
-}
-
-static inline void counting_unmap(void *ctx, void *p, size_t size)
-{
-    counting_source *cs = ctx;
-    free(p);
-    atomic_fetch_add(&cs->unmaps, 1);
-    atomic_fetch_sub(&cs->bytes_out, (long long)size);
-}
-
-/* A source over `cs` (which must outlive the pools using it). */
-static inline mp_source counting_source_of(counting_source *cs)
-{
-    mp_source s = {counting_map, counting_unmap, cs};
-    return s;
 }
 
 /* ------------------------------------------------------------------------------------------------
