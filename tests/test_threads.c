@@ -24,7 +24,10 @@
  *     threads that exit after their pool was destroyed; threads that create, use and destroy their
  *     own pools concurrently while sharing a long-lived one; 50 pools used by 8 threads (each pool
  *     by 4), 10 of them destroyed while the threads live, the threads exiting with 20 caches each;
- *     600 pools used by one thread (its cache table grows), twice.
+ *     600 pools used by one thread (its table's entries span pages), twice; 32768 pools at once,
+ *     the last of which finds every cache id taken and keeps no caches (a block it frees goes
+ *     straight back, where another thread gets it), yet works with exact statistics, and ids
+ *     freed by destroys serve a new pool with caches again.
  *  4. Statistics and mp_pool_check() read while threads allocate without ever freeing: every
  *     snapshot has frees == 0 and blocks_in_use == allocs, and check is true.
  *  5. Options: thread_cache 1, 2^20 and SIZE_MAX; thread_cache on a pool that is not thread-safe;
@@ -585,7 +588,7 @@ static void test_many_pools(void)
     CHECK("many pools: all memory back", source_all_back());
 }
 
-/* One thread uses 600 pools: its cache table grows past a page of slots. */
+/* One thread uses 600 pools: its cache table's entries span several pages. */
 enum { WIDE = 600 };
 
 typedef struct wide {
@@ -623,6 +626,73 @@ static void test_wide_table(void)
         CHECK("wide table: no thread failure", tfail_take() == 0);
     }
     CHECK("wide table: all memory back", source_all_back());
+}
+
+/*
+ * Every cache id taken (mempool.h: a pool made while 32767 other thread-safe pools with caches exist
+ * keeps none). Whether a pool keeps caches shows in where a freed block goes: into this thread's
+ * cache, where another thread cannot get it, or straight back to the pool, where it can. A pool
+ * with no caches still works and its statistics stay exact; the ids of destroyed pools serve new
+ * pools, with caches, again.
+ */
+enum { ALL_IDS = 32768 };
+
+typedef struct handoff {
+    mp_pool *pool;
+    void *got;
+} handoff;
+
+static void *take_one(void *arg)
+{
+    handoff *h = arg;
+    h->got = mp_pool_alloc(h->pool);
+    return NULL;
+}
+
+static bool keeps_caches(mp_pool *pool)
+{
+    void *mine = mp_pool_alloc(pool);
+    mp_pool_free(pool, mine);
+    handoff h = {pool, NULL};
+    thread_run(take_one, &h);
+    mp_pool_free(pool, h.got);
+    return h.got != NULL && h.got != mine;
+}
+
+static void test_all_ids_taken(void)
+{
+    mp_pool **pools = calloc(ALL_IDS, sizeof *pools);
+    size_t made = 0;
+    while (pools != NULL && made < ALL_IDS && (pools[made] = ts_pool("ids", 16, 0, 0)) != NULL)
+        made++;
+    /* Under ASan or Valgrind every pool is checked, and checked pools keep no caches at all. */
+    const bool cached = !TEST_ASAN && !TEST_ON_VALGRIND();
+    if (CHECK("all ids taken: 32768 thread-safe pools", made == ALL_IDS)) {
+        mp_pool *last = pools[ALL_IDS - 1];
+        CHECK("all ids taken: the first pool keeps caches", keeps_caches(pools[0]) == cached);
+        CHECK("all ids taken: the last pool keeps none", !keeps_caches(last));
+        void *b[100];
+        bool taken = take_n(last, 16, b, 100, 7);
+        mp_stats st = stats_of(last);
+        CHECK("all ids taken: the last pool works, its stats exact",
+              taken && st.blocks_in_use == 100 && st.allocs == 102 && st.frees == 2 &&
+                  mp_pool_check(last));
+        if (taken)
+            give_n(last, 16, b, 100);
+        for (size_t j = 1; j < ALL_IDS; j++)
+            mp_pool_destroy(pools[j]);
+        mp_pool *fresh = ts_pool("ids again", 16, 0, 0);
+        CHECK("all ids taken: after destroys, a new pool keeps caches again",
+              fresh != NULL && keeps_caches(fresh) == cached);
+        mp_pool_destroy(fresh);
+        mp_pool_destroy(pools[0]);
+    } else {
+        for (size_t j = 0; j < made; j++)
+            mp_pool_destroy(pools[j]);
+    }
+    free(pools);
+    CHECK("all ids taken: no thread failure", tfail_take() == 0);
+    CHECK("all ids taken: all memory back", source_all_back());
 }
 
 /* ------------------------------------------------------------------------------------------------
@@ -1119,6 +1189,7 @@ int main(int argc, char **argv)
     test_pool_churn();
     test_many_pools();
     test_wide_table();
+    test_all_ids_taken();
     printf("4. statistics while threads allocate\n");
     test_stats_while_allocating(2);
     test_stats_while_allocating(64);
