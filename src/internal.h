@@ -317,8 +317,6 @@ static inline void mpi_slot_set_free(const mpi_slot *s, bool is_free)
 /* Takes back one failed allocation the pool counted: a heap that refused, reclaimed memory and then
  * succeeded (or failed again, counted again) reports one outcome per request. */
 MPI_HIDDEN void mpi_pool_forgive_failure(mp_pool *pool);
-/* p is a carved slot of the pool whose free bit is set. */
-MPI_HIDDEN bool mpi_pool_slot_is_free(const mp_pool *pool, const void *p);
 /* The next block on the free list after `block`, decoded. */
 MPI_HIDDEN void *mpi_pool_link_get(const mp_pool *pool, void *block);
 

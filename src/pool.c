@@ -173,12 +173,6 @@ void *mpi_pool_slot(const mp_pool *pool, const mpi_run *run, uint64_t k)
            (k % run->per_chunk) * pool->stride;
 }
 
-bool mpi_pool_slot_is_free(const mp_pool *pool, const void *p)
-{
-    mpi_slot s;
-    return mpi_pool_find_slot(pool, p, &s) && s.k < s.run->carved && mpi_slot_is_free(&s);
-}
-
 /* ------------------------------------------------------------------------------------------------
  * Free-list links. A plain pool stores the next block's address as it is (the inline fast path
  * reads it); a checked or secure pool stores it encoded with its secret and the link's own address
