@@ -87,7 +87,7 @@ typedef struct mpi_run {
 /* Bits of mp_pool.state. */
 enum {
     MPI_IN_BUFFER = 1u << 0,   /* the pool lives in the caller's buffer: no source, no masking */
-    MPI_LEAN_SECURE = 1u << 1, /* checks == MPI_CHECK_STATE only, not zeroing nor thread-safe */
+    MPI_LEAN = 1u << 1,        /* checks == 0 or MPI_CHECK_STATE only, not thread-safe (pool.c) */
 };
 
 /* Bits of mp_pool.checks: what the slow paths verify or tell a tool. Any bit makes a slow pool. */

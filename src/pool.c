@@ -437,8 +437,8 @@ static mp_pool *pool_create(const mp_pool_opts *opts, size_t chunk_size)
         return NULL;
     }
     proto.flags = opts->flags;
-    if (proto.checks == MPI_CHECK_STATE && (opts->flags & (MP_ZERO | MP_THREAD_SAFE)) == 0)
-        proto.state |= MPI_LEAN_SECURE; /* a secure pool and nothing else: secure_alloc/free */
+    if ((proto.checks == 0 || proto.checks == MPI_CHECK_STATE) && (opts->flags & MP_THREAD_SAFE) == 0)
+        proto.state |= MPI_LEAN; /* secure or zeroing and nothing else (or plain): lean_alloc/free */
     if ((opts->flags & (MP_ZERO | MP_THREAD_SAFE)) != 0 || proto.checks != 0)
         proto.fast.free = (void *)MP_FAST_SLOW; /* a slow pool (see mempool.h) */
     proto.source = opts->source != NULL ? *opts->source : mpi_os_source;
@@ -655,36 +655,39 @@ void mpi_pool_free_locked(mp_pool *pool, void *block)
 }
 
 /*
- * A secure pool with nothing else to do (no fill, no tool, not zeroing, not thread-safe; state bit
- * MPI_LEAN_SECURE) runs the same list operations and checks as the general path, compiled for its
- * constant `checks`: one slot lookup a side (two on alloc while the list holds more blocks, to
- * check the next link), and no call but to report.
+ * The lean slow path: a pool that is secure or zeroing (or both) and nothing else (no fill, no tool,
+ * not thread-safe; state bit MPI_LEAN) runs the same list operations and checks as the general
+ * path, compiled for a constant `checks` (0, or MPI_CHECK_STATE for a secure pool): one slot lookup
+ * a side in a secure pool (two on alloc while the list holds more blocks, to check the next link),
+ * and no call but to report or to zero.
  */
-#define LEAN_CHECKS MPI_CHECK_STATE
-
-static void *secure_alloc(mp_pool *pool)
+static MP_ALWAYS_INLINE void *lean_alloc(mp_pool *pool, unsigned checks)
 {
-    void *block = list_pop_as(pool, LEAN_CHECKS);
+    void *block = list_pop_as(pool, checks);
     if (MP_UNLIKELY(block == NULL))
         return mpi_pool_alloc_locked(pool, NULL); /* carve: the general path */
     pool->fast.allocs++;
+    if ((pool->flags & MP_ZERO) != 0)
+        memset(block, 0, pool->block_size);
     return block;
 }
 
-/* Like mpi_check_free() then list_push(), for a pool with free bits only. */
-static void secure_free(mp_pool *pool, void *block)
+/* With free bits, like mpi_check_free() then list_push(); else list_push(). */
+static MP_ALWAYS_INLINE void lean_free(mp_pool *pool, void *block, unsigned checks)
 {
     mpi_slot s;
-    if (MP_UNLIKELY(!pool_find_slot(pool, block, &s) || s.k >= s.run->carved)) {
-        mpi_report(MP_ERR_INVALID_FREE, pool, block, NULL, 1, NULL);
-        return;
+    if ((checks & MPI_CHECK_STATE) != 0) {
+        if (MP_UNLIKELY(!pool_find_slot(pool, block, &s) || s.k >= s.run->carved)) {
+            mpi_report(MP_ERR_INVALID_FREE, pool, block, NULL, 1, NULL);
+            return;
+        }
+        if (MP_UNLIKELY(mpi_slot_is_free(&s))) {
+            mpi_report(MP_ERR_DOUBLE_FREE, pool, block, NULL, 1, NULL);
+            return;
+        }
+        mpi_slot_set_free(&s, true);
     }
-    if (MP_UNLIKELY(mpi_slot_is_free(&s))) {
-        mpi_report(MP_ERR_DOUBLE_FREE, pool, block, NULL, 1, NULL);
-        return;
-    }
-    mpi_slot_set_free(&s, true);
-    list_push_as(pool, block, LEAN_CHECKS);
+    list_push_as(pool, block, checks);
 }
 
 /* Reached from the inline path (mempool.h), so the return address is the allocation site. */
@@ -694,8 +697,8 @@ void *mp_pool_alloc_slow(mp_pool *pool)
         errno = EINVAL;
         return NULL;
     }
-    if ((pool->state & MPI_LEAN_SECURE) != 0)
-        return secure_alloc(pool);
+    if ((pool->state & MPI_LEAN) != 0)
+        return pool->checks != 0 ? lean_alloc(pool, MPI_CHECK_STATE) : lean_alloc(pool, 0);
     if ((pool->flags & MP_THREAD_SAFE) != 0)
         return mpi_ts_alloc(pool, MPI_RETURN_ADDRESS(), false);
     return mpi_pool_alloc_locked(pool, MPI_RETURN_ADDRESS());
@@ -715,8 +718,10 @@ void mp_pool_free_slow(mp_pool *pool, void *block)
 {
     if (block == NULL || pool == NULL)
         return;
-    if ((pool->state & MPI_LEAN_SECURE) != 0)
-        secure_free(pool, block);
+    if ((pool->state & MPI_LEAN) != 0 && pool->checks != 0)
+        lean_free(pool, block, MPI_CHECK_STATE);
+    else if ((pool->state & MPI_LEAN) != 0)
+        lean_free(pool, block, 0);
     else if ((pool->flags & MP_THREAD_SAFE) != 0)
         mpi_ts_free(pool, block);
     else
