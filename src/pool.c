@@ -88,8 +88,9 @@ static uint64_t stride_div(const mp_pool *pool, uint64_t x, uint64_t *rem)
     return q;
 }
 
-/* Fills in the free bit of slot `in_chunk` of chunk `chunk` of s->run (MPI_CHECK_STATE pools). */
-static void slot_locate_bit(const mp_pool *pool, mpi_slot *s, uint64_t chunk, uint64_t in_chunk)
+/* Fills in the free bit of slot `in_chunk` of the chunk at `chunk` (MPI_CHECK_STATE pools). */
+static MP_ALWAYS_INLINE void slot_locate_bit(const mp_pool *pool, mpi_slot *s, uintptr_t chunk,
+                                             uint64_t in_chunk)
 {
     if ((pool->checks & MPI_CHECK_STATE) == 0) {
         s->byte = NULL;
@@ -98,9 +99,15 @@ static void slot_locate_bit(const mp_pool *pool, mpi_slot *s, uint64_t chunk, ui
     }
     unsigned char *bits = (pool->state & MPI_IN_BUFFER) != 0
                               ? pool->buffer_bitmap
-                              : (unsigned char *)s->run->base + chunk * s->run->span + MP_CHUNK_HEADER;
+                              : (unsigned char *)chunk + MP_CHUNK_HEADER;
     s->byte = bits + in_chunk / 8;
     s->bit = (unsigned char)(1u << (in_chunk % 8));
+}
+
+/* The address of chunk i of a run. */
+static uintptr_t run_chunk(const mpi_run *run, uint64_t i)
+{
+    return (uintptr_t)run->base + (uintptr_t)i * run->span;
 }
 
 /*
@@ -126,7 +133,7 @@ static bool run_block_index(const mp_pool *pool, const mpi_run *run, const void 
         return false;
     s->run = run;
     s->k = (uint64_t)chunk * run->per_chunk + slot;
-    slot_locate_bit(pool, s, chunk, slot);
+    slot_locate_bit(pool, s, run_chunk(run, chunk), slot);
     return true;
 }
 
@@ -155,15 +162,14 @@ static MP_ALWAYS_INLINE bool pool_own_slot_bit(const mp_pool *pool, const void *
     uintptr_t chunk = (uintptr_t)block & ~(uintptr_t)(pool->chunk_size - 1);
     uint64_t rem, slot = stride_div(pool, (uintptr_t)block - chunk - pool->first_off, &rem);
     mp_assert(rem == 0 && slot < pool->per_chunk);
-    s->byte = (unsigned char *)chunk + MP_CHUNK_HEADER + slot / 8;
-    s->bit = (unsigned char)(1u << (slot % 8));
+    slot_locate_bit(pool, s, chunk, slot);
     return true;
 }
 
 mpi_slot mpi_pool_slot_of(const mp_pool *pool, const mpi_run *run, uint64_t k)
 {
     mpi_slot s = {run, k, NULL, 0};
-    slot_locate_bit(pool, &s, k / run->per_chunk, k % run->per_chunk);
+    slot_locate_bit(pool, &s, run_chunk(run, k / run->per_chunk), k % run->per_chunk);
     return s;
 }
 
