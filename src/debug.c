@@ -169,14 +169,8 @@ void mpi_check_alloc(mp_pool *pool, void *block, bool fresh, const void *site)
 bool mpi_check_free(mp_pool *pool, void *block)
 {
     mpi_slot s;
-    if (!mpi_pool_find_slot(pool, block, &s) || s.k >= s.run->carved) {
-        mpi_report(MP_ERR_INVALID_FREE, pool, block, NULL, 1, NULL);
+    if (!mpi_pool_free_is_valid(pool, block, &s))
         return false;
-    }
-    if (mpi_slot_is_free(&s)) {
-        mpi_report(MP_ERR_DOUBLE_FREE, pool, block, NULL, 1, NULL);
-        return false;
-    }
     if ((pool->checks & MPI_CHECK_FILL) != 0) {
         mpi_tool_open(pool, block, pool->stride);
         if (!mpi_canary_is_intact(pool, block))

@@ -302,6 +302,10 @@ typedef struct mpi_slot {
 /* Describes the block slot at p in *s; false when p is no slot of the pool. Pure arithmetic on the
  * address, no division, never a dereference of p. O(runs). */
 MPI_HIDDEN bool mpi_pool_find_slot(const mp_pool *pool, const void *p, mpi_slot *s);
+/* A free's first checks in a pool with free bits: the block is a carved slot (else an invalid free)
+ * whose bit is clear (else a double free); reported, and false, when the free must not be done.
+ * *s is the block's slot. */
+MPI_HIDDEN bool mpi_pool_free_is_valid(mp_pool *pool, void *block, mpi_slot *s);
 /* Slot k of run (for walks over every slot: divides). */
 MPI_HIDDEN mpi_slot mpi_pool_slot_of(const mp_pool *pool, const mpi_run *run, uint64_t k);
 /* The address of slot k of run. */

@@ -152,6 +152,27 @@ bool mpi_pool_find_slot(const mp_pool *pool, const void *p, mpi_slot *s)
     return pool_find_slot(pool, p, s);
 }
 
+/* The first two checks of a free in a pool with free bits: the block is a carved slot of the pool
+ * (else an invalid free) whose bit is clear (else a double free). Reports and returns false when
+ * the free must not be done; *s is the block's slot. */
+static MP_ALWAYS_INLINE bool slot_free_is_valid(mp_pool *pool, void *block, mpi_slot *s)
+{
+    if (MP_UNLIKELY(!pool_find_slot(pool, block, s) || s->k >= s->run->carved)) {
+        mpi_report(MP_ERR_INVALID_FREE, pool, block, NULL, 1, NULL);
+        return false;
+    }
+    if (MP_UNLIKELY(mpi_slot_is_free(s))) {
+        mpi_report(MP_ERR_DOUBLE_FREE, pool, block, NULL, 1, NULL);
+        return false;
+    }
+    return true;
+}
+
+bool mpi_pool_free_is_valid(mp_pool *pool, void *block, mpi_slot *s)
+{
+    return slot_free_is_valid(pool, block, s);
+}
+
 /* The free bit of a block known to be a slot of the pool (one that was checked on its way onto the
  * free list): by masking to its chunk, with no run walk, in a pool from a source; s->run and s->k
  * are left unset there. False only if the block was no slot after all (a bug of ours). */
@@ -191,8 +212,8 @@ static uintptr_t link_mask(const mp_pool *pool, const void *at)
     return pool->key ^ ((uintptr_t)at * (uintptr_t)0x9E3779B97F4A7C15u);
 }
 
-/* The *_as functions take the pool's checks as an argument, so that the secure pool's path below,
- * which passes a constant, is compiled without the tests it never needs. */
+/* The *_as functions take the pool's checks as an argument, so that the lean path below, which
+ * passes a constant, is compiled without the tests it never needs. */
 static MP_ALWAYS_INLINE void *link_get_as(const mp_pool *pool, void *block, unsigned checks)
 {
     uintptr_t v;
@@ -683,14 +704,8 @@ static MP_ALWAYS_INLINE void lean_free(mp_pool *pool, void *block, unsigned chec
 {
     mpi_slot s;
     if ((checks & MPI_CHECK_STATE) != 0) {
-        if (MP_UNLIKELY(!pool_find_slot(pool, block, &s) || s.k >= s.run->carved)) {
-            mpi_report(MP_ERR_INVALID_FREE, pool, block, NULL, 1, NULL);
-            return;
-        }
-        if (MP_UNLIKELY(mpi_slot_is_free(&s))) {
-            mpi_report(MP_ERR_DOUBLE_FREE, pool, block, NULL, 1, NULL);
-            return;
-        }
+        if (!slot_free_is_valid(pool, block, &s))
+            return; /* reported; the free is not done */
         mpi_slot_set_free(&s, true);
     }
     list_push_as(pool, block, checks);
