@@ -167,15 +167,6 @@ static inline bool pattern_ok(const void *p, size_t n, uint64_t seed)
     return true;
 }
 
-static inline bool all_zero(const void *p, size_t n)
-{
-    const unsigned char *b = p;
-    for (size_t i = 0; i < n; i++)
-        if (b[i] != 0)
-            return false;
-    return true;
-}
-
 static inline int ptr_cmp(const void *a, const void *b)
 {
     uintptr_t x = (uintptr_t) * (void *const *)a, y = (uintptr_t) * (void *const *)b;

@@ -122,6 +122,16 @@ tally_expect(tally *t, bool ok, const char *fmt, ...)
     return false;
 }
 
+/* The n bytes at p are all zero. */
+static inline bool all_zero(const void *p, size_t n)
+{
+    const unsigned char *b = p;
+    for (size_t i = 0; i < n; i++)
+        if (b[i] != 0)
+            return false;
+    return true;
+}
+
 /* The failures so far, for tests that stop at the first one (the model test). */
 #define TEST_FAILURES() harness_failed
 

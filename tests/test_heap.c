@@ -119,14 +119,6 @@ static bool filled(const unsigned char *p, size_t n, size_t filled_size, uint64_
     return true;
 }
 
-static bool all_zero(const unsigned char *p, size_t n)
-{
-    for (size_t i = 0; i < n; i++)
-        if (p[i] != 0)
-            return false;
-    return true;
-}
-
 /* Writes a byte a tool may be guarding (a canary, a freed block). */
 static void stray_write(unsigned char *p, unsigned char value)
 {

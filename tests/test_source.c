@@ -186,15 +186,6 @@ static bool filled(const void *p, size_t n, unsigned seed)
     return true;
 }
 
-static bool all_zero(const void *p, size_t n)
-{
-    const unsigned char *b = p;
-    for (size_t i = 0; i < n; i++)
-        if (b[i] != 0)
-            return false;
-    return true;
-}
-
 /* ------------------------------------------------------------------------------------------------
  * Accounting with a working source
  * ---------------------------------------------------------------------------------------------- */
