@@ -63,11 +63,11 @@
 #define MP_ASAN 0
 #endif
 
-/* How many leaked blocks a checked pool names (with their allocation sites) in its leak message. */
-/* The heap's spill to a larger class (heap.c, class_reuse): a request whose class is above
- * MP_HEAP_SPILL_MIN bytes and has no free block takes one from the next MP_HEAP_SPILL_CLASSES
- * classes before carving. 0 classes: never. Cost: a few more lock trips when a class runs dry, up to
- * (9/8)^classes of waste in a spilled block; gain: far less memory for large, sparse classes. */
+/* The heap's spill to a larger class (heap.c, class_reuse): a request whose class is above that of
+ * MP_HEAP_SPILL_MIN bytes (a class size) and has no free block takes one from the next
+ * MP_HEAP_SPILL_CLASSES classes before carving. 0 classes: never. Cost: a few more lock trips when
+ * a class runs dry, up to (9/8)^classes of waste in a spilled block; gain: far less memory for
+ * large, sparse classes. */
 #ifndef MP_HEAP_SPILL_MIN
 #define MP_HEAP_SPILL_MIN 4096
 #endif
@@ -75,6 +75,7 @@
 #define MP_HEAP_SPILL_CLASSES 2
 #endif
 
+/* How many leaked blocks a checked pool names (with their allocation sites) in its leak message. */
 #ifndef MP_LEAKS_LISTED
 #define MP_LEAKS_LISTED 4
 #endif

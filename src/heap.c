@@ -3,13 +3,13 @@
  * is first used, and large blocks mapped from the source one by one.
  *
  * Every class pool takes its chunks at exactly HEAP_CHUNK bytes, aligned to HEAP_CHUNK, so a
- * block's chunk header, and through it the block's pool, is the block's address masked by
- * ~(HEAP_CHUNK - 1): free needs no size. A large block's mapping is HEAP_CHUNK-aligned too and
- * starts with a struct mpi_large whose first word (where a chunk header has its pool) is NULL; the
- * block starts less than HEAP_CHUNK bytes after it, so the same mask finds it.
+ * block's chunk, and through the chunk's owner word (internal.h) the block's pool, is the block's
+ * address masked by ~(HEAP_CHUNK - 1): free needs no size. A large block's mapping is
+ * HEAP_CHUNK-aligned too and starts with a struct mpi_large; its owner word is NULL and the block
+ * starts less than HEAP_CHUNK bytes after it, so the same mask finds it.
  *
- *   class chunk:  [mpi_chunk {pool, run}][bitmap][blocks of the class ...]
- *   large block:  [mpi_large {NULL, ...}][pad][the user's block ...........]
+ *   class chunk:  [mpi_chunk {pool, run}][owner lines: one holds the pool][bitmap][blocks ...]
+ *   large block:  [mpi_large][owner lines: one holds NULL][pad][the user's block ...........]
  *
  * Every byte the heap takes goes through heap_map()/heap_unmap() (the heap's own mp_source over the
  * caller's source or buffer), which keeps bytes_reserved and enforces the capacity. Freed large
@@ -28,12 +28,14 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define HEAP_CHUNK ((size_t)2 * 1024 * 1024)
+#define HEAP_SHIFT 21u
+#define HEAP_CHUNK ((size_t)1 << HEAP_SHIFT)
 /* A large block must start within HEAP_CHUNK of its header. */
 #define HEAP_MAX_ALIGN (HEAP_CHUNK / 2)
 /* A class's blocks are aligned to its size's lowest bit, capped here. */
 #define CLASS_MAX_ALIGN ((size_t)4096)
-#define LARGE_HEADER ((size_t)64)
+/* A large block starts after its header and the owner lines (internal.h), which hold NULL. */
+#define LARGE_HEADER (MP_CHUNK_HEADER + MPI_OWNER_ROOM)
 #define LARGE_CACHE_MAX 8
 #define LARGE_CACHE_BYTES ((size_t)64 * 1024 * 1024)
 
@@ -42,14 +44,14 @@ static_assert(MP_HEAP_MAX_CLASS <= HEAP_CHUNK / 8,
 
 /* A large block's header at the start of its mapping. */
 typedef struct mpi_large {
-    mp_pool *zero; /* NULL: where a class chunk has its pool (see the file comment) */
     struct mpi_large *next;
     struct mpi_large *prev;
     size_t map_size; /* bytes mapped */
     size_t usable;   /* bytes from the block's start to the mapping's end */
     void *block;     /* where the user's block starts */
 } mpi_large;
-static_assert(sizeof(mpi_large) <= LARGE_HEADER, "the large header fits its room");
+static_assert(sizeof(mpi_large) <= MP_CHUNK_HEADER && LARGE_HEADER % 64 == 0,
+              "the large header fits before the owner lines");
 
 struct mp_heap {
     _Atomic(mp_pool *) pools[MP_HEAP_CLASSES];
@@ -351,9 +353,21 @@ static void *class_reuse(mp_heap *heap, unsigned c)
     return NULL;
 }
 
+/* Whether requests of class c spill: those of classes above MP_HEAP_SPILL_MIN's. So a request of at
+ * most MP_HEAP_SPILL_MIN bytes never spills (mp_heap_alloc's fast path counts on it). */
 static bool class_spills(unsigned c)
 {
-    return class_size(c) > MP_HEAP_SPILL_MIN;
+    return c > class_of(MP_HEAP_SPILL_MIN);
+}
+
+/* The pool's alloc failed (and counted it): try once more if reclaiming freed memory, counting only
+ * the second try's outcome. */
+static MP_NOINLINE void *class_retry(mp_heap *heap, mp_pool *pool)
+{
+    if (!heap_reclaim(heap))
+        return NULL;
+    mpi_pool_forgive_failure(pool);
+    return mp_pool_alloc(pool);
 }
 
 /* A block of class c, with the reclaiming retry; a failure is counted once, by the pool that
@@ -361,17 +375,14 @@ static bool class_spills(unsigned c)
 static void *class_alloc(mp_heap *heap, unsigned c)
 {
     mp_pool *pool = heap_pool(heap, c);
-    void *p = pool != NULL ? mp_pool_alloc(pool) : NULL;
-    if (p == NULL && heap_reclaim(heap)) {
-        if (pool != NULL)
-            mpi_pool_forgive_failure(pool); /* only the second try's outcome counts */
-        else
-            pool = heap_pool(heap, c);
-        p = pool != NULL ? mp_pool_alloc(pool) : NULL;
-    }
-    if (pool == NULL)
+    if (pool == NULL && heap_reclaim(heap))
+        pool = heap_pool(heap, c);
+    if (pool == NULL) {
         count_failed(heap);
-    return p;
+        return NULL;
+    }
+    void *p = mp_pool_alloc(pool);
+    return p != NULL ? p : class_retry(heap, pool);
 }
 
 static void *large_alloc(mp_heap *heap, size_t size, size_t align)
@@ -379,7 +390,8 @@ static void *large_alloc(mp_heap *heap, size_t size, size_t align)
     size_t page = mpi_os_page_size();
     if (size == 0)
         size = 1; /* a unique block with a usable size, as for the classes */
-    size_t off = align > LARGE_HEADER ? align : LARGE_HEADER;
+    size_t a = align > 64 ? align : 64; /* LARGE_HEADER is a multiple of 64 */
+    size_t off = (LARGE_HEADER + a - 1) & ~(a - 1);
     if (size > (size_t)PTRDIFF_MAX - off - page) {
         count_failed(heap);
         return NULL;
@@ -396,7 +408,7 @@ static void *large_alloc(mp_heap *heap, size_t size, size_t align)
             count_failed(heap);
             return NULL;
         }
-        l->zero = NULL;
+        *mpi_owner_word((uintptr_t)l, HEAP_SHIFT) = NULL;
         l->map_size = need;
     }
     l->block = (char *)l + off;
@@ -411,7 +423,7 @@ static void *large_alloc(mp_heap *heap, size_t size, size_t align)
 }
 
 /* Keeps the block for reuse, or gives it back; evicts the oldest cached blocks past the limits. */
-static void large_free(mp_heap *heap, mpi_large *l)
+static MP_NOINLINE void large_free(mp_heap *heap, mpi_large *l)
 {
     mpi_large *evict = NULL;
     pthread_mutex_lock(&heap->lock);
@@ -456,7 +468,9 @@ static mpi_large *large_find(const mp_heap *heap, const void *p)
  * Allocating and freeing
  * ============================================================================================== */
 
-void *mp_heap_alloc(mp_heap *heap, size_t size)
+/* mp_heap_alloc() past its fast path: no heap, a large block, a spilling class, a class pool still
+ * to make, or one whose alloc took its slow path and failed. */
+static MP_NOINLINE void *heap_alloc_slow(mp_heap *heap, size_t size)
 {
     if (heap == NULL) {
         errno = EINVAL;
@@ -467,6 +481,19 @@ void *mp_heap_alloc(mp_heap *heap, size_t size)
     unsigned c = class_of(size);
     void *p = class_spills(c) ? class_reuse(heap, c) : NULL;
     return p != NULL ? p : class_alloc(heap, c);
+}
+
+/* Fast path: a class that never spills and whose pool exists, served by the pool's inline alloc. */
+void *mp_heap_alloc(mp_heap *heap, size_t size)
+{
+    if (MP_LIKELY(heap != NULL && size <= MP_HEAP_SPILL_MIN)) {
+        mp_pool *pool = atomic_load_explicit(&heap->pools[class_of(size)], memory_order_acquire);
+        if (MP_LIKELY(pool != NULL)) {
+            void *p = mp_pool_alloc(pool);
+            return p != NULL ? p : class_retry(heap, pool);
+        }
+    }
+    return heap_alloc_slow(heap, size);
 }
 
 size_t mp_heap_trim(mp_heap *heap)
@@ -536,19 +563,34 @@ static inline mp_pool *heap_owner(const mp_heap *heap, const void *p, bool *bad)
     *bad = false;
     if (MP_UNLIKELY((heap->flags & MP_CHECKED) != 0))
         return heap_owner_checked(heap, p, bad);
-    return ((const mpi_chunk *)((uintptr_t)p & ~(uintptr_t)(HEAP_CHUNK - 1)))->pool;
+    return *mpi_owner_word((uintptr_t)p & ~(uintptr_t)(HEAP_CHUNK - 1), HEAP_SHIFT);
 }
 
-void mp_heap_free(mp_heap *heap, void *p)
+/* mp_heap_free() in a checked heap, which first finds out whether the block is its own. */
+static MP_NOINLINE void heap_free_checked(mp_heap *heap, void *p)
 {
-    if (p == NULL || heap == NULL)
-        return;
     bool bad;
     mp_pool *pool = heap_owner(heap, p, &bad);
     if (pool != NULL)
         mp_pool_free(pool, p);
     else if (!bad)
         large_free(heap, (mpi_large *)((uintptr_t)p & ~(uintptr_t)(HEAP_CHUNK - 1)));
+}
+
+void mp_heap_free(mp_heap *heap, void *p)
+{
+    if (p == NULL || heap == NULL)
+        return;
+    if (MP_UNLIKELY((heap->flags & MP_CHECKED) != 0)) {
+        heap_free_checked(heap, p);
+        return;
+    }
+    uintptr_t chunk = (uintptr_t)p & ~(uintptr_t)(HEAP_CHUNK - 1);
+    mp_pool *pool = *mpi_owner_word(chunk, HEAP_SHIFT);
+    if (MP_LIKELY(pool != NULL))
+        mp_pool_free(pool, p);
+    else
+        large_free(heap, (mpi_large *)chunk);
 }
 
 void mp_heap_free_sized(mp_heap *heap, void *p, size_t size)
@@ -732,13 +774,16 @@ static void default_init(void)
                           memory_order_release);
 }
 
+static MP_NOINLINE mp_heap *default_heap_first(void)
+{
+    pthread_once(&default_once, default_init);
+    return atomic_load_explicit(&default_heap, memory_order_acquire);
+}
+
 mp_heap *mp_default_heap(void)
 {
     mp_heap *heap = atomic_load_explicit(&default_heap, memory_order_acquire);
-    if (MP_LIKELY(heap != NULL))
-        return heap;
-    pthread_once(&default_once, default_init);
-    return atomic_load_explicit(&default_heap, memory_order_acquire);
+    return MP_LIKELY(heap != NULL) ? heap : default_heap_first();
 }
 
 void *mp_malloc(size_t size)

@@ -62,6 +62,23 @@ typedef struct mpi_chunk {
 } mpi_chunk;
 
 /*
+ * The owner word of a heap's chunk (mpi_pool_create_chunked): a second copy of the chunk's pool
+ * pointer, which the heap reads to find a freed block's pool. Heap chunks are all aligned to their
+ * size, so their headers share one cache set at every level (an L1 of 64 sets, an L2 of 1024): on
+ * the suite's varsize churn the header read missed the last level on a third of frees. The owner
+ * word's line is picked by the chunk's address among MPI_OWNER_COLORS lines after the header, so
+ * the words of consecutive chunks fall in different sets. A large block keeps NULL at the same place.
+ *   heap chunk:  [mpi_chunk / mpi_run: MP_CHUNK_HEADER][owner lines: MPI_OWNER_ROOM][bitmap][blocks]
+ */
+#define MPI_OWNER_COLORS 64u
+#define MPI_OWNER_ROOM ((size_t)MPI_OWNER_COLORS * 64u)
+
+static inline mp_pool **mpi_owner_word(uintptr_t chunk, unsigned chunk_shift)
+{
+    return (mp_pool **)(chunk + MP_CHUNK_HEADER + ((chunk >> chunk_shift) % MPI_OWNER_COLORS) * 64u);
+}
+
+/*
  * One contiguous region of blocks: a run of chunks from the source, or a buffer pool's buffer.
  * Blocks are carved in address order: chunk 0's blocks, then chunk 1's, and so on, so
  *   block k of the run is at  base + (k / per_chunk) * span + first_off + (k % per_chunk) * stride,
@@ -169,6 +186,7 @@ struct mp_pool {
     uintptr_t key;   /* the secret that encodes free-list links; 0: links stored as they are */
     size_t site_off; /* MPI_CHECK_FILL: offset of the site word in a slot */
     size_t bitmap_bytes; /* MPI_CHECK_STATE: bytes of the free bitmap in each chunk header */
+    size_t bitmap_off;   /* where a chunk's bitmap starts: after the header and any owner lines */
     unsigned char *buffer_bitmap; /* MPI_CHECK_STATE in a buffer pool: the one bitmap */
     mp_source source;
     size_t meta_size; /* bytes of this struct's own mapping (0 in a buffer) */
