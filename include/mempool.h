@@ -609,10 +609,15 @@ struct mp_tcache {
 
 /* This thread's table of caches, one entry per thread-safe pool, at byte offset tsoff. A thread
  * that has none points at a shared all-zero table, so the inline path needs no bounds test. */
-#ifdef __cplusplus
-extern thread_local struct mp_tcache *mpi_tcaches;
+#if defined(__GNUC__) || defined(__clang__) /* one %fs-relative load, in the library as well */
+#define MP_TLS_MODEL __attribute__((tls_model("initial-exec")))
 #else
-extern _Thread_local struct mp_tcache *mpi_tcaches;
+#define MP_TLS_MODEL
+#endif
+#ifdef __cplusplus
+extern thread_local struct mp_tcache *mpi_tcaches MP_TLS_MODEL;
+#else
+extern _Thread_local struct mp_tcache *mpi_tcaches MP_TLS_MODEL;
 #endif
 
 #if defined(__GNUC__) || defined(__clang__)

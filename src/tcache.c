@@ -60,7 +60,7 @@ typedef struct mpi_thread {
 
 /* What a thread without caches reads: no cache of any pool. Never written. */
 static struct mp_tcache no_caches[TS_IDS];
-_Thread_local struct mp_tcache *mpi_tcaches = no_caches;
+_Thread_local struct mp_tcache *mpi_tcaches MP_TLS_MODEL = no_caches;
 static _Thread_local mpi_thread *self;
 
 static pthread_mutex_t registry = PTHREAD_MUTEX_INITIALIZER;
