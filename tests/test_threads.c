@@ -16,7 +16,8 @@
  *  2. Trim and reset while another thread holds a cache: trim keeps every block a parked thread
  *     caches (the thread uses them again afterwards; the counting source frees what trim gives
  *     back, so ASan would see a use of it); after a reset, a parked thread's cache is not handed
- *     out twice (its blocks and the main thread's are all distinct).
+ *     out twice (its blocks and the main thread's are all distinct). Trim gives back every chunk
+ *     once an exited thread has freed all it allocated.
  *  3. Destroy after use: 4 threads use a pool, free everything, and park; the main thread destroys
  *     the pool (every byte goes back to the source although the threads cache blocks of it) and
  *     creates another one (which may reuse the dead pool's cache slot); the threads use it,
@@ -344,6 +345,40 @@ static void test_trim_reset_with_cache(bool reset)
     CHECK("trim/reset with cache: all memory back", source_all_back());
     free(theirs);
     free(mine);
+}
+
+/*
+ * Trim gives back every chunk once an exited thread freed all it allocated. The thread allocates
+ * N blocks (many cache batches) and frees them all, so its cache overflows into the pool many times
+ * and gives back the rest when it exits: every block is free, wherever the pool keeps it, and trim
+ * must give back every chunk.
+ */
+static void test_trim_after_exit(void)
+{
+    enum { N = 20000, SIZE = 64 };
+    mp_pool *pool = ts_pool("trim after exit", SIZE, 0, 0);
+    void **blocks = malloc(sizeof(void *) * N);
+    if (!CHECK("trim after exit: create", pool != NULL && blocks != NULL))
+        return;
+    job j = {.pool = pool, .size = SIZE, .blocks = blocks, .alloc = N, .free = N, .who = 5};
+    thread_run(job_thread, &j);
+    mp_stats before = stats_of(pool);
+    size_t given = mp_pool_trim(pool);
+    mp_stats after = stats_of(pool);
+    CHECK("trim after exit: before the trim, every block is free, none in use",
+          before.blocks_in_use == 0 && before.blocks_free == before.blocks_peak &&
+              before.blocks_peak >= N);
+    CHECK("trim after exit: every chunk is given back", given > 0 && after.chunks == 0 &&
+                                                       after.blocks_free == 0 &&
+                                                       after.bytes_reserved < before.bytes_reserved);
+    void *b = mp_pool_alloc(pool);
+    CHECK("trim after exit: the pool still works", b != NULL && mp_pool_check(pool));
+    mp_pool_free(pool, b);
+    printf("  trim after exit: %zu bytes given back of %" PRIu64 "\n", given, before.bytes_reserved);
+    CHECK("trim after exit: no thread failure", tfail_take() == 0);
+    mp_pool_destroy(pool);
+    free(blocks);
+    CHECK("trim after exit: all memory back", source_all_back());
 }
 
 /* ------------------------------------------------------------------------------------------------
@@ -1183,6 +1218,7 @@ int main(int argc, char **argv)
     printf("2. trim and reset with a parked thread's cache\n");
     test_trim_reset_with_cache(false);
     test_trim_reset_with_cache(true);
+    test_trim_after_exit();
     printf("3. destroy after use, many pools\n");
     test_destroy_after_use(true);
     test_destroy_after_use(false);
