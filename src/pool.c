@@ -442,7 +442,7 @@ static mp_pool *pool_place_in_buffer(const mp_pool *proto, void *buffer, size_t 
  * The struct starts at one of the cache lines its page has room for, picked by the page's address:
  * at the page's start, the fast fields of every pool would fall in one L1 set, and a heap's class
  * pools missed L1 on most allocations of the suite's varsize churn. The page is the struct's
- * address rounded down (pool_meta).
+ * address rounded down to a page (mp_pool_destroy() unmaps it from there).
  */
 static mp_pool *pool_place_in_source(const mp_pool *proto)
 {
@@ -451,6 +451,10 @@ static mp_pool *pool_place_in_source(const mp_pool *proto)
     char *mem = proto->source.map(proto->source.ctx, meta, page);
     if (mem == NULL)
         return NULL;
+    if (((uintptr_t)mem & (page - 1)) != 0) { /* a source that broke its contract */
+        proto->source.unmap(proto->source.ctx, mem, meta);
+        return NULL;
+    }
     size_t colors = (meta - sizeof(mp_pool)) / 64 + 1;
     mp_pool *pool = (mp_pool *)(mem + ((uintptr_t)mem / page % colors) * 64);
     *pool = *proto;

@@ -12,7 +12,9 @@
  *     leaks nothing when k is its call; the alloc that makes the k-th call returns NULL with
  * ENOMEM, is counted in failed_allocs, and the next alloc succeeds; with the source dead from k on,
  *     blocks on the free list are still handed out; after destroy nothing is left outstanding;
- *   - free, reset, owns, check and stats never call the source; a buffer pool never does.
+ *   - free, reset, owns, check and stats never call the source; a buffer pool never does;
+ *   - a map that breaks the alignment contract is refused and given back, for the pool's own page
+ *     (create fails with ENOMEM) and for a run (the alloc fails with ENOMEM).
  *
  * Usage: test_source [GROWTHS]   (chunk runs the scenarios grow through; default 8 times the
  *                                 environment's MP_TEST_SCALE, at least 2)
@@ -461,6 +463,49 @@ static void test_buffer_ignores_source(void)
           n > 0 && c->calls == 0 && c->unmaps == 0 && s.source_maps == 0);
 }
 
+/* A source that breaks its contract after its first `maps_ok` maps: it returns memory 64 bytes past
+ * an aligned address. Its unmap finds the real start by rounding down to 4096. */
+typedef struct skewed {
+    unsigned maps_ok, calls, outstanding;
+} skewed;
+
+static void *skewed_map(void *ctx, size_t size, size_t align)
+{
+    skewed *s = ctx;
+    char *p = aligned_alloc(align, size);
+    if (p == NULL)
+        return NULL;
+    s->outstanding++;
+    return ++s->calls <= s->maps_ok ? p : p + 64;
+}
+
+static void skewed_unmap(void *ctx, void *p, size_t size)
+{
+    (void)size;
+    skewed *s = ctx;
+    s->outstanding--;
+    free((void *)((uintptr_t)p & ~(uintptr_t)4095));
+}
+
+/* A misaligned map is refused and given back, whether for the pool's own page or for a run. */
+static void test_misaligned_source(void)
+{
+    skewed s = {0};
+    mp_source src = {skewed_map, skewed_unmap, &s};
+    errno = 0;
+    mp_pool *pool = mp_pool_create(&(mp_pool_opts){.block_size = 64, .source = &src});
+    CHECK("source: a misaligned page for the pool itself: create fails with ENOMEM, keeps nothing",
+          pool == NULL && errno == ENOMEM && s.calls == 1 && s.outstanding == 0);
+    s = (skewed){.maps_ok = 1};
+    pool = mp_pool_create(&(mp_pool_opts){.block_size = 64, .source = &src});
+    errno = 0;
+    void *b = pool != NULL ? mp_pool_alloc(pool) : NULL;
+    CHECK("source: a misaligned run: the alloc fails with ENOMEM and the run is given back",
+          pool != NULL && b == NULL && errno == ENOMEM && s.calls == 2 && s.outstanding == 1);
+    mp_pool_destroy(pool);
+    CHECK("source: after a misaligned run, destroy gives back the rest", s.outstanding == 0);
+}
+
 int main(int argc, char **argv)
 {
     const char *scale = getenv("MP_TEST_SCALE");
@@ -473,6 +518,7 @@ int main(int argc, char **argv)
     test_growth_is_geometric();
     test_fail_every_call(growths);
     test_buffer_ignores_source();
+    test_misaligned_source();
     source_reset();
     return TEST_DONE();
 }
