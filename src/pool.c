@@ -88,11 +88,13 @@ static uint64_t stride_div(const mp_pool *pool, uint64_t x, uint64_t *rem)
     return q;
 }
 
-/* Fills in the free bit of slot `in_chunk` of the chunk at `chunk` (MPI_CHECK_STATE pools). */
+/* Fills in the free bit of slot `in_chunk` of the chunk at `chunk` (MPI_CHECK_STATE pools). The
+ * *_as functions take the pool's checks as an argument, so that the lean path (below), which passes
+ * a constant, is compiled without the tests it never needs. */
 static MP_ALWAYS_INLINE void slot_locate_bit(const mp_pool *pool, mpi_slot *s, uintptr_t chunk,
-                                             uint64_t in_chunk)
+                                             uint64_t in_chunk, unsigned checks)
 {
-    if ((pool->checks & MPI_CHECK_STATE) == 0) {
+    if ((checks & MPI_CHECK_STATE) == 0) {
         s->byte = NULL;
         s->bit = 0;
         return;
@@ -115,7 +117,8 @@ static uintptr_t run_chunk(const mpi_run *run, uint64_t i)
  * arithmetic on the address, with no division: never dereferences p. Chunks of a run from the
  * source are chunk_size apart (a power of two); a buffer pool's run is one chunk.
  */
-static bool run_block_index(const mp_pool *pool, const mpi_run *run, const void *p, mpi_slot *s)
+static MP_ALWAYS_INLINE bool run_block_index(const mp_pool *pool, const mpi_run *run, const void *p,
+                                             mpi_slot *s, unsigned checks)
 {
     uintptr_t a = (uintptr_t)p, base = (uintptr_t)run->base;
     if (a < base || a - base >= (uintptr_t)run->nchunks * run->span)
@@ -133,18 +136,24 @@ static bool run_block_index(const mp_pool *pool, const mpi_run *run, const void 
         return false;
     s->run = run;
     s->k = (uint64_t)chunk * run->per_chunk + slot;
-    slot_locate_bit(pool, s, run_chunk(run, chunk), slot);
+    slot_locate_bit(pool, s, run_chunk(run, chunk), slot, checks);
     return true;
 }
 
 /* Newest run first: runs double in size, so the newest holds about half the blocks. O(runs). */
-static MP_ALWAYS_INLINE bool pool_find_slot(const mp_pool *pool, const void *p, mpi_slot *s)
+static MP_ALWAYS_INLINE bool pool_find_slot_as(const mp_pool *pool, const void *p, mpi_slot *s,
+                                               unsigned checks)
 {
     for (const mpi_run *run = pool->last; run != NULL; run = run->prev) {
-        if (run_block_index(pool, run, p, s))
+        if (run_block_index(pool, run, p, s, checks))
             return true;
     }
     return false;
+}
+
+static bool pool_find_slot(const mp_pool *pool, const void *p, mpi_slot *s)
+{
+    return pool_find_slot_as(pool, p, s, pool->checks);
 }
 
 bool mpi_pool_find_slot(const mp_pool *pool, const void *p, mpi_slot *s)
@@ -155,9 +164,10 @@ bool mpi_pool_find_slot(const mp_pool *pool, const void *p, mpi_slot *s)
 /* The first two checks of a free in a pool with free bits: the block is a carved slot of the pool
  * (else an invalid free) whose bit is clear (else a double free). Reports and returns false when
  * the free must not be done; *s is the block's slot. */
-static MP_ALWAYS_INLINE bool slot_free_is_valid(mp_pool *pool, void *block, mpi_slot *s)
+static MP_ALWAYS_INLINE bool slot_free_is_valid(mp_pool *pool, void *block, mpi_slot *s,
+                                                unsigned checks)
 {
-    if (MP_UNLIKELY(!pool_find_slot(pool, block, s) || s->k >= s->run->carved)) {
+    if (MP_UNLIKELY(!pool_find_slot_as(pool, block, s, checks) || s->k >= s->run->carved)) {
         mpi_report(MP_ERR_INVALID_FREE, pool, block, NULL, 1, NULL);
         return false;
     }
@@ -170,27 +180,28 @@ static MP_ALWAYS_INLINE bool slot_free_is_valid(mp_pool *pool, void *block, mpi_
 
 bool mpi_pool_free_is_valid(mp_pool *pool, void *block, mpi_slot *s)
 {
-    return slot_free_is_valid(pool, block, s);
+    return slot_free_is_valid(pool, block, s, pool->checks);
 }
 
 /* The free bit of a block known to be a slot of the pool (one that was checked on its way onto the
  * free list): by masking to its chunk, with no run walk, in a pool from a source; s->run and s->k
  * are left unset there. False only if the block was no slot after all (a bug of ours). */
-static MP_ALWAYS_INLINE bool pool_own_slot_bit(const mp_pool *pool, const void *block, mpi_slot *s)
+static MP_ALWAYS_INLINE bool pool_own_slot_bit(const mp_pool *pool, const void *block, mpi_slot *s,
+                                               unsigned checks)
 {
     if ((pool->state & MPI_IN_BUFFER) != 0)
-        return pool_find_slot(pool, block, s);
+        return pool_find_slot_as(pool, block, s, checks);
     uintptr_t chunk = (uintptr_t)block & ~(uintptr_t)(pool->chunk_size - 1);
     uint64_t rem, slot = stride_div(pool, (uintptr_t)block - chunk - pool->first_off, &rem);
     mp_assert(rem == 0 && slot < pool->per_chunk);
-    slot_locate_bit(pool, s, chunk, slot);
+    slot_locate_bit(pool, s, chunk, slot, checks);
     return true;
 }
 
 mpi_slot mpi_pool_slot_of(const mp_pool *pool, const mpi_run *run, uint64_t k)
 {
     mpi_slot s = {run, k, NULL, 0};
-    slot_locate_bit(pool, &s, run_chunk(run, k / run->per_chunk), k % run->per_chunk);
+    slot_locate_bit(pool, &s, run_chunk(run, k / run->per_chunk), k % run->per_chunk, pool->checks);
     return s;
 }
 
@@ -212,8 +223,6 @@ static uintptr_t link_mask(const mp_pool *pool, const void *at)
     return pool->key ^ ((uintptr_t)at * (uintptr_t)0x9E3779B97F4A7C15u);
 }
 
-/* The *_as functions take the pool's checks as an argument, so that the lean path below, which
- * passes a constant, is compiled without the tests it never needs. */
 static MP_ALWAYS_INLINE void *link_get_as(const mp_pool *pool, void *block, unsigned checks)
 {
     uintptr_t v;
@@ -248,9 +257,15 @@ static void link_set(const mp_pool *pool, void *block, void *next)
     link_set_as(pool, block, next, pool->checks);
 }
 
+/* The free list's head; a pool with free bits is always a slow one (see struct mp_pool). */
+static MP_ALWAYS_INLINE void **pool_head_as(mp_pool *pool, unsigned checks)
+{
+    return (checks & MPI_CHECK_STATE) != 0 ? &pool->list : pool_head(pool);
+}
+
 static MP_ALWAYS_INLINE void list_push_as(mp_pool *pool, void *block, unsigned checks)
 {
-    void **head = pool_head(pool);
+    void **head = pool_head_as(pool, checks);
     link_set_as(pool, block, *head, checks);
     *head = block;
 }
@@ -267,7 +282,7 @@ static void list_push(mp_pool *pool, void *block)
  */
 static MP_ALWAYS_INLINE void *list_pop_as(mp_pool *pool, unsigned checks)
 {
-    void **head = pool_head(pool);
+    void **head = pool_head_as(pool, checks);
     void *block = *head;
     if (block == NULL)
         return NULL;
@@ -275,10 +290,10 @@ static MP_ALWAYS_INLINE void *list_pop_as(mp_pool *pool, unsigned checks)
     mpi_slot s;
     /* the head was checked when it became the head; its bit is cleared first, so that a link
      * back to it (a cycle) fails the check of the next link */
-    if ((checks & MPI_CHECK_STATE) != 0 && pool_own_slot_bit(pool, block, &s))
+    if ((checks & MPI_CHECK_STATE) != 0 && pool_own_slot_bit(pool, block, &s, checks))
         mpi_slot_set_free(&s, false);
     if ((checks & MPI_CHECK_STATE) != 0 && next != NULL &&
-        !(pool_find_slot(pool, next, &s) && s.k < s.run->carved && mpi_slot_is_free(&s))) {
+        !(pool_find_slot_as(pool, next, &s, checks) && s.k < s.run->carved && mpi_slot_is_free(&s))) {
         if ((checks & MPI_CHECK_FILL) != 0)
             mpi_report(MP_ERR_WRITE_AFTER_FREE, pool, block, NULL, 1, " (its link was overwritten)");
         else
@@ -726,7 +741,7 @@ static MP_ALWAYS_INLINE void lean_free(mp_pool *pool, void *block, unsigned chec
 {
     mpi_slot s;
     if ((checks & MPI_CHECK_STATE) != 0) {
-        if (!slot_free_is_valid(pool, block, &s))
+        if (!slot_free_is_valid(pool, block, &s, checks))
             return; /* reported; the free is not done */
         mpi_slot_set_free(&s, true);
     }
