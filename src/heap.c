@@ -408,7 +408,7 @@ static void *large_alloc(mp_heap *heap, size_t size, size_t align)
             count_failed(heap);
             return NULL;
         }
-        *mpi_owner_word((uintptr_t)l, HEAP_SHIFT) = NULL;
+        *mpi_owner_word((uintptr_t)l, HEAP_SHIFT) = NULL; /* heap_chunk_owner(): a large block */
         l->map_size = need;
     }
     l->block = (char *)l + off;
@@ -539,6 +539,18 @@ void *mp_heap_aligned_alloc(mp_heap *heap, size_t align, size_t size)
     return large_alloc(heap, size, align);
 }
 
+/* The chunk (or large block's mapping) holding p, and the pool its owner word names (NULL: a large
+ * block). Masking reads memory only through heap_chunk_owner(). */
+static uintptr_t heap_chunk(const void *p)
+{
+    return (uintptr_t)p & ~(uintptr_t)(HEAP_CHUNK - 1);
+}
+
+static mp_pool *heap_chunk_owner(uintptr_t chunk)
+{
+    return *mpi_owner_word(chunk, HEAP_SHIFT);
+}
+
 /* heap_owner() in a checked heap: a search of every class pool, then of the large blocks. */
 static MP_NOINLINE mp_pool *heap_owner_checked(const mp_heap *heap, const void *p, bool *bad)
 {
@@ -563,7 +575,7 @@ static inline mp_pool *heap_owner(const mp_heap *heap, const void *p, bool *bad)
     *bad = false;
     if (MP_UNLIKELY((heap->flags & MP_CHECKED) != 0))
         return heap_owner_checked(heap, p, bad);
-    return *mpi_owner_word((uintptr_t)p & ~(uintptr_t)(HEAP_CHUNK - 1), HEAP_SHIFT);
+    return heap_chunk_owner(heap_chunk(p));
 }
 
 /* mp_heap_free() in a checked heap, which first finds out whether the block is its own. */
@@ -574,7 +586,7 @@ static MP_NOINLINE void heap_free_checked(mp_heap *heap, void *p)
     if (pool != NULL)
         mp_pool_free(pool, p);
     else if (!bad)
-        large_free(heap, (mpi_large *)((uintptr_t)p & ~(uintptr_t)(HEAP_CHUNK - 1)));
+        large_free(heap, (mpi_large *)heap_chunk(p));
 }
 
 void mp_heap_free(mp_heap *heap, void *p)
@@ -585,8 +597,8 @@ void mp_heap_free(mp_heap *heap, void *p)
         heap_free_checked(heap, p);
         return;
     }
-    uintptr_t chunk = (uintptr_t)p & ~(uintptr_t)(HEAP_CHUNK - 1);
-    mp_pool *pool = *mpi_owner_word(chunk, HEAP_SHIFT);
+    uintptr_t chunk = heap_chunk(p);
+    mp_pool *pool = heap_chunk_owner(chunk);
     if (MP_LIKELY(pool != NULL))
         mp_pool_free(pool, p);
     else
@@ -614,7 +626,7 @@ size_t mp_heap_usable_size(const mp_heap *heap, const void *p)
     mp_pool *pool = heap_owner(heap, p, &bad);
     if (pool != NULL)
         return mp_pool_block_size(pool);
-    return bad ? 0 : ((const mpi_large *)((uintptr_t)p & ~(uintptr_t)(HEAP_CHUNK - 1)))->usable;
+    return bad ? 0 : ((const mpi_large *)heap_chunk(p))->usable;
 }
 
 /* A block stays where it is when mp_heap_alloc(size) would have given a block of the same kind: the
@@ -638,7 +650,7 @@ void *mp_heap_realloc(mp_heap *heap, void *p, size_t size)
     /* What the block is decides, not its size: an aligned large block may be small. */
     size_t usable =
         pool != NULL ? mp_pool_block_size(pool)
-                     : ((const mpi_large *)((uintptr_t)p & ~(uintptr_t)(HEAP_CHUNK - 1)))->usable;
+                     : ((const mpi_large *)heap_chunk(p))->usable;
     bool same_kind = pool != NULL
                          ? size <= usable && class_of(size) == class_of(usable)
                          : size > MP_HEAP_MAX_CLASS && size <= usable && size >= usable / 2;
