@@ -796,7 +796,7 @@ static void *mt_run(void *arg)
             size_t u = mt_usable(sh, p);
             if (u < size)
                 tfail("thread %u: usable %zu < %zu", w->no, u, size);
-            if (how < 15 && !block_is_zero(p, size < 4096 ? size : 4096))
+            if (how < 15 && !all_zero(p, size < 4096 ? size : 4096))
                 tfail("thread %u: calloc block not zero", w->no);
             mt_fill(p, u, stamp_make(w->no, ++count));
             if (nlocal < LOCAL) {

@@ -843,7 +843,7 @@ static void *mini_thread(void *arg)
                 tfail("%s: alloc failed (errno %d)", mp_pool_name(sh->pool), errno);
                 continue;
             }
-            if (sh->zero && !block_is_zero(b, sh->size))
+            if (sh->zero && !all_zero(b, sh->size))
                 tfail("%s: block %p not zeroed", mp_pool_name(sh->pool), b);
             block_fill(b, sh->size, stamp_make(w->no, ++w->allocs));
             local[n++] = b;

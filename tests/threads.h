@@ -175,16 +175,6 @@ static inline bool block_verify(const void *block, size_t size, uint64_t *out)
     return true;
 }
 
-/* True if all `size` bytes are zero. */
-static inline bool block_is_zero(const void *block, size_t size)
-{
-    const unsigned char *p = block;
-    for (size_t i = 0; i < size; i++)
-        if (p[i] != 0)
-            return false;
-    return true;
-}
-
 /* ------------------------------------------------------------------------------------------------
  * Threads
  * ---------------------------------------------------------------------------------------------- */
