@@ -208,7 +208,12 @@ struct mp_pool {
         uint64_t n;
     } seg[MPI_DEPOT_SEGS];
     uint32_t seg_top, nseg;
+    /* Each remembered batch's block addresses in chain order, a row of MPI_DEPOT_ROW per seg[]
+     * entry, so that a refill can prefetch them all at once instead of missing on each link in
+     * turn; mapped at the first flush (NULL before, or if the system refused: no prefetch). */
+    void **seg_blocks;
 };
+#define MPI_DEPOT_ROW 256 /* the most blocks a batch moves (tcache.c) */
 
 /* ------------------------------------------------------------------------------------------------
  * os.c: the system source. Nothing else in the library knows the operating system.

@@ -78,7 +78,8 @@ static mp_pool *thread_meta;
  * between a cache and its pool at once (however large a cache the program asks for). */
 #define CACHE_DEFAULT 1024u
 #define CACHE_BYTES_MAX (256u * 1024u)
-#define BATCH_MAX 256u
+#define BATCH_MAX MPI_DEPOT_ROW
+#define SEG_BLOCKS_BYTES ((size_t)MPI_DEPOT_SEGS * MPI_DEPOT_ROW * sizeof(void *))
 #define CACHE_FRESH_BYTES (4u * 1024u) /* never-used space a refill carves at most: a page */
 
 static void thread_exit(void *arg);
@@ -220,6 +221,8 @@ void mpi_ts_destroy(mp_pool *pool)
         free_ids[nfree_ids++] = pool->ts_id; /* else the id is simply never reused */
     pthread_mutex_unlock(&registry);
     pthread_mutex_destroy(&pool->lock);
+    if (pool->seg_blocks != NULL)
+        mpi_os_source.unmap(NULL, pool->seg_blocks, SEG_BLOCKS_BYTES);
 }
 
 /* ================================================================================================
@@ -309,17 +312,24 @@ static uint64_t cache_batch(const mpi_tcache *c)
  * links to the next older one's `first`, each chain holding exactly n blocks. Pool lock held.
  * ============================================================================================== */
 
-static void depot_push(mp_pool *pool, void *first, void *last, uint64_t n)
+/* Remembers the batch first..last of n blocks, just spliced at the head of the free list, and
+ * keeps its block addresses (blocks[0..n), chain order) for the refill that takes it. */
+static void depot_push(mp_pool *pool, void *first, void *last, uint64_t n, void *const *blocks)
 {
     pool->seg_top = (pool->seg_top + 1) % MPI_DEPOT_SEGS;
     pool->seg[pool->seg_top] = (struct mpi_seg){first, last, n};
     if (pool->nseg < MPI_DEPOT_SEGS)
         pool->nseg++;
+    if (pool->seg_blocks == NULL)
+        pool->seg_blocks = mpi_os_source.map(NULL, SEG_BLOCKS_BYTES, mpi_os_page_size());
+    if (pool->seg_blocks != NULL)
+        memcpy(pool->seg_blocks + (size_t)pool->seg_top * MPI_DEPOT_ROW, blocks, n * sizeof *blocks);
 }
 
-/* The newest batch, unlinked from the free list; NULL (and the depot forgotten) if there is none
- * or the list no longer begins with it. */
-static void *depot_pop(mp_pool *pool, uint64_t *n)
+/* The newest batch of *n blocks, unlinked from the free list, with its addresses copied to
+ * blocks[0..*n) if the pool keeps them (seg_blocks); NULL (and the depot forgotten) if there is
+ * none or the list no longer begins with it. */
+static void *depot_pop(mp_pool *pool, uint64_t *n, void **blocks)
 {
     void **head = mpi_pool_head(pool);
     if (pool->nseg == 0)
@@ -331,6 +341,8 @@ static void *depot_pop(mp_pool *pool, uint64_t *n)
     }
     *head = *(void **)s.last;
     *(void **)s.last = NULL;
+    if (pool->seg_blocks != NULL)
+        memcpy(blocks, pool->seg_blocks + (size_t)pool->seg_top * MPI_DEPOT_ROW, s.n * sizeof *blocks);
     pool->seg_top = (pool->seg_top + MPI_DEPOT_SEGS - 1) % MPI_DEPOT_SEGS;
     pool->nseg--;
     *n = s.n;
@@ -347,11 +359,17 @@ static void cache_refill(mp_pool *pool, mpi_tcache *c, bool reuse_only)
     uint64_t want = cache_batch(c), got = 0;
     void *first = NULL, **tail = &first;
     bool fresh;
+    void *blocks[BATCH_MAX];
     pthread_mutex_lock(&pool->lock);
-    if ((first = depot_pop(pool, &got)) != NULL) {
+    if ((first = depot_pop(pool, &got, blocks)) != NULL) {
         c->pub->free = first;
         MP_STORE_RELAXED(c->pub->pushes, c->pub->pushes + got);
         pthread_mutex_unlock(&pool->lock);
+        /* Another thread's core wrote these links last: ask for every block's line now, so the
+         * pops that follow do not wait for them one link at a time. */
+        if (pool->seg_blocks != NULL)
+            for (uint64_t i = 0; i < got; i++)
+                __builtin_prefetch(blocks[i], 1, 3);
         return;
     }
     size_t fresh_bytes = 0;
@@ -382,15 +400,17 @@ static void cache_refill(mp_pool *pool, mpi_tcache *c, bool reuse_only)
  * lock and spliced in O(1) under it, where the counter moves too (see cache_refill). */
 static void cache_flush(mp_pool *pool, mpi_tcache *c, uint64_t n)
 {
+    void *blocks[BATCH_MAX];
     void *first = c->pub->free, *last = first;
+    blocks[0] = first;
     for (uint64_t i = 1; i < n; i++)
-        last = *(void **)last;
+        blocks[i] = last = *(void **)last;
     c->pub->free = *(void **)last;
     pthread_mutex_lock(&pool->lock);
     if (pool->nseg != 0 && *mpi_pool_head(pool) != pool->seg[pool->seg_top].first)
         pool->nseg = 0; /* the list was changed by another path: the remembered batches are stale */
     mpi_pool_give_chain(pool, first, last);
-    depot_push(pool, first, last, n);
+    depot_push(pool, first, last, n, blocks);
     __atomic_store_n(&c->flushed, c->flushed + n, __ATOMIC_RELAXED);
     MP_STORE_RELAXED(c->pub->pops, c->pub->pops + n);
     pthread_mutex_unlock(&pool->lock);
