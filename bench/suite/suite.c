@@ -47,15 +47,16 @@
 
 /* Every peer the suite knows, in the order of the tables. `package` is the Debian package whose
  * absence explains a missing program (NULL: built from this tree); `groups` the workloads it runs
- * (suite.h): the floor and Boost.Pool are single-threaded pools; the plain pool joins the one-thread
- * pair of the thread-safe pool, as the figure that pool is held to; mempool's variants join only the
- * workloads they were made for; the general-purpose allocators run every workload, and `general`
- * makes them the "best malloc" of the goals (suite_report_mt.c). */
-#define ALLOCATOR (SG_POOLS | SG_TS_PAIR | SG_THREADS | SG_VARSIZE)
+ * (suite.h): the floor and Boost.Pool are single-threaded pools, and the floor runs threads (b) with a
+ * pool per thread, as the machine's own scaling; the plain pool joins the one-thread pair of the
+ * thread-safe pool, as the figure that pool is held to; mempool's variants join only the workloads
+ * they were made for; the general-purpose allocators run every workload, and `general` makes them
+ * the "best malloc" of the goals (suite_report_mt.c). */
+#define ALLOCATOR (SG_POOLS | SG_TS_PAIR | SG_THREADS | SG_PRODCONS | SG_VARSIZE)
 static const peer_def peer_defs[] = {
-    { "floor", NULL, SG_POOLS, false },
+    { "floor", NULL, SG_POOLS | SG_THREADS, false },
     { "mempool", NULL, SG_POOLS | SG_TS_PAIR, false },
-    { "mempool_ts", NULL, SG_TS_PAIR | SG_THREADS, false },
+    { "mempool_ts", NULL, SG_TS_PAIR | SG_THREADS | SG_PRODCONS, false },
     { "mp_malloc", NULL, SG_VARSIZE, false },
     { "mp_heap", NULL, SG_VARSIZE, false },
     { "glibc", "libc6", ALLOCATOR, true },

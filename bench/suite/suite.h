@@ -33,9 +33,10 @@
  *
  * Which peers run which workload: each workload belongs to a group (suite_group), and the driver's
  * peer table says which groups each peer joins (suite.c's peer_defs). A peer outside a workload's
- * group is n/a there: the floor and Boost.Pool are single-threaded, the fixed-size pools have no
- * variable sizes, and the variants (the thread-safe pool, mp_malloc, mp_heap) join only the groups
- * they were made for.
+ * group is n/a there: Boost.Pool is single-threaded, the fixed-size pools have no variable sizes,
+ * and the variants (the thread-safe pool, mp_malloc, mp_heap) join only the groups they were made
+ * for. The floor, single-threaded too, runs threads (b) with a pool of its own in each thread:
+ * nothing shared, so its scaling is what the machine gives that loop.
  */
 #ifndef MP_BENCH_SUITE_H
 #define MP_BENCH_SUITE_H
@@ -64,7 +65,8 @@ enum suite_workload {
 enum suite_group {
     SG_POOLS = 1u << 0,   /* fixed sizes, one thread: pools and allocators alike */
     SG_TS_PAIR = 1u << 1, /* the pair on one thread: thread-safe allocators and the plain pool */
-    SG_THREADS = 1u << 2, /* several threads on one allocator: thread-safe peers only */
+    SG_THREADS = 1u << 2, /* threads (b), T independent loops: one allocator, or one pool a thread */
+    SG_PRODCONS = 1u << 4, /* threads (c), blocks freed by another thread: thread-safe peers only */
     SG_VARSIZE = 1u << 3, /* any size: the malloc family and mempool's heaps */
 };
 
@@ -92,7 +94,7 @@ static const suite_workload_info suite_workloads[WL_COUNT] = {
     [WL_THREADS_BATCH] = { "threads_batch",
                            "threads (b): T independent threads, each alloc 1000 then free them oldest first, 64 B",
                            0, SG_THREADS, 64, SUITE_T(1) | SUITE_T(2) | SUITE_T(4) | SUITE_T(8) },
-    [WL_PRODCONS] = { "prodcons", "threads (c): producer -> consumer, batches of 64 blocks, 64 B", 0, SG_THREADS, 64,
+    [WL_PRODCONS] = { "prodcons", "threads (c): producer -> consumer, batches of 64 blocks, 64 B", 0, SG_PRODCONS, 64,
                       SUITE_T(2) },
     [WL_VARSIZE] = { "varsize", "variable sizes: churn among mixed sizes, one working set per thread", 0, SG_VARSIZE,
                      0, SUITE_T(1) | SUITE_T(2) },

@@ -4,10 +4,11 @@
  * rules (see suite_peer.c's header): the timed loops hold the peer's calls, the touch, the NULL
  * check and the workload's own bookkeeping, the same for every peer.
  *
- *   threads_pair, threads_batch   T threads, each its own loop on the one shared handle: a pair
- *       loop, or rounds of SUITE_BATCH allocations freed oldest first. Timed for M microseconds
- *       from the moment all T threads are released at once; the figure is the wall time over the
- *       ops of all threads (so 1e3 / ns is the throughput in Mops/s).
+ *   threads_pair, threads_batch   T threads, each its own loop on the one shared handle (a peer
+ *       that is not thread-safe: on a handle of its own): a pair loop, or rounds of SUITE_BATCH
+ *       allocations freed oldest first. Timed for M microseconds from the moment all T threads are
+ *       released at once; the figure is the wall time over the ops of all threads (so 1e3 / ns is
+ *       the throughput in Mops/s).
  *   prodcons   a producer thread allocates and touches blocks and hands them over in batches of
  *       SUITE_PC_BATCH through a ring of SUITE_PC_RING slots; a consumer thread frees them. Timed
  *       for M microseconds, then the consumer drains the ring; the figure is the wall time over the
@@ -176,10 +177,11 @@ static void *tw_main(void *arg)
     return NULL;
 }
 
-/* us: the timed section's length; threads: how many workers. */
+/* us: the timed section's length; threads: how many workers. A peer that is not thread-safe (the
+ * floor) gives each worker a handle of its own: nothing is shared, so its scaling is the machine's
+ * for this loop, the most an allocator shared by the threads could show. */
 static result threads_run(size_t size, uint64_t us, unsigned threads, bool batch)
 {
-    require_thread_safe(batch ? "threads_batch" : "threads_pair");
     result r = { 0 };
     static crew c;
     size_t slots_bytes = (size_t)threads * SUITE_BATCH * sizeof(void *);
@@ -187,10 +189,10 @@ static result threads_run(size_t size, uint64_t us, unsigned threads, bool batch
     tw_arg *args = scratch_get(threads * sizeof *args);
     peer_first_use(size);
     frame_begin(&r);
-    peer_handle *h = open_or_die(size, (size_t)threads * SUITE_BATCH);
+    peer_handle *h = open_or_die(size, PEER_THREAD_SAFE ? (size_t)threads * SUITE_BATCH : SUITE_BATCH);
     for (unsigned i = 0; i < threads; i++)
-        args[i] = (tw_arg){ .h = h, .size = size, .slots = slots + (size_t)i * SUITE_BATCH, .batch = batch,
-                            .crew = &c };
+        args[i] = (tw_arg){ .h = PEER_THREAD_SAFE || i == 0 ? h : open_or_die(size, SUITE_BATCH), .size = size,
+                            .slots = slots + (size_t)i * SUITE_BATCH, .batch = batch, .crew = &c };
     crew_start(&c, threads, tw_main, args, sizeof *args);
     crew_time(&c, us);
     crew_join(&c);
@@ -202,7 +204,9 @@ static result threads_run(size_t size, uint64_t us, unsigned threads, bool batch
     }
     r.ns = (end - t0) / (double)(r.ops ? r.ops : 1);
     frame_end(&r, 0, 0);
-    peer_close(h);
+    for (unsigned i = 0; i < threads; i++)
+        if (!PEER_THREAD_SAFE || i == 0)
+            peer_close(args[i].h);
     scratch_put(args, threads * sizeof *args);
     scratch_put(slots, slots_bytes);
     return r;
