@@ -206,7 +206,8 @@ static inline void mp_pool_free(mp_pool *pool, void *block);
  * keeps its memory and hands out the lowest addresses first again. Statistics keep their totals
  * (allocs, frees count the reset blocks as freed; blocks_peak is kept); blocks_free is 0 afterwards,
  * since every block is never-used space again. Does nothing when pool is NULL.
- * Complexity: O(number of chunk runs).
+ * Complexity: O(number of chunk runs); a checked or secure pool also clears the free bits of every
+ * chunk it has used (one bit per block, kept beside the chunk's header, not in the blocks).
  * Undefined: using a block that was live before the reset.
  */
 void mp_pool_reset(mp_pool *pool);
@@ -232,8 +233,10 @@ bool mp_pool_owns(const mp_pool *pool, const void *p);
  * (in_use + free + never_used == blocks the chunks can hold). True if every invariant holds; false for
  * a NULL pool or a broken invariant (user memory corruption, or a bug here). In a thread-safe pool
  * that other threads use meanwhile, the blocks in their caches are counted from counters that move
- * as it runs, so only the bounds no race can break are checked (never a false alarm).
- * Complexity: O(free blocks + chunk runs).
+ * as it runs, so only the bounds no race can break are checked (never a false alarm). A checked or
+ * secure pool also checks that no slot not handed out since the last reset is marked free.
+ * Complexity: O(free blocks + chunk runs); a checked or secure pool: also O(slots of its chunks that
+ * were not carved since the last reset).
  */
 bool mp_pool_check(const mp_pool *pool);
 

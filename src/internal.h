@@ -105,6 +105,7 @@ typedef struct mpi_run {
 enum {
     MPI_IN_BUFFER = 1u << 0,   /* the pool lives in the caller's buffer: no source, no masking */
     MPI_LEAN = 1u << 1,        /* checks == 0 or MPI_CHECK_STATE only, not thread-safe (pool.c) */
+    MPI_SECURE_FAST = 1u << 2, /* lean and secure, not zeroing, chunks from a source below 4 GiB */
 };
 
 /* Bits of mp_pool.checks: what the slow paths verify or tell a tool. Any bit makes a slow pool. */
@@ -136,6 +137,10 @@ enum {
  *   in_use + free_len == carved == sum of run.carved, where free_len is the free list's length
  *   (this is how in_use is known: the fast path counts allocations only), and frees = allocs - in_use
  *   carved <= capacity_max
+ *   with free bits (MPI_CHECK_STATE): a slot's bit is set when the slot is on the free list, and
+ *   otherwise only if a corrupted link cut it off the list (abandoned, never handed out again); so
+ *   a set bit says the slot was carved (a fresh carve and a pop clear it, a free sets it, a reset
+ *   clears them all)
  *   carving happens only when the free list is empty, so at every carve in_use == carved; hence
  *   blocks_peak == max(peak_before, carved), where peak_before keeps the carved count from before
  *   each reset and trim (the only operations that lower carved).
@@ -166,6 +171,7 @@ struct mp_pool {
     uint64_t stride_recip; /* 2^64 / stride rounded up, for division by multiplication; 0: none */
     size_t first_off; /* offset of a chunk's first block */
     uint64_t per_chunk;
+    uint64_t slots_bytes;  /* per_chunk * stride: the bytes of a chunk's slots */
     uint64_t capacity;     /* as asked for; 0 = unbounded */
     uint64_t capacity_max; /* capacity, or UINT64_MAX when unbounded */
 

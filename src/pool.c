@@ -375,6 +375,7 @@ static int pool_geometry(mp_pool *pool, const mp_pool_opts *opts, size_t fixed_c
     pool->bitmap_bytes = bitmap;
     pool->bitmap_off = bitmap_off;
     pool->per_chunk = (chunk - first_off) / stride;
+    pool->slots_bytes = pool->per_chunk * stride;
     pool->capacity = opts->capacity;
     pool->capacity_max = opts->capacity != 0 ? opts->capacity : UINT64_MAX;
     return 0;
@@ -387,7 +388,8 @@ static void cursor_clear(mp_pool *pool)
     pool->bump = pool->bump_end = NULL;
 }
 
-/* Writes the header of a chunk of run, and for a heap's chunk its owner word (internal.h). */
+/* Writes the header of a chunk of run, and for a heap's chunk its owner word (internal.h); clears
+ * its free bits (a source need not give zeroed memory). */
 static void chunk_header_write(const mp_pool *pool, mpi_run *run, char *chunk)
 {
     mpi_chunk *hdr = (mpi_chunk *)chunk;
@@ -395,6 +397,7 @@ static void chunk_header_write(const mp_pool *pool, mpi_run *run, char *chunk)
     hdr->run = run;
     if (pool->bitmap_off != MP_CHUNK_HEADER)
         *mpi_owner_word((uintptr_t)chunk, pool->chunk_shift) = (mp_pool *)pool;
+    memset(chunk + pool->bitmap_off, 0, pool->bitmap_bytes);
 }
 
 /* Points the carving cursor at the first block of chunk i of run, writing its header if new. */
@@ -439,6 +442,7 @@ static mp_pool *pool_place_in_buffer(const mp_pool *proto, void *buffer, size_t 
     *pool = *proto;
     pool->state |= MPI_IN_BUFFER;
     pool->buffer_bitmap = (unsigned char *)after;
+    memset(pool->buffer_bitmap, 0, bitmap);
     mpi_run *run = &pool->buffer_run;
     run->base = (char *)blocks;
     run->per_chunk = (end - blocks) / proto->stride;
@@ -494,7 +498,7 @@ static mp_pool *pool_create(const mp_pool_opts *opts, size_t chunk_size)
     if (proto.checks != 0 || (opts->flags & MP_SECURE) != 0)
         proto.checks |= MPI_CHECK_STATE;
     if ((opts->flags & (MP_CHECKED | MP_SECURE)) != 0)
-        proto.key = mpi_os_random();
+        proto.key = mpi_os_random() | 1; /* never 0, which means links stored as they are */
     int err = pool_geometry(&proto, opts, chunk_size);
     if (err != 0) {
         errno = err;
@@ -503,6 +507,9 @@ static mp_pool *pool_create(const mp_pool_opts *opts, size_t chunk_size)
     proto.flags = opts->flags;
     if ((proto.checks == 0 || proto.checks == MPI_CHECK_STATE) && (opts->flags & MP_THREAD_SAFE) == 0)
         proto.state |= MPI_LEAN; /* secure or zeroing and nothing else (or plain): lean_alloc/free */
+    if ((proto.state & MPI_LEAN) != 0 && proto.checks == MPI_CHECK_STATE && (opts->flags & MP_ZERO) == 0 &&
+        opts->buffer == NULL && proto.chunk_size <= UINT32_MAX && proto.stride_recip != 0)
+        proto.state |= MPI_SECURE_FAST; /* secure_alloc/secure_free */
     if ((opts->flags & (MP_ZERO | MP_THREAD_SAFE)) != 0 || proto.checks != 0)
         proto.fast.free = (void *)MP_FAST_SLOW; /* a slow pool (see mempool.h) */
     proto.source = opts->source != NULL ? *opts->source : mpi_os_source;
@@ -748,8 +755,114 @@ static MP_ALWAYS_INLINE void lean_free(mp_pool *pool, void *block, unsigned chec
     list_push_as(pool, block, checks);
 }
 
+/*
+ * The secure pool's own path (state MPI_SECURE_FAST: a secure pool and nothing else, chunks from a
+ * source, a chunk's offsets below 2^32; other secure pools take lean_alloc/lean_free). Every check of
+ * the lean path is kept; what changes is how a block is looked up:
+ *   - a popped block is the list's head, checked when it became the head: its free bit is found by
+ *     masking it to its chunk;
+ *   - the next link, decoded, is accepted at once if it is a slot of the same chunk as the popped
+ *     block (the usual case: blocks are reused near where they were freed) whose free bit is set;
+ *     anything else takes the general lookup, which walks the runs;
+ *   - a freed block is looked up in the newest run by a range test and masking (runs double, so the
+ *     newest holds about half the blocks), and else by the general lookup.
+ * A slot's offset in its chunk is divided by the stride with one multiplication, which also tells
+ * whether it divides exactly (Lemire, Kaser, Kurz 2019: with M = 2^64 / d rounded up and n < 2^32,
+ * d divides n iff (M * n) mod 2^64 < M). A set free bit also says the slot was carved (struct
+ * mp_pool's invariants), so a link needs no run.
+ */
+static MP_ALWAYS_INLINE bool chunk_slot(const mp_pool *pool, uintptr_t chunk, uintptr_t p, uint64_t *slot)
+{
+    uint64_t off = p - chunk - pool->first_off; /* below the first slot: wraps, fails the test */
+    if (off >= pool->slots_bytes)
+        return false;
+#ifdef __SIZEOF_INT128__
+    u128 m = (u128)pool->stride_recip * off;
+    *slot = (uint64_t)(m >> 64);
+    return (uint64_t)m < pool->stride_recip;
+#else
+    *slot = off / pool->stride;
+    return off % pool->stride == 0;
+#endif
+}
+
+static MP_ALWAYS_INLINE unsigned char *bit_byte(const mp_pool *pool, uintptr_t chunk, uint64_t slot)
+{
+    return (unsigned char *)chunk + pool->bitmap_off + slot / 8;
+}
+
+/* The rare cases of secure_alloc, out of its way so that it needs few registers. */
+static MP_NOINLINE void *secure_alloc_far(mp_pool *pool, void *block, void *next)
+{
+    mpi_slot s;
+    if (next != NULL && !(pool_find_slot_as(pool, next, &s, MPI_CHECK_STATE) && s.k < s.run->carved &&
+                          mpi_slot_is_free(&s))) {
+        mpi_report(MP_ERR_CORRUPT_FREE_LIST, pool, block, NULL, 1, NULL);
+        next = NULL; /* the list is cut: what the link led to is never handed out */
+    }
+    pool->list = next;
+    pool->fast.allocs++;
+    return block;
+}
+
+static MP_NOINLINE void *secure_alloc_carve(mp_pool *pool)
+{
+    return lean_alloc(pool, MPI_CHECK_STATE);
+}
+
+static MP_NOINLINE void *secure_alloc(mp_pool *pool)
+{
+    void *block = pool->list;
+    if (MP_UNLIKELY(block == NULL))
+        return secure_alloc_carve(pool);
+    uintptr_t mask = ~(uintptr_t)(pool->chunk_size - 1), chunk = (uintptr_t)block & mask;
+    uint64_t slot = 0;
+    bool own = chunk_slot(pool, chunk, (uintptr_t)block, &slot);
+    mp_assert(own);
+    (void)own;
+    /* cleared first, so that a link back to the block (a cycle) fails the check below */
+    *bit_byte(pool, chunk, slot) &= (unsigned char)~(1u << (slot % 8));
+    uintptr_t v;
+    memcpy(&v, block, sizeof v);
+    void *next = (void *)(v ^ link_mask(pool, block)); /* key != 0: link_get_as() without its tests */
+    if (MP_UNLIKELY(((uintptr_t)next & mask) != chunk) ||
+        MP_UNLIKELY(!chunk_slot(pool, chunk, (uintptr_t)next, &slot) ||
+                    (*bit_byte(pool, chunk, slot) >> (slot % 8) & 1u) == 0))
+        return secure_alloc_far(pool, block, next); /* NULL, another chunk, or no free slot */
+    pool->list = next;
+    pool->fast.allocs++;
+    return block;
+}
+
+static MP_NOINLINE void secure_free_far(mp_pool *pool, void *block)
+{
+    lean_free(pool, block, MPI_CHECK_STATE);
+}
+
+static MP_NOINLINE void secure_free(mp_pool *pool, void *block)
+{
+    const mpi_run *run = pool->last;
+    uintptr_t a = (uintptr_t)block, chunk = a & ~(uintptr_t)(pool->chunk_size - 1);
+    uint64_t slot = 0;
+    if (MP_UNLIKELY(run == NULL || a - (uintptr_t)run->base >= run->size) || /* below the run: wraps */
+        MP_UNLIKELY(!chunk_slot(pool, chunk, a, &slot) ||
+                    ((chunk - (uintptr_t)run->base) >> pool->chunk_shift) * run->per_chunk + slot >= run->carved)) {
+        secure_free_far(pool, block); /* another run, or no block: the general lookup and its reports */
+        return;
+    }
+    unsigned char *byte = bit_byte(pool, chunk, slot), bit = (unsigned char)(1u << (slot % 8));
+    if (MP_UNLIKELY((*byte & bit) != 0)) {
+        mpi_report(MP_ERR_DOUBLE_FREE, pool, block, NULL, 1, NULL);
+        return;
+    }
+    *byte |= bit;
+    uintptr_t v = (uintptr_t)pool->list ^ link_mask(pool, block); /* link_set_as(), key != 0 */
+    memcpy(block, &v, sizeof v);
+    pool->list = block;
+}
+
 /* Reached from the inline path (mempool.h), so the return address is the allocation site. */
-void *mp_pool_alloc_slow(mp_pool *pool)
+static MP_NOINLINE void *pool_alloc_slow(mp_pool *pool, const void *site)
 {
     if (pool == NULL) {
         errno = EINVAL;
@@ -758,8 +871,23 @@ void *mp_pool_alloc_slow(mp_pool *pool)
     if ((pool->state & MPI_LEAN) != 0)
         return pool->checks != 0 ? lean_alloc(pool, MPI_CHECK_STATE) : lean_alloc(pool, 0);
     if ((pool->flags & MP_THREAD_SAFE) != 0)
-        return mpi_ts_alloc(pool, MPI_RETURN_ADDRESS(), false);
-    return mpi_pool_alloc_locked(pool, MPI_RETURN_ADDRESS());
+        return mpi_ts_alloc(pool, site, false);
+    return mpi_pool_alloc_locked(pool, site);
+}
+
+static MP_NOINLINE void *zero_alloc(mp_pool *pool)
+{
+    return lean_alloc(pool, 0);
+}
+
+/* The lean pools' tests come first and alone, so that their paths pay for no one else's registers. */
+void *mp_pool_alloc_slow(mp_pool *pool)
+{
+    if (pool != NULL && (pool->state & MPI_SECURE_FAST) != 0)
+        return secure_alloc(pool);
+    if (pool != NULL && (pool->state & MPI_LEAN) != 0 && pool->checks == 0)
+        return zero_alloc(pool);
+    return pool_alloc_slow(pool, MPI_RETURN_ADDRESS());
 }
 
 void *mpi_pool_alloc_reused(mp_pool *pool)
@@ -776,7 +904,9 @@ void mp_pool_free_slow(mp_pool *pool, void *block)
 {
     if (block == NULL || pool == NULL)
         return;
-    if ((pool->state & MPI_LEAN) != 0 && pool->checks != 0)
+    if ((pool->state & MPI_SECURE_FAST) != 0)
+        secure_free(pool, block);
+    else if ((pool->state & MPI_LEAN) != 0 && pool->checks != 0)
         lean_free(pool, block, MPI_CHECK_STATE);
     else if ((pool->state & MPI_LEAN) != 0)
         lean_free(pool, block, 0);
@@ -800,6 +930,20 @@ static void pool_close_all(mp_pool *pool)
     }
 }
 
+/* After a reset: no slot is free, so no free bit is set (the invariant in struct mp_pool). */
+static void pool_clear_bits(mp_pool *pool)
+{
+    if ((pool->checks & MPI_CHECK_STATE) == 0)
+        return;
+    if ((pool->state & MPI_IN_BUFFER) != 0) {
+        memset(pool->buffer_bitmap, 0, (size_t)(pool->buffer_run.per_chunk + 7) / 8);
+        return;
+    }
+    for (mpi_run *run = pool->first; run != NULL; run = run->next)
+        for (uint32_t i = 0; i < run->inited; i++)
+            memset(run->base + (size_t)i * run->span + pool->bitmap_off, 0, pool->bitmap_bytes);
+}
+
 void mp_pool_reset(mp_pool *pool)
 {
     if (pool == NULL)
@@ -813,6 +957,7 @@ void mp_pool_reset(mp_pool *pool)
     pool->carved = 0;
     for (mpi_run *run = pool->first; run != NULL; run = run->next)
         run->carved = 0;
+    pool_clear_bits(pool);
     pool->resets++;
     if (pool->first != NULL)
         cursor_set(pool, pool->first, 0);
@@ -963,6 +1108,18 @@ static bool pool_runs_are_valid(const mp_pool *pool)
  * A link is followed only after the block holding it is known to be the pool's, so a corrupted
  * list is reported, not followed into the wild; the count bound stops a cycle.
  */
+/* No free bit is set for a slot that was not carved (struct mp_pool's invariants). O(slots). */
+static bool pool_bits_are_carved(const mp_pool *pool)
+{
+    for (const mpi_run *run = pool->first; run != NULL; run = run->next)
+        for (uint64_t k = run->carved; k < (uint64_t)run->inited * run->per_chunk; k++) {
+            mpi_slot s = mpi_pool_slot_of(pool, run, k);
+            if (mpi_slot_is_free(&s))
+                return false;
+        }
+    return true;
+}
+
 static bool pool_free_list_is_valid(const mp_pool *pool, bool locked_all)
 {
     uint64_t n = 0;
@@ -976,6 +1133,8 @@ static bool pool_free_list_is_valid(const mp_pool *pool, bool locked_all)
         if (++n > pool->carved)
             return false;
     }
+    if ((pool->checks & MPI_CHECK_STATE) != 0 && !pool_bits_are_carved(pool))
+        return false;
     /* blocks in use (not free, nor in a thread's cache) were each allocated */
     if ((pool->flags & MP_THREAD_SAFE) != 0) {
         /* Threads move their caches' counters while this runs, so only a bound that no race can
