@@ -331,33 +331,69 @@ static double kind_pairs(const kind_spec *k, uint64_t warm, uint64_t n)
     return ns;
 }
 
+/* The churn of row 2 on each kind of pool, over `live` blocks: ns per step (a random block freed,
+ * a new one allocated and touched). Every block is freed before the pool is destroyed (a checked
+ * pool would report leaks). */
+static double kind_churn(const kind_spec *k, void **slots, size_t live, uint64_t warm, uint64_t steps)
+{
+    mp_pool *mp =
+        mp_pool_create(&(mp_pool_opts){.block_size = BLOCK, .flags = k->flags, .name = k->name});
+    if (mp == NULL)
+        die("mp_pool_create(%s): %s", k->name, strerror(errno));
+    mempool_fill(mp, slots, live);
+    mempool_churn(mp, slots, live, warm);
+    double ns = mempool_churn(mp, slots, live, steps);
+    mempool_expect(mp, live + warm + steps, live);
+    for (size_t i = 0; i < live; i++)
+        mp_pool_free(mp, slots[i]);
+    mp_pool_destroy(mp);
+    return ns;
+}
+
+/* Live blocks of the churn by kind: a 4 MiB working set, so that each run takes milliseconds. */
+#define KIND_CHURN_LIVE 65536u
+
 /* Prints its own table; returns whether every goal was met. */
 static bool run_kinds(const bench_opts *o)
 {
     static double ns[NKINDS][MAX_RUNS], ratio[NKINDS][MAX_RUNS];
+    static double cns[NKINDS][MAX_RUNS], cratio[NKINDS][MAX_RUNS];
     uint64_t n = o->pairs / 5 + 1, warm = n / 16 + 1;
+    size_t live = o->live < KIND_CHURN_LIVE ? o->live : KIND_CHURN_LIVE;
+    uint64_t csteps = o->steps / 5 + 1, cwarm = 4 * (uint64_t)live;
+    void **slots = malloc(live * sizeof *slots);
+    if (slots == NULL)
+        die("out of memory for %zu slots", live);
     for (int r = 0; r < o->runs; r++) {
         for (size_t k = 0; k < NKINDS; k++) {
             ns[k][r] = kind_pairs(&kinds[k], warm, n);
             ratio[k][r] = ns[0][r] > 0 ? ns[k][r] / ns[0][r] : 0;
+            cns[k][r] = kind_churn(&kinds[k], slots, live, cwarm, csteps);
+            cratio[k][r] = cns[0][r] > 0 ? cns[k][r] / cns[0][r] : 0;
         }
     }
-    printf("\n5 alloc+free pair by kind of pool (%" PRIu64 " pairs per run, %d runs interleaved)\n",
-           n, o->runs);
-    printf("%-34s %-24s %-24s %-16s %s\n", "pool", "ns/pair", "ratio to plain", "goal", "");
+    free(slots);
+    printf("\n5 by kind of pool, %d runs interleaved: the alloc+free pair (%" PRIu64 " pairs a run), and\n"
+           "  the churn of row 2 over %zu live blocks (%" PRIu64 " steps a run, after %" PRIu64 " untimed)\n",
+           o->runs, n, live, csteps, cwarm);
+    printf("%-16s %-22s %-20s %-14s %-6s %-22s %s\n", "pool", "pair ns", "pair / plain", "goal", "",
+           "churn ns/step", "churn / plain");
     bool ok = true;
     for (size_t k = 0; k < NKINDS; k++) {
-        char a[128], b[128];
+        char a[128], b[128], c[128], d[128];
         cell(a, sizeof a, "%.2f", ns[k], o->runs, true);
         cell(b, sizeof b, "%.2f", ratio[k], o->runs, true);
+        cell(c, sizeof c, "%.2f", cns[k], o->runs, true);
+        cell(d, sizeof d, "%.2f", cratio[k], o->runs, true);
         double med, lo, hi;
         summarize(ratio[k], o->runs, &med, &lo, &hi);
         bool met = kinds[k].limit == 0 || med <= kinds[k].limit;
         ok &= met;
-        printf("%-34s %-24s %-24s %-16s %s\n", kinds[k].name, a, b, kinds[k].goal,
+        printf("%-16s %-22s %-20s %-14s %-6s %-22s %s\n", kinds[k].name, a, b, kinds[k].goal,
                kinds[k].limit == 0 ? ""
                : met               ? "ok"
-                                   : "MISS");
+                                   : "MISS",
+               c, d);
     }
     fflush(stdout);
     return ok;

@@ -78,6 +78,7 @@ static inline mp_pool **mpi_owner_word(uintptr_t chunk, unsigned chunk_shift)
     return (mp_pool **)(chunk + MP_CHUNK_HEADER + ((chunk >> chunk_shift) % MPI_OWNER_COLORS) * 64u);
 }
 
+
 /*
  * One contiguous region of blocks: a run of chunks from the source, or a buffer pool's buffer.
  * Blocks are carved in address order: chunk 0's blocks, then chunk 1's, and so on, so
@@ -196,6 +197,11 @@ struct mp_pool {
     unsigned char *buffer_bitmap; /* MPI_CHECK_STATE in a buffer pool: the one bitmap */
     mp_source source;
     size_t meta_size; /* bytes of this struct's own mapping (0 in a buffer) */
+    /* MPI_SECURE_FAST: a hint from a chunk to its run, slot (chunk address >> chunk_shift) modulo
+     * run_slots; a run's chunks are written when it is taken, so a later run may overwrite an
+     * earlier one's (the lookup verifies, and walks the runs on a miss). NULL: none (pool.c). */
+    const struct mpi_run **run_table;
+    size_t run_slots; /* a power of two, at least twice the chunks of all runs; 0 with no table */
     mpi_run buffer_run; /* a buffer pool's only run */
     char name[MP_NAME_MAX];
 

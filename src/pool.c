@@ -88,6 +88,12 @@ static uint64_t stride_div(const mp_pool *pool, uint64_t x, uint64_t *rem)
     return q;
 }
 
+/* The free bitmap of the chunk at `chunk`, in a pool from a source. */
+static MP_ALWAYS_INLINE unsigned char *chunk_bits(const mp_pool *pool, uintptr_t chunk)
+{
+    return (unsigned char *)chunk + pool->bitmap_off;
+}
+
 /* Fills in the free bit of slot `in_chunk` of the chunk at `chunk` (MPI_CHECK_STATE pools). The
  * *_as functions take the pool's checks as an argument, so that the lean path (below), which passes
  * a constant, is compiled without the tests it never needs. */
@@ -101,7 +107,7 @@ static MP_ALWAYS_INLINE void slot_locate_bit(const mp_pool *pool, mpi_slot *s, u
     }
     unsigned char *bits = (pool->state & MPI_IN_BUFFER) != 0
                               ? pool->buffer_bitmap
-                              : (unsigned char *)chunk + pool->bitmap_off;
+                              : chunk_bits(pool, chunk);
     s->byte = bits + in_chunk / 8;
     s->bit = (unsigned char)(1u << (in_chunk % 8));
 }
@@ -397,7 +403,8 @@ static void chunk_header_write(const mp_pool *pool, mpi_run *run, char *chunk)
     hdr->run = run;
     if (pool->bitmap_off != MP_CHUNK_HEADER)
         *mpi_owner_word((uintptr_t)chunk, pool->chunk_shift) = (mp_pool *)pool;
-    memset(chunk + pool->bitmap_off, 0, pool->bitmap_bytes);
+    if (pool->bitmap_bytes != 0)
+        memset(chunk_bits(pool, (uintptr_t)chunk), 0, pool->bitmap_bytes);
 }
 
 /* Points the carving cursor at the first block of chunk i of run, writing its header if new. */
@@ -555,6 +562,8 @@ static void run_open(const mp_pool *pool, const mpi_run *run)
         mpi_tool_open(pool, run->base, run->size != 0 ? run->size : run->span);
 }
 
+static void run_table_drop(mp_pool *pool);
+
 void mp_pool_destroy(mp_pool *pool)
 {
     if (pool == NULL)
@@ -576,6 +585,7 @@ void mp_pool_destroy(mp_pool *pool)
         source.unmap(source.ctx, run->base, run->size);
         run = next;
     }
+    run_table_drop(pool);
     source.unmap(source.ctx, (void *)((uintptr_t)pool & ~(uintptr_t)(mpi_os_page_size() - 1)),
                  pool->meta_size);
 }
@@ -588,6 +598,53 @@ void mp_pool_destroy(mp_pool *pool)
  * Takes a new run from the source and appends it. Its size follows the geometric growth (config.h,
  * MP_RUN_MAX_CHUNKS) but never holds more blocks than the capacity still allows. NULL on failure.
  */
+/*
+ * The run table of a secure pool (struct mp_pool): writes or clears run's slots. Registering grows the
+ * table first to twice the chunks of all runs; if the system refuses, the pool goes on without one
+ * (every lookup walks the runs). Library bookkeeping, so from the system, as the thread tables are.
+ */
+static void run_table_put(mp_pool *pool, const mpi_run *run, const mpi_run *value)
+{
+    for (uint32_t i = 0; i < run->nchunks; i++) {
+        size_t slot = (((uintptr_t)run->base >> pool->chunk_shift) + i) & (pool->run_slots - 1);
+        if (value != NULL || pool->run_table[slot] == run)
+            pool->run_table[slot] = value;
+    }
+}
+
+static void run_table_add(mp_pool *pool, const mpi_run *run)
+{
+    if ((pool->state & MPI_SECURE_FAST) == 0)
+        return;
+    size_t chunks = 0;
+    for (const mpi_run *r = pool->first; r != NULL; r = r->next)
+        chunks += r->nchunks;
+    if (pool->run_slots < 2 * chunks) {
+        size_t page = mpi_os_page_size(), slots = page / sizeof *pool->run_table;
+        while (slots < 2 * chunks)
+            slots *= 2;
+        const mpi_run **table = mpi_os_source.map(NULL, slots * sizeof *table, page);
+        if (pool->run_table != NULL)
+            mpi_os_source.unmap(NULL, (void *)pool->run_table, pool->run_slots * sizeof *table);
+        pool->run_table = table;
+        pool->run_slots = table != NULL ? slots : 0;
+        if (table == NULL)
+            return;
+        for (const mpi_run *r = pool->first; r != NULL; r = r->next)
+            if (r != run)
+                run_table_put(pool, r, r);
+    }
+    run_table_put(pool, run, run);
+}
+
+static void run_table_drop(mp_pool *pool)
+{
+    if (pool->run_table != NULL)
+        mpi_os_source.unmap(NULL, (void *)pool->run_table, pool->run_slots * sizeof *pool->run_table);
+    pool->run_table = NULL;
+    pool->run_slots = 0;
+}
+
 static mpi_run *pool_take_run(mp_pool *pool)
 {
     if ((pool->state & MPI_IN_BUFFER) != 0)
@@ -631,6 +688,7 @@ static mpi_run *pool_take_run(mp_pool *pool)
     else
         pool->first = run;
     pool->last = run;
+    run_table_add(pool, run);
 
     pool->nruns++;
     pool->source_maps++;
@@ -757,19 +815,20 @@ static MP_ALWAYS_INLINE void lean_free(mp_pool *pool, void *block, unsigned chec
 
 /*
  * The secure pool's own path (state MPI_SECURE_FAST: a secure pool and nothing else, chunks from a
- * source, a chunk's offsets below 2^32; other secure pools take lean_alloc/lean_free). Every check of
- * the lean path is kept; what changes is how a block is looked up:
+ * source, a chunk's offsets below 2^32; other secure pools take lean_alloc/lean_free). It makes
+ * the checks of the lean path with lookups cut to what a pool from a source needs:
  *   - a popped block is the list's head, checked when it became the head: its free bit is found by
  *     masking it to its chunk;
- *   - the next link, decoded, is accepted at once if it is a slot of the same chunk as the popped
- *     block (the usual case: blocks are reused near where they were freed) whose free bit is set;
- *     anything else takes the general lookup, which walks the runs;
- *   - a freed block is looked up in the newest run by a range test and masking (runs double, so the
- *     newest holds about half the blocks), and else by the general lookup.
+ *   - the next link, decoded, must be a slot of a chunk the pool has written, with its free bit
+ *     set: tested at once when it is in the popped block's chunk (blocks are often reused near
+ *     where they were freed), else after finding its run (out of line);
+ *   - a freed block must be a carved slot whose bit is clear: its run is found by a range test per
+ *     run, newest first (runs double, so the walk is short), and the rest by masking.
  * A slot's offset in its chunk is divided by the stride with one multiplication, which also tells
  * whether it divides exactly (Lemire, Kaser, Kurz 2019: with M = 2^64 / d rounded up and n < 2^32,
  * d divides n iff (M * n) mod 2^64 < M). A set free bit also says the slot was carved (struct
- * mp_pool's invariants), so a link needs no run.
+ * mp_pool's invariants), so a link needs no carved count. The rare cases are functions of their
+ * own, so that the common ones save no registers.
  */
 static MP_ALWAYS_INLINE bool chunk_slot(const mp_pool *pool, uintptr_t chunk, uintptr_t p, uint64_t *slot)
 {
@@ -788,15 +847,36 @@ static MP_ALWAYS_INLINE bool chunk_slot(const mp_pool *pool, uintptr_t chunk, ui
 
 static MP_ALWAYS_INLINE unsigned char *bit_byte(const mp_pool *pool, uintptr_t chunk, uint64_t slot)
 {
-    return (unsigned char *)chunk + pool->bitmap_off + slot / 8;
+    return chunk_bits(pool, chunk) + slot / 8;
 }
 
-/* The rare cases of secure_alloc, out of its way so that it needs few registers. */
+/* The run of a pool from a source that holds address a, or NULL. Never dereferences a: the run
+ * table's entry for a's chunk is a guess, kept if its range holds a; else the runs are walked,
+ * newest first, with a range test each. */
+static MP_ALWAYS_INLINE const mpi_run *source_run_of(const mp_pool *pool, uintptr_t a)
+{
+    if (MP_LIKELY(pool->run_slots != 0)) {
+        const mpi_run *run = pool->run_table[(a >> pool->chunk_shift) & (pool->run_slots - 1)];
+        if (MP_LIKELY(run != NULL && a - (uintptr_t)run->base < run->size)) /* below: wraps */
+            return run;
+    }
+    const mpi_run *run = pool->last;
+    while (run != NULL && a - (uintptr_t)run->base >= run->size)
+        run = run->prev;
+    return run;
+}
+
+/* secure_alloc's check of a next link in another chunk than the popped block: a slot of a chunk
+ * the pool has written, with its free bit set. Out of line, so that secure_alloc needs few
+ * registers; reports and cuts the list if the link fails. */
 static MP_NOINLINE void *secure_alloc_far(mp_pool *pool, void *block, void *next)
 {
-    mpi_slot s;
-    if (next != NULL && !(pool_find_slot_as(pool, next, &s, MPI_CHECK_STATE) && s.k < s.run->carved &&
-                          mpi_slot_is_free(&s))) {
+    uintptr_t n = (uintptr_t)next, chunk = n & ~(uintptr_t)(pool->chunk_size - 1);
+    const mpi_run *run = next != NULL ? source_run_of(pool, n) : NULL; /* the list's end: no walk */
+    uint64_t slot = 0;
+    if (next != NULL && (run == NULL || ((chunk - (uintptr_t)run->base) >> pool->chunk_shift) >= run->inited ||
+                         !chunk_slot(pool, chunk, n, &slot) ||
+                         (*bit_byte(pool, chunk, slot) >> (slot % 8) & 1u) == 0)) {
         mpi_report(MP_ERR_CORRUPT_FREE_LIST, pool, block, NULL, 1, NULL);
         next = NULL; /* the list is cut: what the link led to is never handed out */
     }
@@ -834,25 +914,24 @@ static MP_NOINLINE void *secure_alloc(mp_pool *pool)
     return block;
 }
 
-static MP_NOINLINE void secure_free_far(mp_pool *pool, void *block)
+static MP_NOINLINE void secure_free_bad(mp_pool *pool, void *block, mp_error_kind kind)
 {
-    lean_free(pool, block, MPI_CHECK_STATE);
+    mpi_report(kind, pool, block, NULL, 1, NULL);
 }
 
 static MP_NOINLINE void secure_free(mp_pool *pool, void *block)
 {
-    const mpi_run *run = pool->last;
     uintptr_t a = (uintptr_t)block, chunk = a & ~(uintptr_t)(pool->chunk_size - 1);
+    const mpi_run *run = source_run_of(pool, a);
     uint64_t slot = 0;
-    if (MP_UNLIKELY(run == NULL || a - (uintptr_t)run->base >= run->size) || /* below the run: wraps */
-        MP_UNLIKELY(!chunk_slot(pool, chunk, a, &slot) ||
+    if (MP_UNLIKELY(run == NULL || !chunk_slot(pool, chunk, a, &slot) ||
                     ((chunk - (uintptr_t)run->base) >> pool->chunk_shift) * run->per_chunk + slot >= run->carved)) {
-        secure_free_far(pool, block); /* another run, or no block: the general lookup and its reports */
+        secure_free_bad(pool, block, MP_ERR_INVALID_FREE); /* not a block this pool handed out */
         return;
     }
     unsigned char *byte = bit_byte(pool, chunk, slot), bit = (unsigned char)(1u << (slot % 8));
     if (MP_UNLIKELY((*byte & bit) != 0)) {
-        mpi_report(MP_ERR_DOUBLE_FREE, pool, block, NULL, 1, NULL);
+        secure_free_bad(pool, block, MP_ERR_DOUBLE_FREE);
         return;
     }
     *byte |= bit;
@@ -861,7 +940,6 @@ static MP_NOINLINE void secure_free(mp_pool *pool, void *block)
     pool->list = block;
 }
 
-/* Reached from the inline path (mempool.h), so the return address is the allocation site. */
 static MP_NOINLINE void *pool_alloc_slow(mp_pool *pool, const void *site)
 {
     if (pool == NULL) {
@@ -941,7 +1019,7 @@ static void pool_clear_bits(mp_pool *pool)
     }
     for (mpi_run *run = pool->first; run != NULL; run = run->next)
         for (uint32_t i = 0; i < run->inited; i++)
-            memset(run->base + (size_t)i * run->span + pool->bitmap_off, 0, pool->bitmap_bytes);
+            memset(chunk_bits(pool, (uintptr_t)run->base + (size_t)i * run->span), 0, pool->bitmap_bytes);
 }
 
 void mp_pool_reset(mp_pool *pool)
@@ -986,6 +1064,8 @@ static size_t pool_release_run(mp_pool *pool, mpi_run *run)
     pool->held -= run->nchunks * run->per_chunk;
     pool->bytes_reserved -= size;
     pool->nruns--;
+    if (pool->run_slots != 0)
+        run_table_put(pool, run, NULL);
     run_open(pool, run);
     pool->source.unmap(pool->source.ctx, run->base, size);
     return size;
