@@ -6,7 +6,8 @@
 #   tsan      clang, ThreadSanitizer, the threaded suites
 #   valgrind  gcc with MEMPOOL_VALGRIND=ON, every suite under memcheck (errors and leaks fail)
 #   install   the installed library used through find_package() and pkg-config
-#   fuzz      30 s of libFuzzer over random operation sequences (fuzz/run.sh)
+#   fuzz      libFuzzer over random operation sequences (fuzz/run.sh): 30 s with ASan+UBSan, then
+#             20 s with UBSan alone, where pools take the paths they take when no tool watches
 # Installs what it needs from Debian packages when missing (as root).
 # Usage: scripts/test.sh [stage ...]   (default: all stages, in the order above)
 set -euo pipefail
@@ -101,8 +102,9 @@ run_stage() {
       $($pc --libs-only-other --static mempool) -o "$out/consumer/consumer_static"
     "$out/consumer/consumer_static" ;;
   fuzz)
-    stage "fuzz: 30 s of libFuzzer (clang, ASan, UBSan)"
-    FUZZ_OUT="$out/fuzz" bash fuzz/run.sh 30 ;;
+    stage "fuzz: 30 s of libFuzzer (clang, ASan, UBSan), 20 s without ASan (UBSan)"
+    FUZZ_OUT="$out/fuzz" bash fuzz/run.sh 30
+    FUZZ_OUT="$out/fuzz-ub" FUZZ_SANITIZE=undefined bash fuzz/run.sh 20 ;;
   *)
     echo "unknown stage: $1" >&2
     return 2 ;;
