@@ -822,8 +822,8 @@ static MP_ALWAYS_INLINE void lean_free(mp_pool *pool, void *block, unsigned chec
  *   - the next link, decoded, must be a slot of a chunk the pool has written, with its free bit
  *     set: tested at once when it is in the popped block's chunk (blocks are often reused near
  *     where they were freed), else after finding its run (out of line);
- *   - a freed block must be a carved slot whose bit is clear: its run is found by a range test per
- *     run, newest first (runs double, so the walk is short), and the rest by masking.
+ *   - a freed block must be a carved slot whose bit is clear: its run is found through the run
+ *     table (source_run_of), and the rest by masking.
  * A slot's offset in its chunk is divided by the stride with one multiplication, which also tells
  * whether it divides exactly (Lemire, Kaser, Kurz 2019: with M = 2^64 / d rounded up and n < 2^32,
  * d divides n iff (M * n) mod 2^64 < M). A set free bit also says the slot was carved (struct
