@@ -222,7 +222,8 @@ struct mp_pool {
     uint32_t seg_top, nseg;
     /* Each remembered batch's block addresses in chain order, a row of MPI_DEPOT_ROW per seg[]
      * entry, so that a refill can prefetch them all at once instead of missing on each link in
-     * turn; mapped at the first flush (NULL before, or if the system refused: no prefetch). */
+     * turn; mapped by the first flush with no lock held and set by a compare-exchange (NULL
+     * before, or while the system refuses: no prefetch). Read with atomic loads. */
     void **seg_blocks;
 };
 #define MPI_DEPOT_ROW 256 /* the most blocks a batch moves (tcache.c) */

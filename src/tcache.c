@@ -312,24 +312,42 @@ static uint64_t cache_batch(const mpi_tcache *c)
  * links to the next older one's `first`, each chain holding exactly n blocks. Pool lock held.
  * ============================================================================================== */
 
+/* The pool's rows of batch addresses (seg_blocks), mapped on first use with no lock held (the system
+ * is never called under a pool's lock); NULL if the system refuses, and asked again next time. Set
+ * once, by a compare-exchange, and never changed until the pool is destroyed. */
+static void **seg_rows(mp_pool *pool)
+{
+    void **rows = __atomic_load_n(&pool->seg_blocks, __ATOMIC_ACQUIRE);
+    if (rows != NULL)
+        return rows;
+    rows = mpi_os_source.map(NULL, SEG_BLOCKS_BYTES, mpi_os_page_size());
+    void **none = NULL;
+    if (rows != NULL &&
+        !__atomic_compare_exchange_n(&pool->seg_blocks, &none, rows, false, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE)) {
+        mpi_os_source.unmap(NULL, rows, SEG_BLOCKS_BYTES); /* another thread's came first */
+        rows = none;
+    }
+    return rows;
+}
+
 /* Remembers the batch first..last of n blocks, just spliced at the head of the free list, and
- * keeps its block addresses (blocks[0..n), chain order) for the refill that takes it. */
-static void depot_push(mp_pool *pool, void *first, void *last, uint64_t n, void *const *blocks)
+ * keeps its block addresses (blocks[0..n), chain order) in `rows` (if not NULL) for the refill that
+ * takes it. */
+static void depot_push(mp_pool *pool, void *first, void *last, uint64_t n, void *const *blocks, void **rows)
 {
     pool->seg_top = (pool->seg_top + 1) % MPI_DEPOT_SEGS;
     pool->seg[pool->seg_top] = (struct mpi_seg){first, last, n};
     if (pool->nseg < MPI_DEPOT_SEGS)
         pool->nseg++;
-    if (pool->seg_blocks == NULL)
-        pool->seg_blocks = mpi_os_source.map(NULL, SEG_BLOCKS_BYTES, mpi_os_page_size());
-    if (pool->seg_blocks != NULL)
-        memcpy(pool->seg_blocks + (size_t)pool->seg_top * MPI_DEPOT_ROW, blocks, n * sizeof *blocks);
+    if (rows != NULL)
+        memcpy(rows + (size_t)pool->seg_top * MPI_DEPOT_ROW, blocks, n * sizeof *blocks);
 }
 
-/* The newest batch of *n blocks, unlinked from the free list, with its addresses copied to
- * blocks[0..*n) if the pool keeps them (seg_blocks); NULL (and the depot forgotten) if there is
- * none or the list no longer begins with it. */
-static void *depot_pop(mp_pool *pool, uint64_t *n, void **blocks)
+/* The newest batch of *n blocks, unlinked from the free list; NULL (and the depot forgotten) if there
+ * is none or the list no longer begins with it. If the pool has rows (seg_blocks), the batch's row is
+ * copied to blocks[0..*n) and *hints = *n, else *hints = 0. A row that its flush could not write (no
+ * rows then) holds older addresses or none: they are used only as prefetch hints. */
+static void *depot_pop(mp_pool *pool, uint64_t *n, void **blocks, uint64_t *hints)
 {
     void **head = mpi_pool_head(pool);
     if (pool->nseg == 0)
@@ -341,8 +359,10 @@ static void *depot_pop(mp_pool *pool, uint64_t *n, void **blocks)
     }
     *head = *(void **)s.last;
     *(void **)s.last = NULL;
-    if (pool->seg_blocks != NULL)
-        memcpy(blocks, pool->seg_blocks + (size_t)pool->seg_top * MPI_DEPOT_ROW, s.n * sizeof *blocks);
+    void **rows = __atomic_load_n(&pool->seg_blocks, __ATOMIC_ACQUIRE);
+    *hints = rows != NULL ? s.n : 0;
+    if (rows != NULL)
+        memcpy(blocks, rows + (size_t)pool->seg_top * MPI_DEPOT_ROW, s.n * sizeof *blocks);
     pool->seg_top = (pool->seg_top + MPI_DEPOT_SEGS - 1) % MPI_DEPOT_SEGS;
     pool->nseg--;
     *n = s.n;
@@ -360,16 +380,16 @@ static void cache_refill(mp_pool *pool, mpi_tcache *c, bool reuse_only)
     void *first = NULL, **tail = &first;
     bool fresh;
     void *blocks[BATCH_MAX];
+    uint64_t hints;
     pthread_mutex_lock(&pool->lock);
-    if ((first = depot_pop(pool, &got, blocks)) != NULL) {
+    if ((first = depot_pop(pool, &got, blocks, &hints)) != NULL) {
         c->pub->free = first;
         MP_STORE_RELAXED(c->pub->pushes, c->pub->pushes + got);
         pthread_mutex_unlock(&pool->lock);
         /* Another thread's core wrote these links last: ask for every block's line now, so the
          * pops that follow do not wait for them one link at a time. */
-        if (pool->seg_blocks != NULL)
-            for (uint64_t i = 0; i < got; i++)
-                __builtin_prefetch(blocks[i], 1, 3);
+        for (uint64_t i = 0; i < hints; i++)
+            __builtin_prefetch(blocks[i], 1, 3);
         return;
     }
     size_t fresh_bytes = 0;
@@ -406,11 +426,12 @@ static void cache_flush(mp_pool *pool, mpi_tcache *c, uint64_t n)
     for (uint64_t i = 1; i < n; i++)
         blocks[i] = last = *(void **)last;
     c->pub->free = *(void **)last;
+    void **rows = seg_rows(pool);
     pthread_mutex_lock(&pool->lock);
     if (pool->nseg != 0 && *mpi_pool_head(pool) != pool->seg[pool->seg_top].first)
         pool->nseg = 0; /* the list was changed by another path: the remembered batches are stale */
     mpi_pool_give_chain(pool, first, last);
-    depot_push(pool, first, last, n, blocks);
+    depot_push(pool, first, last, n, blocks, rows);
     __atomic_store_n(&c->flushed, c->flushed + n, __ATOMIC_RELAXED);
     MP_STORE_RELAXED(c->pub->pops, c->pub->pops + n);
     pthread_mutex_unlock(&pool->lock);
