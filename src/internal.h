@@ -78,7 +78,6 @@ static inline mp_pool **mpi_owner_word(uintptr_t chunk, unsigned chunk_shift)
     return (mp_pool **)(chunk + MP_CHUNK_HEADER + ((chunk >> chunk_shift) % MPI_OWNER_COLORS) * 64u);
 }
 
-
 /*
  * One contiguous region of blocks: a run of chunks from the source, or a buffer pool's buffer.
  * Blocks are carved in address order: chunk 0's blocks, then chunk 1's, and so on, so

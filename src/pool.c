@@ -850,6 +850,12 @@ static MP_ALWAYS_INLINE unsigned char *bit_byte(const mp_pool *pool, uintptr_t c
     return chunk_bits(pool, chunk) + slot / 8;
 }
 
+/* The index in its run of the chunk at `chunk` (a pool from a source). */
+static MP_ALWAYS_INLINE uint64_t run_chunk_index(const mp_pool *pool, const mpi_run *run, uintptr_t chunk)
+{
+    return (chunk - (uintptr_t)run->base) >> pool->chunk_shift;
+}
+
 /* The run of a pool from a source that holds address a, or NULL. Never dereferences a: the run
  * table's entry for a's chunk is a guess, kept if its range holds a; else the runs are walked,
  * newest first, with a range test each. */
@@ -874,7 +880,7 @@ static MP_NOINLINE void *secure_alloc_far(mp_pool *pool, void *block, void *next
     uintptr_t n = (uintptr_t)next, chunk = n & ~(uintptr_t)(pool->chunk_size - 1);
     const mpi_run *run = next != NULL ? source_run_of(pool, n) : NULL; /* the list's end: no walk */
     uint64_t slot = 0;
-    if (next != NULL && (run == NULL || ((chunk - (uintptr_t)run->base) >> pool->chunk_shift) >= run->inited ||
+    if (next != NULL && (run == NULL || run_chunk_index(pool, run, chunk) >= run->inited ||
                          !chunk_slot(pool, chunk, n, &slot) ||
                          (*bit_byte(pool, chunk, slot) >> (slot % 8) & 1u) == 0)) {
         mpi_report(MP_ERR_CORRUPT_FREE_LIST, pool, block, NULL, 1, NULL);
@@ -925,7 +931,7 @@ static MP_NOINLINE void secure_free(mp_pool *pool, void *block)
     const mpi_run *run = source_run_of(pool, a);
     uint64_t slot = 0;
     if (MP_UNLIKELY(run == NULL || !chunk_slot(pool, chunk, a, &slot) ||
-                    ((chunk - (uintptr_t)run->base) >> pool->chunk_shift) * run->per_chunk + slot >= run->carved)) {
+                    run_chunk_index(pool, run, chunk) * run->per_chunk + slot >= run->carved)) {
         secure_free_bad(pool, block, MP_ERR_INVALID_FREE); /* not a block this pool handed out */
         return;
     }
@@ -1182,12 +1188,6 @@ static bool pool_runs_are_valid(const mp_pool *pool)
     return prev == pool->last && n == pool->nruns && carved == pool->carved && held == pool->held;
 }
 
-/*
- * Every free block is a carved slot of the pool, there are at most carved of them, and at most
- * allocs blocks are in use.
- * A link is followed only after the block holding it is known to be the pool's, so a corrupted
- * list is reported, not followed into the wild; the count bound stops a cycle.
- */
 /* No free bit is set for a slot that was not carved (struct mp_pool's invariants). O(slots). */
 static bool pool_bits_are_carved(const mp_pool *pool)
 {
@@ -1200,6 +1200,12 @@ static bool pool_bits_are_carved(const mp_pool *pool)
     return true;
 }
 
+/*
+ * Every free block is a carved slot of the pool, there are at most carved of them, and at most
+ * allocs blocks are in use.
+ * A link is followed only after the block holding it is known to be the pool's, so a corrupted
+ * list is reported, not followed into the wild; the count bound stops a cycle.
+ */
 static bool pool_free_list_is_valid(const mp_pool *pool, bool locked_all)
 {
     uint64_t n = 0;
