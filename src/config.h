@@ -75,6 +75,13 @@
 #define MP_HEAP_SPILL_CLASSES 2
 #endif
 
+/* The heap's class pools over the system source ask the system for the pages of each never-used
+ * block they hand out, in one call (pool.c, mpi_pool_fresh_pages), instead of taking a page fault
+ * on each page at its first write. 0: pages fault in one by one. */
+#ifndef MP_HEAP_POPULATE
+#define MP_HEAP_POPULATE 1
+#endif
+
 /* How many leaked blocks a checked pool names (with their allocation sites) in its leak message. */
 #ifndef MP_LEAKS_LISTED
 #define MP_LEAKS_LISTED 4

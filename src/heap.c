@@ -249,7 +249,8 @@ static MP_NOINLINE mp_pool *heap_pool_slow(mp_heap *heap, unsigned c)
                          .flags = heap->flags,
                          .name = name,
                          .source = &heap->mine};
-    mp_pool *mine = mpi_pool_create_chunked(&opts, HEAP_CHUNK), *seen = NULL;
+    bool from_os = heap->buf_end == NULL && heap->source.map == mpi_os_source.map;
+    mp_pool *mine = mpi_pool_create_chunked(&opts, HEAP_CHUNK, from_os), *seen = NULL;
     if (mine == NULL)
         return NULL;
     if (atomic_compare_exchange_strong_explicit(&heap->pools[c], &seen, mine, memory_order_acq_rel,

@@ -106,6 +106,7 @@ enum {
     MPI_IN_BUFFER = 1u << 0,   /* the pool lives in the caller's buffer: no source, no masking */
     MPI_LEAN = 1u << 1,        /* checks == 0 or MPI_CHECK_STATE only, not thread-safe (pool.c) */
     MPI_SECURE_FAST = 1u << 2, /* lean and secure, not zeroing, chunks from a source below 4 GiB */
+    MPI_POPULATE = 1u << 3,    /* a carve asks the system for its block's pages (mpi_pool_fresh_pages) */
 };
 
 /* Bits of mp_pool.checks: what the slow paths verify or tell a tool. Any bit makes a slow pool. */
@@ -158,6 +159,7 @@ struct mp_pool {
     char *bump_end;
     mpi_run *cur;
     uint32_t cur_chunk;
+    char *populated; /* MPI_POPULATE: the pages of chunk cur_chunk below this were asked for (or NULL) */
 
     mpi_run *first; /* the runs, oldest first */
     mpi_run *last;
@@ -237,6 +239,10 @@ MPI_HIDDEN extern const mp_source mpi_os_source;
 /* The system page size (cached after the first call). */
 MPI_HIDDEN size_t mpi_os_page_size(void);
 
+/* Faults in the pages of [p, p + size) (page-aligned, mapped by mpi_os_source) with one call, as
+ * writes would; does nothing where the system cannot (the pages then fault in when written). */
+MPI_HIDDEN void mpi_os_populate(void *p, size_t size);
+
 /* A random word from the kernel (getrandom), or a mix of clock and addresses if it has none. */
 MPI_HIDDEN uintptr_t mpi_os_random(void);
 
@@ -306,8 +312,17 @@ MPI_HIDDEN void mpi_tool_forget_live(const mp_pool *pool);
  * ---------------------------------------------------------------------------------------------- */
 
 /* mp_pool_create() with every chunk exactly chunk_size bytes (a power of two holding a block):
- * the heap's pools, whose blocks it finds by masking with one mask. */
-MPI_HIDDEN mp_pool *mpi_pool_create_chunked(const mp_pool_opts *opts, size_t chunk_size);
+ * the heap's pools, whose blocks it finds by masking with one mask. populate: the pool's source
+ * maps with mpi_os_source, so a carve may ask for its block's pages (MPI_POPULATE). */
+MPI_HIDDEN mp_pool *mpi_pool_create_chunked(const mp_pool_opts *opts, size_t chunk_size, bool populate);
+/* Pages to fault in at once: [lo, hi), page-aligned; empty when lo == hi. */
+typedef struct mpi_pages {
+    uintptr_t lo, hi;
+} mpi_pages;
+/* MPI_POPULATE: adds to *r the pages of the never-used block just carved that no carve asked for
+ * before, when they extend *r (a chunk change leaves the new chunk's to fault in). The caller calls
+ * mpi_os_populate() on *r before anything writes to the block, with no lock held. */
+MPI_HIDDEN void mpi_pool_fresh_pages(mp_pool *pool, const void *block, mpi_pages *r);
 /* Takes a block from the free list or else the cursor (*fresh: from the cursor); counts nothing.
  * NULL when the capacity or the memory is used up. */
 MPI_HIDDEN void *mpi_pool_take(mp_pool *pool, bool *fresh);

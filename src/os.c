@@ -63,6 +63,25 @@ static void os_unmap(void *ctx, void *p, size_t size)
     errno = saved;
 }
 
+/* Measured on this project's VM (docs/design.md, "The heap"): a page fault costs 12.8 us, and
+ * MADV_POPULATE_WRITE (Linux 5.14) 5.2 us for one page, 3.7 us a page for 64 pages. A kernel that
+ * does not know it says EINVAL once, and is not asked again. */
+void mpi_os_populate(void *p, size_t size)
+{
+#ifdef MADV_POPULATE_WRITE
+    static _Atomic bool unknown;
+    if (atomic_load_explicit(&unknown, memory_order_relaxed))
+        return;
+    int saved = errno;
+    if (madvise(p, size, MADV_POPULATE_WRITE) != 0 && errno == EINVAL)
+        atomic_store_explicit(&unknown, true, memory_order_relaxed);
+    errno = saved;
+#else
+    (void)p;
+    (void)size;
+#endif
+}
+
 uintptr_t mpi_os_random(void)
 {
     uintptr_t r = 0;

@@ -373,14 +373,17 @@ static void *depot_pop(mp_pool *pool, uint64_t *n, void **blocks, uint64_t *hint
  * else block by block in the pool's order (so a fresh pool still hands out its lowest addresses
  * first), calling the source at most once. Counts a failure if it gets none. The counter moves
  * under the lock, with the blocks, so that stats (which take the lock) never see blocks in neither
- * place. */
+ * place. Never-used blocks, which come last (a pool carves only when its list is empty), are
+ * linked after the lock is dropped: their first write faults their pages in, or with MPI_POPULATE
+ * one call does first, and neither belongs under a lock. */
 static void cache_refill(mp_pool *pool, mpi_tcache *c, bool reuse_only)
 {
-    uint64_t want = cache_batch(c), got = 0;
+    uint64_t want = cache_batch(c), got = 0, nfresh = 0;
     void *first = NULL, **tail = &first;
     bool fresh;
-    void *blocks[BATCH_MAX];
+    void *blocks[BATCH_MAX]; /* the depot's batch, or else the never-used blocks */
     uint64_t hints;
+    mpi_pages pages = {0, 0};
     pthread_mutex_lock(&pool->lock);
     if ((first = depot_pop(pool, &got, blocks, &hints)) != NULL) {
         c->pub->free = first;
@@ -399,21 +402,33 @@ static void cache_refill(mp_pool *pool, mpi_tcache *c, bool reuse_only)
         void *block = mpi_pool_take(pool, &fresh);
         if (block == NULL)
             break;
-        *tail = block;
-        tail = (void **)block;
-        /* Linking a never-used block writes to it, which faults its page in: carve only a few
-         * pages' worth ahead of use, so large blocks cost no memory before they are used. */
-        if (fresh && (fresh_bytes += pool->stride) >= CACHE_FRESH_BYTES) {
+        if (!fresh) {
+            *tail = block;
+            tail = (void **)block;
+            continue;
+        }
+        blocks[nfresh++] = block; /* want <= BATCH_MAX */
+        if ((pool->state & MPI_POPULATE) != 0)
+            mpi_pool_fresh_pages(pool, block, &pages);
+        /* Carve only a few pages' worth ahead of use, so large blocks cost no memory before they
+         * are used. */
+        if ((fresh_bytes += pool->stride) >= CACHE_FRESH_BYTES) {
             got++;
             break;
         }
     }
-    *tail = NULL;
-    c->pub->free = first;
     if (got == 0 && !reuse_only)
         pool->failed_allocs++;
     MP_STORE_RELAXED(c->pub->pushes, c->pub->pushes + got);
     pthread_mutex_unlock(&pool->lock);
+    if (pages.hi != pages.lo)
+        mpi_os_populate((void *)pages.lo, pages.hi - pages.lo);
+    for (uint64_t i = 0; i < nfresh; i++) {
+        *tail = blocks[i];
+        tail = (void **)blocks[i];
+    }
+    *tail = NULL;
+    c->pub->free = first;
 }
 
 /* Gives the first n (>= 1) blocks of the cache back to the pool: the chain is cut outside the

@@ -19,14 +19,16 @@
  *   - free(NULL), free_sized with the size asked and with the usable size.
  * Then what belongs to one kind: options and EINVAL at create, the class table against the header,
  * statistics output, reset and destroy (every byte back to the source), capacity exhaustion,
- * buffer exhaustion and reset, a source that fails at every step in turn, the errors a checked heap
+ * buffer exhaustion and reset, a source that fails at every step in turn, the pages of a fresh
+ * block (over the system source all resident before the program writes them, and no others; over
+ * the caller's source left alone: mincore), the errors a checked heap
  * reports (in child processes, so a crash fails one check) and MEMPOOL_CHECKED=1.
  * Statistics are compared as deltas, so the same code checks the process-wide heap.
  *
  * Usage: test_heap. Nothing here is random. Runs in a few seconds in a Release build (most of it
  * the kernel faulting in fresh chunks and large blocks), about 30 s under valgrind.
  */
-#define _POSIX_C_SOURCE 200809L
+#define _DEFAULT_SOURCE /* mincore, MAP_ANONYMOUS, MADV_POPULATE_WRITE */
 
 #include "mempool.h"
 #include "test.h"
@@ -40,6 +42,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -1804,6 +1807,118 @@ static bool default_handler_aborts(void)
     return ok;
 }
 
+/* ------------------------------------------------------------------------------------------------
+ * Pages of never-used blocks: asked for in one call over the system, left alone over a source
+ * ---------------------------------------------------------------------------------------------- */
+
+/* Pages of [p, p + n) resident, by mincore(); -1 if it fails. */
+static long resident_pages(const void *p, size_t n)
+{
+    uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE), lo = (uintptr_t)p & ~(page - 1);
+    size_t npages = ((uintptr_t)p + n - lo + page - 1) / page;
+    unsigned char v[64];
+    if (npages > sizeof v || mincore((void *)lo, npages * page, v) != 0)
+        return -1;
+    long in = 0;
+    for (size_t i = 0; i < npages; i++)
+        in += v[i] & 1;
+    return in;
+}
+
+/* Whether the kernel can populate (MADV_POPULATE_WRITE, Linux 5.14) and gives huge pages only
+ * where asked: with transparent huge pages "always", a first write makes a whole 2 MiB resident. */
+static bool can_populate(bool *thp_always)
+{
+    char buf[128] = "";
+    FILE *f = fopen("/sys/kernel/mm/transparent_hugepage/enabled", "r");
+    if (f != NULL) {
+        if (fgets(buf, sizeof buf, f) == NULL)
+            buf[0] = '\0';
+        fclose(f);
+    }
+    *thp_always = strstr(buf, "[always]") != NULL;
+#ifdef MADV_POPULATE_WRITE
+    size_t page = (size_t)sysconf(_SC_PAGESIZE);
+    void *m = mmap(NULL, page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (m == MAP_FAILED)
+        return false;
+    bool ok = madvise(m, page, MADV_POPULATE_WRITE) == 0;
+    munmap(m, page);
+    return ok;
+#else
+    return false;
+#endif
+}
+
+/* A source of fresh anonymous mappings, as the system source's but the caller's own. */
+static void *anon_map(void *ctx, size_t size, size_t align)
+{
+    (void)ctx;
+    char *raw = mmap(NULL, size + align, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (raw == MAP_FAILED)
+        return NULL;
+    char *p = (char *)(((uintptr_t)raw + align - 1) & ~(uintptr_t)(align - 1));
+    if (p != raw)
+        munmap(raw, (size_t)(p - raw));
+    munmap(p + size, (size_t)(raw + align - p));
+    return p;
+}
+
+static void anon_unmap(void *ctx, void *p, size_t size)
+{
+    (void)ctx;
+    munmap(p, size);
+}
+
+/* A heap over the system source asks for a never-used block's pages as it hands the block out
+ * (docs/design.md, "The heap"): every page of the block is resident before the program writes to
+ * it, and the pages after it are not (nothing is asked ahead). Over the caller's source it asks
+ * for nothing: a fresh block's pages past its first fault in as the program writes them. */
+static void test_populate(void)
+{
+    bool thp_always;
+    if (!can_populate(&thp_always)) {
+        printf("  populate: skipped, the kernel cannot populate (MADV_POPULATE_WRITE)\n");
+        return;
+    }
+    const size_t n = 100 * KiB; /* a class block, 26 pages: its stride is its class's size */
+    const unsigned kinds[] = {0, MP_THREAD_SAFE};
+    for (size_t i = 0; i < 2; i++) {
+        mp_heap *h = mp_heap_create(&(mp_heap_opts){.flags = kinds[i]});
+        unsigned char *p = h != NULL ? mp_heap_alloc(h, n) : NULL;
+        if (!CHECK("populate: heap and block", p != NULL)) {
+            mp_heap_destroy(h);
+            continue;
+        }
+        size_t usable = mp_heap_usable_size(h, p), page = (size_t)sysconf(_SC_PAGESIZE);
+        long want = (long)((((uintptr_t)p + usable + page - 1) & ~(page - 1)) / page -
+                           ((uintptr_t)p & ~(page - 1)) / page);
+        long in = resident_pages(p, usable);
+        CHECK(i == 0 ? "populate: every page of a fresh block resident before a write"
+                     : "populate: the same in a thread-safe heap (its caches' refill)",
+              in == want);
+        if (!thp_always) {
+            unsigned char *after = (unsigned char *)(((uintptr_t)p + usable + page - 1) & ~(page - 1));
+            CHECK("populate: no page after the block asked for", resident_pages(after, 8 * page) == 0);
+        }
+        if (in != want)
+            printf("  %ld of %ld pages resident\n", in, want);
+        memset(p, 1, n);
+        mp_heap_free(h, p);
+        mp_heap_destroy(h);
+    }
+    mp_source anon = {anon_map, anon_unmap, NULL};
+    mp_heap *h = mp_heap_create(&(mp_heap_opts){.source = &anon});
+    unsigned char *p = h != NULL ? mp_heap_alloc(h, n) : NULL;
+    if (CHECK("populate: heap over the caller's source and a block", p != NULL) && !thp_always) {
+        size_t page = (size_t)sysconf(_SC_PAGESIZE);
+        unsigned char *second = (unsigned char *)(((uintptr_t)p + page) & ~(page - 1));
+        CHECK("populate: over the caller's source, the block's later pages left alone",
+              resident_pages(second, n - page) == 0);
+    }
+    mp_heap_destroy(h);
+}
+
 static void test_checked_bugs(void)
 {
     size_t small = 48, large = MP_HEAP_MAX_CLASS + 1;
@@ -1960,6 +2075,7 @@ int main(void)
                  {"capacity", test_capacity},
                  {"buffer exhaustion", test_buffer_exhaustion},
                  {"failing source", test_failing_source},
+                 {"pages of fresh blocks", test_populate},
                  {"checked heap bugs", test_checked_bugs}};
     for (size_t i = 0; i < sizeof parts / sizeof parts[0]; i++) {
         lap();
