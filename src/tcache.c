@@ -373,15 +373,18 @@ static void *depot_pop(mp_pool *pool, uint64_t *n, void **blocks, uint64_t *hint
  * else block by block in the pool's order (so a fresh pool still hands out its lowest addresses
  * first), calling the source at most once. Counts a failure if it gets none. The counter moves
  * under the lock, with the blocks, so that stats (which take the lock) never see blocks in neither
- * place. Never-used blocks, which come last (a pool carves only when its list is empty), are
- * linked after the lock is dropped: their first write faults their pages in, or with MPI_POPULATE
- * one call does first, and neither belongs under a lock. */
+ * place. With MPI_POPULATE, the never-used blocks (which come last: a pool carves only when its
+ * list is empty) are linked after the lock is dropped, once one call has faulted their pages in.
+ * Other pools link them under the lock, faulting their pages there: linking them after it too was
+ * measured slower on threads_batch (two threads' refills then alternate, and their never-used
+ * blocks interleave page by page; 2 threads: 516-609 against 694-749 Mops/s, bench_suite
+ * --workloads threads_batch --peers floor,mempool_ts, three runs each, interleaved). */
 static void cache_refill(mp_pool *pool, mpi_tcache *c, bool reuse_only)
 {
     uint64_t want = cache_batch(c), got = 0, nfresh = 0;
     void *first = NULL, **tail = &first;
     bool fresh;
-    void *blocks[BATCH_MAX]; /* the depot's batch, or else the never-used blocks */
+    void *blocks[BATCH_MAX]; /* the depot's batch, or else the never-used blocks to populate */
     uint64_t hints;
     mpi_pages pages = {0, 0};
     pthread_mutex_lock(&pool->lock);
@@ -402,17 +405,16 @@ static void cache_refill(mp_pool *pool, mpi_tcache *c, bool reuse_only)
         void *block = mpi_pool_take(pool, &fresh);
         if (block == NULL)
             break;
-        if (!fresh) {
+        if (fresh && (pool->state & MPI_POPULATE) != 0) {
+            blocks[nfresh++] = block; /* want <= BATCH_MAX */
+            mpi_pool_fresh_pages(pool, block, &pages);
+        } else {
             *tail = block;
             tail = (void **)block;
-            continue;
         }
-        blocks[nfresh++] = block; /* want <= BATCH_MAX */
-        if ((pool->state & MPI_POPULATE) != 0)
-            mpi_pool_fresh_pages(pool, block, &pages);
         /* Carve only a few pages' worth ahead of use, so large blocks cost no memory before they
          * are used. */
-        if ((fresh_bytes += pool->stride) >= CACHE_FRESH_BYTES) {
+        if (fresh && (fresh_bytes += pool->stride) >= CACHE_FRESH_BYTES) {
             got++;
             break;
         }
