@@ -789,8 +789,10 @@ void *mpi_pool_alloc_locked(mp_pool *pool, const void *site)
         errno = ENOMEM;
         return NULL;
     }
+    /* A thread-safe pool populates in its caches' refill, with no lock held; one with no caches
+     * holds its lock here, and does not populate. */
     if (fresh && (pool->state & MPI_POPULATE) != 0 && (pool->flags & MP_THREAD_SAFE) == 0) {
-        mpi_pages r = {0, 0}; /* no lock is held: a thread-safe pool populates in its refill */
+        mpi_pages r = {0, 0};
         mpi_pool_fresh_pages(pool, block, &r);
         if (r.hi != r.lo)
             mpi_os_populate((void *)r.lo, r.hi - r.lo);

@@ -412,7 +412,8 @@ static void cache_refill(mp_pool *pool, mpi_tcache *c, bool reuse_only)
             *tail = block;
             tail = (void **)block;
         }
-        /* Carve only a few pages' worth ahead of use, so large blocks cost no memory before they
+        /* Linking a never-used block writes to it, which faults its page in (as populating does):
+         * carve only a few pages' worth ahead of use, so large blocks cost no memory before they
          * are used. */
         if (fresh && (fresh_bytes += pool->stride) >= CACHE_FRESH_BYTES) {
             got++;
