@@ -106,7 +106,7 @@ enum {
     MPI_IN_BUFFER = 1u << 0,   /* the pool lives in the caller's buffer: no source, no masking */
     MPI_LEAN = 1u << 1,        /* checks == 0 or MPI_CHECK_STATE only, not thread-safe (pool.c) */
     MPI_SECURE_FAST = 1u << 2, /* lean and secure, not zeroing, chunks from a source below 4 GiB */
-    MPI_POPULATE = 1u << 3,    /* a carve asks the system for its block's pages (mpi_pool_fresh_pages) */
+    MPI_POPULATE = 1u << 3,    /* a carve asks for its block's pages (mpi_pool_fresh_pages) */
 };
 
 /* Bits of mp_pool.checks: what the slow paths verify or tell a tool. Any bit makes a slow pool. */
@@ -159,7 +159,7 @@ struct mp_pool {
     char *bump_end;
     mpi_run *cur;
     uint32_t cur_chunk;
-    char *populated; /* MPI_POPULATE: the pages of chunk cur_chunk below this were asked for (or NULL) */
+    char *populated; /* MPI_POPULATE: chunk cur_chunk's pages below it were asked for (or NULL) */
 
     mpi_run *first; /* the runs, oldest first */
     mpi_run *last;
@@ -314,7 +314,8 @@ MPI_HIDDEN void mpi_tool_forget_live(const mp_pool *pool);
 /* mp_pool_create() with every chunk exactly chunk_size bytes (a power of two holding a block):
  * the heap's pools, whose blocks it finds by masking with one mask. populate: the pool's source
  * maps with mpi_os_source, so a carve may ask for its block's pages (MPI_POPULATE). */
-MPI_HIDDEN mp_pool *mpi_pool_create_chunked(const mp_pool_opts *opts, size_t chunk_size, bool populate);
+MPI_HIDDEN mp_pool *mpi_pool_create_chunked(const mp_pool_opts *opts, size_t chunk_size,
+                                            bool populate);
 /* Pages to fault in at once: [lo, hi), page-aligned; empty when lo == hi. */
 typedef struct mpi_pages {
     uintptr_t lo, hi;

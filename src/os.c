@@ -65,7 +65,8 @@ static void os_unmap(void *ctx, void *p, size_t size)
 
 /* Measured on this project's VM (docs/design.md, "The heap"): a page fault costs 12.8 us, and
  * MADV_POPULATE_WRITE (Linux 5.14) 5.2 us for one page, 3.7 us a page for 64 pages. A kernel that
- * does not know it says EINVAL once, and is not asked again. */
+ * does not know it (EINVAL), or a sandbox that refuses it (EPERM, ENOSYS), answers once and is not
+ * asked again; a failure to fault the pages in (ENOMEM, EFAULT) leaves them to fault as written. */
 void mpi_os_populate(void *p, size_t size)
 {
 #ifdef MADV_POPULATE_WRITE
@@ -73,7 +74,8 @@ void mpi_os_populate(void *p, size_t size)
     if (atomic_load_explicit(&unknown, memory_order_relaxed))
         return;
     int saved = errno;
-    if (madvise(p, size, MADV_POPULATE_WRITE) != 0 && errno == EINVAL)
+    if (madvise(p, size, MADV_POPULATE_WRITE) != 0 &&
+        (errno == EINVAL || errno == EPERM || errno == ENOSYS))
         atomic_store_explicit(&unknown, true, memory_order_relaxed);
     errno = saved;
 #else

@@ -742,8 +742,8 @@ static bool pool_is_valid(const mp_pool *pool);
 void mpi_pool_fresh_pages(mp_pool *pool, const void *block, mpi_pages *r)
 {
     uintptr_t page = mpi_os_page_size(), mark = (uintptr_t)pool->populated;
-    uintptr_t lo = (uintptr_t)block & ~(page - 1);
-    uintptr_t hi = ((uintptr_t)block + pool->stride + page - 1) & ~(page - 1); /* <= the chunk's end */
+    uintptr_t lo = (uintptr_t)block & ~(page - 1); /* hi: at most the chunk's end, page-aligned */
+    uintptr_t hi = ((uintptr_t)block + pool->stride + page - 1) & ~(page - 1);
     if (lo < mark)
         lo = mark;
     if (hi <= lo)

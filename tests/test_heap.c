@@ -1854,7 +1854,8 @@ static bool can_populate(bool *thp_always)
 static void *anon_map(void *ctx, size_t size, size_t align)
 {
     (void)ctx;
-    char *raw = mmap(NULL, size + align, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    int prot = PROT_READ | PROT_WRITE;
+    char *raw = mmap(NULL, size + align, prot, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (raw == MAP_FAILED)
         return NULL;
     char *p = (char *)(((uintptr_t)raw + align - 1) & ~(uintptr_t)(align - 1));
@@ -1901,8 +1902,9 @@ static void test_populate(void)
                      : "populate: the same in a thread-safe heap (its caches' refill)",
               in == want);
         if (!thp_always) {
-            unsigned char *after = (unsigned char *)(((uintptr_t)p + usable + page - 1) & ~(page - 1));
-            CHECK("populate: no page after the block asked for", resident_pages(after, 8 * page) == 0);
+            uintptr_t after = ((uintptr_t)p + usable + page - 1) & ~(page - 1);
+            CHECK("populate: no page after the block asked for",
+                  resident_pages((void *)after, 8 * page) == 0);
         }
         if (in != want)
             printf("  %ld of %ld pages resident\n", in, want);
