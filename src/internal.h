@@ -240,7 +240,8 @@ MPI_HIDDEN extern const mp_source mpi_os_source;
 MPI_HIDDEN size_t mpi_os_page_size(void);
 
 /* Faults in the pages of [p, p + size) (page-aligned, mapped by mpi_os_source) with one call, as
- * writes would; does nothing where the system cannot (the pages then fault in when written). */
+ * writes would; does nothing for size 0, or where the system cannot (the pages then fault in when
+ * written). */
 MPI_HIDDEN void mpi_os_populate(void *p, size_t size);
 
 /* A random word from the kernel (getrandom), or a mix of clock and addresses if it has none. */

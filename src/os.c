@@ -71,7 +71,7 @@ void mpi_os_populate(void *p, size_t size)
 {
 #ifdef MADV_POPULATE_WRITE
     static _Atomic bool unknown;
-    if (atomic_load_explicit(&unknown, memory_order_relaxed))
+    if (size == 0 || atomic_load_explicit(&unknown, memory_order_relaxed))
         return;
     int saved = errno;
     if (madvise(p, size, MADV_POPULATE_WRITE) != 0 &&

@@ -599,10 +599,6 @@ void mp_pool_destroy(mp_pool *pool)
  * ============================================================================================== */
 
 /*
- * Takes a new run from the source and appends it. Its size follows the geometric growth (config.h,
- * MP_RUN_MAX_CHUNKS) but never holds more blocks than the capacity still allows. NULL on failure.
- */
-/*
  * The run table of a secure pool (struct mp_pool): writes or clears run's slots. Registering grows the
  * table first to twice the chunks of all runs; if the system refuses, the pool goes on without one
  * (every lookup walks the runs). Library bookkeeping, so from the system, as the thread tables are.
@@ -649,6 +645,10 @@ static void run_table_drop(mp_pool *pool)
     pool->run_slots = 0;
 }
 
+/*
+ * Takes a new run from the source and appends it. Its size follows the geometric growth (config.h,
+ * MP_RUN_MAX_CHUNKS) but never holds more blocks than the capacity still allows. NULL on failure.
+ */
 static mpi_run *pool_take_run(mp_pool *pool)
 {
     if ((pool->state & MPI_IN_BUFFER) != 0)
@@ -794,8 +794,7 @@ void *mpi_pool_alloc_locked(mp_pool *pool, const void *site)
     if (fresh && (pool->state & MPI_POPULATE) != 0 && (pool->flags & MP_THREAD_SAFE) == 0) {
         mpi_pages r = {0, 0};
         mpi_pool_fresh_pages(pool, block, &r);
-        if (r.hi != r.lo)
-            mpi_os_populate((void *)r.lo, r.hi - r.lo);
+        mpi_os_populate((void *)r.lo, r.hi - r.lo);
     }
     pool->fast.allocs++;
     if (pool->checks != 0)

@@ -424,8 +424,7 @@ static void cache_refill(mp_pool *pool, mpi_tcache *c, bool reuse_only)
         pool->failed_allocs++;
     MP_STORE_RELAXED(c->pub->pushes, c->pub->pushes + got);
     pthread_mutex_unlock(&pool->lock);
-    if (pages.hi != pages.lo)
-        mpi_os_populate((void *)pages.lo, pages.hi - pages.lo);
+    mpi_os_populate((void *)pages.lo, pages.hi - pages.lo);
     for (uint64_t i = 0; i < nfresh; i++) {
         *tail = blocks[i];
         tail = (void **)blocks[i];
