@@ -177,8 +177,13 @@ void mp_pool_destroy(mp_pool *pool);
  * Allocating and freeing (the fast path is inline; see "Internals" at the end of this file)
  * ---------------------------------------------------------------------------------------------- */
 
+#ifdef MP_NO_INLINE /* exported functions (see "Internals" at the end of this file) */
+void *mp_pool_alloc(mp_pool *pool);
+void mp_pool_free(mp_pool *pool, void *block);
+#else
 static inline void *mp_pool_alloc(mp_pool *pool);
 static inline void mp_pool_free(mp_pool *pool, void *block);
+#endif
 
 /*
  * mp_pool_alloc: like malloc(block_size), but from the pool.
@@ -572,47 +577,68 @@ void mp_arena_destroy(mp_arena *arena);
 /* Fills *out. Returns 0, or EINVAL when arena or out is NULL. O(1). */
 int mp_arena_stats(const mp_arena *arena, struct mp_arena_stats *out);
 
-/* ------------------------------------------------------------------------------------------------
- * Internals: the inline fast path. Nothing below is part of the API; do not touch these fields.
+/* ================================================================================================
+ * Internals. Nothing below is part of the API: do not use these names or touch these fields.
  *
- * Every pool begins with struct mp_pool_fast (the rest is private to the library). The fast path
- * pops and pushes `free` and counts; everything rare folds into one test on each side:
+ * The fast path of mp_pool_alloc() and mp_pool_free() is inline: it reads the head of every pool
+ * (struct mp_pool_fast) and this thread's caches (struct mp_tcache_fast) in the caller's code. Those
+ * two layouts are therefore part of the library's binary interface: MP_ABI_VERSION names them, the
+ * library checks them against it when it is built (src/pool.c), and it is the shared library's
+ * soname number (libmempool.so.MP_ABI_VERSION), so a program inlined against one layout never runs
+ * on a library with another.
+ *
+ * Define MP_NO_INLINE before including this header to call exported functions instead: for other
+ * compilers (the inline path needs C11 or C++11 thread-locals, and uses GCC/Clang builtins), for
+ * bindings from other languages, or to step through calls in a debugger. Same behaviour, a call
+ * more per operation. (MP_NOINLINE, above, is unrelated: the attribute that keeps a function out of
+ * line.)
+ * ============================================================================================== */
+
+#define MP_ABI_VERSION 1
+
+/* Every pool begins with this struct (the rest is private to the library). The fast path pops and
+ * pushes `free` and counts; everything rare folds into one test on each side:
  *   - a plain pool's `free` is the head of its free list (NULL when empty);
  *   - a pool whose blocks need more than a pop and a push (MP_ZERO, MP_CHECKED, MP_SECURE,
  *     MP_THREAD_SAFE, every pool in a build for ASan or under Valgrind) keeps its list elsewhere
  *     and `free` always MP_FAST_SLOW, a value no block has, so alloc leaves the fast path on
  *     `free <= MP_FAST_SLOW` (empty, or such a pool) and free on `free == MP_FAST_SLOW` (or a NULL
  *     block or pool).
- * Off the fast path, still inline: a plain thread-safe pool (tsoff != 0) uses this thread's cache of
- * it, the entry at byte offset tsoff of this thread's table mpi_tcaches, with no lock; the rest goes
- * to the *_slow functions in pool.c.
- *
+ * Off the fast path, still inline: a plain thread-safe pool (tsoff != 0) uses this thread's cache
+ * of it, the entry at byte offset tsoff of this thread's table mpi_tcaches, with no lock; the rest
+ * goes to the *_slow functions in pool.c.
  * Only allocations are counted inline: one store more than the original free list, where a second
  * counter would cost a third more time in an alloc+free loop. Blocks in use are derived (blocks
- * carved minus the free blocks), and frees from them; see mp_pool_stats().
- * ---------------------------------------------------------------------------------------------- */
-
+ * carved minus the free blocks), and frees from them; see mp_pool_stats(). */
 #define MP_FAST_SLOW ((uintptr_t)1)
 
 struct mp_pool_fast {
     void *free;      /* head of a plain pool's free list; the link is the block's first word */
-    uint64_t allocs; /* successful allocations (thread-safe pools: see struct mp_tcache) */
+    uint64_t allocs; /* successful allocations (thread-safe pools: see struct mp_tcache_fast) */
     uint32_t tsoff;  /* a plain thread-safe pool's entry in every thread's cache table, as a byte
-                        offset (a multiple of sizeof(struct mp_tcache)); else 0 */
+                        offset (a multiple of sizeof(struct mp_tcache_fast)); else 0 */
 };
 
-/* One thread's cache of one thread-safe pool. Only its thread writes it (but for mp_pool_destroy()
- * and mp_pool_reset(), which no thread may race); stats read the two counters from other threads,
- * so those are written with relaxed atomic stores. One counter a side: blocks on `free` == pushes -
- * pops, and the thread's allocations == pops less its flushes. A free pushes only while
- * pushes < stop, where stop <= pops + the cache's limit, so a cache never holds more than its limit.
- * All zero: no cache (alloc and free both take the slow path, which makes one). */
-struct mp_tcache {
+/* The part of one thread's cache of one thread-safe pool that the inline path reads (the rest of
+ * the cache's record is private, struct mpi_tcache in src/tcache.c). Only its thread writes it (but
+ * for mp_pool_destroy() and mp_pool_reset(), which no thread may race); stats read the two counters
+ * from other threads, so those are written with relaxed atomic stores. One counter a side: blocks
+ * on `free` == pushes - pops, and the thread's allocations == pops less its flushes. A free pushes
+ * only while pushes < stop, where stop <= pops + the cache's limit, so a cache never holds more
+ * than its limit. All zero: no cache (alloc and free both take the slow path, which makes one). */
+struct mp_tcache_fast {
     void *free;      /* the cached blocks, linked through their first word */
     uint64_t pops;   /* blocks taken: allocations, and flushes to the pool */
     uint64_t pushes; /* blocks added: frees, and refills from the pool */
     uint64_t stop;   /* a free pushes only while pushes < stop */
 };
+
+/* The out-of-line rest of mp_pool_alloc() and mp_pool_free(); each also does the whole operation
+ * for any pool, so MP_NO_INLINE's exported functions are these. */
+void *mp_pool_alloc_slow(mp_pool *pool);
+void mp_pool_free_slow(mp_pool *pool, void *block);
+
+#ifndef MP_NO_INLINE
 
 /* This thread's table of caches, one entry per thread-safe pool, at byte offset tsoff. A thread
  * that has none points at a shared all-zero table, so the inline path needs no bounds test. */
@@ -622,9 +648,9 @@ struct mp_tcache {
 #define MP_TLS_MODEL
 #endif
 #ifdef __cplusplus
-extern thread_local struct mp_tcache *mpi_tcaches MP_TLS_MODEL;
+extern thread_local struct mp_tcache_fast *mpi_tcaches MP_TLS_MODEL;
 #else
-extern _Thread_local struct mp_tcache *mpi_tcaches MP_TLS_MODEL;
+extern _Thread_local struct mp_tcache_fast *mpi_tcaches MP_TLS_MODEL;
 #endif
 
 #if defined(__GNUC__) || defined(__clang__)
@@ -636,7 +662,8 @@ extern _Thread_local struct mp_tcache *mpi_tcaches MP_TLS_MODEL;
 /* Adds 1 to a cache counter, which only its thread writes and other threads read with relaxed atomic
  * loads: what MP_STORE_RELAXED(c, c + 1) means, but as one instruction on x86-64, where an aligned
  * 8-byte store is single-copy atomic (a relaxed atomic store compiles to a load, an add and a
- * store). ThreadSanitizer builds keep the atomic store, which it must see. */
+ * store). Written in both assembler dialects, so -masm=intel builds too. ThreadSanitizer builds
+ * keep the atomic store, which it must see. */
 #if defined(__has_feature)
 #if __has_feature(thread_sanitizer)
 #define MP_TSAN_BUILD 1
@@ -646,19 +673,16 @@ extern _Thread_local struct mp_tcache *mpi_tcaches MP_TLS_MODEL;
 #define MP_TSAN_BUILD 1
 #endif
 #if (defined(__GNUC__) || defined(__clang__)) && defined(__x86_64__) && !defined(MP_TSAN_BUILD)
-#define MP_COUNT_ONE(lvalue) __asm__("addq $1, %0" : "+m"(lvalue))
+#define MP_COUNT_ONE(lvalue) __asm__("add{q $1, %0| QWORD PTR %0, 1}" : "+m"(lvalue))
 #else
 #define MP_COUNT_ONE(lvalue) MP_STORE_RELAXED(lvalue, (lvalue) + 1)
 #endif
 
-void *mp_pool_alloc_slow(mp_pool *pool);
-void mp_pool_free_slow(mp_pool *pool, void *block);
-
 /* This thread's cache of a plain thread-safe pool. Other pools have tsoff 0, and entry 0 of every
  * table stays zero (no cache). */
-static MP_ALWAYS_INLINE struct mp_tcache *mpi_tcache_of(mp_pool *pool)
+static MP_ALWAYS_INLINE struct mp_tcache_fast *mpi_tcache_of(mp_pool *pool)
 {
-    return (struct mp_tcache *)((char *)mpi_tcaches + ((struct mp_pool_fast *)pool)->tsoff);
+    return (struct mp_tcache_fast *)((char *)mpi_tcaches + ((struct mp_pool_fast *)pool)->tsoff);
 }
 
 /* Off the fast path, for a pool that is not NULL (nor its block): a thread cache's pop, else the
@@ -666,7 +690,7 @@ static MP_ALWAYS_INLINE struct mp_tcache *mpi_tcache_of(mp_pool *pool)
  * atomic read-modify-write. */
 static MP_ALWAYS_INLINE void *mpi_pool_alloc_cached(mp_pool *pool)
 {
-    struct mp_tcache *c = mpi_tcache_of(pool);
+    struct mp_tcache_fast *c = mpi_tcache_of(pool);
     void *block = c->free;
     if (block != NULL) {
         c->free = *(void **)block;
@@ -678,7 +702,7 @@ static MP_ALWAYS_INLINE void *mpi_pool_alloc_cached(mp_pool *pool)
 
 static MP_ALWAYS_INLINE void mpi_pool_free_cached(mp_pool *pool, void *block)
 {
-    struct mp_tcache *c = mpi_tcache_of(pool);
+    struct mp_tcache_fast *c = mpi_tcache_of(pool);
     if (c->pushes < c->stop) {
         *(void **)block = c->free;
         c->free = block;
@@ -719,6 +743,8 @@ static MP_ALWAYS_INLINE void mp_pool_free(mp_pool *pool, void *block)
     *(void **)block = head;
     f->free = block;
 }
+
+#endif /* MP_NO_INLINE */
 
 #ifdef __cplusplus
 }

@@ -9,3 +9,4 @@
 #include "tcache.c"
 #include "heap.c"
 #include "arena.c"
+/* noinline.c is not included: it needs the header without its inline path (see that file). */

@@ -22,6 +22,27 @@ static_assert(sizeof(mpi_run) <= MP_CHUNK_HEADER, "a run header must fit in a ch
 static_assert(offsetof(struct mp_pool, fast) == 0, "the inline fast path reads the pool as its head");
 static_assert((MP_CHUNK_SIZE & (MP_CHUNK_SIZE - 1)) == 0, "MP_CHUNK_SIZE must be a power of two");
 
+/* The layouts the inline fast path compiles into programs, as of MP_ABI_VERSION (mempool.h,
+ * "Internals"). Changing one breaks programs built against the old header: bump MP_ABI_VERSION (the
+ * soname) and record the new layout here. Each field is checked, at its offset for any data model. */
+#define ABI_U64_AFTER_PTR \
+    ((sizeof(void *) + alignof(uint64_t) - 1) / alignof(uint64_t) * alignof(uint64_t))
+#if MP_ABI_VERSION == 1
+static_assert(MP_FAST_SLOW == 1 && offsetof(struct mp_pool_fast, free) == 0 &&
+                  offsetof(struct mp_pool_fast, allocs) == ABI_U64_AFTER_PTR &&
+                  sizeof(((struct mp_pool_fast *)0)->allocs) == 8 &&
+                  offsetof(struct mp_pool_fast, tsoff) == ABI_U64_AFTER_PTR + 8 &&
+                  sizeof(((struct mp_pool_fast *)0)->tsoff) == 4,
+              "struct mp_pool_fast changed: bump MP_ABI_VERSION");
+static_assert(offsetof(struct mp_tcache_fast, free) == 0 &&
+                  offsetof(struct mp_tcache_fast, pops) == ABI_U64_AFTER_PTR &&
+                  offsetof(struct mp_tcache_fast, pushes) == ABI_U64_AFTER_PTR + 8 &&
+                  offsetof(struct mp_tcache_fast, stop) == ABI_U64_AFTER_PTR + 16,
+              "struct mp_tcache_fast changed: bump MP_ABI_VERSION");
+#else
+#error "record the layouts of this MP_ABI_VERSION above"
+#endif
+
 /* Flags this version implements. */
 #define POOL_KNOWN_FLAGS ((unsigned)(MP_ZERO | MP_CHECKED | MP_SECURE | MP_THREAD_SAFE))
 

@@ -3,8 +3,8 @@
  *
  * The design is Bonwick's magazines (Bonwick and Adams, "Magazines and Vmem", USENIX 2001) in the
  * shape of DPDK's per-lcore mempool cache: each thread keeps, for each thread-safe pool it uses, a
- * LIFO list of at most `limit` free blocks (struct mp_tcache, public so that alloc and free use it
- * inline). An empty cache takes limit/2 blocks from the pool, a full one gives limit/2 back, each
+ * LIFO list of at most `limit` free blocks (struct mp_tcache_fast, public so that alloc and free
+ * use it inline). An empty cache takes limit/2 blocks from the pool, a full one gives limit/2 back, each
  * time under the pool's mutex, so the lock is taken once per limit/2 operations and a producer ->
  * consumer pair moves blocks in batches. Nothing on the inline path is a lock or an atomic
  * read-modify-write; the two counters other threads read are written with relaxed stores.
@@ -36,7 +36,7 @@
 
 /* The private side of a thread's cache of a pool; `pub` is its entry in the thread's table. */
 typedef struct mpi_tcache {
-    struct mp_tcache *pub;
+    struct mp_tcache_fast *pub;
     uint64_t limit;   /* the most blocks the cache may hold */
     uint64_t flushed; /* blocks given back to the pool (counted in pub->pops, not allocations) */
     mp_pool *pool;
@@ -49,18 +49,18 @@ typedef struct mpi_tcache {
 
 /* A thread that has caches: its table (what its mpi_tcaches points at) and their records. */
 typedef struct mpi_thread {
-    struct mp_tcache *table; /* TS_IDS entries */
+    struct mp_tcache_fast *table; /* TS_IDS entries */
     mpi_tcache **side;       /* TS_IDS records, NULL where the thread has no cache; after table */
     mpi_tcache *caches;      /* the thread's caches, a list */
     struct mpi_thread *next; /* all threads with caches */
     struct mpi_thread *prev;
 } mpi_thread;
 
-#define TABLE_BYTES ((size_t)TS_IDS * (sizeof(struct mp_tcache) + sizeof(mpi_tcache *)))
+#define TABLE_BYTES ((size_t)TS_IDS * (sizeof(struct mp_tcache_fast) + sizeof(mpi_tcache *)))
 
 /* What a thread without caches reads: no cache of any pool. Never written. */
-static struct mp_tcache no_caches[TS_IDS];
-_Thread_local struct mp_tcache *mpi_tcaches MP_TLS_MODEL = no_caches;
+static struct mp_tcache_fast no_caches[TS_IDS];
+_Thread_local struct mp_tcache_fast *mpi_tcaches MP_TLS_MODEL = no_caches;
 static _Thread_local mpi_thread *self;
 
 static pthread_mutex_t registry = PTHREAD_MUTEX_INITIALIZER;
@@ -179,7 +179,7 @@ int mpi_ts_create(mp_pool *pool, const mp_pool_opts *opts)
     ts_pools = pool;
     pthread_mutex_unlock(&registry);
     if ((pool->flags & MP_ZERO) == 0 && pool->checks == 0) /* the inline path may use the caches */
-        pool->fast.tsoff = pool->ts_id * (uint32_t)sizeof(struct mp_tcache);
+        pool->fast.tsoff = pool->ts_id * (uint32_t)sizeof(struct mp_tcache_fast);
     return 0;
 }
 
@@ -472,7 +472,7 @@ void *mpi_ts_alloc(mp_pool *pool, const void *site, bool reuse_only)
         errno = err;
         return block;
     }
-    struct mp_tcache *pub = c->pub;
+    struct mp_tcache_fast *pub = c->pub;
     if (pub->free == NULL)
         cache_refill(pool, c, reuse_only);
     pub->stop = pub->pops + c->limit; /* the most the inline path may push from here */
@@ -499,7 +499,7 @@ void mpi_ts_free(mp_pool *pool, void *block)
         pthread_mutex_unlock(&pool->lock);
         return;
     }
-    struct mp_tcache *pub = c->pub;
+    struct mp_tcache_fast *pub = c->pub;
     if (pub->pushes - pub->pops >= c->limit)
         cache_flush(pool, c, cache_batch(c));
     pub->stop = pub->pops + c->limit; /* the most the inline path may push from here */
