@@ -90,7 +90,8 @@ enum {
 /* The byte of the guard a checked pool keeps after each block (at least 8 bytes of it). */
 #define MP_FILL_CANARY 0xCA
 
-/* The longest pool name kept, terminator included; longer names are truncated. */
+/* The longest pool name kept, terminator included; longer names are cut on a UTF-8 character
+ * boundary (see mp_pool_opts.name). */
 #define MP_NAME_MAX 32
 
 /*
@@ -119,7 +120,10 @@ typedef struct mp_source {
  *   buffer, buffer_size: when buffer is not NULL the pool lives entirely inside it, its own
  *                bookkeeping included, and never calls the system or malloc. The buffer must stay
  *                valid until mp_pool_destroy(); the pool does not free it.
- *   name:        shown in statistics and messages; copied (up to MP_NAME_MAX - 1 bytes). NULL = "".
+ *   name:        shown in statistics and messages; copied, cut to at most MP_NAME_MAX - 1 bytes on
+ *                a character boundary: a UTF-8 sequence is kept whole or dropped with the rest, and
+ *                a byte that begins no well-formed sequence counts as one character, kept as it is
+ *                (so a name in UTF-8 stays UTF-8). NULL = "".
  *   source:      where chunks come from (above); NULL = the system (mmap). Ignored with a buffer.
  *   thread_cache: MP_THREAD_SAFE pools: the most free blocks each thread keeps for itself; 0 = the
  *                default (1024, fewer for large blocks: at most 256 KiB a thread); at most 256 move
@@ -333,7 +337,12 @@ typedef void mp_write_fn(void *ctx, const char *text, size_t len);
 /*
  * Writes the statistics as human-readable text (one "key: value" per line, headed by the name) or as
  * one JSON object with the field names of mp_stats, through `write`. The library never prints
- * unless asked to here.
+ * unless asked to here. The name is the bytes of stats->name before its first NUL (at most
+ * MP_NAME_MAX - 1). Text writes them as they are. JSON (RFC 8259) is valid UTF-8 whatever they
+ * are: the quote and the backslash are escaped with a backslash, control characters below 0x20 as
+ * \u00XX, well-formed UTF-8 sequences are written as they are, and each other byte (a continuation
+ * byte out of place, an overlong form, a surrogate, above U+10FFFF, a sequence cut short) as
+ * \ufffd, the replacement character.
  * Returns 0, or EINVAL when stats or write is NULL or format is unknown (nothing written).
  */
 int mp_stats_write(const mp_stats *stats, int format, mp_write_fn *write, void *ctx);

@@ -521,8 +521,7 @@ static mp_pool *pool_create(const mp_pool_opts *opts, size_t chunk_size)
     if ((opts->flags & (MP_ZERO | MP_THREAD_SAFE)) != 0 || proto.checks != 0)
         proto.fast.free = (void *)MP_FAST_SLOW; /* a slow pool (see mempool.h) */
     proto.source = opts->source != NULL ? *opts->source : mpi_os_source;
-    for (size_t i = 0; opts->name != NULL && i < MP_NAME_MAX - 1 && opts->name[i] != '\0'; i++)
-        proto.name[i] = opts->name[i];
+    mpi_name_copy(proto.name, opts->name);
     if (proto.source.map == NULL || proto.source.unmap == NULL) {
         errno = EINVAL;
         return NULL;

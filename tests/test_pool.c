@@ -3,12 +3,13 @@
  *
  * Each section below takes one declaration of the header and checks what it promises, case by case:
  * the "Returns NULL if and only if" lists (both directions: each listed case fails with its errno,
- * and nearby valid cases succeed), the guarantees (alignment, zeroing, LIFO reuse, lowest addresses
- * after a reset), the NULL-argument behaviour and the statistics, with exact values in scenarios
- * small enough to count by hand; then the stats writers (text, and JSON through a small validator),
- * buffer pools (guard bytes around the buffer), the error handler with checked and secure pools
- * (the default handler in a child process), and thread-safe pools used from one thread, where the
- * header lets them differ from plain pools.
+ * and nearby valid cases succeed), the guarantees (alignment, zeroing, LIFO reuse, the order blocks
+ * come back in after a reset), the NULL-argument behaviour and the statistics, with exact values in
+ * scenarios small enough to count by hand; then the stats writers (text, and JSON through a small
+ * validator), names in UTF-8 and not (a strict decoder, tests/utf8.h), buffer pools (guard bytes
+ * around the buffer), the error handler with checked and secure pools (the default handler in a
+ * child process), and thread-safe pools used from one thread, where the header lets them differ
+ * from plain pools.
  *
  * Only the public API is used; the one piece of layout relied on is the one the header states, that
  * a plain pool's free block holds its free-list link in its first word (the corruption cases of
@@ -22,6 +23,7 @@
 
 #include "mempool.h"
 #include "test.h"
+#include "utf8.h"
 
 #include <errno.h>
 #include <signal.h>
@@ -1675,6 +1677,108 @@ static void test_stats_write(void)
 }
 
 /* ------------------------------------------------------------------------------------------------
+ * Names in UTF-8, and bytes that are not: cut on a character boundary, written as valid UTF-8 JSON
+ * ---------------------------------------------------------------------------------------------- */
+
+/* The pool's statistics written in `format` into *c; true if the write returned 0. */
+static bool write_pool_stats(const mp_pool *pool, int format, capture *c)
+{
+    mp_stats st = stats_of(pool);
+    memset(c, 0, sizeof *c);
+    return mp_stats_write(&st, format, capture_write, c) == 0 && !c->overflow;
+}
+
+/* The JSON of stats named `name` (a raw mp_stats, so any bytes) is valid UTF-8 and valid JSON. */
+static bool json_of_name_valid(const char *name, capture *c)
+{
+    mp_stats st;
+    memset(&st, 0, sizeof st);
+    snprintf(st.name, sizeof st.name, "%s", name);
+    memset(c, 0, sizeof *c);
+    return mp_stats_write(&st, MP_FORMAT_JSON, capture_write, c) == 0 &&
+           utf8_valid(c->buf, c->len) && json_valid(c->buf, c->len);
+}
+
+static void test_names_utf8(void)
+{
+    static capture c;
+    char quoted[MP_NAME_MAX + 2];
+    for (size_t i = 0; i < sizeof utf8_names / sizeof *utf8_names; i++) {
+        mp_pool *pool = mp_pool_create(&(mp_pool_opts){.block_size = 8, .name = utf8_names[i]});
+        if (!CHECK("create: a pool named in UTF-8", pool != NULL))
+            continue;
+        const char *got = mp_pool_name(pool);
+        CHECK("name: a UTF-8 name is cut to its longest prefix of whole characters that fits",
+              name_is_longest_prefix(got, utf8_names[i]));
+        CHECK("stats: the name cut the same way", strcmp(stats_of(pool).name, got) == 0);
+        snprintf(quoted, sizeof quoted, "\"%s\"", got);
+        CHECK("write: json of a UTF-8 name is valid UTF-8 and JSON, the name as it is",
+              write_pool_stats(pool, MP_FORMAT_JSON, &c) && utf8_valid(c.buf, c.len) &&
+                  json_valid(c.buf, c.len) && strstr(c.buf, quoted) != NULL);
+        CHECK("write: text of a UTF-8 name is valid UTF-8",
+              write_pool_stats(pool, MP_FORMAT_TEXT, &c) && utf8_valid(c.buf, c.len) &&
+                  strstr(c.buf, quoted) != NULL);
+        mp_pool_destroy(pool);
+    }
+    for (size_t i = 0; i < sizeof raw_names / sizeof *raw_names; i++) {
+        mp_pool *pool = mp_pool_create(&(mp_pool_opts){.block_size = 8, .name = raw_names[i]});
+        if (!CHECK("create: a pool named with bytes that are not UTF-8", pool != NULL))
+            continue;
+        size_t len = strlen(raw_names[i]);
+        CHECK("name: bytes that begin no sequence are kept as they are",
+              strncmp(mp_pool_name(pool), raw_names[i], MP_NAME_MAX - 1) == 0 &&
+                  strlen(mp_pool_name(pool)) == (len < MP_NAME_MAX ? len : MP_NAME_MAX - 1));
+        CHECK("write: json of any name is valid UTF-8 and JSON",
+              write_pool_stats(pool, MP_FORMAT_JSON, &c) && utf8_valid(c.buf, c.len) &&
+                  json_valid(c.buf, c.len));
+        CHECK("write: bytes that are not UTF-8 are written as \\ufffd",
+              utf8_valid(mp_pool_name(pool), strlen(mp_pool_name(pool))) ||
+                  strstr(c.buf, "\\ufffd") != NULL);
+        mp_pool_destroy(pool);
+    }
+    CHECK("write: json escapes the quote, backslash and controls below 0x20 as RFC 8259 says",
+          json_of_name_valid("a\"b\\c\nd\x01\x1f", &c) &&
+              strstr(c.buf, "\"a\\\"b\\\\c\\u000ad\\u0001\\u001f\"") != NULL);
+    CHECK("write: json replaces a lone 0xFF", json_of_name_valid("\xff", &c) &&
+                                                  strstr(c.buf, "\"\\ufffd\"") != NULL);
+    CHECK("write: json replaces an overlong form, byte by byte",
+          json_of_name_valid("a\xc0\xaf", &c) && strstr(c.buf, "\"a\\ufffd\\ufffd\"") != NULL);
+    CHECK("write: json replaces a surrogate, byte by byte",
+          json_of_name_valid("\xed\xa0\x80", &c) &&
+              strstr(c.buf, "\"\\ufffd\\ufffd\\ufffd\"") != NULL);
+
+    /* mp_stats is the caller's to fill: a name cut inside a character is still written valid. */
+    char cut[MP_NAME_MAX];
+    memset(cut, 'a', sizeof cut);
+    cut[MP_NAME_MAX - 2] = '\xc3';
+    cut[MP_NAME_MAX - 1] = '\xa9'; /* the name's last byte is dropped: a lone 0xC3 before it */
+    mp_stats st;
+    memset(&st, 0, sizeof st);
+    memcpy(st.name, cut, sizeof st.name);
+    memset(&c, 0, sizeof c);
+    CHECK("write: json of an unterminated name cut inside a character is valid UTF-8 and JSON",
+          mp_stats_write(&st, MP_FORMAT_JSON, capture_write, &c) == 0 &&
+              utf8_valid(c.buf, c.len) && json_valid(c.buf, c.len) && strstr(c.buf, "a\\ufffd\""));
+
+    /* An error report names the pool by its cut name; the message stays valid UTF-8. */
+    static seen e;
+    mp_set_error_handler(record_error, &e);
+    mp_pool *pool =
+        mp_pool_create(&(mp_pool_opts){.block_size = 8, .flags = MP_SECURE, .name = utf8_names[0]});
+    void *p = pool ? mp_pool_alloc(pool) : NULL;
+    if (CHECK("create: a secure pool named in UTF-8", p != NULL)) {
+        mp_pool_free(pool, p);
+        memset(&e, 0, sizeof e);
+        mp_pool_free(pool, p);
+        CHECK("errors: the pool's name and the message are valid UTF-8",
+              e.n == 1 && name_is_longest_prefix(e.pool_name, utf8_names[0]) &&
+                  utf8_valid(e.message, strlen(e.message)));
+    }
+    mp_pool_destroy(pool);
+    mp_set_error_handler(NULL, NULL);
+}
+
+/* ------------------------------------------------------------------------------------------------
  * Buffer pools
  * ---------------------------------------------------------------------------------------------- */
 
@@ -1851,6 +1955,7 @@ int main(void)
     test_thread_safe_one_thread();
     test_stats_exact();
     test_stats_write();
+    test_names_utf8();
     test_buffer_too_small();
     test_buffer_pool(64, 0, 64 * KiB, 0, 0);
     test_buffer_pool(64, 64, 64 * KiB, 1, 0);    /* misaligned buffer, aligned blocks */
