@@ -158,8 +158,9 @@ typedef struct mp_pool mp_pool;
  *   - errno = EINVAL: opts is NULL; block_size is 0; align is not 0 and not a power of two; flags
  *     has an unknown bit; a source lacks map or unmap; MP_THREAD_SAFE with a buffer; a block
  *     (rounded up to align, plus a chunk header) that no chunk of at most SIZE_MAX / 4 bytes holds;
- *     block_size rounded up to align, times capacity, overflows size_t; a buffer is given with a
- *     size too small for the pool's bookkeeping and one block;
+ *     block_size rounded up to align, times capacity, overflows size_t (whatever the flags: a
+ *     checked pool's guard bytes are not counted, since the capacity only bounds live blocks); a
+ *     buffer is given with a size too small for the pool's bookkeeping and one block;
  *   - errno = ENOMEM: the source could not give the page for the pool's bookkeeping.
  * Thread-safety: may be called from any thread at any time.
  */

@@ -220,6 +220,33 @@ static void test_create_einval(void)
     mp_pool_destroy(pool);
 }
 
+/* The capacity only bounds live blocks, and memory is taken as they are carved: what may not
+ * overflow is block_size rounded up to align, times capacity, whatever the flags (a checked pool's
+ * guard bytes are not counted), and the pool works. */
+static void test_create_capacity_flags(void)
+{
+    static const unsigned flags[] = {0,       MP_CHECKED,     MP_SECURE,
+                                     MP_ZERO, MP_THREAD_SAFE, MP_CHECKED | MP_THREAD_SAFE};
+    for (size_t i = 0; i < sizeof flags / sizeof *flags; i++) {
+        mp_pool *pool = make(16, 0, SIZE_MAX / 16, flags[i]);
+        CHECK("create: 16 * capacity SIZE_MAX/16 does not overflow: a pool with every flag",
+              pool != NULL);
+        if (pool == NULL)
+            continue;
+        void *a = mp_pool_alloc(pool), *b = mp_pool_alloc(pool);
+        CHECK("alloc: a pool of capacity SIZE_MAX/16 hands out blocks", a && b && a != b);
+        mp_pool_free(pool, a);
+        mp_pool_free(pool, b);
+        mp_stats st = stats_of(pool);
+        CHECK("stats: the capacity as asked for", st.capacity == SIZE_MAX / 16 && st.frees == 2);
+        mp_pool_destroy(pool);
+        CHECK("create: 16 * capacity (SIZE_MAX/16 + 1) overflows: EINVAL with every flag",
+              create_fails(&(mp_pool_opts){.block_size = 16, .capacity = SIZE_MAX / 16 + 1,
+                                           .flags = flags[i]},
+                           EINVAL));
+    }
+}
+
 /* A stride of 2^63 bytes with capacity 1 does not overflow, so create succeeds; but no source can
  * give 2^63 bytes, so every alloc fails with ENOMEM and the pool stays consistent. */
 static void test_create_huge_block(void)
@@ -1933,6 +1960,7 @@ static void test_buffer_pool(size_t block_size, size_t align, size_t size, size_
 int main(void)
 {
     test_create_einval();
+    test_create_capacity_flags();
     test_create_huge_block();
     test_create_lazy();
     test_default_align();
