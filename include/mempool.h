@@ -208,7 +208,10 @@ static inline void mp_pool_free(mp_pool *pool, void *block);
 
 /*
  * Makes every block free at once, as if each had been freed, without touching any block; the pool
- * keeps its memory and hands out the lowest addresses first again. Statistics keep their totals
+ * keeps its memory and hands out its blocks again in the order it first carved them: chunk run by
+ * chunk run in the order the runs were taken, each from its lowest address up. So the first block
+ * after a reset is the first block of the oldest run the pool holds, which need not be its lowest
+ * address (the source may place a later run below it). Statistics keep their totals
  * (allocs, frees count the reset blocks as freed; blocks_peak is kept); blocks_free is 0 afterwards,
  * since every block is never-used space again. Does nothing when pool is NULL.
  * Complexity: O(number of chunk runs); a checked or secure pool also clears the free bits of every

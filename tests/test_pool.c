@@ -700,6 +700,63 @@ static void test_reset(void)
     mp_pool_destroy(pool);
 }
 
+/* A source that hands out one buffer's space from the top down, as mmap usually places mappings,
+ * so that each run lies below the run taken before it. Gives nothing back. */
+typedef struct down_source {
+    uintptr_t base, top;
+} down_source;
+
+static void *down_map(void *ctx, size_t size, size_t align)
+{
+    down_source *d = ctx;
+    if (d->top - d->base < size || ((d->top - size) & ~(uintptr_t)(align - 1)) < d->base)
+        return NULL;
+    d->top = (d->top - size) & ~(uintptr_t)(align - 1);
+    return (void *)d->top;
+}
+
+static void down_unmap(void *ctx, void *p, size_t size)
+{
+    (void)ctx, (void)p, (void)size;
+}
+
+/* Several runs, each below the one before: after a reset the blocks come back in the order they
+ * were first carved (the oldest run's first block first), not lowest address first. */
+static void test_reset_run_order(void)
+{
+    enum { MAX = 1 << 14 };
+    void *space = NULL, **first = malloc(MAX * sizeof *first);
+    if (!CHECK("reset: room for the test", first && posix_memalign(&space, MiB, 4 * MiB) == 0)) {
+        free(first);
+        return;
+    }
+    for (unsigned flags = 0; flags <= MP_ZERO; flags += MP_ZERO) {
+        down_source d = {(uintptr_t)space, (uintptr_t)space + 4 * MiB};
+        mp_source src = {down_map, down_unmap, &d};
+        mp_pool *pool = mp_pool_create(&(mp_pool_opts){.block_size = 64, .flags = flags,
+                                                       .source = &src});
+        if (!CHECK("create: a pool over a top-down source", pool != NULL))
+            continue;
+        size_t n = 0; /* until three runs are taken (the bookkeeping page is a map too) */
+        while (n < MAX && stats_of(pool).source_maps < 4 && (first[n] = mp_pool_alloc(pool)))
+            n++;
+        uintptr_t lowest = UINTPTR_MAX;
+        for (size_t i = 0; i < n; i++)
+            lowest = (uintptr_t)first[i] < lowest ? (uintptr_t)first[i] : lowest;
+        CHECK("reset: three runs taken, a later one below the first block",
+              stats_of(pool).source_maps == 4 && lowest < (uintptr_t)first[0]);
+        mp_pool_reset(pool);
+        bool same = true;
+        for (size_t i = 0; i < n; i++)
+            same = same && mp_pool_alloc(pool) == first[i];
+        CHECK("reset: the first block is the oldest run's first, then the order first carved",
+              n > 0 && same);
+        mp_pool_destroy(pool);
+    }
+    free(space);
+    free(first);
+}
+
 /* ------------------------------------------------------------------------------------------------
  * mp_pool_trim
  * ---------------------------------------------------------------------------------------------- */
@@ -1972,6 +2029,7 @@ int main(void)
     test_zero();
     test_null_args();
     test_reset();
+    test_reset_run_order();
     test_trim();
     test_owns();
     test_check();
