@@ -113,7 +113,7 @@ static const char *const utf8_names[] = {
  * control characters, quotes and backslashes. */
 static const char *const raw_names[] = {
     "\xff",
-    "ab\xc0\xaf" "cd",
+    "ab\xc0\257cd", /* \257: 0xAF, an octal escape ends after three digits */
     "\x80x",
     "s\xed\xa0\x80s",
     "\xf4\x90\x80\x80",
