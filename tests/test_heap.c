@@ -1293,7 +1293,8 @@ static void test_stats_write_names(void)
 {
     static textbuf b;
     const char *const *lists[] = {utf8_names, raw_names};
-    size_t counts[] = {sizeof utf8_names / sizeof *utf8_names, sizeof raw_names / sizeof *raw_names};
+    const size_t counts[] = {sizeof utf8_names / sizeof *utf8_names,
+                             sizeof raw_names / sizeof *raw_names};
     for (size_t l = 0; l < 2; l++) {
         for (size_t i = 0; i < counts[l]; i++) {
             mp_heap *h = mp_heap_create(&(mp_heap_opts){.name = lists[l][i]});
