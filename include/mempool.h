@@ -90,7 +90,8 @@ enum {
 /* The byte of the guard a checked pool keeps after each block (at least 8 bytes of it). */
 #define MP_FILL_CANARY 0xCA
 
-/* The longest pool name kept, terminator included; longer names are truncated. */
+/* The longest pool name kept, terminator included; longer names are cut on a UTF-8 character
+ * boundary (see mp_pool_opts.name). */
 #define MP_NAME_MAX 32
 
 /*
@@ -119,7 +120,10 @@ typedef struct mp_source {
  *   buffer, buffer_size: when buffer is not NULL the pool lives entirely inside it, its own
  *                bookkeeping included, and never calls the system or malloc. The buffer must stay
  *                valid until mp_pool_destroy(); the pool does not free it.
- *   name:        shown in statistics and messages; copied (up to MP_NAME_MAX - 1 bytes). NULL = "".
+ *   name:        shown in statistics and messages; copied, cut to at most MP_NAME_MAX - 1 bytes on
+ *                a character boundary: a UTF-8 sequence is kept whole or dropped with the rest, and
+ *                a byte that begins no well-formed sequence counts as one character, kept as it is
+ *                (so a name in UTF-8 stays UTF-8). NULL = "".
  *   source:      where chunks come from (above); NULL = the system (mmap). Ignored with a buffer.
  *   thread_cache: MP_THREAD_SAFE pools: the most free blocks each thread keeps for itself; 0 = the
  *                default (1024, fewer for large blocks: at most 256 KiB a thread); at most 256 move
@@ -154,8 +158,9 @@ typedef struct mp_pool mp_pool;
  *   - errno = EINVAL: opts is NULL; block_size is 0; align is not 0 and not a power of two; flags
  *     has an unknown bit; a source lacks map or unmap; MP_THREAD_SAFE with a buffer; a block
  *     (rounded up to align, plus a chunk header) that no chunk of at most SIZE_MAX / 4 bytes holds;
- *     block_size rounded up to align, times capacity, overflows size_t; a buffer is given with a
- *     size too small for the pool's bookkeeping and one block;
+ *     block_size rounded up to align, times capacity, overflows size_t (whatever the flags: a
+ *     checked pool's guard bytes are not counted, since the capacity only bounds live blocks); a
+ *     buffer is given with a size too small for the pool's bookkeeping and one block;
  *   - errno = ENOMEM: the source could not give the page for the pool's bookkeeping.
  * Thread-safety: may be called from any thread at any time.
  */
@@ -208,7 +213,10 @@ static inline void mp_pool_free(mp_pool *pool, void *block);
 
 /*
  * Makes every block free at once, as if each had been freed, without touching any block; the pool
- * keeps its memory and hands out the lowest addresses first again. Statistics keep their totals
+ * keeps its memory and hands out its blocks again in the order it first carved them: chunk run by
+ * chunk run in the order the runs were taken, each from its lowest address up. So the first block
+ * after a reset is the first block of the oldest run the pool holds, which need not be its lowest
+ * address (the source may place a later run below it). Statistics keep their totals
  * (allocs, frees count the reset blocks as freed; blocks_peak is kept); blocks_free is 0 afterwards,
  * since every block is never-used space again. Does nothing when pool is NULL.
  * Complexity: O(number of chunk runs); a checked or secure pool also clears the free bits of every
@@ -338,7 +346,12 @@ typedef void mp_write_fn(void *ctx, const char *text, size_t len);
 /*
  * Writes the statistics as human-readable text (one "key: value" per line, headed by the name) or as
  * one JSON object with the field names of mp_stats, through `write`. The library never prints
- * unless asked to here.
+ * unless asked to here. The name is the bytes of stats->name before its first NUL (at most
+ * MP_NAME_MAX - 1). Text writes them as they are. JSON (RFC 8259) is valid UTF-8 whatever they
+ * are: the quote and the backslash are escaped with a backslash, control characters below 0x20 as
+ * \u00XX, well-formed UTF-8 sequences are written as they are, and each other byte (a continuation
+ * byte out of place, an overlong form, a surrogate, above U+10FFFF, a sequence cut short) as
+ * \ufffd, the replacement character.
  * Returns 0, or EINVAL when stats or write is NULL or format is unknown (nothing written).
  */
 int mp_stats_write(const mp_stats *stats, int format, mp_write_fn *write, void *ctx);

@@ -178,8 +178,7 @@ static int arena_setup(mp_arena *proto, const mp_arena_opts *o)
             return EINVAL;
         proto->cap_max = o->capacity;
     }
-    for (size_t i = 0; o->name != NULL && i < MP_NAME_MAX - 1 && o->name[i] != '\0'; i++)
-        proto->name[i] = o->name[i];
+    mpi_name_copy(proto->name, o->name);
     return 0;
 }
 

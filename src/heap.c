@@ -224,8 +224,7 @@ mp_heap *mp_heap_create(const mp_heap_opts *opts)
     heap->mine = (mp_source){heap_map, heap_unmap, heap};
     heap->capacity = o->capacity;
     atomic_store(&heap->reserved, heap->meta_size); /* the capacity counts the bookkeeping too */
-    for (size_t i = 0; o->name != NULL && i < MP_NAME_MAX - 1 && o->name[i] != '\0'; i++)
-        heap->name[i] = o->name[i];
+    mpi_name_copy(heap->name, o->name);
     return heap;
 }
 

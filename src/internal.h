@@ -309,6 +309,19 @@ MPI_HIDDEN unsigned mpi_tool_checks(void);
 MPI_HIDDEN void mpi_tool_forget_live(const mp_pool *pool);
 
 /* ------------------------------------------------------------------------------------------------
+ * stats.c: names, and writing statistics
+ * ---------------------------------------------------------------------------------------------- */
+
+/* The length of the well-formed UTF-8 sequence (RFC 3629) that s begins with, 1 to 4; 0 when s[0]
+ * begins none: a continuation byte, an overlong form, a surrogate, a code point above U+10FFFF, or
+ * a sequence cut short (by the terminator too). Reads no byte past a NUL. */
+MPI_HIDDEN size_t mpi_utf8_len(const char *s);
+/* Copies the name src (NULL: "") into dst[MP_NAME_MAX], cut to at most MP_NAME_MAX - 1 bytes on a
+ * character boundary: a UTF-8 sequence is kept whole or not at all; a byte that begins no sequence
+ * counts as one character and is kept as it is (the JSON writer replaces it). */
+MPI_HIDDEN void mpi_name_copy(char *dst, const char *src);
+
+/* ------------------------------------------------------------------------------------------------
  * pool.c
  * ---------------------------------------------------------------------------------------------- */
 

@@ -365,17 +365,22 @@ static int pool_geometry(mp_pool *pool, const mp_pool_opts *opts, size_t fixed_c
     if (align < alignof(void *))
         align = alignof(void *); /* the free-list link is a pointer */
     size_t size = opts->block_size < sizeof(void *) ? sizeof(void *) : opts->block_size;
+    if (size > SIZE_MAX - (align - 1))
+        return EINVAL;
+    /* The product mempool.h names, with the stride a plain pool would have: the capacity only
+     * bounds live blocks and runs are taken as needed, so a checked pool's guard bytes need no
+     * room in size_t for all of them at once. */
+    if (opts->capacity != 0 && (size_t)align_up(size, align) > SIZE_MAX / opts->capacity)
+        return EINVAL;
     if ((checks & MPI_CHECK_FILL) != 0) { /* room for the canary and the site (internal.h) */
         if (opts->block_size > SIZE_MAX / 2)
             return EINVAL;
         pool->site_off = (size_t)align_up(opts->block_size, 8) + MPI_CANARY_EXTRA;
         size = pool->site_off + sizeof(void *);
+        if (size > SIZE_MAX - (align - 1))
+            return EINVAL;
     }
-    if (size > SIZE_MAX - (align - 1))
-        return EINVAL;
     size_t stride = (size_t)align_up(size, align);
-    if (opts->capacity != 0 && stride > SIZE_MAX / opts->capacity)
-        return EINVAL;
 
     size_t chunk = fixed_chunk != 0 ? fixed_chunk : MP_CHUNK_SIZE, bitmap, first_off;
     size_t bitmap_off = MP_CHUNK_HEADER + (fixed_chunk != 0 ? MPI_OWNER_ROOM : 0); /* a heap's */
@@ -542,8 +547,7 @@ static mp_pool *pool_create(const mp_pool_opts *opts, size_t chunk_size)
     if ((opts->flags & (MP_ZERO | MP_THREAD_SAFE)) != 0 || proto.checks != 0)
         proto.fast.free = (void *)MP_FAST_SLOW; /* a slow pool (see mempool.h) */
     proto.source = opts->source != NULL ? *opts->source : mpi_os_source;
-    for (size_t i = 0; opts->name != NULL && i < MP_NAME_MAX - 1 && opts->name[i] != '\0'; i++)
-        proto.name[i] = opts->name[i];
+    mpi_name_copy(proto.name, opts->name);
     if (proto.source.map == NULL || proto.source.unmap == NULL) {
         errno = EINVAL;
         return NULL;

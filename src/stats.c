@@ -1,5 +1,6 @@
 /*
- * stats.c: reading a pool's statistics and writing them as text or JSON.
+ * stats.c: reading a pool's statistics and writing them as text or JSON, and the names they carry
+ * (copied cut on a UTF-8 character boundary, written to JSON as valid UTF-8 whatever they hold).
  *
  * Nothing here is counted: the fast path keeps one counter (allocs), the slow paths keep the rest,
  * and this file derives what follows from them: blocks free by walking the free list, then in use
@@ -11,6 +12,60 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <string.h>
+
+/* ================================================================================================
+ * Names: cut on a UTF-8 character boundary
+ * ============================================================================================== */
+
+size_t mpi_utf8_len(const char *s)
+{
+    const unsigned char *u = (const unsigned char *)s;
+    unsigned char lo = 0x80, hi = 0xBF; /* the second byte's range (Unicode, table 3-7) */
+    size_t n;
+    if (u[0] < 0x80)
+        return 1;
+    if (u[0] >= 0xC2 && u[0] <= 0xDF)
+        n = 2;
+    else if (u[0] >= 0xE0 && u[0] <= 0xEF)
+        n = 3;
+    else if (u[0] >= 0xF0 && u[0] <= 0xF4)
+        n = 4;
+    else
+        return 0; /* a continuation byte, C0 and C1 (overlong), or above U+10FFFF */
+    if (u[0] == 0xE0)
+        lo = 0xA0; /* overlong below U+0800 */
+    else if (u[0] == 0xED)
+        hi = 0x9F; /* surrogates */
+    else if (u[0] == 0xF0)
+        lo = 0x90; /* overlong below U+10000 */
+    else if (u[0] == 0xF4)
+        hi = 0x8F; /* above U+10FFFF */
+    if (u[1] < lo || u[1] > hi)
+        return 0;
+    for (size_t i = 2; i < n; i++)
+        if ((u[i] & 0xC0) != 0x80) /* stops at a NUL */
+            return 0;
+    return n;
+}
+
+void mpi_name_copy(char *dst, const char *src)
+{
+    size_t n = 0;
+    while (src != NULL && src[n] != '\0') {
+        size_t len = mpi_utf8_len(src + n);
+        len = len != 0 ? len : 1;
+        if (n + len > MP_NAME_MAX - 1)
+            break;
+        n += len;
+    }
+    if (n != 0)
+        memcpy(dst, src, n);
+    dst[n] = '\0';
+}
+
+/* ================================================================================================
+ * Reading
+ * ============================================================================================== */
 
 int mp_pool_stats(const mp_pool *pool, mp_stats *out)
 {
@@ -87,13 +142,16 @@ static void write_str(mp_write_fn *write, void *ctx, const char *text)
     write(ctx, text, strlen(text));
 }
 
-/* Writes the name as a JSON string: quotes, backslashes and control bytes escaped. */
+/* Writes s as a JSON string (RFC 8259): the quote, the backslash and control characters escaped,
+ * well-formed UTF-8 as it is, and each byte that begins no well-formed sequence as \ufffd, so that
+ * the output is valid UTF-8 whatever the name holds. */
 static void write_json_string(mp_write_fn *write, void *ctx, const char *s)
 {
     write_str(write, ctx, "\"");
-    for (; *s != '\0'; s++) {
+    for (size_t len; *s != '\0'; s += len) {
         unsigned char c = (unsigned char)*s;
         char esc[8];
+        len = mpi_utf8_len(s);
         if (c == '"' || c == '\\') {
             esc[0] = '\\';
             esc[1] = (char)c;
@@ -101,8 +159,11 @@ static void write_json_string(mp_write_fn *write, void *ctx, const char *s)
         } else if (c < 0x20) {
             snprintf(esc, sizeof esc, "\\u%04x", c);
             write_str(write, ctx, esc);
+        } else if (len == 0) {
+            write_str(write, ctx, "\\ufffd"); /* U+FFFD, the replacement character */
+            len = 1;
         } else {
-            write(ctx, s, 1);
+            write(ctx, s, len);
         }
     }
     write_str(write, ctx, "\"");

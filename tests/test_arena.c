@@ -29,6 +29,7 @@
 
 #include "mempool.h"
 #include "test.h"
+#include "utf8.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -254,6 +255,12 @@ static void test_create(void)
     CHECK("create: a long name is truncated to MP_NAME_MAX - 1",
           strlen(s.name) == MP_NAME_MAX - 1 && strncmp(s.name, longname, MP_NAME_MAX - 1) == 0);
     mp_arena_destroy(a);
+    for (size_t i = 0; i < sizeof utf8_names / sizeof *utf8_names; i++) {
+        a = mp_arena_create(&(mp_arena_opts){.name = utf8_names[i], .source = &src});
+        CHECK("create: a UTF-8 name is cut to its longest prefix of whole characters that fits",
+              a != NULL && name_is_longest_prefix(stats_of(a).name, utf8_names[i]));
+        mp_arena_destroy(a);
+    }
 
     mp_source no_map = {NULL, ts_unmap, &src_ctx}, no_unmap = {ts_map, NULL, &src_ctx};
     struct {

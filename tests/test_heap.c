@@ -32,6 +32,7 @@
 
 #include "mempool.h"
 #include "test.h"
+#include "utf8.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -1286,6 +1287,39 @@ static void test_stats_write(void)
     mp_heap_destroy(h);
 }
 
+/* The heap's statistics in JSON are valid UTF-8 with sane strings whatever its name, and a UTF-8
+ * name is cut to its longest prefix of whole characters. */
+static void test_stats_write_names(void)
+{
+    static textbuf b;
+    const char *const *lists[] = {utf8_names, raw_names};
+    const size_t counts[] = {sizeof utf8_names / sizeof *utf8_names,
+                             sizeof raw_names / sizeof *raw_names};
+    for (size_t l = 0; l < 2; l++) {
+        for (size_t i = 0; i < counts[l]; i++) {
+            mp_heap *h = mp_heap_create(&(mp_heap_opts){.name = lists[l][i]});
+            struct mp_heap_stats s;
+            void *p = h ? mp_heap_alloc(h, 100) : NULL;
+            if (!CHECK("stats write: a named heap", p && mp_heap_stats(h, &s) == 0)) {
+                mp_heap_destroy(h);
+                continue;
+            }
+            CHECK("stats write: a UTF-8 name is cut on a character boundary",
+                  l != 0 || name_is_longest_prefix(s.name, lists[l][i]));
+            b.len = 0;
+            CHECK("stats write: JSON of any name is valid UTF-8 with sane strings",
+                  mp_heap_stats_write(&s, MP_FORMAT_JSON, text_write, &b) == 0 &&
+                      utf8_valid(b.text, b.len) && json_strings_sane(b.text, b.len));
+            b.len = 0;
+            CHECK("stats write: text of a UTF-8 name is valid UTF-8",
+                  mp_heap_stats_write(&s, MP_FORMAT_TEXT, text_write, &b) == 0 &&
+                      (l != 0 || utf8_valid(b.text, b.len)));
+            mp_heap_free(h, p);
+            mp_heap_destroy(h);
+        }
+    }
+}
+
 /* ------------------------------------------------------------------------------------------------
  * Reset, destroy, capacity, buffers, a failing source
  * ---------------------------------------------------------------------------------------------- */
@@ -1998,6 +2032,7 @@ int main(void)
     test_classes();
     test_create();
     test_stats_write();
+    test_stats_write_names();
     printf("-- classes, create, stats output: %.2f s\n", lap());
 
     /* The process-wide heap. */

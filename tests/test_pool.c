@@ -3,12 +3,13 @@
  *
  * Each section below takes one declaration of the header and checks what it promises, case by case:
  * the "Returns NULL if and only if" lists (both directions: each listed case fails with its errno,
- * and nearby valid cases succeed), the guarantees (alignment, zeroing, LIFO reuse, lowest addresses
- * after a reset), the NULL-argument behaviour and the statistics, with exact values in scenarios
- * small enough to count by hand; then the stats writers (text, and JSON through a small validator),
- * buffer pools (guard bytes around the buffer), the error handler with checked and secure pools
- * (the default handler in a child process), and thread-safe pools used from one thread, where the
- * header lets them differ from plain pools.
+ * and nearby valid cases succeed), the guarantees (alignment, zeroing, LIFO reuse, the order blocks
+ * come back in after a reset), the NULL-argument behaviour and the statistics, with exact values in
+ * scenarios small enough to count by hand; then the stats writers (text, and JSON through a small
+ * validator), names in UTF-8 and not (a strict decoder, tests/utf8.h), buffer pools (guard bytes
+ * around the buffer), the error handler with checked and secure pools (the default handler in a
+ * child process), and thread-safe pools used from one thread, where the header lets them differ
+ * from plain pools.
  *
  * Only the public API is used; the one piece of layout relied on is the one the header states, that
  * a plain pool's free block holds its free-list link in its first word (the corruption cases of
@@ -22,6 +23,7 @@
 
 #include "mempool.h"
 #include "test.h"
+#include "utf8.h"
 
 #include <errno.h>
 #include <signal.h>
@@ -216,6 +218,33 @@ static void test_create_einval(void)
     pool = mp_pool_create(&(mp_pool_opts){.block_size = 16, .flags = MP_ZERO});
     CHECK("create: MP_ZERO is implemented: a pool", pool != NULL);
     mp_pool_destroy(pool);
+}
+
+/* The capacity only bounds live blocks, and memory is taken as they are carved: what may not
+ * overflow is block_size rounded up to align, times capacity, whatever the flags (a checked pool's
+ * guard bytes are not counted), and the pool works. */
+static void test_create_capacity_flags(void)
+{
+    static const unsigned flags[] = {0,       MP_CHECKED,     MP_SECURE,
+                                     MP_ZERO, MP_THREAD_SAFE, MP_CHECKED | MP_THREAD_SAFE};
+    for (size_t i = 0; i < sizeof flags / sizeof *flags; i++) {
+        mp_pool *pool = make(16, 0, SIZE_MAX / 16, flags[i]);
+        CHECK("create: 16 * capacity SIZE_MAX/16 does not overflow: a pool with every flag",
+              pool != NULL);
+        if (pool == NULL)
+            continue;
+        void *a = mp_pool_alloc(pool), *b = mp_pool_alloc(pool);
+        CHECK("alloc: a pool of capacity SIZE_MAX/16 hands out blocks", a && b && a != b);
+        mp_pool_free(pool, a);
+        mp_pool_free(pool, b);
+        mp_stats st = stats_of(pool);
+        CHECK("stats: the capacity as asked for", st.capacity == SIZE_MAX / 16 && st.frees == 2);
+        mp_pool_destroy(pool);
+        CHECK("create: 16 * capacity (SIZE_MAX/16 + 1) overflows: EINVAL with every flag",
+              create_fails(&(mp_pool_opts){.block_size = 16, .capacity = SIZE_MAX / 16 + 1,
+                                           .flags = flags[i]},
+                           EINVAL));
+    }
 }
 
 /* A stride of 2^63 bytes with capacity 1 does not overflow, so create succeeds; but no source can
@@ -669,6 +698,63 @@ static void test_reset(void)
                                                   after.blocks_peak == N);
     CHECK("check: grown pool healthy after reset and refill", mp_pool_check(pool));
     mp_pool_destroy(pool);
+}
+
+/* A source that hands out one buffer's space from the top down, as mmap usually places mappings,
+ * so that each run lies below the run taken before it. Gives nothing back. */
+typedef struct down_source {
+    uintptr_t base, top;
+} down_source;
+
+static void *down_map(void *ctx, size_t size, size_t align)
+{
+    down_source *d = ctx;
+    if (d->top - d->base < size || ((d->top - size) & ~(uintptr_t)(align - 1)) < d->base)
+        return NULL;
+    d->top = (d->top - size) & ~(uintptr_t)(align - 1);
+    return (void *)d->top;
+}
+
+static void down_unmap(void *ctx, void *p, size_t size)
+{
+    (void)ctx, (void)p, (void)size;
+}
+
+/* Several runs, each below the one before: after a reset the blocks come back in the order they
+ * were first carved (the oldest run's first block first), not lowest address first. */
+static void test_reset_run_order(void)
+{
+    enum { MAX = 1 << 14 };
+    void *space = NULL, **first = malloc(MAX * sizeof *first);
+    if (!CHECK("reset: room for the test", first && posix_memalign(&space, MiB, 4 * MiB) == 0)) {
+        free(first);
+        return;
+    }
+    for (unsigned flags = 0; flags <= MP_ZERO; flags += MP_ZERO) {
+        down_source d = {(uintptr_t)space, (uintptr_t)space + 4 * MiB};
+        mp_source src = {down_map, down_unmap, &d};
+        mp_pool *pool = mp_pool_create(&(mp_pool_opts){.block_size = 64, .flags = flags,
+                                                       .source = &src});
+        if (!CHECK("create: a pool over a top-down source", pool != NULL))
+            continue;
+        size_t n = 0; /* until three runs are taken (the bookkeeping page is a map too) */
+        while (n < MAX && stats_of(pool).source_maps < 4 && (first[n] = mp_pool_alloc(pool)))
+            n++;
+        uintptr_t lowest = UINTPTR_MAX;
+        for (size_t i = 0; i < n; i++)
+            lowest = (uintptr_t)first[i] < lowest ? (uintptr_t)first[i] : lowest;
+        CHECK("reset: three runs taken, a later one below the first block",
+              stats_of(pool).source_maps == 4 && lowest < (uintptr_t)first[0]);
+        mp_pool_reset(pool);
+        bool same = true;
+        for (size_t i = 0; i < n; i++)
+            same = same && mp_pool_alloc(pool) == first[i];
+        CHECK("reset: the first block is the oldest run's first, then the order first carved",
+              n > 0 && same);
+        mp_pool_destroy(pool);
+    }
+    free(space);
+    free(first);
 }
 
 /* ------------------------------------------------------------------------------------------------
@@ -1675,6 +1761,108 @@ static void test_stats_write(void)
 }
 
 /* ------------------------------------------------------------------------------------------------
+ * Names in UTF-8, and bytes that are not: cut on a character boundary, written as valid UTF-8 JSON
+ * ---------------------------------------------------------------------------------------------- */
+
+/* The pool's statistics written in `format` into *c; true if the write returned 0. */
+static bool write_pool_stats(const mp_pool *pool, int format, capture *c)
+{
+    mp_stats st = stats_of(pool);
+    memset(c, 0, sizeof *c);
+    return mp_stats_write(&st, format, capture_write, c) == 0 && !c->overflow;
+}
+
+/* The JSON of stats named `name` (a raw mp_stats, so any bytes) is valid UTF-8 and valid JSON. */
+static bool json_of_name_valid(const char *name, capture *c)
+{
+    mp_stats st;
+    memset(&st, 0, sizeof st);
+    snprintf(st.name, sizeof st.name, "%s", name);
+    memset(c, 0, sizeof *c);
+    return mp_stats_write(&st, MP_FORMAT_JSON, capture_write, c) == 0 &&
+           utf8_valid(c->buf, c->len) && json_valid(c->buf, c->len);
+}
+
+static void test_names_utf8(void)
+{
+    static capture c;
+    char quoted[MP_NAME_MAX + 2];
+    for (size_t i = 0; i < sizeof utf8_names / sizeof *utf8_names; i++) {
+        mp_pool *pool = mp_pool_create(&(mp_pool_opts){.block_size = 8, .name = utf8_names[i]});
+        if (!CHECK("create: a pool named in UTF-8", pool != NULL))
+            continue;
+        const char *got = mp_pool_name(pool);
+        CHECK("name: a UTF-8 name is cut to its longest prefix of whole characters that fits",
+              name_is_longest_prefix(got, utf8_names[i]));
+        CHECK("stats: the name cut the same way", strcmp(stats_of(pool).name, got) == 0);
+        snprintf(quoted, sizeof quoted, "\"%s\"", got);
+        CHECK("write: json of a UTF-8 name is valid UTF-8 and JSON, the name as it is",
+              write_pool_stats(pool, MP_FORMAT_JSON, &c) && utf8_valid(c.buf, c.len) &&
+                  json_valid(c.buf, c.len) && strstr(c.buf, quoted) != NULL);
+        CHECK("write: text of a UTF-8 name is valid UTF-8",
+              write_pool_stats(pool, MP_FORMAT_TEXT, &c) && utf8_valid(c.buf, c.len) &&
+                  strstr(c.buf, quoted) != NULL);
+        mp_pool_destroy(pool);
+    }
+    for (size_t i = 0; i < sizeof raw_names / sizeof *raw_names; i++) {
+        mp_pool *pool = mp_pool_create(&(mp_pool_opts){.block_size = 8, .name = raw_names[i]});
+        if (!CHECK("create: a pool named with bytes that are not UTF-8", pool != NULL))
+            continue;
+        size_t len = strlen(raw_names[i]);
+        CHECK("name: bytes that begin no sequence are kept as they are",
+              strncmp(mp_pool_name(pool), raw_names[i], MP_NAME_MAX - 1) == 0 &&
+                  strlen(mp_pool_name(pool)) == (len < MP_NAME_MAX ? len : MP_NAME_MAX - 1));
+        CHECK("write: json of any name is valid UTF-8 and JSON",
+              write_pool_stats(pool, MP_FORMAT_JSON, &c) && utf8_valid(c.buf, c.len) &&
+                  json_valid(c.buf, c.len));
+        CHECK("write: bytes that are not UTF-8 are written as \\ufffd",
+              utf8_valid(mp_pool_name(pool), strlen(mp_pool_name(pool))) ||
+                  strstr(c.buf, "\\ufffd") != NULL);
+        mp_pool_destroy(pool);
+    }
+    CHECK("write: json escapes the quote, backslash and controls below 0x20 as RFC 8259 says",
+          json_of_name_valid("a\"b\\c\nd\x01\x1f", &c) &&
+              strstr(c.buf, "\"a\\\"b\\\\c\\u000ad\\u0001\\u001f\"") != NULL);
+    CHECK("write: json replaces a lone 0xFF", json_of_name_valid("\xff", &c) &&
+                                                  strstr(c.buf, "\"\\ufffd\"") != NULL);
+    CHECK("write: json replaces an overlong form, byte by byte",
+          json_of_name_valid("a\xc0\xaf", &c) && strstr(c.buf, "\"a\\ufffd\\ufffd\"") != NULL);
+    CHECK("write: json replaces a surrogate, byte by byte",
+          json_of_name_valid("\xed\xa0\x80", &c) &&
+              strstr(c.buf, "\"\\ufffd\\ufffd\\ufffd\"") != NULL);
+
+    /* mp_stats is the caller's to fill: a name cut inside a character is still written valid. */
+    char cut[MP_NAME_MAX];
+    memset(cut, 'a', sizeof cut);
+    cut[MP_NAME_MAX - 2] = '\xc3';
+    cut[MP_NAME_MAX - 1] = '\xa9'; /* the name's last byte is dropped: a lone 0xC3 before it */
+    mp_stats st;
+    memset(&st, 0, sizeof st);
+    memcpy(st.name, cut, sizeof st.name);
+    memset(&c, 0, sizeof c);
+    CHECK("write: json of an unterminated name cut inside a character is valid UTF-8 and JSON",
+          mp_stats_write(&st, MP_FORMAT_JSON, capture_write, &c) == 0 &&
+              utf8_valid(c.buf, c.len) && json_valid(c.buf, c.len) && strstr(c.buf, "a\\ufffd\""));
+
+    /* An error report names the pool by its cut name; the message stays valid UTF-8. */
+    static seen e;
+    mp_set_error_handler(record_error, &e);
+    mp_pool *pool =
+        mp_pool_create(&(mp_pool_opts){.block_size = 8, .flags = MP_SECURE, .name = utf8_names[0]});
+    void *p = pool ? mp_pool_alloc(pool) : NULL;
+    if (CHECK("create: a secure pool named in UTF-8", p != NULL)) {
+        mp_pool_free(pool, p);
+        memset(&e, 0, sizeof e);
+        mp_pool_free(pool, p);
+        CHECK("errors: the pool's name and the message are valid UTF-8",
+              e.n == 1 && name_is_longest_prefix(e.pool_name, utf8_names[0]) &&
+                  utf8_valid(e.message, strlen(e.message)));
+    }
+    mp_pool_destroy(pool);
+    mp_set_error_handler(NULL, NULL);
+}
+
+/* ------------------------------------------------------------------------------------------------
  * Buffer pools
  * ---------------------------------------------------------------------------------------------- */
 
@@ -1829,6 +2017,7 @@ static void test_buffer_pool(size_t block_size, size_t align, size_t size, size_
 int main(void)
 {
     test_create_einval();
+    test_create_capacity_flags();
     test_create_huge_block();
     test_create_lazy();
     test_default_align();
@@ -1840,6 +2029,7 @@ int main(void)
     test_zero();
     test_null_args();
     test_reset();
+    test_reset_run_order();
     test_trim();
     test_owns();
     test_check();
@@ -1851,6 +2041,7 @@ int main(void)
     test_thread_safe_one_thread();
     test_stats_exact();
     test_stats_write();
+    test_names_utf8();
     test_buffer_too_small();
     test_buffer_pool(64, 0, 64 * KiB, 0, 0);
     test_buffer_pool(64, 64, 64 * KiB, 1, 0);    /* misaligned buffer, aligned blocks */
