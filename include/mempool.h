@@ -69,16 +69,21 @@ enum {
      * A checked pool stops user bugs with a clear message (see mp_set_error_handler()): double free,
      * invalid free (a pointer the pool never handed out: another pool's block, an interior pointer, a
      * stack or static address), write after free (freed blocks are filled with MP_FILL_FREED after
-     * their first word, verified when handed out again and at destroy), overflow (MP_FILL_CANARY
-     * bytes after each block, verified at free and at destroy) and leaks (at destroy, with the
-     * address each leaked block was allocated from). Every call takes the slow path: several times
-     * slower than a plain pool, and each block takes 16 bytes more. A plain pool pays nothing for it.
+     * their first word, verified when handed out again, at destroy and by mp_pool_trim() before it
+     * gives their memory back; the first word, the free-list link, is kept twice, and a write to it
+     * is found in the same places and wherever the list is walked, for every block size), overflow
+     * (MP_FILL_CANARY bytes after each block, verified at free and at destroy) and leaks (at
+     * destroy, with the address each leaked block was allocated from). A damaged link is reported
+     * as a write after free, "... (its link was overwritten)". Every call takes the slow path:
+     * several times slower than a plain pool, and each block takes 16 bytes more. A plain pool pays
+     * nothing for it.
      */
     MP_CHECKED = 1u << 2,
     /*
      * A secure pool resists heap corruption: free-list links are encoded with a per-pool random
-     * secret and the link's address, and each link is validated when popped (a planted pointer is
-     * reported as a corrupted free list instead of handed out); every free is checked against a
+     * secret and the link's address, and each link is validated wherever the list is walked: when
+     * popped, and by mp_pool_stats(), mp_pool_trim() and mp_pool_check() (a planted pointer is
+     * reported as a corrupted free list instead of followed); every free is checked against a
      * per-block state bit kept out of band, in the chunk header (double free and invalid free are
      * reported). Every call takes the slow path.
      */
@@ -228,7 +233,12 @@ void mp_pool_reset(mp_pool *pool);
 /*
  * Gives back to the source every chunk run whose blocks are all free, like malloc_trim(). Returns the
  * number of bytes given back (0 for a NULL pool or a buffer pool, which never gives memory back).
- * Complexity: O(free blocks + chunk runs): it walks the free list once.
+ * A checked or secure pool validates each link it follows: a damaged one is reported (as the alloc
+ * that reached it would) and nothing is given back. A checked pool also verifies every block of a
+ * run before giving it back: a block written after free is reported and its run kept.
+ * Complexity: O(free blocks + chunk runs): it walks the free list once (twice when a run goes); a
+ * checked or secure pool O(free blocks * chunk runs), and a checked pool reads every block it gives
+ * back.
  */
 size_t mp_pool_trim(mp_pool *pool);
 
@@ -244,7 +254,9 @@ bool mp_pool_owns(const mp_pool *pool, const void *p);
  * Runs the pool's invariant validator (docs/design.md, "Invariants"): the free list is acyclic, each
  * free block lies in the pool and is aligned, and the counts add up
  * (in_use + free + never_used == blocks the chunks can hold). True if every invariant holds; false for
- * a NULL pool or a broken invariant (user memory corruption, or a bug here). In a thread-safe pool
+ * a NULL pool or a broken invariant (user memory corruption, or a bug here). A checked or secure
+ * pool also reports a damaged link it finds, as its alloc would (the default handler aborts), and
+ * returns false if the handler returns. In a thread-safe pool
  * that other threads use meanwhile, the blocks in their caches are counted from counters that move
  * as it runs, so only the bounds no race can break are checked (never a false alarm). A checked or
  * secure pool also checks that no slot not handed out since the last reset is marked free.
@@ -293,7 +305,9 @@ typedef void mp_error_fn(const mp_error *error, void *ctx);
  * If a handler returns, the library goes on safely and loses nothing it can keep: a double or invalid
  * free is ignored; a block found written after free is still handed out; an overflowed block is still
  * freed; a destroy with leaks still gives all memory back; a corrupted free list is cut at the
- * corruption (the blocks after it are abandoned, never handed out).
+ * corruption by the alloc that reaches it (the blocks after it are abandoned, never handed out),
+ * and a walk that finds it (stats, trim, check) stops there: stats count the blocks before it, trim
+ * gives nothing back, check returns false; a trim keeps a run holding a block written after free.
  * Thread-safety: set it before other threads use pools; the handler may be called from any thread.
  */
 void mp_set_error_handler(mp_error_fn *handler, void *ctx);
@@ -332,7 +346,11 @@ typedef struct mp_stats {
  * blocks_in_use <= blocks_peak; bytes_used <= bytes_reserved.
  * Complexity: O(blocks on the free list). The inline fast path counts allocations only, to stay as
  * fast as the original free list; blocks in use are the blocks carved minus the free list's length,
- * which this walks, and frees are allocs - blocks_in_use.
+ * which this walks, and frees are allocs - blocks_in_use. A checked or secure pool validates each
+ * link it follows (O(free blocks * chunk runs)): a damaged one is reported as its alloc would
+ * report it, and if the handler returns, the free blocks counted are those up to the damage (the
+ * rest are lost to the program, as the alloc that reaches the damage cuts the list there).
+ * Undefined in a plain pool: a free list damaged by the program (it is followed as it is).
  * Returns 0, or EINVAL when pool or out is NULL (out untouched).
  */
 int mp_pool_stats(const mp_pool *pool, mp_stats *out);

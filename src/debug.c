@@ -190,6 +190,19 @@ static void leak_note(char *detail, size_t size, const void *block, const void *
                  block, site);
 }
 
+bool mpi_check_freed(const mp_pool *pool, void *block)
+{
+    mpi_tool_open(pool, block, pool->stride);
+    bool link = mpi_pool_link_is_intact(pool, block);
+    bool fill = link && mpi_fill_is_intact(pool, block);
+    mpi_tool_close(pool, block, pool->stride);
+    if (!link)
+        mpi_pool_link_bad(pool, block);
+    else if (!fill)
+        mpi_report(MP_ERR_WRITE_AFTER_FREE, pool, block, NULL, 1, NULL);
+    return link && fill;
+}
+
 void mpi_check_destroy(mp_pool *pool)
 {
     uint64_t leaks = 0;
@@ -199,13 +212,11 @@ void mpi_check_destroy(mp_pool *pool)
         for (uint64_t k = 0; k < run->carved; k++) {
             void *block = mpi_pool_slot(pool, run, k);
             mpi_slot s = mpi_pool_slot_of(pool, run, k);
-            bool is_free = mpi_slot_is_free(&s);
-            mpi_tool_open(pool, block, pool->stride);
-            if (is_free) {
-                if (!mpi_fill_is_intact(pool, block))
-                    mpi_report(MP_ERR_WRITE_AFTER_FREE, pool, block, NULL, 1, NULL);
+            if (mpi_slot_is_free(&s)) {
+                (void)mpi_check_freed(pool, block);
                 continue;
             }
+            mpi_tool_open(pool, block, pool->stride);
             const void *site = site_get(pool, block);
             if (!mpi_canary_is_intact(pool, block))
                 mpi_report(MP_ERR_OVERFLOW, pool, block, site, 1, NULL);

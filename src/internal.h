@@ -121,8 +121,8 @@ enum {
 /*
  * A checked block's slot (stride bytes):
  *   [ user: block_size ][ canary: MP_FILL_CANARY up to the next 8 bytes, plus 8 ][ site: 8 ][ pad ]
- * site is the allocation's return address. A free block holds its link in its first word and
- * MP_FILL_FREED in the rest of the user part.
+ * site is the allocation's return address. A free block holds its link in its first word,
+ * MP_FILL_FREED in the rest of the user part, and a copy of its link in the site word (pool.c).
  */
 #define MPI_CANARY_EXTRA 8u
 #define MPI_TRAILER (MPI_CANARY_EXTRA + sizeof(void *))
@@ -291,6 +291,9 @@ MPI_HIDDEN void mpi_check_alloc(mp_pool *pool, void *block, bool fresh, const vo
 MPI_HIDDEN bool mpi_check_free(mp_pool *pool, void *block);
 MPI_HIDDEN void mpi_check_destroy(mp_pool *pool);
 
+/* A checked pool's free block is as the free left it (link word and fill), else it is reported as a
+ * write after free and false returned (destroy, and trim before it gives a run back). */
+MPI_HIDDEN bool mpi_check_freed(const mp_pool *pool, void *block);
 /* Checked pools: fill the user part of a freed block after its link; is it still so filled? */
 MPI_HIDDEN void mpi_fill_freed(const mp_pool *pool, void *block);
 MPI_HIDDEN bool mpi_fill_is_intact(const mp_pool *pool, const void *block);
@@ -386,12 +389,18 @@ static inline void mpi_slot_set_free(const mpi_slot *s, bool is_free)
 /* Takes back one failed allocation the pool counted: a heap that refused, reclaimed memory and then
  * succeeded (or failed again, counted again) reports one outcome per request. */
 MPI_HIDDEN void mpi_pool_forgive_failure(mp_pool *pool);
-/* The next block on the free list after `block`, decoded. */
-MPI_HIDDEN void *mpi_pool_link_get(const mp_pool *pool, void *block);
+/* A checked pool's free block: its link word agrees with the copy in its site word (pool.c,
+ * "Free-list links"); false when the program wrote to the link word after the free. */
+MPI_HIDDEN bool mpi_pool_link_is_intact(const mp_pool *pool, void *block);
+/* Reports a bad link found in free block `block`, in the same words wherever it is found: a write
+ * after free ("its link was overwritten") in a checked pool, else a corrupted free list. */
+MPI_HIDDEN void mpi_pool_link_bad(const mp_pool *pool, const void *block);
 
 /*
  * Blocks on the free list, found by walking it: O(free blocks). The walk stops after `carved` steps,
- * so a list that a user bug made cyclic cannot hang it; it then returns carved + 1.
+ * so a list that a user bug made cyclic cannot hang it; it then returns carved + 1. A pool with
+ * free bits validates each link it follows: at a bad one (reported, as an alloc reaching it would)
+ * it stops, and counts the blocks up to the one holding it (the rest are lost to the program).
  */
 MPI_HIDDEN uint64_t mpi_pool_free_len(const mp_pool *pool);
 

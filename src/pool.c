@@ -242,7 +242,13 @@ void *mpi_pool_slot(const mp_pool *pool, const mpi_run *run, uint64_t k)
  * Free-list links. A plain pool stores the next block's address as it is (the inline fast path
  * reads it); a checked or secure pool stores it encoded with its secret and the link's own address
  * (glibc's safe-linking, with mimalloc's per-heap key), so a pointer planted in a free block decodes
- * to garbage and is caught when popped.
+ * to garbage and is caught where the list is walked.
+ *
+ * A checked pool keeps a copy of each free block's link in the block's site word (the trailer,
+ * internal.h), encoded with that word's address. The link word is the user's first word, where a
+ * write after free is most likely; the copy lies beyond the user part and the canary, so a write to
+ * the link word (a whole word or one byte) makes the two disagree, even where the new value still
+ * decodes to a free block. A block of 8 bytes or less is nothing but its link word while free.
  * ---------------------------------------------------------------------------------------------- */
 
 static uintptr_t link_mask(const mp_pool *pool, const void *at)
@@ -250,38 +256,129 @@ static uintptr_t link_mask(const mp_pool *pool, const void *at)
     return pool->key ^ ((uintptr_t)at * (uintptr_t)0x9E3779B97F4A7C15u);
 }
 
-static MP_ALWAYS_INLINE void *link_get_as(const mp_pool *pool, void *block, unsigned checks)
+/* The word at `at` (in a free block), opened to the tools for the instant it is read or written. */
+static MP_ALWAYS_INLINE uintptr_t word_get_as(const mp_pool *pool, const void *at, unsigned checks)
 {
     uintptr_t v;
     if ((checks & MPI_CHECK_TOOLS) != 0)
-        mpi_tool_open(pool, block, sizeof v);
-    memcpy(&v, block, sizeof v);
+        mpi_tool_open(pool, at, sizeof v);
+    memcpy(&v, at, sizeof v);
     if ((checks & MPI_CHECK_TOOLS) != 0)
-        mpi_tool_close(pool, block, sizeof v);
-    return (void *)(pool->key != 0 ? v ^ link_mask(pool, block) : v);
+        mpi_tool_close(pool, at, sizeof v);
+    return v;
 }
 
-void *mpi_pool_link_get(const mp_pool *pool, void *block)
+static MP_ALWAYS_INLINE void word_set_as(const mp_pool *pool, void *at, uintptr_t v,
+                                         unsigned checks)
 {
-    return link_get_as(pool, block, pool->checks);
+    if ((checks & MPI_CHECK_TOOLS) != 0)
+        mpi_tool_open(pool, at, sizeof v);
+    memcpy(at, &v, sizeof v);
+    if ((checks & MPI_CHECK_TOOLS) != 0)
+        mpi_tool_close(pool, at, sizeof v);
+}
+
+static MP_ALWAYS_INLINE void *link_get_as(const mp_pool *pool, void *block, unsigned checks)
+{
+    uintptr_t v = word_get_as(pool, block, checks);
+    return (void *)(pool->key != 0 ? v ^ link_mask(pool, block) : v);
 }
 
 static MP_ALWAYS_INLINE void link_set_as(const mp_pool *pool, void *block, void *next,
                                          unsigned checks)
 {
     uintptr_t v = (uintptr_t)next;
-    if (pool->key != 0)
-        v ^= link_mask(pool, block);
-    if ((checks & MPI_CHECK_TOOLS) != 0)
-        mpi_tool_open(pool, block, sizeof v);
-    memcpy(block, &v, sizeof v);
-    if ((checks & MPI_CHECK_TOOLS) != 0)
-        mpi_tool_close(pool, block, sizeof v);
+    word_set_as(pool, block, pool->key != 0 ? v ^ link_mask(pool, block) : v, checks);
+    if ((checks & MPI_CHECK_FILL) != 0) {
+        char *copy = (char *)block + pool->site_off;
+        word_set_as(pool, copy, v ^ link_mask(pool, copy), checks);
+    }
 }
 
 static void link_set(const mp_pool *pool, void *block, void *next)
 {
     link_set_as(pool, block, next, pool->checks);
+}
+
+/* A checked pool's free block: does its link word agree with the copy (next, decoded)? */
+static MP_ALWAYS_INLINE bool link_copy_agrees(const mp_pool *pool, const void *block,
+                                              const void *next, unsigned checks)
+{
+    const char *copy = (const char *)block + pool->site_off;
+    return (word_get_as(pool, copy, checks) ^ link_mask(pool, copy)) == (uintptr_t)next;
+}
+
+bool mpi_pool_link_is_intact(const mp_pool *pool, void *block)
+{
+    return link_copy_agrees(pool, block, link_get_as(pool, block, pool->checks), pool->checks);
+}
+
+/* A link found bad, reported about the block holding it: a write after free in a checked pool (the
+ * program's stray write is the likely cause), else a corrupted free list; the same words wherever
+ * it is found. */
+MP_NOINLINE void mpi_pool_link_bad(const mp_pool *pool, const void *block)
+{
+    if ((pool->checks & MPI_CHECK_FILL) != 0)
+        mpi_report(MP_ERR_WRITE_AFTER_FREE, pool, block, NULL, 1, " (its link was overwritten)");
+    else
+        mpi_report(MP_ERR_CORRUPT_FREE_LIST, pool, block, NULL, 1, NULL);
+}
+
+/*
+ * The one way to step along a free list: *next = the link of free block `block`, decoded. A pool
+ * with free bits (checked, secure; every pool under a tool) validates it first: NULL or a carved
+ * slot of the pool whose free bit is set, and in a checked pool the link word agrees with its
+ * copy. A link that fails is reported and false returned; the caller stops there, so a corrupted
+ * list is never followed. A plain pool follows it unchecked (undefined, mempool.h).
+ */
+static MP_ALWAYS_INLINE bool list_next_as(const mp_pool *pool, void *block, void **next,
+                                          unsigned checks)
+{
+    *next = link_get_as(pool, block, checks);
+    if ((checks & MPI_CHECK_STATE) == 0)
+        return true;
+    mpi_slot s;
+    bool copy_ok = (checks & MPI_CHECK_FILL) == 0 || link_copy_agrees(pool, block, *next, checks);
+    if (MP_LIKELY(copy_ok && (*next == NULL || (pool_find_slot_as(pool, *next, &s, checks) &&
+                                                s.k < s.run->carved && mpi_slot_is_free(&s)))))
+        return true;
+    mpi_pool_link_bad(pool, block);
+    return false;
+}
+
+/*
+ * A walk along the free list (free_len, trim, the validator), each step by list_next_as(). It stops
+ * at the list's end, at a bad link (reported; `bad` set), or after more steps than blocks carved (a
+ * cycle, `bad` set; reported in a pool with free bits, where it can only come of a corrupted link).
+ * `n` counts the blocks visited, `at` among them. Use:
+ *     for (walk_start(pool, &w); w.at != NULL; walk_next(pool, &w)) ... w.at ...
+ */
+typedef struct list_walk {
+    void *at; /* the block the walk is at; NULL when it has stopped */
+    uint64_t n;
+    bool bad;
+} list_walk;
+
+static void walk_start(const mp_pool *pool, list_walk *w)
+{
+    w->at = *pool_head_const(pool);
+    w->n = w->at != NULL;
+    w->bad = false;
+}
+
+static void walk_next(const mp_pool *pool, list_walk *w)
+{
+    void *next;
+    if (!list_next_as(pool, w->at, &next, pool->checks)) {
+        next = NULL;
+        w->bad = true;
+    } else if (next != NULL && ++w->n > pool->carved) {
+        if ((pool->checks & MPI_CHECK_STATE) != 0)
+            mpi_pool_link_bad(pool, w->at);
+        next = NULL;
+        w->bad = true;
+    }
+    w->at = next;
 }
 
 /* The free list's head; a pool with free bits is always a slow one (see struct mp_pool). */
@@ -303,9 +400,10 @@ static void list_push(mp_pool *pool, void *block)
 }
 
 /*
- * Pops the head. In a pool with free bits the link to the next block is validated first: a link to
- * anything but a free block of this pool is reported and the list cut there (the blocks behind it are
- * abandoned, never handed out).
+ * Pops the head. The head was checked when it became the head; the link to the next block is
+ * checked now (list_next_as), and where it fails the list is cut (the blocks behind it are
+ * abandoned, never handed out). The head's free bit is cleared first, so that a link back to it (a
+ * cycle) fails.
  */
 static MP_ALWAYS_INLINE void *list_pop_as(mp_pool *pool, unsigned checks)
 {
@@ -313,20 +411,12 @@ static MP_ALWAYS_INLINE void *list_pop_as(mp_pool *pool, unsigned checks)
     void *block = *head;
     if (block == NULL)
         return NULL;
-    void *next = link_get_as(pool, block, checks);
     mpi_slot s;
-    /* the head was checked when it became the head; its bit is cleared first, so that a link
-     * back to it (a cycle) fails the check of the next link */
     if ((checks & MPI_CHECK_STATE) != 0 && pool_own_slot_bit(pool, block, &s, checks))
         mpi_slot_set_free(&s, false);
-    if ((checks & MPI_CHECK_STATE) != 0 && next != NULL &&
-        !(pool_find_slot_as(pool, next, &s, checks) && s.k < s.run->carved && mpi_slot_is_free(&s))) {
-        if ((checks & MPI_CHECK_FILL) != 0)
-            mpi_report(MP_ERR_WRITE_AFTER_FREE, pool, block, NULL, 1, " (its link was overwritten)");
-        else
-            mpi_report(MP_ERR_CORRUPT_FREE_LIST, pool, block, NULL, 1, NULL);
+    void *next;
+    if (!list_next_as(pool, block, &next, checks))
         next = NULL;
-    }
     *head = next;
     return block;
 }
@@ -942,7 +1032,7 @@ static MP_NOINLINE void *secure_alloc_far(mp_pool *pool, void *block, void *next
     if (next != NULL && (run == NULL || run_chunk_index(pool, run, chunk) >= run->inited ||
                          !chunk_slot(pool, chunk, n, &slot) ||
                          (*bit_byte(pool, chunk, slot) >> (slot % 8) & 1u) == 0)) {
-        mpi_report(MP_ERR_CORRUPT_FREE_LIST, pool, block, NULL, 1, NULL);
+        mpi_pool_link_bad(pool, block);
         next = NULL; /* the list is cut: what the link led to is never handed out */
     }
     pool->list = next;
@@ -1136,6 +1226,16 @@ static size_t pool_release_run(mp_pool *pool, mpi_run *run)
     return size;
 }
 
+/* Before a checked pool gives a wholly free run back: every block in it is as free() left it (fill,
+ * link word), else it is reported and the run kept, since the program still writes to it. */
+static bool run_blocks_are_intact(mp_pool *pool, const mpi_run *run)
+{
+    bool intact = true;
+    for (uint64_t k = 0; (pool->checks & MPI_CHECK_FILL) != 0 && k < run->carved; k++)
+        intact &= mpi_check_freed(pool, mpi_pool_slot(pool, run, k));
+    return intact;
+}
+
 /*
  * Four steps: count each run's free blocks (one walk of the free list, finding runs by masking);
  * mark the runs whose carved blocks are all free; drop their blocks from the free list; give them
@@ -1151,13 +1251,16 @@ static size_t pool_trim_locked(mp_pool *pool)
 
     mpi_run *run;
     void **head = pool_head(pool);
+    list_walk w;
     for (run = pool->first; run != NULL; run = run->next)
         run->scratch = 0;
-    for (void *b = *head; b != NULL; b = mpi_pool_link_get(pool, b))
-        pool_run_of(pool, b)->scratch++;
+    for (walk_start(pool, &w); w.at != NULL; walk_next(pool, &w))
+        pool_run_of(pool, w.at)->scratch++;
+    if (w.bad)
+        return 0; /* a corrupted list (reported): which runs are free is not known */
     bool any = false;
     for (run = pool->first; run != NULL; run = run->next) {
-        if (run->scratch == run->carved) {
+        if (run->scratch == run->carved && run_blocks_are_intact(pool, run)) {
             run->scratch = RUN_RELEASE;
             any = true;
         }
@@ -1166,16 +1269,17 @@ static size_t pool_trim_locked(mp_pool *pool)
         return 0;
 
     void *kept = NULL; /* the last block kept: its link is the one to mend */
-    for (void *b = *head; b != NULL;) {
-        void *next = mpi_pool_link_get(pool, b);
+    for (walk_start(pool, &w); w.at != NULL;) {
+        void *b = w.at;
+        walk_next(pool, &w); /* before b's link is mended below */
         if (pool_run_of(pool, b)->scratch != RUN_RELEASE)
             kept = b;
         else if (kept != NULL)
-            link_set(pool, kept, next);
+            link_set(pool, kept, w.at);
         else
-            *head = next;
-        b = next;
+            *head = w.at;
     }
+    mp_assert(!w.bad);
     pool_keep_peak(pool);
     size_t given = 0;
     for (run = pool->first; run != NULL;) {
@@ -1212,11 +1316,10 @@ size_t mp_pool_trim(mp_pool *pool)
 
 uint64_t mpi_pool_free_len(const mp_pool *pool)
 {
-    uint64_t n = 0;
-    for (void *b = *pool_head_const(pool); b != NULL && n <= pool->carved;
-         b = mpi_pool_link_get(pool, b))
-        n++;
-    return n;
+    list_walk w;
+    for (walk_start(pool, &w); w.at != NULL; walk_next(pool, &w))
+        ;
+    return w.n;
 }
 
 bool mp_pool_owns(const mp_pool *pool, const void *p)
@@ -1263,21 +1366,23 @@ static bool pool_bits_are_carved(const mp_pool *pool)
  * Every free block is a carved slot of the pool, there are at most carved of them, and at most
  * allocs blocks are in use.
  * A link is followed only after the block holding it is known to be the pool's, so a corrupted
- * list is reported, not followed into the wild; the count bound stops a cycle.
+ * list is found, not followed into the wild (and reported, in a pool with free bits, by the walk);
+ * the walk's count bound stops a cycle.
  */
 static bool pool_free_list_is_valid(const mp_pool *pool, bool locked_all)
 {
-    uint64_t n = 0;
-    for (void *b = *pool_head_const(pool); b != NULL; b = mpi_pool_link_get(pool, b)) {
+    list_walk w;
+    for (walk_start(pool, &w); w.at != NULL; walk_next(pool, &w)) {
         mpi_slot s;
-        if (!mpi_pool_find_slot(pool, b, &s) || s.k >= s.run->carved ||
-            ((uintptr_t)b & (pool->align - 1)) != 0)
+        if (!mpi_pool_find_slot(pool, w.at, &s) || s.k >= s.run->carved ||
+            ((uintptr_t)w.at & (pool->align - 1)) != 0)
             return false;
         if ((pool->checks & MPI_CHECK_STATE) != 0 && !mpi_slot_is_free(&s))
             return false;
-        if (++n > pool->carved)
-            return false;
     }
+    if (w.bad)
+        return false;
+    uint64_t n = w.n;
     if ((pool->checks & MPI_CHECK_STATE) != 0 && !pool_bits_are_carved(pool))
         return false;
     /* blocks in use (not free, nor in a thread's cache) were each allocated */

@@ -1,6 +1,6 @@
 /*
- * misuse.h: what the misuse tests of checked and secure pools (test_checked.c, test_secure.c)
- * share.
+ * misuse.h: what the misuse tests of checked and secure pools (test_checked.c, test_secure.c, and
+ * test_heap_edges.c for checked and secure heaps) share.
  *
  *   - Death tests. child_die() runs a function that commits one user bug in a child process whose
  *     stderr is a pipe, with the default error handler; expect_death() then checks that the child
@@ -18,6 +18,9 @@
  *     so what is tested is the library's own detection, which must work without any tool.
  *   - Pool helpers: exact statistics, a counting source (all memory given back?), allocating many
  *     blocks and checking that none is handed out twice or overlaps a live one.
+ *   - The walks over a damaged free list (test_walks_damaged): mp_pool_stats, mp_pool_trim and
+ *     mp_pool_check report a damaged link as the alloc would, with the default handler (death
+ *     test) and with one that returns (no crash, a sane result, the pool going on after).
  *   - The randomized no-false-positive run (random_run), for checked and for secure pools.
  *
  * Everything is static inline so that a program using only part of it compiles without warnings.
@@ -593,6 +596,136 @@ static inline bool alloc_many_safe(const char *what, mp_pool *pool, void *const 
         mp_pool_free(pool, got[i]);
     free(got), free(all);
     return ok;
+}
+
+/* ------------------------------------------------------------------------------------------------
+ * Walks over a corrupted free list: a pool that validates its links (checked, secure) validates
+ * them wherever it walks the list, not only where it pops it (mempool.h, mp_pool_stats)
+ * ---------------------------------------------------------------------------------------------- */
+
+/* The calls that walk a pool's whole free list without popping it. */
+typedef enum list_walker { WALK_STATS, WALK_TRIM, WALK_CHECK, NWALKERS } list_walker;
+
+static const char *const walker_names[NWALKERS] = {"mp_pool_stats", "mp_pool_trim",
+                                                    "mp_pool_check"};
+
+/* How a free block's link word is corrupted: zeroed (a write after free of its first 8 bytes), or
+ * overwritten with a raw pointer to a live block (a planted pointer). */
+typedef enum link_damage { DAMAGE_ZERO, DAMAGE_PLANT } link_damage;
+
+static inline void stray_zero(void *p, size_t n)
+{
+    stray_open(p, n);
+    memset(p, 0, n);
+}
+
+/* Gives pool (fresh) a live block (*live), then frees two blocks A and B (the list: B -> A) and
+ * damages B's link. Returns B, the block whose link the report must name. */
+static inline void *link_damage_stage(mp_pool *pool, link_damage d, void **live_out)
+{
+    void *live = mp_pool_alloc(pool), *a = mp_pool_alloc(pool), *b = mp_pool_alloc(pool);
+    *live_out = live;
+    mp_pool_free(pool, a);
+    mp_pool_free(pool, b);
+    if (d == DAMAGE_ZERO)
+        stray_zero(b, 8);
+    else
+        stray_link_set(b, (uintptr_t)live);
+    return b;
+}
+
+/* Runs walker w on a pool whose list is damaged past its head; true if what it returned is what
+ * such a pool promises once the handler returns: stats of the part before the damage (consistent,
+ * at most the 2 blocks freed), nothing trimmed, the check false. */
+static inline bool walker_call(list_walker w, mp_pool *pool)
+{
+    if (w == WALK_STATS) {
+        mp_stats s;
+        return mp_pool_stats(pool, &s) == 0 && s.blocks_free <= 2 &&
+               s.allocs - s.frees == s.blocks_in_use;
+    }
+    if (w == WALK_TRIM)
+        return mp_pool_trim(pool) == 0;
+    return !mp_pool_check(pool);
+}
+
+/* One case: the geometry, the walk, the damage. */
+typedef struct walk_case {
+    const geo *g;
+    list_walker w;
+    link_damage d;
+} walk_case;
+
+/* What a damaged link is reported as: a write after free (of the link) in a checked pool, a
+ * corrupted free list in a secure one. */
+static inline mp_error_kind link_damage_kind(const geo *g)
+{
+    return (g->flags & MP_CHECKED) != 0 ? MP_ERR_WRITE_AFTER_FREE : MP_ERR_CORRUPT_FREE_LIST;
+}
+
+static inline const char *link_damage_words(const geo *g)
+{
+    return (g->flags & MP_CHECKED) != 0 ? "write after free" : "corrupted free list";
+}
+
+/* Death test: the walk finds the damage and the default handler aborts. */
+static inline void bug_walk_damaged(void *arg)
+{
+    const walk_case *k = arg;
+    mp_pool *pool = child_pool(k->g, k->g->name);
+    void *live, *b = link_damage_stage(pool, k->d, &live);
+    child_note(b);
+    (void)walker_call(k->w, pool);
+}
+
+/* With a handler that returns: the walk reports the damage once, does not crash and returns what
+ * walker_call() allows; the next alloc reports it again, cuts the list there and hands B out; then
+ * the pool is healthy and goes on with no further report. */
+static inline void h_walk_damaged(void *arg)
+{
+    const walk_case *k = arg;
+    const geo *g = k->g;
+    char what[200];
+    snprintf(what, sizeof what, "%s handler (%s): %s over a damaged link",
+             g->flags & MP_CHECKED ? "checked" : "secure", g->name, walker_names[k->w]);
+    tpool t;
+    log_start();
+    if (!CHECK(what, tpool_make(&t, g, g->name, false)))
+        return;
+    void *live, *b = link_damage_stage(t.pool, k->d, &live);
+    log_none(what);
+    CHECK(what, walker_call(k->w, t.pool));
+    log_one(what, link_damage_kind(g), t.pool, g->name, b);
+    void *p = mp_pool_alloc(t.pool);
+    log_one(what, link_damage_kind(g), t.pool, g->name, b);
+    CHECK(what, p == b && mp_pool_check(t.pool));
+    void *held[2] = {live, p};
+    CHECK(what, alloc_many_safe(what, t.pool, held, 2, 200));
+    mp_pool_free(t.pool, p);
+    mp_pool_free(t.pool, live);
+    log_none(what);
+    mp_stats s;
+    CHECK(what, mp_pool_stats(t.pool, &s) == 0 && s.allocs - s.frees == s.blocks_in_use);
+    tpool_done(&t);
+    log_none(what);
+}
+
+/* Both tests for every walker (trim only where it walks the list: not in a caller's buffer, whose
+ * memory a trim never gives back). */
+static inline void test_walks_damaged(const geo *g, link_damage d)
+{
+    char what[200];
+    for (int w = 0; w < NWALKERS; w++) {
+        if (w == WALK_TRIM && g->buffer)
+            continue;
+        walk_case k = {g, (list_walker)w, d};
+        snprintf(what, sizeof what, "%s death (%s): %s over a damaged link",
+                 g->flags & MP_CHECKED ? "checked" : "secure", g->name, walker_names[w]);
+        expect_death(what, bug_walk_damaged, &k, link_damage_words(g), g->name);
+        snprintf(what, sizeof what, "%s handler (%s): %s over a damaged link",
+                 g->flags & MP_CHECKED ? "checked" : "secure", g->name, walker_names[w]);
+        run_isolated(what, h_walk_damaged, &k);
+    }
 }
 
 /* ------------------------------------------------------------------------------------------------

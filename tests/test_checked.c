@@ -22,6 +22,11 @@
  *      free ignored, a written-after-free block still handed out, an overflowed block still freed,
  *      a destroy with leaks giving all memory back) with exact statistics, mp_pool_check() true,
  *      and hundreds of further blocks handed out without a duplicate or an overlap.
+ *   Then the walks over a damaged free list (misuse.h, test_walks_damaged: B's first 8 bytes
+ *      zeroed), and the link word (test_link_word): memset(x, 0, 8) on a free block of 1, 8, 16,
+ *      24 and 100 bytes is found at the next alloc, at trim (which then gives nothing back) and at
+ *      destroy, a link rewritten to another free block is found, and trim verifies the fill of
+ *      the blocks it would give back; each with the default handler and with one that returns.
  *   3. A randomized run of correct use with the handler logging: no error at all, every block's
  *      contents intact, statistics exact (misuse.h, random_run).
  * It takes about a second in a Release build.
@@ -616,6 +621,179 @@ static void test_handlers(const geo *g)
 }
 
 /* ------------------------------------------------------------------------------------------------
+ * The link word: a write to a free block's first word is a write after free too, at every block
+ * size (a block of 8 bytes or less is nothing but its link word while free), found when the block
+ * is handed out again, at trim (before its run is given back) and at destroy
+ * ---------------------------------------------------------------------------------------------- */
+
+static const size_t link_sizes[] = {1, 8, 16, 24, 100};
+enum { NLINK_SIZES = sizeof link_sizes / sizeof link_sizes[0] };
+
+typedef enum found_at { AT_ALLOC, AT_TRIM, AT_DESTROY, NFOUND } found_at;
+static const char *const found_names[NFOUND] = {"the next alloc", "trim", "destroy"};
+
+typedef struct link_case {
+    size_t size;
+    found_at at;
+} link_case;
+
+static mp_pool *link_pool(size_t size)
+{
+    return mp_pool_create(
+        &(mp_pool_opts){.block_size = size, .flags = MP_CHECKED, .name = "links"});
+}
+
+/* Frees two blocks (the list: B -> A, their run wholly free) and zeroes B's first 8 bytes. */
+static void *link_zero_stage(mp_pool *pool)
+{
+    void *a = mp_pool_alloc(pool), *b = mp_pool_alloc(pool);
+    mp_pool_free(pool, a);
+    mp_pool_free(pool, b);
+    stray_zero(b, 8);
+    return b;
+}
+
+/* The call that must find the write: its result, as a handler that returns leaves it. */
+static bool link_found_by(found_at at, mp_pool *pool, void *b)
+{
+    if (at == AT_ALLOC)
+        return mp_pool_alloc(pool) == b; /* still handed out */
+    if (at == AT_TRIM)
+        return mp_pool_trim(pool) == 0; /* nothing given back */
+    mp_pool_destroy(pool);
+    return true;
+}
+
+static void bug_link_zeroed(void *arg)
+{
+    const link_case *k = arg;
+    mp_pool *pool = link_pool(k->size);
+    if (pool == NULL)
+        _exit(CHILD_NO_POOL);
+    void *b = link_zero_stage(pool);
+    child_note(b);
+    (void)link_found_by(k->at, pool, b);
+}
+
+static void h_link_zeroed(void *arg)
+{
+    const link_case *k = arg;
+    char what[160];
+    snprintf(what, sizeof what, "checked handler: memset(x, 0, 8) on a free %zu-byte block, at %s",
+             k->size, found_names[k->at]);
+    log_start();
+    mp_pool *pool = link_pool(k->size);
+    if (!CHECK(what, pool != NULL))
+        return;
+    void *b = link_zero_stage(pool);
+    log_none(what);
+    CHECK(what, link_found_by(k->at, pool, b));
+    log_one(what, MP_ERR_WRITE_AFTER_FREE, pool, "links", b);
+    if (k->at == AT_DESTROY)
+        return;
+    if (k->at == AT_ALLOC) { /* the list was cut at B: it goes on from never-used blocks */
+        CHECK(what, mp_pool_check(pool) && alloc_many_safe(what, pool, &b, 1, 100));
+        mp_pool_free(pool, b);
+    }
+    log_none(what);
+    mp_pool_destroy(pool);
+    if (k->at == AT_TRIM) /* B is still free, and still written */
+        log_one(what, MP_ERR_WRITE_AFTER_FREE, pool, "links", b);
+    log_none(what);
+}
+
+/*
+ * The link word rewritten so that it still decodes to a free block of the pool: C's link, which
+ * encodes B, made to encode A (C -> B -> A becomes C -> A, B cut off unseen). The link alone is
+ * valid; its copy is not. With a handler: reported at the alloc that pops C, and C handed out.
+ */
+static void h_link_still_valid(void *arg)
+{
+    (void)arg;
+    for (size_t i = 0; i < NLINK_SIZES; i++) {
+        char what[160];
+        snprintf(what, sizeof what,
+                 "checked handler: a %zu-byte free block's link rewritten to another free block",
+                 link_sizes[i]);
+        log_start();
+        mp_pool *pool = link_pool(link_sizes[i]);
+        if (!CHECK(what, pool != NULL))
+            continue;
+        void *a = mp_pool_alloc(pool), *b = mp_pool_alloc(pool), *c = mp_pool_alloc(pool);
+        mp_pool_free(pool, a);
+        mp_pool_free(pool, b);
+        mp_pool_free(pool, c);
+        stray_link_set(c, stray_link_get(c) ^ (uintptr_t)b ^ (uintptr_t)a);
+        CHECK(what, mp_pool_alloc(pool) == c);
+        log_one(what, MP_ERR_WRITE_AFTER_FREE, pool, "links", c);
+        mp_pool_reset(pool);
+        mp_pool_destroy(pool);
+        log_none(what);
+    }
+}
+
+/* A write into the fill of a free block in a wholly free run: trim verifies the run's blocks before
+ * giving it back, reports the block and keeps the run. */
+static void h_trim_verifies_fill(void *arg)
+{
+    (void)arg;
+    for (size_t i = 0; i < NLINK_SIZES; i++) {
+        size_t size = link_sizes[i];
+        if (size <= 8)
+            continue; /* no fill: the link word is all there is (h_link_zeroed) */
+        char what[160];
+        snprintf(what, sizeof what, "checked handler: trim verifies the fill of a free %zu-byte "
+                 "block before giving its run back", size);
+        log_start();
+        mp_pool *pool = link_pool(size);
+        if (!CHECK(what, pool != NULL))
+            continue;
+        void *a = mp_pool_alloc(pool), *b = mp_pool_alloc(pool);
+        mp_pool_free(pool, b);
+        mp_pool_free(pool, a);
+        stray_byte(b, size - 1, 0x00);
+        CHECK(what, mp_pool_trim(pool) == 0);
+        log_one(what, MP_ERR_WRITE_AFTER_FREE, pool, "links", b);
+        CHECK(what, mp_pool_owns(pool, b) && mp_pool_check(pool)); /* the run was kept */
+        mp_pool_destroy(pool);
+        log_one(what, MP_ERR_WRITE_AFTER_FREE, pool, "links", b);
+    }
+}
+
+static void bug_trim_fill(void *arg)
+{
+    (void)arg;
+    mp_pool *pool = link_pool(100);
+    if (pool == NULL)
+        _exit(CHILD_NO_POOL);
+    void *a = mp_pool_alloc(pool), *b = mp_pool_alloc(pool);
+    mp_pool_free(pool, b);
+    mp_pool_free(pool, a);
+    stray_byte(b, 50, 0x00);
+    child_note(b);
+    (void)mp_pool_trim(pool);
+}
+
+static void test_link_word(void)
+{
+    char what[160];
+    for (size_t i = 0; i < NLINK_SIZES; i++) {
+        for (int at = 0; at < NFOUND; at++) {
+            link_case k = {link_sizes[i], (found_at)at};
+            snprintf(what, sizeof what, "checked death: memset(x, 0, 8) on a free %zu-byte block, "
+                     "at %s", k.size, found_names[at]);
+            expect_death(what, bug_link_zeroed, &k, "write after free", "links");
+            run_isolated(what, h_link_zeroed, &k);
+        }
+    }
+    run_isolated("checked handler: a link rewritten to another free block", h_link_still_valid,
+                 NULL);
+    run_isolated("checked handler: trim verifies the fill", h_trim_verifies_fill, NULL);
+    expect_death("checked death: write after free found by trim", bug_trim_fill, NULL,
+                 "write after free", "links");
+}
+
+/* ------------------------------------------------------------------------------------------------
  * Odds and ends: error names, the cost claim, a plain pool unaffected
  * ---------------------------------------------------------------------------------------------- */
 
@@ -698,6 +876,9 @@ int main(int argc, char **argv)
         test_deaths(&geos[i]);
     for (size_t i = 0; i < NGEOS; i++)
         test_handlers(&geos[i]);
+    for (size_t i = 0; i < NGEOS; i++)
+        test_walks_damaged(&geos[i], DAMAGE_ZERO);
+    test_link_word();
     test_geometry();
     test_random(seed, ops);
     return TEST_DONE();

@@ -36,6 +36,9 @@
  *      class with a free block of its own uses it; three classes up, or at 4 KiB and below, or from
  *      mp_heap_aligned_alloc(), the request's own class carves. Plain, thread-safe and checked
  *      heaps.
+ *   9. A damaged free list in a class of a checked or secure heap (a link zeroed, a pointer
+ *      planted): mp_heap_stats and mp_heap_trim report it, with a handler (which returns: no crash,
+ *      nothing trimmed) and without (one line, abort, in a child process).
  *
  * A regression test for a bug this file found (heap.c once decided "class or large" from a
  * block's usable size) says so where it is defined.
@@ -1165,6 +1168,116 @@ static void test_spill(void)
 }
 
 /* ------------------------------------------------------------------------------------------------
+ * 9. A damaged free list in a class of a checked or secure heap: mp_heap_stats and mp_heap_trim
+ *    walk it, and report it as the class pool's next alloc would, instead of following it
+ * ---------------------------------------------------------------------------------------------- */
+
+typedef struct heap_walk {
+    unsigned flags;
+    bool trim; /* mp_heap_trim, else mp_heap_stats */
+} heap_walk;
+
+/* The 32-byte class of heap h gets a live block (*live) and the list B -> A; B's link is zeroed (a
+ * checked heap: a write after free) or a raw pointer to the live block is planted there (a secure
+ * heap). Returns B. */
+static void *heap_damage_stage(mp_heap *h, unsigned flags, void **live)
+{
+    void *l = mp_heap_alloc(h, 32), *a = mp_heap_alloc(h, 32), *b = mp_heap_alloc(h, 32);
+    mp_heap_free(h, a);
+    mp_heap_free(h, b);
+    if ((flags & MP_CHECKED) != 0)
+        stray_zero(b, 8);
+    else
+        stray_link_set(b, (uintptr_t)l);
+    *live = l;
+    return b;
+}
+
+/* The walk; true if its result is sane once a handler returns (nothing trimmed, stats agree). */
+static bool heap_walk_call(const heap_walk *k, mp_heap *h)
+{
+    if (k->trim)
+        return mp_heap_trim(h) == 0;
+    struct mp_heap_stats s;
+    return mp_heap_stats(h, &s) == 0 && s.allocs - s.frees == s.blocks_in_use;
+}
+
+static mp_error_kind heap_damage_kind(unsigned flags)
+{
+    return (flags & MP_CHECKED) != 0 ? MP_ERR_WRITE_AFTER_FREE : MP_ERR_CORRUPT_FREE_LIST;
+}
+
+/* One report of the damage, about B, naming the class pool "hp/32"; clears the log. */
+static bool heap_damage_reported(const char *what, unsigned flags, const void *b)
+{
+    const logged_error *l = &elog.e[0];
+    bool ok = CHECK(what, elog.n == 1) &&
+              CHECK(what, l->kind == heap_damage_kind(flags) && l->addr == b &&
+                              l->message_one_line && strncmp(l->message, "mempool: ", 9) == 0 &&
+                              text_has(l->message, mp_error_name(l->kind)) &&
+                              text_has_pool(l->message, "hp/32") && text_has_addr(l->message, b));
+    if (!ok)
+        log_show();
+    log_clear();
+    return ok;
+}
+
+static void bug_heap_walk(void *arg)
+{
+    const heap_walk *k = arg;
+    mp_heap *h = mp_heap_create(&(mp_heap_opts){.flags = k->flags, .name = "hp"});
+    if (h == NULL)
+        _exit(CHILD_NO_POOL);
+    void *live, *b = heap_damage_stage(h, k->flags, &live);
+    child_note(b);
+    (void)heap_walk_call(k, h);
+}
+
+static void h_heap_walk(void *arg)
+{
+    const heap_walk *k = arg;
+    char what[160];
+    snprintf(what, sizeof what, "damaged list: %s of a heap with flags %#x, with a handler",
+             k->trim ? "mp_heap_trim" : "mp_heap_stats", k->flags);
+    log_start();
+    mp_heap *h = mp_heap_create(&(mp_heap_opts){.flags = k->flags, .name = "hp"});
+    if (!CHECK(what, h != NULL))
+        return;
+    void *live, *b = heap_damage_stage(h, k->flags, &live);
+    log_none(what);
+    CHECK(what, heap_walk_call(k, h));
+    heap_damage_reported(what, k->flags, b);
+    void *p = mp_heap_alloc(h, 32); /* reported again, B handed out, the list cut */
+    heap_damage_reported(what, k->flags, b);
+    CHECK(what, p == b && heap_walk_call(k, h));
+    log_none(what);
+    mp_heap_free(h, p);
+    mp_heap_free(h, live);
+    mp_heap_destroy(h);
+    log_none(what);
+    mp_set_error_handler(NULL, NULL);
+}
+
+static void test_damaged_lists(void)
+{
+    static const unsigned flags[] = {MP_CHECKED, MP_SECURE, MP_CHECKED | MP_THREAD_SAFE};
+    char what[200];
+    for (size_t i = 0; i < sizeof flags / sizeof flags[0]; i++) {
+        for (int trim = 0; trim < 2; trim++) {
+            heap_walk k = {flags[i], trim != 0};
+            snprintf(what, sizeof what, "damaged list: %s of a heap with flags %#x aborts with "
+                     "one line", trim ? "mp_heap_trim" : "mp_heap_stats", flags[i]);
+            expect_death(what, bug_heap_walk, &k,
+                         flags[i] & MP_CHECKED ? "write after free" : "corrupted free list",
+                         "hp/32");
+            snprintf(what, sizeof what, "damaged list: %s of a heap with flags %#x, with a "
+                     "handler", trim ? "mp_heap_trim" : "mp_heap_stats", flags[i]);
+            run_isolated(what, h_heap_walk, &k);
+        }
+    }
+}
+
+/* ------------------------------------------------------------------------------------------------
  */
 
 int main(int argc, char **argv)
@@ -1193,5 +1306,7 @@ int main(int argc, char **argv)
     test_threads(ops);
     printf("8. spill to a larger class\n");
     test_spill();
+    printf("9. a damaged free list in a checked or secure heap\n");
+    test_damaged_lists();
     return TEST_DONE();
 }

@@ -29,7 +29,9 @@
  * later allocations none is foreign (mp_pool_owns), a duplicate, or overlapping a live block, with
  * mp_pool_check() true and consistent statistics. Three geometries: a 64-byte pool from the system,
  * a 24-byte pool in a caller's buffer, a 100-byte MP_ZERO pool aligned to 64; and a pool both
- * checked and secure. Then a randomized run of correct use: no error, contents and stats exact.
+ * checked and secure. The walks over a free list with a planted pointer (mp_pool_stats,
+ * mp_pool_trim, mp_pool_check) report it as the alloc would (misuse.h, test_walks_damaged). Then
+ * a randomized run of correct use: no error, contents and stats exact.
  * It takes about a second in a Release build.
  */
 #define _POSIX_C_SOURCE 200809L
@@ -641,6 +643,8 @@ int main(int argc, char **argv)
         test_deaths(&geos[i]);
     for (size_t i = 0; i < NGEOS; i++)
         test_handlers(&geos[i]);
+    for (size_t i = 0; i < NGEOS; i++)
+        test_walks_damaged(&geos[i], DAMAGE_PLANT);
     test_checked_and_secure();
     test_random(seed, ops);
     return TEST_DONE();
