@@ -137,6 +137,13 @@ uint64_t pool_in_use(mp_pool *p)
     return s.blocks_in_use;
 }
 
+uint64_t mp_pool_stats_allocs(mp_pool *p)
+{
+    mp_stats s{};
+    mp_pool_stats(p, &s);
+    return s.allocs;
+}
+
 uint64_t heap_allocs(mp_heap *h)
 {
     struct mp_heap_stats s{};
@@ -261,6 +268,31 @@ void test_pool_resource(std::size_t n)
     mempool::pool_resource checked(cpo);
     CHECK("pool_resource: over checked pools", pmr_containers(&checked, n));
     CHECK("pool_resource: the checked pools hold", mp_pool_check(checked.pool_for(24)));
+
+    /* A constructor that throws inside a container leaves no block live. */
+    struct thrower {
+        long v;
+        explicit thrower(long x) : v(x)
+        {
+            if (x == 3)
+                throw std::runtime_error("thrower");
+        }
+    };
+    {
+        mempool::pool_resource r;
+        std::pmr::list<thrower> l(&r);
+        threw = false;
+        try {
+            for (long i = 0; i < 5; i++)
+                l.emplace_back(i);
+        } catch (const std::runtime_error &) {
+            threw = true;
+        }
+        l.clear();
+        CHECK("pool_resource: a throwing constructor in a container leaves nothing live",
+              threw && pool_in_use(r.pool_for(sizeof(thrower) + 16, 8)) == 0 &&
+                  mp_pool_stats_allocs(r.pool_for(sizeof(thrower) + 16, 8)) == 4);
+    }
 
     /* Capacity reached in a caller's pool: std::bad_alloc, and the resource stays usable. */
     mp_pool_opts capo{};
