@@ -24,19 +24,21 @@
 #include <unordered_map>
 #include <vector>
 
-namespace {
+namespace
+{
 
 #define EXPECT(cond)                                                                               \
     do {                                                                                           \
         if (!(cond)) {                                                                             \
-            std::printf("cxx_containers: check failed: %s (line %d)\n", #cond, __LINE__);         \
+            std::printf("cxx_containers: check failed: %s (line %d)\n", #cond, __LINE__);          \
             std::exit(1);                                                                          \
         }                                                                                          \
     } while (0)
 
 /* A least-recently-used cache of `capacity` entries, all its memory from one resource. */
-class lru_cache {
-public:
+class lru_cache
+{
+  public:
     lru_cache(std::size_t capacity, std::pmr::memory_resource *r)
         : capacity_(capacity), order_(r), index_(r)
     {
@@ -57,9 +59,12 @@ public:
         index_.emplace(key, order_.begin());
         return false;
     }
-    std::size_t size() const { return order_.size(); }
+    std::size_t size() const
+    {
+        return order_.size();
+    }
 
-private:
+  private:
     using entry = std::pair<long, std::pmr::string>;
     std::size_t capacity_;
     std::pmr::list<entry> order_;
@@ -75,7 +80,10 @@ struct session {
     {
         sessions_open++;
     }
-    ~session() { sessions_open--; }
+    ~session()
+    {
+        sessions_open--;
+    }
 };
 
 } // namespace

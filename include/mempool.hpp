@@ -61,13 +61,15 @@
 #include <utility>
 #include <vector>
 
-namespace mempool {
+namespace mempool
+{
 
 /* ================================================================================================
  * Internals: not part of the API
  * ============================================================================================== */
 
-namespace detail {
+namespace detail
+{
 
 /* Throws what a failed create means: std::bad_alloc for ENOMEM, std::invalid_argument otherwise. */
 [[noreturn]] inline void throw_create_failed(const char *what)
@@ -123,12 +125,14 @@ inline void heap_free(mp_heap *h, void *p, std::size_t bytes, std::size_t align)
  * ============================================================================================== */
 
 /*
- * Owns one mp_pool: creates it, destroys it in the destructor (mp_pool_destroy(), which in a checked
- * pool reports blocks still live). Move-only; a moved-from pool owns nothing (get() is nullptr).
- * Thread-safety: as the mp_pool (MP_THREAD_SAFE: any thread); moving or destroying it is not.
+ * Owns one mp_pool: creates it, destroys it in the destructor (mp_pool_destroy(), which in a
+ * checked pool reports blocks still live). Move-only; a moved-from pool owns nothing (get() is
+ * nullptr). Thread-safety: as the mp_pool (MP_THREAD_SAFE: any thread); moving or destroying it is
+ * not.
  */
-class pool {
-public:
+class pool
+{
+  public:
     /* Creates a pool (mp_pool_create()). O(1). Throws std::invalid_argument for options the C
      * API refuses (EINVAL), std::bad_alloc when no memory is had (ENOMEM). */
     explicit pool(const mp_pool_opts &opts)
@@ -137,10 +141,16 @@ public:
     }
     /* A pool of blocks of block_size bytes with the given flags (MP_THREAD_SAFE, ...). Throws as
      * above. */
-    explicit pool(std::size_t block_size, unsigned flags = 0) : pool(opts_of(block_size, flags)) {}
+    explicit pool(std::size_t block_size, unsigned flags = 0) : pool(opts_of(block_size, flags))
+    {
+    }
     /* Takes ownership of a pool the caller created (nullptr: owns nothing). Never throws. */
-    explicit pool(mp_pool *adopt) noexcept : p_(adopt) {}
-    pool(pool &&other) noexcept : p_(other.release()) {}
+    explicit pool(mp_pool *adopt) noexcept : p_(adopt)
+    {
+    }
+    pool(pool &&other) noexcept : p_(other.release())
+    {
+    }
     pool &operator=(pool &&other) noexcept
     {
         if (this != &other)
@@ -149,12 +159,24 @@ public:
     }
     pool(const pool &) = delete;
     pool &operator=(const pool &) = delete;
-    ~pool() { mp_pool_destroy(p_); }
+    ~pool()
+    {
+        mp_pool_destroy(p_);
+    }
 
     /* The C handle (nullptr when it owns nothing); release() also gives up ownership. O(1). */
-    mp_pool *get() const noexcept { return p_; }
-    mp_pool *release() noexcept { return std::exchange(p_, nullptr); }
-    explicit operator bool() const noexcept { return p_ != nullptr; }
+    mp_pool *get() const noexcept
+    {
+        return p_;
+    }
+    mp_pool *release() noexcept
+    {
+        return std::exchange(p_, nullptr);
+    }
+    explicit operator bool() const noexcept
+    {
+        return p_ != nullptr;
+    }
 
     /* A block (mp_pool_alloc(), inline): throws std::bad_alloc where mp_pool_alloc() returns NULL
      * (capacity reached, source exhausted, no pool); try_allocate() returns nullptr then. O(1). */
@@ -165,24 +187,42 @@ public:
             throw std::bad_alloc();
         return b;
     }
-    [[nodiscard]] void *try_allocate() noexcept { return mp_pool_alloc(p_); }
+    [[nodiscard]] void *try_allocate() noexcept
+    {
+        return mp_pool_alloc(p_);
+    }
     /* Gives a block back (mp_pool_free(), inline; nullptr does nothing). O(1). */
-    void deallocate(void *block) noexcept { mp_pool_free(p_, block); }
+    void deallocate(void *block) noexcept
+    {
+        mp_pool_free(p_, block);
+    }
 
     /* mp_pool_reset(), mp_pool_trim(), mp_pool_check(), mp_pool_stats() (which returns the
      * figures; all zero for an empty owner), mp_pool_block_size(). Complexities as theirs. */
-    void reset() noexcept { mp_pool_reset(p_); }
-    std::size_t trim() noexcept { return mp_pool_trim(p_); }
-    bool check() const noexcept { return mp_pool_check(p_); }
+    void reset() noexcept
+    {
+        mp_pool_reset(p_);
+    }
+    std::size_t trim() noexcept
+    {
+        return mp_pool_trim(p_);
+    }
+    bool check() const noexcept
+    {
+        return mp_pool_check(p_);
+    }
     mp_stats stats() const noexcept
     {
         mp_stats s{};
         mp_pool_stats(p_, &s);
         return s;
     }
-    std::size_t block_size() const noexcept { return mp_pool_block_size(p_); }
+    std::size_t block_size() const noexcept
+    {
+        return mp_pool_block_size(p_);
+    }
 
-private:
+  private:
     static mp_pool_opts opts_of(std::size_t block_size, unsigned flags) noexcept
     {
         mp_pool_opts o{};
@@ -199,18 +239,25 @@ private:
  * nothing. Thread-safety: as the mp_heap (MP_THREAD_SAFE: any thread); moving or destroying it is
  * not.
  */
-class heap {
-public:
+class heap
+{
+  public:
     /* Creates a heap (mp_heap_create()). O(1). Throws std::invalid_argument (EINVAL) or
      * std::bad_alloc (ENOMEM). */
-    heap() : heap(mp_heap_opts{}) {}
+    heap() : heap(mp_heap_opts{})
+    {
+    }
     explicit heap(const mp_heap_opts &opts)
         : h_(detail::check_created(mp_heap_create(&opts), "mempool::heap: invalid options"))
     {
     }
     /* Takes ownership of a heap the caller created (nullptr: owns nothing). Never throws. */
-    explicit heap(mp_heap *adopt) noexcept : h_(adopt) {}
-    heap(heap &&other) noexcept : h_(other.release()) {}
+    explicit heap(mp_heap *adopt) noexcept : h_(adopt)
+    {
+    }
+    heap(heap &&other) noexcept : h_(other.release())
+    {
+    }
     heap &operator=(heap &&other) noexcept
     {
         if (this != &other)
@@ -219,15 +266,28 @@ public:
     }
     heap(const heap &) = delete;
     heap &operator=(const heap &) = delete;
-    ~heap() { mp_heap_destroy(h_); }
+    ~heap()
+    {
+        mp_heap_destroy(h_);
+    }
 
-    mp_heap *get() const noexcept { return h_; }
-    mp_heap *release() noexcept { return std::exchange(h_, nullptr); }
-    explicit operator bool() const noexcept { return h_ != nullptr; }
+    mp_heap *get() const noexcept
+    {
+        return h_;
+    }
+    mp_heap *release() noexcept
+    {
+        return std::exchange(h_, nullptr);
+    }
+    explicit operator bool() const noexcept
+    {
+        return h_ != nullptr;
+    }
 
     /* `bytes` aligned to `align` (a power of two; up to 16 is free, up to 1 MiB from
      * mp_heap_aligned_alloc()). Throws std::bad_alloc where the C call returns NULL (no memory,
-     * capacity, a bad alignment); try_allocate() returns nullptr then. O(1) but for large blocks. */
+     * capacity, a bad alignment); try_allocate() returns nullptr then. O(1) but for large blocks.
+     */
     [[nodiscard]] void *allocate(std::size_t bytes, std::size_t align = alignof(std::max_align_t))
     {
         void *p = try_allocate(bytes, align);
@@ -250,16 +310,23 @@ public:
     }
 
     /* mp_heap_trim(), mp_heap_reset() (no other thread may use the heap), mp_heap_stats(). */
-    std::size_t trim() noexcept { return mp_heap_trim(h_); }
-    void reset() noexcept { mp_heap_reset(h_); }
+    std::size_t trim() noexcept
+    {
+        return mp_heap_trim(h_);
+    }
+    void reset() noexcept
+    {
+        mp_heap_reset(h_);
+    }
     struct mp_heap_stats stats() const noexcept
     {
-        struct mp_heap_stats s{};
+        struct mp_heap_stats s {
+        };
         mp_heap_stats(h_, &s);
         return s;
     }
 
-private:
+  private:
     mp_heap *h_;
 };
 
@@ -267,18 +334,25 @@ private:
  * Owns one mp_arena (default: 64 KiB chunks from the system), destroyed in the destructor.
  * Move-only; a moved-from arena owns nothing. Not thread-safe (an arena never is).
  */
-class arena {
-public:
+class arena
+{
+  public:
     /* Creates an arena (mp_arena_create()). O(1). Throws std::invalid_argument (EINVAL) or
      * std::bad_alloc (ENOMEM). */
-    arena() : arena(mp_arena_opts{}) {}
+    arena() : arena(mp_arena_opts{})
+    {
+    }
     explicit arena(const mp_arena_opts &opts)
         : a_(detail::check_created(mp_arena_create(&opts), "mempool::arena: invalid options"))
     {
     }
     /* Takes ownership of an arena the caller created (nullptr: owns nothing). Never throws. */
-    explicit arena(mp_arena *adopt) noexcept : a_(adopt) {}
-    arena(arena &&other) noexcept : a_(other.release()) {}
+    explicit arena(mp_arena *adopt) noexcept : a_(adopt)
+    {
+    }
+    arena(arena &&other) noexcept : a_(other.release())
+    {
+    }
     arena &operator=(arena &&other) noexcept
     {
         if (this != &other)
@@ -287,11 +361,23 @@ public:
     }
     arena(const arena &) = delete;
     arena &operator=(const arena &) = delete;
-    ~arena() { mp_arena_destroy(a_); }
+    ~arena()
+    {
+        mp_arena_destroy(a_);
+    }
 
-    mp_arena *get() const noexcept { return a_; }
-    mp_arena *release() noexcept { return std::exchange(a_, nullptr); }
-    explicit operator bool() const noexcept { return a_ != nullptr; }
+    mp_arena *get() const noexcept
+    {
+        return a_;
+    }
+    mp_arena *release() noexcept
+    {
+        return std::exchange(a_, nullptr);
+    }
+    explicit operator bool() const noexcept
+    {
+        return a_ != nullptr;
+    }
 
     /* `bytes` aligned to `align` (any power of two), by bumping a pointer. Throws std::bad_alloc
      * where mp_arena_alloc_aligned() returns NULL (no memory, capacity, a bad alignment). O(1) but
@@ -305,17 +391,27 @@ public:
     }
     /* mp_arena_mark(), mp_arena_rewind() (false when the mark is refused), mp_arena_reset(),
      * mp_arena_stats(). */
-    mp_arena_pos mark() noexcept { return mp_arena_mark(a_); }
-    bool rewind(mp_arena_pos pos) noexcept { return mp_arena_rewind(a_, pos) == 0; }
-    void reset() noexcept { mp_arena_reset(a_); }
+    mp_arena_pos mark() noexcept
+    {
+        return mp_arena_mark(a_);
+    }
+    bool rewind(mp_arena_pos pos) noexcept
+    {
+        return mp_arena_rewind(a_, pos) == 0;
+    }
+    void reset() noexcept
+    {
+        mp_arena_reset(a_);
+    }
     struct mp_arena_stats stats() const noexcept
     {
-        struct mp_arena_stats s{};
+        struct mp_arena_stats s {
+        };
         mp_arena_stats(a_, &s);
         return s;
     }
 
-private:
+  private:
     mp_arena *a_;
 };
 
@@ -334,22 +430,32 @@ private:
  * Thread-safety: as the heap (a MP_THREAD_SAFE heap: any thread, as std::pmr's synchronized
  * resources); otherwise one thread at a time.
  */
-class heap_resource : public std::pmr::memory_resource {
-public:
+class heap_resource : public std::pmr::memory_resource
+{
+  public:
     /* Owns a new heap: mp_heap_create() with these options (default: a plain heap). Throws
      * std::invalid_argument (EINVAL) or std::bad_alloc (ENOMEM). */
-    heap_resource() : heap_resource(mp_heap_opts{}) {}
-    explicit heap_resource(const mp_heap_opts &opts) : owned_(opts), h_(owned_.get()) {}
+    heap_resource() : heap_resource(mp_heap_opts{})
+    {
+    }
+    explicit heap_resource(const mp_heap_opts &opts) : owned_(opts), h_(owned_.get())
+    {
+    }
     /* Borrows the caller's heap (not destroyed here; it must outlive this resource). Never
      * throws. */
-    explicit heap_resource(mp_heap *borrowed) noexcept : owned_(nullptr), h_(borrowed) {}
+    explicit heap_resource(mp_heap *borrowed) noexcept : owned_(nullptr), h_(borrowed)
+    {
+    }
     heap_resource(const heap_resource &) = delete;
     heap_resource &operator=(const heap_resource &) = delete;
 
     /* The heap allocated from. O(1). */
-    mp_heap *get() const noexcept { return h_; }
+    mp_heap *get() const noexcept
+    {
+        return h_;
+    }
 
-protected:
+  protected:
     void *do_allocate(std::size_t bytes, std::size_t align) override
     {
         void *p = detail::heap_try_alloc(h_, bytes, align);
@@ -367,7 +473,7 @@ protected:
         return o != nullptr && o->h_ == h_;
     }
 
-private:
+  private:
     heap owned_;
     mp_heap *h_;
 };
@@ -380,22 +486,35 @@ private:
  * given options, or borrow one the caller keeps alive. allocate throws std::bad_alloc when the
  * arena returns NULL (capacity reached, no memory). Equal only to itself. Not thread-safe.
  */
-class arena_resource : public std::pmr::memory_resource {
-public:
+class arena_resource : public std::pmr::memory_resource
+{
+  public:
     /* Owns a new arena: mp_arena_create() with these options. Throws std::invalid_argument
      * (EINVAL) or std::bad_alloc (ENOMEM). */
-    arena_resource() : arena_resource(mp_arena_opts{}) {}
-    explicit arena_resource(const mp_arena_opts &opts) : owned_(opts), a_(owned_.get()) {}
+    arena_resource() : arena_resource(mp_arena_opts{})
+    {
+    }
+    explicit arena_resource(const mp_arena_opts &opts) : owned_(opts), a_(owned_.get())
+    {
+    }
     /* Borrows the caller's arena (never reset nor destroyed here but by release()). */
-    explicit arena_resource(mp_arena *borrowed) noexcept : owned_(nullptr), a_(borrowed) {}
+    explicit arena_resource(mp_arena *borrowed) noexcept : owned_(nullptr), a_(borrowed)
+    {
+    }
     arena_resource(const arena_resource &) = delete;
     arena_resource &operator=(const arena_resource &) = delete;
 
     /* Frees every allocation at once (mp_arena_reset(): the first chunk is kept). */
-    void release() noexcept { mp_arena_reset(a_); }
-    mp_arena *get() const noexcept { return a_; }
+    void release() noexcept
+    {
+        mp_arena_reset(a_);
+    }
+    mp_arena *get() const noexcept
+    {
+        return a_;
+    }
 
-protected:
+  protected:
     void *do_allocate(std::size_t bytes, std::size_t align) override
     {
         void *p = mp_arena_alloc_aligned(a_, bytes, align);
@@ -403,13 +522,15 @@ protected:
             throw std::bad_alloc();
         return p;
     }
-    void do_deallocate(void *, std::size_t, std::size_t) override {}
+    void do_deallocate(void *, std::size_t, std::size_t) override
+    {
+    }
     bool do_is_equal(const std::pmr::memory_resource &other) const noexcept override
     {
         return this == &other;
     }
 
-private:
+  private:
     arena owned_;
     mp_arena *a_;
 };
@@ -455,12 +576,15 @@ struct pool_options {
  * Thread-safety: pool_resource: one thread at a time. synchronized_pool_resource: any thread at
  * any time (pools are created under a lock; caller-given pools must then be MP_THREAD_SAFE).
  */
-template <bool ThreadSafe> class basic_pool_resource : public std::pmr::memory_resource {
-public:
+template <bool ThreadSafe> class basic_pool_resource : public std::pmr::memory_resource
+{
+  public:
     /* No pool is made until it is first asked for. Throws std::invalid_argument when
      * max_block_size is 0 or above 64 KiB, std::bad_alloc when the table (one pointer per 8 bytes
      * of max_block_size) cannot be allocated. */
-    basic_pool_resource() : basic_pool_resource(pool_options{}) {}
+    basic_pool_resource() : basic_pool_resource(pool_options{})
+    {
+    }
     explicit basic_pool_resource(const pool_options &opts)
         : opts_(checked_opts(opts)), nslots_(opts_.max_block_size / 8 + 1),
           slots_(new std::atomic<mp_pool *>[nslots_]),
@@ -498,15 +622,19 @@ public:
 
     /* The pool serving requests of `bytes` aligned to `align`, or nullptr when none has been made
      * yet or such requests go upstream. O(1). For statistics and checks. */
-    mp_pool *pool_for(std::size_t bytes, std::size_t align = alignof(std::max_align_t)) const noexcept
+    mp_pool *pool_for(std::size_t bytes,
+                      std::size_t align = alignof(std::max_align_t)) const noexcept
     {
         std::size_t i = slot(bytes, align);
         return i < nslots_ ? slots_[i].load(std::memory_order_acquire) : nullptr;
     }
     /* The resource large requests go to. */
-    std::pmr::memory_resource *upstream_resource() const noexcept { return upstream_; }
+    std::pmr::memory_resource *upstream_resource() const noexcept
+    {
+        return upstream_;
+    }
 
-protected:
+  protected:
     void *do_allocate(std::size_t bytes, std::size_t align) override
     {
         std::size_t i = slot(bytes, align);
@@ -533,7 +661,7 @@ protected:
         return this == &other;
     }
 
-private:
+  private:
     /* The table index of a request: its size rounded up to 8 (16 when aligned to 16), over 8;
      * nslots_ or more for what goes upstream. */
     std::size_t slot(std::size_t bytes, std::size_t align) const noexcept
@@ -596,25 +724,29 @@ using synchronized_pool_resource = basic_pool_resource<true>;
 /*
  * A stateless STL allocator over mp_malloc's process-wide heap (thread-safe, so containers may be
  * used from any thread and freed by another), usable with every standard container; all instances
- * are equal and interchangeable. allocate(n): n * sizeof(T) bytes aligned to alignof(T) (over-aligned
- * types through mp_aligned_alloc()), O(1) but for large blocks; throws std::bad_array_new_length
- * when n * sizeof(T) overflows, std::bad_alloc when the heap returns NULL. deallocate(p, n): sized
- * (mp_heap_free_sized() on mp_default_heap()), O(1), never throws.
+ * are equal and interchangeable. allocate(n): n * sizeof(T) bytes aligned to alignof(T)
+ * (over-aligned types through mp_aligned_alloc()), O(1) but for large blocks; throws
+ * std::bad_array_new_length when n * sizeof(T) overflows, std::bad_alloc when the heap returns
+ * NULL. deallocate(p, n): sized (mp_heap_free_sized() on mp_default_heap()), O(1), never throws.
  */
-template <class T> class allocator {
-public:
+template <class T> class allocator
+{
+  public:
     using value_type = T;
     using is_always_equal = std::true_type;
     using propagate_on_container_move_assignment = std::true_type;
 
     allocator() noexcept = default;
-    template <class U> allocator(const allocator<U> &) noexcept {}
+    template <class U> allocator(const allocator<U> &) noexcept
+    {
+    }
 
     [[nodiscard]] T *allocate(std::size_t n)
     {
         std::size_t bytes = detail::array_bytes(n, sizeof(T));
-        void *p = alignof(T) <= detail::heap_natural_align(bytes) ? mp_malloc(bytes)
-                                                                  : mp_aligned_alloc(alignof(T), bytes);
+        void *p = alignof(T) <= detail::heap_natural_align(bytes)
+                      ? mp_malloc(bytes)
+                      : mp_aligned_alloc(alignof(T), bytes);
         if (p == nullptr)
             throw std::bad_alloc();
         return static_cast<T *>(p);
@@ -625,8 +757,14 @@ public:
         detail::heap_free(mp_default_heap(), p, n * sizeof(T), alignof(T));
     }
 
-    template <class U> bool operator==(const allocator<U> &) const noexcept { return true; }
-    template <class U> bool operator!=(const allocator<U> &) const noexcept { return false; }
+    template <class U> bool operator==(const allocator<U> &) const noexcept
+    {
+        return true;
+    }
+    template <class U> bool operator!=(const allocator<U> &) const noexcept
+    {
+        return false;
+    }
 };
 
 /*
@@ -636,8 +774,9 @@ public:
  * mimalloc's mi_heap_stl_allocator. allocate/deallocate as allocator<T>'s, on this heap.
  * Thread-safety: as the heap's.
  */
-template <class T> class heap_allocator {
-public:
+template <class T> class heap_allocator
+{
+  public:
     using value_type = T;
     using propagate_on_container_copy_assignment = std::true_type;
     using propagate_on_container_move_assignment = std::true_type;
@@ -649,9 +788,15 @@ public:
         if (h_ == nullptr)
             throw std::bad_alloc();
     }
-    explicit heap_allocator(mp_heap *h) noexcept : h_(h) {}
-    explicit heap_allocator(const heap &h) noexcept : h_(h.get()) {}
-    template <class U> heap_allocator(const heap_allocator<U> &o) noexcept : h_(o.get()) {}
+    explicit heap_allocator(mp_heap *h) noexcept : h_(h)
+    {
+    }
+    explicit heap_allocator(const heap &h) noexcept : h_(h.get())
+    {
+    }
+    template <class U> heap_allocator(const heap_allocator<U> &o) noexcept : h_(o.get())
+    {
+    }
 
     [[nodiscard]] T *allocate(std::size_t n)
     {
@@ -665,7 +810,10 @@ public:
         detail::heap_free(h_, p, n * sizeof(T), alignof(T));
     }
     /* The heap allocated from. */
-    mp_heap *get() const noexcept { return h_; }
+    mp_heap *get() const noexcept
+    {
+        return h_;
+    }
 
     template <class U> bool operator==(const heap_allocator<U> &o) const noexcept
     {
@@ -676,7 +824,7 @@ public:
         return h_ != o.get();
     }
 
-private:
+  private:
     mp_heap *h_;
 };
 
@@ -699,7 +847,8 @@ private:
  * freed into it. Move-only; a moved-from object_pool is empty and owns nothing.
  * Thread-safety: none (the live list is unsynchronised), whatever the pool beneath.
  */
-template <class T> class object_pool {
+template <class T> class object_pool
+{
     struct node {
         node *prev;
         node *next;
@@ -707,22 +856,33 @@ template <class T> class object_pool {
     static constexpr std::size_t align_ = alignof(T) > alignof(node) ? alignof(T) : alignof(node);
     static constexpr std::size_t offset_ = (sizeof(node) + alignof(T) - 1) & ~(alignof(T) - 1);
 
-public:
+  public:
     /* Ends the life of one object: p->destroy(obj). */
     struct deleter {
         object_pool *pool = nullptr;
-        void operator()(T *p) const noexcept { pool->destroy(p); }
+        void operator()(T *p) const noexcept
+        {
+            pool->destroy(p);
+        }
     };
     using unique_ptr = std::unique_ptr<T, deleter>;
 
     /* The bytes and alignment each block needs: the T and two links before it. */
-    static constexpr std::size_t block_size() noexcept { return offset_ + sizeof(T); }
-    static constexpr std::size_t block_align() noexcept { return align_; }
+    static constexpr std::size_t block_size() noexcept
+    {
+        return offset_ + sizeof(T);
+    }
+    static constexpr std::size_t block_align() noexcept
+    {
+        return align_;
+    }
 
     /* Owns a new pool (flags: MP_CHECKED, MP_SECURE, MP_ZERO; MP_THREAD_SAFE is refused, since
      * the live list is not thread-safe). O(1). Throws std::invalid_argument (bad flags) or
      * std::bad_alloc (no memory). */
-    object_pool() : object_pool(0u) {}
+    object_pool() : object_pool(0u)
+    {
+    }
     explicit object_pool(unsigned flags)
         : owned_(make_owned(flags)), p_(owned_.get()), checked_((flags & MP_CHECKED) != 0)
     {
@@ -735,9 +895,8 @@ public:
             throw std::invalid_argument("mempool::object_pool: pool blocks do not fit T");
     }
     object_pool(object_pool &&o) noexcept
-        : owned_(std::move(o.owned_)), p_(std::exchange(o.p_, nullptr)),
-          checked_(o.checked_), live_(std::exchange(o.live_, nullptr)),
-          count_(std::exchange(o.count_, 0))
+        : owned_(std::move(o.owned_)), p_(std::exchange(o.p_, nullptr)), checked_(o.checked_),
+          live_(std::exchange(o.live_, nullptr)), count_(std::exchange(o.count_, 0))
     {
     }
     object_pool &operator=(object_pool &&o) noexcept
@@ -756,7 +915,10 @@ public:
     object_pool &operator=(const object_pool &) = delete;
     /* Destroys the live objects (or, checked, leaves them to the leak report), then the pool if
      * owned. O(live objects + the pool's chunk runs). */
-    ~object_pool() { clear_or_report(); }
+    ~object_pool()
+    {
+        clear_or_report();
+    }
 
     /* Constructs a T(args...) in a new block. O(1) plus T's constructor. Throws std::bad_alloc when
      * the pool has no block (capacity, memory), and whatever T's constructor throws, in which case
@@ -801,11 +963,17 @@ public:
     }
 
     /* Objects created and not destroyed. O(1). */
-    std::size_t size() const noexcept { return count_; }
+    std::size_t size() const noexcept
+    {
+        return count_;
+    }
     /* The pool beneath (owned or borrowed). */
-    mp_pool *get() const noexcept { return p_; }
+    mp_pool *get() const noexcept
+    {
+        return p_;
+    }
 
-private:
+  private:
     static pool make_owned(unsigned flags)
     {
         if (flags & MP_THREAD_SAFE)

@@ -22,7 +22,8 @@
 #include <unordered_map>
 #include <vector>
 
-namespace {
+namespace
+{
 
 std::size_t scaled(std::size_t n)
 {
@@ -127,7 +128,10 @@ struct counting_resource : std::pmr::memory_resource {
         live--;
         std::pmr::new_delete_resource()->deallocate(p, b, a);
     }
-    bool do_is_equal(const memory_resource &o) const noexcept override { return this == &o; }
+    bool do_is_equal(const memory_resource &o) const noexcept override
+    {
+        return this == &o;
+    }
 };
 
 uint64_t pool_in_use(mp_pool *p)
@@ -146,14 +150,16 @@ uint64_t mp_pool_stats_allocs(mp_pool *p)
 
 uint64_t heap_allocs(mp_heap *h)
 {
-    struct mp_heap_stats s{};
+    struct mp_heap_stats s {
+    };
     mp_heap_stats(h, &s);
     return s.allocs;
 }
 
 uint64_t heap_in_use(mp_heap *h)
 {
-    struct mp_heap_stats s{};
+    struct mp_heap_stats s {
+    };
     mp_heap_stats(h, &s);
     return s.blocks_in_use;
 }
@@ -207,7 +213,8 @@ void test_pool_resource(std::size_t n)
               r.pool_for(17, 8) == r.pool_for(24, 8) && mp_pool_owns(r.pool_for(24, 8), a) &&
                   mp_pool_owns(r.pool_for(24, 8), b));
         CHECK("pool_resource: 24 bytes aligned to 16 come from the 32-byte pool",
-              r.pool_for(24, 16) == r.pool_for(32, 8) && mp_pool_block_size(r.pool_for(24, 16)) == 32 &&
+              r.pool_for(24, 16) == r.pool_for(32, 8) &&
+                  mp_pool_block_size(r.pool_for(24, 16)) == 32 &&
                   reinterpret_cast<std::uintptr_t>(c) % 16 == 0);
         void *big = r.allocate(1025, 8), *wide = r.allocate(64, 64);
         CHECK("pool_resource: above max_block_size and alignments above 16 go upstream",
@@ -319,7 +326,8 @@ void test_arena_resource(std::size_t n)
 {
     mempool::arena_resource r;
     CHECK("arena_resource: every container family works", pmr_containers(&r, n));
-    struct mp_arena_stats s{};
+    struct mp_arena_stats s {
+    };
     mp_arena_stats(r.get(), &s);
     CHECK("arena_resource: the memory came from its arena", s.allocs > n);
     bool aligned = true;
@@ -416,7 +424,8 @@ void test_allocators(std::size_t n)
           mempool::heap_allocator<int>().get() == mp_default_heap());
 
     std::vector<wide, mempool::allocator<wide>> v(5);
-    std::vector<wide, mempool::heap_allocator<wide>> hv(5, wide{}, mempool::heap_allocator<wide>(h));
+    std::vector<wide, mempool::heap_allocator<wide>> hv(5, wide{},
+                                                        mempool::heap_allocator<wide>(h));
     CHECK("allocators: over-aligned types are aligned",
           reinterpret_cast<std::uintptr_t>(v.data()) % 64 == 0 &&
               reinterpret_cast<std::uintptr_t>(hv.data()) % 64 == 0);
@@ -449,7 +458,8 @@ void test_alignment()
     tally t{};
     for (auto *r : rs)
         for (std::size_t a = 1; a <= 8192; a *= 2)
-            for (std::size_t b : {std::size_t(0), std::size_t(1), a / 2, a, 3 * a + 1, std::size_t(5000)}) {
+            for (std::size_t b :
+                 {std::size_t(0), std::size_t(1), a / 2, a, 3 * a + 1, std::size_t(5000)}) {
                 void *p = r->allocate(b, a);
                 tally_expect(&t, reinterpret_cast<std::uintptr_t>(p) % a == 0,
                              "%zu bytes aligned to %zu: %p", b, a, p);
@@ -483,7 +493,10 @@ struct tracked {
             throw std::runtime_error("tracked: refused");
         constructed++;
     }
-    ~tracked() { destroyed++; }
+    ~tracked()
+    {
+        destroyed++;
+    }
 };
 int tracked::constructed, tracked::destroyed, tracked::throw_at = -1;
 
@@ -493,7 +506,10 @@ struct alignas(128) big_aligned {
 
 struct counted {
     static int destroyed;
-    ~counted() { destroyed++; }
+    ~counted()
+    {
+        destroyed++;
+    }
 };
 int counted::destroyed;
 
@@ -516,7 +532,8 @@ void test_object_pool(std::size_t n)
         for (std::size_t i = 0; i < n; i++)
             v.push_back(op.create(static_cast<int>(i)));
         CHECK("object_pool: create constructs", tracked::constructed == static_cast<int>(n) &&
-                                                    op.size() == n && v[n - 1]->v == static_cast<int>(n - 1));
+                                                    op.size() == n &&
+                                                    v[n - 1]->v == static_cast<int>(n - 1));
         for (std::size_t i = 0; i < n; i += 2)
             op.destroy(v[i]);
         CHECK("object_pool: destroy destructs and frees",
@@ -664,7 +681,8 @@ void test_owners()
     {
         mempool::heap h(ho);
         void *q = h.allocate(100, 64);
-        CHECK("heap: allocate honours the alignment", reinterpret_cast<std::uintptr_t>(q) % 64 == 0);
+        CHECK("heap: allocate honours the alignment",
+              reinterpret_cast<std::uintptr_t>(q) % 64 == 0);
         h.deallocate(q, 100, 64);
         mempool::heap h2(std::move(h));
         CHECK("heap: moved", !h && h2 && h2.stats().blocks_in_use == 0);

@@ -39,7 +39,8 @@
 #define CXX_BENCH_BOOST 1
 #endif
 
-namespace {
+namespace
+{
 
 using clk = std::chrono::steady_clock;
 
@@ -139,8 +140,8 @@ template <template <class> class A> double run_alloc(const char *w, std::size_t 
 }
 
 // The three workloads on a memory_resource; reset() runs between rounds.
-template <class Reset> double run_pmr(const char *w, std::size_t n, std::pmr::memory_resource *r,
-                                      Reset reset)
+template <class Reset>
+double run_pmr(const char *w, std::size_t n, std::pmr::memory_resource *r, Reset reset)
 {
     if (std::strcmp(w, "list") == 0)
         return run_list(n, std::pmr::list<int>(r), reset);
@@ -231,7 +232,8 @@ int main(int argc, char **argv)
 
 #include <unistd.h>
 
-namespace {
+namespace
+{
 
 struct peer {
     const char *name;    // as the table shows it
@@ -304,7 +306,8 @@ int main(int argc, char **argv)
 
     const char *workloads[] = {"list", "map", "umap"};
     std::printf("C++ node containers: median ns per operation of %d run(s), each in a fresh process"
-                " (min-max);\nx = mempool's best / the others' best (goal: <= 0.80)\n\n", runs);
+                " (min-max);\nx = mempool's best / the others' best (goal: <= 0.80)\n\n",
+                runs);
     std::printf("%-14s", "workload");
     for (std::size_t p = 0; p < npeers; p++)
         if (present[p])
@@ -348,7 +351,7 @@ int main(int argc, char **argv)
     for (const char *prog : {"glibc", "jemalloc", "tcmalloc", "mimalloc", "tbb"}) {
         std::string cmd = dir + "/bench_cxx_" + prog + " --malloc 2>/dev/null";
         FILE *f = access((dir + "/bench_cxx_" + prog).c_str(), X_OK) == 0 ? popen(cmd.c_str(), "r")
-                                                                           : nullptr;
+                                                                          : nullptr;
         char lib[256] = "not built";
         if (f != nullptr) {
             if (std::fscanf(f, "%255s", lib) != 1)
