@@ -4,6 +4,10 @@
 # and variable sizes. Builds it (Release) and runs bench_suite, which prints its tables; the full run
 # (without --quick) also writes docs/benchmarks.md, its plots docs/bench/*.png and every raw figure
 # in docs/bench/results.csv. It takes up to ~10 minutes; --quick takes seconds and writes nothing.
+# Then bench_cxx (bench/suite/cxx_bench.cpp) prints its table of C++ node containers (std::list,
+# std::map, std::unordered_map at 10^3 and 10^6 elements) on mempool.hpp's resources and allocator
+# against std::allocator under each malloc, std::pmr's pool and monotonic resources and Boost's
+# fast_pool_allocator (a few minutes; --quick: 10^3 and 10^4, one run; nothing written).
 # Installs what it needs from Debian packages when missing (as root); without them the quick run
 # skips the peers it lacks, the full run fails after printing what it measured.
 # Usage: scripts/bench-suite.sh [--quick] [bench_suite options: see bench_suite --help]
@@ -38,7 +42,7 @@ fi
 # Configure every time: a peer library installed since the last run is found then.
 cmake -S "$src" -B "$out" -DCMAKE_BUILD_TYPE=Release -DMEMPOOL_BUILD_TESTS=OFF \
   -DMEMPOOL_BUILD_EXAMPLES=OFF >/dev/null
-cmake --build "$out" -j"$(nproc 2>/dev/null || echo 2)" --target bench_suite >/dev/null
+cmake --build "$out" -j"$(nproc 2>/dev/null || echo 2)" --target bench_suite bench_cxx >/dev/null
 
 revision=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
 git diff --quiet HEAD 2>/dev/null || revision="$revision with uncommitted changes"
@@ -48,3 +52,8 @@ if [ $quick = 0 ]; then
   report=(--doc docs/benchmarks.md --plots docs/bench --csv docs/bench/results.csv)
 fi
 "$out/bench/suite/bench_suite" --command "$command" --revision "$revision" "${report[@]}" "$@"
+
+echo
+cxx_args=()
+[ $quick = 1 ] && cxx_args=(--quick)
+"$out/bench/suite/bench_cxx" "${cxx_args[@]}"

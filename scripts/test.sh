@@ -34,10 +34,13 @@ fi
 
 stage() { echo; echo "== $* ($(date +%T))"; }
 
-# configure and build one tree: build NAME CC [cmake args...]
+# configure and build one tree: build NAME CC [cmake args...]; the C++ compiler follows CC
+# (gcc: g++, clang: clang++), for mempool.hpp's tests and example.
 build() {
   local name=$1 cc=$2; shift 2
-  CC=$cc cmake -S "$src" -B "$out/$name" -DMEMPOOL_WERROR=ON "$@" >"$out/$name.log" 2>&1 ||
+  local cxx=${cc/#gcc/g++}
+  cxx=${cxx/#clang/clang++}
+  CC=$cc CXX=$cxx cmake -S "$src" -B "$out/$name" -DMEMPOOL_WERROR=ON "$@" >"$out/$name.log" 2>&1 ||
     { cat "$out/$name.log"; return 1; }
   cmake --build "$out/$name" -j"$jobs" >>"$out/$name.log" 2>&1 || { cat "$out/$name.log"; return 1; }
 }
@@ -61,7 +64,7 @@ run_stage() {
     stage "tsan: clang, ThreadSanitizer, threaded suites"
     build tsan clang -DCMAKE_BUILD_TYPE=RelWithDebInfo -DMEMPOOL_SANITIZE=thread
     MP_TEST_SCALE=0.1 TSAN_OPTIONS=halt_on_error=1 ctest --test-dir "$out/tsan" -j"$jobs" \
-      --output-on-failure --no-tests=error -R 'thread|heap|example' -E '^heap$'
+      --output-on-failure --no-tests=error -R 'thread|heap|example|cxx' -E '^heap$'
     # test_heap forks while mp_malloc's heap has ~100 thread-safe class pools: the fork handler
     # holds every pool's lock across fork() (as glibc holds its arenas'), more than the 64 locks
     # TSan's deadlock detector can track at once, so that detector is off for this one suite.
@@ -89,6 +92,7 @@ run_stage() {
     cmake -S tests/consumer -B "$out/consumer" -DCMAKE_PREFIX_PATH="$out/prefix" >/dev/null
     cmake --build "$out/consumer" >/dev/null
     "$out/consumer/consumer"
+    "$out/consumer/consumer_cxx"
     local pcdir pc
     pcdir=$(dirname "$(find "$out/prefix" -name mempool.pc | head -1)")
     pc="env PKG_CONFIG_PATH=$pcdir pkg-config"

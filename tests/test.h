@@ -125,7 +125,7 @@ tally_expect(tally *t, bool ok, const char *fmt, ...)
 /* The n bytes at p are all zero. */
 static inline bool all_zero(const void *p, size_t n)
 {
-    const unsigned char *b = p;
+    const unsigned char *b = (const unsigned char *)p; /* also C++ */
     for (size_t i = 0; i < n; i++)
         if (b[i] != 0)
             return false;
