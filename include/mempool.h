@@ -100,6 +100,8 @@ enum {
  *   map:   returns `size` bytes aligned to `align` (a power of two, at least 4096; `size` is a
  *          multiple of 4096), or NULL when no memory can be had. The memory need not be zeroed.
  *   unmap: gives back exactly a region that map returned, with the same size.
+ * Memory that map returns not aligned as asked is given back at once and counts as a refusal
+ * (so the request fails with ENOMEM), whatever the source.
  * Both are called with `ctx`. The pool calls them only from inside mp_pool_* calls on that pool.
  */
 typedef struct mp_source {

@@ -160,7 +160,7 @@ static void *heap_map(void *ctx, size_t size, size_t align)
     if (!budget_take(heap, size))
         return NULL;
     void *p = heap->buf_end != NULL ? buffer_take(heap, size, align)
-                                    : heap->source.map(heap->source.ctx, size, align);
+                                    : mpi_source_map(&heap->source, size, align);
     if (p == NULL)
         atomic_fetch_sub(&heap->reserved, size);
     return p;
@@ -188,7 +188,7 @@ static mp_heap *heap_place(const mp_heap_opts *o, const mp_source *source)
     } else {
         size_t page = mpi_os_page_size();
         meta = (sizeof(mp_heap) + page - 1) & ~(page - 1);
-        heap = source->map(source->ctx, meta, page);
+        heap = mpi_source_map(source, meta, page);
         if (heap == NULL) {
             errno = ENOMEM;
             return NULL;

@@ -36,6 +36,8 @@
  *      class with a free block of its own uses it; three classes up, or at 4 KiB and below, or from
  *      mp_heap_aligned_alloc(), the request's own class carves. Plain, thread-safe and checked
  *      heaps.
+ *   9. A source that breaks its contract, returning memory off the alignment asked: every request
+ *      that would use such memory is refused with ENOMEM and counted, and every map goes back.
  *
  * A regression test for a bug this file found (heap.c once decided "class or large" from a
  * block's usable size) says so where it is defined.
@@ -1165,6 +1167,67 @@ static void test_spill(void)
 }
 
 /* ------------------------------------------------------------------------------------------------
+ * 9. A source that breaks its contract: memory misaligned for the request is refused
+ * ---------------------------------------------------------------------------------------------- */
+
+/* Every large request over a source whose maps are 4096 bytes off a 2 MiB boundary (page-aligned,
+ * so the heap's and the pools' own pages are fine) is refused with ENOMEM and counted; freeing what
+ * such a heap gave would read a header outside the mapping. Every map goes back. */
+static void misaligned_large(void *arg)
+{
+    unsigned flags = *(const unsigned *)arg;
+    counting_source cs;
+    memset(&cs, 0, sizeof cs);
+    cs.skew = 4096;
+    mp_source src = counting_source_of(&cs);
+    mp_heap *h = mp_heap_create(&(mp_heap_opts){.flags = flags, .name = "skewed", .source = &src});
+    if (!CHECK("misaligned: heap (its page is aligned as asked)", h != NULL))
+        return;
+    tally t = {0};
+    const size_t sizes[] = {MAXC + 1, MiB, 3 * MiB, 100}; /* the class's runs: refused by its pool */
+    for (int kind = 0; kind < 4; kind++) {
+        for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
+            uint64_t before = hstats(h).failed_allocs;
+            errno = 0;
+            void *p = kind == 0   ? mp_heap_alloc(h, sizes[i])
+                      : kind == 1 ? mp_heap_calloc(h, 1, sizes[i])
+                      : kind == 2 ? mp_heap_aligned_alloc(h, 8192, sizes[i])
+                                  : mp_heap_realloc(h, NULL, sizes[i]);
+            int err = errno;
+            tally_expect(&t, p == NULL && err == ENOMEM && hstats(h).failed_allocs == before + 1,
+                         "kind %d, size %zu: %p, errno %d", kind, sizes[i], p, err);
+            mp_heap_free(h, p); /* what was accepted must at least free */
+        }
+    }
+    CHECK("misaligned: every request refused: NULL, ENOMEM, failed_allocs + 1", t.bad == 0);
+    struct mp_heap_stats s = hstats(h);
+    CHECK("misaligned: nothing in use", s.blocks_in_use == 0 && s.large_in_use == 0);
+    mp_heap_destroy(h);
+    CHECK("misaligned: every map given back", atomic_load(&cs.bytes_out) == 0 &&
+                                                  atomic_load(&cs.maps) == atomic_load(&cs.unmaps));
+}
+
+/* A source whose maps are 64 bytes off a page: the heap's own page is refused at create. */
+static void test_misaligned(void)
+{
+    static const unsigned flags[] = {0, MP_CHECKED, MP_THREAD_SAFE};
+    for (size_t i = 0; i < 3; i++)
+        run_isolated("misaligned: a source off its alignment (plain, checked, thread-safe)",
+                     misaligned_large, (void *)&flags[i]);
+    counting_source cs;
+    memset(&cs, 0, sizeof cs);
+    cs.skew = 64;
+    mp_source src = counting_source_of(&cs);
+    errno = 0;
+    mp_heap *h = mp_heap_create(&(mp_heap_opts){.source = &src});
+    CHECK("misaligned: a heap whose page is off its alignment is refused with ENOMEM",
+          h == NULL && errno == ENOMEM);
+    mp_heap_destroy(h);
+    CHECK("misaligned: and its page goes back", atomic_load(&cs.bytes_out) == 0 &&
+                                                    atomic_load(&cs.maps) == atomic_load(&cs.unmaps));
+}
+
+/* ------------------------------------------------------------------------------------------------
  */
 
 int main(int argc, char **argv)
@@ -1193,5 +1256,7 @@ int main(int argc, char **argv)
     test_threads(ops);
     printf("8. spill to a larger class\n");
     test_spill();
+    printf("9. a source that returns misaligned memory\n");
+    test_misaligned();
     return TEST_DONE();
 }
