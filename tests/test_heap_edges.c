@@ -38,6 +38,10 @@
  *      heaps.
  *   9. A source that breaks its contract, returning memory off the alignment asked: every request
  *      that would use such memory is refused with ENOMEM and counted, and every map goes back.
+ *  10. Reset keeps the totals: over the system, the caller's source and a buffer, plain, checked,
+ *      thread-safe and secure, allocs, frees, failed_allocs and each class's allocs, frees and peak
+ *      never go back at mp_heap_reset(), which counts every live block as freed; a checked heap's
+ *      reset with blocks live reports nothing (to a handler, and with the default one in a child).
  *
  * A regression test for a bug this file found (heap.c once decided "class or large" from a
  * block's usable size) says so where it is defined.
@@ -1228,6 +1232,162 @@ static void test_misaligned(void)
 }
 
 /* ------------------------------------------------------------------------------------------------
+ * 10. Reset: the totals never go back, and a checked heap's reset is no leak
+ * ---------------------------------------------------------------------------------------------- */
+
+enum { RESET_CAP = 8 * 1024 * 1024, RESET_BUF = 24 * 1024 * 1024 };
+
+/* Where a heap's memory comes from, and its flags. */
+typedef struct rkind {
+    const char *name;
+    int where; /* 0: the system, 1: the caller's source, 2: the caller's buffer */
+    unsigned flags;
+} rkind;
+
+static const rkind rkinds[] = {
+    {"system", 0, 0},
+    {"system checked", 0, MP_CHECKED},
+    {"system thread-safe", 0, MP_THREAD_SAFE},
+    {"source", 1, 0},
+    {"source checked", 1, MP_CHECKED},
+    {"source thread-safe", 1, MP_THREAD_SAFE},
+    {"buffer", 2, 0},
+    {"buffer checked", 2, MP_CHECKED}, /* reset_checked_buffer's */
+    {"buffer secure", 2, MP_SECURE},
+};
+
+/* A heap of kind k with a capacity of RESET_CAP; buf: RESET_BUF bytes for a buffer heap. */
+static mp_heap *rkind_make(const rkind *k, counting_source *cs, mp_source *src, void *buf)
+{
+    memset(cs, 0, sizeof *cs);
+    *src = counting_source_of(cs);
+    mp_heap_opts o = {.flags = k->flags, .capacity = RESET_CAP, .name = "reset"};
+    if (k->where == 1)
+        o.source = src;
+    if (k->where == 2) {
+        o.buffer = buf;
+        o.buffer_size = RESET_BUF;
+    }
+    return mp_heap_create(&o);
+}
+
+/* One round of use that leaves blocks live, a large one among them, and failures counted both by
+ * a class pool (the capacity) and by the heap (an impossible alignment). */
+static void reset_round(mp_heap *h, void **ps, size_t max)
+{
+    mp_heap_free(h, mp_heap_alloc(h, 400 * KiB));
+    void *big = mp_heap_alloc(h, 300 * KiB);
+    size_t n = 0;
+    while (n < max && (ps[n] = mp_heap_alloc(h, 3000)) != NULL)
+        n++;
+    for (size_t i = 0; i < n; i += 2)
+        mp_heap_free(h, ps[i]);
+    (void)mp_heap_alloc(h, 100);
+    (void)mp_heap_aligned_alloc(h, 2 * MiB, 1); /* refused, counted by the heap */
+    (void)big;                                  /* live at the reset */
+}
+
+/* after is before's totals, every block counted freed, no figure lower. */
+static void reset_kept(const char *kind, const struct mp_heap_stats *before,
+                       const struct mp_heap_stats *after, tally *t)
+{
+    tally_expect(t,
+                 after->allocs == before->allocs && after->frees == after->allocs &&
+                     after->failed_allocs == before->failed_allocs && after->blocks_in_use == 0,
+                 "%s: allocs %" PRIu64 " -> %" PRIu64 ", frees %" PRIu64 " -> %" PRIu64
+                 ", failed %" PRIu64 " -> %" PRIu64,
+                 kind, before->allocs, after->allocs, before->frees, after->frees,
+                 before->failed_allocs, after->failed_allocs);
+    for (size_t c = 0; c < MP_HEAP_CLASSES; c++) {
+        const mp_heap_class_stats *b = &before->classes[c], *a = &after->classes[c];
+        tally_expect(t,
+                     a->allocs == b->allocs && a->frees == a->allocs &&
+                         a->blocks_peak == b->blocks_peak && a->blocks_in_use == 0,
+                     "%s: class %zu: allocs %" PRIu64 " -> %" PRIu64 ", frees %" PRIu64
+                     " -> %" PRIu64 ", peak %" PRIu64 " -> %" PRIu64,
+                     kind, a->size, b->allocs, a->allocs, b->frees, a->frees, b->blocks_peak,
+                     a->blocks_peak);
+    }
+}
+
+static void test_reset_totals(void)
+{
+    enum { MAXB = 4096 };
+    static void *ps[MAXB];
+    unsigned char *buf = malloc(RESET_BUF);
+    if (!CHECK("reset: buffer", buf != NULL))
+        return;
+    for (size_t i = 0; i < sizeof rkinds / sizeof rkinds[0]; i++) {
+        const rkind *k = &rkinds[i];
+        counting_source cs;
+        mp_source src;
+        mp_heap *h = rkind_make(k, &cs, &src, buf);
+        if (!CHECK("reset: heap", h != NULL))
+            continue;
+        log_start();
+        tally t = {0};
+        struct mp_heap_stats s[4];
+        reset_round(h, ps, MAXB);
+        s[0] = hstats(h);
+        mp_heap_reset(h);
+        s[1] = hstats(h);
+        reset_kept(k->name, &s[0], &s[1], &t);
+        reset_round(h, ps, MAXB); /* the heap serves as before, and counts on */
+        s[2] = hstats(h);
+        tally_expect(&t, s[2].allocs > s[1].allocs && s[2].failed_allocs > s[1].failed_allocs,
+                     "%s: second round: allocs %" PRIu64 " -> %" PRIu64 ", failed %" PRIu64
+                     " -> %" PRIu64,
+                     k->name, s[1].allocs, s[2].allocs, s[1].failed_allocs, s[2].failed_allocs);
+        mp_heap_reset(h);
+        s[3] = hstats(h);
+        reset_kept(k->name, &s[2], &s[3], &t);
+        mp_heap_destroy(h);
+        printf("  %-18s allocs %" PRIu64 ", failed %" PRIu64 " after two resets\n", k->name,
+               s[3].allocs, s[3].failed_allocs);
+        CHECK("reset: allocs, frees, failed_allocs and every class's figures never go back; the "
+              "reset blocks count as freed",
+              t.bad == 0);
+        if (!CHECK("reset: nothing reported, neither at reset (live blocks are no leak) nor at "
+                   "destroy",
+                   elog.n == 0))
+            log_show();
+        mp_set_error_handler(NULL, NULL);
+        CHECK("reset: every byte back to the source", k->where != 1 || counting_all_back(&cs));
+    }
+    free(buf);
+}
+
+/* With the default handler: a checked buffer heap reset with blocks live (class and large) is no
+ * leak, and the process goes on. */
+static void reset_checked_buffer(void *arg)
+{
+    counting_source cs;
+    mp_source src;
+    static void *ps[4096];
+    mp_heap *h = rkind_make(&rkinds[7], &cs, &src, arg);
+    if (h == NULL)
+        _exit(CHILD_NO_POOL);
+    reset_round(h, ps, 4096);
+    mp_heap_reset(h);
+    mp_heap_destroy(h);
+}
+
+static void test_reset_child(void)
+{
+    unsigned char *buf = malloc(RESET_BUF);
+    if (!CHECK("reset: buffer", buf != NULL))
+        return;
+    child_result r;
+    child_die(reset_checked_buffer, buf, &r);
+    char why[64];
+    if (!CHECK("reset: a checked buffer heap reset with blocks live, default handler: no report, "
+               "no abort",
+               WIFEXITED(r.status) && WEXITSTATUS(r.status) == CHILD_SURVIVED && r.err[0] == '\0'))
+        printf("    child: %s; stderr: %s\n", status_text(r.status, why, sizeof why), r.err);
+    free(buf);
+}
+
+/* ------------------------------------------------------------------------------------------------
  */
 
 int main(int argc, char **argv)
@@ -1258,5 +1418,8 @@ int main(int argc, char **argv)
     test_spill();
     printf("9. a source that returns misaligned memory\n");
     test_misaligned();
+    printf("10. reset keeps the totals\n");
+    test_reset_totals();
+    test_reset_child();
     return TEST_DONE();
 }
