@@ -432,8 +432,11 @@ void *mp_heap_aligned_alloc(mp_heap *heap, size_t align, size_t size);
  * Like free(): gives a block back to its class pool, which is found from the block's address (its
  * chunk header, found by masking), or unmaps a large block (keeping a few recently freed large blocks
  * for reuse, so repeated large allocations do not fault their pages in again). NULL does nothing.
- * Undefined in a plain heap, reported in a checked one: a pointer the heap did not hand out, a block
- * freed twice.
+ * Undefined in a plain heap, reported in a checked one: a pointer the heap did not hand out (an
+ * invalid free, in the heap's name), a block freed twice (a double free: a class block's in its
+ * class pool's name, "HEAP/SIZE"; a large block's in the heap's name while its mapping is among the
+ * few cached, and once the mapping went back, when the address is no longer the heap's, an invalid
+ * free).
  */
 void mp_heap_free(mp_heap *heap, void *p);
 

@@ -465,10 +465,11 @@ static MP_NOINLINE void large_free(mp_heap *heap, mpi_large *l)
     }
 }
 
-/* The large block holding p, when p is one's start; NULL otherwise. Lock held. */
-static mpi_large *large_find(const mp_heap *heap, const void *p)
+/* The large block of `list` (heap->large or heap->cache) that starts at p; NULL if none. A cached
+ * block still holds where its last block started. Lock held. */
+static mpi_large *large_find(mpi_large *list, const void *p)
 {
-    for (mpi_large *l = heap->large; l != NULL; l = l->next) {
+    for (mpi_large *l = list; l != NULL; l = l->next) {
         if (l->block == p)
             return l;
     }
@@ -562,7 +563,9 @@ static mp_pool *heap_chunk_owner(uintptr_t chunk)
     return *mpi_owner_word(chunk, HEAP_SHIFT);
 }
 
-/* heap_owner() in a checked heap: a search of every class pool, then of the large blocks. */
+/* heap_owner() in a checked heap: a search of every class pool, then of the large blocks. What is
+ * none of them is reported in the heap's name: the start of a freed large block still cached as a
+ * double free, anything else (a freed large block given back too) as an invalid free. */
 static MP_NOINLINE mp_pool *heap_owner_checked(const mp_heap *heap, const void *p, bool *bad)
 {
     for (unsigned c = 0; c < MP_HEAP_CLASSES; c++) {
@@ -571,10 +574,14 @@ static MP_NOINLINE mp_pool *heap_owner_checked(const mp_heap *heap, const void *
             return pool;
     }
     pthread_mutex_lock((pthread_mutex_t *)&heap->lock);
-    *bad = large_find(heap, p) == NULL;
+    *bad = large_find(heap->large, p) == NULL;
+    bool freed = *bad && large_find(heap->cache, p) != NULL;
     pthread_mutex_unlock((pthread_mutex_t *)&heap->lock);
-    if (*bad)
-        mpi_report(MP_ERR_INVALID_FREE, NULL, p, NULL, 1, " (not a block of this heap)");
+    if (freed)
+        mpi_report_as(MP_ERR_DOUBLE_FREE, heap->name, NULL, p, NULL, 1, " (a large block)");
+    else if (*bad)
+        mpi_report_as(MP_ERR_INVALID_FREE, heap->name, NULL, p, NULL, 1,
+                      " (not a block of this heap)");
     return NULL;
 }
 

@@ -42,6 +42,10 @@
  *      thread-safe and secure, allocs, frees, failed_allocs and each class's allocs, frees and peak
  *      never go back at mp_heap_reset(), which counts every live block as freed; a checked heap's
  *      reset with blocks live reports nothing (to a handler, and with the default one in a child).
+ *  11. A checked heap's invalid free (a stack address, an interior pointer of a class or large
+ *      block, another heap's block) names the heap; a large block freed twice is a double free
+ *      while its mapping is cached, an invalid free once it went back. To a handler, and with the
+ *      default one in a child (one line, then abort).
  *
  * A regression test for a bug this file found (heap.c once decided "class or large" from a
  * block's usable size) says so where it is defined.
@@ -1388,6 +1392,103 @@ static void test_reset_child(void)
 }
 
 /* ------------------------------------------------------------------------------------------------
+ * 11. A checked heap's reports name the heap, and a large block's double free is one
+ * ---------------------------------------------------------------------------------------------- */
+
+/* A large block freed twice (its mapping still cached): "double free", naming the heap. */
+static void die_large_double_free(void *arg)
+{
+    (void)arg;
+    mp_heap *h = mp_heap_create(&(mp_heap_opts){.flags = MP_CHECKED, .name = "ckheap"});
+    void *p = h != NULL ? mp_heap_alloc(h, MAXC + 1) : NULL;
+    if (p == NULL)
+        _exit(CHILD_NO_POOL);
+    child_note(p);
+    mp_heap_free(h, p);
+    mp_heap_free(h, p);
+}
+
+/* arg: 0 a stack address, 1 an interior pointer of a class block, 2 of a large block, 3 another
+ * heap's block. */
+static void die_invalid_free(void *arg)
+{
+    int which = *(const int *)arg;
+    mp_heap *h = mp_heap_create(&(mp_heap_opts){.flags = MP_CHECKED, .name = "ckheap"});
+    mp_heap *other = mp_heap_create(&(mp_heap_opts){.flags = MP_CHECKED, .name = "other"});
+    char stack_bytes[64];
+    unsigned char *small = h != NULL ? mp_heap_alloc(h, 100) : NULL;
+    unsigned char *large = h != NULL ? mp_heap_alloc(h, MiB) : NULL;
+    void *foreign = other != NULL ? mp_heap_alloc(other, 48) : NULL;
+    if (small == NULL || large == NULL || foreign == NULL)
+        _exit(CHILD_NO_POOL);
+    void *p = which == 0   ? (void *)stack_bytes
+              : which == 1 ? (void *)(small + 16)
+              : which == 2 ? (void *)(large + 64)
+                           : foreign;
+    child_note(p);
+    mp_heap_free(h, p);
+}
+
+static void test_checked_reports(void)
+{
+    mp_heap *h = mp_heap_create(&(mp_heap_opts){.flags = MP_CHECKED, .name = "ckheap"});
+    mp_heap *other = mp_heap_create(&(mp_heap_opts){.flags = MP_CHECKED, .name = "other"});
+    if (!CHECK("reports: checked heaps", h != NULL && other != NULL))
+        return;
+    log_start();
+    char stack_bytes[64];
+    unsigned char *small = mp_heap_alloc(h, 100), *large = mp_heap_alloc(h, MiB);
+    void *foreign = mp_heap_alloc(other, 48);
+    mp_heap_free(h, stack_bytes);
+    log_one("reports: a stack address: invalid free, naming the heap", MP_ERR_INVALID_FREE, NULL,
+            "ckheap", stack_bytes);
+    mp_heap_free(h, small + 16);
+    log_one("reports: an interior pointer of a class block: invalid free, naming the heap",
+            MP_ERR_INVALID_FREE, NULL, "ckheap", small + 16);
+    mp_heap_free(h, large + 64);
+    log_one("reports: an interior pointer of a large block: invalid free, naming the heap",
+            MP_ERR_INVALID_FREE, NULL, "ckheap", large + 64);
+    mp_heap_free(h, foreign);
+    log_one("reports: another heap's block: invalid free, naming the heap", MP_ERR_INVALID_FREE,
+            NULL, "ckheap", foreign);
+    mp_heap_free(h, large);
+    log_none("reports: a large block's free is not reported");
+    mp_heap_free(h, large);
+    log_one("reports: a large block freed twice: double free, naming the heap", MP_ERR_DOUBLE_FREE,
+            NULL, "ckheap", large);
+
+    /* One freed so long ago that its mapping went back (the cache keeps 8): the heap cannot tell
+     * its address from any other, so this one is an invalid free (mp_heap_free's contract). */
+    void *bigs[10];
+    for (int i = 0; i < 10; i++)
+        bigs[i] = mp_heap_alloc(h, MiB + (size_t)i * 4096);
+    for (int i = 0; i < 10; i++)
+        mp_heap_free(h, bigs[i]);
+    log_none("reports: large frees are not reported");
+    mp_heap_free(h, bigs[0]);
+    log_one("reports: a large block freed twice after its mapping went back: invalid free",
+            MP_ERR_INVALID_FREE, NULL, "ckheap", bigs[0]);
+    mp_heap_free(h, small);
+    mp_heap_free(other, foreign);
+    mp_heap_destroy(other);
+    mp_heap_destroy(h);
+    log_none("reports: nothing more at destroy");
+    mp_set_error_handler(NULL, NULL);
+
+    expect_death("reports: default handler: a large double free aborts with \"double free\" "
+                 "naming the heap",
+                 die_large_double_free, NULL, "double free of", "ckheap");
+    static const int which[] = {0, 1, 2, 3};
+    static const char *const what[] = {
+        "reports: default handler: a stack address aborts with \"invalid free\" naming the heap",
+        "reports: default handler: an interior class pointer: \"invalid free\" naming the heap",
+        "reports: default handler: an interior large pointer: \"invalid free\" naming the heap",
+        "reports: default handler: another heap's block: \"invalid free\" naming the heap"};
+    for (size_t i = 0; i < 4; i++)
+        expect_death(what[i], die_invalid_free, (void *)&which[i], "invalid free of", "ckheap");
+}
+
+/* ------------------------------------------------------------------------------------------------
  */
 
 int main(int argc, char **argv)
@@ -1421,5 +1522,7 @@ int main(int argc, char **argv)
     printf("10. reset keeps the totals\n");
     test_reset_totals();
     test_reset_child();
+    printf("11. a checked heap's reports\n");
+    test_checked_reports();
     return TEST_DONE();
 }
