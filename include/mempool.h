@@ -462,8 +462,8 @@ size_t mp_heap_trim(mp_heap *heap);
 /* Frees every block at once, as mp_pool_reset() does: the statistics count every live block as
  * freed, and no total goes back (allocs, frees, failed_allocs, and each class's allocs, frees and
  * peak). A checked heap reports no leak. Large blocks are unmapped, cached ones too; a heap over a
- * source keeps its class chunks, a buffer heap starts its buffer over (its class pools are made anew
- * when next used). Not thread-safe: no other thread may use the heap meanwhile. */
+ * source keeps its class chunks, a buffer heap starts its buffer over (its class pools are made
+ * anew when next used). Not thread-safe: no other thread may use the heap meanwhile. */
 void mp_heap_reset(mp_heap *heap);
 
 /* Destroys the heap and gives all its memory back. NULL does nothing. A checked heap reports leaks

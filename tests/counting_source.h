@@ -35,7 +35,7 @@ typedef struct counting_source {
     size_t cap;              /* maps that would take bytes_out past this are refused; 0: none */
     atomic_bool dead;        /* every map is refused while set */
     size_t skew;             /* set before the first map and kept: maps return memory this far
-                                past an aligned address (a multiple of 4096 keeps it page-aligned) */
+                                past an aligned address (a multiple of 4096 keeps pages aligned) */
 } counting_source;
 
 static inline void counting_peak(counting_source *cs, size_t out)

@@ -1192,7 +1192,8 @@ static void misaligned_large(void *arg)
     if (!CHECK("misaligned: heap (its page is aligned as asked)", h != NULL))
         return;
     tally t = {0};
-    const size_t sizes[] = {MAXC + 1, MiB, 3 * MiB, 100}; /* the class's runs: refused by its pool */
+    /* 100: a class, whose runs its pool refuses */
+    const size_t sizes[] = {MAXC + 1, MiB, 3 * MiB, 100};
     for (int kind = 0; kind < 4; kind++) {
         for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
             uint64_t before = hstats(h).failed_allocs;
@@ -1211,8 +1212,8 @@ static void misaligned_large(void *arg)
     struct mp_heap_stats s = hstats(h);
     CHECK("misaligned: nothing in use", s.blocks_in_use == 0 && s.large_in_use == 0);
     mp_heap_destroy(h);
-    CHECK("misaligned: every map given back", atomic_load(&cs.bytes_out) == 0 &&
-                                                  atomic_load(&cs.maps) == atomic_load(&cs.unmaps));
+    CHECK("misaligned: every map given back",
+          atomic_load(&cs.bytes_out) == 0 && atomic_load(&cs.maps) == atomic_load(&cs.unmaps));
 }
 
 /* A source whose maps are 64 bytes off a page: the heap's own page is refused at create. */
@@ -1231,8 +1232,8 @@ static void test_misaligned(void)
     CHECK("misaligned: a heap whose page is off its alignment is refused with ENOMEM",
           h == NULL && errno == ENOMEM);
     mp_heap_destroy(h);
-    CHECK("misaligned: and its page goes back", atomic_load(&cs.bytes_out) == 0 &&
-                                                    atomic_load(&cs.maps) == atomic_load(&cs.unmaps));
+    CHECK("misaligned: and its page goes back",
+          atomic_load(&cs.bytes_out) == 0 && atomic_load(&cs.maps) == atomic_load(&cs.unmaps));
 }
 
 /* ------------------------------------------------------------------------------------------------
