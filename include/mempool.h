@@ -106,6 +106,8 @@ enum {
  *   map:   returns `size` bytes aligned to `align` (a power of two, at least 4096; `size` is a
  *          multiple of 4096), or NULL when no memory can be had. The memory need not be zeroed.
  *   unmap: gives back exactly a region that map returned, with the same size.
+ * Memory that map returns not aligned as asked is given back at once and counts as a refusal
+ * (so the request fails with ENOMEM), whatever the source.
  * Both are called with `ctx`. The pool calls them only from inside mp_pool_* calls on that pool.
  */
 typedef struct mp_source {
@@ -466,8 +468,11 @@ void *mp_heap_aligned_alloc(mp_heap *heap, size_t align, size_t size);
  * Like free(): gives a block back to its class pool, which is found from the block's address (its
  * chunk header, found by masking), or unmaps a large block (keeping a few recently freed large blocks
  * for reuse, so repeated large allocations do not fault their pages in again). NULL does nothing.
- * Undefined in a plain heap, reported in a checked one: a pointer the heap did not hand out, a block
- * freed twice.
+ * Undefined in a plain heap, reported in a checked one: a pointer the heap did not hand out (an
+ * invalid free, in the heap's name), a block freed twice (a double free: a class block's in its
+ * class pool's name, "HEAP/SIZE"; a large block's in the heap's name while its mapping is among the
+ * few cached, and once the mapping went back, when the address is no longer the heap's, an invalid
+ * free).
  */
 void mp_heap_free(mp_heap *heap, void *p);
 
@@ -490,8 +495,11 @@ size_t mp_heap_usable_size(const mp_heap *heap, const void *p);
  * Complexity: O(classes + free blocks). */
 size_t mp_heap_trim(mp_heap *heap);
 
-/* Frees every block at once (class pools are reset, large blocks unmapped); the heap keeps its class
- * chunks. Not thread-safe: no other thread may use the heap meanwhile. */
+/* Frees every block at once, as mp_pool_reset() does: the statistics count every live block as
+ * freed, and no total goes back (allocs, frees, failed_allocs, and each class's allocs, frees and
+ * peak). A checked heap reports no leak. Large blocks are unmapped, cached ones too; a heap over a
+ * source keeps its class chunks, a buffer heap starts its buffer over (its class pools are made
+ * anew when next used). Not thread-safe: no other thread may use the heap meanwhile. */
 void mp_heap_reset(mp_heap *heap);
 
 /* Destroys the heap and gives all its memory back. NULL does nothing. A checked heap reports leaks

@@ -348,13 +348,9 @@ static arena_chunk *arena_map_chunk(mp_arena *a, size_t need)
             size = (size_t)(room & ~(uint64_t)(page - 1)); /* >= need: need is a page multiple */
     }
     arena_release_kept(a, size);
-    arena_chunk *c = a->source.map(a->source.ctx, size, page);
+    arena_chunk *c = mpi_source_map(&a->source, size, page);
     if (c == NULL)
         return NULL;
-    if (((uintptr_t)c & (page - 1)) != 0) {
-        a->source.unmap(a->source.ctx, c, size); /* a source that broke its contract */
-        return NULL;
-    }
     c->size = size;
     if (a->cur != NULL) {
         c->next = a->cur->next;

@@ -19,7 +19,8 @@
  * on repeated 5-25 MiB blocks).
  * Invariants: pools[c] is NULL or a pool of class_size(c) with HEAP_CHUNK chunks; every large block
  * in use is on `large`, every cached one on `cache`, never both; bytes_reserved is the sum of what
- * heap_map gave and heap_unmap has not taken back.
+ * heap_map gave and heap_unmap has not taken back; a class's totals (mp_heap_stats) are its pool's
+ * plus, in a buffer heap, carry[c], what its pools made before a reset had counted.
  */
 #include "internal.h"
 
@@ -53,6 +54,12 @@ typedef struct mpi_large {
 static_assert(sizeof(mpi_large) <= MP_CHUNK_HEADER && LARGE_HEADER % 64 == 0,
               "the large header fits before the owner lines");
 
+/* A buffer heap's totals of one class from before its resets, which make the class pools anew:
+ * mp_heap_stats adds them to the pool's own, so a reset never lowers a total. */
+typedef struct heap_carry {
+    uint64_t allocs, frees, failed, peak;
+} heap_carry;
+
 struct mp_heap {
     _Atomic(mp_pool *) pools[MP_HEAP_CLASSES];
     pthread_mutex_t lock; /* class pool creation, the large lists */
@@ -67,6 +74,7 @@ struct mp_heap {
     _Atomic size_t reserved;
     char *buf_next, *buf_end; /* a buffer heap: the unused rest of the buffer */
     char *buf_first;          /* where the buffer's space for chunks begins */
+    heap_carry *carry;        /* a buffer heap: one per class, after this struct; else NULL */
     size_t meta_size;         /* this struct's mapping (0 in a buffer) */
     char name[MP_NAME_MAX];
 };
@@ -160,7 +168,7 @@ static void *heap_map(void *ctx, size_t size, size_t align)
     if (!budget_take(heap, size))
         return NULL;
     void *p = heap->buf_end != NULL ? buffer_take(heap, size, align)
-                                    : heap->source.map(heap->source.ctx, size, align);
+                                    : mpi_source_map(&heap->source, size, align);
     if (p == NULL)
         atomic_fetch_sub(&heap->reserved, size);
     return p;
@@ -176,19 +184,21 @@ static mp_heap *heap_place(const mp_heap_opts *o, const mp_source *source)
     size_t meta = 0;
     if (o->buffer != NULL) {
         uintptr_t start = (uintptr_t)o->buffer, at = (start + 63) & ~(uintptr_t)63;
+        size_t need = sizeof(mp_heap) + MP_HEAP_CLASSES * sizeof(heap_carry);
         if (o->buffer_size > UINTPTR_MAX - start || at - start > o->buffer_size ||
-            o->buffer_size - (at - start) < sizeof(mp_heap)) {
+            o->buffer_size - (at - start) < need) {
             errno = EINVAL;
             return NULL;
         }
         heap = (mp_heap *)at;
-        memset(heap, 0, sizeof *heap);
-        heap->buf_first = heap->buf_next = (char *)heap + sizeof *heap;
+        memset(heap, 0, need);
+        heap->carry = (heap_carry *)(heap + 1);
+        heap->buf_first = heap->buf_next = (char *)heap + need;
         heap->buf_end = (char *)o->buffer + o->buffer_size;
     } else {
         size_t page = mpi_os_page_size();
         meta = (sizeof(mp_heap) + page - 1) & ~(page - 1);
-        heap = source->map(source->ctx, meta, page);
+        heap = mpi_source_map(source, meta, page);
         if (heap == NULL) {
             errno = ENOMEM;
             return NULL;
@@ -454,10 +464,11 @@ static MP_NOINLINE void large_free(mp_heap *heap, mpi_large *l)
     }
 }
 
-/* The large block holding p, when p is one's start; NULL otherwise. Lock held. */
-static mpi_large *large_find(const mp_heap *heap, const void *p)
+/* The large block of `list` (heap->large or heap->cache) that starts at p; NULL if none. A cached
+ * block still holds where its last block started. Lock held. */
+static mpi_large *large_find(mpi_large *list, const void *p)
 {
-    for (mpi_large *l = heap->large; l != NULL; l = l->next) {
+    for (mpi_large *l = list; l != NULL; l = l->next) {
         if (l->block == p)
             return l;
     }
@@ -551,7 +562,9 @@ static mp_pool *heap_chunk_owner(uintptr_t chunk)
     return *mpi_owner_word(chunk, HEAP_SHIFT);
 }
 
-/* heap_owner() in a checked heap: a search of every class pool, then of the large blocks. */
+/* heap_owner() in a checked heap: a search of every class pool, then of the large blocks. What is
+ * none of them is reported in the heap's name: the start of a freed large block still cached as a
+ * double free, anything else (a freed large block given back too) as an invalid free. */
 static MP_NOINLINE mp_pool *heap_owner_checked(const mp_heap *heap, const void *p, bool *bad)
 {
     for (unsigned c = 0; c < MP_HEAP_CLASSES; c++) {
@@ -560,10 +573,14 @@ static MP_NOINLINE mp_pool *heap_owner_checked(const mp_heap *heap, const void *
             return pool;
     }
     pthread_mutex_lock((pthread_mutex_t *)&heap->lock);
-    *bad = large_find(heap, p) == NULL;
+    *bad = large_find(heap->large, p) == NULL;
+    bool freed = *bad && large_find(heap->cache, p) != NULL;
     pthread_mutex_unlock((pthread_mutex_t *)&heap->lock);
-    if (*bad)
-        mpi_report(MP_ERR_INVALID_FREE, NULL, p, NULL, 1, " (not a block of this heap)");
+    if (freed)
+        mpi_report_as(MP_ERR_DOUBLE_FREE, heap->name, NULL, p, NULL, 1, " (a large block)");
+    else if (*bad)
+        mpi_report_as(MP_ERR_INVALID_FREE, heap->name, NULL, p, NULL, 1,
+                      " (not a block of this heap)");
     return NULL;
 }
 
@@ -690,19 +707,45 @@ static void heap_destroy_pools(mp_heap *heap)
     }
 }
 
+/* Adds the class totals carried over a buffer heap's resets to a class pool's (a zeroed *s when
+ * the class has no pool). */
+static void carry_add(mp_stats *s, const heap_carry *k)
+{
+    s->allocs += k->allocs;
+    s->frees += k->frees;
+    s->failed_allocs += k->failed;
+    if (k->peak > s->blocks_peak)
+        s->blocks_peak = k->peak;
+}
+
+/* A buffer heap's bytes come back only by starting the buffer over, and its class pools' chunks
+ * (and the pools themselves) lie in it: the pools, reset already (so no leak is reported), are
+ * destroyed with their totals carried, and made anew on use. */
+static void heap_restart_buffer(mp_heap *heap)
+{
+    for (unsigned c = 0; c < MP_HEAP_CLASSES; c++) {
+        mp_stats s;
+        if (mp_pool_stats(atomic_load(&heap->pools[c]), &s) != 0)
+            continue;
+        carry_add(&s, &heap->carry[c]);
+        heap->carry[c] = (heap_carry){s.allocs, s.frees, s.failed_allocs, s.blocks_peak};
+    }
+    heap_destroy_pools(heap);
+    heap->buf_next = heap->buf_first;
+}
+
+/* Every block is freed and counted so: the totals never go back (a class pool's reset keeps its
+ * own; a buffer heap carries them over its new pools). */
 void mp_heap_reset(mp_heap *heap)
 {
     if (heap == NULL)
         return;
     heap->large_frees += heap->large_allocs - heap->large_frees;
     heap_drop_large(heap);
-    if (heap->buf_end != NULL) { /* a buffer's bytes come back only by starting it over */
-        heap_destroy_pools(heap);
-        heap->buf_next = heap->buf_first;
-        return;
-    }
     for (unsigned c = 0; c < MP_HEAP_CLASSES; c++)
         mp_pool_reset(atomic_load(&heap->pools[c]));
+    if (heap->buf_end != NULL)
+        heap_restart_buffer(heap);
 }
 
 /* A checked heap's leaked large blocks, reported as a checked pool reports its own. */
@@ -740,10 +783,12 @@ int mp_heap_stats(const mp_heap *heap, struct mp_heap_stats *out)
     memcpy(out->name, heap->name, sizeof out->name);
     for (unsigned c = 0; c < MP_HEAP_CLASSES; c++) {
         mp_heap_class_stats *k = &out->classes[c];
-        mp_stats s;
+        mp_stats s = {0};
         k->size = class_size(c);
-        if (mp_pool_stats(atomic_load(&heap->pools[c]), &s) != 0)
+        if (mp_pool_stats(atomic_load(&heap->pools[c]), &s) != 0 && heap->carry == NULL)
             continue;
+        if (heap->carry != NULL)
+            carry_add(&s, &heap->carry[c]);
         *k = (mp_heap_class_stats){k->size,  s.blocks_in_use, s.blocks_peak,
                                    s.allocs, s.frees,         s.bytes_reserved};
         out->allocs += s.allocs;

@@ -236,6 +236,19 @@ struct mp_pool {
 /* The default mp_source: anonymous private mappings, aligned by trimming an oversized one. */
 MPI_HIDDEN extern const mp_source mpi_os_source;
 
+/* source->map(size, align), refusing what a source that broke its contract returned: memory not
+ * aligned to `align` goes straight back, and NULL comes out. Pools, heaps and arenas map their
+ * chunks and large blocks through here, so none ever masks an address outside its mapping. */
+static inline void *mpi_source_map(const mp_source *source, size_t size, size_t align)
+{
+    void *p = source->map(source->ctx, size, align);
+    if (p != NULL && ((uintptr_t)p & (align - 1)) != 0) {
+        source->unmap(source->ctx, p, size);
+        return NULL;
+    }
+    return p;
+}
+
 /* The system page size (cached after the first call). */
 MPI_HIDDEN size_t mpi_os_page_size(void);
 

@@ -591,13 +591,9 @@ static mp_pool *pool_place_in_source(const mp_pool *proto)
 {
     size_t page = mpi_os_page_size();
     size_t meta = (size_t)align_up(sizeof(mp_pool), page);
-    char *mem = proto->source.map(proto->source.ctx, meta, page);
+    char *mem = mpi_source_map(&proto->source, meta, page);
     if (mem == NULL)
         return NULL;
-    if (((uintptr_t)mem & (page - 1)) != 0) { /* a source that broke its contract */
-        proto->source.unmap(proto->source.ctx, mem, meta);
-        return NULL;
-    }
     size_t colors = (meta - sizeof(mp_pool)) / 64 + 1;
     mp_pool *pool = (mp_pool *)(mem + ((uintptr_t)mem / page % colors) * 64);
     *pool = *proto;
@@ -783,13 +779,9 @@ static mpi_run *pool_take_run(mp_pool *pool)
     while (n > 1 && n > SIZE_MAX / pool->chunk_size)
         n /= 2;
     size_t size = (size_t)n * pool->chunk_size;
-    char *mem = pool->source.map(pool->source.ctx, size, pool->chunk_size);
+    char *mem = mpi_source_map(&pool->source, size, pool->chunk_size);
     if (mem == NULL)
         return NULL;
-    if (((uintptr_t)mem & (pool->chunk_size - 1)) != 0) {
-        pool->source.unmap(pool->source.ctx, mem, size); /* a source that broke its contract */
-        return NULL;
-    }
 
     mpi_run *run = (mpi_run *)mem;
     memset(run, 0, sizeof *run);

@@ -2,7 +2,9 @@
  * counting_source.h: the tests' chunk source (mp_source) that counts. Memory comes from
  * posix_memalign(); every map and unmap is counted, so a test can see that a pool, heap or arena
  * gave back every byte it took, never held more than a bound, and kept the source contract (align a
- * power of two >= 4096, size a positive multiple of 4096). A test can cap it or make it refuse.
+ * power of two >= 4096, size a positive multiple of 4096). A test can cap it or make it refuse,
+ * or make it break the contract itself: with `skew` set, every map returns memory that many bytes
+ * past an aligned address (so misaligned for any alignment above the skew's lowest bit).
  * Any thread may call it: the counters are atomic.
  *
  * posix_memalign(), not aligned_alloc(): the contract makes size a multiple of 4096 but not of
@@ -32,6 +34,8 @@ typedef struct counting_source {
     atomic_uint violations;  /* maps against the source contract */
     size_t cap;              /* maps that would take bytes_out past this are refused; 0: none */
     atomic_bool dead;        /* every map is refused while set */
+    size_t skew;             /* set before the first map and kept: maps return memory this far
+                                past an aligned address (a multiple of 4096 keeps pages aligned) */
 } counting_source;
 
 static inline void counting_peak(counting_source *cs, size_t out)
@@ -49,19 +53,19 @@ static inline void *counting_map(void *ctx, size_t size, size_t align)
         atomic_fetch_add(&cs->violations, 1);
     void *p = NULL;
     if (atomic_load(&cs->dead) || (cs->cap != 0 && atomic_load(&cs->bytes_out) + size > cs->cap) ||
-        posix_memalign(&p, align, size) != 0) {
+        posix_memalign(&p, align, size + cs->skew) != 0) {
         atomic_fetch_add(&cs->refused, 1);
         return NULL;
     }
     atomic_fetch_add(&cs->maps, 1);
     counting_peak(cs, atomic_fetch_add(&cs->bytes_out, size) + size);
-    return p;
+    return (char *)p + cs->skew;
 }
 
 static inline void counting_unmap(void *ctx, void *p, size_t size)
 {
     counting_source *cs = ctx;
-    free(p);
+    free((char *)p - cs->skew);
     atomic_fetch_add(&cs->unmaps, 1);
     atomic_fetch_sub(&cs->bytes_out, size);
 }

@@ -36,7 +36,17 @@
  *      class with a free block of its own uses it; three classes up, or at 4 KiB and below, or from
  *      mp_heap_aligned_alloc(), the request's own class carves. Plain, thread-safe and checked
  *      heaps.
- *   9. A damaged free list in a class of a checked or secure heap (a link zeroed, a pointer
+ *   9. A source that breaks its contract, returning memory off the alignment asked: every request
+ *      that would use such memory is refused with ENOMEM and counted, and every map goes back.
+ *  10. Reset keeps the totals: over the system, the caller's source and a buffer, plain, checked,
+ *      thread-safe and secure, allocs, frees, failed_allocs and each class's allocs, frees and peak
+ *      never go back at mp_heap_reset(), which counts every live block as freed; a checked heap's
+ *      reset with blocks live reports nothing (to a handler, and with the default one in a child).
+ *  11. A checked heap's invalid free (a stack address, an interior pointer of a class or large
+ *      block, another heap's block) names the heap; a large block freed twice is a double free
+ *      while its mapping is cached, an invalid free once it went back. To a handler, and with the
+ *      default one in a child (one line, then abort).
+ *  12. A damaged free list in a class of a checked or secure heap (a link zeroed, a pointer
  *      planted): mp_heap_stats and mp_heap_trim report it, with a handler (which returns: no crash,
  *      nothing trimmed) and without (one line, abort, in a child process).
  *
@@ -1168,7 +1178,322 @@ static void test_spill(void)
 }
 
 /* ------------------------------------------------------------------------------------------------
- * 9. A damaged free list in a class of a checked or secure heap: mp_heap_stats and mp_heap_trim
+ * 9. A source that breaks its contract: memory misaligned for the request is refused
+ * ---------------------------------------------------------------------------------------------- */
+
+/* Every large request over a source whose maps are 4096 bytes off a 2 MiB boundary (page-aligned,
+ * so the heap's and the pools' own pages are fine) is refused with ENOMEM and counted; freeing what
+ * such a heap gave would read a header outside the mapping. Every map goes back. */
+static void misaligned_large(void *arg)
+{
+    unsigned flags = *(const unsigned *)arg;
+    counting_source cs;
+    memset(&cs, 0, sizeof cs);
+    cs.skew = 4096;
+    mp_source src = counting_source_of(&cs);
+    mp_heap *h = mp_heap_create(&(mp_heap_opts){.flags = flags, .name = "skewed", .source = &src});
+    if (!CHECK("misaligned: heap (its page is aligned as asked)", h != NULL))
+        return;
+    tally t = {0};
+    /* 100: a class, whose runs its pool refuses */
+    const size_t sizes[] = {MAXC + 1, MiB, 3 * MiB, 100};
+    for (int kind = 0; kind < 4; kind++) {
+        for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
+            uint64_t before = hstats(h).failed_allocs;
+            errno = 0;
+            void *p = kind == 0   ? mp_heap_alloc(h, sizes[i])
+                      : kind == 1 ? mp_heap_calloc(h, 1, sizes[i])
+                      : kind == 2 ? mp_heap_aligned_alloc(h, 8192, sizes[i])
+                                  : mp_heap_realloc(h, NULL, sizes[i]);
+            int err = errno;
+            tally_expect(&t, p == NULL && err == ENOMEM && hstats(h).failed_allocs == before + 1,
+                         "kind %d, size %zu: %p, errno %d", kind, sizes[i], p, err);
+            mp_heap_free(h, p); /* what was accepted must at least free */
+        }
+    }
+    CHECK("misaligned: every request refused: NULL, ENOMEM, failed_allocs + 1", t.bad == 0);
+    struct mp_heap_stats s = hstats(h);
+    CHECK("misaligned: nothing in use", s.blocks_in_use == 0 && s.large_in_use == 0);
+    mp_heap_destroy(h);
+    CHECK("misaligned: every map given back",
+          atomic_load(&cs.bytes_out) == 0 && atomic_load(&cs.maps) == atomic_load(&cs.unmaps));
+}
+
+/* A source whose maps are 64 bytes off a page: the heap's own page is refused at create. */
+static void test_misaligned(void)
+{
+    static const unsigned flags[] = {0, MP_CHECKED, MP_THREAD_SAFE};
+    for (size_t i = 0; i < 3; i++)
+        run_isolated("misaligned: a source off its alignment (plain, checked, thread-safe)",
+                     misaligned_large, (void *)&flags[i]);
+    counting_source cs;
+    memset(&cs, 0, sizeof cs);
+    cs.skew = 64;
+    mp_source src = counting_source_of(&cs);
+    errno = 0;
+    mp_heap *h = mp_heap_create(&(mp_heap_opts){.source = &src});
+    CHECK("misaligned: a heap whose page is off its alignment is refused with ENOMEM",
+          h == NULL && errno == ENOMEM);
+    mp_heap_destroy(h);
+    CHECK("misaligned: and its page goes back",
+          atomic_load(&cs.bytes_out) == 0 && atomic_load(&cs.maps) == atomic_load(&cs.unmaps));
+}
+
+/* ------------------------------------------------------------------------------------------------
+ * 10. Reset: the totals never go back, and a checked heap's reset is no leak
+ * ---------------------------------------------------------------------------------------------- */
+
+enum { RESET_CAP = 8 * 1024 * 1024, RESET_BUF = 24 * 1024 * 1024 };
+
+/* Where a heap's memory comes from, and its flags. */
+typedef struct rkind {
+    const char *name;
+    int where; /* 0: the system, 1: the caller's source, 2: the caller's buffer */
+    unsigned flags;
+} rkind;
+
+static const rkind rkinds[] = {
+    {"system", 0, 0},
+    {"system checked", 0, MP_CHECKED},
+    {"system thread-safe", 0, MP_THREAD_SAFE},
+    {"source", 1, 0},
+    {"source checked", 1, MP_CHECKED},
+    {"source thread-safe", 1, MP_THREAD_SAFE},
+    {"buffer", 2, 0},
+    {"buffer checked", 2, MP_CHECKED}, /* reset_checked_buffer's */
+    {"buffer secure", 2, MP_SECURE},
+};
+
+/* A heap of kind k with a capacity of RESET_CAP; buf: RESET_BUF bytes for a buffer heap. */
+static mp_heap *rkind_make(const rkind *k, counting_source *cs, mp_source *src, void *buf)
+{
+    memset(cs, 0, sizeof *cs);
+    *src = counting_source_of(cs);
+    mp_heap_opts o = {.flags = k->flags, .capacity = RESET_CAP, .name = "reset"};
+    if (k->where == 1)
+        o.source = src;
+    if (k->where == 2) {
+        o.buffer = buf;
+        o.buffer_size = RESET_BUF;
+    }
+    return mp_heap_create(&o);
+}
+
+/* One round of use that leaves blocks live, a large one among them, and failures counted both by
+ * a class pool (the capacity) and by the heap (an impossible alignment). */
+static void reset_round(mp_heap *h, void **ps, size_t max)
+{
+    mp_heap_free(h, mp_heap_alloc(h, 400 * KiB));
+    void *big = mp_heap_alloc(h, 300 * KiB);
+    size_t n = 0;
+    while (n < max && (ps[n] = mp_heap_alloc(h, 3000)) != NULL)
+        n++;
+    for (size_t i = 0; i < n; i += 2)
+        mp_heap_free(h, ps[i]);
+    (void)mp_heap_alloc(h, 100);
+    (void)mp_heap_aligned_alloc(h, 2 * MiB, 1); /* refused, counted by the heap */
+    (void)big;                                  /* live at the reset */
+}
+
+/* after is before's totals, every block counted freed, no figure lower. */
+static void reset_kept(const char *kind, const struct mp_heap_stats *before,
+                       const struct mp_heap_stats *after, tally *t)
+{
+    tally_expect(t,
+                 after->allocs == before->allocs && after->frees == after->allocs &&
+                     after->failed_allocs == before->failed_allocs && after->blocks_in_use == 0,
+                 "%s: allocs %" PRIu64 " -> %" PRIu64 ", frees %" PRIu64 " -> %" PRIu64
+                 ", failed %" PRIu64 " -> %" PRIu64,
+                 kind, before->allocs, after->allocs, before->frees, after->frees,
+                 before->failed_allocs, after->failed_allocs);
+    for (size_t c = 0; c < MP_HEAP_CLASSES; c++) {
+        const mp_heap_class_stats *b = &before->classes[c], *a = &after->classes[c];
+        tally_expect(t,
+                     a->allocs == b->allocs && a->frees == a->allocs &&
+                         a->blocks_peak == b->blocks_peak && a->blocks_in_use == 0,
+                     "%s: class %zu: allocs %" PRIu64 " -> %" PRIu64 ", frees %" PRIu64
+                     " -> %" PRIu64 ", peak %" PRIu64 " -> %" PRIu64,
+                     kind, a->size, b->allocs, a->allocs, b->frees, a->frees, b->blocks_peak,
+                     a->blocks_peak);
+    }
+}
+
+static void test_reset_totals(void)
+{
+    enum { MAXB = 4096 };
+    static void *ps[MAXB];
+    unsigned char *buf = malloc(RESET_BUF);
+    if (!CHECK("reset: buffer", buf != NULL))
+        return;
+    for (size_t i = 0; i < sizeof rkinds / sizeof rkinds[0]; i++) {
+        const rkind *k = &rkinds[i];
+        counting_source cs;
+        mp_source src;
+        mp_heap *h = rkind_make(k, &cs, &src, buf);
+        if (!CHECK("reset: heap", h != NULL))
+            continue;
+        log_start();
+        tally t = {0};
+        struct mp_heap_stats s[4];
+        reset_round(h, ps, MAXB);
+        s[0] = hstats(h);
+        mp_heap_reset(h);
+        s[1] = hstats(h);
+        reset_kept(k->name, &s[0], &s[1], &t);
+        reset_round(h, ps, MAXB); /* the heap serves as before, and counts on */
+        s[2] = hstats(h);
+        tally_expect(&t, s[2].allocs > s[1].allocs && s[2].failed_allocs > s[1].failed_allocs,
+                     "%s: second round: allocs %" PRIu64 " -> %" PRIu64 ", failed %" PRIu64
+                     " -> %" PRIu64,
+                     k->name, s[1].allocs, s[2].allocs, s[1].failed_allocs, s[2].failed_allocs);
+        mp_heap_reset(h);
+        s[3] = hstats(h);
+        reset_kept(k->name, &s[2], &s[3], &t);
+        mp_heap_destroy(h);
+        printf("  %-18s allocs %" PRIu64 ", failed %" PRIu64 " after two resets\n", k->name,
+               s[3].allocs, s[3].failed_allocs);
+        CHECK("reset: allocs, frees, failed_allocs and every class's figures never go back; the "
+              "reset blocks count as freed",
+              t.bad == 0);
+        if (!CHECK("reset: nothing reported, neither at reset (live blocks are no leak) nor at "
+                   "destroy",
+                   elog.n == 0))
+            log_show();
+        mp_set_error_handler(NULL, NULL);
+        CHECK("reset: every byte back to the source", k->where != 1 || counting_all_back(&cs));
+    }
+    free(buf);
+}
+
+/* With the default handler: a checked buffer heap reset with blocks live (class and large) is no
+ * leak, and the process goes on. */
+static void reset_checked_buffer(void *arg)
+{
+    counting_source cs;
+    mp_source src;
+    static void *ps[4096];
+    mp_heap *h = rkind_make(&rkinds[7], &cs, &src, arg);
+    if (h == NULL)
+        _exit(CHILD_NO_POOL);
+    reset_round(h, ps, 4096);
+    mp_heap_reset(h);
+    mp_heap_destroy(h);
+}
+
+static void test_reset_child(void)
+{
+    unsigned char *buf = malloc(RESET_BUF);
+    if (!CHECK("reset: buffer", buf != NULL))
+        return;
+    child_result r;
+    child_die(reset_checked_buffer, buf, &r);
+    char why[64];
+    if (!CHECK("reset: a checked buffer heap reset with blocks live, default handler: no report, "
+               "no abort",
+               WIFEXITED(r.status) && WEXITSTATUS(r.status) == CHILD_SURVIVED && r.err[0] == '\0'))
+        printf("    child: %s; stderr: %s\n", status_text(r.status, why, sizeof why), r.err);
+    free(buf);
+}
+
+/* ------------------------------------------------------------------------------------------------
+ * 11. A checked heap's reports name the heap, and a large block's double free is one
+ * ---------------------------------------------------------------------------------------------- */
+
+/* A large block freed twice (its mapping still cached): "double free", naming the heap. */
+static void die_large_double_free(void *arg)
+{
+    (void)arg;
+    mp_heap *h = mp_heap_create(&(mp_heap_opts){.flags = MP_CHECKED, .name = "ckheap"});
+    void *p = h != NULL ? mp_heap_alloc(h, MAXC + 1) : NULL;
+    if (p == NULL)
+        _exit(CHILD_NO_POOL);
+    child_note(p);
+    mp_heap_free(h, p);
+    mp_heap_free(h, p);
+}
+
+/* arg: 0 a stack address, 1 an interior pointer of a class block, 2 of a large block, 3 another
+ * heap's block. */
+static void die_invalid_free(void *arg)
+{
+    int which = *(const int *)arg;
+    mp_heap *h = mp_heap_create(&(mp_heap_opts){.flags = MP_CHECKED, .name = "ckheap"});
+    mp_heap *other = mp_heap_create(&(mp_heap_opts){.flags = MP_CHECKED, .name = "other"});
+    char stack_bytes[64];
+    unsigned char *small = h != NULL ? mp_heap_alloc(h, 100) : NULL;
+    unsigned char *large = h != NULL ? mp_heap_alloc(h, MiB) : NULL;
+    void *foreign = other != NULL ? mp_heap_alloc(other, 48) : NULL;
+    if (small == NULL || large == NULL || foreign == NULL)
+        _exit(CHILD_NO_POOL);
+    void *p = which == 0   ? (void *)stack_bytes
+              : which == 1 ? (void *)(small + 16)
+              : which == 2 ? (void *)(large + 64)
+                           : foreign;
+    child_note(p);
+    mp_heap_free(h, p);
+}
+
+static void test_checked_reports(void)
+{
+    mp_heap *h = mp_heap_create(&(mp_heap_opts){.flags = MP_CHECKED, .name = "ckheap"});
+    mp_heap *other = mp_heap_create(&(mp_heap_opts){.flags = MP_CHECKED, .name = "other"});
+    if (!CHECK("reports: checked heaps", h != NULL && other != NULL))
+        return;
+    log_start();
+    char stack_bytes[64];
+    unsigned char *small = mp_heap_alloc(h, 100), *large = mp_heap_alloc(h, MiB);
+    void *foreign = mp_heap_alloc(other, 48);
+    mp_heap_free(h, stack_bytes);
+    log_one("reports: a stack address: invalid free, naming the heap", MP_ERR_INVALID_FREE, NULL,
+            "ckheap", stack_bytes);
+    mp_heap_free(h, small + 16);
+    log_one("reports: an interior pointer of a class block: invalid free, naming the heap",
+            MP_ERR_INVALID_FREE, NULL, "ckheap", small + 16);
+    mp_heap_free(h, large + 64);
+    log_one("reports: an interior pointer of a large block: invalid free, naming the heap",
+            MP_ERR_INVALID_FREE, NULL, "ckheap", large + 64);
+    mp_heap_free(h, foreign);
+    log_one("reports: another heap's block: invalid free, naming the heap", MP_ERR_INVALID_FREE,
+            NULL, "ckheap", foreign);
+    mp_heap_free(h, large);
+    log_none("reports: a large block's free is not reported");
+    mp_heap_free(h, large);
+    log_one("reports: a large block freed twice: double free, naming the heap", MP_ERR_DOUBLE_FREE,
+            NULL, "ckheap", large);
+
+    /* One freed so long ago that its mapping went back (the cache keeps 8): the heap cannot tell
+     * its address from any other, so this one is an invalid free (mp_heap_free's contract). */
+    void *bigs[10];
+    for (int i = 0; i < 10; i++)
+        bigs[i] = mp_heap_alloc(h, MiB + (size_t)i * 4096);
+    for (int i = 0; i < 10; i++)
+        mp_heap_free(h, bigs[i]);
+    log_none("reports: large frees are not reported");
+    mp_heap_free(h, bigs[0]);
+    log_one("reports: a large block freed twice after its mapping went back: invalid free",
+            MP_ERR_INVALID_FREE, NULL, "ckheap", bigs[0]);
+    mp_heap_free(h, small);
+    mp_heap_free(other, foreign);
+    mp_heap_destroy(other);
+    mp_heap_destroy(h);
+    log_none("reports: nothing more at destroy");
+    mp_set_error_handler(NULL, NULL);
+
+    expect_death("reports: default handler: a large double free aborts with \"double free\" "
+                 "naming the heap",
+                 die_large_double_free, NULL, "double free of", "ckheap");
+    static const int which[] = {0, 1, 2, 3};
+    static const char *const what[] = {
+        "reports: default handler: a stack address aborts with \"invalid free\" naming the heap",
+        "reports: default handler: an interior class pointer: \"invalid free\" naming the heap",
+        "reports: default handler: an interior large pointer: \"invalid free\" naming the heap",
+        "reports: default handler: another heap's block: \"invalid free\" naming the heap"};
+    for (size_t i = 0; i < 4; i++)
+        expect_death(what[i], die_invalid_free, (void *)&which[i], "invalid free of", "ckheap");
+}
+
+/* ------------------------------------------------------------------------------------------------
+ * 12. A damaged free list in a class of a checked or secure heap: mp_heap_stats and mp_heap_trim
  *    walk it, and report it as the class pool's next alloc would, instead of following it
  * ---------------------------------------------------------------------------------------------- */
 
@@ -1306,7 +1631,14 @@ int main(int argc, char **argv)
     test_threads(ops);
     printf("8. spill to a larger class\n");
     test_spill();
-    printf("9. a damaged free list in a checked or secure heap\n");
+    printf("9. a source that returns misaligned memory\n");
+    test_misaligned();
+    printf("10. reset keeps the totals\n");
+    test_reset_totals();
+    test_reset_child();
+    printf("11. a checked heap's reports\n");
+    test_checked_reports();
+    printf("12. a damaged free list in a checked or secure heap\n");
     test_damaged_lists();
     return TEST_DONE();
 }
