@@ -260,7 +260,9 @@ MPI_HIDDEN uintptr_t mpi_os_random(void);
  *   3. a thread-safe heap's own lock (heap.c: its large blocks and counters), innermost: nothing is
  *      taken under it (class pools call the heap's source under their own lock, and it takes none).
  * Plain pools and arenas have no lock; a heap without MP_THREAD_SAFE takes its lock only in the
- * one thread using it, so no other thread's fork() finds it held.
+ * one thread using it, so no other thread's fork() finds it held. The two pthread_once
+ * (registry_init, the default heap) are safe in a child: glibc runs again there an initialisation
+ * that a fork() interrupted.
  * ---------------------------------------------------------------------------------------------- */
 
 /* Makes a new pool thread-safe (lock, registry, cache slot). 0 or an errno code. */

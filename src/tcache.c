@@ -70,6 +70,7 @@ static pthread_key_t exit_key;
 static mpi_thread *threads;
 static mp_pool *ts_pools;
 static mpi_fork_lock *fork_locks; /* thread-safe heaps' locks */
+static bool fork_handlers_ran;   /* set by fork_prepare: see registry_init */
 static uint32_t next_id = 1;   /* slot 0 means "no cache" */
 static uint32_t *free_ids;     /* ids of destroyed pools, for reuse */
 static uint32_t nfree_ids, free_ids_cap;
@@ -89,10 +90,14 @@ static void fork_prepare(void);
 static void fork_parent(void);
 static void fork_child(void);
 
+/* glibc runs this again in a fork() child when the fork interrupted it: handlers that were
+ * registered ran in that fork, and are not registered twice (fork_prepare would then take the
+ * registry twice). */
 static void registry_init(void)
 {
     pthread_key_create(&exit_key, thread_exit);
-    pthread_atfork(fork_prepare, fork_parent, fork_child);
+    if (!fork_handlers_ran)
+        pthread_atfork(fork_prepare, fork_parent, fork_child);
 }
 
 /* ================================================================================================
@@ -639,6 +644,7 @@ void mpi_fork_lock_remove(mpi_fork_lock *l)
 static void fork_prepare(void)
 {
     pthread_mutex_lock(&registry);
+    fork_handlers_ran = true;
     for (mp_pool *p = ts_pools; p != NULL; p = p->ts_next)
         pthread_mutex_lock(&p->lock);
     for (mpi_fork_lock *l = fork_locks; l != NULL; l = l->next)
