@@ -63,6 +63,10 @@ enum {
      * cache, not across threads; blocks taken into a cache count as handed out (mp_pool_owns() is
      * true for them) and count in blocks_peak; stats read while other threads allocate are a
      * snapshot of each thread's counters, exact once they stop.
+     * fork() may be called from any thread at any time: the library takes all its locks around
+     * it, so the child can use every thread-safe pool and heap (mp_malloc's included) at once; the
+     * blocks the other threads held stay in use there, their caches' free blocks are given back.
+     * A plain pool or heap, or an arena, is whole in the child only if no other thread used it.
      */
     MP_THREAD_SAFE = 1u << 1,
     /*

@@ -62,7 +62,8 @@ typedef struct heap_carry {
 
 struct mp_heap {
     _Atomic(mp_pool *) pools[MP_HEAP_CLASSES];
-    pthread_mutex_t lock; /* class pool creation, the large lists */
+    pthread_mutex_t lock; /* the large lists and counters; the innermost lock (internal.h) */
+    mpi_fork_lock fork_lock; /* MP_THREAD_SAFE: `lock`, on fork()'s list */
     mpi_large *large;     /* large blocks in use */
     mpi_large *cache;     /* freed large blocks kept for reuse, most recent first */
     uint64_t large_allocs, large_frees, ncache;
@@ -235,6 +236,10 @@ mp_heap *mp_heap_create(const mp_heap_opts *opts)
     heap->capacity = o->capacity;
     atomic_store(&heap->reserved, heap->meta_size); /* the capacity counts the bookkeeping too */
     mpi_name_copy(heap->name, o->name);
+    if ((heap->flags & MP_THREAD_SAFE) != 0) { /* other threads may hold the lock at a fork() */
+        heap->fork_lock.mutex = &heap->lock;
+        mpi_fork_lock_add(&heap->fork_lock);
+    }
     return heap;
 }
 
@@ -770,6 +775,8 @@ void mp_heap_destroy(mp_heap *heap)
     if ((heap->flags & MP_CHECKED) != 0)
         heap_report_leaks(heap);
     heap_drop_large(heap);
+    if ((heap->flags & MP_THREAD_SAFE) != 0)
+        mpi_fork_lock_remove(&heap->fork_lock);
     pthread_mutex_destroy(&heap->lock);
     if (heap->meta_size != 0)
         heap->source.unmap(heap->source.ctx, heap, heap->meta_size);

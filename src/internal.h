@@ -261,7 +261,21 @@ MPI_HIDDEN void mpi_os_populate(void *p, size_t size);
 MPI_HIDDEN uintptr_t mpi_os_random(void);
 
 /* ------------------------------------------------------------------------------------------------
- * tcache.c: thread-safe pools
+ * tcache.c: thread-safe pools, and fork()
+ *
+ * The library's locks, in the order a thread may take them: it never waits for an earlier one
+ * while it holds a later one, nor for a second one of the same level. fork() takes them all in
+ * this order (tcache.c's atfork handlers), so it cannot deadlock with a thread inside, and the
+ * child can use every thread-safe object:
+ *   1. the registry (tcache.c): threads' caches, the list of thread-safe pools, fork()'s list of
+ *      heaps' locks;
+ *   2. a thread-safe pool's `lock` (taken alone, or after the registry: mpi_ts_lock);
+ *   3. a thread-safe heap's own lock (heap.c: its large blocks and counters), innermost: nothing is
+ *      taken under it (class pools call the heap's source under their own lock, and it takes none).
+ * Plain pools and arenas have no lock; a heap without MP_THREAD_SAFE takes its lock only in the
+ * one thread using it, so no other thread's fork() finds it held. The two pthread_once
+ * (registry_init, the default heap) are safe in a child: glibc runs again there an initialisation
+ * that a fork() interrupted.
  * ---------------------------------------------------------------------------------------------- */
 
 /* Makes a new pool thread-safe (lock, registry, cache slot). 0 or an errno code. */
@@ -281,6 +295,15 @@ MPI_HIDDEN void mpi_ts_sum(const mp_pool *pool, uint64_t *cached, uint64_t *allo
 MPI_HIDDEN uint64_t mpi_ts_cached_floor(const mp_pool *pool);
 /* With mpi_ts_lock held, no other thread using the pool: every cache emptied (mp_pool_reset). */
 MPI_HIDDEN void mpi_ts_reset(mp_pool *pool);
+
+/* A lock of level 3 (a thread-safe heap's), on fork()'s list while it exists. */
+typedef struct mpi_fork_lock {
+    pthread_mutex_t *mutex;
+    struct mpi_fork_lock *next;
+} mpi_fork_lock;
+/* Puts the lock on fork()'s list; takes it off (before the mutex is destroyed). */
+MPI_HIDDEN void mpi_fork_lock_add(mpi_fork_lock *l);
+MPI_HIDDEN void mpi_fork_lock_remove(mpi_fork_lock *l);
 
 /* ------------------------------------------------------------------------------------------------
  * debug.c: error reports, fill patterns, and what AddressSanitizer and Valgrind are told

@@ -9,7 +9,7 @@
  * consumer pair moves blocks in batches. Nothing on the inline path is a lock or an atomic
  * read-modify-write; the two counters other threads read are written with relaxed stores.
  *
- * Bookkeeping, all under the registry lock (lock order: registry, then a pool):
+ * Bookkeeping, all under the registry lock (the lock order is in internal.h, "tcache.c"):
  *   - a thread record per thread that has a cache: its table of TS_IDS entries (struct
  *     mp_tcache, the public part the inline path reads through mpi_tcaches, at the pools' ts_id)
  *     and beside it the private record of each entry in use; one mapping, whose pages are touched
@@ -17,7 +17,8 @@
  *     thread exits, which first gives every cached block back: O(pools the thread used);
  *   - a list of each pool's caches, so that mp_pool_destroy() can drop them while their threads
  *     live on, and stats can add them up; and a list of each thread's, for its exit;
- *   - the list of thread-safe pools, so that fork() can take every lock first (pthread_atfork).
+ *   - the list of thread-safe pools, and of thread-safe heaps' locks, so that fork() can take
+ *     every lock first (pthread_atfork).
  * Invariants: a cache is in its pool's list, its thread's list and its thread's table at ts_id, or
  * in none of them (and its table entry is all zero); a carved block is in use, on the pool's free
  * list, or in exactly one cache; in_use = carved - free_len - cached.
@@ -68,6 +69,8 @@ static pthread_once_t registry_once = PTHREAD_ONCE_INIT;
 static pthread_key_t exit_key;
 static mpi_thread *threads;
 static mp_pool *ts_pools;
+static mpi_fork_lock *fork_locks; /* thread-safe heaps' locks */
+static bool fork_handlers_ran;   /* set by fork_prepare: see registry_init */
 static uint32_t next_id = 1;   /* slot 0 means "no cache" */
 static uint32_t *free_ids;     /* ids of destroyed pools, for reuse */
 static uint32_t nfree_ids, free_ids_cap;
@@ -87,10 +90,14 @@ static void fork_prepare(void);
 static void fork_parent(void);
 static void fork_child(void);
 
+/* glibc runs this again in a fork() child when the fork interrupted it: handlers that were
+ * registered ran in that fork, and are not registered twice (fork_prepare would then take the
+ * registry twice). */
 static void registry_init(void)
 {
     pthread_key_create(&exit_key, thread_exit);
-    pthread_atfork(fork_prepare, fork_parent, fork_child);
+    if (!fork_handlers_ran)
+        pthread_atfork(fork_prepare, fork_parent, fork_child);
 }
 
 /* ================================================================================================
@@ -609,27 +616,60 @@ void mpi_ts_reset(mp_pool *pool)
 
 /* ================================================================================================
  * fork(): every lock is taken before, released after; in the child, the caches of threads that
- * did not survive are given back to their pools
+ * did not survive are given back to their pools. A thread-safe heap puts its own lock on the list
+ * fork_locks (a heap is above this file: it hands over the lock, not itself)
  * ============================================================================================== */
 
+void mpi_fork_lock_add(mpi_fork_lock *l)
+{
+    pthread_once(&registry_once, registry_init);
+    pthread_mutex_lock(&registry);
+    l->next = fork_locks;
+    fork_locks = l;
+    pthread_mutex_unlock(&registry);
+}
+
+/* O(heaps): a program makes few, and destroys them rarely. */
+void mpi_fork_lock_remove(mpi_fork_lock *l)
+{
+    pthread_mutex_lock(&registry);
+    mpi_fork_lock **at = &fork_locks;
+    while (*at != l)
+        at = &(*at)->next;
+    *at = l->next;
+    pthread_mutex_unlock(&registry);
+}
+
+/* Every lock, in the library's lock order (internal.h). */
 static void fork_prepare(void)
 {
     pthread_mutex_lock(&registry);
+    fork_handlers_ran = true;
     for (mp_pool *p = ts_pools; p != NULL; p = p->ts_next)
         pthread_mutex_lock(&p->lock);
+    for (mpi_fork_lock *l = fork_locks; l != NULL; l = l->next)
+        pthread_mutex_lock(l->mutex);
+}
+
+/* Every lock but the registry, in the parent or the child (where the forking thread, the one that
+ * took them, is the only thread). */
+static void fork_unlock_objects(void)
+{
+    for (mpi_fork_lock *l = fork_locks; l != NULL; l = l->next)
+        pthread_mutex_unlock(l->mutex);
+    for (mp_pool *p = ts_pools; p != NULL; p = p->ts_next)
+        pthread_mutex_unlock(&p->lock);
 }
 
 static void fork_parent(void)
 {
-    for (mp_pool *p = ts_pools; p != NULL; p = p->ts_next)
-        pthread_mutex_unlock(&p->lock);
+    fork_unlock_objects();
     pthread_mutex_unlock(&registry);
 }
 
 static void fork_child(void)
 {
-    for (mp_pool *p = ts_pools; p != NULL; p = p->ts_next)
-        pthread_mutex_unlock(&p->lock);
+    fork_unlock_objects();
     for (mpi_thread *t = threads, *next; t != NULL; t = next) {
         next = t->next;
         if (t != self)
