@@ -5,7 +5,7 @@
 #include "os.c"
 #include "pool.c"
 #include "stats.c"
-#include "debug.c"
+#include "check.c"
 #include "tcache.c"
 #include "heap.c"
 #include "arena.c"

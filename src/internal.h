@@ -103,11 +103,24 @@ typedef struct mpi_run {
 
 /* Bits of mp_pool.state. */
 enum {
-    MPI_IN_BUFFER = 1u << 0,   /* the pool lives in the caller's buffer: no source, no masking */
-    MPI_LEAN = 1u << 1,        /* checks == 0 or MPI_CHECK_STATE only, not thread-safe (pool.c) */
-    MPI_SECURE_FAST = 1u << 2, /* lean and secure, not zeroing, chunks from a source below 4 GiB */
-    MPI_POPULATE = 1u << 3,    /* a carve asks for its block's pages (mpi_pool_fresh_pages) */
+    MPI_IN_BUFFER = 1u << 0, /* the pool lives in the caller's buffer: no source, no masking */
+    MPI_POPULATE = 1u << 1,  /* a carve asks for its block's pages (mpi_pool_fresh_pages) */
 };
+
+/*
+ * The path a pool's calls take (mp_pool.path), chosen once at creation by pool_select_path() in
+ * pool.c; mp_pool_alloc_slow() and mp_pool_free_slow() switch on it and nothing else. The table,
+ * with what makes each path and where it leads, is in docs/design.md ("Paths").
+ */
+typedef enum mpi_path {
+    MPI_PATH_PLAIN,       /* no flag: the inline list; the slow path only carves (lean, checks 0) */
+    MPI_PATH_ZERO,        /* MP_ZERO alone: lean_alloc/lean_free, and a memset */
+    MPI_PATH_SECURE,      /* MP_SECURE alone, from a source: secure_alloc/secure_free */
+    MPI_PATH_SECURE_LEAN, /* MP_SECURE with MP_ZERO, or in a buffer: lean with free bits */
+    MPI_PATH_CHECKED,     /* MP_CHECKED, or a tool watching: the general path, every check */
+    MPI_PATH_CACHED,      /* MP_THREAD_SAFE with per-thread caches (tcache.c) */
+    MPI_PATH_LOCKED,      /* MP_THREAD_SAFE without caches: the general path under the lock */
+} mpi_path;
 
 /* Bits of mp_pool.checks: what the slow paths verify or tell a tool. Any bit makes a slow pool. */
 enum {
@@ -190,6 +203,7 @@ struct mp_pool {
 
     unsigned flags;  /* MP_ZERO, ... as created */
     unsigned state;  /* MPI_IN_BUFFER, ... */
+    mpi_path path;   /* fixed at creation (pool_select_path) */
     unsigned checks; /* MPI_CHECK_*, fixed at creation */
     uintptr_t key;   /* the secret that encodes free-list links; 0: links stored as they are */
     size_t site_off; /* MPI_CHECK_FILL: offset of the site word in a slot */
@@ -198,7 +212,7 @@ struct mp_pool {
     unsigned char *buffer_bitmap; /* MPI_CHECK_STATE in a buffer pool: the one bitmap */
     mp_source source;
     size_t meta_size; /* bytes of this struct's own mapping (0 in a buffer) */
-    /* MPI_SECURE_FAST: a hint from a chunk to its run, slot (chunk address >> chunk_shift) modulo
+    /* MPI_PATH_SECURE: a hint from a chunk to its run, slot (chunk address >> chunk_shift) modulo
      * run_slots; a run's chunks are written when it is taken, so a later run may overwrite an
      * earlier one's (the lookup verifies, and walks the runs on a miss). NULL: none (pool.c). */
     const struct mpi_run **run_table;
@@ -278,8 +292,10 @@ MPI_HIDDEN uintptr_t mpi_os_random(void);
  * that a fork() interrupted.
  * ---------------------------------------------------------------------------------------------- */
 
-/* Makes a new pool thread-safe (lock, registry, cache slot). 0 or an errno code. */
-MPI_HIDDEN int mpi_ts_create(mp_pool *pool, const mp_pool_opts *opts);
+/* Makes a new pool thread-safe: its lock, its place in the registry and, when `caches` (the path's
+ * choice: pool_select_path), a cache limit (thread_cache, or the default for its stride) and a slot
+ * in every thread's table, if one is left (pool->ts_id stays 0 if not). 0 or an errno code. */
+MPI_HIDDEN int mpi_ts_create(mp_pool *pool, size_t thread_cache, bool caches);
 /* Drops every thread's cache of the pool and takes it out of the registry. */
 MPI_HIDDEN void mpi_ts_destroy(mp_pool *pool);
 /* The slow alloc and free of a thread-safe pool: through this thread's cache, or the lock. With
@@ -306,7 +322,7 @@ MPI_HIDDEN void mpi_fork_lock_add(mpi_fork_lock *l);
 MPI_HIDDEN void mpi_fork_lock_remove(mpi_fork_lock *l);
 
 /* ------------------------------------------------------------------------------------------------
- * debug.c: error reports, fill patterns, and what AddressSanitizer and Valgrind are told
+ * check.c: error reports, fill patterns, and what AddressSanitizer and Valgrind are told
  * ---------------------------------------------------------------------------------------------- */
 
 /* A failed mp_assert: prints the condition and where, and aborts (independent of NDEBUG). */
@@ -389,10 +405,10 @@ MPI_HIDDEN bool mpi_pool_has_ready(const mp_pool *pool);
 /* The free list's head (thread-safe pools: their lock held). */
 MPI_HIDDEN void **mpi_pool_head(mp_pool *pool);
 MPI_HIDDEN void mpi_pool_give_chain(mp_pool *pool, void *first, void *last);
-/* The whole slow alloc and free of one pool: the single-threaded path, or a thread-safe pool's
- * under its lock. */
-MPI_HIDDEN void *mpi_pool_alloc_locked(mp_pool *pool, const void *site);
-MPI_HIDDEN void mpi_pool_free_locked(mp_pool *pool, void *block);
+/* The general alloc and free: every check and hook the pool has, for any pool (a thread-safe
+ * one's caller holds its lock). The lean paths come here to carve. */
+MPI_HIDDEN void *mpi_pool_alloc_general(mp_pool *pool, const void *site);
+MPI_HIDDEN void mpi_pool_free_general(mp_pool *pool, void *block);
 
 /* A block slot: its run, its carving index k in the run, and where its free bit is (byte and bit;
  * MPI_CHECK_STATE pools only, else NULL and 0). */

@@ -603,8 +603,56 @@ static mp_pool *pool_place_in_source(const mp_pool *proto)
     return pool;
 }
 
+/* What the slow paths check (before the geometry, which makes room for it): free bits for a secure
+ * or checked pool or a watching tool, fills and canaries for a checked one, encoded links for both. */
+static void pool_select_checks(mp_pool *proto, unsigned flags)
+{
+    proto->checks = mpi_tool_checks();
+    if ((flags & MP_CHECKED) != 0)
+        proto->checks |= MPI_CHECK_FILL;
+    if (proto->checks != 0 || (flags & MP_SECURE) != 0)
+        proto->checks |= MPI_CHECK_STATE;
+    if ((flags & (MP_CHECKED | MP_SECURE)) != 0)
+        proto->key = mpi_os_random() | 1; /* never 0, which means links stored as they are */
+}
+
+/* A thread-safe pool keeps per-thread caches unless every call must take its lock: a checked or
+ * secure pool (the checks run under it) or one with a capacity (exact, see mempool.h). */
+static bool pool_may_cache(const mp_pool *pool)
+{
+    return pool->checks == 0 && pool->capacity == 0;
+}
+
+/*
+ * Chooses the pool's path (internal.h, enum mpi_path; the table is in docs/design.md, "Paths") and
+ * what follows from it: whether the inline path may pop the pool's list (else fast.free holds
+ * MP_FAST_SLOW), the thread cache entry the inline path reads (tsoff), the secure path's run table,
+ * populating. The one place that does; called once the pool is placed (and a thread-safe pool's
+ * cache slot taken), before anyone else sees it.
+ */
+static void pool_select_path(mp_pool *pool, bool populate)
+{
+    bool secure_geometry = pool->chunk_size <= UINT32_MAX && pool->stride_recip != 0;
+    if ((pool->flags & MP_THREAD_SAFE) != 0)
+        pool->path = pool->ts_id != 0 ? MPI_PATH_CACHED : MPI_PATH_LOCKED;
+    else if ((pool->checks & ~(unsigned)MPI_CHECK_STATE) != 0)
+        pool->path = MPI_PATH_CHECKED;
+    else if (pool->checks == 0)
+        pool->path = (pool->flags & MP_ZERO) != 0 ? MPI_PATH_ZERO : MPI_PATH_PLAIN;
+    else if ((pool->flags & MP_ZERO) == 0 && (pool->state & MPI_IN_BUFFER) == 0 && secure_geometry)
+        pool->path = MPI_PATH_SECURE;
+    else
+        pool->path = MPI_PATH_SECURE_LEAN;
+    if (pool->path != MPI_PATH_PLAIN)
+        pool->fast.free = (void *)MP_FAST_SLOW; /* a slow pool (see mempool.h) */
+    if (pool->path == MPI_PATH_CACHED && (pool->flags & MP_ZERO) == 0)
+        pool->fast.tsoff = pool->ts_id * (uint32_t)sizeof(struct mp_tcache_fast);
+    if (populate && MP_HEAP_POPULATE)
+        pool->state |= MPI_POPULATE;
+}
+
 /* Creates a pool; chunk_size 0 chooses it (pool_geometry), else it is fixed (the heap's). */
-static mp_pool *pool_create(const mp_pool_opts *opts, size_t chunk_size)
+static mp_pool *pool_create(const mp_pool_opts *opts, size_t chunk_size, bool populate)
 {
     if (opts == NULL || opts->block_size == 0 || (opts->flags & ~POOL_KNOWN_FLAGS) != 0) {
         errno = EINVAL;
@@ -612,26 +660,13 @@ static mp_pool *pool_create(const mp_pool_opts *opts, size_t chunk_size)
     }
     mp_pool proto;
     memset(&proto, 0, sizeof proto);
-    proto.checks = mpi_tool_checks();
-    if ((opts->flags & MP_CHECKED) != 0)
-        proto.checks |= MPI_CHECK_FILL;
-    if (proto.checks != 0 || (opts->flags & MP_SECURE) != 0)
-        proto.checks |= MPI_CHECK_STATE;
-    if ((opts->flags & (MP_CHECKED | MP_SECURE)) != 0)
-        proto.key = mpi_os_random() | 1; /* never 0, which means links stored as they are */
+    pool_select_checks(&proto, opts->flags);
     int err = pool_geometry(&proto, opts, chunk_size);
     if (err != 0) {
         errno = err;
         return NULL;
     }
     proto.flags = opts->flags;
-    if ((proto.checks == 0 || proto.checks == MPI_CHECK_STATE) && (opts->flags & MP_THREAD_SAFE) == 0)
-        proto.state |= MPI_LEAN; /* secure or zeroing and nothing else (or plain): lean_alloc/free */
-    if ((proto.state & MPI_LEAN) != 0 && proto.checks == MPI_CHECK_STATE && (opts->flags & MP_ZERO) == 0 &&
-        opts->buffer == NULL && proto.chunk_size <= UINT32_MAX && proto.stride_recip != 0)
-        proto.state |= MPI_SECURE_FAST; /* secure_alloc/secure_free */
-    if ((opts->flags & (MP_ZERO | MP_THREAD_SAFE)) != 0 || proto.checks != 0)
-        proto.fast.free = (void *)MP_FAST_SLOW; /* a slow pool (see mempool.h) */
     proto.source = opts->source != NULL ? *opts->source : mpi_os_source;
     mpi_name_copy(proto.name, opts->name);
     if (proto.source.map == NULL || proto.source.unmap == NULL) {
@@ -647,27 +682,28 @@ static mp_pool *pool_create(const mp_pool_opts *opts, size_t chunk_size)
         pool = pool_place_in_source(&proto);
         err = ENOMEM;
     }
-    if (pool != NULL && (pool->flags & MP_THREAD_SAFE) != 0 && (err = mpi_ts_create(pool, opts)) != 0) {
+    if (pool != NULL && (pool->flags & MP_THREAD_SAFE) != 0 &&
+        (err = mpi_ts_create(pool, opts->thread_cache, pool_may_cache(pool))) != 0) {
         pool->flags &= ~(unsigned)MP_THREAD_SAFE;
         mp_pool_destroy(pool);
         pool = NULL;
     }
-    if (pool == NULL)
+    if (pool == NULL) {
         errno = err;
+        return NULL;
+    }
+    pool_select_path(pool, populate);
     return pool;
 }
 
 mp_pool *mp_pool_create(const mp_pool_opts *opts)
 {
-    return pool_create(opts, 0);
+    return pool_create(opts, 0, false);
 }
 
 mp_pool *mpi_pool_create_chunked(const mp_pool_opts *opts, size_t chunk_size, bool populate)
 {
-    mp_pool *pool = pool_create(opts, chunk_size);
-    if (pool != NULL && populate && MP_HEAP_POPULATE)
-        pool->state |= MPI_POPULATE; /* before the pool is shared: the heap publishes it after */
-    return pool;
+    return pool_create(opts, chunk_size, populate);
 }
 
 /* Opens a run's memory to the tools before it goes back to the source or the caller. */
@@ -725,7 +761,7 @@ static void run_table_put(mp_pool *pool, const mpi_run *run, const mpi_run *valu
 
 static void run_table_add(mp_pool *pool, const mpi_run *run)
 {
-    if ((pool->state & MPI_SECURE_FAST) == 0)
+    if (pool->path != MPI_PATH_SECURE)
         return;
     size_t chunks = 0;
     for (const mpi_run *r = pool->first; r != NULL; r = r->next)
@@ -887,7 +923,7 @@ void mpi_pool_give_chain(mp_pool *pool, void *first, void *last)
     *head = first;
 }
 
-void *mpi_pool_alloc_locked(mp_pool *pool, const void *site)
+void *mpi_pool_alloc_general(mp_pool *pool, const void *site)
 {
     bool fresh;
     void *block = mpi_pool_take(pool, &fresh);
@@ -913,7 +949,7 @@ void *mpi_pool_alloc_locked(mp_pool *pool, const void *site)
     return block;
 }
 
-void mpi_pool_free_locked(mp_pool *pool, void *block)
+void mpi_pool_free_general(mp_pool *pool, void *block)
 {
     if (pool->checks != 0 && !mpi_check_free(pool, block))
         return; /* reported; the free is not done */
@@ -925,9 +961,8 @@ void mpi_pool_free_locked(mp_pool *pool, void *block)
 }
 
 /*
- * The lean slow path: a pool that is secure or zeroing (or both) and nothing else (no fill, no tool,
- * not thread-safe; state bit MPI_LEAN) runs the same list operations and checks as the general
- * path, compiled for a constant `checks` (0, or MPI_CHECK_STATE for a secure pool): one slot lookup
+ * The lean slow path (paths PLAIN, ZERO and SECURE_LEAN: no fill, no tool, not thread-safe) runs
+ * the same list operations and checks as the general path, compiled for a constant `checks` (0, or MPI_CHECK_STATE for a secure pool): one slot lookup
  * a side in a secure pool (two on alloc while the list holds more blocks, to check the next link),
  * and no call but to report or to zero.
  */
@@ -935,7 +970,7 @@ static MP_ALWAYS_INLINE void *lean_alloc(mp_pool *pool, unsigned checks)
 {
     void *block = list_pop_as(pool, checks);
     if (MP_UNLIKELY(block == NULL))
-        return mpi_pool_alloc_locked(pool, NULL); /* carve: the general path */
+        return mpi_pool_alloc_general(pool, NULL); /* carve: the general path */
     pool->fast.allocs++;
     if ((pool->flags & MP_ZERO) != 0)
         memset(block, 0, pool->block_size);
@@ -955,8 +990,8 @@ static MP_ALWAYS_INLINE void lean_free(mp_pool *pool, void *block, unsigned chec
 }
 
 /*
- * The secure pool's own path (state MPI_SECURE_FAST: a secure pool and nothing else, chunks from a
- * source, a chunk's offsets below 2^32; other secure pools take lean_alloc/lean_free). It makes
+ * The secure pool's own path (path SECURE: a secure pool and nothing else, chunks from a source, a
+ * chunk's offsets below 2^32; other secure pools take lean_alloc/lean_free). It makes
  * the checks of the lean path with lookups cut to what a pool from a source needs:
  *   - a popped block is the list's head, checked when it became the head: its free bit is found by
  *     masking it to its chunk;
@@ -1032,7 +1067,8 @@ static MP_NOINLINE void *secure_alloc_far(mp_pool *pool, void *block, void *next
     return block;
 }
 
-static MP_NOINLINE void *secure_alloc_carve(mp_pool *pool)
+/* The secure path carves here, and a secure pool that cannot take it (path SECURE_LEAN) allocates. */
+static MP_NOINLINE void *secure_lean_alloc(mp_pool *pool)
 {
     return lean_alloc(pool, MPI_CHECK_STATE);
 }
@@ -1041,7 +1077,7 @@ static MP_NOINLINE void *secure_alloc(mp_pool *pool)
 {
     void *block = pool->list;
     if (MP_UNLIKELY(block == NULL))
-        return secure_alloc_carve(pool);
+        return secure_lean_alloc(pool);
     uintptr_t mask = ~(uintptr_t)(pool->chunk_size - 1), chunk = (uintptr_t)block & mask;
     uint64_t slot = 0;
     bool own = chunk_slot(pool, chunk, (uintptr_t)block, &slot);
@@ -1087,32 +1123,40 @@ static MP_NOINLINE void secure_free(mp_pool *pool, void *block)
     pool->list = block;
 }
 
-static MP_NOINLINE void *pool_alloc_slow(mp_pool *pool, const void *site)
+static MP_NOINLINE void *null_alloc(void)
 {
-    if (pool == NULL) {
-        errno = EINVAL;
-        return NULL;
-    }
-    if ((pool->state & MPI_LEAN) != 0)
-        return pool->checks != 0 ? lean_alloc(pool, MPI_CHECK_STATE) : lean_alloc(pool, 0);
-    if ((pool->flags & MP_THREAD_SAFE) != 0)
-        return mpi_ts_alloc(pool, site, false);
-    return mpi_pool_alloc_locked(pool, site);
+    errno = EINVAL;
+    return NULL;
 }
 
-static MP_NOINLINE void *zero_alloc(mp_pool *pool)
+static MP_NOINLINE void *plain_alloc(mp_pool *pool)
 {
     return lean_alloc(pool, 0);
 }
 
-/* The lean pools' tests come first and alone, so that their paths pay for no one else's registers. */
+/* Each path is a function of its own (a tail call from here), so that none pays for another's
+ * registers. The secure path, the cheapest of those that come here on every call, is tested
+ * first and alone. The site is taken here: this is the function the caller's inline path called. */
 void *mp_pool_alloc_slow(mp_pool *pool)
 {
-    if (pool != NULL && (pool->state & MPI_SECURE_FAST) != 0)
+    if (MP_UNLIKELY(pool == NULL))
+        return null_alloc();
+    if (pool->path == MPI_PATH_SECURE)
         return secure_alloc(pool);
-    if (pool != NULL && (pool->state & MPI_LEAN) != 0 && pool->checks == 0)
-        return zero_alloc(pool);
-    return pool_alloc_slow(pool, MPI_RETURN_ADDRESS());
+    switch (pool->path) {
+    case MPI_PATH_PLAIN:
+    case MPI_PATH_ZERO:
+        return plain_alloc(pool);
+    case MPI_PATH_SECURE: /* above */
+    case MPI_PATH_SECURE_LEAN:
+        return secure_lean_alloc(pool);
+    case MPI_PATH_CACHED:
+    case MPI_PATH_LOCKED:
+        return mpi_ts_alloc(pool, MPI_RETURN_ADDRESS(), false);
+    case MPI_PATH_CHECKED:
+        break;
+    }
+    return mpi_pool_alloc_general(pool, MPI_RETURN_ADDRESS());
 }
 
 void *mpi_pool_alloc_reused(mp_pool *pool)
@@ -1129,16 +1173,27 @@ void mp_pool_free_slow(mp_pool *pool, void *block)
 {
     if (block == NULL || pool == NULL)
         return;
-    if ((pool->state & MPI_SECURE_FAST) != 0)
+    if (pool->path == MPI_PATH_SECURE) {
         secure_free(pool, block);
-    else if ((pool->state & MPI_LEAN) != 0 && pool->checks != 0)
-        lean_free(pool, block, MPI_CHECK_STATE);
-    else if ((pool->state & MPI_LEAN) != 0)
+        return;
+    }
+    switch (pool->path) {
+    case MPI_PATH_PLAIN:
+    case MPI_PATH_ZERO:
         lean_free(pool, block, 0);
-    else if ((pool->flags & MP_THREAD_SAFE) != 0)
+        return;
+    case MPI_PATH_SECURE: /* above */
+    case MPI_PATH_SECURE_LEAN:
+        lean_free(pool, block, MPI_CHECK_STATE);
+        return;
+    case MPI_PATH_CACHED:
+    case MPI_PATH_LOCKED:
         mpi_ts_free(pool, block);
-    else
-        mpi_pool_free_locked(pool, block);
+        return;
+    case MPI_PATH_CHECKED:
+        break;
+    }
+    mpi_pool_free_general(pool, block);
 }
 
 /* ================================================================================================

@@ -158,35 +158,30 @@ static int pool_lock_init(pthread_mutex_t *lock)
 #endif
 }
 
-int mpi_ts_create(mp_pool *pool, const mp_pool_opts *opts)
+int mpi_ts_create(mp_pool *pool, size_t thread_cache, bool caches)
 {
     if ((pool->state & MPI_IN_BUFFER) != 0)
         return EINVAL;
     pthread_once(&registry_once, registry_init);
-    size_t limit = opts->thread_cache;
+    size_t limit = thread_cache;
     if (limit == 0) {
         limit = CACHE_BYTES_MAX / pool->stride;
         limit = limit > CACHE_DEFAULT ? CACHE_DEFAULT : limit < 2 ? 2 : limit;
     }
-
-    if (pool->checks != 0 || pool->capacity != 0)
-        limit = 0; /* checks run under the lock on every call; a capacity is exact (see mempool.h) */
     if (pool_lock_init(&pool->lock) != 0)
         return ENOMEM;
-    pool->cache_limit = limit;
+    pool->cache_limit = caches ? limit : 0;
 
     pthread_mutex_lock(&registry);
-    if (limit != 0 && nfree_ids != 0)
+    if (caches && nfree_ids != 0)
         pool->ts_id = free_ids[--nfree_ids];
-    else if (limit != 0 && next_id < TS_IDS)
+    else if (caches && next_id < TS_IDS)
         pool->ts_id = next_id++;
     pool->ts_next = ts_pools;
     if (ts_pools != NULL)
         ts_pools->ts_prev = pool;
     ts_pools = pool;
     pthread_mutex_unlock(&registry);
-    if ((pool->flags & MP_ZERO) == 0 && pool->checks == 0) /* the inline path may use the caches */
-        pool->fast.tsoff = pool->ts_id * (uint32_t)sizeof(struct mp_tcache_fast);
     return 0;
 }
 
@@ -473,7 +468,7 @@ void *mpi_ts_alloc(mp_pool *pool, const void *site, bool reuse_only)
         pool->nseg = 0;
         void *block = reuse_only && *mpi_pool_head(pool) == NULL
                           ? NULL
-                          : mpi_pool_alloc_locked(pool, site);
+                          : mpi_pool_alloc_general(pool, site);
         int err = errno;
         pthread_mutex_unlock(&pool->lock);
         errno = err;
@@ -502,7 +497,7 @@ void mpi_ts_free(mp_pool *pool, void *block)
     if (c == NULL) {
         pthread_mutex_lock(&pool->lock);
         pool->nseg = 0;
-        mpi_pool_free_locked(pool, block);
+        mpi_pool_free_general(pool, block);
         pthread_mutex_unlock(&pool->lock);
         return;
     }

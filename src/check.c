@@ -1,5 +1,5 @@
 /*
- * debug.c: how errors are reported, the fill patterns of checked pools, and what AddressSanitizer and
+ * check.c: how errors are reported, the fill patterns of checked pools, and what AddressSanitizer and
  * Valgrind's memcheck are told about pool blocks.
  *
  * Every user error a checked or secure pool catches goes through mpi_report(), which writes one line
