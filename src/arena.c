@@ -103,17 +103,6 @@ struct mp_arena {
  * Helpers
  * ============================================================================================== */
 
-static bool arena_is_pow2(size_t x)
-{
-    return x != 0 && (x & (x - 1)) == 0;
-}
-
-/* Rounds x up to a multiple of the power of two a; the caller has ruled out overflow. */
-static uintptr_t arena_align_up(uintptr_t x, size_t a)
-{
-    return (x + (a - 1)) & ~(uintptr_t)(a - 1);
-}
-
 /* Bytes handed out since the last reset, padding included (see the invariants). */
 static uint64_t arena_used(const mp_arena *a)
 {
@@ -170,8 +159,8 @@ static int arena_setup(mp_arena *proto, const mp_arena_opts *o)
     size_t chunk = o->chunk_size != 0 ? o->chunk_size : ARENA_DEFAULT_CHUNK;
     if (chunk > PTRDIFF_MAX)
         return EINVAL;
-    proto->chunk_size = (size_t)arena_align_up(chunk, page);
-    proto->meta_size = (size_t)arena_align_up(sizeof(mp_arena), page);
+    proto->chunk_size = (size_t)mpi_align_up(chunk, page);
+    proto->meta_size = (size_t)mpi_align_up(sizeof(mp_arena), page);
     proto->cap_max = UINT64_MAX;
     if (o->buffer == NULL && o->capacity != 0) {
         if (o->capacity < proto->meta_size + page)
@@ -192,10 +181,10 @@ static mp_arena *arena_place_in_buffer(const mp_arena *proto, void *buffer, size
     if (buffer_size > UINTPTR_MAX - start)
         return NULL;
     uintptr_t end = start + buffer_size;
-    uintptr_t at = arena_align_up(start, alignof(mp_arena));
+    uintptr_t at = mpi_align_up(start, alignof(mp_arena));
     if (at < start || at > end || end - at < sizeof(mp_arena))
         return NULL;
-    uintptr_t chunk = arena_align_up(at + sizeof(mp_arena), ARENA_ALIGN);
+    uintptr_t chunk = mpi_align_up(at + sizeof(mp_arena), ARENA_ALIGN);
     if (chunk < at || chunk > end || end - chunk <= ARENA_HDR)
         return NULL;
 
@@ -269,7 +258,7 @@ void mp_arena_destroy(mp_arena *arena)
  */
 static inline void *arena_bump(mp_arena *a, size_t n, size_t align)
 {
-    uintptr_t p = arena_align_up(a->bump, align);
+    uintptr_t p = mpi_align_up(a->bump, align);
     if (MP_UNLIKELY(p < a->bump || p > a->end || n > a->end - p))
         return NULL;
     a->bump = p + n;
@@ -284,10 +273,10 @@ static inline void *arena_bump(mp_arena *a, size_t n, size_t align)
  */
 static size_t arena_chunk_need(size_t n, size_t align)
 {
-    size_t first = (size_t)arena_align_up(ARENA_HDR, align);
+    size_t first = (size_t)mpi_align_up(ARENA_HDR, align);
     if (first < ARENA_HDR || first > PTRDIFF_MAX || n > PTRDIFF_MAX - first)
         return 0;
-    return (size_t)arena_align_up(first + n, mpi_os_page_size());
+    return (size_t)mpi_align_up(first + n, mpi_os_page_size());
 }
 
 /* The first kept chunk (after the cursor's) of at least need bytes, moved to just after the
@@ -400,7 +389,7 @@ static MP_NOINLINE void *arena_alloc_slow(mp_arena *a, size_t size, size_t align
         errno = EINVAL;
         return NULL;
     }
-    if (!arena_is_pow2(align))
+    if (!mpi_is_pow2(align))
         return arena_fail(a, EINVAL);
     size_t n = size + (size == 0);
     size_t need = arena_chunk_need(n, align);
@@ -421,7 +410,7 @@ static MP_NOINLINE void *arena_alloc_slow(mp_arena *a, size_t size, size_t align
 static inline void *arena_alloc(mp_arena *a, size_t size, size_t align)
 {
     void *p;
-    if (MP_UNLIKELY(a == NULL || !arena_is_pow2(align) ||
+    if (MP_UNLIKELY(a == NULL || !mpi_is_pow2(align) ||
                     (p = arena_bump(a, size + (size == 0), align)) == NULL))
         return arena_alloc_slow(a, size, align);
     a->allocs++;

@@ -22,6 +22,8 @@
 #include <valgrind/memcheck.h>
 #endif
 
+static void tool_alloc(const mp_pool *pool, void *block); /* the tools' side, below */
+
 /* ================================================================================================
  * Error reports
  * ============================================================================================== */
@@ -102,7 +104,7 @@ static size_t fill_len(const mp_pool *pool)
     return pool->block_size > sizeof(void *) ? pool->block_size - sizeof(void *) : 0;
 }
 
-void mpi_fill_freed(const mp_pool *pool, void *block)
+static void fill_freed(const mp_pool *pool, void *block)
 {
     memset((char *)block + sizeof(void *), MP_FILL_FREED, fill_len(pool));
 }
@@ -116,18 +118,18 @@ static bool bytes_are(const unsigned char *p, size_t n, unsigned char value)
     return true;
 }
 
-bool mpi_fill_is_intact(const mp_pool *pool, const void *block)
+static bool fill_is_intact(const mp_pool *pool, const void *block)
 {
     return bytes_are((const unsigned char *)block + sizeof(void *), fill_len(pool), MP_FILL_FREED);
 }
 
 /* The canary runs from the end of the user part to the site word. */
-void mpi_canary_set(const mp_pool *pool, void *block)
+static void canary_set(const mp_pool *pool, void *block)
 {
     memset((char *)block + pool->block_size, MP_FILL_CANARY, pool->site_off - pool->block_size);
 }
 
-bool mpi_canary_is_intact(const mp_pool *pool, const void *block)
+static bool canary_is_intact(const mp_pool *pool, const void *block)
 {
     return bytes_are((const unsigned char *)block + pool->block_size,
                      pool->site_off - pool->block_size, MP_FILL_CANARY);
@@ -148,9 +150,9 @@ void mpi_check_alloc(mp_pool *pool, void *block, bool fresh, const void *site)
 {
     if ((pool->checks & MPI_CHECK_FILL) != 0) {
         mpi_tool_open(pool, block, pool->stride);
-        if (!fresh && !mpi_fill_is_intact(pool, block))
+        if (!fresh && !fill_is_intact(pool, block))
             mpi_report(MP_ERR_WRITE_AFTER_FREE, pool, block, NULL, 1, NULL);
-        mpi_canary_set(pool, block);
+        canary_set(pool, block);
         memcpy((char *)block + pool->site_off, &site, sizeof site);
     }
     if ((pool->checks & MPI_CHECK_STATE) != 0 && fresh) { /* a popped block's bit is clear */
@@ -161,7 +163,7 @@ void mpi_check_alloc(mp_pool *pool, void *block, bool fresh, const void *site)
             mpi_slot_set_free(&s, false);
     }
     if ((pool->checks & MPI_CHECK_TOOLS) != 0)
-        mpi_tool_alloc(pool, block);
+        tool_alloc(pool, block);
 }
 
 /* Three steps: is it a block this pool handed out; is it live (not free already); is its guard
@@ -173,9 +175,9 @@ bool mpi_check_free(mp_pool *pool, void *block)
         return false;
     if ((pool->checks & MPI_CHECK_FILL) != 0) {
         mpi_tool_open(pool, block, pool->stride);
-        if (!mpi_canary_is_intact(pool, block))
+        if (!canary_is_intact(pool, block))
             mpi_report(MP_ERR_OVERFLOW, pool, block, site_get(pool, block), 1, NULL);
-        mpi_fill_freed(pool, block);
+        fill_freed(pool, block);
     }
     mpi_slot_set_free(&s, true);
     return true;
@@ -194,7 +196,7 @@ bool mpi_check_freed(const mp_pool *pool, void *block)
 {
     mpi_tool_open(pool, block, pool->stride);
     bool link = mpi_pool_link_is_intact(pool, block);
-    bool fill = link && mpi_fill_is_intact(pool, block);
+    bool fill = link && fill_is_intact(pool, block);
     mpi_tool_close(pool, block, pool->stride);
     if (!link)
         mpi_pool_link_bad(pool, block);
@@ -218,7 +220,7 @@ void mpi_check_destroy(mp_pool *pool)
             }
             mpi_tool_open(pool, block, pool->stride);
             const void *site = site_get(pool, block);
-            if (!mpi_canary_is_intact(pool, block))
+            if (!canary_is_intact(pool, block))
                 mpi_report(MP_ERR_OVERFLOW, pool, block, site, 1, NULL);
             if (leaks++ == 0) {
                 first = block;
@@ -277,7 +279,7 @@ void mpi_tool_close(const mp_pool *pool, const void *p, size_t n)
 }
 
 /* The block becomes the user's: block_size bytes accessible (to memcheck: undefined until written). */
-void mpi_tool_alloc(const mp_pool *pool, void *block)
+static void tool_alloc(const mp_pool *pool, void *block)
 {
     (void)pool, (void)block;
 #if MP_ASAN

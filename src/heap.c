@@ -147,7 +147,7 @@ static bool budget_take(mp_heap *heap, size_t size)
  * thread-safe, but class pools call this under their own locks in any order). */
 static void *buffer_take(mp_heap *heap, size_t size, size_t align)
 {
-    uintptr_t at = ((uintptr_t)heap->buf_next + align - 1) & ~(uintptr_t)(align - 1);
+    uintptr_t at = mpi_align_up((uintptr_t)heap->buf_next, align);
     if (at < (uintptr_t)heap->buf_next || at > (uintptr_t)heap->buf_end ||
         (uintptr_t)heap->buf_end - at < size)
         return NULL;
@@ -286,21 +286,12 @@ static mp_pool *heap_pool(mp_heap *heap, unsigned c)
 
 static void large_link(mpi_large **list, mpi_large *l)
 {
-    l->prev = NULL;
-    l->next = *list;
-    if (*list != NULL)
-        (*list)->prev = l;
-    *list = l;
+    MPI_LIST_PUSH(*list, l, next, prev);
 }
 
 static void large_unlink(mpi_large **list, mpi_large *l)
 {
-    if (l->prev != NULL)
-        l->prev->next = l->next;
-    else
-        *list = l->next;
-    if (l->next != NULL)
-        l->next->prev = l->prev;
+    MPI_LIST_UNLINK(*list, l, next, prev);
 }
 
 /* A cached mapping that fits `need` bytes within 25%, unlinked; NULL if none. Lock held. */
@@ -536,7 +527,7 @@ void *mp_heap_calloc(mp_heap *heap, size_t n, size_t size)
 
 void *mp_heap_aligned_alloc(mp_heap *heap, size_t align, size_t size)
 {
-    if (align == 0 || (align & (align - 1)) != 0 || heap == NULL) {
+    if (!mpi_is_pow2(align) || heap == NULL) {
         errno = EINVAL;
         return NULL;
     }
@@ -559,7 +550,7 @@ void *mp_heap_aligned_alloc(mp_heap *heap, size_t align, size_t size)
  * block). Masking reads memory only through heap_chunk_owner(). */
 static uintptr_t heap_chunk(const void *p)
 {
-    return (uintptr_t)p & ~(uintptr_t)(HEAP_CHUNK - 1);
+    return mpi_chunk_of(p, HEAP_CHUNK);
 }
 
 static mp_pool *heap_chunk_owner(uintptr_t chunk)

@@ -49,6 +49,49 @@
 #endif
 
 /* ------------------------------------------------------------------------------------------------
+ * Helpers every file uses
+ * ---------------------------------------------------------------------------------------------- */
+
+static inline bool mpi_is_pow2(size_t x)
+{
+    return x != 0 && (x & (x - 1)) == 0;
+}
+
+/* Rounds x up to a multiple of the power of two a; the caller has ruled out overflow. */
+static inline uintptr_t mpi_align_up(uintptr_t x, size_t a)
+{
+    return (x + (a - 1)) & ~(uintptr_t)(a - 1);
+}
+
+/* The start of the chunk of chunk_size bytes (a power of two, chunks aligned to it) holding p. */
+static inline uintptr_t mpi_chunk_of(const void *p, size_t chunk_size)
+{
+    return (uintptr_t)p & ~(uintptr_t)(chunk_size - 1);
+}
+
+/* Unlinks `node` from a doubly-linked list whose links are the fields `next` and `prev` and whose
+ * first node is the lvalue `head` (nginx's ngx_queue, without a sentinel: NULL ends the list). */
+#define MPI_LIST_UNLINK(head, node, next, prev)                                                    \
+    do {                                                                                           \
+        if ((node)->prev != NULL)                                                                  \
+            (node)->prev->next = (node)->next;                                                     \
+        else                                                                                       \
+            (head) = (node)->next;                                                                 \
+        if ((node)->next != NULL)                                                                  \
+            (node)->next->prev = (node)->prev;                                                     \
+    } while (0)
+
+/* Puts `node` first on such a list. */
+#define MPI_LIST_PUSH(head, node, next, prev)                                                      \
+    do {                                                                                           \
+        (node)->prev = NULL;                                                                       \
+        (node)->next = (head);                                                                     \
+        if ((head) != NULL)                                                                        \
+            (head)->prev = (node);                                                                 \
+        (head) = (node);                                                                           \
+    } while (0)
+
+/* ------------------------------------------------------------------------------------------------
  * Types
  * ---------------------------------------------------------------------------------------------- */
 
@@ -346,19 +389,11 @@ MPI_HIDDEN void mpi_check_destroy(mp_pool *pool);
 /* A checked pool's free block is as the free left it (link word and fill), else it is reported as a
  * write after free and false returned (destroy, and trim before it gives a run back). */
 MPI_HIDDEN bool mpi_check_freed(const mp_pool *pool, void *block);
-/* Checked pools: fill the user part of a freed block after its link; is it still so filled? */
-MPI_HIDDEN void mpi_fill_freed(const mp_pool *pool, void *block);
-MPI_HIDDEN bool mpi_fill_is_intact(const mp_pool *pool, const void *block);
-/* Checked pools: write the canary after a block; is it intact? */
-MPI_HIDDEN void mpi_canary_set(const mp_pool *pool, void *block);
-MPI_HIDDEN bool mpi_canary_is_intact(const mp_pool *pool, const void *block);
 
 /* The tools' view of a block (MPI_CHECK_TOOLS pools only; each costs nothing elsewhere). open/close
- * let the library itself touch n bytes of a free block; alloc/free hand a block to or take it from
- * the user; the pool hooks keep memcheck's idea of the pool in step. */
+ * let the library itself touch n bytes of a free block; free takes a block back from the user; the pool hooks keep memcheck's idea of the pool in step. */
 MPI_HIDDEN void mpi_tool_open(const mp_pool *pool, const void *p, size_t n);
 MPI_HIDDEN void mpi_tool_close(const mp_pool *pool, const void *p, size_t n);
-MPI_HIDDEN void mpi_tool_alloc(const mp_pool *pool, void *block);
 MPI_HIDDEN void mpi_tool_free(const mp_pool *pool, void *block);
 MPI_HIDDEN unsigned mpi_tool_checks(void);
 MPI_HIDDEN void mpi_tool_forget_live(const mp_pool *pool);
@@ -367,10 +402,6 @@ MPI_HIDDEN void mpi_tool_forget_live(const mp_pool *pool);
  * stats.c: names, and writing statistics
  * ---------------------------------------------------------------------------------------------- */
 
-/* The length of the well-formed UTF-8 sequence (RFC 3629) that s begins with, 1 to 4; 0 when s[0]
- * begins none: a continuation byte, an overlong form, a surrogate, a code point above U+10FFFF, or
- * a sequence cut short (by the terminator too). Reads no byte past a NUL. */
-MPI_HIDDEN size_t mpi_utf8_len(const char *s);
 /* Copies the name src (NULL: "") into dst[MP_NAME_MAX], cut to at most MP_NAME_MAX - 1 bytes on a
  * character boundary: a UTF-8 sequence is kept whole or not at all; a byte that begins no sequence
  * counts as one character and is kept as it is (the JSON writer replaces it). */

@@ -53,17 +53,6 @@ static_assert(offsetof(struct mp_tcache_fast, free) == 0 &&
  * Helpers
  * ============================================================================================== */
 
-static bool is_pow2(size_t x)
-{
-    return x != 0 && (x & (x - 1)) == 0;
-}
-
-/* Rounds x up to a multiple of the power of two a; the caller has ruled out overflow. */
-static uintptr_t align_up(uintptr_t x, size_t a)
-{
-    return (x + (a - 1)) & ~(uintptr_t)(a - 1);
-}
-
 /* Where the free list lives: fast.free for a plain pool, `list` for a slow one (see struct mp_pool). */
 static bool pool_is_slow(const mp_pool *pool)
 {
@@ -83,7 +72,7 @@ static void *const *pool_head_const(const mp_pool *pool)
 /* The run holding a block of a pool that takes chunks from a source: mask to the chunk header. */
 static mpi_run *pool_run_of(const mp_pool *pool, const void *block)
 {
-    uintptr_t chunk = (uintptr_t)block & ~(uintptr_t)(pool->chunk_size - 1);
+    uintptr_t chunk = mpi_chunk_of(block, pool->chunk_size);
     return ((const mpi_chunk *)chunk)->run;
 }
 
@@ -218,7 +207,7 @@ static MP_ALWAYS_INLINE bool pool_own_slot_bit(const mp_pool *pool, const void *
 {
     if ((pool->state & MPI_IN_BUFFER) != 0)
         return pool_find_slot_as(pool, block, s, checks);
-    uintptr_t chunk = (uintptr_t)block & ~(uintptr_t)(pool->chunk_size - 1);
+    uintptr_t chunk = mpi_chunk_of(block, pool->chunk_size);
     uint64_t rem, slot = stride_div(pool, (uintptr_t)block - chunk - pool->first_off, &rem);
     mp_assert(rem == 0 && slot < pool->per_chunk);
     slot_locate_bit(pool, s, chunk, slot, checks);
@@ -449,7 +438,7 @@ static int pool_geometry(mp_pool *pool, const mp_pool_opts *opts, size_t fixed_c
         align = opts->block_size & (~opts->block_size + 1); /* lowest set bit */
         if (align > alignof(max_align_t))
             align = alignof(max_align_t);
-    } else if (!is_pow2(align)) {
+    } else if (!mpi_is_pow2(align)) {
         return EINVAL;
     }
     if (align < alignof(void *))
@@ -460,24 +449,24 @@ static int pool_geometry(mp_pool *pool, const mp_pool_opts *opts, size_t fixed_c
     /* The product mempool.h names, with the stride a plain pool would have: the capacity only
      * bounds live blocks and runs are taken as needed, so a checked pool's guard bytes need no
      * room in size_t for all of them at once. */
-    if (opts->capacity != 0 && (size_t)align_up(size, align) > SIZE_MAX / opts->capacity)
+    if (opts->capacity != 0 && (size_t)mpi_align_up(size, align) > SIZE_MAX / opts->capacity)
         return EINVAL;
     if ((checks & MPI_CHECK_FILL) != 0) { /* room for the canary and the site (internal.h) */
         if (opts->block_size > SIZE_MAX / 2)
             return EINVAL;
-        pool->site_off = (size_t)align_up(opts->block_size, 8) + MPI_CANARY_EXTRA;
+        pool->site_off = (size_t)mpi_align_up(opts->block_size, 8) + MPI_CANARY_EXTRA;
         size = pool->site_off + sizeof(void *);
         if (size > SIZE_MAX - (align - 1))
             return EINVAL;
     }
-    size_t stride = (size_t)align_up(size, align);
+    size_t stride = (size_t)mpi_align_up(size, align);
 
     size_t chunk = fixed_chunk != 0 ? fixed_chunk : MP_CHUNK_SIZE, bitmap, first_off;
     size_t bitmap_off = MP_CHUNK_HEADER + (fixed_chunk != 0 ? MPI_OWNER_ROOM : 0); /* a heap's */
     for (;;) {
         /* the free bitmap (checked, secure) follows the header: a bit for each slot that could fit */
-        bitmap = (checks & MPI_CHECK_STATE) != 0 ? (size_t)align_up((chunk / stride + 7) / 8, 8) : 0;
-        first_off = (size_t)align_up(bitmap_off + bitmap, align);
+        bitmap = (checks & MPI_CHECK_STATE) != 0 ? (size_t)mpi_align_up((chunk / stride + 7) / 8, 8) : 0;
+        first_off = (size_t)mpi_align_up(bitmap_off + bitmap, align);
         if ((chunk > first_off && (chunk - first_off) / stride >= MP_CHUNK_MIN_BLOCKS) ||
             chunk > SIZE_MAX / 4 || fixed_chunk != 0)
             break;
@@ -549,7 +538,7 @@ static mp_pool *pool_place_in_buffer(const mp_pool *proto, void *buffer, size_t 
     if (buffer_size > UINTPTR_MAX - start)
         return NULL;
     uintptr_t end = start + buffer_size;
-    uintptr_t at = align_up(start, alignof(mp_pool));
+    uintptr_t at = mpi_align_up(start, alignof(mp_pool));
     if (at < start || at > end || end - at < sizeof(mp_pool))
         return NULL;
     uintptr_t after = at + sizeof(mp_pool);
@@ -558,7 +547,7 @@ static mp_pool *pool_place_in_buffer(const mp_pool *proto, void *buffer, size_t 
         bitmap = ((end - after) / proto->stride + 7) / 8;
     if (after + bitmap > UINTPTR_MAX - proto->align)
         return NULL;
-    uintptr_t blocks = align_up(after + bitmap, proto->align);
+    uintptr_t blocks = mpi_align_up(after + bitmap, proto->align);
     if (blocks >= end || (end - blocks) / proto->stride == 0)
         return NULL;
 
@@ -590,7 +579,7 @@ static mp_pool *pool_place_in_buffer(const mp_pool *proto, void *buffer, size_t 
 static mp_pool *pool_place_in_source(const mp_pool *proto)
 {
     size_t page = mpi_os_page_size();
-    size_t meta = (size_t)align_up(sizeof(mp_pool), page);
+    size_t meta = (size_t)mpi_align_up(sizeof(mp_pool), page);
     char *mem = mpi_source_map(&proto->source, meta, page);
     if (mem == NULL)
         return NULL;
@@ -1053,7 +1042,7 @@ static MP_ALWAYS_INLINE const mpi_run *source_run_of(const mp_pool *pool, uintpt
  * registers; reports and cuts the list if the link fails. */
 static MP_NOINLINE void *secure_alloc_far(mp_pool *pool, void *block, void *next)
 {
-    uintptr_t n = (uintptr_t)next, chunk = n & ~(uintptr_t)(pool->chunk_size - 1);
+    uintptr_t n = (uintptr_t)next, chunk = mpi_chunk_of(next, pool->chunk_size);
     const mpi_run *run = next != NULL ? source_run_of(pool, n) : NULL; /* the list's end: no walk */
     uint64_t slot = 0;
     if (next != NULL && (run == NULL || run_chunk_index(pool, run, chunk) >= run->inited ||
@@ -1104,7 +1093,7 @@ static MP_NOINLINE void secure_free_bad(mp_pool *pool, void *block, mp_error_kin
 
 static MP_NOINLINE void secure_free(mp_pool *pool, void *block)
 {
-    uintptr_t a = (uintptr_t)block, chunk = a & ~(uintptr_t)(pool->chunk_size - 1);
+    uintptr_t a = (uintptr_t)block, chunk = mpi_chunk_of(block, pool->chunk_size);
     const mpi_run *run = source_run_of(pool, a);
     uint64_t slot = 0;
     if (MP_UNLIKELY(run == NULL || !chunk_slot(pool, chunk, a, &slot) ||
@@ -1252,14 +1241,9 @@ void mp_pool_reset(mp_pool *pool)
 static size_t pool_release_run(mp_pool *pool, mpi_run *run)
 {
     size_t size = run->size;
-    if (run->prev != NULL)
-        run->prev->next = run->next;
-    else
-        pool->first = run->next;
-    if (run->next != NULL)
-        run->next->prev = run->prev;
-    else
+    if (run->next == NULL)
         pool->last = run->prev;
+    MPI_LIST_UNLINK(pool->first, run, next, prev);
     if (run == pool->cur)
         cursor_clear(pool);
     pool->carved -= run->carved;

@@ -17,7 +17,10 @@
  * Names: cut on a UTF-8 character boundary
  * ============================================================================================== */
 
-size_t mpi_utf8_len(const char *s)
+/* The length of the well-formed UTF-8 sequence (RFC 3629) that s begins with, 1 to 4; 0 when s[0]
+ * begins none: a continuation byte, an overlong form, a surrogate, a code point above U+10FFFF, or
+ * a sequence cut short (by the terminator too). Reads no byte past a NUL. */
+static size_t utf8_len(const char *s)
 {
     const unsigned char *u = (const unsigned char *)s;
     unsigned char lo = 0x80, hi = 0xBF; /* the second byte's range (Unicode, table 3-7) */
@@ -52,7 +55,7 @@ void mpi_name_copy(char *dst, const char *src)
 {
     size_t n = 0;
     while (src != NULL && src[n] != '\0') {
-        size_t len = mpi_utf8_len(src + n);
+        size_t len = utf8_len(src + n);
         len = len != 0 ? len : 1;
         if (n + len > MP_NAME_MAX - 1)
             break;
@@ -151,7 +154,7 @@ static void write_json_string(mp_write_fn *write, void *ctx, const char *s)
     for (size_t len; *s != '\0'; s += len) {
         unsigned char c = (unsigned char)*s;
         char esc[8];
-        len = mpi_utf8_len(s);
+        len = utf8_len(s);
         if (c == '"' || c == '\\') {
             esc[0] = '\\';
             esc[1] = (char)c;
@@ -169,11 +172,25 @@ static void write_json_string(mp_write_fn *write, void *ctx, const char *s)
     write_str(write, ctx, "\"");
 }
 
+/* Writes `n` fields of the struct at `base`, as "key: value" lines or ,"key":value pairs. */
+static void write_fields(const void *base, const stat_field *fields, size_t n, int format,
+                         const char *indent, mp_write_fn *write, void *ctx)
+{
+    char line[96];
+    for (size_t i = 0; i < n; i++) {
+        uint64_t v = stat_value(base, &fields[i]);
+        if (format == MP_FORMAT_TEXT)
+            snprintf(line, sizeof line, "%s%s: %" PRIu64 "\n", indent, fields[i].key, v);
+        else
+            snprintf(line, sizeof line, "%s\"%s\":%" PRIu64, i == 0 ? "" : ",", fields[i].key, v);
+        write_str(write, ctx, line);
+    }
+}
+
 int mp_stats_write(const mp_stats *stats, int format, mp_write_fn *write, void *ctx)
 {
     if (stats == NULL || write == NULL || (format != MP_FORMAT_TEXT && format != MP_FORMAT_JSON))
         return EINVAL;
-    char line[96];
     char name[MP_NAME_MAX];
     memcpy(name, stats->name, sizeof name);
     name[MP_NAME_MAX - 1] = '\0';
@@ -182,20 +199,13 @@ int mp_stats_write(const mp_stats *stats, int format, mp_write_fn *write, void *
         write_str(write, ctx, "pool \"");
         write_str(write, ctx, name);
         write_str(write, ctx, "\"\n");
-        for (size_t i = 0; i < n; i++) {
-            snprintf(line, sizeof line, "  %s: %" PRIu64 "\n", stat_fields[i].key,
-                     stat_value(stats, &stat_fields[i]));
-            write_str(write, ctx, line);
-        }
+        write_fields(stats, stat_fields, n, format, "  ", write, ctx);
         return 0;
     }
     write_str(write, ctx, "{\"name\":");
     write_json_string(write, ctx, name);
-    for (size_t i = 0; i < n; i++) {
-        snprintf(line, sizeof line, ",\"%s\":%" PRIu64, stat_fields[i].key,
-                 stat_value(stats, &stat_fields[i]));
-        write_str(write, ctx, line);
-    }
+    write_str(write, ctx, ",");
+    write_fields(stats, stat_fields, n, format, "", write, ctx);
     write_str(write, ctx, "}\n");
     return 0;
 }
@@ -240,21 +250,6 @@ static const stat_field class_fields[] = {
     CLASS_FIELD(blocks_in_use), CLASS_FIELD(blocks_peak), CLASS_FIELD(allocs),
     CLASS_FIELD(frees),         CLASS_FIELD(bytes_reserved),
 };
-
-/* Writes `n` fields of the struct at `base`, as "key: value" lines or ,"key":value pairs. */
-static void write_fields(const void *base, const stat_field *fields, size_t n, int format,
-                         const char *indent, mp_write_fn *write, void *ctx)
-{
-    char line[96];
-    for (size_t i = 0; i < n; i++) {
-        uint64_t v = stat_value(base, &fields[i]);
-        if (format == MP_FORMAT_TEXT)
-            snprintf(line, sizeof line, "%s%s: %" PRIu64 "\n", indent, fields[i].key, v);
-        else
-            snprintf(line, sizeof line, "%s\"%s\":%" PRIu64, i == 0 ? "" : ",", fields[i].key, v);
-        write_str(write, ctx, line);
-    }
-}
 
 int mp_heap_stats_write(const struct mp_heap_stats *stats, int format, mp_write_fn *write, void *ctx)
 {

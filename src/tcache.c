@@ -177,10 +177,7 @@ int mpi_ts_create(mp_pool *pool, size_t thread_cache, bool caches)
         pool->ts_id = free_ids[--nfree_ids];
     else if (caches && next_id < TS_IDS)
         pool->ts_id = next_id++;
-    pool->ts_next = ts_pools;
-    if (ts_pools != NULL)
-        ts_pools->ts_prev = pool;
-    ts_pools = pool;
+    MPI_LIST_PUSH(ts_pools, pool, ts_next, ts_prev);
     pthread_mutex_unlock(&registry);
     return 0;
 }
@@ -190,18 +187,8 @@ static void cache_drop(mpi_tcache *c)
 {
     mp_pool *pool = c->pool;
     mpi_thread *t = c->thread;
-    if (c->pool_prev != NULL)
-        c->pool_prev->pool_next = c->pool_next;
-    else
-        pool->caches = c->pool_next;
-    if (c->pool_next != NULL)
-        c->pool_next->pool_prev = c->pool_prev;
-    if (c->thread_prev != NULL)
-        c->thread_prev->thread_next = c->thread_next;
-    else
-        t->caches = c->thread_next;
-    if (c->thread_next != NULL)
-        c->thread_next->thread_prev = c->thread_prev;
+    MPI_LIST_UNLINK(pool->caches, c, pool_next, pool_prev);
+    MPI_LIST_UNLINK(t->caches, c, thread_next, thread_prev);
     memset(c->pub, 0, sizeof *c->pub);
     t->side[pool->ts_id] = NULL;
     mp_pool_free(cache_meta, c);
@@ -212,12 +199,7 @@ void mpi_ts_destroy(mp_pool *pool)
     pthread_mutex_lock(&registry);
     while (pool->caches != NULL)
         cache_drop(pool->caches);
-    if (pool->ts_prev != NULL)
-        pool->ts_prev->ts_next = pool->ts_next;
-    else
-        ts_pools = pool->ts_next;
-    if (pool->ts_next != NULL)
-        pool->ts_next->ts_prev = pool->ts_prev;
+    MPI_LIST_UNLINK(ts_pools, pool, ts_next, ts_prev);
     if (pool->ts_id != 0 &&
         table_grow((void **)&free_ids, &free_ids_cap, sizeof *free_ids, nfree_ids + 1))
         free_ids[nfree_ids++] = pool->ts_id; /* else the id is simply never reused */
@@ -245,10 +227,7 @@ static mpi_thread *thread_self_locked(void)
         return NULL;
     }
     t->side = (mpi_tcache **)(t->table + TS_IDS);
-    t->next = threads;
-    if (threads != NULL)
-        threads->prev = t;
-    threads = t;
+    MPI_LIST_PUSH(threads, t, next, prev);
     pthread_setspecific(exit_key, t);
     mpi_tcaches = t->table;
     return self = t;
@@ -266,14 +245,8 @@ static mpi_tcache *cache_create_locked(mp_pool *pool)
     c->pub->stop = c->limit;
     c->pool = pool;
     c->thread = t;
-    c->pool_next = pool->caches;
-    if (pool->caches != NULL)
-        pool->caches->pool_prev = c;
-    pool->caches = c;
-    c->thread_next = t->caches;
-    if (t->caches != NULL)
-        t->caches->thread_prev = c;
-    t->caches = c;
+    MPI_LIST_PUSH(pool->caches, c, pool_next, pool_prev);
+    MPI_LIST_PUSH(t->caches, c, thread_next, thread_prev);
     t->side[pool->ts_id] = c;
     return c;
 }
@@ -538,12 +511,7 @@ static void thread_retire(mpi_thread *t)
 {
     while (t->caches != NULL)
         cache_retire(t->caches);
-    if (t->prev != NULL)
-        t->prev->next = t->next;
-    else
-        threads = t->next;
-    if (t->next != NULL)
-        t->next->prev = t->prev;
+    MPI_LIST_UNLINK(threads, t, next, prev);
     mpi_os_source.unmap(NULL, t->table, TABLE_BYTES);
     mp_pool_free(thread_meta, t);
 }
