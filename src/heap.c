@@ -15,8 +15,7 @@
  * caller's source or buffer), which keeps bytes_reserved and enforces the capacity. Freed large
  * blocks are kept in a small cache (LARGE_CACHE_MAX blocks, LARGE_CACHE_BYTES bytes) and reused by
  * a later request of a size they fit within 25%, so a program that allocates and frees large
- * blocks in a loop does not map and fault in its pages every time (the refault storm a peer shows
- * on repeated 5-25 MiB blocks).
+ * blocks in a loop does not map and fault in its pages every time (a refault storm).
  * Invariants: pools[c] is NULL or a pool of class_size(c) with HEAP_CHUNK chunks; every large block
  * in use is on `large`, every cached one on `cache`, never both; bytes_reserved is the sum of what
  * heap_map gave and heap_unmap has not taken back; a class's totals (mp_heap_stats) are its pool's
@@ -344,9 +343,8 @@ static bool heap_reclaim(mp_heap *heap)
  * lets neighbouring classes share their slack, at the cost of at most (9/8)^MP_HEAP_SPILL_CLASSES
  * of internal waste for a spilled block. Only for classes above MP_HEAP_SPILL_MIN bytes, where the
  * slack is large, and only for requests with no alignment beyond malloc's (a larger class may be
- * less aligned). mp_heap_free_sized() therefore looks up such blocks by address. Measured on the
- * suite's varsize workload (100K objects live, a tail to 256 KiB), with refills carving one page
- * ahead (tcache.c): peak RSS 152.2 -> 142.8 MB and 2200 fewer page faults over 440K steps.
+ * less aligned). mp_heap_free_sized() therefore looks up such blocks by address. Figures:
+ * docs/design.md, "The heap".
  */
 static void *class_reuse(mp_heap *heap, unsigned c)
 {

@@ -107,8 +107,8 @@ typedef struct mpi_chunk {
 /*
  * The owner word of a heap's chunk (mpi_pool_create_chunked): a second copy of the chunk's pool
  * pointer, which the heap reads to find a freed block's pool. Heap chunks are all aligned to their
- * size, so their headers share one cache set at every level (an L1 of 64 sets, an L2 of 1024): on
- * the suite's varsize churn the header read missed the last level on a third of frees. The owner
+ * size, so their headers share one cache set at every level, and reading them missed the caches
+ * (docs/design.md, "The heap"). The owner
  * word's line is picked by the chunk's address among MPI_OWNER_COLORS lines after the header, so
  * the words of consecutive chunks fall in different sets. A large block keeps NULL at the same place.
  *   heap chunk:  [mpi_chunk / mpi_run: MP_CHUNK_HEADER][owner lines: MPI_OWNER_ROOM][bitmap][blocks]

@@ -63,8 +63,8 @@ static void os_unmap(void *ctx, void *p, size_t size)
     errno = saved;
 }
 
-/* Measured on this project's VM (docs/design.md, "The heap"): a page fault costs 12.8 us, and
- * MADV_POPULATE_WRITE (Linux 5.14) 5.2 us for one page, 3.7 us a page for 64 pages. A kernel that
+/* One MADV_POPULATE_WRITE call (Linux 5.14) costs less than the faults it saves (docs/design.md,
+ * "The heap"). A kernel that
  * does not know it (EINVAL), or a sandbox that refuses it (EPERM, ENOSYS), answers once and is not
  * asked again; a failure to fault the pages in (ENOMEM, EFAULT) leaves them to fault as written. */
 void mpi_os_populate(void *p, size_t size)

@@ -867,8 +867,7 @@ static bool pool_is_valid(const mp_pool *pool);
 /*
  * Populating (MPI_POPULATE: a heap's class pools over the system source). The pages of a never-used
  * block would fault in one by one at the first write to each; the system can fault them in with one
- * call for less (mpi_os_populate; on this project's VM 5.2 us for a page against 12.8 us for a
- * fault). A carve asks for the pages of the block it hands out and no more, so the resident set is
+ * call for less (mpi_os_populate; docs/design.md, "The heap"). A carve asks for the pages of the block it hands out and no more, so the resident set is
  * what the program makes resident by writing its blocks. `populated` keeps each page to one call.
  */
 void mpi_pool_fresh_pages(mp_pool *pool, const void *block, mpi_pages *r)

@@ -350,10 +350,9 @@ static void *depot_pop(mp_pool *pool, uint64_t *n, void **blocks, uint64_t *hint
  * under the lock, with the blocks, so that stats (which take the lock) never see blocks in neither
  * place. With MPI_POPULATE, the never-used blocks (which come last: a pool carves only when its
  * list is empty) are linked after the lock is dropped, once one call has faulted their pages in.
- * Other pools link them under the lock, faulting their pages there: linking them after it too was
- * measured slower on threads_batch (two threads' refills then alternate, and their never-used
- * blocks interleave page by page; 2 threads: 516-609 against 694-749 Mops/s, bench_suite
- * --workloads threads_batch --peers floor,mempool_ts, three runs each, interleaved). */
+ * Other pools link them under the lock, faulting their pages there: linked after it, two threads'
+ * refills alternate and their never-used blocks interleave page by page, which was slower
+ * (docs/design.md, "The heap"). */
 static void cache_refill(mp_pool *pool, mpi_tcache *c, bool reuse_only)
 {
     uint64_t want = cache_batch(c), got = 0, nfresh = 0;
