@@ -302,6 +302,7 @@ typedef struct mp_error {
     const char *message; /* the one line the default handler prints, without a newline */
 } mp_error;
 
+/* An error handler: receives each error and the ctx given to mp_set_error_handler(). */
 typedef void mp_error_fn(const mp_error *error, void *ctx);
 
 /*
@@ -325,6 +326,7 @@ const char *mp_error_name(mp_error_kind kind);
  * Statistics: exact and always on
  * ---------------------------------------------------------------------------------------------- */
 
+/* A pool's statistics, as mp_pool_stats() fills them. */
 typedef struct mp_stats {
     char name[MP_NAME_MAX];
     size_t block_size;     /* as asked for */
@@ -616,6 +618,9 @@ mp_arena_pos mp_arena_mark(mp_arena *arena);
 int mp_arena_rewind(mp_arena *arena, mp_arena_pos pos);
 /* Frees everything at once; keeps the first chunk, gives the others back. */
 void mp_arena_reset(mp_arena *arena);
+/* Destroys the arena and gives its chunks back to the source (in a buffer it gives nothing back:
+ * the buffer stays the caller's). NULL does nothing. O(chunks). Undefined: using the arena or
+ * anything allocated from it afterwards. */
 void mp_arena_destroy(mp_arena *arena);
 /* Fills *out. Returns 0, or EINVAL when arena or out is NULL. O(1). */
 int mp_arena_stats(const mp_arena *arena, struct mp_arena_stats *out);

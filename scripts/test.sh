@@ -8,6 +8,9 @@
 #   install   the installed library used through find_package() and pkg-config
 #   fuzz      libFuzzer over random operation sequences (fuzz/run.sh): 30 s with ASan+UBSan, then
 #             20 s with UBSan alone, where pools take the paths they take when no tool watches
+#   docs      the reference (Doxygen, docs/doxygen): builds without a warning, installs a man page
+#             or link page for every function libmempool.so exports, describing it, and man renders
+#             every page without a warning
 # Installs what it needs from Debian packages when missing (as root).
 # Usage: scripts/test.sh [stage ...]   (default: all stages, in the order above)
 set -euo pipefail
@@ -16,12 +19,12 @@ src=$PWD
 out=${MEMPOOL_TEST_DIR:-$src/build/test}
 jobs=$(nproc 2>/dev/null || echo 2)
 stages=("$@")
-[ ${#stages[@]} -gt 0 ] || stages=(release checked asan tsan valgrind install fuzz)
+[ ${#stages[@]} -gt 0 ] || stages=(release checked asan tsan valgrind install fuzz docs)
 
 # Tools and the libraries the examples and the benchmark's peers link against.
 packages=(cmake make gcc g++ clang libclang-rt-14-dev valgrind pkg-config libc6-dev
   liblua5.4-dev libsqlite3-dev libjemalloc-dev libgoogle-perftools-dev libmimalloc-dev
-  libtbb-dev libboost-dev)
+  libtbb-dev libboost-dev doxygen man-db)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")
@@ -43,6 +46,33 @@ build() {
   CC=$cc CXX=$cxx cmake -S "$src" -B "$out/$name" -DMEMPOOL_WERROR=ON "$@" >"$out/$name.log" 2>&1 ||
     { cat "$out/$name.log"; return 1; }
   cmake --build "$out/$name" -j"$jobs" >>"$out/$name.log" 2>&1 || { cat "$out/$name.log"; return 1; }
+}
+
+# Every function libmempool.so exports (but the internals the header declares below its
+# "Internals" banner) has a man page or link page under PREFIX, and is described on the page it
+# leads to; man renders every page without a warning. check_docs PREFIX
+check_docs() {
+  local man=$1/share/man lib internal f page target n=0 bad=0 err
+  lib=$(find "$1" -name libmempool.so | head -1)
+  internal=$(awk '/^ \* Internals\./ { i = 1 } i && /^[a-z].*\(.*\);$/' include/mempool.h |
+    grep -o 'mp_[a-z0-9_]*(' | tr -d '(')
+  for f in $(nm -D --defined-only "$lib" | awk '$2 ~ /^[TW]$/ && $3 ~ /^mp_/ { print $3 }'); do
+    grep -qx "$f" <<<"$internal" && continue
+    n=$((n + 1))
+    page=$man/man3/$f.3
+    if [ ! -f "$page" ]; then echo "docs: $f has no man page"; bad=1; continue; fi
+    target=$page
+    [[ $(head -1 "$page") == .so* ]] && target=$man/$(head -1 "$page" | cut -d' ' -f2)
+    grep -Eq "^\.SS \".*[ *](\\\\fB)?$f(\\\\fP)? \(" "$target" 2>/dev/null ||
+      { echo "docs: $f is not described on its page ($target)"; bad=1; }
+  done
+  for page in "$man"/man3/*.3; do
+    err=$(cd "$man" && MANWIDTH=80 man --warnings=all -l "man3/${page##*/}" 2>&1 >/dev/null) ||
+      err="man failed${err:+: $err}"
+    [ -z "$err" ] || { echo "docs: man -l ${page##*/}: $err"; bad=1; }
+  done
+  [ "$bad" = 0 ] || return 1
+  echo "docs: $n exported functions described, $(ls "$man"/man3 | wc -l) pages render cleanly"
 }
 
 run_stage() {
@@ -110,6 +140,13 @@ run_stage() {
     stage "fuzz: 30 s of libFuzzer (clang, ASan, UBSan), 20 s without ASan (UBSan)"
     FUZZ_OUT="$out/fuzz" bash fuzz/run.sh 30
     FUZZ_OUT="$out/fuzz-ub" FUZZ_SANITIZE=undefined bash fuzz/run.sh 20 ;;
+  docs)
+    stage "docs: man pages and HTML from the headers (Doxygen), checked against the exports"
+    build docs gcc -DCMAKE_BUILD_TYPE=Release -DMEMPOOL_BUILD_DOCS=ON -DMEMPOOL_BUILD_TESTS=OFF \
+      -DMEMPOOL_BUILD_BENCH=OFF -DMEMPOOL_BUILD_EXAMPLES=OFF
+    rm -rf "$out/docs-prefix"
+    cmake --install "$out/docs" --prefix "$out/docs-prefix" >/dev/null
+    check_docs "$out/docs-prefix" ;;
   *)
     echo "unknown stage: $1" >&2
     return 2 ;;
