@@ -30,6 +30,7 @@
  */
 #define _DEFAULT_SOURCE /* mincore, MAP_ANONYMOUS, MADV_POPULATE_WRITE */
 
+#include "counting_source.h"
 #include "mempool.h"
 #include "test.h"
 #include "utf8.h"
@@ -139,86 +140,23 @@ static void stray_write(unsigned char *p, unsigned char value)
  * A source of dirty memory that counts and checks everything (mp_source contract)
  * ---------------------------------------------------------------------------------------------- */
 
-enum { SRC_MAX_MAPS = 4096 };
-
-typedef struct src {
-    size_t tries, maps, unmaps;
-    size_t out, peak;             /* bytes mapped and not given back; the most at once */
-    long fail_at;                 /* the map call (0-based) that fails; -1 = none */
-    bool fail_after;              /* every call from fail_at on fails, not just that one */
-    bool clean;                   /* hand out memory as aligned_alloc gives it, not dirtied */
-    unsigned contract_violations; /* align not a power of two >= 4096, size not a multiple of 4096,
-                                     an unmap of no map or with another size */
-    struct {
-        void *p;
-        size_t size;
-    } live[SRC_MAX_MAPS];
-    size_t nlive;
-} src;
-
-/* Dirties fresh memory where blocks land first (the first 256 KiB, the last page) and a stripe of
- * every other page: a 2 MiB chunk dirtied in full every time would be most of the run's time. */
-static void dirty(unsigned char *p, size_t size)
+/* A heap's source (counting_source.h) hands out dirty memory where blocks land first (the first
+ * 256 KiB, the last page) and a stripe of every other page: a 2 MiB chunk dirtied in full every time
+ * would be most of the run's time. */
+static counting_source *src_new(void)
 {
-    size_t head = size < 256 * KiB ? size : 256 * KiB;
-    memset(p, 0xA5, head);
-    for (size_t i = head; i + 64 <= size; i += 4096)
-        memset(p + i, 0xA5, 64);
-    if (size >= 4096)
-        memset(p + size - 4096, 0xA5, 4096);
-}
-
-static void *src_map(void *ctx, size_t size, size_t align)
-{
-    src *s = ctx;
-    long k = (long)s->tries++;
-    if (s->fail_at >= 0 && (k == s->fail_at || (s->fail_after && k > s->fail_at)))
-        return NULL;
-    if (align < 4096 || (align & (align - 1)) != 0 || size == 0 || size % 4096 != 0)
-        s->contract_violations++;
-    /* Refused before the C library sees it: ASan aborts on absurd sizes instead of failing. */
-    if (size > ((size_t)1 << 36) || align > ((size_t)1 << 30) || s->nlive == SRC_MAX_MAPS)
-        return NULL;
-    /* posix_memalign, not aligned_alloc: the contract does not make size a multiple of align, which
-     * C11's aligned_alloc demands (and ASan's enforces by aborting). */
-    void *p = NULL;
-    if (posix_memalign(&p, align, size) != 0)
-        return NULL;
-    if (!s->clean) /* the contract says "need not be zeroed": make sure nothing assumes it */
-        dirty(p, size);
-    s->live[s->nlive].p = p;
-    s->live[s->nlive].size = size;
-    s->nlive++;
-    s->maps++;
-    s->out += size;
-    if (s->out > s->peak)
-        s->peak = s->out;
-    return p;
-}
-
-static void src_unmap(void *ctx, void *p, size_t size)
-{
-    src *s = ctx;
-    for (size_t i = 0; i < s->nlive; i++) {
-        if (s->live[i].p == p) {
-            if (s->live[i].size != size)
-                s->contract_violations++;
-            s->live[i] = s->live[--s->nlive];
-            s->unmaps++;
-            s->out -= size;
-            free(p);
-            return;
-        }
+    counting_source *s = calloc(1, sizeof *s);
+    if (s != NULL) {
+        s->dirty = 256 * KiB;
+        s->stripes = true;
     }
-    s->contract_violations++; /* not a region map gave: leave it alone */
+    return s;
 }
 
-static src *src_new(void)
+/* The source contract kept: sizes and alignments asked, regions given back exactly. */
+static bool src_kept_contract(counting_source *s)
 {
-    src *s = calloc(1, sizeof *s);
-    if (s != NULL)
-        s->fail_at = -1;
-    return s;
+    return s->violations == 0 && s->bad_unmaps == 0;
 }
 
 /* ------------------------------------------------------------------------------------------------
@@ -267,7 +205,7 @@ typedef struct target {
     unsigned flags;
     unsigned char *lo, *hi; /* a buffer heap's buffer: every block must lie inside it */
     size_t max_large;       /* the largest block the suite asks of it */
-    src *source;            /* the counting source under it, if any */
+    counting_source *source; /* the counting source under it, if any */
 } target;
 
 static mp_heap *heap_of(const target *t)
@@ -1119,7 +1057,7 @@ static void suite(const target *t)
         errs_show();
     if (t->source != NULL)
         CHECK("suite: the source contract kept (sizes and alignments asked, regions given back)",
-              t->source->contract_violations == 0);
+              src_kept_contract(t->source));
     printf("-- %s: %.2f s\n", t->name, lap());
 }
 
@@ -1152,8 +1090,8 @@ static void test_create(void)
     CHECK("create: a buffer too small for the bookkeeping gives EINVAL",
           h == NULL && errno == EINVAL);
     mp_heap_destroy(h);
-    src *s = src_new();
-    mp_source half = {src_map, NULL, s}, other = {NULL, src_unmap, s};
+    counting_source *s = src_new();
+    mp_source half = {counting_map, NULL, s}, other = {NULL, counting_unmap, s};
     errno = 0;
     h = mp_heap_create(&(mp_heap_opts){.source = &half});
     CHECK("create: a source without unmap gives EINVAL", h == NULL && errno == EINVAL);
@@ -1195,13 +1133,13 @@ static void test_create(void)
     p = mp_heap_aligned_alloc(NULL, 64, 10);
     CHECK("aligned_alloc: a NULL heap gives EINVAL", p == NULL && errno == EINVAL);
     /* Creating a heap takes no class chunk: class pools come on first use. */
-    h = mp_heap_create(&(mp_heap_opts){.source = &(mp_source){src_map, src_unmap, s}});
-    size_t before = s->out;
+    h = mp_heap_create(&(mp_heap_opts){.source = &(mp_source){counting_map, counting_unmap, s}});
+    size_t before = s->bytes_out;
     p = mp_heap_alloc(h, 24);
-    CHECK("create: classes are made on first use", h != NULL && p != NULL && s->out > before);
+    CHECK("create: classes are made on first use", h != NULL && p != NULL && s->bytes_out > before);
     mp_heap_free(h, p);
     mp_heap_destroy(h);
-    CHECK("create: destroy gives back every byte", s->out == 0 && s->maps == s->unmaps);
+    CHECK("create: destroy gives back every byte", s->bytes_out == 0 && s->maps == s->unmaps);
     free(s);
 }
 
@@ -1340,8 +1278,8 @@ static size_t alloc_mix(mp_heap *h, void **out, size_t n)
 
 static void test_reset_destroy(void)
 {
-    src *s = src_new();
-    mp_source source = {src_map, src_unmap, s};
+    counting_source *s = src_new();
+    mp_source source = counting_source_of(s);
     mp_heap *h = mp_heap_create(&(mp_heap_opts){.source = &source, .name = "reset"});
     static void *ps[1000];
     if (!CHECK("reset: heap", h != NULL && s != NULL))
@@ -1359,7 +1297,7 @@ static void test_reset_destroy(void)
           s1.blocks_in_use == 0 && s1.bytes_in_use == 0 && s1.large_in_use == 0 && classes_empty);
     CHECK("reset: the reset blocks count as freed",
           s1.allocs == s0.allocs && s1.frees == s1.allocs);
-    CHECK("reset: the heap keeps its class chunks", s1.bytes_reserved > 0 && s->out > 0);
+    CHECK("reset: the heap keeps its class chunks", s1.bytes_reserved > 0 && s->bytes_out > 0);
     CHECK("reset: large blocks are unmapped", s1.bytes_reserved < s0.bytes_reserved);
     size_t k2 = alloc_mix(h, ps, 1000);
     CHECK("reset: the heap works afterwards", k2 == 1000);
@@ -1373,16 +1311,16 @@ static void test_reset_destroy(void)
     mp_heap_free(h, big);
     mp_heap_destroy(h);
     CHECK("destroy: with blocks live, every byte goes back to the source",
-          s->out == 0 && s->maps == s->unmaps && s->nlive == 0);
-    CHECK("destroy: the source contract kept", s->contract_violations == 0);
+          s->bytes_out == 0 && s->maps == s->unmaps && s->regions == 0);
+    CHECK("destroy: the source contract kept", src_kept_contract(s));
     free(s);
 }
 
 static void test_capacity(void)
 {
     /* Class blocks: fill a 4 MiB heap with 1000-byte blocks. */
-    src *s = src_new();
-    mp_source source = {src_map, src_unmap, s};
+    counting_source *s = src_new();
+    mp_source source = counting_source_of(s);
     const size_t cap = 4 * MiB;
     mp_heap *h = mp_heap_create(&(mp_heap_opts){.capacity = cap, .source = &source, .name = "cap"});
     if (!CHECK("capacity: heap", h != NULL))
@@ -1397,7 +1335,7 @@ static void test_capacity(void)
     struct mp_heap_stats st;
     mp_heap_stats(h, &st);
     printf("  capacity 4 MiB: %zu blocks of 1000 bytes, reserved %" PRIu64 ", source peak %zu\n", n,
-           st.bytes_reserved, s->peak);
+           st.bytes_reserved, (size_t)s->peak);
     CHECK("capacity: 1000-byte blocks until ENOMEM", n > 0 && n < MAXB && e == ENOMEM);
     CHECK("capacity: counted in failed_allocs", st.failed_allocs == 1);
     CHECK("capacity: the source never holds more than the capacity", s->peak <= cap);
@@ -1422,11 +1360,11 @@ static void test_capacity(void)
     for (size_t i = 0; i < n2; i++)
         mp_heap_free(h, ps[i]);
     mp_heap_destroy(h);
-    CHECK("capacity: destroy gives back every byte", s->out == 0 && s->maps == s->unmaps);
+    CHECK("capacity: destroy gives back every byte", s->bytes_out == 0 && s->maps == s->unmaps);
 
     /* Large blocks: a 16 MiB heap, 1 MiB blocks. */
     memset(s, 0, sizeof *s);
-    s->fail_at = -1;
+    s->fail_at = s->fail_from = 0;
     const size_t cap2 = 16 * MiB;
     h = mp_heap_create(&(mp_heap_opts){.capacity = cap2, .source = &source, .name = "cap-large"});
     size_t k = 0;
@@ -1458,8 +1396,8 @@ static void test_capacity(void)
     CHECK("capacity: statistics consistent",
           st2.blocks_in_use == 0 && st2.large_in_use == 0 && st2.bytes_reserved <= cap2);
     mp_heap_destroy(h);
-    CHECK("capacity: destroy gives back every byte (large)", s->out == 0 && s->maps == s->unmaps);
-    CHECK("capacity: the source contract kept", s->contract_violations == 0);
+    CHECK("capacity: destroy gives back every byte (large)", s->bytes_out == 0 && s->maps == s->unmaps);
+    CHECK("capacity: the source contract kept", src_kept_contract(s));
     free(s);
 }
 
@@ -1487,11 +1425,11 @@ static void test_buffer_exhaustion(void)
     memset(raw, 0xC3, size + off + GUARD);
     unsigned char *buf = raw + off;
     memset(buf, 0x5C, size); /* dirty, for calloc */
-    src *s = src_new();
+    counting_source *s = src_new();
     mp_heap *h = mp_heap_create(&(mp_heap_opts){.buffer = buf,
                                                 .buffer_size = size,
                                                 .name = "buf",
-                                                .source = &(mp_source){src_map, src_unmap, s}});
+                                                .source = &(mp_source){counting_map, counting_unmap, s}});
     if (!CHECK("buffer: heap in an odd-aligned buffer", h != NULL)) {
         free(raw);
         free(s);
@@ -1538,7 +1476,7 @@ static void test_buffer_exhaustion(void)
     CHECK("buffer: bytes_reserved within the buffer", st.bytes_reserved <= size);
     mp_heap_destroy(h);
     CHECK("buffer: nothing written outside the buffer", guards_ok(raw, off, size));
-    CHECK("buffer: the source is never called", s->tries == 0);
+    CHECK("buffer: the source is never called", s->calls == 0);
     free(raw);
     free(s);
 }
@@ -1609,11 +1547,11 @@ static void test_failing_source(void)
     size_t runs = 0, violations = 0;
     for (int mode = 0; mode < 2; mode++) {
         for (long k = 0; k < 400; k++) {
-            src *s = src_new();
-            s->clean = true; /* 2 MiB chunks dirtied hundreds of times take too long */
-            s->fail_at = k;
-            s->fail_after = mode == 1;
-            mp_source source = {src_map, src_unmap, s};
+            counting_source *s = src_new();
+            s->dirty = 0; /* 2 MiB chunks dirtied hundreds of times take too long */
+            s->fail_at = (unsigned long long)k + 1; /* k counts calls from 0 */
+            s->fail_from = mode == 1 ? s->fail_at : 0;
+            mp_source source = counting_source_of(s);
             errno = 0;
             mp_heap *h = mp_heap_create(&(mp_heap_opts){.source = &source, .name = "failing"});
             size_t refused = 0;
@@ -1624,7 +1562,7 @@ static void test_failing_source(void)
                        "map %ld failing%s: a refusal without ENOMEM, a block lost or miscounted", k,
                        mode ? " and after" : "");
                 if (mode == 1) { /* the source recovers: the heap must serve again */
-                    s->fail_at = -1;
+                    s->fail_at = s->fail_from = 0;
                     void *p = mp_heap_alloc(h, 5000), *q = mp_heap_alloc(h, 3 * MiB);
                     tally_expect(&ta, p != NULL && q != NULL, "map %ld: no recovery", k);
                     mp_heap_free(h, p);
@@ -1632,10 +1570,10 @@ static void test_failing_source(void)
                 }
                 mp_heap_destroy(h);
             }
-            tally_expect(&ta, s->out == 0 && s->maps == s->unmaps,
-                   "map %ld failing: %zu bytes not given back, %zu maps, %zu unmaps", k, s->out,
-                   s->maps, s->unmaps);
-            violations += s->contract_violations;
+            tally_expect(&ta, s->bytes_out == 0 && s->maps == s->unmaps,
+                   "map %ld failing: %zu bytes not given back, %llu maps, %llu unmaps", k,
+                   (size_t)s->bytes_out, (unsigned long long)s->maps, (unsigned long long)s->unmaps);
+            violations += s->violations + s->bad_unmaps;
             bool done = h != NULL && refused == 0;
             free(s);
             runs++;
@@ -2004,13 +1942,13 @@ static bool env_checked_child(void *arg)
  * The run
  * ---------------------------------------------------------------------------------------------- */
 
-static mp_heap *make(unsigned flags, const char *name, src *s, size_t capacity)
+static mp_heap *make(unsigned flags, const char *name, counting_source *s, size_t capacity)
 {
     static mp_source sources[8];
     static int used;
     mp_heap_opts o = {.flags = flags, .name = name, .capacity = capacity};
     if (s != NULL && used < 8) {
-        sources[used] = (mp_source){src_map, src_unmap, s};
+        sources[used] = counting_source_of(s);
         o.source = &sources[used++];
     }
     mp_heap *h = mp_heap_create(&o);
@@ -2043,11 +1981,11 @@ int main(void)
           p && mp_usable_size(p) == mp_heap_usable_size(mp_default_heap(), p));
     mp_free(p);
 
-    src *ds = src_new(), *cs = src_new();
+    counting_source *ds = src_new(), *cs = src_new();
     const struct {
         const char *name;
         unsigned flags;
-        src *s;
+        counting_source *s;
         size_t capacity;
     } kinds[] = {
         {"plain heap", 0, NULL, 0},
@@ -2071,7 +2009,7 @@ int main(void)
         mp_heap_destroy(h);
         if (kinds[i].s != NULL)
             CHECK("destroy: every byte back to the source",
-                  kinds[i].s->out == 0 && kinds[i].s->maps == kinds[i].s->unmaps);
+                  kinds[i].s->bytes_out == 0 && kinds[i].s->maps == kinds[i].s->unmaps);
     }
     CHECK("capacity-limited heap: the source never held more than the capacity",
           cs->peak <= 512 * MiB);

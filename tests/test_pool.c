@@ -21,6 +21,7 @@
  */
 #define _POSIX_C_SOURCE 200809L
 
+#include "counting_source.h"
 #include "mempool.h"
 #include "test.h"
 #include "utf8.h"
@@ -141,18 +142,6 @@ static bool disjoint(void **ps, size_t n, size_t size)
  * mp_pool_create: every EINVAL case, and its valid neighbours
  * ---------------------------------------------------------------------------------------------- */
 
-/* Halves of a source, for the "lacks map or unmap" cases; never called. */
-static void *dummy_map(void *ctx, size_t size, size_t align)
-{
-    (void)ctx, (void)size, (void)align;
-    return NULL;
-}
-
-static void dummy_unmap(void *ctx, void *p, size_t size)
-{
-    (void)ctx, (void)p, (void)size;
-}
-
 static void test_create_einval(void)
 {
     CHECK("create: NULL opts gives EINVAL", create_fails(NULL, EINVAL));
@@ -189,7 +178,9 @@ static void test_create_einval(void)
                                        .buffer_size = sizeof tsbuf},
                        EINVAL));
 
-    static const mp_source no_map = {NULL, dummy_unmap, NULL}, no_unmap = {dummy_map, NULL, NULL};
+    /* Halves of a source, for the "lacks map or unmap" cases; never called. */
+    static const mp_source no_map = {NULL, counting_unmap, NULL},
+                           no_unmap = {counting_map, NULL, NULL};
     CHECK("create: a source without map gives EINVAL",
           create_fails(&(mp_pool_opts){.block_size = 16, .source = &no_map}, EINVAL));
     CHECK("create: a source without unmap gives EINVAL",
@@ -700,26 +691,6 @@ static void test_reset(void)
     mp_pool_destroy(pool);
 }
 
-/* A source that hands out one buffer's space from the top down, as mmap usually places mappings,
- * so that each run lies below the run taken before it. Gives nothing back. */
-typedef struct down_source {
-    uintptr_t base, top;
-} down_source;
-
-static void *down_map(void *ctx, size_t size, size_t align)
-{
-    down_source *d = ctx;
-    if (d->top - d->base < size || ((d->top - size) & ~(uintptr_t)(align - 1)) < d->base)
-        return NULL;
-    d->top = (d->top - size) & ~(uintptr_t)(align - 1);
-    return (void *)d->top;
-}
-
-static void down_unmap(void *ctx, void *p, size_t size)
-{
-    (void)ctx, (void)p, (void)size;
-}
-
 /* Several runs, each below the one before: after a reset the blocks come back in the order they
  * were first carved (the oldest run's first block first), not lowest address first. */
 static void test_reset_run_order(void)
@@ -731,8 +702,10 @@ static void test_reset_run_order(void)
         return;
     }
     for (unsigned flags = 0; flags <= MP_ZERO; flags += MP_ZERO) {
-        down_source d = {(uintptr_t)space, (uintptr_t)space + 4 * MiB};
-        mp_source src = {down_map, down_unmap, &d};
+        /* A source that hands out the space from the top down, as mmap usually places
+         * mappings, so that each run lies below the run taken before it. */
+        counting_source d = {.base = (uintptr_t)space, .top = (uintptr_t)space + 4 * MiB};
+        mp_source src = counting_source_of(&d);
         mp_pool *pool = mp_pool_create(&(mp_pool_opts){.block_size = 64, .flags = flags,
                                                        .source = &src});
         if (!CHECK("create: a pool over a top-down source", pool != NULL))
