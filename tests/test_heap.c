@@ -1114,15 +1114,8 @@ int main(void)
         free(raw);
     }
 
-    const struct {
-        const char *name;
-        void (*fn)(void);
-    } parts[] = {{"checked heap bugs", test_checked_bugs}};
-    for (size_t i = 0; i < sizeof parts / sizeof parts[0]; i++) {
-        lap();
-        parts[i].fn();
-        printf("-- %s: %.2f s\n", parts[i].name, lap());
-    }
+    const heap_part parts[] = {{"checked heap bugs", test_checked_bugs}};
+    run_parts(parts, sizeof parts / sizeof parts[0]);
     return TEST_DONE();
 }
 

@@ -349,4 +349,19 @@ static inline bool disjoint(blk *b, size_t n, const char *what)
     return true;
 }
 
+/* A program's parts, run in order, each one's time printed. */
+typedef struct heap_part {
+    const char *name;
+    void (*fn)(void);
+} heap_part;
+
+static inline void run_parts(const heap_part *parts, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        lap();
+        parts[i].fn();
+        printf("-- %s: %.2f s\n", parts[i].name, lap());
+    }
+}
+
 #endif /* MP_TEST_HEAP_H */

@@ -178,16 +178,9 @@ int main(void)
 {
     setvbuf(stdout, NULL, _IOLBF, 0);
     mp_set_error_handler(record_error, NULL);
-    const struct {
-        const char *name;
-        void (*fn)(void);
-    } parts[] = {{"create", test_create},
-                 {"stats output", test_stats_write},
-                 {"stats output, names", test_stats_write_names}};
-    for (size_t i = 0; i < sizeof parts / sizeof parts[0]; i++) {
-        lap();
-        parts[i].fn();
-        printf("-- %s: %.2f s\n", parts[i].name, lap());
-    }
+    const heap_part parts[] = {{"create", test_create},
+                               {"stats output", test_stats_write},
+                               {"stats output, names", test_stats_write_names}};
+    run_parts(parts, sizeof parts / sizeof parts[0]);
     return TEST_DONE();
 }

@@ -449,18 +449,11 @@ int main(void)
 {
     setvbuf(stdout, NULL, _IOLBF, 0);
     mp_set_error_handler(record_error, NULL);
-    const struct {
-        const char *name;
-        void (*fn)(void);
-    } parts[] = {{"reset and destroy", test_reset_destroy},
-                 {"capacity", test_capacity},
-                 {"buffer exhaustion", test_buffer_exhaustion},
-                 {"failing source", test_failing_source},
-                 {"pages of fresh blocks", test_populate}};
-    for (size_t i = 0; i < sizeof parts / sizeof parts[0]; i++) {
-        lap();
-        parts[i].fn();
-        printf("-- %s: %.2f s\n", parts[i].name, lap());
-    }
+    const heap_part parts[] = {{"reset and destroy", test_reset_destroy},
+                               {"capacity", test_capacity},
+                               {"buffer exhaustion", test_buffer_exhaustion},
+                               {"failing source", test_failing_source},
+                               {"pages of fresh blocks", test_populate}};
+    run_parts(parts, sizeof parts / sizeof parts[0]);
     return TEST_DONE();
 }
