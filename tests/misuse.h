@@ -526,6 +526,14 @@ static inline bool tpool_make(tpool *t, const geo *g, const char *name, bool cou
     return t->pool != NULL;
 }
 
+/* A handler test's start: the error log cleared, then its pool of geometry g (named as g), checked
+ * to be made; NULL if it was not. */
+static inline mp_pool *tpool_begin(tpool *t, const geo *g, bool counted)
+{
+    log_start();
+    return CHECK("checked handler: create", tpool_make(t, g, g->name, counted)) ? t->pool : NULL;
+}
+
 /* Destroys the pool (unless already done: t->pool NULL) and frees the buffer. */
 static inline void tpool_done(tpool *t)
 {

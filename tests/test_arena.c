@@ -27,6 +27,7 @@
  */
 #define _POSIX_C_SOURCE 200809L
 
+#include "counting_source.h"
 #include "mempool.h"
 #include "test.h"
 #include "utf8.h"
@@ -42,83 +43,25 @@
  * The counting, failing source
  * ============================================================================================== */
 
-/* Each region is preceded (inside one aligned_alloc) by its record, found at p - sizeof(record). */
-enum { REC_MAGIC = 0x5A7E };
-
-typedef struct record {
-    int magic;
-    size_t size;
-    void *base; /* what aligned_alloc returned */
-} record;
-
-typedef struct tsource {
-    size_t page;
-    size_t outstanding; /* bytes handed out and not given back */
-    uint64_t regions;   /* regions out */
-    uint64_t calls;     /* map calls, failed ones included */
-    uint64_t unmaps;
-    uint64_t fail_at;   /* this map call (1-based) fails; 0 = none */
-    uint64_t fail_from; /* this map call and every later one fail; 0 = none */
-    bool bad_args;      /* map called with a size or align against the arena's contract */
-    bool bad_unmap;     /* unmap of something not handed out, or with another size */
-} tsource;
-
-static void *ts_map(void *ctx, size_t size, size_t align)
-{
-    tsource *s = ctx;
-    s->calls++;
-    if (align != s->page || size == 0 || size % s->page != 0)
-        s->bad_args = true;
-    if (s->calls == s->fail_at || (s->fail_from != 0 && s->calls >= s->fail_from))
-        return NULL;
-    if (size > ((size_t)1 << 40) || align < sizeof(record) || align > ((size_t)1 << 20))
-        return NULL;
-    char *base = aligned_alloc(align, align + size);
-    if (base == NULL)
-        return NULL;
-    char *p = base + align;
-    record r = {REC_MAGIC, size, base};
-    memcpy(p - sizeof r, &r, sizeof r);
-    memset(p, 0xA5, size < 65536 ? size : 65536); /* dirty: nothing may count on zeroed memory */
-    s->outstanding += size;
-    s->regions++;
-    return p;
-}
-
-static void ts_unmap(void *ctx, void *p, size_t size)
-{
-    tsource *s = ctx;
-    record r;
-    s->unmaps++;
-    memcpy(&r, (char *)p - sizeof r, sizeof r);
-    if (r.magic != REC_MAGIC || r.size != size) {
-        s->bad_unmap = true;
-        return;
-    }
-    r.magic = 0;
-    memcpy((char *)p - sizeof r, &r, sizeof r);
-    s->outstanding -= size;
-    s->regions--;
-    free(r.base);
-}
-
-static tsource src_ctx;
+static counting_source src_ctx;
 static mp_source src;
 
-static tsource *source_reset(void)
+/* The source of the arenas here: maps must ask the page as alignment; 64 KiB of each dirtied. */
+static counting_source *source_reset(void)
 {
-    memset(&src_ctx, 0, sizeof src_ctx);
+    counting_reset(&src_ctx);
     long n = sysconf(_SC_PAGESIZE);
     src_ctx.page = n > 0 ? (size_t)n : 4096;
-    src = (mp_source){ts_map, ts_unmap, &src_ctx};
+    src_ctx.dirty = 65536;
+    src = counting_source_of(&src_ctx);
     return &src_ctx;
 }
 
 static bool source_is_clean(const char *what)
 {
     bool ok = CHECK("source: map called within the contract (page align, page multiple)",
-                    !src_ctx.bad_args);
-    ok = CHECK("source: unmap given exactly a region map returned", !src_ctx.bad_unmap) && ok;
+                    src_ctx.violations == 0);
+    ok = CHECK("source: unmap given exactly a region map returned", src_ctx.bad_unmaps == 0) && ok;
     if (!ok)
         printf("  (%s)\n", what);
     return ok;
@@ -149,7 +92,7 @@ static size_t meta_bytes(void)
 {
     source_reset();
     mp_arena *a = make(0, 0);
-    size_t n = src_ctx.outstanding;
+    size_t n = src_ctx.bytes_out;
     mp_arena_destroy(a);
     return n;
 }
@@ -237,15 +180,15 @@ static void test_create(void)
     mp_arena_destroy(a);
 
     size_t meta = meta_bytes();
-    tsource *t = source_reset();
+    counting_source *t = source_reset();
     a = make(0, 0);
     s = stats_of(a);
     CHECK("create: takes one page-multiple region for itself and no chunk",
           a != NULL && t->calls == 1 && t->regions == 1 && meta % page == 0 && s.chunks == 0);
-    CHECK("create: bytes_reserved == what the source has out", s.bytes_reserved == t->outstanding);
+    CHECK("create: bytes_reserved == what the source has out", s.bytes_reserved == t->bytes_out);
     CHECK("create: the name is copied", strcmp(s.name, "test") == 0);
     mp_arena_destroy(a);
-    CHECK("destroy: everything given back", t->outstanding == 0 && t->regions == 0);
+    CHECK("destroy: everything given back", t->bytes_out == 0 && t->regions == 0);
 
     char longname[100];
     memset(longname, 'n', sizeof longname - 1);
@@ -262,7 +205,7 @@ static void test_create(void)
         mp_arena_destroy(a);
     }
 
-    mp_source no_map = {NULL, ts_unmap, &src_ctx}, no_unmap = {ts_map, NULL, &src_ctx};
+    mp_source no_map = {NULL, counting_unmap, &src_ctx}, no_unmap = {counting_map, NULL, &src_ctx};
     struct {
         const char *what;
         mp_arena_opts o;
@@ -291,7 +234,7 @@ static void test_create(void)
     CHECK("create: the smallest capacity (own page and a chunk page) is accepted", a != NULL);
     void *p = mp_arena_alloc(a, 100);
     CHECK("capacity: the smallest one holds a small allocation", p != NULL);
-    CHECK("capacity: and never more than it allows", t->outstanding <= meta + page);
+    CHECK("capacity: and never more than it allows", t->bytes_out <= meta + page);
     mp_arena_destroy(a);
 
     t = source_reset();
@@ -299,7 +242,7 @@ static void test_create(void)
     errno = 0;
     a = make(0, 0);
     CHECK("create: a source with no memory gives NULL + ENOMEM and leaks nothing",
-          a == NULL && errno == ENOMEM && t->outstanding == 0);
+          a == NULL && errno == ENOMEM && t->bytes_out == 0);
 
     t = source_reset();
     errno = 1234;
@@ -344,7 +287,7 @@ static void test_null(void)
 
 static void test_alignment(void)
 {
-    tsource *t = source_reset();
+    counting_source *t = source_reset();
     mp_arena *a = make(0, 0);
     bool ok = true;
     for (size_t size = 0; size <= 300; size++) {
@@ -399,7 +342,7 @@ static void test_alignment(void)
           after.failed_allocs == before.failed_allocs + sizeof bad / sizeof bad[0] &&
               after.allocs == before.allocs && after.bytes_used == before.bytes_used);
     mp_arena_destroy(a);
-    CHECK("alignment: nothing left outstanding", t->outstanding == 0);
+    CHECK("alignment: nothing left outstanding", t->bytes_out == 0);
     source_is_clean("alignment");
 }
 
@@ -458,7 +401,7 @@ static void overflow_sizes(mp_arena *a, const char *kind)
 
 static void test_overflow(void)
 {
-    tsource *t = source_reset();
+    counting_source *t = source_reset();
     mp_arena *a = make(0, 0);
     overflow_sizes(a, "an arena with no chunk yet");
     overflow_sizes(a, "an arena with a chunk");
@@ -466,7 +409,7 @@ static void test_overflow(void)
     CHECK("alloc: a size no source can give fails with ENOMEM",
           mp_arena_alloc(a, (size_t)1 << 50) == NULL && errno == ENOMEM);
     mp_arena_destroy(a);
-    CHECK("overflow: nothing left outstanding", t->outstanding == 0);
+    CHECK("overflow: nothing left outstanding", t->bytes_out == 0);
 
     static alignas(max_align_t) unsigned char buf[8192];
     a = mp_arena_create(&(mp_arena_opts){.buffer = buf, .buffer_size = sizeof buf});
@@ -482,7 +425,7 @@ static void test_capacity(void)
 {
     size_t meta = meta_bytes();
     size_t cap = meta + 5 * page;
-    tsource *t = source_reset();
+    counting_source *t = source_reset();
     mp_arena *a = make(2 * page, cap);
     size_t total = 0, n = 0;
     bool within = true;
@@ -492,10 +435,10 @@ static void test_capacity(void)
         memset(p, 7, 96);
         total += 96;
         n++;
-        within = within && t->outstanding <= cap;
+        within = within && t->bytes_out <= cap;
     }
     CHECK("capacity: exhaustion gives NULL + ENOMEM", errno == ENOMEM);
-    CHECK("capacity: the source never has more than capacity out", within && t->outstanding <= cap);
+    CHECK("capacity: the source never has more than capacity out", within && t->bytes_out <= cap);
     struct mp_arena_stats s = stats_of(a);
     CHECK("capacity: a short last chunk fills the capacity exactly", s.bytes_reserved == cap);
     CHECK("capacity: nearly all of it was handed out (all but headers and tails)",
@@ -507,14 +450,14 @@ static void test_capacity(void)
     CHECK("capacity: still usable: rewind to the start", mp_arena_rewind(a, start) == 0);
     p = mp_arena_alloc(a, 100);
     CHECK("capacity: still usable: alloc after the rewind succeeds", p != NULL);
-    CHECK("capacity: the rewound chunks were reused, not mapped", t->outstanding == cap);
+    CHECK("capacity: the rewound chunks were reused, not mapped", t->bytes_out == cap);
     /* Everything is kept but the cursor's chunk; a request larger than any kept chunk needs them
      * back: 2 pages and a header need 3 pages, which only giving back both kept chunks leaves. */
     p = mp_arena_alloc(a, 2 * page);
     CHECK("capacity: kept chunks are given back to make room for a larger one", p != NULL);
     if (p != NULL)
         memset(p, 9, 2 * page);
-    CHECK("capacity: and the capacity still holds", t->outstanding <= cap);
+    CHECK("capacity: and the capacity still holds", t->bytes_out <= cap);
     mp_arena_reset(a);
     s = stats_of(a);
     CHECK("capacity: reset keeps one chunk", s.chunks == 1 && s.bytes_used == 0);
@@ -523,15 +466,15 @@ static void test_capacity(void)
     CHECK("capacity: a request larger than the capacity fails at once",
           mp_arena_alloc(a, 6 * page) == NULL && errno == ENOMEM);
     mp_arena_destroy(a);
-    CHECK("capacity: nothing left outstanding", t->outstanding == 0);
+    CHECK("capacity: nothing left outstanding", t->bytes_out == 0);
 
     /* A capacity that is not a page multiple: the last chunk is cut to the page below it. */
     t = source_reset();
     a = make(0, meta + 3 * page + 100);
     while (mp_arena_alloc(a, 1000) != NULL)
         ;
-    CHECK("capacity: an odd capacity is never passed", t->outstanding <= meta + 3 * page + 100);
-    CHECK("capacity: an odd capacity is used to its last page", t->outstanding == meta + 3 * page);
+    CHECK("capacity: an odd capacity is never passed", t->bytes_out <= meta + 3 * page + 100);
+    CHECK("capacity: an odd capacity is used to its last page", t->bytes_out == meta + 3 * page);
     mp_arena_destroy(a);
     source_is_clean("capacity");
 }
@@ -543,7 +486,7 @@ static void test_capacity(void)
 static void test_buffer(void)
 {
     static alignas(max_align_t) unsigned char buf[16384];
-    tsource *t = source_reset();
+    counting_source *t = source_reset();
 
     /* The smallest buffer: creation succeeds exactly from some size on, and that arena holds one
      * byte aligned to 1 and nothing more. */
@@ -635,7 +578,7 @@ static void test_buffer(void)
 
 static void test_mark_rewind(void)
 {
-    tsource *t = source_reset();
+    counting_source *t = source_reset();
     mp_arena *a = make(page, 0), *other = mp_arena_create(NULL); /* not on the counting source */
     mp_arena_pos m0 = mp_arena_mark(a);
     CHECK("rewind: to the start of an empty arena", mp_arena_rewind(a, m0) == 0);
@@ -666,7 +609,7 @@ static void test_mark_rewind(void)
     struct mp_arena_stats s = stats_of(a);
     CHECK("rewind: chunks after the mark are kept", s.chunks == full.chunks &&
                                                         s.bytes_reserved == full.bytes_reserved &&
-                                                        t->outstanding == s.bytes_reserved);
+                                                        t->bytes_out == s.bytes_reserved);
     CHECK("rewind: bytes_used as at the earlier mark, peak kept",
           s.bytes_used == used1 && s.bytes_peak == full.bytes_used && s.rewinds == 3);
 
@@ -739,7 +682,7 @@ static void test_mark_rewind(void)
     CHECK("rewind: after reset, the start mark is still good", mp_arena_rewind(a, m0) == 0);
     mp_arena_destroy(a);
     mp_arena_destroy(other);
-    CHECK("marks: nothing left outstanding", t->outstanding == 0);
+    CHECK("marks: nothing left outstanding", t->bytes_out == 0);
     source_is_clean("marks");
 }
 
@@ -750,7 +693,7 @@ static void test_mark_rewind(void)
 static void test_reset(void)
 {
     size_t meta = meta_bytes();
-    tsource *t = source_reset();
+    counting_source *t = source_reset();
     mp_arena *a = make(0, 0);
     mp_arena_reset(a);
     struct mp_arena_stats s = stats_of(a);
@@ -765,7 +708,7 @@ static void test_reset(void)
     mp_arena_reset(a);
     s = stats_of(a);
     CHECK("reset: one chunk kept, the others given back",
-          s.chunks == 1 && s.bytes_reserved == meta + 65536 && t->outstanding == s.bytes_reserved);
+          s.chunks == 1 && s.bytes_reserved == meta + 65536 && t->bytes_out == s.bytes_reserved);
     CHECK("reset: bytes_used 0, peak kept, counted",
           s.bytes_used == 0 && s.bytes_peak == peak && s.resets == 2);
     CHECK("reset: the first address again", mp_arena_alloc(a, 1000) == p0);
@@ -774,14 +717,14 @@ static void test_reset(void)
         mp_arena_alloc(a, 1000);
     CHECK("reset: growing again maps again", t->calls > calls && stats_of(a).chunks > 1);
     mp_arena_destroy(a);
-    CHECK("reset: nothing left outstanding", t->outstanding == 0);
+    CHECK("reset: nothing left outstanding", t->bytes_out == 0);
     source_is_clean("reset");
 }
 
 static void test_large(void)
 {
     size_t meta = meta_bytes();
-    tsource *t = source_reset();
+    counting_source *t = source_reset();
     mp_arena *a = make(0, 0);
     char *small = mp_arena_alloc(a, 100);
     char *big = mp_arena_alloc(a, 200000);
@@ -807,8 +750,8 @@ static void test_large(void)
         char *p = mp_arena_alloc(a, i * page);
         if (p != NULL)
             memset(p, (int)i, i * page);
-        if (t->outstanding > worst)
-            worst = t->outstanding;
+        if (t->bytes_out > worst)
+            worst = t->bytes_out;
         mp_arena_rewind(a, m);
     }
     CHECK("large: kept chunks do not pile up in a loop of growing requests",
@@ -835,7 +778,7 @@ static void test_large(void)
     CHECK("large: a repeating mix of small and large requests reuses its chunks",
           t->calls == calls);
     mp_arena_destroy(a);
-    CHECK("large: nothing left outstanding", t->outstanding == 0);
+    CHECK("large: nothing left outstanding", t->bytes_out == 0);
     source_is_clean("large");
 }
 
@@ -900,7 +843,7 @@ static char *scenario_alloc(mp_arena *a, size_t size, size_t align, uint64_t *fa
  */
 static uint64_t scenario(uint64_t fail_at, uint64_t fail_from, uint64_t *fails)
 {
-    tsource *t = source_reset();
+    counting_source *t = source_reset();
     t->fail_at = fail_at;
     t->fail_from = fail_from;
     bool dead = fail_from != 0;
@@ -908,7 +851,7 @@ static uint64_t scenario(uint64_t fail_at, uint64_t fail_from, uint64_t *fails)
     mp_arena *a = make(2 * page, 0);
     if (a == NULL) {
         CHECK("failing source: create fails with ENOMEM, leaking nothing",
-              errno == ENOMEM && t->outstanding == 0);
+              errno == ENOMEM && t->bytes_out == 0);
         ++*fails;
         return t->calls;
     }
@@ -931,11 +874,11 @@ static uint64_t scenario(uint64_t fail_at, uint64_t fail_from, uint64_t *fails)
         scenario_alloc(a, 900, 0, fails, dead);
     struct mp_arena_stats s = stats_of(a);
     CHECK("failing source: bytes_reserved == what the source has out",
-          s.bytes_reserved == t->outstanding);
+          s.bytes_reserved == t->bytes_out);
     uint64_t calls = t->calls;
     mp_arena_destroy(a);
     CHECK("failing source: nothing left outstanding after destroy",
-          t->outstanding == 0 && t->regions == 0);
+          t->bytes_out == 0 && t->regions == 0);
     source_is_clean("failing source");
     return calls;
 }
@@ -1017,7 +960,7 @@ static bool model_stats_agree(model *m)
     else
         ok = CHECK("model: reserved == the source's bytes out, chunks == its regions but the "
                    "arena's page",
-                   s.bytes_reserved == src_ctx.outstanding && s.chunks + 1 == src_ctx.regions &&
+                   s.bytes_reserved == src_ctx.bytes_out && s.chunks + 1 == src_ctx.regions &&
                        (m->cap == 0 || s.bytes_reserved <= m->cap)) &&
              ok;
     ok = CHECK("model: bytes_used <= bytes_reserved", s.bytes_used <= s.bytes_reserved) && ok;
@@ -1229,7 +1172,7 @@ static void model_destroy(model *m)
         free(m->buf);
     else
         CHECK("model: destroy gives everything back",
-              src_ctx.outstanding == 0 && src_ctx.regions == 0);
+              src_ctx.bytes_out == 0 && src_ctx.regions == 0);
     source_is_clean("model");
 }
 

@@ -291,10 +291,9 @@ static void h_double_free(void *arg)
 {
     const geo *g = arg;
     tpool t;
-    log_start();
-    if (!CHECK("checked handler: create", tpool_make(&t, g, g->name, false)))
+    mp_pool *pool = tpool_begin(&t, g, false);
+    if (pool == NULL)
         return;
-    mp_pool *pool = t.pool;
     void *p = mp_pool_alloc(pool), *q = mp_pool_alloc(pool);
     mp_pool_free(pool, p);
     log_none("checked handler: a correct free reports nothing");
@@ -319,10 +318,9 @@ static void h_double_free_later(void *arg)
 {
     const geo *g = arg;
     tpool t;
-    log_start();
-    if (!CHECK("checked handler: create", tpool_make(&t, g, g->name, false)))
+    mp_pool *pool = tpool_begin(&t, g, false);
+    if (pool == NULL)
         return;
-    mp_pool *pool = t.pool;
     void *a = mp_pool_alloc(pool), *b = mp_pool_alloc(pool), *c = mp_pool_alloc(pool);
     mp_pool_free(pool, a);
     mp_pool_free(pool, b);
@@ -411,10 +409,9 @@ static void h_waf_at_alloc(void *arg)
     size_t offs[] = {sizeof(void *), g->block_size - 1};
     for (size_t i = 0; i < 2; i++) {
         tpool t;
-        log_start();
-        if (!CHECK("checked handler: create", tpool_make(&t, g, g->name, false)))
+        mp_pool *pool = tpool_begin(&t, g, false);
+        if (pool == NULL)
             return;
-        mp_pool *pool = t.pool;
         char *p = mp_pool_alloc(pool), *q = mp_pool_alloc(pool);
         mp_pool_free(pool, p);
         stray_byte(p, offs[i], 0x00);
@@ -446,10 +443,9 @@ static void h_waf_at_destroy(void *arg)
 {
     const geo *g = arg;
     tpool t;
-    log_start();
-    if (!CHECK("checked handler: create", tpool_make(&t, g, g->name, true)))
+    mp_pool *pool = tpool_begin(&t, g, true);
+    if (pool == NULL)
         return;
-    mp_pool *pool = t.pool;
     char *p = mp_pool_alloc(pool);
     char *q = mp_pool_alloc(pool);
     mp_pool_free(pool, q);
@@ -472,10 +468,9 @@ static void h_overflow_at_free(void *arg)
     size_t offs[] = {g->block_size, g->block_size + 7};
     for (size_t i = 0; i < 2; i++) {
         tpool t;
-        log_start();
-        if (!CHECK("checked handler: create", tpool_make(&t, g, g->name, false)))
+        mp_pool *pool = tpool_begin(&t, g, false);
+        if (pool == NULL)
             return;
-        mp_pool *pool = t.pool;
         char *p = mp_pool_alloc(pool), *q = mp_pool_alloc(pool);
         pattern_fill(q, g->block_size, 3);
         stray_byte(p, offs[i], (unsigned char)~MP_FILL_CANARY);
@@ -504,10 +499,9 @@ static void h_overflow_at_destroy(void *arg)
 {
     const geo *g = arg;
     tpool t;
-    log_start();
-    if (!CHECK("checked handler: create", tpool_make(&t, g, g->name, true)))
+    mp_pool *pool = tpool_begin(&t, g, true);
+    if (pool == NULL)
         return;
-    mp_pool *pool = t.pool;
     char *p = mp_pool_alloc(pool);
     stray_byte(p, g->block_size, 0x00);
     mp_pool_destroy(pool);
@@ -533,10 +527,9 @@ static void h_leak(void *arg)
 {
     const geo *g = arg;
     tpool t;
-    log_start();
-    if (!CHECK("checked handler: create", tpool_make(&t, g, g->name, true)))
+    mp_pool *pool = tpool_begin(&t, g, true);
+    if (pool == NULL)
         return;
-    mp_pool *pool = t.pool;
     void *b[5];
     for (int i = 0; i < 5; i++)
         b[i] = mp_pool_alloc(pool);

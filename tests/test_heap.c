@@ -17,12 +17,10 @@
  *   - realloc up and down across class boundaries and into and out of large blocks, keeping
  *     min(old usable size, new size) bytes; realloc(NULL, n); realloc(p, 0); failed realloc;
  *   - free(NULL), free_sized with the size asked and with the usable size.
- * Then what belongs to one kind: options and EINVAL at create, the class table against the header,
- * statistics output, reset and destroy (every byte back to the source), capacity exhaustion,
- * buffer exhaustion and reset, a source that fails at every step in turn, the pages of a fresh
- * block (over the system source all resident before the program writes them, and no others; over
- * the caller's source left alone: mincore), the errors a checked heap
- * reports (in child processes, so a crash fails one check) and MEMPOOL_CHECKED=1.
+ * Then the errors a checked heap reports (in child processes, so a crash fails one check) and
+ * MEMPOOL_CHECKED=1. Making heaps, the class table and statistics output: test_heap_create.c;
+ * reset, destroy, capacity, buffers, a failing source and fresh pages: test_heap_memory.c; helpers
+ * the three share: test_heap.h.
  * Statistics are compared as deltas, so the same code checks the process-wide heap.
  *
  * Usage: test_heap. Nothing here is random. Runs in a few seconds in a Release build (most of it
@@ -30,396 +28,51 @@
  */
 #define _DEFAULT_SOURCE /* mincore, MAP_ANONYMOUS, MADV_POPULATE_WRITE */
 
-#include "mempool.h"
-#include "test.h"
-#include "utf8.h"
-
-#include <errno.h>
-#include <inttypes.h>
-#include <signal.h>
-#include <stdalign.h>
-#include <stdarg.h>
-#include <stdbool.h>
-#include <stdint.h>
-#include <stdlib.h>
-#include <string.h>
-#include <sys/mman.h>
-#include <sys/wait.h>
-#include <time.h>
-#include <unistd.h>
-
-#define KiB ((size_t)1024)
-#define MiB ((size_t)1024 * 1024)
+#include "test_heap.h"
 
 /* ------------------------------------------------------------------------------------------------
- * Small helpers
+ * The class table against the header's (it fills the table the suite's class checks use)
  * ---------------------------------------------------------------------------------------------- */
 
-/* Seconds since the previous call, for the per-section times printed. */
-static double lap(void)
+static void test_classes(void)
 {
-    static struct timespec last;
-    struct timespec now;
-    clock_gettime(CLOCK_MONOTONIC, &now);
-    double d = (double)(now.tv_sec - last.tv_sec) + (double)(now.tv_nsec - last.tv_nsec) / 1e9;
-    last = now;
-    return d;
-}
-
-static bool aligned_to(const void *p, size_t align)
-{
-    return ((uintptr_t)p & (align - 1)) == 0;
-}
-
-/* The alignment the header promises for a request of n bytes. */
-static size_t natural_align(size_t n)
-{
-    return n > 8 ? 16 : 8;
-}
-
-/* Block contents. Blocks up to FULL bytes are patterned in full; larger ones at both ends (EDGE
- * bytes) and every STEP bytes between, which catches a lost page or a short copy at far less cost.
- */
-enum { FULL = 256 * 1024, EDGE = 4096, STEP = 509 };
-
-static unsigned char pat(uint64_t seed, size_t i)
-{
-    return (unsigned char)(seed * 131u + i * 7u + (i >> 8) + (i >> 16) + (seed >> 7));
-}
-
-static void fill(unsigned char *p, size_t n, uint64_t seed)
-{
-    if (n <= FULL) {
-        for (size_t i = 0; i < n; i++)
-            p[i] = pat(seed, i);
+    size_t want[MP_HEAP_CLASSES + 8];
+    size_t n = header_classes(want);
+    CHECK("classes: the header's description gives MP_HEAP_CLASSES classes, the last "
+          "MP_HEAP_MAX_CLASS",
+          n == MP_HEAP_CLASSES && want[n - 1] == MP_HEAP_MAX_CLASS);
+    mp_heap *h = mp_heap_create(NULL);
+    struct mp_heap_stats s;
+    if (!CHECK("classes: a heap and its stats", h != NULL && mp_heap_stats(h, &s) == 0)) {
+        memcpy(cls, want, sizeof cls);
+        mp_heap_destroy(h);
         return;
     }
-    for (size_t i = 0; i < EDGE; i++)
-        p[i] = pat(seed, i);
-    for (size_t i = EDGE; i < n - EDGE; i += STEP)
-        p[i] = pat(seed, i);
-    for (size_t i = n - EDGE; i < n; i++)
-        p[i] = pat(seed, i);
-}
-
-/* True if the first n bytes of p hold the pattern of a block filled with `seed` over >= n bytes. */
-static bool filled(const unsigned char *p, size_t n, size_t filled_size, uint64_t seed)
-{
-    if (filled_size <= FULL) {
-        for (size_t i = 0; i < n; i++)
-            if (p[i] != pat(seed, i))
-                return false;
-        return true;
-    }
-    for (size_t i = 0; i < EDGE && i < n; i++)
-        if (p[i] != pat(seed, i))
-            return false;
-    for (size_t i = EDGE; i < filled_size - EDGE && i < n; i += STEP)
-        if (p[i] != pat(seed, i))
-            return false;
-    for (size_t i = filled_size - EDGE; i < n; i++)
-        if (p[i] != pat(seed, i))
-            return false;
-    return true;
-}
-
-/* Writes a byte a tool may be guarding (a canary, a freed block). */
-static void stray_write(unsigned char *p, unsigned char value)
-{
-#if TEST_ASAN
-    __asan_unpoison_memory_region(p, 1);
-#endif
-#if TEST_VALGRIND
-    VALGRIND_MAKE_MEM_DEFINED(p, 1);
-#endif
-    *(volatile unsigned char *)p = value;
-}
-
-/* ------------------------------------------------------------------------------------------------
- * A source of dirty memory that counts and checks everything (mp_source contract)
- * ---------------------------------------------------------------------------------------------- */
-
-enum { SRC_MAX_MAPS = 4096 };
-
-typedef struct src {
-    size_t tries, maps, unmaps;
-    size_t out, peak;             /* bytes mapped and not given back; the most at once */
-    long fail_at;                 /* the map call (0-based) that fails; -1 = none */
-    bool fail_after;              /* every call from fail_at on fails, not just that one */
-    bool clean;                   /* hand out memory as aligned_alloc gives it, not dirtied */
-    unsigned contract_violations; /* align not a power of two >= 4096, size not a multiple of 4096,
-                                     an unmap of no map or with another size */
-    struct {
-        void *p;
-        size_t size;
-    } live[SRC_MAX_MAPS];
-    size_t nlive;
-} src;
-
-/* Dirties fresh memory where blocks land first (the first 256 KiB, the last page) and a stripe of
- * every other page: a 2 MiB chunk dirtied in full every time would be most of the run's time. */
-static void dirty(unsigned char *p, size_t size)
-{
-    size_t head = size < 256 * KiB ? size : 256 * KiB;
-    memset(p, 0xA5, head);
-    for (size_t i = head; i + 64 <= size; i += 4096)
-        memset(p + i, 0xA5, 64);
-    if (size >= 4096)
-        memset(p + size - 4096, 0xA5, 4096);
-}
-
-static void *src_map(void *ctx, size_t size, size_t align)
-{
-    src *s = ctx;
-    long k = (long)s->tries++;
-    if (s->fail_at >= 0 && (k == s->fail_at || (s->fail_after && k > s->fail_at)))
-        return NULL;
-    if (align < 4096 || (align & (align - 1)) != 0 || size == 0 || size % 4096 != 0)
-        s->contract_violations++;
-    /* Refused before the C library sees it: ASan aborts on absurd sizes instead of failing. */
-    if (size > ((size_t)1 << 36) || align > ((size_t)1 << 30) || s->nlive == SRC_MAX_MAPS)
-        return NULL;
-    /* posix_memalign, not aligned_alloc: the contract does not make size a multiple of align, which
-     * C11's aligned_alloc demands (and ASan's enforces by aborting). */
-    void *p = NULL;
-    if (posix_memalign(&p, align, size) != 0)
-        return NULL;
-    if (!s->clean) /* the contract says "need not be zeroed": make sure nothing assumes it */
-        dirty(p, size);
-    s->live[s->nlive].p = p;
-    s->live[s->nlive].size = size;
-    s->nlive++;
-    s->maps++;
-    s->out += size;
-    if (s->out > s->peak)
-        s->peak = s->out;
-    return p;
-}
-
-static void src_unmap(void *ctx, void *p, size_t size)
-{
-    src *s = ctx;
-    for (size_t i = 0; i < s->nlive; i++) {
-        if (s->live[i].p == p) {
-            if (s->live[i].size != size)
-                s->contract_violations++;
-            s->live[i] = s->live[--s->nlive];
-            s->unmaps++;
-            s->out -= size;
-            free(p);
-            return;
-        }
-    }
-    s->contract_violations++; /* not a region map gave: leave it alone */
-}
-
-static src *src_new(void)
-{
-    src *s = calloc(1, sizeof *s);
-    if (s != NULL)
-        s->fail_at = -1;
-    return s;
-}
-
-/* ------------------------------------------------------------------------------------------------
- * Errors reported by checked and secure heaps: recorded, so correct use can be seen to report none
- * ---------------------------------------------------------------------------------------------- */
-
-enum { MAX_ERRS = 32 };
-
-static struct {
-    unsigned n;
-    mp_error_kind kind[MAX_ERRS];
-    const void *addr[MAX_ERRS];
-    uint64_t count[MAX_ERRS];
-} errs;
-
-static void record_error(const mp_error *e, void *ctx)
-{
-    (void)ctx;
-    if (errs.n < MAX_ERRS) {
-        errs.kind[errs.n] = e->kind;
-        errs.addr[errs.n] = e->addr;
-        errs.count[errs.n] = e->count;
-    }
-    errs.n++;
-}
-
-static void errs_clear(void)
-{
-    memset(&errs, 0, sizeof errs);
-}
-
-static void errs_show(void)
-{
-    for (unsigned i = 0; i < errs.n && i < MAX_ERRS; i++)
-        printf("  error %u: %s at %p, count %" PRIu64 "\n", i, mp_error_name(errs.kind[i]),
-               errs.addr[i], errs.count[i]);
-}
-
-/* ------------------------------------------------------------------------------------------------
- * Targets: the heaps the contract suite runs on
- * ---------------------------------------------------------------------------------------------- */
-
-typedef struct target {
-    const char *name;
-    mp_heap *heap; /* NULL: the process-wide heap, through mp_malloc & co. */
-    unsigned flags;
-    unsigned char *lo, *hi; /* a buffer heap's buffer: every block must lie inside it */
-    size_t max_large;       /* the largest block the suite asks of it */
-    src *source;            /* the counting source under it, if any */
-} target;
-
-static mp_heap *heap_of(const target *t)
-{
-    return t->heap != NULL ? t->heap : mp_default_heap();
-}
-
-static void *t_alloc(const target *t, size_t n)
-{
-    return t->heap != NULL ? mp_heap_alloc(t->heap, n) : mp_malloc(n);
-}
-
-static void *t_calloc(const target *t, size_t n, size_t size)
-{
-    return t->heap != NULL ? mp_heap_calloc(t->heap, n, size) : mp_calloc(n, size);
-}
-
-static void *t_realloc(const target *t, void *p, size_t n)
-{
-    return t->heap != NULL ? mp_heap_realloc(t->heap, p, n) : mp_realloc(p, n);
-}
-
-static void *t_aligned(const target *t, size_t align, size_t n)
-{
-    return t->heap != NULL ? mp_heap_aligned_alloc(t->heap, align, n) : mp_aligned_alloc(align, n);
-}
-
-static void t_free(const target *t, void *p)
-{
-    if (t->heap != NULL)
-        mp_heap_free(t->heap, p);
-    else
-        mp_free(p);
-}
-
-/* free_sized where the target has it (the process-wide heap has no mp_free_sized). */
-static void t_free_sized(const target *t, void *p, size_t n)
-{
-    if (t->heap != NULL)
-        mp_heap_free_sized(t->heap, p, n);
-    else
-        mp_free(p);
-}
-
-static size_t t_usable(const target *t, const void *p)
-{
-    return t->heap != NULL ? mp_heap_usable_size(t->heap, p) : mp_usable_size(p);
-}
-
-static struct mp_heap_stats t_stats(const target *t)
-{
-    struct mp_heap_stats s;
-    memset(&s, 0, sizeof s);
-    int rc = mp_heap_stats(heap_of(t), &s);
-    if (rc != 0)
-        printf("  %s: mp_heap_stats returned %d\n", t->name, rc);
-    return s;
-}
-
-static bool in_buffer(const target *t, const void *p, size_t n)
-{
-    const unsigned char *b = p;
-    return t->lo == NULL || (b >= t->lo && b <= t->hi && n <= (size_t)(t->hi - b));
-}
-
-/* The equations the statistics keep in any state: what is in use is what was allocated and not
- * freed, and is split exactly between the classes and the large blocks. */
-static bool stats_sane(const target *t, const struct mp_heap_stats *s)
-{
-    tally ta = {0};
-    uint64_t in_classes = 0;
+    bool increasing = true, as_header = true;
     for (size_t i = 0; i < MP_HEAP_CLASSES; i++) {
-        const mp_heap_class_stats *c = &s->classes[i];
-        in_classes += c->blocks_in_use;
-        tally_expect(&ta,
-               c->blocks_in_use <= c->blocks_peak && c->frees <= c->allocs &&
-                   c->allocs - c->frees == c->blocks_in_use,
-               "%s: class %zu (%zu bytes): in use %" PRIu64 ", peak %" PRIu64 ", allocs %" PRIu64
-               ", frees %" PRIu64,
-               t->name, i, c->size, c->blocks_in_use, c->blocks_peak, c->allocs, c->frees);
+        cls[i] = s.classes[i].size;
+        if (i > 0 && cls[i] <= cls[i - 1])
+            increasing = false;
+        if (cls[i] != want[i])
+            as_header = false;
     }
-    tally_expect(&ta, s->frees <= s->allocs && s->allocs - s->frees == s->blocks_in_use,
-           "%s: allocs %" PRIu64 " - frees %" PRIu64 " != blocks_in_use %" PRIu64, t->name,
-           s->allocs, s->frees, s->blocks_in_use);
-    tally_expect(&ta, in_classes + s->large_in_use == s->blocks_in_use,
-           "%s: blocks in classes %" PRIu64 " + large %" PRIu64 " != blocks_in_use %" PRIu64,
-           t->name, in_classes, s->large_in_use, s->blocks_in_use);
-    tally_expect(&ta, s->bytes_in_use <= s->bytes_reserved,
-           "%s: bytes_in_use %" PRIu64 " > bytes_reserved %" PRIu64, t->name, s->bytes_in_use,
-           s->bytes_reserved);
-    if (t->lo != NULL)
-        tally_expect(&ta, s->bytes_reserved <= (uint64_t)(t->hi - t->lo),
-               "%s: bytes_reserved %" PRIu64 " beyond the buffer's %zu", t->name, s->bytes_reserved,
-               (size_t)(t->hi - t->lo));
-    return ta.bad == 0;
-}
-
-/* The class table as the heap reports it (filled by test_classes; the header's when it agrees). */
-static size_t cls[MP_HEAP_CLASSES];
-
-/* The index of the smallest class of at least n bytes (MP_HEAP_CLASSES for a large request). */
-static size_t class_of(size_t n)
-{
-    for (size_t i = 0; i < MP_HEAP_CLASSES; i++)
-        if (cls[i] >= n)
-            return i;
-    return MP_HEAP_CLASSES;
-}
-
-/* The header's table: 8, 16, multiples of 16 up to 128, then 8 classes per doubling up to
- * MP_HEAP_MAX_CLASS. */
-static size_t header_classes(size_t *out)
-{
-    size_t n = 0;
-    out[n++] = 8;
-    for (size_t s = 16; s <= 128; s += 16)
-        out[n++] = s;
-    for (size_t base = 128; base < MP_HEAP_MAX_CLASS; base *= 2)
-        for (size_t j = 1; j <= 8 && n < MP_HEAP_CLASSES; j++)
-            out[n++] = base + j * (base / 8);
-    return n;
+    CHECK("classes: stats list every class by increasing size, last MP_HEAP_MAX_CLASS",
+          increasing && cls[MP_HEAP_CLASSES - 1] == MP_HEAP_MAX_CLASS);
+    if (!CHECK("classes: the sizes are the header's (8, 16, 32..128 step 16, 8 per doubling)",
+               as_header)) {
+        printf("  classes reported:");
+        for (size_t i = 0; i < 20; i++)
+            printf(" %zu", cls[i]);
+        printf(" ...\n");
+    }
+    if (!increasing) /* the rest would be meaningless: test against the header's */
+        memcpy(cls, want, sizeof cls);
+    mp_heap_destroy(h);
 }
 
 /* ------------------------------------------------------------------------------------------------
  * The contract suite, part 1: every size up to MP_HEAP_MAX_CLASS
  * ---------------------------------------------------------------------------------------------- */
-
-typedef struct blk {
-    unsigned char *p;
-    size_t size, usable;
-    uint64_t seed;
-} blk;
-
-static int blk_cmp(const void *a, const void *b)
-{
-    uintptr_t x = (uintptr_t)((const blk *)a)->p, y = (uintptr_t)((const blk *)b)->p;
-    return (x > y) - (x < y);
-}
-
-/* True if no two of the blocks' usable ranges overlap (sorts b). */
-static bool disjoint(blk *b, size_t n, const char *what)
-{
-    qsort(b, n, sizeof *b, blk_cmp);
-    for (size_t i = 0; i + 1 < n; i++) {
-        if (b[i].p + (b[i].usable ? b[i].usable : 1) > b[i + 1].p) {
-            printf("  %s: blocks %p (+%zu) and %p overlap\n", what, (void *)b[i].p, b[i].usable,
-                   (void *)b[i + 1].p);
-            return false;
-        }
-    }
-    return true;
-}
 
 /* The sizes of the sweep: 0..4096, then each class's size and its neighbours, and a stride of
  * about 1/32 of the size, up to MP_HEAP_MAX_CLASS. Returns the count; *out is malloc'd. */
@@ -1119,533 +772,8 @@ static void suite(const target *t)
         errs_show();
     if (t->source != NULL)
         CHECK("suite: the source contract kept (sizes and alignments asked, regions given back)",
-              t->source->contract_violations == 0);
+              src_kept_contract(t->source));
     printf("-- %s: %.2f s\n", t->name, lap());
-}
-
-/* ------------------------------------------------------------------------------------------------
- * Creating heaps, the class table, statistics output
- * ---------------------------------------------------------------------------------------------- */
-
-static void test_create(void)
-{
-    mp_heap *h = mp_heap_create(NULL);
-    CHECK("create: NULL options give a default heap", h != NULL);
-    mp_heap_destroy(h);
-    mp_heap_destroy(NULL); /* does nothing */
-
-    const unsigned bad_flags[] = {1u << 4, 1u << 8, 1u << 31};
-    for (size_t i = 0; i < 3; i++) {
-        errno = 0;
-        h = mp_heap_create(&(mp_heap_opts){.flags = bad_flags[i]});
-        CHECK("create: an unknown flag gives EINVAL", h == NULL && errno == EINVAL);
-        mp_heap_destroy(h);
-    }
-    static alignas(64) unsigned char buf[1 << 20];
-    errno = 0;
-    h = mp_heap_create(
-        &(mp_heap_opts){.flags = MP_THREAD_SAFE, .buffer = buf, .buffer_size = sizeof buf});
-    CHECK("create: MP_THREAD_SAFE with a buffer gives EINVAL", h == NULL && errno == EINVAL);
-    mp_heap_destroy(h);
-    errno = 0;
-    h = mp_heap_create(&(mp_heap_opts){.buffer = buf, .buffer_size = 16});
-    CHECK("create: a buffer too small for the bookkeeping gives EINVAL",
-          h == NULL && errno == EINVAL);
-    mp_heap_destroy(h);
-    src *s = src_new();
-    mp_source half = {src_map, NULL, s}, other = {NULL, src_unmap, s};
-    errno = 0;
-    h = mp_heap_create(&(mp_heap_opts){.source = &half});
-    CHECK("create: a source without unmap gives EINVAL", h == NULL && errno == EINVAL);
-    mp_heap_destroy(h);
-    errno = 0;
-    h = mp_heap_create(&(mp_heap_opts){.source = &other});
-    CHECK("create: a source without map gives EINVAL", h == NULL && errno == EINVAL);
-    mp_heap_destroy(h);
-
-    /* Flags that are fine together. */
-    const unsigned good[] = {
-        0,         MP_ZERO,        MP_CHECKED,
-        MP_SECURE, MP_THREAD_SAFE, MP_THREAD_SAFE | MP_CHECKED | MP_SECURE | MP_ZERO};
-    for (size_t i = 0; i < sizeof good / sizeof good[0]; i++) {
-        h = mp_heap_create(&(mp_heap_opts){.flags = good[i]});
-        void *p = mp_heap_alloc(h, 100);
-        CHECK("create: every combination of known flags works", h != NULL && p != NULL);
-        mp_heap_free(h, p);
-        mp_heap_destroy(h);
-    }
-
-    /* The name: kept, truncated to MP_NAME_MAX - 1 bytes. */
-    const char *longname = "a-heap-name-much-longer-than-thirty-two-bytes";
-    h = mp_heap_create(&(mp_heap_opts){.name = longname});
-    struct mp_heap_stats st;
-    if (CHECK("create: a long name", h != NULL && mp_heap_stats(h, &st) == 0))
-        CHECK("create: the name is truncated to MP_NAME_MAX - 1 bytes",
-              strlen(st.name) == MP_NAME_MAX - 1 &&
-                  strncmp(st.name, longname, MP_NAME_MAX - 1) == 0);
-    CHECK("stats: NULL out gives EINVAL", mp_heap_stats(h, NULL) == EINVAL);
-    CHECK("stats: NULL heap gives EINVAL", mp_heap_stats(NULL, &st) == EINVAL);
-    mp_heap_destroy(h);
-
-    /* A NULL heap. */
-    errno = 0;
-    void *p = mp_heap_alloc(NULL, 10);
-    CHECK("alloc: a NULL heap gives EINVAL", p == NULL && errno == EINVAL);
-    errno = 0;
-    p = mp_heap_aligned_alloc(NULL, 64, 10);
-    CHECK("aligned_alloc: a NULL heap gives EINVAL", p == NULL && errno == EINVAL);
-    /* Creating a heap takes no class chunk: class pools come on first use. */
-    h = mp_heap_create(&(mp_heap_opts){.source = &(mp_source){src_map, src_unmap, s}});
-    size_t before = s->out;
-    p = mp_heap_alloc(h, 24);
-    CHECK("create: classes are made on first use", h != NULL && p != NULL && s->out > before);
-    mp_heap_free(h, p);
-    mp_heap_destroy(h);
-    CHECK("create: destroy gives back every byte", s->out == 0 && s->maps == s->unmaps);
-    free(s);
-}
-
-static void test_classes(void)
-{
-    size_t want[MP_HEAP_CLASSES + 8];
-    size_t n = header_classes(want);
-    CHECK("classes: the header's description gives MP_HEAP_CLASSES classes, the last "
-          "MP_HEAP_MAX_CLASS",
-          n == MP_HEAP_CLASSES && want[n - 1] == MP_HEAP_MAX_CLASS);
-    mp_heap *h = mp_heap_create(NULL);
-    struct mp_heap_stats s;
-    if (!CHECK("classes: a heap and its stats", h != NULL && mp_heap_stats(h, &s) == 0)) {
-        memcpy(cls, want, sizeof cls);
-        mp_heap_destroy(h);
-        return;
-    }
-    bool increasing = true, as_header = true;
-    for (size_t i = 0; i < MP_HEAP_CLASSES; i++) {
-        cls[i] = s.classes[i].size;
-        if (i > 0 && cls[i] <= cls[i - 1])
-            increasing = false;
-        if (cls[i] != want[i])
-            as_header = false;
-    }
-    CHECK("classes: stats list every class by increasing size, last MP_HEAP_MAX_CLASS",
-          increasing && cls[MP_HEAP_CLASSES - 1] == MP_HEAP_MAX_CLASS);
-    if (!CHECK("classes: the sizes are the header's (8, 16, 32..128 step 16, 8 per doubling)",
-               as_header)) {
-        printf("  classes reported:");
-        for (size_t i = 0; i < 20; i++)
-            printf(" %zu", cls[i]);
-        printf(" ...\n");
-    }
-    if (!increasing) /* the rest would be meaningless: test against the header's */
-        memcpy(cls, want, sizeof cls);
-    mp_heap_destroy(h);
-}
-
-typedef struct textbuf {
-    char text[1 << 16];
-    size_t len;
-} textbuf;
-
-static void text_write(void *ctx, const char *text, size_t len)
-{
-    textbuf *b = ctx;
-    if (b->len + len < sizeof b->text) {
-        memcpy(b->text + b->len, text, len);
-        b->len += len;
-        b->text[b->len] = '\0';
-    }
-}
-
-static void test_stats_write(void)
-{
-    mp_heap *h = mp_heap_create(&(mp_heap_opts){.name = "writer"});
-    void *p = mp_heap_alloc(h, 100), *q = mp_heap_alloc(h, MiB);
-    struct mp_heap_stats s;
-    static textbuf b;
-    if (!CHECK("stats write: a heap", h && p && q && mp_heap_stats(h, &s) == 0))
-        return;
-    b.len = 0;
-    CHECK("stats write: text", mp_heap_stats_write(&s, MP_FORMAT_TEXT, text_write, &b) == 0);
-    CHECK("stats write: text names the heap and its counts",
-          b.len > 0 && strstr(b.text, "writer") && strstr(b.text, "allocs"));
-    b.len = 0;
-    CHECK("stats write: JSON", mp_heap_stats_write(&s, MP_FORMAT_JSON, text_write, &b) == 0);
-    size_t end = b.len;
-    while (end > 0 && (b.text[end - 1] == '\n' || b.text[end - 1] == ' '))
-        end--;
-    CHECK("stats write: JSON is one object with the field names",
-          b.len > 0 && b.text[0] == '{' && end > 0 && b.text[end - 1] == '}' &&
-              strstr(b.text, "\"blocks_in_use\"") && strstr(b.text, "\"large_in_use\""));
-    b.len = 0;
-    CHECK("stats write: an unknown format gives EINVAL and writes nothing",
-          mp_heap_stats_write(&s, 7, text_write, &b) == EINVAL && b.len == 0);
-    CHECK("stats write: NULL stats or writer give EINVAL",
-          mp_heap_stats_write(NULL, MP_FORMAT_TEXT, text_write, &b) == EINVAL &&
-              mp_heap_stats_write(&s, MP_FORMAT_TEXT, NULL, &b) == EINVAL);
-    mp_heap_free(h, p);
-    mp_heap_free(h, q);
-    mp_heap_destroy(h);
-}
-
-/* The heap's statistics in JSON are valid UTF-8 with sane strings whatever its name, and a UTF-8
- * name is cut to its longest prefix of whole characters. */
-static void test_stats_write_names(void)
-{
-    static textbuf b;
-    const char *const *lists[] = {utf8_names, raw_names};
-    const size_t counts[] = {sizeof utf8_names / sizeof *utf8_names,
-                             sizeof raw_names / sizeof *raw_names};
-    for (size_t l = 0; l < 2; l++) {
-        for (size_t i = 0; i < counts[l]; i++) {
-            mp_heap *h = mp_heap_create(&(mp_heap_opts){.name = lists[l][i]});
-            struct mp_heap_stats s;
-            void *p = h ? mp_heap_alloc(h, 100) : NULL;
-            if (!CHECK("stats write: a named heap", p && mp_heap_stats(h, &s) == 0)) {
-                mp_heap_destroy(h);
-                continue;
-            }
-            CHECK("stats write: a UTF-8 name is cut on a character boundary",
-                  l != 0 || name_is_longest_prefix(s.name, lists[l][i]));
-            b.len = 0;
-            CHECK("stats write: JSON of any name is valid UTF-8 with sane strings",
-                  mp_heap_stats_write(&s, MP_FORMAT_JSON, text_write, &b) == 0 &&
-                      utf8_valid(b.text, b.len) && json_strings_sane(b.text, b.len));
-            b.len = 0;
-            CHECK("stats write: text of a UTF-8 name is valid UTF-8",
-                  mp_heap_stats_write(&s, MP_FORMAT_TEXT, text_write, &b) == 0 &&
-                      (l != 0 || utf8_valid(b.text, b.len)));
-            mp_heap_free(h, p);
-            mp_heap_destroy(h);
-        }
-    }
-}
-
-/* ------------------------------------------------------------------------------------------------
- * Reset, destroy, capacity, buffers, a failing source
- * ---------------------------------------------------------------------------------------------- */
-
-/* Allocates a mix of class and large blocks (and a cached large block); the count allocated. */
-static size_t alloc_mix(mp_heap *h, void **out, size_t n)
-{
-    size_t k = 0;
-    for (size_t i = 0; i < n; i++) {
-        size_t size = i % 97 == 5 ? MP_HEAP_MAX_CLASS + 1 + i : (i * 37) % 3000;
-        out[k] = i % 11 == 0 ? mp_heap_aligned_alloc(h, 64, size) : mp_heap_alloc(h, size);
-        if (out[k] != NULL)
-            memset(out[k], (int)i, size < 64 ? size : 64);
-        k += out[k] != NULL;
-    }
-    return k;
-}
-
-static void test_reset_destroy(void)
-{
-    src *s = src_new();
-    mp_source source = {src_map, src_unmap, s};
-    mp_heap *h = mp_heap_create(&(mp_heap_opts){.source = &source, .name = "reset"});
-    static void *ps[1000];
-    if (!CHECK("reset: heap", h != NULL && s != NULL))
-        return;
-    size_t k = alloc_mix(h, ps, 1000);
-    CHECK("reset: a mix allocates", k == 1000);
-    struct mp_heap_stats s0, s1;
-    mp_heap_stats(h, &s0);
-    mp_heap_reset(h);
-    mp_heap_stats(h, &s1);
-    bool classes_empty = true;
-    for (size_t i = 0; i < MP_HEAP_CLASSES; i++)
-        classes_empty = classes_empty && s1.classes[i].blocks_in_use == 0;
-    CHECK("reset: nothing in use afterwards",
-          s1.blocks_in_use == 0 && s1.bytes_in_use == 0 && s1.large_in_use == 0 && classes_empty);
-    CHECK("reset: the reset blocks count as freed",
-          s1.allocs == s0.allocs && s1.frees == s1.allocs);
-    CHECK("reset: the heap keeps its class chunks", s1.bytes_reserved > 0 && s->out > 0);
-    CHECK("reset: large blocks are unmapped", s1.bytes_reserved < s0.bytes_reserved);
-    size_t k2 = alloc_mix(h, ps, 1000);
-    CHECK("reset: the heap works afterwards", k2 == 1000);
-    static blk b[1000];
-    for (size_t i = 0; i < k2; i++)
-        b[i] = (blk){ps[i], 0, mp_heap_usable_size(h, ps[i]), 0};
-    CHECK("reset: blocks after a reset are disjoint", disjoint(b, k2, "reset"));
-
-    /* Destroy with blocks live, one of them large, and a large block freed (perhaps cached). */
-    void *big = mp_heap_alloc(h, 2 * MiB);
-    mp_heap_free(h, big);
-    mp_heap_destroy(h);
-    CHECK("destroy: with blocks live, every byte goes back to the source",
-          s->out == 0 && s->maps == s->unmaps && s->nlive == 0);
-    CHECK("destroy: the source contract kept", s->contract_violations == 0);
-    free(s);
-}
-
-static void test_capacity(void)
-{
-    /* Class blocks: fill a 4 MiB heap with 1000-byte blocks. */
-    src *s = src_new();
-    mp_source source = {src_map, src_unmap, s};
-    const size_t cap = 4 * MiB;
-    mp_heap *h = mp_heap_create(&(mp_heap_opts){.capacity = cap, .source = &source, .name = "cap"});
-    if (!CHECK("capacity: heap", h != NULL))
-        return;
-    enum { MAXB = 1 << 14 };
-    static void *ps[MAXB];
-    size_t n = 0;
-    errno = 0;
-    while (n < MAXB && (ps[n] = mp_heap_alloc(h, 1000)) != NULL)
-        n++;
-    int e = errno;
-    struct mp_heap_stats st;
-    mp_heap_stats(h, &st);
-    printf("  capacity 4 MiB: %zu blocks of 1000 bytes, reserved %" PRIu64 ", source peak %zu\n", n,
-           st.bytes_reserved, s->peak);
-    CHECK("capacity: 1000-byte blocks until ENOMEM", n > 0 && n < MAXB && e == ENOMEM);
-    CHECK("capacity: counted in failed_allocs", st.failed_allocs == 1);
-    CHECK("capacity: the source never holds more than the capacity", s->peak <= cap);
-    CHECK("capacity: bytes_reserved <= capacity", st.bytes_reserved <= cap);
-    errno = 0;
-    void *big = mp_heap_alloc(h, 2 * MiB);
-    CHECK("capacity: a large block past the capacity gives ENOMEM", big == NULL && errno == ENOMEM);
-    errno = 0;
-    void *big2 = mp_heap_realloc(h, ps[0], 3 * MiB);
-    CHECK("capacity: a realloc past the capacity gives ENOMEM and keeps the block",
-          big2 == NULL && errno == ENOMEM && mp_heap_usable_size(h, ps[0]) >= 1000);
-    mp_heap_free(h, ps[n - 1]);
-    void *again = mp_heap_alloc(h, 1000);
-    CHECK("capacity: after a free the heap is usable again", again != NULL);
-    ps[n - 1] = again;
-    for (size_t i = 0; i < n; i++)
-        mp_heap_free(h, ps[i]);
-    size_t n2 = 0;
-    while (n2 < n && (ps[n2] = mp_heap_alloc(h, 1000)) != NULL)
-        n2++;
-    CHECK("capacity: after freeing all, as many blocks again", n2 == n);
-    for (size_t i = 0; i < n2; i++)
-        mp_heap_free(h, ps[i]);
-    mp_heap_destroy(h);
-    CHECK("capacity: destroy gives back every byte", s->out == 0 && s->maps == s->unmaps);
-
-    /* Large blocks: a 16 MiB heap, 1 MiB blocks. */
-    memset(s, 0, sizeof *s);
-    s->fail_at = -1;
-    const size_t cap2 = 16 * MiB;
-    h = mp_heap_create(&(mp_heap_opts){.capacity = cap2, .source = &source, .name = "cap-large"});
-    size_t k = 0;
-    errno = 0;
-    while (k < 64 && (ps[k] = mp_heap_alloc(h, MiB)) != NULL)
-        k++;
-    e = errno;
-    CHECK("capacity: 1 MiB large blocks until ENOMEM", k > 0 && k < 16 && e == ENOMEM);
-    CHECK("capacity: the source never holds more than the capacity (large)", s->peak <= cap2);
-    void *small = mp_heap_alloc(h, 64);
-    printf("  capacity 16 MiB: %zu large blocks of 1 MiB; a small block after: %s\n", k,
-           small ? "yes" : "no");
-    mp_heap_free(h, small);
-    for (size_t i = 0; i < k; i++)
-        mp_heap_free(h, ps[i]);
-    size_t k2 = 0;
-    while (k2 < k && (ps[k2] = mp_heap_alloc(h, MiB)) != NULL)
-        k2++;
-    CHECK("capacity: freed large blocks leave room for as many again", k2 == k);
-    for (size_t i = 0; i < k2; i++)
-        mp_heap_free(h, ps[i]);
-    /* Freed large blocks kept for reuse must not lock the capacity up for other sizes: with no
-     * block in use, 12 MiB of a 16 MiB heap are free to have. */
-    void *other = mp_heap_alloc(h, 12 * MiB);
-    CHECK("capacity: cached large blocks give way to a different size", other != NULL);
-    mp_heap_free(h, other);
-    struct mp_heap_stats st2;
-    mp_heap_stats(h, &st2);
-    CHECK("capacity: statistics consistent",
-          st2.blocks_in_use == 0 && st2.large_in_use == 0 && st2.bytes_reserved <= cap2);
-    mp_heap_destroy(h);
-    CHECK("capacity: destroy gives back every byte (large)", s->out == 0 && s->maps == s->unmaps);
-    CHECK("capacity: the source contract kept", s->contract_violations == 0);
-    free(s);
-}
-
-enum { GUARD = 4096 };
-
-static bool guards_ok(const unsigned char *raw, size_t before, size_t size)
-{
-    for (size_t i = 0; i < before; i++)
-        if (raw[i] != 0xC3)
-            return false;
-    for (size_t i = before + size; i < before + size + GUARD; i++)
-        if (raw[i] != 0xC3)
-            return false;
-    return true;
-}
-
-/* A buffer heap: exhausted by large blocks (whose memory is not reused until a reset), then reset.
- */
-static void test_buffer_exhaustion(void)
-{
-    const size_t size = 24 * MiB, off = GUARD + 5;
-    unsigned char *raw = malloc(size + off + GUARD);
-    if (!CHECK("buffer: memory", raw != NULL))
-        return;
-    memset(raw, 0xC3, size + off + GUARD);
-    unsigned char *buf = raw + off;
-    memset(buf, 0x5C, size); /* dirty, for calloc */
-    src *s = src_new();
-    mp_heap *h = mp_heap_create(&(mp_heap_opts){.buffer = buf,
-                                                .buffer_size = size,
-                                                .name = "buf",
-                                                .source = &(mp_source){src_map, src_unmap, s}});
-    if (!CHECK("buffer: heap in an odd-aligned buffer", h != NULL)) {
-        free(raw);
-        free(s);
-        return;
-    }
-    target t = {"buffer-exhaustion", h, 0, buf, buf + size, 2 * MiB, NULL};
-    const size_t zs[] = {1, 24, 100, 3000, 70000, MP_HEAP_MAX_CLASS + 5};
-    bool zero = true;
-    for (size_t i = 0; i < sizeof zs / sizeof zs[0]; i++) {
-        unsigned char *z = mp_heap_calloc(h, 1, zs[i]);
-        zero = zero && z != NULL && all_zero(z, zs[i]) && in_buffer(&t, z, zs[i]);
-        mp_heap_free(h, z);
-    }
-    CHECK("buffer: calloc zeroes the buffer's dirty memory", zero);
-    mp_heap_reset(h);
-    /* Each size a third above the last, so that no freed (cached) block fits the next request. */
-    size_t rounds = 0, k = 0, sz = 300 * KiB;
-    void *p;
-    errno = 0;
-    while (rounds < 1000 && (p = mp_heap_alloc(h, sz)) != NULL) {
-        CHECK("buffer: large block inside the buffer", in_buffer(&t, p, sz));
-        memset(p, 0x77, sz);
-        mp_heap_free(h, p);
-        rounds++;
-        sz += sz / 3;
-    }
-    int e = errno;
-    printf("  buffer of 24 MiB: %zu large alloc+free before ENOMEM\n", rounds);
-    CHECK("buffer: large blocks exhaust the buffer, then ENOMEM",
-          rounds > 0 && rounds < 1000 && e == ENOMEM);
-    void *small = mp_heap_alloc(h, 16);
-    mp_heap_free(h, small);
-    mp_heap_reset(h);
-    sz = 300 * KiB;
-    while (k < rounds && (p = mp_heap_alloc(h, sz)) != NULL) {
-        memset(p, 0x78, sz);
-        mp_heap_free(h, p);
-        k++;
-        sz += sz / 3;
-    }
-    CHECK("buffer: after a reset the buffer serves as many again", k == rounds);
-    struct mp_heap_stats st;
-    mp_heap_stats(h, &st);
-    CHECK("buffer: bytes_reserved within the buffer", st.bytes_reserved <= size);
-    mp_heap_destroy(h);
-    CHECK("buffer: nothing written outside the buffer", guards_ok(raw, off, size));
-    CHECK("buffer: the source is never called", s->tries == 0);
-    free(raw);
-    free(s);
-}
-
-/* A fixed workload under a source that fails at map k (once, or from k on), for every k until it
- * runs without a failure: every NULL comes with ENOMEM, a refused realloc keeps its block, the
- * statistics stay consistent and destroy gives every byte back. */
-static bool failing_workload(mp_heap *h, size_t *refused)
-{
-    enum { N = 30 };
-    blk b[N];
-    memset(b, 0, sizeof b);
-    const size_t sizes[] = {1, 100, 3000, MP_HEAP_MAX_CLASS + 1, 20000, 2 * MiB};
-    bool ok = true;
-    for (size_t i = 0; i < N; i++) {
-        size_t n = sizes[i % 6] + i % 3;
-        errno = 0;
-        unsigned char *p = i % 7 == 3   ? mp_heap_calloc(h, 1, n)
-                           : i % 7 == 5 ? mp_heap_aligned_alloc(h, i % 2 ? 8192 : 128, n)
-                                        : mp_heap_alloc(h, n);
-        if (p == NULL) {
-            ok = ok && errno == ENOMEM;
-            ++*refused;
-            continue;
-        }
-        if (i % 7 == 3)
-            ok = ok && all_zero(p, n);
-        b[i] = (blk){p, n, mp_heap_usable_size(h, p), i};
-        fill(p, b[i].usable, i);
-    }
-    for (size_t i = 0; i < N; i += 3) {
-        if (b[i].p == NULL)
-            continue;
-        size_t n = b[i].size * 3 + MP_HEAP_MAX_CLASS / 2;
-        errno = 0;
-        unsigned char *q = mp_heap_realloc(h, b[i].p, n);
-        if (q == NULL) {
-            ok = ok && errno == ENOMEM && filled(b[i].p, b[i].usable, b[i].usable, b[i].seed);
-            ++*refused;
-            continue;
-        }
-        ok = ok && filled(q, b[i].usable < n ? b[i].usable : n, b[i].usable, b[i].seed);
-        b[i] = (blk){q, n, mp_heap_usable_size(h, q), i + 1000};
-        fill(q, b[i].usable, b[i].seed);
-    }
-    struct mp_heap_stats st;
-    mp_heap_stats(h, &st);
-    target t = {"failing", h, 0, NULL, NULL, 0, NULL};
-    ok = ok && stats_sane(&t, &st);
-    size_t live = 0;
-    for (size_t i = 0; i < N; i++) {
-        if (b[i].p == NULL)
-            continue;
-        ok = ok && filled(b[i].p, b[i].usable, b[i].usable, b[i].seed);
-        live++;
-        if (i % 4 != 0) { /* the rest stay live for destroy */
-            mp_heap_free(h, b[i].p);
-            live--;
-        }
-    }
-    mp_heap_stats(h, &st);
-    return ok && st.blocks_in_use == live;
-}
-
-static void test_failing_source(void)
-{
-    tally ta = {0};
-    size_t runs = 0, violations = 0;
-    for (int mode = 0; mode < 2; mode++) {
-        for (long k = 0; k < 400; k++) {
-            src *s = src_new();
-            s->clean = true; /* 2 MiB chunks dirtied hundreds of times take too long */
-            s->fail_at = k;
-            s->fail_after = mode == 1;
-            mp_source source = {src_map, src_unmap, s};
-            errno = 0;
-            mp_heap *h = mp_heap_create(&(mp_heap_opts){.source = &source, .name = "failing"});
-            size_t refused = 0;
-            if (h == NULL) {
-                tally_expect(&ta, errno == ENOMEM, "create with map %ld failing: errno %d", k, errno);
-            } else {
-                tally_expect(&ta, failing_workload(h, &refused),
-                       "map %ld failing%s: a refusal without ENOMEM, a block lost or miscounted", k,
-                       mode ? " and after" : "");
-                if (mode == 1) { /* the source recovers: the heap must serve again */
-                    s->fail_at = -1;
-                    void *p = mp_heap_alloc(h, 5000), *q = mp_heap_alloc(h, 3 * MiB);
-                    tally_expect(&ta, p != NULL && q != NULL, "map %ld: no recovery", k);
-                    mp_heap_free(h, p);
-                    mp_heap_free(h, q);
-                }
-                mp_heap_destroy(h);
-            }
-            tally_expect(&ta, s->out == 0 && s->maps == s->unmaps,
-                   "map %ld failing: %zu bytes not given back, %zu maps, %zu unmaps", k, s->out,
-                   s->maps, s->unmaps);
-            violations += s->contract_violations;
-            bool done = h != NULL && refused == 0;
-            free(s);
-            runs++;
-            if (done)
-                break;
-        }
-    }
-    printf("  failing source: %zu runs\n", runs);
-    CHECK("failing source: every refusal ENOMEM, blocks kept, every byte given back", ta.bad == 0);
-    CHECK("failing source: the source contract kept", violations == 0);
 }
 
 /* ------------------------------------------------------------------------------------------------
@@ -1839,123 +967,6 @@ static bool default_handler_aborts(void)
     return ok;
 }
 
-/* ------------------------------------------------------------------------------------------------
- * Pages of never-used blocks: asked for in one call over the system, left alone over a source
- * ---------------------------------------------------------------------------------------------- */
-
-/* Pages of [p, p + n) resident, by mincore(); -1 if it fails. */
-static long resident_pages(const void *p, size_t n)
-{
-    uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE), lo = (uintptr_t)p & ~(page - 1);
-    size_t npages = ((uintptr_t)p + n - lo + page - 1) / page;
-    unsigned char v[64];
-    if (npages > sizeof v || mincore((void *)lo, npages * page, v) != 0)
-        return -1;
-    long in = 0;
-    for (size_t i = 0; i < npages; i++)
-        in += v[i] & 1;
-    return in;
-}
-
-/* Whether the kernel can populate (MADV_POPULATE_WRITE, Linux 5.14) and gives huge pages only
- * where asked: with transparent huge pages "always", a first write makes a whole 2 MiB resident. */
-static bool can_populate(bool *thp_always)
-{
-    char buf[128] = "";
-    FILE *f = fopen("/sys/kernel/mm/transparent_hugepage/enabled", "r");
-    if (f != NULL) {
-        if (fgets(buf, sizeof buf, f) == NULL)
-            buf[0] = '\0';
-        fclose(f);
-    }
-    *thp_always = strstr(buf, "[always]") != NULL;
-#ifdef MADV_POPULATE_WRITE
-    size_t page = (size_t)sysconf(_SC_PAGESIZE);
-    void *m = mmap(NULL, page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    if (m == MAP_FAILED)
-        return false;
-    bool ok = madvise(m, page, MADV_POPULATE_WRITE) == 0;
-    munmap(m, page);
-    return ok;
-#else
-    return false;
-#endif
-}
-
-/* A source of fresh anonymous mappings, as the system source's but the caller's own. */
-static void *anon_map(void *ctx, size_t size, size_t align)
-{
-    (void)ctx;
-    int prot = PROT_READ | PROT_WRITE;
-    char *raw = mmap(NULL, size + align, prot, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    if (raw == MAP_FAILED)
-        return NULL;
-    char *p = (char *)(((uintptr_t)raw + align - 1) & ~(uintptr_t)(align - 1));
-    if (p != raw)
-        munmap(raw, (size_t)(p - raw));
-    munmap(p + size, (size_t)(raw + align - p));
-    return p;
-}
-
-static void anon_unmap(void *ctx, void *p, size_t size)
-{
-    (void)ctx;
-    munmap(p, size);
-}
-
-/* A heap over the system source asks for a never-used block's pages as it hands the block out
- * (docs/design.md, "The heap"): every page of the block is resident before the program writes to
- * it, and the pages after it are not (nothing is asked ahead). Over the caller's source it asks
- * for nothing: a fresh block's pages past its first fault in as the program writes them. */
-static void test_populate(void)
-{
-    bool thp_always;
-    if (!can_populate(&thp_always)) {
-        printf("  populate: skipped, the kernel cannot populate (MADV_POPULATE_WRITE)\n");
-        return;
-    }
-    const size_t n = 100 * KiB; /* a class block, 26 pages: its stride is its class's size */
-    const unsigned kinds[] = {0, MP_THREAD_SAFE};
-    /* Under ASan or Valgrind every pool tells the tool about its blocks, and a thread-safe pool
-     * that does keeps no caches: each call takes the lock, where nothing is populated. */
-    size_t nkinds = TEST_ASAN || TEST_ON_VALGRIND() ? 1 : 2;
-    for (size_t i = 0; i < nkinds; i++) {
-        mp_heap *h = mp_heap_create(&(mp_heap_opts){.flags = kinds[i]});
-        unsigned char *p = h != NULL ? mp_heap_alloc(h, n) : NULL;
-        if (!CHECK("populate: heap and block", p != NULL)) {
-            mp_heap_destroy(h);
-            continue;
-        }
-        size_t usable = mp_heap_usable_size(h, p), page = (size_t)sysconf(_SC_PAGESIZE);
-        long want = (long)((((uintptr_t)p + usable + page - 1) & ~(page - 1)) / page -
-                           ((uintptr_t)p & ~(page - 1)) / page);
-        long in = resident_pages(p, usable);
-        CHECK(i == 0 ? "populate: every page of a fresh block resident before a write"
-                     : "populate: the same in a thread-safe heap (its caches' refill)",
-              in == want);
-        if (!thp_always) {
-            uintptr_t after = ((uintptr_t)p + usable + page - 1) & ~(page - 1);
-            CHECK("populate: no page after the block asked for",
-                  resident_pages((void *)after, 8 * page) == 0);
-        }
-        if (in != want)
-            printf("  %ld of %ld pages resident\n", in, want);
-        memset(p, 1, n);
-        mp_heap_free(h, p);
-        mp_heap_destroy(h);
-    }
-    mp_source anon = {anon_map, anon_unmap, NULL};
-    mp_heap *h = mp_heap_create(&(mp_heap_opts){.source = &anon});
-    unsigned char *p = h != NULL ? mp_heap_alloc(h, n) : NULL;
-    if (CHECK("populate: heap over the caller's source and a block", p != NULL) && !thp_always) {
-        size_t page = (size_t)sysconf(_SC_PAGESIZE);
-        unsigned char *second = (unsigned char *)(((uintptr_t)p + page) & ~(page - 1));
-        CHECK("populate: over the caller's source, the block's later pages left alone",
-              resident_pages(second, n - page) == 0);
-    }
-    mp_heap_destroy(h);
-}
-
 static void test_checked_bugs(void)
 {
     size_t small = 48, large = MP_HEAP_MAX_CLASS + 1;
@@ -2004,13 +1015,13 @@ static bool env_checked_child(void *arg)
  * The run
  * ---------------------------------------------------------------------------------------------- */
 
-static mp_heap *make(unsigned flags, const char *name, src *s, size_t capacity)
+static mp_heap *make(unsigned flags, const char *name, counting_source *s, size_t capacity)
 {
     static mp_source sources[8];
     static int used;
     mp_heap_opts o = {.flags = flags, .name = name, .capacity = capacity};
     if (s != NULL && used < 8) {
-        sources[used] = (mp_source){src_map, src_unmap, s};
+        sources[used] = counting_source_of(s);
         o.source = &sources[used++];
     }
     mp_heap *h = mp_heap_create(&o);
@@ -2028,10 +1039,7 @@ int main(void)
 
     lap();
     test_classes();
-    test_create();
-    test_stats_write();
-    test_stats_write_names();
-    printf("-- classes, create, stats output: %.2f s\n", lap());
+    printf("-- classes: %.2f s\n", lap());
 
     /* The process-wide heap. */
     CHECK("default heap: mp_default_heap() is the same heap each time",
@@ -2043,11 +1051,11 @@ int main(void)
           p && mp_usable_size(p) == mp_heap_usable_size(mp_default_heap(), p));
     mp_free(p);
 
-    src *ds = src_new(), *cs = src_new();
+    counting_source *ds = src_new(), *cs = src_new();
     const struct {
         const char *name;
         unsigned flags;
-        src *s;
+        counting_source *s;
         size_t capacity;
     } kinds[] = {
         {"plain heap", 0, NULL, 0},
@@ -2071,7 +1079,7 @@ int main(void)
         mp_heap_destroy(h);
         if (kinds[i].s != NULL)
             CHECK("destroy: every byte back to the source",
-                  kinds[i].s->out == 0 && kinds[i].s->maps == kinds[i].s->unmaps);
+                  kinds[i].s->bytes_out == 0 && kinds[i].s->maps == kinds[i].s->unmaps);
     }
     CHECK("capacity-limited heap: the source never held more than the capacity",
           cs->peak <= 512 * MiB);
@@ -2106,19 +1114,8 @@ int main(void)
         free(raw);
     }
 
-    const struct {
-        const char *name;
-        void (*fn)(void);
-    } parts[] = {{"reset and destroy", test_reset_destroy},
-                 {"capacity", test_capacity},
-                 {"buffer exhaustion", test_buffer_exhaustion},
-                 {"failing source", test_failing_source},
-                 {"pages of fresh blocks", test_populate},
-                 {"checked heap bugs", test_checked_bugs}};
-    for (size_t i = 0; i < sizeof parts / sizeof parts[0]; i++) {
-        lap();
-        parts[i].fn();
-        printf("-- %s: %.2f s\n", parts[i].name, lap());
-    }
+    const heap_part parts[] = {{"checked heap bugs", test_checked_bugs}};
+    run_parts(parts, sizeof parts / sizeof parts[0]);
     return TEST_DONE();
 }
+

@@ -1,7 +1,7 @@
 /*
  * test_source.c: the failing-backend test, through mp_pool_opts.source.
  *
- * The source here wraps aligned_alloc/free, hands out dirty memory (the contract says it need not
+ * The source here (counting_source.h) hands out dirty memory (the contract says it need not
  * be zeroed), keeps a table of the regions it handed out, and can fail (return NULL) at its k-th
  * call or at every call from the k-th on. With it the tests check:
  *   - the pool keeps the source's contract: align a power of two >= 4096, size a multiple of 4096,
@@ -21,6 +21,7 @@
  */
 #define _POSIX_C_SOURCE 200809L
 
+#include "counting_source.h"
 #include "mempool.h"
 #include "test.h"
 
@@ -33,102 +34,18 @@
  * The counting, failing source
  * ---------------------------------------------------------------------------------------------- */
 
-enum { MAX_REGIONS = 4096, MAGIC = 0x5EC7 };
+/* The source (counting_source.h), reset for each scenario: it checks that ctx is passed through
+ * and dirties the first 4 MiB of each region (the pool must not rely on zeroed memory; that covers
+ * every block the scenarios below touch, and keeps huge runs cheap). */
+static counting_source ctx_storage;
+static const mp_source test_source = {counting_map, counting_unmap, &ctx_storage};
 
-typedef struct region {
-    void *p;
-    size_t size;
-} region;
-
-typedef struct source_ctx {
-    int magic;
-    region regions[MAX_REGIONS];
-    size_t nregions;
-    size_t outstanding; /* bytes handed out and not given back */
-    uint64_t calls;     /* map calls, failed ones included */
-    uint64_t maps;      /* map calls that returned memory */
-    uint64_t unmaps;
-    uint64_t unmapped;  /* bytes given back */
-    uint64_t fail_at;   /* this call (1-based) fails; 0 = none */
-    uint64_t fail_from; /* this call and every later one fail; 0 = none */
-    bool bad_args;      /* map called against the contract (align, size) */
-    bool bad_unmap;     /* unmap of a region not handed out, or with another size */
-    bool bad_ctx;       /* called with another ctx */
-} source_ctx;
-
-static source_ctx ctx_storage;
-
-static void *source_map(void *ctx, size_t size, size_t align)
+static counting_source *source_reset(void)
 {
-    source_ctx *c = ctx;
-    if (c != &ctx_storage || c->magic != MAGIC) {
-        ctx_storage.bad_ctx = true;
-        return NULL;
-    }
-    c->calls++;
-    if (align < 4096 || (align & (align - 1)) != 0 || size == 0 || size % 4096 != 0)
-        c->bad_args = true;
-    if (c->calls == c->fail_at || (c->fail_from != 0 && c->calls >= c->fail_from))
-        return NULL;
-    if (c->nregions == MAX_REGIONS)
-        return NULL;
-    void *p = aligned_alloc(align, size);
-    if (p == NULL)
-        return NULL;
-    /* Dirty: the pool must not rely on zeroed memory. The first 4 MiB are enough to cover every
-     * block the scenarios below touch, and keep huge runs cheap. */
-    memset(p, 0xA5, size < ((size_t)4 << 20) ? size : ((size_t)4 << 20));
-    c->regions[c->nregions++] = (region){p, size};
-    c->outstanding += size;
-    c->maps++;
-    return p;
-}
-
-static void source_unmap(void *ctx, void *p, size_t size)
-{
-    source_ctx *c = ctx;
-    if (c != &ctx_storage || c->magic != MAGIC) {
-        ctx_storage.bad_ctx = true;
-        return;
-    }
-    c->unmaps++;
-    for (size_t i = 0; i < c->nregions; i++) {
-        if (c->regions[i].p != p)
-            continue;
-        if (c->regions[i].size != size) {
-            c->bad_unmap = true; /* keep it: it is still out */
-            return;
-        }
-        c->outstanding -= size;
-        c->unmapped += size;
-        c->regions[i] = c->regions[--c->nregions];
-        free(p);
-        return;
-    }
-    c->bad_unmap = true;
-}
-
-static const mp_source test_source = {source_map, source_unmap, &ctx_storage};
-
-static source_ctx *source_reset(void)
-{
-    source_ctx *c = &ctx_storage;
-    if (c->nregions != 0) /* a previous scenario leaked: free it so the next ones stand alone */
-        for (size_t i = 0; i < c->nregions; i++)
-            free(c->regions[i].p);
-    memset(c, 0, sizeof *c);
-    c->magic = MAGIC;
-    return c;
-}
-
-static bool in_some_region(const source_ctx *c, const void *p, size_t n)
-{
-    for (size_t i = 0; i < c->nregions; i++) {
-        const char *r = c->regions[i].p;
-        if ((const char *)p >= r && (const char *)p + n <= r + c->regions[i].size)
-            return true;
-    }
-    return false;
+    counting_reset(&ctx_storage);
+    ctx_storage.self = &ctx_storage;
+    ctx_storage.dirty = (size_t)4 << 20;
+    return &ctx_storage;
 }
 
 /* ------------------------------------------------------------------------------------------------
@@ -157,20 +74,20 @@ static mp_stats stats_of(const mp_pool *pool)
 
 /* The pool's accounting agrees with the source's. source_maps counts the regions map has given
  * (failed calls not included); chunks counts chunks, of which each run holds at least one. */
-static bool accounting_agrees(const mp_pool *pool, const source_ctx *c)
+static bool accounting_agrees(const mp_pool *pool, const counting_source *c)
 {
     mp_stats s = stats_of(pool);
     bool ok = true;
     ok = CHECK("source: bytes_reserved == bytes the source has out",
-               s.bytes_reserved == c->outstanding) &&
+               s.bytes_reserved == c->bytes_out) &&
          ok;
     ok = CHECK("source: chunks: at least one per run out, none without a run",
-               c->nregions >= 1 && s.chunks >= c->nregions - 1 &&
-                   (s.chunks == 0) == (c->nregions == 1)) &&
+               c->regions >= 1 && s.chunks >= c->regions - 1 &&
+                   (s.chunks == 0) == (c->regions == 1)) &&
          ok;
     ok = CHECK("source: source_maps == regions map has given", s.source_maps == c->maps) && ok;
-    ok = CHECK("source: map called within its contract", !c->bad_args && !c->bad_ctx) && ok;
-    ok = CHECK("source: unmap given exactly a region map returned", !c->bad_unmap) && ok;
+    ok = CHECK("source: map called within its contract", c->violations == 0 && c->bad_ctx == 0) && ok;
+    ok = CHECK("source: unmap given exactly a region map returned", c->bad_unmaps == 0) && ok;
     return ok;
 }
 
@@ -194,12 +111,12 @@ static bool filled(const void *p, size_t n, unsigned seed)
 
 static void test_accounting(void)
 {
-    source_ctx *c = source_reset();
+    counting_source *c = source_reset();
     mp_pool *pool = make(64, 0, 0);
     if (!CHECK("source: create with a source", pool != NULL))
         return;
     CHECK("source: create takes one map, of one page",
-          c->calls == 1 && c->nregions == 1 && c->regions[0].size == page_size());
+          c->calls == 1 && c->regions == 1 && c->bytes_out == page_size());
     accounting_agrees(pool, c);
     CHECK("source: no chunk before the first alloc", stats_of(pool).chunks == 0);
 
@@ -211,7 +128,7 @@ static void test_accounting(void)
         ps[i] = mp_pool_alloc(pool);
         if (!ps[i])
             break;
-        inside = inside && in_some_region(c, ps[i], 64);
+        inside = inside && counting_holds(c, ps[i], 64);
         fill(ps[i], 64, i);
         if (c->calls != calls) {
             CHECK("source: an alloc makes at most one map call", c->calls == calls + 1);
@@ -250,21 +167,21 @@ static void test_accounting(void)
     size_t got = mp_pool_trim(pool);
     CHECK("source: trim returns the bytes it unmapped", got > 0 && got == c->unmapped - unmapped);
     CHECK("source: after a full trim only the bookkeeping page is out",
-          c->nregions == 1 && c->outstanding == page_size());
+          c->regions == 1 && c->bytes_out == page_size());
     accounting_agrees(pool, c);
     CHECK("source: the pool works after the trim", (ps[0] = mp_pool_alloc(pool)) != NULL);
     accounting_agrees(pool, c);
 
     /* Destroy with a live block: everything goes back. */
     mp_pool_destroy(pool);
-    CHECK("source: destroy gives everything back", c->outstanding == 0 && c->nregions == 0);
-    CHECK("source: one unmap per successful map", c->unmaps == c->maps && !c->bad_unmap);
+    CHECK("source: destroy gives everything back", c->bytes_out == 0 && c->regions == 0);
+    CHECK("source: one unmap per successful map", c->unmaps == c->maps && c->bad_unmaps == 0);
 }
 
 /* Geometric growth: "O(log(peak bytes))" runs for a growing pool. */
 static void test_growth_is_geometric(void)
 {
-    source_ctx *c = source_reset();
+    counting_source *c = source_reset();
     mp_pool *pool = make(64, 0, 0);
     if (!pool)
         return;
@@ -277,7 +194,7 @@ static void test_growth_is_geometric(void)
     accounting_agrees(pool, c);
     mp_pool_destroy(pool);
     CHECK("source: destroy of a grown pool gives everything back",
-          c->outstanding == 0 && !c->bad_unmap);
+          c->bytes_out == 0 && c->bad_unmaps == 0);
 }
 
 /* ------------------------------------------------------------------------------------------------
@@ -294,7 +211,7 @@ typedef struct scenario {
 /* With a working source: how many blocks make the pool grow through `growths` runs. */
 static void scenario_measure(scenario *sc, unsigned growths)
 {
-    source_ctx *c = source_reset();
+    counting_source *c = source_reset();
     mp_pool *pool = make(sc->block_size, sc->align, sc->flags);
     sc->blocks = 0;
     while (pool && c->calls < 1 + (uint64_t)growths && sc->blocks < 2000000) {
@@ -316,14 +233,14 @@ static void scenario_measure(scenario *sc, unsigned growths)
 /* The k-th map call fails once. */
 static void scenario_fail_once(const scenario *sc, uint64_t k)
 {
-    source_ctx *c = source_reset();
+    counting_source *c = source_reset();
     c->fail_at = k;
     errno = 0;
     mp_pool *pool = make(sc->block_size, sc->align, sc->flags);
     if (pool == NULL) {
         CHECK("fail: only the first call (bookkeeping) can fail create", k == 1);
         CHECK("fail: create fails with ENOMEM", errno == ENOMEM);
-        CHECK("fail: a failed create leaks nothing", c->outstanding == 0 && c->nregions == 0);
+        CHECK("fail: a failed create leaks nothing", c->bytes_out == 0 && c->regions == 0);
         return;
     }
     CHECK("fail: create succeeds when its call does", k != 1);
@@ -344,7 +261,7 @@ static void scenario_fail_once(const scenario *sc, uint64_t k)
             accounting_agrees(pool, c);
             continue;
         }
-        inside = inside && in_some_region(c, p, sc->block_size);
+        inside = inside && counting_holds(c, p, sc->block_size);
         if (sc->flags & MP_ZERO)
             zero = zero && all_zero(p, sc->block_size);
         fill(p, sc->block_size, (unsigned)got);
@@ -371,8 +288,8 @@ static void scenario_fail_once(const scenario *sc, uint64_t k)
     CHECK("fail: healthy after frees and a trim", mp_pool_check(pool));
     accounting_agrees(pool, c);
     mp_pool_destroy(pool);
-    CHECK("fail: destroy gives back everything", c->outstanding == 0 && c->nregions == 0);
-    CHECK("fail: every unmap exact", !c->bad_unmap);
+    CHECK("fail: destroy gives back everything", c->bytes_out == 0 && c->regions == 0);
+    CHECK("fail: every unmap exact", c->bad_unmaps == 0);
     free(ps);
 }
 
@@ -380,11 +297,11 @@ static void scenario_fail_once(const scenario *sc, uint64_t k)
  * source. */
 static void scenario_fail_from(const scenario *sc, uint64_t k)
 {
-    source_ctx *c = source_reset();
+    counting_source *c = source_reset();
     c->fail_from = k;
     mp_pool *pool = make(sc->block_size, sc->align, sc->flags);
     if (pool == NULL) {
-        CHECK("dead: only a dead first call fails create", k == 1 && c->nregions == 0);
+        CHECK("dead: only a dead first call fails create", k == 1 && c->regions == 0);
         return;
     }
     void **ps = malloc((sc->blocks + 1) * sizeof *ps);
@@ -415,7 +332,7 @@ static void scenario_fail_from(const scenario *sc, uint64_t k)
     accounting_agrees(pool, c);
     mp_pool_destroy(pool);
     CHECK("dead: destroy gives back everything",
-          c->outstanding == 0 && c->nregions == 0 && !c->bad_unmap);
+          c->bytes_out == 0 && c->regions == 0 && c->bad_unmaps == 0);
     free(ps);
 }
 
@@ -445,7 +362,7 @@ static void test_fail_every_call(unsigned growths)
 
 static void test_buffer_ignores_source(void)
 {
-    source_ctx *c = source_reset();
+    counting_source *c = source_reset();
     static unsigned char buf[64 * 1024];
     mp_pool *pool = mp_pool_create(&(mp_pool_opts){
         .block_size = 64, .buffer = buf, .buffer_size = sizeof buf, .source = &test_source});
@@ -463,47 +380,28 @@ static void test_buffer_ignores_source(void)
           n > 0 && c->calls == 0 && c->unmaps == 0 && s.source_maps == 0);
 }
 
-/* A source that breaks its contract after its first `maps_ok` maps: it returns memory 64 bytes past
- * an aligned address. Its unmap finds the real start by rounding down to 4096. */
-typedef struct skewed {
-    unsigned maps_ok, calls, outstanding;
-} skewed;
-
-static void *skewed_map(void *ctx, size_t size, size_t align)
-{
-    skewed *s = ctx;
-    char *p = aligned_alloc(align, size);
-    if (p == NULL)
-        return NULL;
-    s->outstanding++;
-    return ++s->calls <= s->maps_ok ? p : p + 64;
-}
-
-static void skewed_unmap(void *ctx, void *p, size_t size)
-{
-    (void)size;
-    skewed *s = ctx;
-    s->outstanding--;
-    free((void *)((uintptr_t)p & ~(uintptr_t)4095));
-}
-
 /* A misaligned map is refused and given back, whether for the pool's own page or for a run. */
 static void test_misaligned_source(void)
 {
-    skewed s = {0};
-    mp_source src = {skewed_map, skewed_unmap, &s};
+    /* A source that breaks its contract: its maps return memory 64 bytes past an aligned address. */
+    static counting_source s;
+    counting_reset(&s);
+    s.skew = 64;
+    mp_source src = counting_source_of(&s);
     errno = 0;
     mp_pool *pool = mp_pool_create(&(mp_pool_opts){.block_size = 64, .source = &src});
     CHECK("source: a misaligned page for the pool itself: create fails with ENOMEM, keeps nothing",
-          pool == NULL && errno == ENOMEM && s.calls == 1 && s.outstanding == 0);
-    s = (skewed){.maps_ok = 1};
+          pool == NULL && errno == ENOMEM && s.calls == 1 && s.regions == 0);
+    counting_reset(&s);
+    s.skew = 64;
+    s.skew_from = 2; /* the first map, for the pool's own page, is aligned */
     pool = mp_pool_create(&(mp_pool_opts){.block_size = 64, .source = &src});
     errno = 0;
     void *b = pool != NULL ? mp_pool_alloc(pool) : NULL;
     CHECK("source: a misaligned run: the alloc fails with ENOMEM and the run is given back",
-          pool != NULL && b == NULL && errno == ENOMEM && s.calls == 2 && s.outstanding == 1);
+          pool != NULL && b == NULL && errno == ENOMEM && s.calls == 2 && s.regions == 1);
     mp_pool_destroy(pool);
-    CHECK("source: after a misaligned run, destroy gives back the rest", s.outstanding == 0);
+    CHECK("source: after a misaligned run, destroy gives back the rest", s.regions == 0);
 }
 
 int main(int argc, char **argv)

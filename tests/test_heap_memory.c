@@ -1,0 +1,459 @@
+/*
+ * test_heap_memory.c: where a heap's memory comes from and goes: reset and destroy (every byte back
+ * to the source), capacity exhaustion, buffer exhaustion and reset, a source that fails at every
+ * step in turn, and the pages of a fresh block (over the system source all resident before the
+ * program writes them, and no others; over the caller's source left alone: mincore). The contract
+ * suite every kind of heap runs is test_heap.c; helpers shared: test_heap.h.
+ *
+ * Usage: test_heap_memory. Nothing here is random; a few seconds.
+ */
+#define _DEFAULT_SOURCE /* mincore, MAP_ANONYMOUS, MADV_POPULATE_WRITE */
+
+#include "test_heap.h"
+
+/* ------------------------------------------------------------------------------------------------
+ * Reset, destroy, capacity, buffers, a failing source
+ * ---------------------------------------------------------------------------------------------- */
+
+/* Allocates a mix of class and large blocks (and a cached large block); the count allocated. */
+static size_t alloc_mix(mp_heap *h, void **out, size_t n)
+{
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++) {
+        size_t size = i % 97 == 5 ? MP_HEAP_MAX_CLASS + 1 + i : (i * 37) % 3000;
+        out[k] = i % 11 == 0 ? mp_heap_aligned_alloc(h, 64, size) : mp_heap_alloc(h, size);
+        if (out[k] != NULL)
+            memset(out[k], (int)i, size < 64 ? size : 64);
+        k += out[k] != NULL;
+    }
+    return k;
+}
+
+static void test_reset_destroy(void)
+{
+    counting_source *s = src_new();
+    mp_source source = counting_source_of(s);
+    mp_heap *h = mp_heap_create(&(mp_heap_opts){.source = &source, .name = "reset"});
+    static void *ps[1000];
+    if (!CHECK("reset: heap", h != NULL && s != NULL))
+        return;
+    size_t k = alloc_mix(h, ps, 1000);
+    CHECK("reset: a mix allocates", k == 1000);
+    struct mp_heap_stats s0, s1;
+    mp_heap_stats(h, &s0);
+    mp_heap_reset(h);
+    mp_heap_stats(h, &s1);
+    bool classes_empty = true;
+    for (size_t i = 0; i < MP_HEAP_CLASSES; i++)
+        classes_empty = classes_empty && s1.classes[i].blocks_in_use == 0;
+    CHECK("reset: nothing in use afterwards",
+          s1.blocks_in_use == 0 && s1.bytes_in_use == 0 && s1.large_in_use == 0 && classes_empty);
+    CHECK("reset: the reset blocks count as freed",
+          s1.allocs == s0.allocs && s1.frees == s1.allocs);
+    CHECK("reset: the heap keeps its class chunks", s1.bytes_reserved > 0 && s->bytes_out > 0);
+    CHECK("reset: large blocks are unmapped", s1.bytes_reserved < s0.bytes_reserved);
+    size_t k2 = alloc_mix(h, ps, 1000);
+    CHECK("reset: the heap works afterwards", k2 == 1000);
+    static blk b[1000];
+    for (size_t i = 0; i < k2; i++)
+        b[i] = (blk){ps[i], 0, mp_heap_usable_size(h, ps[i]), 0};
+    CHECK("reset: blocks after a reset are disjoint", disjoint(b, k2, "reset"));
+
+    /* Destroy with blocks live, one of them large, and a large block freed (perhaps cached). */
+    void *big = mp_heap_alloc(h, 2 * MiB);
+    mp_heap_free(h, big);
+    mp_heap_destroy(h);
+    CHECK("destroy: with blocks live, every byte goes back to the source",
+          s->bytes_out == 0 && s->maps == s->unmaps && s->regions == 0);
+    CHECK("destroy: the source contract kept", src_kept_contract(s));
+    free(s);
+}
+
+static void test_capacity(void)
+{
+    /* Class blocks: fill a 4 MiB heap with 1000-byte blocks. */
+    counting_source *s = src_new();
+    mp_source source = counting_source_of(s);
+    const size_t cap = 4 * MiB;
+    mp_heap *h = mp_heap_create(&(mp_heap_opts){.capacity = cap, .source = &source, .name = "cap"});
+    if (!CHECK("capacity: heap", h != NULL))
+        return;
+    enum { MAXB = 1 << 14 };
+    static void *ps[MAXB];
+    size_t n = 0;
+    errno = 0;
+    while (n < MAXB && (ps[n] = mp_heap_alloc(h, 1000)) != NULL)
+        n++;
+    int e = errno;
+    struct mp_heap_stats st;
+    mp_heap_stats(h, &st);
+    printf("  capacity 4 MiB: %zu blocks of 1000 bytes, reserved %" PRIu64 ", source peak %zu\n", n,
+           st.bytes_reserved, (size_t)s->peak);
+    CHECK("capacity: 1000-byte blocks until ENOMEM", n > 0 && n < MAXB && e == ENOMEM);
+    CHECK("capacity: counted in failed_allocs", st.failed_allocs == 1);
+    CHECK("capacity: the source never holds more than the capacity", s->peak <= cap);
+    CHECK("capacity: bytes_reserved <= capacity", st.bytes_reserved <= cap);
+    errno = 0;
+    void *big = mp_heap_alloc(h, 2 * MiB);
+    CHECK("capacity: a large block past the capacity gives ENOMEM", big == NULL && errno == ENOMEM);
+    errno = 0;
+    void *big2 = mp_heap_realloc(h, ps[0], 3 * MiB);
+    CHECK("capacity: a realloc past the capacity gives ENOMEM and keeps the block",
+          big2 == NULL && errno == ENOMEM && mp_heap_usable_size(h, ps[0]) >= 1000);
+    mp_heap_free(h, ps[n - 1]);
+    void *again = mp_heap_alloc(h, 1000);
+    CHECK("capacity: after a free the heap is usable again", again != NULL);
+    ps[n - 1] = again;
+    for (size_t i = 0; i < n; i++)
+        mp_heap_free(h, ps[i]);
+    size_t n2 = 0;
+    while (n2 < n && (ps[n2] = mp_heap_alloc(h, 1000)) != NULL)
+        n2++;
+    CHECK("capacity: after freeing all, as many blocks again", n2 == n);
+    for (size_t i = 0; i < n2; i++)
+        mp_heap_free(h, ps[i]);
+    mp_heap_destroy(h);
+    CHECK("capacity: destroy gives back every byte", s->bytes_out == 0 && s->maps == s->unmaps);
+
+    /* Large blocks: a 16 MiB heap, 1 MiB blocks. */
+    memset(s, 0, sizeof *s);
+    s->fail_at = s->fail_from = 0;
+    const size_t cap2 = 16 * MiB;
+    h = mp_heap_create(&(mp_heap_opts){.capacity = cap2, .source = &source, .name = "cap-large"});
+    size_t k = 0;
+    errno = 0;
+    while (k < 64 && (ps[k] = mp_heap_alloc(h, MiB)) != NULL)
+        k++;
+    e = errno;
+    CHECK("capacity: 1 MiB large blocks until ENOMEM", k > 0 && k < 16 && e == ENOMEM);
+    CHECK("capacity: the source never holds more than the capacity (large)", s->peak <= cap2);
+    void *small = mp_heap_alloc(h, 64);
+    printf("  capacity 16 MiB: %zu large blocks of 1 MiB; a small block after: %s\n", k,
+           small ? "yes" : "no");
+    mp_heap_free(h, small);
+    for (size_t i = 0; i < k; i++)
+        mp_heap_free(h, ps[i]);
+    size_t k2 = 0;
+    while (k2 < k && (ps[k2] = mp_heap_alloc(h, MiB)) != NULL)
+        k2++;
+    CHECK("capacity: freed large blocks leave room for as many again", k2 == k);
+    for (size_t i = 0; i < k2; i++)
+        mp_heap_free(h, ps[i]);
+    /* Freed large blocks kept for reuse must not lock the capacity up for other sizes: with no
+     * block in use, 12 MiB of a 16 MiB heap are free to have. */
+    void *other = mp_heap_alloc(h, 12 * MiB);
+    CHECK("capacity: cached large blocks give way to a different size", other != NULL);
+    mp_heap_free(h, other);
+    struct mp_heap_stats st2;
+    mp_heap_stats(h, &st2);
+    CHECK("capacity: statistics consistent",
+          st2.blocks_in_use == 0 && st2.large_in_use == 0 && st2.bytes_reserved <= cap2);
+    mp_heap_destroy(h);
+    CHECK("capacity: destroy gives back every byte (large)", s->bytes_out == 0 && s->maps == s->unmaps);
+    CHECK("capacity: the source contract kept", src_kept_contract(s));
+    free(s);
+}
+
+static void test_buffer_exhaustion(void)
+{
+    const size_t size = 24 * MiB, off = GUARD + 5;
+    unsigned char *raw = malloc(size + off + GUARD);
+    if (!CHECK("buffer: memory", raw != NULL))
+        return;
+    memset(raw, 0xC3, size + off + GUARD);
+    unsigned char *buf = raw + off;
+    memset(buf, 0x5C, size); /* dirty, for calloc */
+    counting_source *s = src_new();
+    mp_heap *h = mp_heap_create(&(mp_heap_opts){.buffer = buf,
+                                                .buffer_size = size,
+                                                .name = "buf",
+                                                .source = &(mp_source){counting_map, counting_unmap, s}});
+    if (!CHECK("buffer: heap in an odd-aligned buffer", h != NULL)) {
+        free(raw);
+        free(s);
+        return;
+    }
+    target t = {"buffer-exhaustion", h, 0, buf, buf + size, 2 * MiB, NULL};
+    const size_t zs[] = {1, 24, 100, 3000, 70000, MP_HEAP_MAX_CLASS + 5};
+    bool zero = true;
+    for (size_t i = 0; i < sizeof zs / sizeof zs[0]; i++) {
+        unsigned char *z = mp_heap_calloc(h, 1, zs[i]);
+        zero = zero && z != NULL && all_zero(z, zs[i]) && in_buffer(&t, z, zs[i]);
+        mp_heap_free(h, z);
+    }
+    CHECK("buffer: calloc zeroes the buffer's dirty memory", zero);
+    mp_heap_reset(h);
+    /* Each size a third above the last, so that no freed (cached) block fits the next request. */
+    size_t rounds = 0, k = 0, sz = 300 * KiB;
+    void *p;
+    errno = 0;
+    while (rounds < 1000 && (p = mp_heap_alloc(h, sz)) != NULL) {
+        CHECK("buffer: large block inside the buffer", in_buffer(&t, p, sz));
+        memset(p, 0x77, sz);
+        mp_heap_free(h, p);
+        rounds++;
+        sz += sz / 3;
+    }
+    int e = errno;
+    printf("  buffer of 24 MiB: %zu large alloc+free before ENOMEM\n", rounds);
+    CHECK("buffer: large blocks exhaust the buffer, then ENOMEM",
+          rounds > 0 && rounds < 1000 && e == ENOMEM);
+    void *small = mp_heap_alloc(h, 16);
+    mp_heap_free(h, small);
+    mp_heap_reset(h);
+    sz = 300 * KiB;
+    while (k < rounds && (p = mp_heap_alloc(h, sz)) != NULL) {
+        memset(p, 0x78, sz);
+        mp_heap_free(h, p);
+        k++;
+        sz += sz / 3;
+    }
+    CHECK("buffer: after a reset the buffer serves as many again", k == rounds);
+    struct mp_heap_stats st;
+    mp_heap_stats(h, &st);
+    CHECK("buffer: bytes_reserved within the buffer", st.bytes_reserved <= size);
+    mp_heap_destroy(h);
+    CHECK("buffer: nothing written outside the buffer", guards_ok(raw, off, size));
+    CHECK("buffer: the source is never called", s->calls == 0);
+    free(raw);
+    free(s);
+}
+
+/* A fixed workload under a source that fails at map k (once, or from k on), for every k until it
+ * runs without a failure: every NULL comes with ENOMEM, a refused realloc keeps its block, the
+ * statistics stay consistent and destroy gives every byte back. */
+static bool failing_workload(mp_heap *h, size_t *refused)
+{
+    enum { N = 30 };
+    blk b[N];
+    memset(b, 0, sizeof b);
+    const size_t sizes[] = {1, 100, 3000, MP_HEAP_MAX_CLASS + 1, 20000, 2 * MiB};
+    bool ok = true;
+    for (size_t i = 0; i < N; i++) {
+        size_t n = sizes[i % 6] + i % 3;
+        errno = 0;
+        unsigned char *p = i % 7 == 3   ? mp_heap_calloc(h, 1, n)
+                           : i % 7 == 5 ? mp_heap_aligned_alloc(h, i % 2 ? 8192 : 128, n)
+                                        : mp_heap_alloc(h, n);
+        if (p == NULL) {
+            ok = ok && errno == ENOMEM;
+            ++*refused;
+            continue;
+        }
+        if (i % 7 == 3)
+            ok = ok && all_zero(p, n);
+        b[i] = (blk){p, n, mp_heap_usable_size(h, p), i};
+        fill(p, b[i].usable, i);
+    }
+    for (size_t i = 0; i < N; i += 3) {
+        if (b[i].p == NULL)
+            continue;
+        size_t n = b[i].size * 3 + MP_HEAP_MAX_CLASS / 2;
+        errno = 0;
+        unsigned char *q = mp_heap_realloc(h, b[i].p, n);
+        if (q == NULL) {
+            ok = ok && errno == ENOMEM && filled(b[i].p, b[i].usable, b[i].usable, b[i].seed);
+            ++*refused;
+            continue;
+        }
+        ok = ok && filled(q, b[i].usable < n ? b[i].usable : n, b[i].usable, b[i].seed);
+        b[i] = (blk){q, n, mp_heap_usable_size(h, q), i + 1000};
+        fill(q, b[i].usable, b[i].seed);
+    }
+    struct mp_heap_stats st;
+    mp_heap_stats(h, &st);
+    target t = {"failing", h, 0, NULL, NULL, 0, NULL};
+    ok = ok && stats_sane(&t, &st);
+    size_t live = 0;
+    for (size_t i = 0; i < N; i++) {
+        if (b[i].p == NULL)
+            continue;
+        ok = ok && filled(b[i].p, b[i].usable, b[i].usable, b[i].seed);
+        live++;
+        if (i % 4 != 0) { /* the rest stay live for destroy */
+            mp_heap_free(h, b[i].p);
+            live--;
+        }
+    }
+    mp_heap_stats(h, &st);
+    return ok && st.blocks_in_use == live;
+}
+
+static void test_failing_source(void)
+{
+    tally ta = {0};
+    size_t runs = 0, violations = 0;
+    for (int mode = 0; mode < 2; mode++) {
+        for (long k = 0; k < 400; k++) {
+            counting_source *s = src_new();
+            s->dirty = 0; /* 2 MiB chunks dirtied hundreds of times take too long */
+            s->fail_at = (unsigned long long)k + 1; /* k counts calls from 0 */
+            s->fail_from = mode == 1 ? s->fail_at : 0;
+            mp_source source = counting_source_of(s);
+            errno = 0;
+            mp_heap *h = mp_heap_create(&(mp_heap_opts){.source = &source, .name = "failing"});
+            size_t refused = 0;
+            if (h == NULL) {
+                tally_expect(&ta, errno == ENOMEM, "create with map %ld failing: errno %d", k, errno);
+            } else {
+                tally_expect(&ta, failing_workload(h, &refused),
+                       "map %ld failing%s: a refusal without ENOMEM, a block lost or miscounted", k,
+                       mode ? " and after" : "");
+                if (mode == 1) { /* the source recovers: the heap must serve again */
+                    s->fail_at = s->fail_from = 0;
+                    void *p = mp_heap_alloc(h, 5000), *q = mp_heap_alloc(h, 3 * MiB);
+                    tally_expect(&ta, p != NULL && q != NULL, "map %ld: no recovery", k);
+                    mp_heap_free(h, p);
+                    mp_heap_free(h, q);
+                }
+                mp_heap_destroy(h);
+            }
+            tally_expect(&ta, s->bytes_out == 0 && s->maps == s->unmaps,
+                   "map %ld failing: %zu bytes not given back, %llu maps, %llu unmaps", k,
+                   (size_t)s->bytes_out, (unsigned long long)s->maps, (unsigned long long)s->unmaps);
+            violations += s->violations + s->bad_unmaps;
+            bool done = h != NULL && refused == 0;
+            free(s);
+            runs++;
+            if (done)
+                break;
+        }
+    }
+    printf("  failing source: %zu runs\n", runs);
+    CHECK("failing source: every refusal ENOMEM, blocks kept, every byte given back", ta.bad == 0);
+    CHECK("failing source: the source contract kept", violations == 0);
+}
+
+/* ------------------------------------------------------------------------------------------------
+ * Pages of never-used blocks: asked for in one call over the system, left alone over a source
+ * ---------------------------------------------------------------------------------------------- */
+
+/* Pages of [p, p + n) resident, by mincore(); -1 if it fails. */
+static long resident_pages(const void *p, size_t n)
+{
+    uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE), lo = (uintptr_t)p & ~(page - 1);
+    size_t npages = ((uintptr_t)p + n - lo + page - 1) / page;
+    unsigned char v[64];
+    if (npages > sizeof v || mincore((void *)lo, npages * page, v) != 0)
+        return -1;
+    long in = 0;
+    for (size_t i = 0; i < npages; i++)
+        in += v[i] & 1;
+    return in;
+}
+
+/* Whether the kernel can populate (MADV_POPULATE_WRITE, Linux 5.14) and gives huge pages only
+ * where asked: with transparent huge pages "always", a first write makes a whole 2 MiB resident. */
+static bool can_populate(bool *thp_always)
+{
+    char buf[128] = "";
+    FILE *f = fopen("/sys/kernel/mm/transparent_hugepage/enabled", "r");
+    if (f != NULL) {
+        if (fgets(buf, sizeof buf, f) == NULL)
+            buf[0] = '\0';
+        fclose(f);
+    }
+    *thp_always = strstr(buf, "[always]") != NULL;
+#ifdef MADV_POPULATE_WRITE
+    size_t page = (size_t)sysconf(_SC_PAGESIZE);
+    void *m = mmap(NULL, page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (m == MAP_FAILED)
+        return false;
+    bool ok = madvise(m, page, MADV_POPULATE_WRITE) == 0;
+    munmap(m, page);
+    return ok;
+#else
+    return false;
+#endif
+}
+
+/* A source of fresh anonymous mappings, as the system source's but the caller's own. */
+static void *anon_map(void *ctx, size_t size, size_t align)
+{
+    (void)ctx;
+    int prot = PROT_READ | PROT_WRITE;
+    char *raw = mmap(NULL, size + align, prot, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (raw == MAP_FAILED)
+        return NULL;
+    char *p = (char *)(((uintptr_t)raw + align - 1) & ~(uintptr_t)(align - 1));
+    if (p != raw)
+        munmap(raw, (size_t)(p - raw));
+    munmap(p + size, (size_t)(raw + align - p));
+    return p;
+}
+
+static void anon_unmap(void *ctx, void *p, size_t size)
+{
+    (void)ctx;
+    munmap(p, size);
+}
+
+/* A heap over the system source asks for a never-used block's pages as it hands the block out
+ * (docs/design.md, "The heap"): every page of the block is resident before the program writes to
+ * it, and the pages after it are not (nothing is asked ahead). Over the caller's source it asks
+ * for nothing: a fresh block's pages past its first fault in as the program writes them. */
+static void test_populate(void)
+{
+    bool thp_always;
+    if (!can_populate(&thp_always)) {
+        printf("  populate: skipped, the kernel cannot populate (MADV_POPULATE_WRITE)\n");
+        return;
+    }
+    const size_t n = 100 * KiB; /* a class block, 26 pages: its stride is its class's size */
+    const unsigned kinds[] = {0, MP_THREAD_SAFE};
+    /* Under ASan or Valgrind every pool tells the tool about its blocks, and a thread-safe pool
+     * that does keeps no caches: each call takes the lock, where nothing is populated. */
+    size_t nkinds = TEST_ASAN || TEST_ON_VALGRIND() ? 1 : 2;
+    for (size_t i = 0; i < nkinds; i++) {
+        mp_heap *h = mp_heap_create(&(mp_heap_opts){.flags = kinds[i]});
+        unsigned char *p = h != NULL ? mp_heap_alloc(h, n) : NULL;
+        if (!CHECK("populate: heap and block", p != NULL)) {
+            mp_heap_destroy(h);
+            continue;
+        }
+        size_t usable = mp_heap_usable_size(h, p), page = (size_t)sysconf(_SC_PAGESIZE);
+        long want = (long)((((uintptr_t)p + usable + page - 1) & ~(page - 1)) / page -
+                           ((uintptr_t)p & ~(page - 1)) / page);
+        long in = resident_pages(p, usable);
+        CHECK(i == 0 ? "populate: every page of a fresh block resident before a write"
+                     : "populate: the same in a thread-safe heap (its caches' refill)",
+              in == want);
+        if (!thp_always) {
+            uintptr_t after = ((uintptr_t)p + usable + page - 1) & ~(page - 1);
+            CHECK("populate: no page after the block asked for",
+                  resident_pages((void *)after, 8 * page) == 0);
+        }
+        if (in != want)
+            printf("  %ld of %ld pages resident\n", in, want);
+        memset(p, 1, n);
+        mp_heap_free(h, p);
+        mp_heap_destroy(h);
+    }
+    mp_source anon = {anon_map, anon_unmap, NULL};
+    mp_heap *h = mp_heap_create(&(mp_heap_opts){.source = &anon});
+    unsigned char *p = h != NULL ? mp_heap_alloc(h, n) : NULL;
+    if (CHECK("populate: heap over the caller's source and a block", p != NULL) && !thp_always) {
+        size_t page = (size_t)sysconf(_SC_PAGESIZE);
+        unsigned char *second = (unsigned char *)(((uintptr_t)p + page) & ~(page - 1));
+        CHECK("populate: over the caller's source, the block's later pages left alone",
+              resident_pages(second, n - page) == 0);
+    }
+    mp_heap_destroy(h);
+}
+
+/* ------------------------------------------------------------------------------------------------
+ * The run
+ * ---------------------------------------------------------------------------------------------- */
+
+int main(void)
+{
+    setvbuf(stdout, NULL, _IOLBF, 0);
+    mp_set_error_handler(record_error, NULL);
+    const heap_part parts[] = {{"reset and destroy", test_reset_destroy},
+                               {"capacity", test_capacity},
+                               {"buffer exhaustion", test_buffer_exhaustion},
+                               {"failing source", test_failing_source},
+                               {"pages of fresh blocks", test_populate}};
+    run_parts(parts, sizeof parts / sizeof parts[0]);
+    return TEST_DONE();
+}
