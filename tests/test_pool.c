@@ -200,8 +200,8 @@ static void test_create_einval(void)
           create_fails(&(mp_pool_opts){.block_size = SIZE_MAX / 2, .capacity = 2}, EINVAL));
     CHECK("create: block_size SIZE_MAX rounded up to align overflows: EINVAL",
           create_fails(&(mp_pool_opts){.block_size = SIZE_MAX, .capacity = 1}, EINVAL));
-    CHECK("create: align 2^63 with capacity 2 overflows: EINVAL",
-          create_fails(&(mp_pool_opts){.block_size = 1, .align = (size_t)1 << 63, .capacity = 2},
+    CHECK("create: align 2^63 (size_t's top bit) with capacity 2 overflows: EINVAL",
+          create_fails(&(mp_pool_opts){.block_size = 1, .align = SIZE_MAX / 2 + 1, .capacity = 2},
                        EINVAL));
     CHECK("create: stride 64 * capacity (SIZE_MAX/64 + 1) overflows: EINVAL",
           create_fails(&(mp_pool_opts){.block_size = 64, .capacity = SIZE_MAX / 64 + 1}, EINVAL));
@@ -227,9 +227,9 @@ static void test_create_huge_block(void)
           create_fails(&(mp_pool_opts){.block_size = SIZE_MAX / 2, .capacity = 1}, EINVAL));
     /* 2^60 bytes fit a chunk (and capacity 1 does not overflow), so create succeeds; but no source
      * can give 2^60 bytes, so every alloc fails with ENOMEM and the pool stays consistent. */
-    if (SIZE_MAX >> 62 == 0)
-        return; /* not a 64-bit size_t */
-    mp_pool *pool = mp_pool_create(&(mp_pool_opts){.block_size = (size_t)1 << 60, .capacity = 1});
+    if (sizeof(size_t) < 8)
+        return; /* a 32-bit system could give a chunk of a 2^28-byte block */
+    mp_pool *pool = mp_pool_create(&(mp_pool_opts){.block_size = SIZE_MAX / 16 + 1, .capacity = 1});
     if (!CHECK("create: block_size 2^60, capacity 1 fits a chunk: a pool", pool != NULL))
         return;
     for (int i = 0; i < 2; i++) {
@@ -1080,6 +1080,9 @@ static void test_default_handler(void)
         len += (size_t)n;
     out[len] = '\0';
     close(fds[0]);
+    char *emulator = strchr(out, '\n'); /* qemu-user adds a line after the one, if it runs this */
+    if (emulator != NULL && test_emulator_line(emulator + 1))
+        len = (size_t)(emulator + 1 - out), out[len] = '\0';
     int status = 0;
     waitpid(pid, &status, 0);
     CHECK("errors: the default handler aborts", WIFSIGNALED(status) && WTERMSIG(status) == SIGABRT);
@@ -1318,8 +1321,10 @@ static void test_stats_exact(void)
     CHECK("stats: MP_ZERO counts", s.allocs == 4 && s.frees == 2 && s.blocks_in_use == 2 &&
                                        s.blocks_free == 2 && s.blocks_peak == 4 &&
                                        s.bytes_used == 200);
-    CHECK("stats: MP_ZERO stride (100 rounded up to the default 8)",
-          s.stride == 104 && s.align == 8);
+    /* 100's own alignment is 4; the default is at least a pointer's (8 on 64-bit systems) */
+    size_t a = alignof(void *) > 4 ? alignof(void *) : 4;
+    CHECK("stats: MP_ZERO stride (100 rounded up to the default alignment)",
+          s.stride == (100 + a - 1) / a * a && s.align == a);
     mp_pool_destroy(pool);
 }
 
