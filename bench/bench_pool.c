@@ -486,8 +486,10 @@ typedef struct phase_result {
 
 typedef phase_result phase_fn(const bench_opts *o);
 
-/* Row 4's pool: capacity for 4 GiB of blocks. */
-static const mp_pool_opts opts_4gib = {.block_size = BLOCK, .capacity = GIB4 / BLOCK, .name = "4g"};
+/* Row 4's pool: capacity for 4 GiB of blocks (a block less with a 32-bit size_t, which 4 GiB
+ * would overflow). */
+#define CAP_4GIB ((size_t)(GIB4 / BLOCK < SIZE_MAX / BLOCK ? GIB4 / BLOCK : SIZE_MAX / BLOCK))
+static const mp_pool_opts opts_4gib = {.block_size = BLOCK, .capacity = CAP_4GIB, .name = "4g"};
 
 /* Faults in the code and data a phase uses, so the child's baseline excludes them. */
 static void phase_warm_up(void)
@@ -608,8 +610,7 @@ static void run_create_4gib(const bench_opts *o, row *time_us, row *rss_kib, row
         mp_pool *mp = mp_pool_create(&opts_4gib);
         double t = now_ns() - t0;
         if (mp == NULL)
-            die("mp_pool_create(capacity %" PRIu64 " blocks = 4 GiB): %s", GIB4 / BLOCK,
-                strerror(errno));
+            die("mp_pool_create(capacity %zu blocks = 4 GiB): %s", CAP_4GIB, strerror(errno));
         mp_pool_destroy(mp);
         row_add(time_us, 0, t / 1e3);
     }

@@ -156,7 +156,7 @@ static const variant variants[] = {
 static void setup(bpool *p, char *chunk, unsigned char *bits, const variant *v)
 {
     memset(p, 0, sizeof *p);
-    p->key = 0x5bd1e9955bd1e995u;
+    p->key = (uintptr_t)0x5bd1e9955bd1e995u; /* its low half where pointers have 32 bits */
     p->base = chunk;
     p->bits = bits;
     memset(bits, 0, CHUNK / BLOCK / 8);

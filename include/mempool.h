@@ -670,8 +670,10 @@ struct mp_pool_fast {
 /* The part of one thread's cache of one thread-safe pool that the inline path reads (the rest of
  * the cache's record is private, struct mpi_tcache in src/tcache.c). Only its thread writes it (but
  * for mp_pool_destroy() and mp_pool_reset(), which no thread may race); stats read the two counters
- * from other threads, so those are written with relaxed atomic stores. One counter a side: blocks
- * on `free` == pushes - pops, and the thread's allocations == pops less its flushes. A free pushes
+ * from other threads, so those are written with release stores: a reader that loads one counter
+ * with acquire, then the other, sees the pair in an order the thread passed through (pushes >=
+ * pops), even where stores and loads may be reordered (ARM64). One counter a side: blocks on
+ * `free` == pushes - pops, and the thread's allocations == pops less its flushes. A free pushes
  * only while pushes < stop, where stop <= pops + the cache's limit, so a cache never holds more
  * than its limit. All zero: no cache (alloc and free both take the slow path, which makes one). */
 struct mp_tcache_fast {
@@ -703,14 +705,17 @@ extern _Thread_local struct mp_tcache_fast *mpi_tcaches MP_TLS_MODEL;
 
 #if defined(__GNUC__) || defined(__clang__)
 #define MP_STORE_RELAXED(lvalue, value) __atomic_store_n(&(lvalue), (value), __ATOMIC_RELAXED)
+#define MP_STORE_RELEASE(lvalue, value) __atomic_store_n(&(lvalue), (value), __ATOMIC_RELEASE)
 #else
 #define MP_STORE_RELAXED(lvalue, value) ((lvalue) = (value))
+#define MP_STORE_RELEASE(lvalue, value) ((lvalue) = (value))
 #endif
 
-/* Adds 1 to a cache counter, which only its thread writes and other threads read with relaxed atomic
- * loads: what MP_STORE_RELAXED(c, c + 1) means, but as one instruction on x86-64, where an aligned
- * 8-byte store is single-copy atomic (a relaxed atomic store compiles to a load, an add and a
- * store). Written in both assembler dialects, so -masm=intel builds too. ThreadSanitizer builds
+/* Adds 1 to a cache counter, which only its thread writes and other threads read with atomic
+ * loads: what MP_STORE_RELEASE(c, c + 1) means, but as one instruction on x86-64, where an aligned
+ * 8-byte store is single-copy atomic and every store is a release (an atomic store compiles to a
+ * load, an add and a store). Volatile, so the compiler keeps the two counters' adds in program
+ * order. Written in both assembler dialects, so -masm=intel builds too. ThreadSanitizer builds
  * keep the atomic store, which it must see. */
 #if defined(__has_feature)
 #if __has_feature(thread_sanitizer)
@@ -721,9 +726,9 @@ extern _Thread_local struct mp_tcache_fast *mpi_tcaches MP_TLS_MODEL;
 #define MP_TSAN_BUILD 1
 #endif
 #if (defined(__GNUC__) || defined(__clang__)) && defined(__x86_64__) && !defined(MP_TSAN_BUILD)
-#define MP_COUNT_ONE(lvalue) __asm__("add{q $1, %0| QWORD PTR %0, 1}" : "+m"(lvalue))
+#define MP_COUNT_ONE(lvalue) __asm__ __volatile__("add{q $1, %0| QWORD PTR %0, 1}" : "+m"(lvalue))
 #else
-#define MP_COUNT_ONE(lvalue) MP_STORE_RELAXED(lvalue, (lvalue) + 1)
+#define MP_COUNT_ONE(lvalue) MP_STORE_RELEASE(lvalue, (lvalue) + 1)
 #endif
 
 /* This thread's cache of a plain thread-safe pool. Other pools have tsoff 0, and entry 0 of every

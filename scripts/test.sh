@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
 # Builds mempool and runs every test suite: the one command that says whether the tree is good.
+#   format    clang-format --dry-run -Werror over every C and C++ file git tracks (.clang-format)
 #   release   gcc, Release, -Werror: every ctest suite at full scale
 #   checked   clang, internal asserts on (MEMPOOL_DEBUG=1), -Werror
 #   asan      gcc, AddressSanitizer + UBSan (pools poison free blocks)
@@ -11,7 +12,11 @@
 #   docs      the reference (Doxygen, docs/doxygen): builds without a warning, installs a man page
 #             or link page for every function libmempool.so exports, describing it, and man renders
 #             every page without a warning
-# Installs what it needs from Debian packages when missing (as root).
+#   cross     the header from C++ (g++, clang++); then ARM64 (4, 16, 64 KiB pages) and i686 builds,
+#             every ctest suite run under qemu-user at MP_TEST_SCALE=0.05, but threads_fork and
+#             bench_suite_quick (see the stage)
+# Installs what it needs from Debian packages when missing (as root); the cross compilers only for
+# the cross stage (gcc-multilib, which other setups use for -m32, conflicts with them).
 # Usage: scripts/test.sh [stage ...]   (default: all stages, in the order above)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -19,21 +24,28 @@ src=$PWD
 out=${MEMPOOL_TEST_DIR:-$src/build/test}
 jobs=$(nproc 2>/dev/null || echo 2)
 stages=("$@")
-[ ${#stages[@]} -gt 0 ] || stages=(release checked asan tsan valgrind install fuzz docs)
+[ ${#stages[@]} -gt 0 ] || stages=(format release checked asan tsan valgrind install fuzz docs cross)
 
 # Tools and the libraries the examples and the benchmark's peers link against.
 packages=(cmake make gcc g++ clang libclang-rt-14-dev valgrind pkg-config libc6-dev
   liblua5.4-dev libsqlite3-dev libjemalloc-dev libgoogle-perftools-dev libmimalloc-dev
-  libtbb-dev libboost-dev doxygen man-db)
-missing=()
-for p in "${packages[@]}"; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")
-done
-if [ ${#missing[@]} -gt 0 ]; then
-  echo "== installing ${missing[*]}"
-  apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-fi
+  libtbb-dev libboost-dev doxygen man-db clang-format)
+install_missing() {
+  local missing=() p
+  for p in "$@"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")
+  done
+  if [ ${#missing[@]} -gt 0 ]; then
+    echo "== installing ${missing[*]}"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" \
+      >/dev/null
+  fi
+}
+install_missing "${packages[@]}"
+# The cross stage's compilers, C libraries and emulator (cmake/toolchain-*.cmake).
+cross_packages=(qemu-user gcc-aarch64-linux-gnu g++-aarch64-linux-gnu libc6-dev-arm64-cross
+  gcc-i686-linux-gnu g++-i686-linux-gnu libc6-dev-i386-cross)
 
 stage() { echo; echo "== $* ($(date +%T))"; }
 
@@ -77,6 +89,10 @@ check_docs() {
 
 run_stage() {
   case $1 in
+  format)
+    stage "format: clang-format --dry-run -Werror ($(clang-format --version | grep -o '[0-9.]*' | head -1))"
+    git ls-files -z '*.c' '*.h' '*.cpp' '*.hpp' | xargs -0 clang-format --dry-run -Werror
+    echo "every tracked C and C++ file is formatted" ;;
   release)
     stage "release: gcc, Release"
     build release gcc -DCMAKE_BUILD_TYPE=Release
@@ -147,6 +163,38 @@ run_stage() {
     rm -rf "$out/docs-prefix"
     cmake --install "$out/docs" --prefix "$out/docs-prefix" >/dev/null
     check_docs "$out/docs-prefix" ;;
+  cross)
+    stage "cross: the header from C++; ARM64 and i686 under qemu-user (MP_TEST_SCALE=0.05)"
+    install_missing "${cross_packages[@]}"
+    # mempool.h's inline path and its opt-out from C++, with every warning an error.
+    printf '#include "mempool.h"\nint main() { mp_pool *p = mp_pool_create(nullptr);
+      mp_pool_free(p, mp_pool_alloc(p)); mp_pool_destroy(p); }\n' >"$out/header.cpp"
+    local cxx mode
+    for cxx in g++ clang++; do
+      for mode in "" -DMP_NO_INLINE -masm=intel; do
+        "$cxx" -std=c++17 -O2 -Wall -Wextra -Wpedantic -Werror -Iinclude $mode -c \
+          -o /dev/null "$out/header.cpp"
+      done
+    done
+    echo "header: C++17 with g++ and clang++ (inline, MP_NO_INLINE, -masm=intel): ok"
+    # Excluded under the emulator: threads_fork (qemu-user 7.2 aborts in a child that starts
+    # threads after a fork() taken while threads ran) and bench_suite_quick (its driver runs the
+    # peers' programs itself, not through the emulator).
+    local arch skip='^threads_fork$|^bench_suite_quick$'
+    for arch in aarch64 i686; do
+      build "cross-$arch" "$arch-linux-gnu-gcc" -DCMAKE_BUILD_TYPE=Release \
+        -DCMAKE_TOOLCHAIN_FILE="$src/cmake/toolchain-$arch.cmake"
+      MP_TEST_SCALE=0.05 ctest --test-dir "$out/cross-$arch" -j"$jobs" --output-on-failure \
+        --no-tests=error -E "$skip"
+    done
+    # ARM64 kernels with 16 and 64 KiB pages: qemu-user gives the program that page size
+    # (AT_PAGESZ, so sysconf) and maps at its granularity.
+    local pagesize
+    for pagesize in 16384 65536; do
+      echo "aarch64 with $pagesize-byte pages"
+      QEMU_PAGESIZE=$pagesize MP_TEST_SCALE=0.05 ctest --test-dir "$out/cross-aarch64" -j"$jobs" \
+        --output-on-failure --no-tests=error -E "$skip"
+    done ;;
   *)
     echo "unknown stage: $1" >&2
     return 2 ;;

@@ -91,7 +91,9 @@ uintptr_t mpi_os_random(void)
     if (getrandom(&r, sizeof r, GRND_NONBLOCK) != (ssize_t)sizeof r) {
         struct timespec t;
         clock_gettime(CLOCK_MONOTONIC, &t);
-        r = (uintptr_t)t.tv_nsec * 0x9E3779B97F4A7C15u ^ (uintptr_t)&r ^ (uintptr_t)t.tv_sec << 32;
+        /* mixed in 64 bits and folded, so a 32-bit uintptr_t keeps the seconds too */
+        uint64_t mix = (uint64_t)t.tv_nsec * 0x9E3779B97F4A7C15u ^ (uint64_t)t.tv_sec << 32;
+        r = (uintptr_t)(mix ^ mix >> 32) ^ (uintptr_t)&r;
     }
     errno = saved;
     return r | 1; /* never 0, which means "no encoding" */

@@ -7,7 +7,8 @@
  * use it inline). An empty cache takes limit/2 blocks from the pool, a full one gives limit/2 back, each
  * time under the pool's mutex, so the lock is taken once per limit/2 operations and a producer ->
  * consumer pair moves blocks in batches. Nothing on the inline path is a lock or an atomic
- * read-modify-write; the two counters other threads read are written with relaxed stores.
+ * read-modify-write; the two counters other threads read are written with release stores (plain
+ * stores on x86-64), which their readers pair with an acquire load.
  *
  * Bookkeeping, all under the registry lock (the lock order is in internal.h, "tcache.c"):
  *   - a thread record per thread that has a cache: its table of TS_IDS entries (struct
@@ -364,7 +365,7 @@ static void cache_refill(mp_pool *pool, mpi_tcache *c, bool reuse_only)
     pthread_mutex_lock(&pool->lock);
     if ((first = depot_pop(pool, &got, blocks, &hints)) != NULL) {
         c->pub->free = first;
-        MP_STORE_RELAXED(c->pub->pushes, c->pub->pushes + got);
+        MP_STORE_RELEASE(c->pub->pushes, c->pub->pushes + got);
         pthread_mutex_unlock(&pool->lock);
         /* Another thread's core wrote these links last: ask for every block's line now, so the
          * pops that follow do not wait for them one link at a time. */
@@ -396,7 +397,7 @@ static void cache_refill(mp_pool *pool, mpi_tcache *c, bool reuse_only)
     }
     if (got == 0 && !reuse_only)
         pool->failed_allocs++;
-    MP_STORE_RELAXED(c->pub->pushes, c->pub->pushes + got);
+    MP_STORE_RELEASE(c->pub->pushes, c->pub->pushes + got);
     pthread_mutex_unlock(&pool->lock);
     mpi_os_populate((void *)pages.lo, pages.hi - pages.lo);
     for (uint64_t i = 0; i < nfresh; i++) {
@@ -424,7 +425,7 @@ static void cache_flush(mp_pool *pool, mpi_tcache *c, uint64_t n)
     mpi_pool_give_chain(pool, first, last);
     depot_push(pool, first, last, n, blocks, rows);
     __atomic_store_n(&c->flushed, c->flushed + n, __ATOMIC_RELAXED);
-    MP_STORE_RELAXED(c->pub->pops, c->pub->pops + n);
+    MP_STORE_RELEASE(c->pub->pops, c->pub->pops + n);
     pthread_mutex_unlock(&pool->lock);
 }
 
@@ -457,7 +458,7 @@ void *mpi_ts_alloc(mp_pool *pool, const void *site, bool reuse_only)
         return NULL;
     }
     pub->free = *(void **)block;
-    MP_STORE_RELAXED(pub->pops, pub->pops + 1);
+    MP_STORE_RELEASE(pub->pops, pub->pops + 1);
     if ((pool->flags & MP_ZERO) != 0)
         memset(block, 0, pool->block_size);
     return block;
@@ -479,7 +480,7 @@ void mpi_ts_free(mp_pool *pool, void *block)
     pub->stop = pub->pops + c->limit; /* the most the inline path may push from here */
     *(void **)block = pub->free;
     pub->free = block;
-    MP_STORE_RELAXED(pub->pushes, pub->pushes + 1);
+    MP_STORE_RELEASE(pub->pushes, pub->pushes + 1);
 }
 
 /* ================================================================================================
@@ -546,8 +547,9 @@ void mpi_ts_sum(const mp_pool *pool, uint64_t *cached, uint64_t *allocs)
     *cached = 0;
     *allocs = pool->retired_allocs;
     for (const mpi_tcache *c = pool->caches; c != NULL; c = c->pool_next) {
-        /* pops first: a racing free can only make pushes larger, never the count negative */
-        uint64_t pops = __atomic_load_n(&c->pub->pops, __ATOMIC_RELAXED);
+        /* pops first, with acquire: the pushes its thread had made by then are seen too, and a
+         * racing free can only make pushes larger, so the count is never negative */
+        uint64_t pops = __atomic_load_n(&c->pub->pops, __ATOMIC_ACQUIRE);
         uint64_t pushes = __atomic_load_n(&c->pub->pushes, __ATOMIC_RELAXED);
         *cached += pushes - pops;
         *allocs += pops - __atomic_load_n(&c->flushed, __ATOMIC_RELAXED);
@@ -558,8 +560,9 @@ uint64_t mpi_ts_cached_floor(const mp_pool *pool)
 {
     uint64_t cached = 0;
     for (const mpi_tcache *c = pool->caches; c != NULL; c = c->pool_next) {
-        /* pushes first: a racing alloc can only make pops larger, so this never overcounts */
-        uint64_t pushes = __atomic_load_n(&c->pub->pushes, __ATOMIC_RELAXED);
+        /* pushes first, with acquire: the pops made by then are seen too, and a racing alloc can
+         * only make pops larger, so this never overcounts */
+        uint64_t pushes = __atomic_load_n(&c->pub->pushes, __ATOMIC_ACQUIRE);
         uint64_t pops = __atomic_load_n(&c->pub->pops, __ATOMIC_RELAXED);
         cached += pushes > pops ? pushes - pops : 0;
     }
@@ -572,7 +575,7 @@ void mpi_ts_reset(mp_pool *pool)
     for (mpi_tcache *c = pool->caches; c != NULL; c = c->pool_next) {
         c->pub->free = NULL; /* the cached blocks count as taken back by a flush */
         c->flushed += c->pub->pushes - c->pub->pops;
-        MP_STORE_RELAXED(c->pub->pops, c->pub->pushes);
+        MP_STORE_RELEASE(c->pub->pops, c->pub->pushes);
     }
 }
 

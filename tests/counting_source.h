@@ -105,7 +105,7 @@ static inline void *counting_take(counting_source *cs, size_t size, size_t align
     size_t pad = align > sizeof(counting_region) ? align : 64;
     void *base = NULL;
     /* Absurd sizes are refused before the C library sees them: ASan aborts instead of failing. */
-    if (size > ((size_t)1 << 36) || align > ((size_t)1 << 30) ||
+    if (size / 1024 > ((size_t)1 << 26) || align > ((size_t)1 << 30) ||
         posix_memalign(&base, align, pad + size + skew) != 0)
         return NULL;
     char *p = (char *)base + pad + skew;

@@ -397,7 +397,8 @@ static inline unsigned stderr_lines(const char *err, char *line, size_t cap)
     for (const char *s = err; *s != '\0';) {
         const char *end = strchr(s, '\n');
         size_t len = end ? (size_t)(end - s) : strlen(s);
-        bool tool = len > 2 && s[0] == '=' && s[1] == '=' && s[2] >= '0' && s[2] <= '9';
+        bool tool = (len > 2 && s[0] == '=' && s[1] == '=' && s[2] >= '0' && s[2] <= '9') ||
+                    test_emulator_line(s);
         if (!tool) {
             if (n++ == 0)
                 snprintf(line, cap, "%.*s", (int)len, s);

@@ -132,6 +132,17 @@ static inline bool all_zero(const void *p, size_t n)
     return true;
 }
 
+/* Whether the text at s is the line qemu-user adds to a child's stderr when the program it runs
+ * dies of a signal (tests that read what a dying child printed skip it). */
+static inline bool test_emulator_line(const char *s)
+{
+    static const char qemu[] = "qemu: uncaught target signal";
+    for (size_t i = 0; i < sizeof qemu - 1; i++)
+        if (s[i] != qemu[i])
+            return false;
+    return true;
+}
+
 /* The failures so far, for tests that stop at the first one (the model test). */
 #define TEST_FAILURES() harness_failed
 

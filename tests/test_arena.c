@@ -43,7 +43,73 @@
  * The counting, failing source
  * ============================================================================================== */
 
+<<<<<<< HEAD
 static counting_source src_ctx;
+=======
+/* Each region is preceded (inside one aligned_alloc) by its record, found at p - sizeof(record). */
+enum { REC_MAGIC = 0x5A7E };
+
+typedef struct record {
+    int magic;
+    size_t size;
+    void *base; /* what aligned_alloc returned */
+} record;
+
+typedef struct tsource {
+    size_t page;
+    size_t outstanding; /* bytes handed out and not given back */
+    uint64_t regions;   /* regions out */
+    uint64_t calls;     /* map calls, failed ones included */
+    uint64_t unmaps;
+    uint64_t fail_at;   /* this map call (1-based) fails; 0 = none */
+    uint64_t fail_from; /* this map call and every later one fail; 0 = none */
+    bool bad_args;      /* map called with a size or align against the arena's contract */
+    bool bad_unmap;     /* unmap of something not handed out, or with another size */
+} tsource;
+
+static void *ts_map(void *ctx, size_t size, size_t align)
+{
+    tsource *s = ctx;
+    s->calls++;
+    if (align != s->page || size == 0 || size % s->page != 0)
+        s->bad_args = true;
+    if (s->calls == s->fail_at || (s->fail_from != 0 && s->calls >= s->fail_from))
+        return NULL;
+    /* over 2^40 bytes, or a quarter of a 32-bit address space: refused, not tried */
+    if (size / 1024 > ((size_t)1 << 30) || size > SIZE_MAX / 4 || align < sizeof(record) ||
+        align > ((size_t)1 << 20))
+        return NULL;
+    char *base = aligned_alloc(align, align + size);
+    if (base == NULL)
+        return NULL;
+    char *p = base + align;
+    record r = {REC_MAGIC, size, base};
+    memcpy(p - sizeof r, &r, sizeof r);
+    memset(p, 0xA5, size < 65536 ? size : 65536); /* dirty: nothing may count on zeroed memory */
+    s->outstanding += size;
+    s->regions++;
+    return p;
+}
+
+static void ts_unmap(void *ctx, void *p, size_t size)
+{
+    tsource *s = ctx;
+    record r;
+    s->unmaps++;
+    memcpy(&r, (char *)p - sizeof r, sizeof r);
+    if (r.magic != REC_MAGIC || r.size != size) {
+        s->bad_unmap = true;
+        return;
+    }
+    r.magic = 0;
+    memcpy((char *)p - sizeof r, &r, sizeof r);
+    s->outstanding -= size;
+    s->regions--;
+    free(r.base);
+}
+
+static tsource src_ctx;
+>>>>>>> port
 static mp_source src;
 
 /* The source of the arenas here: maps must ask the page as alignment; 64 KiB of each dirtied. */
@@ -346,25 +412,33 @@ static void test_alignment(void)
     source_is_clean("alignment");
 }
 
+static int ptr_cmp(const void *x, const void *y)
+{
+    uintptr_t a = (uintptr_t)*(char *const *)x, b = (uintptr_t)*(char *const *)y;
+    return (a > b) - (a < b);
+}
+
 static void test_size_zero(void)
 {
     source_reset();
     mp_arena *a = make(page, 0);
-    enum { N = 3000 };
-    static char *p[N];
-    bool ok = true;
-    for (size_t i = 0; i < N; i++) {
+    const size_t n = 3 * page / 4; /* enough for several chunks of a page, whatever its size */
+    char **p = malloc(n * sizeof *p);
+    bool ok = CHECK("alloc: size 0: room for the test", p != NULL);
+    for (size_t i = 0; i < n && ok; i++) {
         p[i] = i % 2 ? mp_arena_alloc(a, 0) : mp_arena_alloc_aligned(a, 0, 1);
         ok = ok && p[i] != NULL;
     }
     CHECK("alloc: size 0 succeeds", ok);
-    for (size_t i = 1; i < N && ok; i++)
-        for (size_t j = 0; j < i && ok; j++)
-            ok = p[i] != p[j];
+    if (ok)
+        qsort(p, n, sizeof *p, ptr_cmp);
+    for (size_t i = 1; i < n && ok; i++)
+        ok = p[i] != p[i - 1];
     CHECK("alloc: size 0 gives a unique pointer each time, across chunks", ok);
     struct mp_arena_stats s = stats_of(a);
     CHECK("alloc: size 0 takes at least a byte",
-          s.bytes_used >= N && s.allocs == N && s.chunks > 1);
+          s.bytes_used >= n && s.allocs == n && s.chunks > 1);
+    free(p);
     mp_arena_destroy(a);
 }
 
@@ -406,8 +480,9 @@ static void test_overflow(void)
     overflow_sizes(a, "an arena with no chunk yet");
     overflow_sizes(a, "an arena with a chunk");
     errno = 0;
+    size_t huge = sizeof(size_t) >= 8 ? (size_t)((uint64_t)1 << 50) : SIZE_MAX / 4 + 1;
     CHECK("alloc: a size no source can give fails with ENOMEM",
-          mp_arena_alloc(a, (size_t)1 << 50) == NULL && errno == ENOMEM);
+          mp_arena_alloc(a, huge) == NULL && errno == ENOMEM);
     mp_arena_destroy(a);
     CHECK("overflow: nothing left outstanding", t->bytes_out == 0);
 
@@ -855,23 +930,24 @@ static uint64_t scenario(uint64_t fail_at, uint64_t fail_from, uint64_t *fails)
         ++*fails;
         return t->calls;
     }
+    size_t k = page / 4096; /* small requests scale with the page, so they span as many chunks */
     mp_arena_pos start = mp_arena_mark(a);
     for (int i = 0; i < 30; i++)
-        scenario_alloc(a, 500, 0, fails, dead);
+        scenario_alloc(a, 500 * k, 0, fails, dead);
     mp_arena_pos m = mp_arena_mark(a);
     scenario_alloc(a, 5 * page, 0, fails, dead);
     scenario_alloc(a, 100, page * 2, fails, dead);
     for (int i = 0; i < 20; i++)
-        scenario_alloc(a, 700, 64, fails, dead);
+        scenario_alloc(a, 700 * k, 64, fails, dead);
     CHECK("failing source: rewind never fails", mp_arena_rewind(a, m) == 0);
     for (int i = 0; i < 40; i++)
-        scenario_alloc(a, 600, 0, fails, dead);
+        scenario_alloc(a, 600 * k, 0, fails, dead);
     CHECK("failing source: rewind to the start", mp_arena_rewind(a, start) == 0);
     scenario_alloc(a, 9 * page, 0, fails, dead);
-    scenario_alloc(a, 100, 0, fails, dead);
+    scenario_alloc(a, 100 * k, 0, fails, dead);
     mp_arena_reset(a);
     for (int i = 0; i < 30; i++)
-        scenario_alloc(a, 900, 0, fails, dead);
+        scenario_alloc(a, 900 * k, 0, fails, dead);
     struct mp_arena_stats s = stats_of(a);
     CHECK("failing source: bytes_reserved == what the source has out",
           s.bytes_reserved == t->bytes_out);

@@ -426,7 +426,8 @@ static void test_aligned(const target *t)
     CHECK("aligned: contents kept, blocks disjoint", content.bad == 0);
 
     /* Not a power of two: EINVAL. */
-    const size_t bad[] = {0, 3, 24, 48, 100, 4095, 65537, 3 * MiB, SIZE_MAX, ((size_t)1 << 40) + 1};
+    const size_t bad[] = {0, 3, 24, 48, 100, 4095, 65537, 3 * MiB, SIZE_MAX,
+                         ((size_t)1 << (sizeof(size_t) * 8 - 24)) + 1}; /* 2^40 + 1 */
     tally inval = {0};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         errno = 0;
@@ -439,8 +440,8 @@ static void test_aligned(const target *t)
     CHECK("aligned: alignments 0, 3, 24, ... (not powers of two) give EINVAL", inval.bad == 0);
 
     /* Above 1 MiB: ENOMEM ("a block so aligned would leave no room for the header"); 2^62 and 2^63
-     * could not be had in any address space anyway. */
-    const size_t huge_align[] = {2 * MiB, 64 * MiB, (size_t)1 << 62, (size_t)1 << 63};
+     * (size_t's top bits) could not be had in any address space anyway. */
+    const size_t huge_align[] = {2 * MiB, 64 * MiB, SIZE_MAX / 4 + 1, SIZE_MAX / 2 + 1};
     tally nomem = {0};
     for (size_t i = 0; i < sizeof huge_align / sizeof huge_align[0]; i++) {
         errno = 0;
@@ -499,8 +500,9 @@ static void test_calloc(const target *t)
     }
     CHECK("calloc: n * size zeroed bytes, even over a reused dirty block", ta.bad == 0);
 
+    const size_t half_bits = (size_t)1 << (sizeof(size_t) * 4); /* 2^32: squared, it overflows */
     const size_t over[][2] = {
-        {SIZE_MAX / 2, 3}, {SIZE_MAX, SIZE_MAX},         {(size_t)1 << 32, (size_t)1 << 32},
+        {SIZE_MAX / 2, 3}, {SIZE_MAX, SIZE_MAX},         {half_bits, half_bits},
         {3, SIZE_MAX / 2}, {1, (size_t)PTRDIFF_MAX + 1}, {2, (size_t)PTRDIFF_MAX / 2 + 1}};
     tally ov = {0};
     for (size_t i = 0; i < sizeof over / sizeof over[0]; i++) {

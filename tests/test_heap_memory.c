@@ -342,8 +342,9 @@ static long resident_pages(const void *p, size_t n)
     return in;
 }
 
-/* Whether the kernel can populate (MADV_POPULATE_WRITE, Linux 5.14) and gives huge pages only
- * where asked: with transparent huge pages "always", a first write makes a whole 2 MiB resident. */
+/* Whether the kernel can populate (MADV_POPULATE_WRITE, Linux 5.14: a page it populates is then
+ * resident; qemu-user accepts the advice and ignores it) and gives huge pages only where asked:
+ * with transparent huge pages "always", a first write makes a whole 2 MiB resident. */
 static bool can_populate(bool *thp_always)
 {
     char buf[128] = "";
@@ -359,7 +360,7 @@ static bool can_populate(bool *thp_always)
     void *m = mmap(NULL, page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (m == MAP_FAILED)
         return false;
-    bool ok = madvise(m, page, MADV_POPULATE_WRITE) == 0;
+    bool ok = madvise(m, page, MADV_POPULATE_WRITE) == 0 && resident_pages(m, page) == 1;
     munmap(m, page);
     return ok;
 #else

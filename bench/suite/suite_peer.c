@@ -354,9 +354,9 @@ static result wl_churn(size_t size, uint64_t n, uint64_t live64, unsigned thread
 {
     (void)threads;
     result r = { 0 };
+    if (live64 == 0 || live64 > ((uint64_t)1 << 32) || live64 > SIZE_MAX / sizeof(void *))
+        die("churn wants 1 <= live <= 2^32, and room for that many slots");
     size_t live = (size_t)live64;
-    if (live == 0 || live > ((size_t)1 << 32))
-        die("churn wants 1 <= live <= 2^32");
     void **slots = scratch_get(live * sizeof *slots);
     peer_first_use(size);
     frame_begin(&r);
