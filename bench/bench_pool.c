@@ -334,7 +334,8 @@ static double kind_pairs(const kind_spec *k, uint64_t warm, uint64_t n)
 /* The churn of row 2 on each kind of pool, over `live` blocks: ns per step (a random block freed,
  * a new one allocated and touched). Every block is freed before the pool is destroyed (a checked
  * pool would report leaks). */
-static double kind_churn(const kind_spec *k, void **slots, size_t live, uint64_t warm, uint64_t steps)
+static double kind_churn(const kind_spec *k, void **slots, size_t live, uint64_t warm,
+                         uint64_t steps)
 {
     mp_pool *mp =
         mp_pool_create(&(mp_pool_opts){.block_size = BLOCK, .flags = k->flags, .name = k->name});
@@ -373,8 +374,10 @@ static bool run_kinds(const bench_opts *o)
         }
     }
     free(slots);
-    printf("\n5 by kind of pool, %d runs interleaved: the alloc+free pair (%" PRIu64 " pairs a run), and\n"
-           "  the churn of row 2 over %zu live blocks (%" PRIu64 " steps a run, after %" PRIu64 " untimed)\n",
+    printf("\n5 by kind of pool, %d runs interleaved: the alloc+free pair (%" PRIu64
+           " pairs a run), and\n"
+           "  the churn of row 2 over %zu live blocks (%" PRIu64 " steps a run, after %" PRIu64
+           " untimed)\n",
            o->runs, n, live, csteps, cwarm);
     printf("%-16s %-22s %-20s %-14s %-6s %-22s %s\n", "pool", "pair ns", "pair / plain", "goal", "",
            "churn ns/step", "churn / plain");

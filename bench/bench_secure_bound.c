@@ -2,10 +2,11 @@
  * bench_secure_bound.c: how cheap could a secure pool's alloc+free pair be on this machine?
  *
  * Issue 4 asks a secure pool for "at most 1.5x the plain pool's pair loop", with links encoded and
- * validated on every pop and double frees detected. This program times the least any design could do
- * for that: every variant is written out inline in its own loop, with no call, no statistics beyond
- * one count, no growth and no error path but an abort, over 32 blocks of 64 bytes in one 64 KiB chunk.
- * Each loop pops a block, writes its last byte and pushes it back, as bench_pool's pair does.
+ * validated on every pop and double frees detected. This program times the least any design could
+ * do for that: every variant is written out inline in its own loop, with no call, no statistics
+ * beyond one count, no growth and no error path but an abort, over 32 blocks of 64 bytes in one 64
+ * KiB chunk. Each loop pops a block, writes its last byte and pushes it back, as bench_pool's pair
+ * does.
  *
  *   plain   the original free list: pop and push.
  *   decode  links stored as next ^ mask(link address), decoded on pop; nothing checked.
@@ -19,8 +20,8 @@
  *
  * Two masks: "mul", mempool's (a per-pool key ^ the link's address times 2^64 / phi), and "shift",
  * glibc's safe-linking (the key ^ the link's address >> 12; glibc itself has no key).
- * The figure is ns per pair, the median of 7 runs, and the ratio to plain, the median of the per-run
- * ratios (each run times plain first, then the variants).
+ * The figure is ns per pair, the median of 7 runs, and the ratio to plain, the median of the
+ * per-run ratios (each run times plain first, then the variants).
  *
  * Usage: bench_secure_bound [pairs per run]   (default 100000000)
  */
@@ -99,8 +100,9 @@ static inline size_t slot_of(const bpool *p, const char *b)
     if (__builtin_expect(b == NULL, 0))                                                            \
         bad();                                                                                     \
     uintptr_t next = *(uintptr_t *)b ^ MASK(p, b);                                                 \
-    if (CHECKED && __builtin_expect(next != 0 && (((next ^ (uintptr_t)b) >= CHUNK) ||            \
-                                                  (next & (BLOCK - 1)) != 0), 0))                 \
+    if (CHECKED &&                                                                                 \
+        __builtin_expect(                                                                          \
+            next != 0 && (((next ^ (uintptr_t)b) >= CHUNK) || (next & (BLOCK - 1)) != 0), 0))      \
         bad();                                                                                     \
     p->head = (void *)next;                                                                        \
     p->allocs++
@@ -126,12 +128,48 @@ static inline size_t slot_of(const bpool *p, const char *b)
 PAIRS(pairs_plain, POP_PLAIN, PUSH_PLAIN)
 PAIRS(pairs_decode_mul, POP_DECODE(mask_mul, 0), PUSH_ENCODE(mask_mul))
 PAIRS(pairs_check_mul, POP_DECODE(mask_mul, 1), PUSH_ENCODE(mask_mul))
-PAIRS(pairs_tag_mul, { POP_DECODE(mask_mul, 1); TAG_CLEAR; }, { TAG_TEST_SET; PUSH_ENCODE(mask_mul); })
-PAIRS(pairs_bits_mul, { POP_DECODE(mask_mul, 1); BIT_CLEAR; }, { BIT_TEST_SET; PUSH_ENCODE(mask_mul); })
+PAIRS(
+    pairs_tag_mul,
+    {
+        POP_DECODE(mask_mul, 1);
+        TAG_CLEAR;
+    },
+    {
+        TAG_TEST_SET;
+        PUSH_ENCODE(mask_mul);
+    })
+PAIRS(
+    pairs_bits_mul,
+    {
+        POP_DECODE(mask_mul, 1);
+        BIT_CLEAR;
+    },
+    {
+        BIT_TEST_SET;
+        PUSH_ENCODE(mask_mul);
+    })
 PAIRS(pairs_decode_shift, POP_DECODE(mask_shift, 0), PUSH_ENCODE(mask_shift))
 PAIRS(pairs_check_shift, POP_DECODE(mask_shift, 1), PUSH_ENCODE(mask_shift))
-PAIRS(pairs_tag_shift, { POP_DECODE(mask_shift, 1); TAG_CLEAR; }, { TAG_TEST_SET; PUSH_ENCODE(mask_shift); })
-PAIRS(pairs_bits_shift, { POP_DECODE(mask_shift, 1); BIT_CLEAR; }, { BIT_TEST_SET; PUSH_ENCODE(mask_shift); })
+PAIRS(
+    pairs_tag_shift,
+    {
+        POP_DECODE(mask_shift, 1);
+        TAG_CLEAR;
+    },
+    {
+        TAG_TEST_SET;
+        PUSH_ENCODE(mask_shift);
+    })
+PAIRS(
+    pairs_bits_shift,
+    {
+        POP_DECODE(mask_shift, 1);
+        BIT_CLEAR;
+    },
+    {
+        BIT_TEST_SET;
+        PUSH_ENCODE(mask_shift);
+    })
 
 typedef struct variant {
     const char *name;
@@ -152,7 +190,8 @@ static const variant variants[] = {
 };
 #define NVARIANTS (sizeof variants / sizeof variants[0])
 
-/* Links all NBLOCKS blocks of the chunk as free, encoded for v, with their tags clear and bits set. */
+/* Links all NBLOCKS blocks of the chunk as free, encoded for v, with their tags clear and bits set.
+ * */
 static void setup(bpool *p, char *chunk, unsigned char *bits, const variant *v)
 {
     memset(p, 0, sizeof *p);
@@ -197,7 +236,8 @@ int main(int argc, char **argv)
             ns[v][r] = variants[v].run(&p, n);
             ratio[v][r] = ns[v][r] / ns[0][r];
         }
-    printf("bench_secure_bound: the least a secure pair can do, written inline (%d runs of %llu pairs)\n",
+    printf("bench_secure_bound: the least a secure pair can do, written inline (%d runs of %llu "
+           "pairs)\n",
            RUNS, (unsigned long long)n);
     printf("%-16s %10s %14s\n", "variant", "ns/pair", "x plain");
     for (size_t v = 0; v < NVARIANTS; v++) {

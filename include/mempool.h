@@ -2,8 +2,8 @@
  * mempool.h: the whole public API of mempool, a C11 library of memory pools.
  *
  * A pool hands out blocks of one size. It takes memory from the system (or from a buffer the caller
- * gives it) in large chunks, lazily, and hands blocks out and back through an intrusive free list, so
- * mp_pool_alloc() and mp_pool_free() are a handful of instructions inlined into the caller.
+ * gives it) in large chunks, lazily, and hands blocks out and back through an intrusive free list,
+ * so mp_pool_alloc() and mp_pool_free() are a handful of instructions inlined into the caller.
  *
  *     mp_pool *pool = mp_pool_create(&(mp_pool_opts){ .block_size = 64, .name = "conns" });
  *     void *p = mp_pool_alloc(pool);
@@ -11,8 +11,8 @@
  *     mp_pool_destroy(pool);
  *
  * Conventions on every declaration below: allocating functions return NULL and set errno; setup
- * functions return 0 or an errno code; checks return bool. Unless a declaration says otherwise, a pool
- * is not thread-safe: calls on one pool must not overlap, calls on different pools may.
+ * functions return 0 or an errno code; checks return bool. Unless a declaration says otherwise, a
+ * pool is not thread-safe: calls on one pool must not overlap, calls on different pools may.
  * The design and its invariants are written down in docs/design.md.
  */
 #ifndef MEMPOOL_H
@@ -55,14 +55,14 @@ enum {
     /*
      * A thread-safe pool may be used from any number of threads at once: any thread allocates, any
      * thread frees any block, including blocks another thread allocated. Each thread keeps a small
-     * cache of free blocks (opts.thread_cache) that its alloc and free use inline, with no lock and no
-     * atomic read-modify-write; a full or empty cache moves half its size to or from the pool under
-     * the pool's lock. A thread that exits gives its cached blocks back. Reset and destroy need every
-     * other thread to have stopped using the pool; alloc, free, trim, owns, check and stats may be
-     * called from any thread. What differs from a plain pool: reuse is LIFO within a thread's
-     * cache, not across threads; blocks taken into a cache count as handed out (mp_pool_owns() is
-     * true for them) and count in blocks_peak; stats read while other threads allocate are a
-     * snapshot of each thread's counters, exact once they stop.
+     * cache of free blocks (opts.thread_cache) that its alloc and free use inline, with no lock and
+     * no atomic read-modify-write; a full or empty cache moves half its size to or from the pool
+     * under the pool's lock. A thread that exits gives its cached blocks back. Reset and destroy
+     * need every other thread to have stopped using the pool; alloc, free, trim, owns, check and
+     * stats may be called from any thread. What differs from a plain pool: reuse is LIFO within a
+     * thread's cache, not across threads; blocks taken into a cache count as handed out
+     * (mp_pool_owns() is true for them) and count in blocks_peak; stats read while other threads
+     * allocate are a snapshot of each thread's counters, exact once they stop.
      * fork() may be called from any thread at any time: the library takes all its locks around
      * it, so the child can use every thread-safe pool and heap (mp_malloc's included) at once; the
      * blocks the other threads held stay in use there, their caches' free blocks are given back.
@@ -70,17 +70,17 @@ enum {
      */
     MP_THREAD_SAFE = 1u << 1,
     /*
-     * A checked pool stops user bugs with a clear message (see mp_set_error_handler()): double free,
-     * invalid free (a pointer the pool never handed out: another pool's block, an interior pointer, a
-     * stack or static address), write after free (freed blocks are filled with MP_FILL_FREED after
-     * their first word, verified when handed out again, at destroy and by mp_pool_trim() before it
-     * gives their memory back; the first word, the free-list link, is kept twice, and a write to it
-     * is found in the same places and wherever the list is walked, for every block size), overflow
-     * (MP_FILL_CANARY bytes after each block, verified at free and at destroy) and leaks (at
-     * destroy, with the address each leaked block was allocated from). A damaged link is reported
-     * as a write after free, "... (its link was overwritten)". Every call takes the slow path:
-     * several times slower than a plain pool, and each block takes 16 bytes more. A plain pool pays
-     * nothing for it.
+     * A checked pool stops user bugs with a clear message (see mp_set_error_handler()): double
+     * free, invalid free (a pointer the pool never handed out: another pool's block, an interior
+     * pointer, a stack or static address), write after free (freed blocks are filled with
+     * MP_FILL_FREED after their first word, verified when handed out again, at destroy and by
+     * mp_pool_trim() before it gives their memory back; the first word, the free-list link, is kept
+     * twice, and a write to it is found in the same places and wherever the list is walked, for
+     * every block size), overflow (MP_FILL_CANARY bytes after each block, verified at free and at
+     * destroy) and leaks (at destroy, with the address each leaked block was allocated from). A
+     * damaged link is reported as a write after free, "... (its link was overwritten)". Every call
+     * takes the slow path: several times slower than a plain pool, and each block takes 16 bytes
+     * more. A plain pool pays nothing for it.
      */
     MP_CHECKED = 1u << 2,
     /*
@@ -138,10 +138,10 @@ typedef struct mp_source {
  *   source:      where chunks come from (above); NULL = the system (mmap). Ignored with a buffer.
  *   thread_cache: MP_THREAD_SAFE pools: the most free blocks each thread keeps for itself; 0 = the
  *                default (1024, fewer for large blocks: at most 256 KiB a thread); at most 256 move
- *                between a cache and the pool at once. Thread-safe pools that are checked, secure or
- *                have a capacity keep none: every call takes the pool's lock, so every check runs and
- *                no thread is refused a block while another thread's cache holds free ones. So
- *                does a pool made while 32767 other thread-safe pools with caches exist.
+ *                between a cache and the pool at once. Thread-safe pools that are checked, secure
+ *                or have a capacity keep none: every call takes the pool's lock, so every check
+ *                runs and no thread is refused a block while another thread's cache holds free
+ *                ones. So does a pool made while 32767 other thread-safe pools with caches exist.
  */
 typedef struct mp_pool_opts {
     size_t block_size;
@@ -163,8 +163,8 @@ typedef struct mp_pool mp_pool;
 
 /*
  * Creates a pool of blocks of opts->block_size bytes.
- * Complexity: O(1); no block is touched and no chunk is taken until the first mp_pool_alloc(). A pool
- * that is not in a buffer takes one page from the source for its own bookkeeping.
+ * Complexity: O(1); no block is touched and no chunk is taken until the first mp_pool_alloc(). A
+ * pool that is not in a buffer takes one page from the source for its own bookkeeping.
  * Returns NULL if and only if:
  *   - errno = EINVAL: opts is NULL; block_size is 0; align is not 0 and not a power of two; flags
  *     has an unknown bit; a source lacks map or unmap; MP_THREAD_SAFE with a buffer; a block
@@ -203,11 +203,12 @@ static inline void mp_pool_free(mp_pool *pool, void *block);
 
 /*
  * mp_pool_alloc: like malloc(block_size), but from the pool.
- * Guarantees: the block is aligned to the pool's alignment and does not overlap any other live block;
- * its contents are unspecified (zero with MP_ZERO). The most recently freed block is reused first.
+ * Guarantees: the block is aligned to the pool's alignment and does not overlap any other live
+ * block; its contents are unspecified (zero with MP_ZERO). The most recently freed block is reused
+ * first.
  * Complexity: O(1). The fast path (a block on the free list) is about five instructions with no
- * call; the slow path carves a block from never-used space and, when a chunk run is used up, takes a
- * new run from the source (at most one source call).
+ * call; the slow path carves a block from never-used space and, when a chunk run is used up, takes
+ * a new run from the source (at most one source call).
  * Returns NULL if and only if:
  *   - errno = ENOMEM: the pool holds `capacity` live blocks, or the source could not give memory
  *     (a buffer pool: its buffer is full). The pool counts it in failed_allocs and stays usable;
@@ -228,8 +229,8 @@ static inline void mp_pool_free(mp_pool *pool, void *block);
  * chunk run in the order the runs were taken, each from its lowest address up. So the first block
  * after a reset is the first block of the oldest run the pool holds, which need not be its lowest
  * address (the source may place a later run below it). Statistics keep their totals
- * (allocs, frees count the reset blocks as freed; blocks_peak is kept); blocks_free is 0 afterwards,
- * since every block is never-used space again. Does nothing when pool is NULL.
+ * (allocs, frees count the reset blocks as freed; blocks_peak is kept); blocks_free is 0
+ * afterwards, since every block is never-used space again. Does nothing when pool is NULL.
  * Complexity: O(number of chunk runs); a checked or secure pool also clears the free bits of every
  * chunk it has used (one bit per block, kept beside the chunk's header, not in the blocks).
  * Undefined: using a block that was live before the reset.
@@ -237,11 +238,11 @@ static inline void mp_pool_free(mp_pool *pool, void *block);
 void mp_pool_reset(mp_pool *pool);
 
 /*
- * Gives back to the source every chunk run whose blocks are all free, like malloc_trim(). Returns the
- * number of bytes given back (0 for a NULL pool or a buffer pool, which never gives memory back).
- * A checked or secure pool validates each link it follows: a damaged one is reported (as the alloc
- * that reached it would) and nothing is given back. A checked pool also verifies every block of a
- * run before giving it back: a block written after free is reported and its run kept.
+ * Gives back to the source every chunk run whose blocks are all free, like malloc_trim(). Returns
+ * the number of bytes given back (0 for a NULL pool or a buffer pool, which never gives memory
+ * back). A checked or secure pool validates each link it follows: a damaged one is reported (as the
+ * alloc that reached it would) and nothing is given back. A checked pool also verifies every block
+ * of a run before giving it back: a block written after free is reported and its run kept.
  * Complexity: O(free blocks + chunk runs): it walks the free list once (twice when a run goes); a
  * checked or secure pool O(free blocks * chunk runs), and a checked pool reads every block it gives
  * back.
@@ -250,24 +251,24 @@ size_t mp_pool_trim(mp_pool *pool);
 
 /*
  * True if and only if `p` is the start of a block of this pool that has been handed out at least
- * once since the last reset or trim (it may be live or free now). False for NULL arguments, interior
- * pointers and any other address. Never dereferences `p`.
+ * once since the last reset or trim (it may be live or free now). False for NULL arguments,
+ * interior pointers and any other address. Never dereferences `p`.
  * Complexity: O(number of chunk runs).
  */
 bool mp_pool_owns(const mp_pool *pool, const void *p);
 
 /*
- * Runs the pool's invariant validator (docs/design.md, "Invariants"): the free list is acyclic, each
- * free block lies in the pool and is aligned, and the counts add up
- * (in_use + free + never_used == blocks the chunks can hold). True if every invariant holds; false for
- * a NULL pool or a broken invariant (user memory corruption, or a bug here). A checked or secure
- * pool also reports a damaged link it finds, as its alloc would (the default handler aborts), and
- * returns false if the handler returns. In a thread-safe pool
+ * Runs the pool's invariant validator (docs/design.md, "Invariants"): the free list is acyclic,
+ * each free block lies in the pool and is aligned, and the counts add up
+ * (in_use + free + never_used == blocks the chunks can hold). True if every invariant holds; false
+ * for a NULL pool or a broken invariant (user memory corruption, or a bug here). A checked or
+ * secure pool also reports a damaged link it finds, as its alloc would (the default handler
+ * aborts), and returns false if the handler returns. In a thread-safe pool
  * that other threads use meanwhile, the blocks in their caches are counted from counters that move
  * as it runs, so only the bounds no race can break are checked (never a false alarm). A checked or
  * secure pool also checks that no slot not handed out since the last reset is marked free.
- * Complexity: O(free blocks + chunk runs); a checked or secure pool: also O(slots of its chunks that
- * were not carved since the last reset).
+ * Complexity: O(free blocks + chunk runs); a checked or secure pool: also O(slots of its chunks
+ * that were not carved since the last reset).
  */
 bool mp_pool_check(const mp_pool *pool);
 
@@ -309,12 +310,13 @@ typedef void mp_error_fn(const mp_error *error, void *ctx);
  * Installs the handler called for each error a checked or secure pool catches; NULL restores the
  * default, which prints error->message and a newline to stderr and calls abort(). The message reads
  *     mempool: double free of 0x5581c0a2f040 in pool "conns"
- * If a handler returns, the library goes on safely and loses nothing it can keep: a double or invalid
- * free is ignored; a block found written after free is still handed out; an overflowed block is still
- * freed; a destroy with leaks still gives all memory back; a corrupted free list is cut at the
- * corruption by the alloc that reaches it (the blocks after it are abandoned, never handed out),
- * and a walk that finds it (stats, trim, check) stops there: stats count the blocks before it, trim
- * gives nothing back, check returns false; a trim keeps a run holding a block written after free.
+ * If a handler returns, the library goes on safely and loses nothing it can keep: a double or
+ * invalid free is ignored; a block found written after free is still handed out; an overflowed
+ * block is still freed; a destroy with leaks still gives all memory back; a corrupted free list is
+ * cut at the corruption by the alloc that reaches it (the blocks after it are abandoned, never
+ * handed out), and a walk that finds it (stats, trim, check) stops there: stats count the blocks
+ * before it, trim gives nothing back, check returns false; a trim keeps a run holding a block
+ * written after free.
  * Thread-safety: set it before other threads use pools; the handler may be called from any thread.
  */
 void mp_set_error_handler(mp_error_fn *handler, void *ctx);
@@ -329,24 +331,24 @@ const char *mp_error_name(mp_error_kind kind);
 /* A pool's statistics, as mp_pool_stats() fills them. */
 typedef struct mp_stats {
     char name[MP_NAME_MAX];
-    size_t block_size;     /* as asked for */
-    size_t align;          /* as used */
-    size_t stride;         /* bytes between two blocks: block_size rounded up to align (in a
+    size_t block_size;       /* as asked for */
+    size_t align;            /* as used */
+    size_t stride;           /* bytes between two blocks: block_size rounded up to align (in a
                               checked pool, after room for the guard and the caller's address) */
-    size_t capacity;       /* the most blocks live at once; 0 = unbounded */
-    uint64_t blocks_in_use; /* handed out and not freed */
-    uint64_t blocks_peak;   /* the most blocks in use at once since creation (in a thread-safe
+    size_t capacity;         /* the most blocks live at once; 0 = unbounded */
+    uint64_t blocks_in_use;  /* handed out and not freed */
+    uint64_t blocks_peak;    /* the most blocks in use at once since creation (in a thread-safe
                                pool, blocks in threads' caches count too) */
-    uint64_t blocks_free;   /* on the free list, ready for reuse */
-    uint64_t allocs;        /* successful mp_pool_alloc() calls */
-    uint64_t frees;         /* blocks given back (mp_pool_free() of a block, and by reset) */
-    uint64_t failed_allocs; /* mp_pool_alloc() calls that returned NULL */
+    uint64_t blocks_free;    /* on the free list, ready for reuse */
+    uint64_t allocs;         /* successful mp_pool_alloc() calls */
+    uint64_t frees;          /* blocks given back (mp_pool_free() of a block, and by reset) */
+    uint64_t failed_allocs;  /* mp_pool_alloc() calls that returned NULL */
     uint64_t bytes_reserved; /* taken from the source or the buffer, and not given back */
-    uint64_t bytes_used;    /* blocks_in_use * block_size: what the program asked for and holds */
-    uint64_t chunks;        /* chunks held (a buffer pool's buffer counts as one) */
-    uint64_t source_maps;   /* regions the source's map has given, for chunk runs and bookkeeping */
-    uint64_t resets;        /* mp_pool_reset() calls */
-    uint64_t trims;         /* mp_pool_trim() calls */
+    uint64_t bytes_used;     /* blocks_in_use * block_size: what the program asked for and holds */
+    uint64_t chunks;         /* chunks held (a buffer pool's buffer counts as one) */
+    uint64_t source_maps; /* regions the source's map has given, for chunk runs and bookkeeping */
+    uint64_t resets;      /* mp_pool_reset() calls */
+    uint64_t trims;       /* mp_pool_trim() calls */
 } mp_stats;
 
 /*
@@ -370,8 +372,8 @@ enum { MP_FORMAT_TEXT = 0, MP_FORMAT_JSON = 1 };
 typedef void mp_write_fn(void *ctx, const char *text, size_t len);
 
 /*
- * Writes the statistics as human-readable text (one "key: value" per line, headed by the name) or as
- * one JSON object with the field names of mp_stats, through `write`. The library never prints
+ * Writes the statistics as human-readable text (one "key: value" per line, headed by the name) or
+ * as one JSON object with the field names of mp_stats, through `write`. The library never prints
  * unless asked to here. The name is the bytes of stats->name before its first NUL (at most
  * MP_NAME_MAX - 1). Text writes them as they are. JSON (RFC 8259) is valid UTF-8 whatever they
  * are: the quote and the backslash are escaped with a backslash, control characters below 0x20 as
@@ -382,7 +384,8 @@ typedef void mp_write_fn(void *ctx, const char *text, size_t len);
  */
 int mp_stats_write(const mp_stats *stats, int format, mp_write_fn *write, void *ctx);
 
-/* Like mp_stats_write(), to a stdio stream. Returns 0, EINVAL as above, or EIO if the stream failed. */
+/* Like mp_stats_write(), to a stdio stream. Returns 0, EINVAL as above, or EIO if the stream
+ * failed. */
 int mp_stats_print(const mp_stats *stats, int format, FILE *out);
 
 /* ------------------------------------------------------------------------------------------------
@@ -433,17 +436,18 @@ typedef struct mp_heap_opts {
 mp_heap *mp_heap_create(const mp_heap_opts *opts);
 
 /*
- * Like malloc(): a block of at least `size` bytes, aligned to 16 bytes (to 8 for sizes of 8 or less),
- * from the size class that fits, or a large block. mp_heap_alloc(heap, 0) returns a unique block.
- * A request above 4 KiB whose class has no free block may get a free block of one of the next two
- * classes instead of new memory (so sparse large classes share their free blocks); its usable size
- * says so. Complexity: O(1); a class block costs a class lookup and an inline pool alloc.
+ * Like malloc(): a block of at least `size` bytes, aligned to 16 bytes (to 8 for sizes of 8 or
+ * less), from the size class that fits, or a large block. mp_heap_alloc(heap, 0) returns a unique
+ * block. A request above 4 KiB whose class has no free block may get a free block of one of the
+ * next two classes instead of new memory (so sparse large classes share their free blocks); its
+ * usable size says so. Complexity: O(1); a class block costs a class lookup and an inline pool
+ * alloc.
  * Memory: a class block never handed out before, from a heap over the system (no source, no
  * buffer), comes with its pages already faulted in, by one system call (MADV_POPULATE_WRITE, Linux
  * 5.14; not in a checked or secure thread-safe heap): cheaper than a fault per page at the first
  * writes, but resident even if the program writes little of it. Large blocks fault in as written.
- * Returns NULL if and only if: errno = ENOMEM: the size is above PTRDIFF_MAX, or the capacity or the
- * source is exhausted; errno = EINVAL: heap is NULL.
+ * Returns NULL if and only if: errno = ENOMEM: the size is above PTRDIFF_MAX, or the capacity or
+ * the source is exhausted; errno = EINVAL: heap is NULL.
  * Thread-safety: as the heap's flags say (MP_THREAD_SAFE: any thread at any time).
  */
 void *mp_heap_alloc(mp_heap *heap, size_t size);
@@ -454,8 +458,8 @@ void *mp_heap_calloc(mp_heap *heap, size_t n, size_t size);
 
 /*
  * Like realloc(): moves the contents to a block of at least `size` bytes when the block's class (or
- * large size) does not already fit, keeping min(old usable size, size) bytes. realloc(heap, NULL, n)
- * is mp_heap_alloc(heap, n). realloc(heap, p, 0) frees p and returns NULL (errno untouched), as
+ * large size) does not already fit, keeping min(old usable size, size) bytes. realloc(heap, NULL,
+ * n) is mp_heap_alloc(heap, n). realloc(heap, p, 0) frees p and returns NULL (errno untouched), as
  * glibc does. On failure returns NULL with errno = ENOMEM and leaves p untouched.
  */
 void *mp_heap_realloc(mp_heap *heap, void *p, size_t size);
@@ -472,8 +476,9 @@ void *mp_heap_aligned_alloc(mp_heap *heap, size_t align, size_t size);
 
 /*
  * Like free(): gives a block back to its class pool, which is found from the block's address (its
- * chunk header, found by masking), or unmaps a large block (keeping a few recently freed large blocks
- * for reuse, so repeated large allocations do not fault their pages in again). NULL does nothing.
+ * chunk header, found by masking), or unmaps a large block (keeping a few recently freed large
+ * blocks for reuse, so repeated large allocations do not fault their pages in again). NULL does
+ * nothing.
  * Undefined in a plain heap, reported in a checked one: a pointer the heap did not hand out (an
  * invalid free, in the heap's name), a block freed twice (a double free: a class block's in its
  * class pool's name, "HEAP/SIZE"; a large block's in the heap's name while its mapping is among the
@@ -509,12 +514,13 @@ size_t mp_heap_trim(mp_heap *heap);
 void mp_heap_reset(mp_heap *heap);
 
 /* Destroys the heap and gives all its memory back. NULL does nothing. A checked heap reports leaks
- * first (each class pool's, then the large blocks still in use, as "N blocks leaked"). Not thread-safe: no other thread may use the heap meanwhile. */
+ * first (each class pool's, then the large blocks still in use, as "N blocks leaked"). Not
+ * thread-safe: no other thread may use the heap meanwhile. */
 void mp_heap_destroy(mp_heap *heap);
 
 /* One size class's figures in mp_heap_stats. */
 typedef struct mp_heap_class_stats {
-    size_t size;             /* the class's block size */
+    size_t size; /* the class's block size */
     uint64_t blocks_in_use;
     uint64_t blocks_peak;
     uint64_t allocs;
@@ -525,7 +531,7 @@ typedef struct mp_heap_class_stats {
 /* A struct tag with no typedef: in C the function mp_heap_stats() takes the ordinary name. */
 struct mp_heap_stats {
     char name[MP_NAME_MAX];
-    uint64_t allocs;         /* all successful allocations, class and large */
+    uint64_t allocs; /* all successful allocations, class and large */
     uint64_t frees;
     uint64_t failed_allocs;
     uint64_t blocks_in_use;
@@ -541,19 +547,20 @@ int mp_heap_stats(const mp_heap *heap, struct mp_heap_stats *out);
 
 /* Writes the heap's statistics (totals and the classes in use) as text or JSON, as
  * mp_stats_write() does. 0, or EINVAL. */
-int mp_heap_stats_write(const struct mp_heap_stats *stats, int format, mp_write_fn *write, void *ctx);
+int mp_heap_stats_write(const struct mp_heap_stats *stats, int format, mp_write_fn *write,
+                        void *ctx);
 
 /* ------------------------------------------------------------------------------------------------
  * The process-wide heap: malloc's contract, no setup. Thread-safe. With MEMPOOL_CHECKED=1 in the
  * environment when it is first used, it is a checked heap.
  * ---------------------------------------------------------------------------------------------- */
 
-void *mp_malloc(size_t size);                    /* NULL + ENOMEM as mp_heap_alloc() */
-void *mp_calloc(size_t n, size_t size);          /* NULL + ENOMEM on overflow */
-void *mp_realloc(void *p, size_t size);          /* as mp_heap_realloc(): (p, 0) frees, NULL */
+void *mp_malloc(size_t size);                      /* NULL + ENOMEM as mp_heap_alloc() */
+void *mp_calloc(size_t n, size_t size);            /* NULL + ENOMEM on overflow */
+void *mp_realloc(void *p, size_t size);            /* as mp_heap_realloc(): (p, 0) frees, NULL */
 void *mp_aligned_alloc(size_t align, size_t size); /* NULL + EINVAL for a bad align */
-void mp_free(void *p);                           /* NULL does nothing */
-size_t mp_usable_size(const void *p);            /* >= the size asked for; 0 for NULL */
+void mp_free(void *p);                             /* NULL does nothing */
+size_t mp_usable_size(const void *p);              /* >= the size asked for; 0 for NULL */
 /* The process-wide heap itself, for mp_heap_stats() (created on first use; NULL if that failed). */
 mp_heap *mp_default_heap(void);
 
@@ -592,7 +599,7 @@ struct mp_arena_stats {
     char name[MP_NAME_MAX];
     uint64_t allocs;
     uint64_t failed_allocs;
-    uint64_t bytes_used;     /* handed out since the last reset (alignment padding included) */
+    uint64_t bytes_used; /* handed out since the last reset (alignment padding included) */
     uint64_t bytes_peak;
     uint64_t bytes_reserved; /* taken from the source or the buffer */
     uint64_t chunks;
@@ -629,11 +636,11 @@ int mp_arena_stats(const mp_arena *arena, struct mp_arena_stats *out);
  * Internals. Nothing below is part of the API: do not use these names or touch these fields.
  *
  * The fast path of mp_pool_alloc() and mp_pool_free() is inline: it reads the head of every pool
- * (struct mp_pool_fast) and this thread's caches (struct mp_tcache_fast) in the caller's code. Those
- * two layouts are therefore part of the library's binary interface: MP_ABI_VERSION names them, the
- * library checks them against it when it is built (src/pool.c), and it is the shared library's
- * soname number (libmempool.so.MP_ABI_VERSION), so a program inlined against one layout never runs
- * on a library with another.
+ * (struct mp_pool_fast) and this thread's caches (struct mp_tcache_fast) in the caller's code.
+ * Those two layouts are therefore part of the library's binary interface: MP_ABI_VERSION names
+ * them, the library checks them against it when it is built (src/pool.c), and it is the shared
+ * library's soname number (libmempool.so.MP_ABI_VERSION), so a program inlined against one layout
+ * never runs on a library with another.
  *
  * Define MP_NO_INLINE before including this header to call exported functions instead: for other
  * compilers (the inline path needs C11 or C++11 thread-locals, and uses GCC/Clang builtins), for

@@ -1,13 +1,13 @@
 /*
- * check.c: how errors are reported, the fill patterns of checked pools, and what AddressSanitizer and
- * Valgrind's memcheck are told about pool blocks.
+ * check.c: how errors are reported, the fill patterns of checked pools, and what AddressSanitizer
+ * and Valgrind's memcheck are told about pool blocks.
  *
- * Every user error a checked or secure pool catches goes through mpi_report(), which writes one line
- * (`mempool: double free of 0x... in pool "conns"`) and calls the handler the program installed, or
- * the default, which prints the line and aborts. The checks themselves live with the data they read
- * (pool.c); this file keeps what they share. Invariant for the tools: a free block is inaccessible to
- * the tools except while the library itself opens it (mpi_tool_open/close), so any access by the
- * program to a free block is reported.
+ * Every user error a checked or secure pool catches goes through mpi_report(), which writes one
+ * line (`mempool: double free of 0x... in pool "conns"`) and calls the handler the program
+ * installed, or the default, which prints the line and aborts. The checks themselves live with the
+ * data they read (pool.c); this file keeps what they share. Invariant for the tools: a free block
+ * is inaccessible to the tools except while the library itself opens it (mpi_tool_open/close), so
+ * any access by the program to a free block is reported.
  */
 #include "internal.h"
 
@@ -278,7 +278,8 @@ void mpi_tool_close(const mp_pool *pool, const void *p, size_t n)
 #endif
 }
 
-/* The block becomes the user's: block_size bytes accessible (to memcheck: undefined until written). */
+/* The block becomes the user's: block_size bytes accessible (to memcheck: undefined until written).
+ * */
 static void tool_alloc(const mp_pool *pool, void *block)
 {
     (void)pool, (void)block;
@@ -313,10 +314,10 @@ void mpi_tool_free(const mp_pool *pool, void *block)
 }
 
 /*
- * Memcheck is told of blocks as malloc-like blocks (VALGRIND_MALLOCLIKE_BLOCK), which its leak check
- * covers, rather than as mempool chunks, which it does not report as leaks. So when a reset or a
- * destroy frees the live blocks at once, memcheck must be told of each (O(blocks carved), under
- * Valgrind only): the live ones are the carved slots whose free bit is clear.
+ * Memcheck is told of blocks as malloc-like blocks (VALGRIND_MALLOCLIKE_BLOCK), which its leak
+ * check covers, rather than as mempool chunks, which it does not report as leaks. So when a reset
+ * or a destroy frees the live blocks at once, memcheck must be told of each (O(blocks carved),
+ * under Valgrind only): the live ones are the carved slots whose free bit is clear.
  */
 void mpi_tool_forget_live(const mp_pool *pool)
 {

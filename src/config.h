@@ -1,13 +1,13 @@
 /*
- * config.h: every compile-time option of mempool, in one place. Each is #ifndef-guarded so a build can
- * set it with -D (the CMake option of the same name, without the MP_ prefix and with MEMPOOL_, sets it
- * where one exists). Each says what it does, which values it takes and what it costs.
+ * config.h: every compile-time option of mempool, in one place. Each is #ifndef-guarded so a build
+ * can set it with -D (the CMake option of the same name, without the MP_ prefix and with MEMPOOL_,
+ * sets it where one exists). Each says what it does, which values it takes and what it costs.
  */
 #ifndef MP_CONFIG_H
 #define MP_CONFIG_H
 
-/* Internal assertion level: 0 none (release), 1 cheap O(1) checks, 2 also O(n) validators after every
- * slow-path operation. Costs nothing at 0. CMake: MEMPOOL_DEBUG. */
+/* Internal assertion level: 0 none (release), 1 cheap O(1) checks, 2 also O(n) validators after
+ * every slow-path operation. Costs nothing at 0. CMake: MEMPOOL_DEBUG. */
 #ifndef MP_DEBUG
 #define MP_DEBUG 0
 #endif
@@ -32,17 +32,17 @@
 #endif
 
 /* A pool takes chunks from its source in runs of 1, 1, 2, 4, ... chunks, each run as large as the
- * pool already is (geometric growth, so a pool of N bytes makes O(log N) source calls), up to this many chunks in one run. Larger runs mean fewer
- * source calls and fewer runs to walk in trim/owns/check; smaller runs let trim give memory back at a
- * finer grain. */
+ * pool already is (geometric growth, so a pool of N bytes makes O(log N) source calls), up to this
+ * many chunks in one run. Larger runs mean fewer source calls and fewer runs to walk in
+ * trim/owns/check; smaller runs let trim give memory back at a finer grain. */
 #ifndef MP_RUN_MAX_CHUNKS
 #define MP_RUN_MAX_CHUNKS 256u
 #endif
 
 /* Memcheck support (CMake MEMPOOL_VALGRIND): 1 makes every pool tell Valgrind about its blocks
  * (VALGRIND_MEMPOOL_ALLOC/FREE) when the program runs under Valgrind, so memcheck reports writes to
- * freed blocks, reads of uninitialised blocks and leaked blocks. Outside Valgrind it costs one test at
- * pool creation; under Valgrind every call takes the slow path. Needs valgrind/memcheck.h. */
+ * freed blocks, reads of uninitialised blocks and leaked blocks. Outside Valgrind it costs one test
+ * at pool creation; under Valgrind every call takes the slow path. Needs valgrind/memcheck.h. */
 #ifndef MP_VALGRIND
 #define MP_VALGRIND 0
 #endif

@@ -61,10 +61,10 @@ typedef struct heap_carry {
 
 struct mp_heap {
     _Atomic(mp_pool *) pools[MP_HEAP_CLASSES];
-    pthread_mutex_t lock; /* the large lists and counters; the innermost lock (internal.h) */
+    pthread_mutex_t lock;    /* the large lists and counters; the innermost lock (internal.h) */
     mpi_fork_lock fork_lock; /* MP_THREAD_SAFE: `lock`, on fork()'s list */
-    mpi_large *large;     /* large blocks in use */
-    mpi_large *cache;     /* freed large blocks kept for reuse, most recent first */
+    mpi_large *large;        /* large blocks in use */
+    mpi_large *cache;        /* freed large blocks kept for reuse, most recent first */
     uint64_t large_allocs, large_frees, ncache;
     uint64_t failed; /* failed requests no class pool counted (large, pool creation) */
     unsigned flags;
@@ -393,7 +393,7 @@ static void *large_alloc(mp_heap *heap, size_t size, size_t align)
 {
     size_t page = mpi_os_page_size();
     if (size == 0)
-        size = 1; /* a unique block with a usable size, as for the classes */
+        size = 1;                       /* a unique block with a usable size, as for the classes */
     size_t a = align > 64 ? align : 64; /* LARGE_HEADER is a multiple of 64 */
     size_t off = (LARGE_HEADER + a - 1) & ~(a - 1);
     if (size > (size_t)PTRDIFF_MAX - off - page) {
@@ -660,8 +660,7 @@ void *mp_heap_realloc(mp_heap *heap, void *p, size_t size)
     }
     /* What the block is decides, not its size: an aligned large block may be small. */
     size_t usable =
-        pool != NULL ? mp_pool_block_size(pool)
-                     : ((const mpi_large *)heap_chunk(p))->usable;
+        pool != NULL ? mp_pool_block_size(pool) : ((const mpi_large *)heap_chunk(p))->usable;
     bool same_kind = pool != NULL
                          ? size <= usable && class_of(size) == class_of(usable)
                          : size > MP_HEAP_MAX_CLASS && size <= usable && size >= usable / 2;

@@ -1,8 +1,9 @@
 /*
- * internal.h: the library's internal types with their invariants, and the internal prototypes grouped
- * by the file that defines them. Nothing here is public; tests use include/mempool.h only.
+ * internal.h: the library's internal types with their invariants, and the internal prototypes
+ * grouped by the file that defines them. Nothing here is public; tests use include/mempool.h only.
  *
- * Memory layout of a pool that takes its memory from a source (docs/design.md has the whole design):
+ * Memory layout of a pool that takes its memory from a source (docs/design.md has the whole
+ * design):
  *
  *   run (one source map: nchunks * chunk_size bytes, aligned to chunk_size)
  *   +---------------------------------------+---------------------------------------+----
@@ -41,7 +42,8 @@
 #define MPI_RETURN_ADDRESS() NULL
 #endif
 
-/* Debug asserts for our own invariants (MP_DEBUG >= 1); user errors are never checked with these. */
+/* Debug asserts for our own invariants (MP_DEBUG >= 1); user errors are never checked with these.
+ * */
 #if MP_DEBUG >= 1
 #define mp_assert(cond) ((cond) ? (void)0 : mpi_assert_fail(#cond, __FILE__, __LINE__))
 #else
@@ -110,15 +112,17 @@ typedef struct mpi_chunk {
  * size, so their headers share one cache set at every level, and reading them missed the caches
  * (docs/design.md, "The heap"). The owner
  * word's line is picked by the chunk's address among MPI_OWNER_COLORS lines after the header, so
- * the words of consecutive chunks fall in different sets. A large block keeps NULL at the same place.
- *   heap chunk:  [mpi_chunk / mpi_run: MP_CHUNK_HEADER][owner lines: MPI_OWNER_ROOM][bitmap][blocks]
+ * the words of consecutive chunks fall in different sets. A large block keeps NULL at the same
+ * place.   heap chunk:  [mpi_chunk / mpi_run: MP_CHUNK_HEADER][owner lines:
+ * MPI_OWNER_ROOM][bitmap][blocks]
  */
 #define MPI_OWNER_COLORS 64u
 #define MPI_OWNER_ROOM ((size_t)MPI_OWNER_COLORS * 64u)
 
 static inline mp_pool **mpi_owner_word(uintptr_t chunk, unsigned chunk_shift)
 {
-    return (mp_pool **)(chunk + MP_CHUNK_HEADER + ((chunk >> chunk_shift) % MPI_OWNER_COLORS) * 64u);
+    return (mp_pool **)(chunk + MP_CHUNK_HEADER +
+                        ((chunk >> chunk_shift) % MPI_OWNER_COLORS) * 64u);
 }
 
 /*
@@ -167,9 +171,11 @@ typedef enum mpi_path {
 
 /* Bits of mp_pool.checks: what the slow paths verify or tell a tool. Any bit makes a slow pool. */
 enum {
-    MPI_CHECK_STATE = 1u << 0, /* a free bit per block slot, kept in the chunk header (checked, secure) */
-    MPI_CHECK_FILL = 1u << 1,  /* fill freed blocks, guard each with a canary, record sites (checked) */
-    MPI_CHECK_ASAN = 1u << 2,  /* poison free blocks for AddressSanitizer */
+    MPI_CHECK_STATE =
+        1u << 0, /* a free bit per block slot, kept in the chunk header (checked, secure) */
+    MPI_CHECK_FILL =
+        1u << 1, /* fill freed blocks, guard each with a canary, record sites (checked) */
+    MPI_CHECK_ASAN = 1u << 2,     /* poison free blocks for AddressSanitizer */
     MPI_CHECK_VALGRIND = 1u << 3, /* tell memcheck about blocks (running under Valgrind) */
 };
 #define MPI_CHECK_TOOLS (MPI_CHECK_ASAN | MPI_CHECK_VALGRIND)
@@ -187,13 +193,13 @@ enum {
  * A pool. `fast` comes first: the inline fast path in mempool.h reads it through a cast.
  *
  * Free list: the blocks on it are linked through their first word. A plain pool keeps it in
- * fast.free; a slow pool (MP_ZERO) keeps it in `list` and fast.free stays MP_FAST_SLOW, so that every
- * alloc and free reaches the *_slow functions.
+ * fast.free; a slow pool (MP_ZERO) keeps it in `list` and fast.free stays MP_FAST_SLOW, so that
+ * every alloc and free reaches the *_slow functions.
  *
  * Invariants (checked by pool_is_valid(), i.e. mp_pool_check()):
  *   in_use + free_len == carved == sum of run.carved, where free_len is the free list's length
- *   (this is how in_use is known: the fast path counts allocations only), and frees = allocs - in_use
- *   carved <= capacity_max
+ *   (this is how in_use is known: the fast path counts allocations only), and frees = allocs -
+ *   in_use carved <= capacity_max
  *   with free bits (MPI_CHECK_STATE): a slot's bit is set when the slot is on the free list, and
  *   otherwise only if a corrupted link cut it off the list (abandoned, never handed out again); so
  *   a set bit says the slot was carved (a fresh carve and a pop clear it, a free sets it, a reset
@@ -223,11 +229,11 @@ struct mp_pool {
     /* Geometry, fixed at creation. */
     size_t block_size;
     size_t align;
-    size_t stride;    /* block_size rounded up to align (at least a pointer) */
-    size_t chunk_size; /* a power of two >= MP_CHUNK_SIZE */
-    unsigned chunk_shift; /* log2(chunk_size) */
+    size_t stride;         /* block_size rounded up to align (at least a pointer) */
+    size_t chunk_size;     /* a power of two >= MP_CHUNK_SIZE */
+    unsigned chunk_shift;  /* log2(chunk_size) */
     uint64_t stride_recip; /* 2^64 / stride rounded up, for division by multiplication; 0: none */
-    size_t first_off; /* offset of a chunk's first block */
+    size_t first_off;      /* offset of a chunk's first block */
     uint64_t per_chunk;
     uint64_t slots_bytes;  /* per_chunk * stride: the bytes of a chunk's slots */
     uint64_t capacity;     /* as asked for; 0 = unbounded */
@@ -244,12 +250,12 @@ struct mp_pool {
     uint64_t resets;
     uint64_t trims;
 
-    unsigned flags;  /* MP_ZERO, ... as created */
-    unsigned state;  /* MPI_IN_BUFFER, ... */
-    mpi_path path;   /* fixed at creation (pool_select_path) */
-    unsigned checks; /* MPI_CHECK_*, fixed at creation */
-    uintptr_t key;   /* the secret that encodes free-list links; 0: links stored as they are */
-    size_t site_off; /* MPI_CHECK_FILL: offset of the site word in a slot */
+    unsigned flags;      /* MP_ZERO, ... as created */
+    unsigned state;      /* MPI_IN_BUFFER, ... */
+    mpi_path path;       /* fixed at creation (pool_select_path) */
+    unsigned checks;     /* MPI_CHECK_*, fixed at creation */
+    uintptr_t key;       /* the secret that encodes free-list links; 0: links stored as they are */
+    size_t site_off;     /* MPI_CHECK_FILL: offset of the site word in a slot */
     size_t bitmap_bytes; /* MPI_CHECK_STATE: bytes of the free bitmap in each chunk header */
     size_t bitmap_off;   /* where a chunk's bitmap starts: after the header and any owner lines */
     unsigned char *buffer_bitmap; /* MPI_CHECK_STATE in a buffer pool: the one bitmap */
@@ -259,18 +265,18 @@ struct mp_pool {
      * run_slots; a run's chunks are written when it is taken, so a later run may overwrite an
      * earlier one's (the lookup verifies, and walks the runs on a miss). NULL: none (pool.c). */
     const struct mpi_run **run_table;
-    size_t run_slots; /* a power of two, at least twice the chunks of all runs; 0 with no table */
+    size_t run_slots;   /* a power of two, at least twice the chunks of all runs; 0 with no table */
     mpi_run buffer_run; /* a buffer pool's only run */
     char name[MP_NAME_MAX];
 
     /* MP_THREAD_SAFE (tcache.c). `lock` guards everything above but the caches' own fields;
      * the registry lock guards the lists. */
     pthread_mutex_t lock;
-    uint32_t ts_id;              /* this pool's slot in every thread's cache table; 0: no caches */
-    uint64_t cache_limit;        /* blocks a thread's cache may hold */
-    struct mpi_tcache *caches;   /* the threads' caches of this pool */
-    mp_pool *ts_next, *ts_prev;  /* all thread-safe pools */
-    uint64_t retired_allocs;     /* allocations counted by caches since dropped */
+    uint32_t ts_id;             /* this pool's slot in every thread's cache table; 0: no caches */
+    uint64_t cache_limit;       /* blocks a thread's cache may hold */
+    struct mpi_tcache *caches;  /* the threads' caches of this pool */
+    mp_pool *ts_next, *ts_prev; /* all thread-safe pools */
+    uint64_t retired_allocs;    /* allocations counted by caches since dropped */
     /* The depot: the batches that full caches gave back, newest last, each still a whole chain at
      * the head of the free list (tcache.c, "The depot"). A ring; nseg == 0 when none is known. */
     struct mpi_seg {
@@ -342,7 +348,8 @@ MPI_HIDDEN int mpi_ts_create(mp_pool *pool, size_t thread_cache, bool caches);
 /* Drops every thread's cache of the pool and takes it out of the registry. */
 MPI_HIDDEN void mpi_ts_destroy(mp_pool *pool);
 /* The slow alloc and free of a thread-safe pool: through this thread's cache, or the lock. With
- * reuse_only, alloc takes only a block freed before (NULL, counting no failure, if it would carve). */
+ * reuse_only, alloc takes only a block freed before (NULL, counting no failure, if it would carve).
+ * */
 MPI_HIDDEN void *mpi_ts_alloc(mp_pool *pool, const void *site, bool reuse_only);
 MPI_HIDDEN void mpi_ts_free(mp_pool *pool, void *block);
 /* Takes and drops the registry lock and the pool's lock, in that order (no-ops for other pools). */
@@ -372,11 +379,12 @@ MPI_HIDDEN void mpi_fork_lock_remove(mpi_fork_lock *l);
 MPI_HIDDEN _Noreturn void mpi_assert_fail(const char *cond, const char *file, int line);
 
 /* Builds the one-line message and calls the installed handler (default: print and abort). */
-MPI_HIDDEN void mpi_report(mp_error_kind kind, const mp_pool *pool, const void *addr, const void *site,
-                           uint64_t count, const char *detail);
+MPI_HIDDEN void mpi_report(mp_error_kind kind, const mp_pool *pool, const void *addr,
+                           const void *site, uint64_t count, const char *detail);
 /* The same, naming `name` (a heap's, say) where pool is NULL or not the one to name. */
 MPI_HIDDEN void mpi_report_as(mp_error_kind kind, const char *name, const mp_pool *pool,
-                              const void *addr, const void *site, uint64_t count, const char *detail);
+                              const void *addr, const void *site, uint64_t count,
+                              const char *detail);
 
 /* The checks of a pool with any MPI_CHECK_* bit, around the list operations of pool.c:
  * check_alloc readies a block popped or carved (fresh) for the user, with `site` its caller;
@@ -391,7 +399,8 @@ MPI_HIDDEN void mpi_check_destroy(mp_pool *pool);
 MPI_HIDDEN bool mpi_check_freed(const mp_pool *pool, void *block);
 
 /* The tools' view of a block (MPI_CHECK_TOOLS pools only; each costs nothing elsewhere). open/close
- * let the library itself touch n bytes of a free block; free takes a block back from the user; the pool hooks keep memcheck's idea of the pool in step. */
+ * let the library itself touch n bytes of a free block; free takes a block back from the user; the
+ * pool hooks keep memcheck's idea of the pool in step. */
 MPI_HIDDEN void mpi_tool_open(const mp_pool *pool, const void *p, size_t n);
 MPI_HIDDEN void mpi_tool_close(const mp_pool *pool, const void *p, size_t n);
 MPI_HIDDEN void mpi_tool_free(const mp_pool *pool, void *block);
@@ -427,8 +436,8 @@ MPI_HIDDEN void mpi_pool_fresh_pages(mp_pool *pool, const void *block, mpi_pages
 /* Takes a block from the free list or else the cursor (*fresh: from the cursor); counts nothing.
  * NULL when the capacity or the memory is used up. */
 MPI_HIDDEN void *mpi_pool_take(mp_pool *pool, bool *fresh);
-/* mp_pool_alloc(), but only a block freed before: NULL, with no failure counted and errno kept, when
- * the pool would have to carve a never-used one (the heap's spill to a larger class). */
+/* mp_pool_alloc(), but only a block freed before: NULL, with no failure counted and errno kept,
+ * when the pool would have to carve a never-used one (the heap's spill to a larger class). */
 MPI_HIDDEN void *mpi_pool_alloc_reused(mp_pool *pool);
 /* A block can be taken without calling the source (free list, cursor, or runs held). */
 MPI_HIDDEN bool mpi_pool_has_ready(const mp_pool *pool);
@@ -480,10 +489,11 @@ MPI_HIDDEN bool mpi_pool_link_is_intact(const mp_pool *pool, void *block);
 MPI_HIDDEN void mpi_pool_link_bad(const mp_pool *pool, const void *block);
 
 /*
- * Blocks on the free list, found by walking it: O(free blocks). The walk stops after `carved` steps,
- * so a list that a user bug made cyclic cannot hang it; it then returns carved + 1. A pool with
- * free bits validates each link it follows: at a bad one (reported, as an alloc reaching it would)
- * it stops, and counts the blocks up to the one holding it (the rest are lost to the program).
+ * Blocks on the free list, found by walking it: O(free blocks). The walk stops after `carved`
+ * steps, so a list that a user bug made cyclic cannot hang it; it then returns carved + 1. A pool
+ * with free bits validates each link it follows: at a bad one (reported, as an alloc reaching it
+ * would) it stops, and counts the blocks up to the one holding it (the rest are lost to the
+ * program).
  */
 MPI_HIDDEN uint64_t mpi_pool_free_len(const mp_pool *pool);
 

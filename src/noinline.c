@@ -3,7 +3,8 @@
  * MP_NO_INLINE (mempool.h, "Internals"): other compilers, bindings from other languages, debugging.
  * Each slow function already does the whole operation for any pool, so these only forward to it (a
  * tail call: a checked pool still records the caller's return address as the allocation site).
- * This file must see the header without its inline path, so the one-file build (all.c) leaves it out.
+ * This file must see the header without its inline path, so the one-file build (all.c) leaves it
+ * out.
  */
 #define MP_NO_INLINE
 #include "mempool.h"

@@ -3,10 +3,10 @@
  *
  * Contract (mp_source in mempool.h): map(size, align) returns `size` bytes aligned to `align`, or
  * NULL; unmap(p, size) gives back exactly a region that map returned. Memory comes from anonymous
- * private mappings, so it is zero, costs no resident memory until touched, and goes back to the system
- * at once on unmap. An alignment above the page size is had by mapping size + align - page bytes
- * and unmapping the misaligned head and the tail (the technique jemalloc and mimalloc use for their
- * aligned chunks); it costs up to three system calls and no resident memory.
+ * private mappings, so it is zero, costs no resident memory until touched, and goes back to the
+ * system at once on unmap. An alignment above the page size is had by mapping size + align - page
+ * bytes and unmapping the misaligned head and the tail (the technique jemalloc and mimalloc use for
+ * their aligned chunks); it costs up to three system calls and no resident memory.
  */
 #define _DEFAULT_SOURCE /* MAP_ANONYMOUS */
 #include "internal.h"

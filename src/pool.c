@@ -3,14 +3,16 @@
  *
  * A pool hands out blocks of one stride from two places: the free list of blocks given back (LIFO,
  * linked through each free block's first word, as in the original design) and, when that is empty,
- * the never-used space at the carving cursor (a bump pointer). Creation takes no chunk and touches no
- * block; the first alloc takes a run of chunks from the source, and each chunk's header is written
- * only when carving reaches it. So memory is committed as the pool's peak grows and no sooner.
+ * the never-used space at the carving cursor (a bump pointer). Creation takes no chunk and touches
+ * no block; the first alloc takes a run of chunks from the source, and each chunk's header is
+ * written only when carving reaches it. So memory is committed as the pool's peak grows and no
+ * sooner.
  *
- * The fast path (pop/push on fast.free and a count) is inline in mempool.h; this file holds the slow
- * paths and everything else. Layout and invariants: internal.h (struct mpi_run, struct mp_pool) and
- * docs/design.md. The invariant that makes exact statistics free: the pool carves only when its free
- * list is empty, so the peak of blocks in use is the number of blocks carved (see mpi_pool_peak()).
+ * The fast path (pop/push on fast.free and a count) is inline in mempool.h; this file holds the
+ * slow paths and everything else. Layout and invariants: internal.h (struct mpi_run, struct
+ * mp_pool) and docs/design.md. The invariant that makes exact statistics free: the pool carves only
+ * when its free list is empty, so the peak of blocks in use is the number of blocks carved (see
+ * mpi_pool_peak()).
  */
 #include "internal.h"
 
@@ -19,13 +21,15 @@
 #include <string.h>
 
 static_assert(sizeof(mpi_run) <= MP_CHUNK_HEADER, "a run header must fit in a chunk header");
-static_assert(offsetof(struct mp_pool, fast) == 0, "the inline fast path reads the pool as its head");
+static_assert(offsetof(struct mp_pool, fast) == 0,
+              "the inline fast path reads the pool as its head");
 static_assert((MP_CHUNK_SIZE & (MP_CHUNK_SIZE - 1)) == 0, "MP_CHUNK_SIZE must be a power of two");
 
 /* The layouts the inline fast path compiles into programs, as of MP_ABI_VERSION (mempool.h,
  * "Internals"). Changing one breaks programs built against the old header: bump MP_ABI_VERSION (the
- * soname) and record the new layout here. Each field is checked, at its offset for any data model. */
-#define ABI_U64_AFTER_PTR \
+ * soname) and record the new layout here. Each field is checked, at its offset for any data model.
+ * */
+#define ABI_U64_AFTER_PTR                                                                          \
     ((sizeof(void *) + alignof(uint64_t) - 1) / alignof(uint64_t) * alignof(uint64_t))
 #if MP_ABI_VERSION == 1
 static_assert(MP_FAST_SLOW == 1 && offsetof(struct mp_pool_fast, free) == 0 &&
@@ -53,7 +57,8 @@ static_assert(offsetof(struct mp_tcache_fast, free) == 0 &&
  * Helpers
  * ============================================================================================== */
 
-/* Where the free list lives: fast.free for a plain pool, `list` for a slow one (see struct mp_pool). */
+/* Where the free list lives: fast.free for a plain pool, `list` for a slow one (see struct
+ * mp_pool). */
 static bool pool_is_slow(const mp_pool *pool)
 {
     return (uintptr_t)pool->fast.free == MP_FAST_SLOW;
@@ -115,9 +120,8 @@ static MP_ALWAYS_INLINE void slot_locate_bit(const mp_pool *pool, mpi_slot *s, u
         s->bit = 0;
         return;
     }
-    unsigned char *bits = (pool->state & MPI_IN_BUFFER) != 0
-                              ? pool->buffer_bitmap
-                              : chunk_bits(pool, chunk);
+    unsigned char *bits =
+        (pool->state & MPI_IN_BUFFER) != 0 ? pool->buffer_bitmap : chunk_bits(pool, chunk);
     s->byte = bits + in_chunk / 8;
     s->bit = (unsigned char)(1u << (in_chunk % 8));
 }
@@ -230,8 +234,8 @@ void *mpi_pool_slot(const mp_pool *pool, const mpi_run *run, uint64_t k)
 /* ------------------------------------------------------------------------------------------------
  * Free-list links. A plain pool stores the next block's address as it is (the inline fast path
  * reads it); a checked or secure pool stores it encoded with its secret and the link's own address
- * (glibc's safe-linking, with mimalloc's per-heap key), so a pointer planted in a free block decodes
- * to garbage and is caught where the list is walked.
+ * (glibc's safe-linking, with mimalloc's per-heap key), so a pointer planted in a free block
+ * decodes to garbage and is caught where the list is walked.
  *
  * A checked pool keeps a copy of each free block's link in the block's site word (the trailer,
  * internal.h), encoded with that word's address. The link word is the user's first word, where a
@@ -464,8 +468,10 @@ static int pool_geometry(mp_pool *pool, const mp_pool_opts *opts, size_t fixed_c
     size_t chunk = fixed_chunk != 0 ? fixed_chunk : MP_CHUNK_SIZE, bitmap, first_off;
     size_t bitmap_off = MP_CHUNK_HEADER + (fixed_chunk != 0 ? MPI_OWNER_ROOM : 0); /* a heap's */
     for (;;) {
-        /* the free bitmap (checked, secure) follows the header: a bit for each slot that could fit */
-        bitmap = (checks & MPI_CHECK_STATE) != 0 ? (size_t)mpi_align_up((chunk / stride + 7) / 8, 8) : 0;
+        /* the free bitmap (checked, secure) follows the header: a bit for each slot that could fit
+         * */
+        bitmap =
+            (checks & MPI_CHECK_STATE) != 0 ? (size_t)mpi_align_up((chunk / stride + 7) / 8, 8) : 0;
         first_off = (size_t)mpi_align_up(bitmap_off + bitmap, align);
         if ((chunk > first_off && (chunk - first_off) / stride >= MP_CHUNK_MIN_BLOCKS) ||
             chunk > SIZE_MAX / 4 || fixed_chunk != 0)
@@ -593,7 +599,8 @@ static mp_pool *pool_place_in_source(const mp_pool *proto)
 }
 
 /* What the slow paths check (before the geometry, which makes room for it): free bits for a secure
- * or checked pool or a watching tool, fills and canaries for a checked one, encoded links for both. */
+ * or checked pool or a watching tool, fills and canaries for a checked one, encoded links for both.
+ * */
 static void pool_select_checks(mp_pool *proto, unsigned flags)
 {
     proto->checks = mpi_tool_checks();
@@ -735,9 +742,10 @@ void mp_pool_destroy(mp_pool *pool)
  * ============================================================================================== */
 
 /*
- * The run table of a secure pool (struct mp_pool): writes or clears run's slots. Registering grows the
- * table first to twice the chunks of all runs; if the system refuses, the pool goes on without one
- * (every lookup walks the runs). Library bookkeeping, so from the system, as the thread tables are.
+ * The run table of a secure pool (struct mp_pool): writes or clears run's slots. Registering grows
+ * the table first to twice the chunks of all runs; if the system refuses, the pool goes on without
+ * one (every lookup walks the runs). Library bookkeeping, so from the system, as the thread tables
+ * are.
  */
 static void run_table_put(mp_pool *pool, const mpi_run *run, const mpi_run *value)
 {
@@ -776,7 +784,8 @@ static void run_table_add(mp_pool *pool, const mpi_run *run)
 static void run_table_drop(mp_pool *pool)
 {
     if (pool->run_table != NULL)
-        mpi_os_source.unmap(NULL, (void *)pool->run_table, pool->run_slots * sizeof *pool->run_table);
+        mpi_os_source.unmap(NULL, (void *)pool->run_table,
+                            pool->run_slots * sizeof *pool->run_table);
     pool->run_table = NULL;
     pool->run_slots = 0;
 }
@@ -789,7 +798,8 @@ static mpi_run *pool_take_run(mp_pool *pool)
 {
     if ((pool->state & MPI_IN_BUFFER) != 0)
         return NULL;
-    /* Geometric growth: the new run holds as many chunks as the pool already does (1, 1, 2, 4, ...). */
+    /* Geometric growth: the new run holds as many chunks as the pool already does (1, 1, 2, 4,
+     * ...). */
     uint64_t n = pool->held / pool->per_chunk;
     if (n == 0)
         n = 1;
@@ -867,8 +877,9 @@ static bool pool_is_valid(const mp_pool *pool);
 /*
  * Populating (MPI_POPULATE: a heap's class pools over the system source). The pages of a never-used
  * block would fault in one by one at the first write to each; the system can fault them in with one
- * call for less (mpi_os_populate; docs/design.md, "The heap"). A carve asks for the pages of the block it hands out and no more, so the resident set is
- * what the program makes resident by writing its blocks. `populated` keeps each page to one call.
+ * call for less (mpi_os_populate; docs/design.md, "The heap"). A carve asks for the pages of the
+ * block it hands out and no more, so the resident set is what the program makes resident by writing
+ * its blocks. `populated` keeps each page to one call.
  */
 void mpi_pool_fresh_pages(mp_pool *pool, const void *block, mpi_pages *r)
 {
@@ -896,7 +907,8 @@ void *mpi_pool_take(mp_pool *pool, bool *fresh)
 bool mpi_pool_has_ready(const mp_pool *pool)
 {
     return *pool_head_const(pool) != NULL || pool->bump != pool->bump_end ||
-           (pool->cur != NULL && (pool->cur_chunk + 1 < pool->cur->nchunks || pool->cur->next != NULL));
+           (pool->cur != NULL &&
+            (pool->cur_chunk + 1 < pool->cur->nchunks || pool->cur->next != NULL));
 }
 
 void **mpi_pool_head(mp_pool *pool)
@@ -950,9 +962,9 @@ void mpi_pool_free_general(mp_pool *pool, void *block)
 
 /*
  * The lean slow path (paths PLAIN, ZERO and SECURE_LEAN: no fill, no tool, not thread-safe) runs
- * the same list operations and checks as the general path, compiled for a constant `checks` (0, or MPI_CHECK_STATE for a secure pool): one slot lookup
- * a side in a secure pool (two on alloc while the list holds more blocks, to check the next link),
- * and no call but to report or to zero.
+ * the same list operations and checks as the general path, compiled for a constant `checks` (0, or
+ * MPI_CHECK_STATE for a secure pool): one slot lookup a side in a secure pool (two on alloc while
+ * the list holds more blocks, to check the next link), and no call but to report or to zero.
  */
 static MP_ALWAYS_INLINE void *lean_alloc(mp_pool *pool, unsigned checks)
 {
@@ -994,7 +1006,8 @@ static MP_ALWAYS_INLINE void lean_free(mp_pool *pool, void *block, unsigned chec
  * mp_pool's invariants), so a link needs no carved count. The rare cases are functions of their
  * own, so that the common ones save no registers.
  */
-static MP_ALWAYS_INLINE bool chunk_slot(const mp_pool *pool, uintptr_t chunk, uintptr_t p, uint64_t *slot)
+static MP_ALWAYS_INLINE bool chunk_slot(const mp_pool *pool, uintptr_t chunk, uintptr_t p,
+                                        uint64_t *slot)
 {
     uint64_t off = p - chunk - pool->first_off; /* below the first slot: wraps, fails the test */
     if (off >= pool->slots_bytes)
@@ -1015,7 +1028,8 @@ static MP_ALWAYS_INLINE unsigned char *bit_byte(const mp_pool *pool, uintptr_t c
 }
 
 /* The index in its run of the chunk at `chunk` (a pool from a source). */
-static MP_ALWAYS_INLINE uint64_t run_chunk_index(const mp_pool *pool, const mpi_run *run, uintptr_t chunk)
+static MP_ALWAYS_INLINE uint64_t run_chunk_index(const mp_pool *pool, const mpi_run *run,
+                                                 uintptr_t chunk)
 {
     return (chunk - (uintptr_t)run->base) >> pool->chunk_shift;
 }
@@ -1055,7 +1069,8 @@ static MP_NOINLINE void *secure_alloc_far(mp_pool *pool, void *block, void *next
     return block;
 }
 
-/* The secure path carves here, and a secure pool that cannot take it (path SECURE_LEAN) allocates. */
+/* The secure path carves here, and a secure pool that cannot take it (path SECURE_LEAN) allocates.
+ * */
 static MP_NOINLINE void *secure_lean_alloc(mp_pool *pool)
 {
     return lean_alloc(pool, MPI_CHECK_STATE);
@@ -1075,7 +1090,8 @@ static MP_NOINLINE void *secure_alloc(mp_pool *pool)
     *bit_byte(pool, chunk, slot) &= (unsigned char)~(1u << (slot % 8));
     uintptr_t v;
     memcpy(&v, block, sizeof v);
-    void *next = (void *)(v ^ link_mask(pool, block)); /* key != 0: link_get_as() without its tests */
+    void *next =
+        (void *)(v ^ link_mask(pool, block)); /* key != 0: link_get_as() without its tests */
     if (MP_UNLIKELY(((uintptr_t)next & mask) != chunk) ||
         MP_UNLIKELY(!chunk_slot(pool, chunk, (uintptr_t)next, &slot) ||
                     (*bit_byte(pool, chunk, slot) >> (slot % 8) & 1u) == 0))
@@ -1209,7 +1225,8 @@ static void pool_clear_bits(mp_pool *pool)
     }
     for (mpi_run *run = pool->first; run != NULL; run = run->next)
         for (uint32_t i = 0; i < run->inited; i++)
-            memset(chunk_bits(pool, (uintptr_t)run->base + (size_t)i * run->span), 0, pool->bitmap_bytes);
+            memset(chunk_bits(pool, (uintptr_t)run->base + (size_t)i * run->span), 0,
+                   pool->bitmap_bytes);
 }
 
 void mp_pool_reset(mp_pool *pool)
@@ -1269,8 +1286,8 @@ static bool run_blocks_are_intact(mp_pool *pool, const mpi_run *run)
 /*
  * Four steps: count each run's free blocks (one walk of the free list, finding runs by masking);
  * mark the runs whose carved blocks are all free; drop their blocks from the free list; give them
- * back. A run at or after the cursor with nothing carved is wholly free too, so when the cursor's run
- * goes, so does every run after it, and the cursor is simply cleared.
+ * back. A run at or after the cursor with nothing carved is wholly free too, so when the cursor's
+ * run goes, so does every run after it, and the cursor is simply cleared.
  */
 static size_t pool_trim_locked(mp_pool *pool)
 {

@@ -4,8 +4,9 @@
  *
  * Nothing here is counted: the fast path keeps one counter (allocs), the slow paths keep the rest,
  * and this file derives what follows from them: blocks free by walking the free list, then in use
- * (carved - free), frees (allocs - in use), peak and bytes used. Exact, at O(free blocks) a read. The writers go through one table of fields so that the text and JSON
- * forms, and mp_stats itself, cannot drift apart.
+ * (carved - free), frees (allocs - in use), peak and bytes used. Exact, at O(free blocks) a read.
+ * The writers go through one table of fields so that the text and JSON forms, and mp_stats itself,
+ * cannot drift apart.
  */
 #include "internal.h"
 
@@ -115,15 +116,21 @@ typedef struct stat_field {
     bool is_size; /* size_t, else uint64_t */
 } stat_field;
 
-#define SIZE_FIELD(f) {#f, offsetof(mp_stats, f), true}
-#define U64_FIELD(f) {#f, offsetof(mp_stats, f), false}
+#define SIZE_FIELD(f)                                                                              \
+    {                                                                                              \
+#f, offsetof(mp_stats, f), true                                                            \
+    }
+#define U64_FIELD(f)                                                                               \
+    {                                                                                              \
+#f, offsetof(mp_stats, f), false                                                           \
+    }
 
 static const stat_field stat_fields[] = {
-    SIZE_FIELD(block_size),   SIZE_FIELD(align),       SIZE_FIELD(stride),
-    SIZE_FIELD(capacity),     U64_FIELD(blocks_in_use), U64_FIELD(blocks_peak),
-    U64_FIELD(blocks_free),   U64_FIELD(allocs),       U64_FIELD(frees),
+    SIZE_FIELD(block_size),   SIZE_FIELD(align),         SIZE_FIELD(stride),
+    SIZE_FIELD(capacity),     U64_FIELD(blocks_in_use),  U64_FIELD(blocks_peak),
+    U64_FIELD(blocks_free),   U64_FIELD(allocs),         U64_FIELD(frees),
     U64_FIELD(failed_allocs), U64_FIELD(bytes_reserved), U64_FIELD(bytes_used),
-    U64_FIELD(chunks),        U64_FIELD(source_maps),  U64_FIELD(resets),
+    U64_FIELD(chunks),        U64_FIELD(source_maps),    U64_FIELD(resets),
     U64_FIELD(trims),
 };
 
@@ -237,21 +244,28 @@ int mp_stats_print(const mp_stats *stats, int format, FILE *out)
  * Heap statistics: the totals, then one entry for each class that has been used
  * ============================================================================================== */
 
-#define HEAP_TOTAL(f) {#f, offsetof(struct mp_heap_stats, f), false}
-#define CLASS_FIELD(f) {#f, offsetof(mp_heap_class_stats, f), false}
+#define HEAP_TOTAL(f)                                                                              \
+    {                                                                                              \
+#f, offsetof(struct mp_heap_stats, f), false                                               \
+    }
+#define CLASS_FIELD(f)                                                                             \
+    {                                                                                              \
+#f, offsetof(mp_heap_class_stats, f), false                                                \
+    }
 
 static const stat_field heap_fields[] = {
-    HEAP_TOTAL(allocs),       HEAP_TOTAL(frees),          HEAP_TOTAL(failed_allocs),
-    HEAP_TOTAL(blocks_in_use), HEAP_TOTAL(bytes_in_use),  HEAP_TOTAL(bytes_reserved),
-    HEAP_TOTAL(large_in_use), HEAP_TOTAL(large_cached),
+    HEAP_TOTAL(allocs),        HEAP_TOTAL(frees),        HEAP_TOTAL(failed_allocs),
+    HEAP_TOTAL(blocks_in_use), HEAP_TOTAL(bytes_in_use), HEAP_TOTAL(bytes_reserved),
+    HEAP_TOTAL(large_in_use),  HEAP_TOTAL(large_cached),
 };
 
 static const stat_field class_fields[] = {
-    CLASS_FIELD(blocks_in_use), CLASS_FIELD(blocks_peak), CLASS_FIELD(allocs),
+    CLASS_FIELD(blocks_in_use), CLASS_FIELD(blocks_peak),    CLASS_FIELD(allocs),
     CLASS_FIELD(frees),         CLASS_FIELD(bytes_reserved),
 };
 
-int mp_heap_stats_write(const struct mp_heap_stats *stats, int format, mp_write_fn *write, void *ctx)
+int mp_heap_stats_write(const struct mp_heap_stats *stats, int format, mp_write_fn *write,
+                        void *ctx)
 {
     if (stats == NULL || write == NULL || (format != MP_FORMAT_TEXT && format != MP_FORMAT_JSON))
         return EINVAL;

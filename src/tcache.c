@@ -4,9 +4,9 @@
  * The design is Bonwick's magazines (Bonwick and Adams, "Magazines and Vmem", USENIX 2001) in the
  * shape of DPDK's per-lcore mempool cache: each thread keeps, for each thread-safe pool it uses, a
  * LIFO list of at most `limit` free blocks (struct mp_tcache_fast, public so that alloc and free
- * use it inline). An empty cache takes limit/2 blocks from the pool, a full one gives limit/2 back, each
- * time under the pool's mutex, so the lock is taken once per limit/2 operations and a producer ->
- * consumer pair moves blocks in batches. Nothing on the inline path is a lock or an atomic
+ * use it inline). An empty cache takes limit/2 blocks from the pool, a full one gives limit/2 back,
+ * each time under the pool's mutex, so the lock is taken once per limit/2 operations and a producer
+ * -> consumer pair moves blocks in batches. Nothing on the inline path is a lock or an atomic
  * read-modify-write; the two counters other threads read are written with release stores (plain
  * stores on x86-64), which their readers pair with an acquire load.
  *
@@ -71,11 +71,11 @@ static pthread_key_t exit_key;
 static mpi_thread *threads;
 static mp_pool *ts_pools;
 static mpi_fork_lock *fork_locks; /* thread-safe heaps' locks */
-static bool fork_handlers_ran;   /* set by fork_prepare: see registry_init */
-static uint32_t next_id = 1;   /* slot 0 means "no cache" */
-static uint32_t *free_ids;     /* ids of destroyed pools, for reuse */
+static bool fork_handlers_ran;    /* set by fork_prepare: see registry_init */
+static uint32_t next_id = 1;      /* slot 0 means "no cache" */
+static uint32_t *free_ids;        /* ids of destroyed pools, for reuse */
 static uint32_t nfree_ids, free_ids_cap;
-static mp_pool *cache_meta;    /* where mpi_tcache and mpi_thread records come from */
+static mp_pool *cache_meta; /* where mpi_tcache and mpi_thread records come from */
 static mp_pool *thread_meta;
 
 /* Cache limits: the default, the most bytes a default cache may hold, and the most blocks moved
@@ -183,7 +183,8 @@ int mpi_ts_create(mp_pool *pool, size_t thread_cache, bool caches)
     return 0;
 }
 
-/* Unlinks a cache from its pool and its thread, zeroes its entry, and frees it. Registry lock held. */
+/* Unlinks a cache from its pool and its thread, zeroes its entry, and frees it. Registry lock held.
+ * */
 static void cache_drop(mpi_tcache *c)
 {
     mp_pool *pool = c->pool;
@@ -288,9 +289,9 @@ static uint64_t cache_batch(const mpi_tcache *c)
  * links to the next older one's `first`, each chain holding exactly n blocks. Pool lock held.
  * ============================================================================================== */
 
-/* The pool's rows of batch addresses (seg_blocks), mapped on first use with no lock held (the system
- * is never called under a pool's lock); NULL if the system refuses, and asked again next time. Set
- * once, by a compare-exchange, and never changed until the pool is destroyed. */
+/* The pool's rows of batch addresses (seg_blocks), mapped on first use with no lock held (the
+ * system is never called under a pool's lock); NULL if the system refuses, and asked again next
+ * time. Set once, by a compare-exchange, and never changed until the pool is destroyed. */
 static void **seg_rows(mp_pool *pool)
 {
     void **rows = __atomic_load_n(&pool->seg_blocks, __ATOMIC_ACQUIRE);
@@ -298,8 +299,8 @@ static void **seg_rows(mp_pool *pool)
         return rows;
     rows = mpi_os_source.map(NULL, SEG_BLOCKS_BYTES, mpi_os_page_size());
     void **none = NULL;
-    if (rows != NULL &&
-        !__atomic_compare_exchange_n(&pool->seg_blocks, &none, rows, false, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE)) {
+    if (rows != NULL && !__atomic_compare_exchange_n(&pool->seg_blocks, &none, rows, false,
+                                                     __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE)) {
         mpi_os_source.unmap(NULL, rows, SEG_BLOCKS_BYTES); /* another thread's came first */
         rows = none;
     }
@@ -309,7 +310,8 @@ static void **seg_rows(mp_pool *pool)
 /* Remembers the batch first..last of n blocks, just spliced at the head of the free list, and
  * keeps its block addresses (blocks[0..n), chain order) in `rows` (if not NULL) for the refill that
  * takes it. */
-static void depot_push(mp_pool *pool, void *first, void *last, uint64_t n, void *const *blocks, void **rows)
+static void depot_push(mp_pool *pool, void *first, void *last, uint64_t n, void *const *blocks,
+                       void **rows)
 {
     pool->seg_top = (pool->seg_top + 1) % MPI_DEPOT_SEGS;
     pool->seg[pool->seg_top] = (struct mpi_seg){first, last, n};
@@ -319,10 +321,11 @@ static void depot_push(mp_pool *pool, void *first, void *last, uint64_t n, void 
         memcpy(rows + (size_t)pool->seg_top * MPI_DEPOT_ROW, blocks, n * sizeof *blocks);
 }
 
-/* The newest batch of *n blocks, unlinked from the free list; NULL (and the depot forgotten) if there
- * is none or the list no longer begins with it. If the pool has rows (seg_blocks), the batch's row is
- * copied to blocks[0..*n) and *hints = *n, else *hints = 0. A row that its flush could not write (no
- * rows then) holds older addresses or none: they are used only as prefetch hints. */
+/* The newest batch of *n blocks, unlinked from the free list; NULL (and the depot forgotten) if
+ * there is none or the list no longer begins with it. If the pool has rows (seg_blocks), the
+ * batch's row is copied to blocks[0..*n) and *hints = *n, else *hints = 0. A row that its flush
+ * could not write (no rows then) holds older addresses or none: they are used only as prefetch
+ * hints. */
 static void *depot_pop(mp_pool *pool, uint64_t *n, void **blocks, uint64_t *hints)
 {
     void **head = mpi_pool_head(pool);
@@ -439,9 +442,8 @@ void *mpi_ts_alloc(mp_pool *pool, const void *site, bool reuse_only)
     if (c == NULL) {
         pthread_mutex_lock(&pool->lock);
         pool->nseg = 0;
-        void *block = reuse_only && *mpi_pool_head(pool) == NULL
-                          ? NULL
-                          : mpi_pool_alloc_general(pool, site);
+        void *block =
+            reuse_only && *mpi_pool_head(pool) == NULL ? NULL : mpi_pool_alloc_general(pool, site);
         int err = errno;
         pthread_mutex_unlock(&pool->lock);
         errno = err;

@@ -43,28 +43,28 @@ typedef struct counting_region {
 } counting_region;
 
 typedef struct counting_source {
-    atomic_ullong calls;      /* map calls, refused ones included */
-    atomic_ullong maps;       /* maps that gave memory */
-    atomic_ullong unmaps;     /* unmap calls, bad ones included */
-    atomic_ullong refused;    /* maps refused: failing, dead, over the cap, or the C library's */
-    atomic_size_t bytes_out;  /* mapped and not yet given back */
-    atomic_size_t peak;       /* the most bytes_out ever was */
-    atomic_ullong unmapped;   /* bytes given back */
-    atomic_size_t regions;    /* regions out */
-    atomic_uint violations;   /* maps against the source contract */
-    atomic_uint bad_unmaps;   /* unmaps of no region, or with another size (the region stays out) */
-    atomic_uint bad_ctx;      /* calls with another ctx than `self` (when self is set) */
-    size_t cap;               /* maps that would take bytes_out past this are refused; 0: none */
-    atomic_bool dead;         /* every map is refused while set */
+    atomic_ullong calls;     /* map calls, refused ones included */
+    atomic_ullong maps;      /* maps that gave memory */
+    atomic_ullong unmaps;    /* unmap calls, bad ones included */
+    atomic_ullong refused;   /* maps refused: failing, dead, over the cap, or the C library's */
+    atomic_size_t bytes_out; /* mapped and not yet given back */
+    atomic_size_t peak;      /* the most bytes_out ever was */
+    atomic_ullong unmapped;  /* bytes given back */
+    atomic_size_t regions;   /* regions out */
+    atomic_uint violations;  /* maps against the source contract */
+    atomic_uint bad_unmaps;  /* unmaps of no region, or with another size (the region stays out) */
+    atomic_uint bad_ctx;     /* calls with another ctx than `self` (when self is set) */
+    size_t cap;              /* maps that would take bytes_out past this are refused; 0: none */
+    atomic_bool dead;        /* every map is refused while set */
     unsigned long long fail_at, fail_from; /* 1-based map calls refused (above); 0: none */
-    size_t skew, skew_from;   /* above */
-    size_t dirty;             /* bytes dirtied at the start of each region */
-    bool stripes;             /* and a stripe of every later page, and the last page */
-    size_t page;              /* when set, map's align must be exactly this */
-    const void *self;         /* when set, the ctx every call must get */
-    uintptr_t base, top;      /* when top != 0: regions carved from [base, top), top down */
-    atomic_bool locked;       /* the list's lock */
-    counting_region *live;    /* the regions out */
+    size_t skew, skew_from;                /* above */
+    size_t dirty;                          /* bytes dirtied at the start of each region */
+    bool stripes;                          /* and a stripe of every later page, and the last page */
+    size_t page;                           /* when set, map's align must be exactly this */
+    const void *self;                      /* when set, the ctx every call must get */
+    uintptr_t base, top;   /* when top != 0: regions carved from [base, top), top down */
+    atomic_bool locked;    /* the list's lock */
+    counting_region *live; /* the regions out */
 } counting_source;
 
 static inline void counting_peak(counting_source *cs, size_t out)
@@ -142,8 +142,8 @@ static inline void *counting_map(void *ctx, size_t size, size_t align)
         atomic_fetch_add(&cs->violations, 1);
     size_t skew = cs->skew_from == 0 || k >= cs->skew_from ? cs->skew : 0;
     void *p = NULL;
-    if (k != cs->fail_at && (cs->fail_from == 0 || k < cs->fail_from) &&
-        !atomic_load(&cs->dead) && (cs->cap == 0 || atomic_load(&cs->bytes_out) + size <= cs->cap))
+    if (k != cs->fail_at && (cs->fail_from == 0 || k < cs->fail_from) && !atomic_load(&cs->dead) &&
+        (cs->cap == 0 || atomic_load(&cs->bytes_out) + size <= cs->cap))
         p = cs->top != 0 ? counting_carve(cs, size, align) : counting_take(cs, size, align, skew);
     if (p == NULL) {
         atomic_fetch_add(&cs->refused, 1);

@@ -616,7 +616,7 @@ static inline bool alloc_many_safe(const char *what, mp_pool *pool, void *const 
 typedef enum list_walker { WALK_STATS, WALK_TRIM, WALK_CHECK, NWALKERS } list_walker;
 
 static const char *const walker_names[NWALKERS] = {"mp_pool_stats", "mp_pool_trim",
-                                                    "mp_pool_check"};
+                                                   "mp_pool_check"};
 
 /* How a free block's link word is corrupted: zeroed (a write after free of its first 8 bytes), or
  * overwritten with a raw pointer to a live block (a planted pointer). */

@@ -414,7 +414,7 @@ static void test_alignment(void)
 
 static int ptr_cmp(const void *x, const void *y)
 {
-    uintptr_t a = (uintptr_t)*(char *const *)x, b = (uintptr_t)*(char *const *)y;
+    uintptr_t a = (uintptr_t) * (char *const *)x, b = (uintptr_t) * (char *const *)y;
     return (a > b) - (a < b);
 }
 

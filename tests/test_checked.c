@@ -735,8 +735,10 @@ static void h_trim_verifies_fill(void *arg)
         if (size <= 8)
             continue; /* no fill: the link word is all there is (h_link_zeroed) */
         char what[160];
-        snprintf(what, sizeof what, "checked handler: trim verifies the fill of a free %zu-byte "
-                 "block before giving its run back", size);
+        snprintf(what, sizeof what,
+                 "checked handler: trim verifies the fill of a free %zu-byte "
+                 "block before giving its run back",
+                 size);
         log_start();
         mp_pool *pool = link_pool(size);
         if (!CHECK(what, pool != NULL))
@@ -773,8 +775,10 @@ static void test_link_word(void)
     for (size_t i = 0; i < NLINK_SIZES; i++) {
         for (int at = 0; at < NFOUND; at++) {
             link_case k = {link_sizes[i], (found_at)at};
-            snprintf(what, sizeof what, "checked death: memset(x, 0, 8) on a free %zu-byte block, "
-                     "at %s", k.size, found_names[at]);
+            snprintf(what, sizeof what,
+                     "checked death: memset(x, 0, 8) on a free %zu-byte block, "
+                     "at %s",
+                     k.size, found_names[at]);
             expect_death(what, bug_link_zeroed, &k, "write after free", "links");
             run_isolated(what, h_link_zeroed, &k);
         }

@@ -118,26 +118,27 @@ static void sweep_batch_end(sweep *w)
     const target *t = w->t;
     struct mp_heap_stats s = t_stats(t);
     tally_expect(&w->stats,
-           s.blocks_in_use - w->base.blocks_in_use == w->nb &&
-               s.bytes_in_use - w->base.bytes_in_use == w->bytes &&
-               s.large_in_use == w->base.large_in_use,
-           "%s: batch of %zu blocks, %" PRIu64 " bytes: stats say %" PRIu64 " blocks, %" PRIu64
-           " bytes, %" PRIu64 " large more",
-           t->name, w->nb, w->bytes, s.blocks_in_use - w->base.blocks_in_use,
-           s.bytes_in_use - w->base.bytes_in_use, s.large_in_use - w->base.large_in_use);
+                 s.blocks_in_use - w->base.blocks_in_use == w->nb &&
+                     s.bytes_in_use - w->base.bytes_in_use == w->bytes &&
+                     s.large_in_use == w->base.large_in_use,
+                 "%s: batch of %zu blocks, %" PRIu64 " bytes: stats say %" PRIu64
+                 " blocks, %" PRIu64 " bytes, %" PRIu64 " large more",
+                 t->name, w->nb, w->bytes, s.blocks_in_use - w->base.blocks_in_use,
+                 s.bytes_in_use - w->base.bytes_in_use, s.large_in_use - w->base.large_in_use);
     for (size_t c = 0; c < MP_HEAP_CLASSES; c++)
         tally_expect(&w->klass,
-               s.classes[c].blocks_in_use - w->base.classes[c].blocks_in_use == w->per_class[c] &&
-                   s.classes[c].allocs - w->base.classes[c].allocs == w->per_class[c],
-               "%s: class %zu bytes: %" PRIu64 " blocks in use more, %" PRIu64
-               " allocs more; the batch put %" PRIu64 " there",
-               t->name, cls[c], s.classes[c].blocks_in_use - w->base.classes[c].blocks_in_use,
-               s.classes[c].allocs - w->base.classes[c].allocs, w->per_class[c]);
+                     s.classes[c].blocks_in_use - w->base.classes[c].blocks_in_use ==
+                             w->per_class[c] &&
+                         s.classes[c].allocs - w->base.classes[c].allocs == w->per_class[c],
+                     "%s: class %zu bytes: %" PRIu64 " blocks in use more, %" PRIu64
+                     " allocs more; the batch put %" PRIu64 " there",
+                     t->name, cls[c], s.classes[c].blocks_in_use - w->base.classes[c].blocks_in_use,
+                     s.classes[c].allocs - w->base.classes[c].allocs, w->per_class[c]);
     tally_expect(&w->stats, stats_sane(t, &s), "%s: statistics inconsistent", t->name);
     for (size_t i = 0; i < w->nb; i++)
         tally_expect(&w->content, filled(w->b[i].p, w->b[i].usable, w->b[i].usable, w->b[i].seed),
-               "%s: block of %zu bytes at %p lost its contents", t->name, w->b[i].size,
-               (void *)w->b[i].p);
+                     "%s: block of %zu bytes at %p lost its contents", t->name, w->b[i].size,
+                     (void *)w->b[i].p);
     /* Free in address order (not allocation order): free, free_sized(asked), free_sized(usable). */
     tally_expect(&w->place, disjoint(w->b, w->nb, t->name), "%s: live blocks overlap", t->name);
     for (size_t i = 0; i < w->nb; i++) {
@@ -148,16 +149,18 @@ static void sweep_batch_end(sweep *w)
     }
     s = t_stats(t);
     tally_expect(&w->stats,
-           s.blocks_in_use == w->base.blocks_in_use && s.bytes_in_use == w->base.bytes_in_use &&
-               s.frees - w->base.frees == w->nb && s.allocs - w->base.allocs == w->nb,
-           "%s: after freeing a batch of %zu: in use %" PRIu64 " (was %" PRIu64
-           "), allocs +%" PRIu64 ", frees +%" PRIu64,
-           t->name, w->nb, s.blocks_in_use, w->base.blocks_in_use, s.allocs - w->base.allocs,
-           s.frees - w->base.frees);
+                 s.blocks_in_use == w->base.blocks_in_use &&
+                     s.bytes_in_use == w->base.bytes_in_use && s.frees - w->base.frees == w->nb &&
+                     s.allocs - w->base.allocs == w->nb,
+                 "%s: after freeing a batch of %zu: in use %" PRIu64 " (was %" PRIu64
+                 "), allocs +%" PRIu64 ", frees +%" PRIu64,
+                 t->name, w->nb, s.blocks_in_use, w->base.blocks_in_use, s.allocs - w->base.allocs,
+                 s.frees - w->base.frees);
     for (size_t c = 0; c < MP_HEAP_CLASSES; c++)
         tally_expect(&w->klass, s.classes[c].blocks_in_use == w->base.classes[c].blocks_in_use,
-               "%s: class %zu bytes keeps %" PRIu64 " blocks in use after freeing all", t->name,
-               cls[c], s.classes[c].blocks_in_use - w->base.classes[c].blocks_in_use);
+                     "%s: class %zu bytes keeps %" PRIu64 " blocks in use after freeing all",
+                     t->name, cls[c],
+                     s.classes[c].blocks_in_use - w->base.classes[c].blocks_in_use);
     w->base = s;
     w->nb = 0;
     w->bytes = 0;
@@ -190,20 +193,22 @@ static void test_sizes(const target *t)
             continue;
         x.usable = t_usable(t, x.p);
         size_t c = class_of(n);
-        tally_expect(&w.usable, x.usable >= n, "%s: usable size %zu < %zu asked", t->name, x.usable, n);
+        tally_expect(&w.usable, x.usable >= n, "%s: usable size %zu < %zu asked", t->name, x.usable,
+                     n);
         tally_expect(&w.usable, x.usable == cls[c],
-               "%s: alloc(%zu): usable size %zu, not its class's %zu", t->name, n, x.usable,
-               cls[c]);
+                     "%s: alloc(%zu): usable size %zu, not its class's %zu", t->name, n, x.usable,
+                     cls[c]);
         /* "requests of 65 to 128 bytes may waste up to 15/80 (18.75%) of their block; above 128
          * bytes no request wastes more than 12.5%" */
         tally_expect(&w.waste,
-               n <= 64 || (n <= 128 ? 80 * (x.usable - n) <= 15 * x.usable
-                                    : 8 * (x.usable - n) <= x.usable),
-               "%s: alloc(%zu) wastes %zu of %zu bytes", t->name, n, x.usable - n, x.usable);
-        tally_expect(&w.align, aligned_to(x.p, natural_align(n)), "%s: alloc(%zu) = %p not %zu-aligned",
-               t->name, n, (void *)x.p, natural_align(n));
-        tally_expect(&w.place, in_buffer(t, x.p, x.usable), "%s: alloc(%zu) = %p outside the buffer",
-               t->name, n, (void *)x.p);
+                     n <= 64 || (n <= 128 ? 80 * (x.usable - n) <= 15 * x.usable
+                                          : 8 * (x.usable - n) <= x.usable),
+                     "%s: alloc(%zu) wastes %zu of %zu bytes", t->name, n, x.usable - n, x.usable);
+        tally_expect(&w.align, aligned_to(x.p, natural_align(n)),
+                     "%s: alloc(%zu) = %p not %zu-aligned", t->name, n, (void *)x.p,
+                     natural_align(n));
+        tally_expect(&w.place, in_buffer(t, x.p, x.usable),
+                     "%s: alloc(%zu) = %p outside the buffer", t->name, n, (void *)x.p);
         fill(x.p, x.usable, x.seed);
         w.b[w.nb++] = x;
         w.bytes += x.usable;
@@ -236,7 +241,7 @@ static void test_zero_size(const target *t)
                               : t_realloc(t, NULL, 0);
         b[i].usable = 1; /* a unique address: one byte's room for the overlap check */
         tally_expect(&ta, b[i].p != NULL && aligned_to(b[i].p, 8), "%s: zero-size block %zu = %p",
-               t->name, i, (void *)b[i].p);
+                     t->name, i, (void *)b[i].p);
         if (b[i].p == NULL) {
             CHECK("zero size: alloc(0) gives a block", 0);
             return;
@@ -277,13 +282,14 @@ static void test_large(const target *t)
     struct mp_heap_stats s0 = t_stats(t);
     for (size_t i = 0; i < n; i++) {
         blk x = {t_alloc(t, sizes[i]), sizes[i], 0, 1000 + i};
-        if (!tally_expect(&ta, x.p != NULL, "%s: alloc(%zu) failed, errno %d", t->name, sizes[i], errno))
+        if (!tally_expect(&ta, x.p != NULL, "%s: alloc(%zu) failed, errno %d", t->name, sizes[i],
+                          errno))
             continue;
         x.usable = t_usable(t, x.p);
         tally_expect(&ta,
-               x.usable >= x.size && aligned_to(x.p, natural_align(x.size)) &&
-                   in_buffer(t, x.p, x.usable),
-               "%s: alloc(%zu) = %p, usable %zu", t->name, x.size, (void *)x.p, x.usable);
+                     x.usable >= x.size && aligned_to(x.p, natural_align(x.size)) &&
+                         in_buffer(t, x.p, x.usable),
+                     "%s: alloc(%zu) = %p, usable %zu", t->name, x.size, (void *)x.p, x.usable);
         fill(x.p, x.usable, x.seed);
         b[nb++] = x;
         bytes += x.usable;
@@ -298,7 +304,7 @@ static void test_large(const target *t)
     CHECK("large: statistics consistent", stats_sane(t, &s1));
     for (size_t i = 0; i < nb; i++)
         tally_expect(&content, filled(b[i].p, b[i].usable, b[i].usable, b[i].seed),
-               "%s: block of %zu lost its contents", t->name, b[i].size);
+                     "%s: block of %zu lost its contents", t->name, b[i].size);
     CHECK("large: contents kept", content.bad == 0);
     CHECK("large: blocks disjoint", disjoint(b, nb, t->name));
     for (size_t i = 0; i < nb; i++) {
@@ -378,15 +384,15 @@ static void test_aligned(const target *t)
         for (size_t i = 0; i < NS; i++) {
             size_t n = sizes[i];
             blk x = {t_aligned(t, a, n), n, 0, 7 * ai + i};
-            if (!tally_expect(&ta, x.p != NULL, "%s: aligned_alloc(%zu, %zu) failed, errno %d", t->name,
-                        a, n, errno))
+            if (!tally_expect(&ta, x.p != NULL, "%s: aligned_alloc(%zu, %zu) failed, errno %d",
+                              t->name, a, n, errno))
                 continue;
             x.usable = t_usable(t, x.p);
             tally_expect(&ta,
-                   aligned_to(x.p, a) && aligned_to(x.p, natural_align(n)) && x.usable >= n &&
-                       in_buffer(t, x.p, x.usable),
-                   "%s: aligned_alloc(%zu, %zu) = %p, usable %zu", t->name, a, n, (void *)x.p,
-                   x.usable);
+                         aligned_to(x.p, a) && aligned_to(x.p, natural_align(n)) && x.usable >= n &&
+                             in_buffer(t, x.p, x.usable),
+                         "%s: aligned_alloc(%zu, %zu) = %p, usable %zu", t->name, a, n, (void *)x.p,
+                         x.usable);
             /* "Alignments up to 4096 come from the size classes (the smallest class that is a
              * multiple of align); larger ones are large blocks." Exact from 32 on, where no other
              * class would do; below it only the size and the alignment are promised. */
@@ -398,27 +404,28 @@ static void test_aligned(const target *t)
                     c++;
                 struct mp_heap_stats s = t_stats(t);
                 tally_expect(&klass,
-                       c < MP_HEAP_CLASSES &&
-                           s.classes[c].blocks_in_use > s0.classes[c].blocks_in_use,
-                       "%s: aligned_alloc(%zu, %zu) not from class %zu", t->name, a, n,
-                       c < MP_HEAP_CLASSES ? cls[c] : 0);
+                             c < MP_HEAP_CLASSES &&
+                                 s.classes[c].blocks_in_use > s0.classes[c].blocks_in_use,
+                             "%s: aligned_alloc(%zu, %zu) not from class %zu", t->name, a, n,
+                             c < MP_HEAP_CLASSES ? cls[c] : 0);
             }
             fill(x.p, x.usable, x.seed);
             b[nb++] = x;
         }
         struct mp_heap_stats s1 = t_stats(t);
         tally_expect(&klass, s1.large_in_use - s0.large_in_use == large,
-               "%s: align %zu: %" PRIu64 " large blocks in use more, expected %zu", t->name, a,
-               s1.large_in_use - s0.large_in_use, large);
+                     "%s: align %zu: %" PRIu64 " large blocks in use more, expected %zu", t->name,
+                     a, s1.large_in_use - s0.large_in_use, large);
         for (size_t i = 0; i < nb; i++)
             tally_expect(&content, filled(b[i].p, b[i].usable, b[i].usable, b[i].seed),
-                   "%s: aligned block (%zu, %zu) lost its contents", t->name, a, b[i].size);
+                         "%s: aligned block (%zu, %zu) lost its contents", t->name, a, b[i].size);
         tally_expect(&content, disjoint(b, nb, t->name), "%s: aligned blocks overlap", t->name);
         for (size_t i = 0; i < nb; i++)
             t_free(t, b[i].p);
         s1 = t_stats(t);
-        tally_expect(&ta, s1.blocks_in_use == s0.blocks_in_use && s1.large_in_use == s0.large_in_use,
-               "%s: align %zu: blocks left in use after freeing all", t->name, a);
+        tally_expect(&ta,
+                     s1.blocks_in_use == s0.blocks_in_use && s1.large_in_use == s0.large_in_use,
+                     "%s: align %zu: blocks left in use after freeing all", t->name, a);
     }
     CHECK("aligned: 1 .. 64 KiB and 1 MiB alignments honoured, usable >= size", ta.bad == 0);
     CHECK("aligned: up to 4096 from the classes, larger alignments are large blocks",
@@ -426,14 +433,17 @@ static void test_aligned(const target *t)
     CHECK("aligned: contents kept, blocks disjoint", content.bad == 0);
 
     /* Not a power of two: EINVAL. */
-    const size_t bad[] = {0, 3, 24, 48, 100, 4095, 65537, 3 * MiB, SIZE_MAX,
-                         ((size_t)1 << (sizeof(size_t) * 8 - 24)) + 1}; /* 2^40 + 1 */
+    const size_t bad[] = {0,        3,
+                          24,       48,
+                          100,      4095,
+                          65537,    3 * MiB,
+                          SIZE_MAX, ((size_t)1 << (sizeof(size_t) * 8 - 24)) + 1}; /* 2^40 + 1 */
     tally inval = {0};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         errno = 0;
         void *p = t_aligned(t, bad[i], 64);
-        tally_expect(&inval, p == NULL && errno == EINVAL, "%s: aligned_alloc(%zu, 64) = %p, errno %d",
-               t->name, bad[i], p, errno);
+        tally_expect(&inval, p == NULL && errno == EINVAL,
+                     "%s: aligned_alloc(%zu, 64) = %p, errno %d", t->name, bad[i], p, errno);
         if (p != NULL)
             t_free(t, p);
     }
@@ -446,17 +456,17 @@ static void test_aligned(const target *t)
     for (size_t i = 0; i < sizeof huge_align / sizeof huge_align[0]; i++) {
         errno = 0;
         void *p = t_aligned(t, huge_align[i], 1);
-        tally_expect(&nomem, p == NULL && errno == ENOMEM, "%s: aligned_alloc(%zu, 1) = %p, errno %d",
-               t->name, huge_align[i], p, errno);
+        tally_expect(&nomem, p == NULL && errno == ENOMEM,
+                     "%s: aligned_alloc(%zu, 1) = %p, errno %d", t->name, huge_align[i], p, errno);
     }
     errno = 0;
     void *p = t_aligned(t, 64, (size_t)PTRDIFF_MAX + 1);
-    tally_expect(&nomem, p == NULL && errno == ENOMEM, "%s: aligned_alloc(64, PTRDIFF_MAX + 1): errno %d",
-           t->name, errno);
+    tally_expect(&nomem, p == NULL && errno == ENOMEM,
+                 "%s: aligned_alloc(64, PTRDIFF_MAX + 1): errno %d", t->name, errno);
     errno = 0;
     p = t_aligned(t, 4096, SIZE_MAX - 100);
     tally_expect(&nomem, p == NULL && errno == ENOMEM,
-           "%s: aligned_alloc(4096, SIZE_MAX - 100): errno %d", t->name, errno);
+                 "%s: aligned_alloc(4096, SIZE_MAX - 100): errno %d", t->name, errno);
     CHECK("aligned: alignment above 1 MiB or a size above PTRDIFF_MAX gives ENOMEM",
           nomem.bad == 0);
 }
@@ -491,11 +501,11 @@ static void test_calloc(const target *t)
         }
         unsigned char *p = t_calloc(t, shapes[i][0], shapes[i][1]);
         if (!tally_expect(&ta, p != NULL, "%s: calloc(%zu, %zu) failed", t->name, shapes[i][0],
-                    shapes[i][1]))
+                          shapes[i][1]))
             continue;
         tally_expect(&ta, all_zero(p, n) && t_usable(t, p) >= n && aligned_to(p, natural_align(n)),
-               "%s: calloc(%zu, %zu) = %p not zeroed, short or misaligned", t->name, shapes[i][0],
-               shapes[i][1], (void *)p);
+                     "%s: calloc(%zu, %zu) = %p not zeroed, short or misaligned", t->name,
+                     shapes[i][0], shapes[i][1], (void *)p);
         t_free(t, p);
     }
     CHECK("calloc: n * size zeroed bytes, even over a reused dirty block", ta.bad == 0);
@@ -508,8 +518,8 @@ static void test_calloc(const target *t)
     for (size_t i = 0; i < sizeof over / sizeof over[0]; i++) {
         errno = 0;
         void *p = t_calloc(t, over[i][0], over[i][1]);
-        tally_expect(&ov, p == NULL && errno == ENOMEM, "%s: calloc(%zu, %zu) = %p, errno %d", t->name,
-               over[i][0], over[i][1], p, errno);
+        tally_expect(&ov, p == NULL && errno == ENOMEM, "%s: calloc(%zu, %zu) = %p, errno %d",
+                     t->name, over[i][0], over[i][1], p, errno);
     }
     CHECK("calloc: n * size overflowing (or above PTRDIFF_MAX) gives NULL, ENOMEM", ov.bad == 0);
 }
@@ -525,7 +535,7 @@ static void test_huge(const target *t)
         errno = 0;
         void *p = t_alloc(t, sizes[i]);
         tally_expect(&ta, p == NULL && errno == ENOMEM, "%s: alloc(%zu) = %p, errno %d", t->name,
-               sizes[i], p, errno);
+                     sizes[i], p, errno);
     }
     CHECK("huge: sizes above PTRDIFF_MAX (and PTRDIFF_MAX itself) give NULL, ENOMEM", ta.bad == 0);
     struct mp_heap_stats s1 = t_stats(t);
@@ -591,25 +601,26 @@ static void test_realloc(const target *t)
         size_t size = steps[i];
         unsigned char *q = t_realloc(t, p, size);
         if (!tally_expect(&ta, q != NULL, "%s: realloc(%zu -> %zu) failed, errno %d", t->name,
-                    steps[i - 1], size, errno))
+                          steps[i - 1], size, errno))
             break;
         size_t qu = t_usable(t, q);
         tally_expect(&ta, qu >= size && aligned_to(q, natural_align(size)) && in_buffer(t, q, qu),
-               "%s: realloc to %zu = %p, usable %zu", t->name, size, (void *)q, qu);
+                     "%s: realloc to %zu = %p, usable %zu", t->name, size, (void *)q, qu);
         size_t keep = usable < size ? usable : size;
         tally_expect(&content, filled(q, keep, usable, seed),
-               "%s: realloc %zu -> %zu (usable %zu) lost the first %zu bytes", t->name,
-               steps[i - 1], size, usable, keep);
+                     "%s: realloc %zu -> %zu (usable %zu) lost the first %zu bytes", t->name,
+                     steps[i - 1], size, usable, keep);
         struct mp_heap_stats s = t_stats(t);
-        tally_expect(&st,
-               s.blocks_in_use - s0.blocks_in_use == 1 &&
-                   s.large_in_use - s0.large_in_use ==
-                       (q == p ? s.large_in_use - s0.large_in_use : (size > MP_HEAP_MAX_CLASS)) &&
-                   s.bytes_in_use - s0.bytes_in_use == qu && stats_sane(t, &s),
-               "%s: after realloc to %zu: %" PRIu64 " blocks, %" PRIu64 " large, %" PRIu64
-               " bytes in use more (usable %zu)",
-               t->name, size, s.blocks_in_use - s0.blocks_in_use, s.large_in_use - s0.large_in_use,
-               s.bytes_in_use - s0.bytes_in_use, qu);
+        tally_expect(
+            &st,
+            s.blocks_in_use - s0.blocks_in_use == 1 &&
+                s.large_in_use - s0.large_in_use ==
+                    (q == p ? s.large_in_use - s0.large_in_use : (size > MP_HEAP_MAX_CLASS)) &&
+                s.bytes_in_use - s0.bytes_in_use == qu && stats_sane(t, &s),
+            "%s: after realloc to %zu: %" PRIu64 " blocks, %" PRIu64 " large, %" PRIu64
+            " bytes in use more (usable %zu)",
+            t->name, size, s.blocks_in_use - s0.blocks_in_use, s.large_in_use - s0.large_in_use,
+            s.bytes_in_use - s0.bytes_in_use, qu);
         p = q;
         usable = qu;
         fill(p, usable, ++seed);
@@ -706,8 +717,9 @@ static void test_realloc(const target *t)
             errno = 0;
             void *g = t_realloc(t, f, no[i]);
             tally_expect(&keep,
-                   g == NULL && errno == ENOMEM && t_usable(t, f) == fu && filled(f, fu, fu, 99),
-                   "%s: realloc(p, %zu) = %p, errno %d", t->name, no[i], g, errno);
+                         g == NULL && errno == ENOMEM && t_usable(t, f) == fu &&
+                             filled(f, fu, fu, 99),
+                         "%s: realloc(p, %zu) = %p, errno %d", t->name, no[i], g, errno);
         }
         CHECK("realloc: beyond PTRDIFF_MAX gives NULL, ENOMEM, and leaves p untouched",
               keep.bad == 0);
@@ -741,7 +753,7 @@ static void test_zero_flag(const target *t)
                 continue;
             size_t u = t_usable(t, p);
             tally_expect(&ta, all_zero(p, sizes[i]), "%s: MP_ZERO block of %zu not zero", t->name,
-                   sizes[i]);
+                         sizes[i]);
             memset(p, 0xC7, u);
             t_free(t, p);
         }
@@ -1120,4 +1132,3 @@ int main(void)
     run_parts(parts, sizeof parts / sizeof parts[0]);
     return TEST_DONE();
 }
-

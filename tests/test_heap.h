@@ -118,8 +118,8 @@ static inline void stray_write(unsigned char *p, unsigned char value)
  * ---------------------------------------------------------------------------------------------- */
 
 /* A heap's source (counting_source.h) hands out dirty memory where blocks land first (the first
- * 256 KiB, the last page) and a stripe of every other page: a 2 MiB chunk dirtied in full every time
- * would be most of the run's time. */
+ * 256 KiB, the last page) and a stripe of every other page: a 2 MiB chunk dirtied in full every
+ * time would be most of the run's time. */
 static inline counting_source *src_new(void)
 {
     counting_source *s = calloc(1, sizeof *s);
@@ -197,8 +197,8 @@ typedef struct target {
     const char *name;
     mp_heap *heap; /* NULL: the process-wide heap, through mp_malloc & co. */
     unsigned flags;
-    unsigned char *lo, *hi; /* a buffer heap's buffer: every block must lie inside it */
-    size_t max_large;       /* the largest block the suite asks of it */
+    unsigned char *lo, *hi;  /* a buffer heap's buffer: every block must lie inside it */
+    size_t max_large;        /* the largest block the suite asks of it */
     counting_source *source; /* the counting source under it, if any */
 } target;
 
@@ -275,25 +275,25 @@ static inline bool stats_sane(const target *t, const struct mp_heap_stats *s)
         const mp_heap_class_stats *c = &s->classes[i];
         in_classes += c->blocks_in_use;
         tally_expect(&ta,
-               c->blocks_in_use <= c->blocks_peak && c->frees <= c->allocs &&
-                   c->allocs - c->frees == c->blocks_in_use,
-               "%s: class %zu (%zu bytes): in use %" PRIu64 ", peak %" PRIu64 ", allocs %" PRIu64
-               ", frees %" PRIu64,
-               t->name, i, c->size, c->blocks_in_use, c->blocks_peak, c->allocs, c->frees);
+                     c->blocks_in_use <= c->blocks_peak && c->frees <= c->allocs &&
+                         c->allocs - c->frees == c->blocks_in_use,
+                     "%s: class %zu (%zu bytes): in use %" PRIu64 ", peak %" PRIu64
+                     ", allocs %" PRIu64 ", frees %" PRIu64,
+                     t->name, i, c->size, c->blocks_in_use, c->blocks_peak, c->allocs, c->frees);
     }
     tally_expect(&ta, s->frees <= s->allocs && s->allocs - s->frees == s->blocks_in_use,
-           "%s: allocs %" PRIu64 " - frees %" PRIu64 " != blocks_in_use %" PRIu64, t->name,
-           s->allocs, s->frees, s->blocks_in_use);
+                 "%s: allocs %" PRIu64 " - frees %" PRIu64 " != blocks_in_use %" PRIu64, t->name,
+                 s->allocs, s->frees, s->blocks_in_use);
     tally_expect(&ta, in_classes + s->large_in_use == s->blocks_in_use,
-           "%s: blocks in classes %" PRIu64 " + large %" PRIu64 " != blocks_in_use %" PRIu64,
-           t->name, in_classes, s->large_in_use, s->blocks_in_use);
+                 "%s: blocks in classes %" PRIu64 " + large %" PRIu64 " != blocks_in_use %" PRIu64,
+                 t->name, in_classes, s->large_in_use, s->blocks_in_use);
     tally_expect(&ta, s->bytes_in_use <= s->bytes_reserved,
-           "%s: bytes_in_use %" PRIu64 " > bytes_reserved %" PRIu64, t->name, s->bytes_in_use,
-           s->bytes_reserved);
+                 "%s: bytes_in_use %" PRIu64 " > bytes_reserved %" PRIu64, t->name, s->bytes_in_use,
+                 s->bytes_reserved);
     if (t->lo != NULL)
         tally_expect(&ta, s->bytes_reserved <= (uint64_t)(t->hi - t->lo),
-               "%s: bytes_reserved %" PRIu64 " beyond the buffer's %zu", t->name, s->bytes_reserved,
-               (size_t)(t->hi - t->lo));
+                     "%s: bytes_reserved %" PRIu64 " beyond the buffer's %zu", t->name,
+                     s->bytes_reserved, (size_t)(t->hi - t->lo));
     return ta.bad == 0;
 }
 

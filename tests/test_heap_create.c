@@ -1,7 +1,8 @@
 /*
  * test_heap_create.c: making heaps (mp_heap_create's options and every EINVAL case) and the
  * statistics writers (text and JSON, names in UTF-8 and not).
- * The class table and the contract suite every kind of heap runs are test_heap.c; helpers shared: test_heap.h.
+ * The class table and the contract suite every kind of heap runs are test_heap.c; helpers shared:
+ * test_heap.h.
  *
  * Usage: test_heap_create. Nothing here is random; under a second.
  */

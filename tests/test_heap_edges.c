@@ -157,18 +157,18 @@ static struct mp_heap_stats hstats(const mp_heap *h)
 static bool balanced(const mp_heap *h, const char *what, tally *t)
 {
     struct mp_heap_stats s = hstats(h);
-    bool ok = tally_expect(t,
-                   s.blocks_in_use == 0 && s.allocs == s.frees && s.large_in_use == 0 &&
-                       s.bytes_in_use == 0,
-                   "%s: blocks_in_use %" PRIu64 ", allocs %" PRIu64 ", frees %" PRIu64
-                   ", large_in_use %" PRIu64 ", bytes_in_use %" PRIu64,
-                   what, s.blocks_in_use, s.allocs, s.frees, s.large_in_use, s.bytes_in_use);
+    bool ok = tally_expect(
+        t,
+        s.blocks_in_use == 0 && s.allocs == s.frees && s.large_in_use == 0 && s.bytes_in_use == 0,
+        "%s: blocks_in_use %" PRIu64 ", allocs %" PRIu64 ", frees %" PRIu64
+        ", large_in_use %" PRIu64 ", bytes_in_use %" PRIu64,
+        what, s.blocks_in_use, s.allocs, s.frees, s.large_in_use, s.bytes_in_use);
     for (size_t c = 0; c < MP_HEAP_CLASSES; c++) {
         const mp_heap_class_stats *k = &s.classes[c];
         ok &= tally_expect(t, k->blocks_in_use == 0 && k->allocs == k->frees,
-                   "%s: class %zu (%zu bytes): blocks_in_use %" PRIu64 ", allocs %" PRIu64
-                   ", frees %" PRIu64,
-                   what, c, k->size, k->blocks_in_use, k->allocs, k->frees);
+                           "%s: class %zu (%zu bytes): blocks_in_use %" PRIu64 ", allocs %" PRIu64
+                           ", frees %" PRIu64,
+                           what, c, k->size, k->blocks_in_use, k->allocs, k->frees);
     }
     return ok;
 }
@@ -177,14 +177,14 @@ static bool balanced(const mp_heap *h, const char *what, tally *t)
 static bool one_block_in(const mp_heap *h, size_t cls, const char *what, tally *t)
 {
     struct mp_heap_stats s = hstats(h);
-    bool ok =
-        tally_expect(t, s.blocks_in_use == 1 && s.large_in_use == (cls == MP_HEAP_CLASSES ? 1u : 0u),
-             "%s: blocks_in_use %" PRIu64 ", large_in_use %" PRIu64 " (want the block %s)", what,
-             s.blocks_in_use, s.large_in_use, cls == MP_HEAP_CLASSES ? "large" : "in a class");
+    bool ok = tally_expect(
+        t, s.blocks_in_use == 1 && s.large_in_use == (cls == MP_HEAP_CLASSES ? 1u : 0u),
+        "%s: blocks_in_use %" PRIu64 ", large_in_use %" PRIu64 " (want the block %s)", what,
+        s.blocks_in_use, s.large_in_use, cls == MP_HEAP_CLASSES ? "large" : "in a class");
     for (size_t c = 0; c < MP_HEAP_CLASSES; c++)
         ok &= tally_expect(t, s.classes[c].blocks_in_use == (c == cls ? 1u : 0u),
-                   "%s: class %zu (%zu bytes) has %" PRIu64 " blocks in use, want %d", what, c,
-                   s.classes[c].size, s.classes[c].blocks_in_use, c == cls);
+                           "%s: class %zu (%zu bytes) has %" PRIu64 " blocks in use, want %d", what,
+                           c, s.classes[c].size, s.classes[c].blocks_in_use, c == cls);
     return ok;
 }
 
@@ -260,8 +260,9 @@ static bool realloc_pair(mp_heap *h, const char *heap_name, origin o, size_t siz
         return false;
     bool large = o.size > MAXC || o.align > 4096; /* how the header says the block was made */
     size_t usable = mp_heap_usable_size(h, p);
-    if (!large && !tally_expect(place, usable == ref_class[ref_index(usable)] && usable >= o.size,
-                        "%s: a class block of usable size %zu, not a class size", what, usable)) {
+    if (!large &&
+        !tally_expect(place, usable == ref_class[ref_index(usable)] && usable >= o.size,
+                      "%s: a class block of usable size %zu, not a class size", what, usable)) {
         mp_heap_free(h, p);
         return false;
     }
@@ -275,20 +276,23 @@ static bool realloc_pair(mp_heap *h, const char *heap_name, origin o, size_t siz
         return false;
     }
     size_t qu = mp_heap_usable_size(h, q);
-    bool ok =
-        tally_expect(place, (q == p) == want_stay, "%s: block (%s, usable %zu) %s, the rule says it %s",
-             what, large ? "large" : "in a class", usable, q == p ? "stayed" : "moved",
-             want_stay ? "stays" : "moves");
+    bool ok = tally_expect(place, (q == p) == want_stay,
+                           "%s: block (%s, usable %zu) %s, the rule says it %s", what,
+                           large ? "large" : "in a class", usable, q == p ? "stayed" : "moved",
+                           want_stay ? "stays" : "moves");
     /* Where it must be now: its old place, else where mp_heap_alloc(size) puts a block. */
     bool q_large = want_stay ? large : size > MAXC;
     size_t cls = q_large ? MP_HEAP_CLASSES : ref_index(want_stay ? usable : size);
-    ok &= tally_expect(place, qu >= size && (q_large ? qu > MAXC || want_stay : qu == ref_class[cls]),
-               "%s: usable size %zu after (want >= %zu, %s)", what, qu, size,
-               q_large ? "a large block" : "its class's size");
-    ok &= tally_expect(place, aligned_to(q, size > 8 ? 16 : 8), "%s: %p misaligned", what, (void *)q);
+    ok &=
+        tally_expect(place, qu >= size && (q_large ? qu > MAXC || want_stay : qu == ref_class[cls]),
+                     "%s: usable size %zu after (want >= %zu, %s)", what, qu, size,
+                     q_large ? "a large block" : "its class's size");
+    ok &=
+        tally_expect(place, aligned_to(q, size > 8 ? 16 : 8), "%s: %p misaligned", what, (void *)q);
     ok &= one_block_in(h, cls, what, place);
     size_t keep = usable < size ? usable : size;
-    ok &= tally_expect(content, pat_ok(q, keep, seed), "%s: the first %zu bytes not kept", what, keep);
+    ok &= tally_expect(content, pat_ok(q, keep, seed), "%s: the first %zu bytes not kept", what,
+                       keep);
 
     mp_heap_free_sized(h, q, size);
     ok &= balanced(h, what, freed);
@@ -430,21 +434,22 @@ static void zero_pair(mp_heap *h, size_t align, const char *name, tally *t)
     void *b = align ? mp_heap_aligned_alloc(h, align, 0) : mp_heap_alloc(h, 0);
     size_t ua = mp_heap_usable_size(h, a), ub = mp_heap_usable_size(h, b);
     bool ok = tally_expect(t, a != NULL && b != NULL && a != b,
-                   "%s: %s(%zu, 0) twice = %p, %p (want two distinct blocks)", name,
-                   align ? "aligned_alloc" : "alloc", align, a, b);
+                           "%s: %s(%zu, 0) twice = %p, %p (want two distinct blocks)", name,
+                           align ? "aligned_alloc" : "alloc", align, a, b);
     if (ok) {
         size_t want = align > 8 ? align : 8;
-        ok &=
-            tally_expect(t, ua >= 1 && ub >= 1 && aligned_to(a, want) && aligned_to(b, want),
-                 "%s: (%zu, 0): usable %zu and %zu, addresses %p %p (want usable >= 1, aligned to "
-                 "%zu)",
-                 name, align, ua, ub, a, b, want);
+        ok &= tally_expect(
+            t, ua >= 1 && ub >= 1 && aligned_to(a, want) && aligned_to(b, want),
+            "%s: (%zu, 0): usable %zu and %zu, addresses %p %p (want usable >= 1, aligned to "
+            "%zu)",
+            name, align, ua, ub, a, b, want);
         memset(a, 0x5A, ua);
         memset(b, 0xA5, ub);
-        ok &= tally_expect(t,
-                   ((unsigned char *)a)[0] == 0x5A && ((unsigned char *)a)[ua - 1] == 0x5A &&
-                       ((unsigned char *)b)[0] == 0xA5 && ((unsigned char *)b)[ub - 1] == 0xA5,
-                   "%s: (%zu, 0): the blocks overlap", name, align);
+        ok &= tally_expect(
+            t,
+            ((unsigned char *)a)[0] == 0x5A && ((unsigned char *)a)[ua - 1] == 0x5A &&
+                ((unsigned char *)b)[0] == 0xA5 && ((unsigned char *)b)[ub - 1] == 0xA5,
+            "%s: (%zu, 0): the blocks overlap", name, align);
     }
     mp_heap_free(h, a);
     mp_heap_free(h, b);
@@ -507,8 +512,8 @@ static void cap_look(capstate *c, const char *when)
 {
     struct mp_heap_stats s = hstats(c->e.h);
     tally_expect(&c->t, s.bytes_reserved <= c->cap && s.bytes_reserved == c->e.s.bytes_out,
-         "%s: bytes_reserved %" PRIu64 ", capacity %zu, source has %zu out", when, s.bytes_reserved,
-         c->cap, c->e.s.bytes_out);
+                 "%s: bytes_reserved %" PRIu64 ", capacity %zu, source has %zu out", when,
+                 s.bytes_reserved, c->cap, c->e.s.bytes_out);
 }
 
 /* Allocates blocks of `size` until refused (at most MAXBLOCKS); the count. Touches each block. */
@@ -655,8 +660,9 @@ static size_t trim_exact(eheap *e, const char *when, tally *t)
     size_t got = mp_heap_trim(e->h);
     uint64_t after = hstats(e->h).bytes_reserved;
     tally_expect(t, before - after == got && out - e->s.bytes_out == got && after == e->s.bytes_out,
-         "%s: trim returned %zu; bytes_reserved %" PRIu64 " -> %" PRIu64 ", source %zu -> %zu",
-         when, got, before, after, out, e->s.bytes_out);
+                 "%s: trim returned %zu; bytes_reserved %" PRIu64 " -> %" PRIu64
+                 ", source %zu -> %zu",
+                 when, got, before, after, out, e->s.bytes_out);
     return got;
 }
 
@@ -737,7 +743,8 @@ static void test_trim(void)
     }
     for (size_t i = 0; i < 5; i++)
         if (p[i] != NULL)
-            tally_expect(&ok, pat_ok(p[i], sizes[i], 100 + i), "after trim: block %zu corrupted", i);
+            tally_expect(&ok, pat_ok(p[i], sizes[i], 100 + i), "after trim: block %zu corrupted",
+                         i);
     for (size_t i = 0; i < 5; i++)
         mp_heap_free_sized(e.h, p[i], sizes[i]);
     CHECK("trim: the heap works after (classes trimmed before, large blocks)", ok.bad == 0);
@@ -852,8 +859,8 @@ static void refused(failrun *f, const char *what, int kind, size_t size)
     uint64_t after = hstats(f->e.h).failed_allocs;
     f->refusals += p == NULL;
     tally_expect(&f->t, p == NULL && err == ENOMEM && after == before + 1,
-         "%s (size %zu): %p, errno %d, failed_allocs %" PRIu64 " -> %" PRIu64, what, size, p, err,
-         before, after);
+                 "%s (size %zu): %p, errno %d, failed_allocs %" PRIu64 " -> %" PRIu64, what, size,
+                 p, err, before, after);
     if (p != NULL)
         mp_heap_free(f->e.h, p);
 }
@@ -1590,13 +1597,17 @@ static void test_damaged_lists(void)
     for (size_t i = 0; i < sizeof flags / sizeof flags[0]; i++) {
         for (int trim = 0; trim < 2; trim++) {
             heap_walk k = {flags[i], trim != 0};
-            snprintf(what, sizeof what, "damaged list: %s of a heap with flags %#x aborts with "
-                     "one line", trim ? "mp_heap_trim" : "mp_heap_stats", flags[i]);
+            snprintf(what, sizeof what,
+                     "damaged list: %s of a heap with flags %#x aborts with "
+                     "one line",
+                     trim ? "mp_heap_trim" : "mp_heap_stats", flags[i]);
             expect_death(what, bug_heap_walk, &k,
                          flags[i] & MP_CHECKED ? "write after free" : "corrupted free list",
                          "hp/32");
-            snprintf(what, sizeof what, "damaged list: %s of a heap with flags %#x, with a "
-                     "handler", trim ? "mp_heap_trim" : "mp_heap_stats", flags[i]);
+            snprintf(what, sizeof what,
+                     "damaged list: %s of a heap with flags %#x, with a "
+                     "handler",
+                     trim ? "mp_heap_trim" : "mp_heap_stats", flags[i]);
             run_isolated(what, h_heap_walk, &k);
         }
     }

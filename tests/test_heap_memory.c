@@ -149,7 +149,8 @@ static void test_capacity(void)
     CHECK("capacity: statistics consistent",
           st2.blocks_in_use == 0 && st2.large_in_use == 0 && st2.bytes_reserved <= cap2);
     mp_heap_destroy(h);
-    CHECK("capacity: destroy gives back every byte (large)", s->bytes_out == 0 && s->maps == s->unmaps);
+    CHECK("capacity: destroy gives back every byte (large)",
+          s->bytes_out == 0 && s->maps == s->unmaps);
     CHECK("capacity: the source contract kept", src_kept_contract(s));
     free(s);
 }
@@ -164,10 +165,11 @@ static void test_buffer_exhaustion(void)
     unsigned char *buf = raw + off;
     memset(buf, 0x5C, size); /* dirty, for calloc */
     counting_source *s = src_new();
-    mp_heap *h = mp_heap_create(&(mp_heap_opts){.buffer = buf,
-                                                .buffer_size = size,
-                                                .name = "buf",
-                                                .source = &(mp_source){counting_map, counting_unmap, s}});
+    mp_heap *h =
+        mp_heap_create(&(mp_heap_opts){.buffer = buf,
+                                       .buffer_size = size,
+                                       .name = "buf",
+                                       .source = &(mp_source){counting_map, counting_unmap, s}});
     if (!CHECK("buffer: heap in an odd-aligned buffer", h != NULL)) {
         free(raw);
         free(s);
@@ -294,11 +296,13 @@ static void test_failing_source(void)
             mp_heap *h = mp_heap_create(&(mp_heap_opts){.source = &source, .name = "failing"});
             size_t refused = 0;
             if (h == NULL) {
-                tally_expect(&ta, errno == ENOMEM, "create with map %ld failing: errno %d", k, errno);
+                tally_expect(&ta, errno == ENOMEM, "create with map %ld failing: errno %d", k,
+                             errno);
             } else {
-                tally_expect(&ta, failing_workload(h, &refused),
-                       "map %ld failing%s: a refusal without ENOMEM, a block lost or miscounted", k,
-                       mode ? " and after" : "");
+                tally_expect(
+                    &ta, failing_workload(h, &refused),
+                    "map %ld failing%s: a refusal without ENOMEM, a block lost or miscounted", k,
+                    mode ? " and after" : "");
                 if (mode == 1) { /* the source recovers: the heap must serve again */
                     s->fail_at = s->fail_from = 0;
                     void *p = mp_heap_alloc(h, 5000), *q = mp_heap_alloc(h, 3 * MiB);
@@ -309,8 +313,9 @@ static void test_failing_source(void)
                 mp_heap_destroy(h);
             }
             tally_expect(&ta, s->bytes_out == 0 && s->maps == s->unmaps,
-                   "map %ld failing: %zu bytes not given back, %llu maps, %llu unmaps", k,
-                   (size_t)s->bytes_out, (unsigned long long)s->maps, (unsigned long long)s->unmaps);
+                         "map %ld failing: %zu bytes not given back, %llu maps, %llu unmaps", k,
+                         (size_t)s->bytes_out, (unsigned long long)s->maps,
+                         (unsigned long long)s->unmaps);
             violations += s->violations + s->bad_unmaps;
             bool done = h != NULL && refused == 0;
             free(s);

@@ -105,10 +105,11 @@ static void test_create_capacity_flags(void)
         mp_stats st = stats_of(pool);
         CHECK("stats: the capacity as asked for", st.capacity == SIZE_MAX / 16 && st.frees == 2);
         mp_pool_destroy(pool);
-        CHECK("create: 16 * capacity (SIZE_MAX/16 + 1) overflows: EINVAL with every flag",
-              create_fails(&(mp_pool_opts){.block_size = 16, .capacity = SIZE_MAX / 16 + 1,
-                                           .flags = flags[i]},
-                           EINVAL));
+        CHECK(
+            "create: 16 * capacity (SIZE_MAX/16 + 1) overflows: EINVAL with every flag",
+            create_fails(
+                &(mp_pool_opts){.block_size = 16, .capacity = SIZE_MAX / 16 + 1, .flags = flags[i]},
+                EINVAL));
     }
 }
 

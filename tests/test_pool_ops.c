@@ -286,8 +286,8 @@ static void test_reset_run_order(void)
          * mappings, so that each run lies below the run taken before it. */
         counting_source d = {.base = (uintptr_t)space, .top = (uintptr_t)space + 4 * MiB};
         mp_source src = counting_source_of(&d);
-        mp_pool *pool = mp_pool_create(&(mp_pool_opts){.block_size = 64, .flags = flags,
-                                                       .source = &src});
+        mp_pool *pool =
+            mp_pool_create(&(mp_pool_opts){.block_size = 64, .flags = flags, .source = &src});
         if (!CHECK("create: a pool over a top-down source", pool != NULL))
             continue;
         size_t n = 0; /* until three runs are taken (the bookkeeping page is a map too) */

@@ -512,8 +512,8 @@ static void test_names_utf8(void)
     CHECK("write: json escapes the quote, backslash and controls below 0x20 as RFC 8259 says",
           json_of_name_valid("a\"b\\c\nd\x01\x1f", &c) &&
               strstr(c.buf, "\"a\\\"b\\\\c\\u000ad\\u0001\\u001f\"") != NULL);
-    CHECK("write: json replaces a lone 0xFF", json_of_name_valid("\xff", &c) &&
-                                                  strstr(c.buf, "\"\\ufffd\"") != NULL);
+    CHECK("write: json replaces a lone 0xFF",
+          json_of_name_valid("\xff", &c) && strstr(c.buf, "\"\\ufffd\"") != NULL);
     CHECK("write: json replaces an overlong form, byte by byte",
           json_of_name_valid("a\xc0\xaf", &c) && strstr(c.buf, "\"a\\ufffd\\ufffd\"") != NULL);
     CHECK("write: json replaces a surrogate, byte by byte",
@@ -530,8 +530,8 @@ static void test_names_utf8(void)
     memcpy(st.name, cut, sizeof st.name);
     memset(&c, 0, sizeof c);
     CHECK("write: json of an unterminated name cut inside a character is valid UTF-8 and JSON",
-          mp_stats_write(&st, MP_FORMAT_JSON, capture_write, &c) == 0 &&
-              utf8_valid(c.buf, c.len) && json_valid(c.buf, c.len) && strstr(c.buf, "a\\ufffd\""));
+          mp_stats_write(&st, MP_FORMAT_JSON, capture_write, &c) == 0 && utf8_valid(c.buf, c.len) &&
+              json_valid(c.buf, c.len) && strstr(c.buf, "a\\ufffd\""));
 
     /* An error report names the pool by its cut name; the message stays valid UTF-8. */
     static seen e;

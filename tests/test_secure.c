@@ -533,11 +533,11 @@ static void test_secret_per_pool(const geo *g)
 }
 
 /*
- * A secure pool finds a block's run through a table from chunks to runs, and walks its runs when the
- * table does not say. Runs come and go: a pool grown to several runs and emptied gives them all back
- * at trim, after which a free of one of its old blocks is an invalid free found without reading the
- * memory that is gone (a stale table entry would be read, and crash); grown again, its blocks are
- * accepted and a double free is still caught.
+ * A secure pool finds a block's run through a table from chunks to runs, and walks its runs when
+ * the table does not say. Runs come and go: a pool grown to several runs and emptied gives them all
+ * back at trim, after which a free of one of its old blocks is an invalid free found without
+ * reading the memory that is gone (a stale table entry would be read, and crash); grown again, its
+ * blocks are accepted and a double free is still caught.
  */
 static void h_after_trim(void *arg)
 {
@@ -555,16 +555,19 @@ static void h_after_trim(void *arg)
             v[i] = mp_pool_alloc(pool);
         for (size_t i = 0; i < N; i++)
             mp_pool_free(pool, v[i]);
-        snprintf(what, sizeof what, "secure trim (%s), round %d: %d frees accepted", g->name, round, N);
+        snprintf(what, sizeof what, "secure trim (%s), round %d: %d frees accepted", g->name, round,
+                 N);
         log_none(what);
         mp_stats st;
         CHECK("secure trim: stats", mp_pool_stats(pool, &st) == 0);
         CHECK("secure trim: several runs", st.source_maps >= 4);
-        CHECK("secure trim: every run given back", mp_pool_trim(pool) > 0 && mp_pool_stats(pool, &st) == 0 &&
-                                                      st.chunks == 0 && mp_pool_check(pool));
+        CHECK("secure trim: every run given back", mp_pool_trim(pool) > 0 &&
+                                                       mp_pool_stats(pool, &st) == 0 &&
+                                                       st.chunks == 0 && mp_pool_check(pool));
         for (size_t i = 0; i < N; i += N / 7) {
             mp_pool_free(pool, v[i]); /* its run is gone */
-            snprintf(what, sizeof what, "secure trim (%s): free of block %zu after its run went", g->name, i);
+            snprintf(what, sizeof what, "secure trim (%s): free of block %zu after its run went",
+                     g->name, i);
             log_one(what, MP_ERR_INVALID_FREE, pool, g->name, v[i]);
         }
     }
@@ -574,7 +577,8 @@ static void h_after_trim(void *arg)
         mp_pool_free(pool, v[i]);
     log_none("secure trim: frees after regrowing accepted");
     mp_pool_free(pool, v[N / 2]);
-    log_one("secure trim: a double free after regrowing", MP_ERR_DOUBLE_FREE, pool, g->name, v[N / 2]);
+    log_one("secure trim: a double free after regrowing", MP_ERR_DOUBLE_FREE, pool, g->name,
+            v[N / 2]);
     for (size_t i = 1; i < N; i += 2)
         mp_pool_free(pool, v[i]);
     log_none("secure trim: the rest freed");

@@ -86,7 +86,8 @@ static bool accounting_agrees(const mp_pool *pool, const counting_source *c)
                    (s.chunks == 0) == (c->regions == 1)) &&
          ok;
     ok = CHECK("source: source_maps == regions map has given", s.source_maps == c->maps) && ok;
-    ok = CHECK("source: map called within its contract", c->violations == 0 && c->bad_ctx == 0) && ok;
+    ok = CHECK("source: map called within its contract", c->violations == 0 && c->bad_ctx == 0) &&
+         ok;
     ok = CHECK("source: unmap given exactly a region map returned", c->bad_unmaps == 0) && ok;
     return ok;
 }
@@ -383,7 +384,8 @@ static void test_buffer_ignores_source(void)
 /* A misaligned map is refused and given back, whether for the pool's own page or for a run. */
 static void test_misaligned_source(void)
 {
-    /* A source that breaks its contract: its maps return memory 64 bytes past an aligned address. */
+    /* A source that breaks its contract: its maps return memory 64 bytes past an aligned address.
+     * */
     static counting_source s;
     counting_reset(&s);
     s.skew = 64;

@@ -56,14 +56,17 @@ static mp_source g_src;
 
 static mp_pool *ts_pool(const char *name, size_t block_size, size_t thread_cache, unsigned flags)
 {
-    return mp_pool_create(&(mp_pool_opts){.block_size = block_size, .flags = MP_THREAD_SAFE | flags,
-                                          .name = name, .source = &g_src,
+    return mp_pool_create(&(mp_pool_opts){.block_size = block_size,
+                                          .flags = MP_THREAD_SAFE | flags,
+                                          .name = name,
+                                          .source = &g_src,
                                           .thread_cache = thread_cache});
 }
 
 static bool source_all_back(void)
 {
-    return atomic_load(&g_cs.bytes_out) == 0 && atomic_load(&g_cs.maps) == atomic_load(&g_cs.unmaps);
+    return atomic_load(&g_cs.bytes_out) == 0 &&
+           atomic_load(&g_cs.maps) == atomic_load(&g_cs.unmaps);
 }
 
 /* Allocates n stamped blocks into out[]; false (with a failure) if the pool runs out. */
@@ -183,12 +186,14 @@ static void check_all_reusable(mp_pool *pool, size_t size, size_t batch, void **
 static void test_exit_gives_back(size_t n, bool via_exit)
 {
     char what[96];
-    snprintf(what, sizeof what, "exit gives back (%zu blocks%s)", n, via_exit ? ", pthread_exit" : "");
+    snprintf(what, sizeof what, "exit gives back (%zu blocks%s)", n,
+             via_exit ? ", pthread_exit" : "");
     mp_pool *pool = ts_pool("exit", 64, 0, 0);
     void **blocks = malloc(sizeof(void *) * n);
     if (!CHECK("exit gives back: create", pool != NULL && blocks != NULL))
         return;
-    job j = {.pool = pool, .size = 64, .blocks = blocks, .alloc = n, .free = n, .via_exit = via_exit};
+    job j = {
+        .pool = pool, .size = 64, .blocks = blocks, .alloc = n, .free = n, .via_exit = via_exit};
     thread_run(job_thread, &j);
     mp_stats st = stats_of(pool);
     char msg[160];
@@ -260,7 +265,8 @@ static void test_free_only_thread(void)
  * 2. Trim and reset while another thread holds a cache
  * ---------------------------------------------------------------------------------------------- */
 
-/* Allocates and frees n, parks, then allocates n again, writes them all, checks ownership, frees. */
+/* Allocates and frees n, parks, then allocates n again, writes them all, checks ownership, frees.
+ * */
 typedef struct again {
     mp_pool *pool;
     size_t size, n;
@@ -288,7 +294,8 @@ static void *again_thread(void *arg)
 
 static void test_trim_reset_with_cache(bool reset)
 {
-    const char *what = reset ? "reset with a parked thread's cache" : "trim with a parked thread's cache";
+    const char *what =
+        reset ? "reset with a parked thread's cache" : "trim with a parked thread's cache";
     enum { N = 3000, SIZE = 64 }; /* several chunk runs */
     mp_pool *pool = ts_pool(reset ? "reset" : "trim", SIZE, 0, 0);
     void **theirs = malloc(sizeof(void *) * N), **mine = malloc(sizeof(void *) * N * 2);
@@ -310,7 +317,8 @@ static void test_trim_reset_with_cache(bool reset)
         given = mp_pool_trim(pool);
     mp_stats st = stats_of(pool);
     char msg[160];
-    snprintf(msg, sizeof msg, "%s: blocks_in_use == 0 after the %s", what, reset ? "reset" : "trim");
+    snprintf(msg, sizeof msg, "%s: blocks_in_use == 0 after the %s", what,
+             reset ? "reset" : "trim");
     CHECK(msg, st.blocks_in_use == 0 && st.frees == st.allocs);
     pthread_barrier_wait(&bar);
     pthread_barrier_wait(&bar); /* the thread holds N blocks again */
@@ -320,7 +328,8 @@ static void test_trim_reset_with_cache(bool reset)
         for (size_t i = 0; i < 2 * N; i++)
             if (!block_verify(mine[i], SIZE, NULL))
                 tfail("%s: block %p handed out to both threads", what, mine[i]);
-        snprintf(msg, sizeof msg, "%s: the thread's blocks and the main thread's are all distinct", what);
+        snprintf(msg, sizeof msg, "%s: the thread's blocks and the main thread's are all distinct",
+                 what);
         CHECK(msg, all_distinct(mine, 2 * N));
         /* all_distinct sorted mine[]; free the main thread's half, found by stamp. */
         for (size_t i = 0; i < 2 * N; i++) {
@@ -368,13 +377,14 @@ static void test_trim_after_exit(void)
     CHECK("trim after exit: before the trim, every block is free, none in use",
           before.blocks_in_use == 0 && before.blocks_free == before.blocks_peak &&
               before.blocks_peak >= N);
-    CHECK("trim after exit: every chunk is given back", given > 0 && after.chunks == 0 &&
-                                                       after.blocks_free == 0 &&
-                                                       after.bytes_reserved < before.bytes_reserved);
+    CHECK("trim after exit: every chunk is given back",
+          given > 0 && after.chunks == 0 && after.blocks_free == 0 &&
+              after.bytes_reserved < before.bytes_reserved);
     void *b = mp_pool_alloc(pool);
     CHECK("trim after exit: the pool still works", b != NULL && mp_pool_check(pool));
     mp_pool_free(pool, b);
-    printf("  trim after exit: %zu bytes given back of %" PRIu64 "\n", given, before.bytes_reserved);
+    printf("  trim after exit: %zu bytes given back of %" PRIu64 "\n", given,
+           before.bytes_reserved);
     CHECK("trim after exit: no thread failure", tfail_take() == 0);
     mp_pool_destroy(pool);
     free(blocks);
@@ -428,7 +438,8 @@ static void *da_thread(void *arg)
 
 static void test_destroy_after_use(bool use_second)
 {
-    const char *what = use_second ? "destroy after use, then a new pool" : "destroy after use, then exit";
+    const char *what =
+        use_second ? "destroy after use, then a new pool" : "destroy after use, then exit";
     static da_shared sh;
     memset(&sh, 0, sizeof sh);
     sh.use_second = use_second;
@@ -450,7 +461,8 @@ static void test_destroy_after_use(bool use_second)
     snprintf(msg, sizeof msg, "%s: first pool exact before destroy (caches hold its blocks)", what);
     CHECK(msg, st.blocks_in_use == 0 && st.allocs == DA_THREADS * DA_N && st.frees == st.allocs);
     mp_pool_destroy(sh.pool);
-    snprintf(msg, sizeof msg, "%s: destroy gave every byte back though live threads cached blocks", what);
+    snprintf(msg, sizeof msg, "%s: destroy gave every byte back though live threads cached blocks",
+             what);
     CHECK(msg, source_all_back());
     sh.pool = use_second ? ts_pool("second", 32, 0, 0) : NULL;
     pthread_barrier_wait(&sh.bar); /* 2 */
@@ -470,8 +482,8 @@ static void test_destroy_after_use(bool use_second)
     if (sh.pool != NULL) {
         st = stats_of(sh.pool);
         CHECK("destroy after use: second pool exact after its threads exit",
-              st.blocks_in_use == 0 && st.allocs == DA_THREADS * DA_N * 2 && st.frees == st.allocs &&
-                  st.blocks_free == st.blocks_peak);
+              st.blocks_in_use == 0 && st.allocs == DA_THREADS * DA_N * 2 &&
+                  st.frees == st.allocs && st.blocks_free == st.blocks_peak);
         CHECK("destroy after use: second pool check", mp_pool_check(sh.pool));
         mp_pool_destroy(sh.pool);
     }
@@ -497,13 +509,14 @@ static void *churn_thread(void *arg)
             return NULL;
         }
         size_t size = mp_pool_block_size(own);
-        if (take_n(own, size, mine, CHURN_N, c->no) && take_n(c->shared, 48, common, CHURN_N, c->no)) {
+        if (take_n(own, size, mine, CHURN_N, c->no) &&
+            take_n(c->shared, 48, common, CHURN_N, c->no)) {
             give_n(own, size, mine, CHURN_N / 2);
             give_n(c->shared, 48, common, CHURN_N);
             mp_stats st = stats_of(own);
             if (st.blocks_in_use != CHURN_N - CHURN_N / 2 || st.allocs != CHURN_N)
-                tfail("churn: own pool's stats: in use %" PRIu64 ", allocs %" PRIu64, st.blocks_in_use,
-                      st.allocs);
+                tfail("churn: own pool's stats: in use %" PRIu64 ", allocs %" PRIu64,
+                      st.blocks_in_use, st.allocs);
         }
         mp_pool_destroy(own); /* with blocks live and cached: all dropped */
     }
@@ -531,7 +544,8 @@ static void test_pool_churn(void)
     CHECK("pool churn: all memory back", source_all_back());
 }
 
-/* 50 pools, 8 threads: thread t uses pool j when j and t have the same parity (4 threads a pool). */
+/* 50 pools, 8 threads: thread t uses pool j when j and t have the same parity (4 threads a pool).
+ * */
 enum { MP_POOLS = 50, MP_THREADS = 8, MP_K = 30, MP_DOOMED = 10 };
 
 typedef struct many_shared {
@@ -664,11 +678,11 @@ static void test_wide_table(void)
 }
 
 /*
- * Every cache id taken (mempool.h: a pool made while 32767 other thread-safe pools with caches exist
- * keeps none). Whether a pool keeps caches shows in where a freed block goes: into this thread's
- * cache, where another thread cannot get it, or straight back to the pool, where it can. A pool
- * with no caches still works and its statistics stay exact; the ids of destroyed pools serve new
- * pools, with caches, again.
+ * Every cache id taken (mempool.h: a pool made while 32767 other thread-safe pools with caches
+ * exist keeps none). Whether a pool keeps caches shows in where a freed block goes: into this
+ * thread's cache, where another thread cannot get it, or straight back to the pool, where it can. A
+ * pool with no caches still works and its statistics stay exact; the ids of destroyed pools serve
+ * new pools, with caches, again.
  */
 enum { ALL_IDS = 32768 };
 
@@ -792,11 +806,12 @@ static void test_stats_while_allocating(size_t thread_cache)
     if (sh.bad_stats != 0)
         printf("    first: allocs %" PRIu64 ", frees %" PRIu64 ", blocks_in_use %" PRIu64 "\n",
                first_bad.allocs, first_bad.frees, first_bad.blocks_in_use);
-    CHECK("alloc-only: every snapshot has frees == 0 and blocks_in_use == allocs", sh.bad_stats == 0);
+    CHECK("alloc-only: every snapshot has frees == 0 and blocks_in_use == allocs",
+          sh.bad_stats == 0);
     CHECK("alloc-only: mp_pool_check true in every snapshot", sh.bad_checks == 0);
     mp_stats st = stats_of(sh.pool);
-    CHECK("alloc-only: final stats exact", st.allocs == AO_THREADS * AO_N &&
-                                               st.blocks_in_use == AO_THREADS * AO_N && st.frees == 0);
+    CHECK("alloc-only: final stats exact",
+          st.allocs == AO_THREADS * AO_N && st.blocks_in_use == AO_THREADS * AO_N && st.frees == 0);
     CHECK("alloc-only: no thread failure", tfail_take() == 0);
     mp_pool_destroy(sh.pool);
 }
@@ -908,7 +923,8 @@ static void test_thread_cache_sizes(void)
         mini_stress(pool, false, ops, "thread_cache 1");
     mp_pool_destroy(pool);
 
-    /* A cache as large as a thread's whole working set: all of it parked in the thread until exit. */
+    /* A cache as large as a thread's whole working set: all of it parked in the thread until exit.
+     * */
     enum { BIG = 100000 };
     pool = ts_pool("cache2^20", 16, (size_t)1 << 20, 0);
     if (CHECK("thread_cache 2^20: create", pool != NULL))
@@ -937,14 +953,17 @@ static void test_thread_cache_sizes(void)
     memset(&capped, 0, sizeof capped);
     capped.cap = (size_t)64 << 20;
     mp_source capped_src = counting_source_of(&capped);
-    pool = mp_pool_create(&(mp_pool_opts){.block_size = 24, .flags = MP_THREAD_SAFE,
-                                          .name = "cachemax", .source = &capped_src,
+    pool = mp_pool_create(&(mp_pool_opts){.block_size = 24,
+                                          .flags = MP_THREAD_SAFE,
+                                          .name = "cachemax",
+                                          .source = &capped_src,
                                           .thread_cache = SIZE_MAX});
     if (CHECK("thread_cache SIZE_MAX: create", pool != NULL)) {
         mini_stress(pool, false, ops / 10, "thread_cache SIZE_MAX");
         mp_stats st = stats_of(pool);
         printf("  thread_cache SIZE_MAX: %" PRIu64 " allocs took %" PRIu64 " KiB from the source, "
-               "%llu maps refused by its 64 MiB cap\n", st.allocs, st.bytes_reserved / 1024,
+               "%llu maps refused by its 64 MiB cap\n",
+               st.allocs, st.bytes_reserved / 1024,
                (unsigned long long)atomic_load(&capped.refused));
         CHECK("thread_cache SIZE_MAX: a few thousand 24-byte blocks take far less than 64 MiB",
               atomic_load(&capped.refused) == 0);
@@ -1019,7 +1038,8 @@ static void check_cross_double_free(mp_pool *pool, const char *what)
     unsigned long kinds[MP_ERR_CORRUPT_FREE_LIST + 1];
     unsigned long n = errors_take(&last, kinds);
     char msg[160];
-    snprintf(msg, sizeof msg, "%s: double free in another thread reported once, as a double free", what);
+    snprintf(msg, sizeof msg, "%s: double free in another thread reported once, as a double free",
+             what);
     CHECK(msg, n == 1 && kinds[MP_ERR_DOUBLE_FREE] == 1 && last.addr == b[0] && last.pool == pool);
     mp_stats after = stats_of(pool);
     snprintf(msg, sizeof msg, "%s: the double free is ignored (stats unchanged)", what);
@@ -1068,7 +1088,8 @@ static void test_checked(void)
     CHECK("checked thread-safe: an interior pointer freed in another thread: invalid free",
           n == 1 && kinds[MP_ERR_INVALID_FREE] == 1 && last.addr == (char *)b[0] + 8);
 
-    if (!TEST_ASAN && !TEST_ON_VALGRIND()) { /* the tools guard the canary: writing it is their report */
+    if (!TEST_ASAN &&
+        !TEST_ON_VALGRIND()) { /* the tools guard the canary: writing it is their report */
         ((unsigned char *)b[0])[48] ^= 0xFF; /* the first byte past the block */
         f.block = b[0];
         thread_run(free_thread, &f);
@@ -1085,7 +1106,8 @@ static void test_checked(void)
     for (uint32_t i = 0; i < DF_THREADS; i++)
         d[i] = (job){.pool = pool, .size = 48, .blocks = dblocks[i], .who = i};
     pthread_barrier_init(&df_bar, NULL, DF_THREADS);
-    if (CHECK("checked thread-safe: start", threads_start(t, DF_THREADS, double_free_thread, d, sizeof d[0])))
+    if (CHECK("checked thread-safe: start",
+              threads_start(t, DF_THREADS, double_free_thread, d, sizeof d[0])))
         threads_join(t, DF_THREADS);
     pthread_barrier_destroy(&df_bar);
     n = errors_take(&last, kinds);
@@ -1130,8 +1152,11 @@ static void test_zero(void)
     if (CHECK("zero thread-safe, thread_cache 1: create", pool != NULL))
         mini_stress(pool, true, ops, "zero thread-safe, thread_cache 1");
     mp_pool_destroy(pool);
-    pool = mp_pool_create(&(mp_pool_opts){.block_size = 100, .align = 4096, .capacity = 5000,
-                                          .flags = MP_THREAD_SAFE | MP_ZERO, .name = "ts-zero-4096",
+    pool = mp_pool_create(&(mp_pool_opts){.block_size = 100,
+                                          .align = 4096,
+                                          .capacity = 5000,
+                                          .flags = MP_THREAD_SAFE | MP_ZERO,
+                                          .name = "ts-zero-4096",
                                           .source = &g_src});
     if (CHECK("zero thread-safe, capacity, align 4096: create", pool != NULL)) {
         mini_stress(pool, true, ops / 4, "zero thread-safe, capacity, align 4096");
@@ -1149,13 +1174,15 @@ static void test_buffer_refused(void)
     unsigned flag_sets[] = {0, MP_CHECKED, MP_ZERO};
     for (size_t i = 0; i < sizeof flag_sets / sizeof flag_sets[0]; i++) {
         errno = 0;
-        mp_pool *pool = mp_pool_create(&(mp_pool_opts){.block_size = 32, .buffer = buf,
+        mp_pool *pool = mp_pool_create(&(mp_pool_opts){.block_size = 32,
+                                                       .buffer = buf,
                                                        .buffer_size = sizeof buf,
                                                        .flags = MP_THREAD_SAFE | flag_sets[i]});
         CHECK("MP_THREAD_SAFE with a buffer: NULL, EINVAL", pool == NULL && errno == EINVAL);
         mp_pool_destroy(pool);
     }
-    mp_pool *pool = mp_pool_create(&(mp_pool_opts){.block_size = 32, .buffer = buf, .buffer_size = sizeof buf});
+    mp_pool *pool =
+        mp_pool_create(&(mp_pool_opts){.block_size = 32, .buffer = buf, .buffer_size = sizeof buf});
     CHECK("the same buffer without MP_THREAD_SAFE: accepted", pool != NULL);
     mp_pool_destroy(pool);
 }
@@ -1168,8 +1195,10 @@ static void test_buffer_refused(void)
 static void test_capacity_not_lost_to_caches(void)
 {
     enum { CAP = 10 };
-    mp_pool *pool = mp_pool_create(&(mp_pool_opts){.block_size = 32, .capacity = CAP,
-                                                   .flags = MP_THREAD_SAFE, .name = "cap-cache",
+    mp_pool *pool = mp_pool_create(&(mp_pool_opts){.block_size = 32,
+                                                   .capacity = CAP,
+                                                   .flags = MP_THREAD_SAFE,
+                                                   .name = "cap-cache",
                                                    .source = &g_src});
     if (!CHECK("capacity vs caches: create", pool != NULL))
         return;
@@ -1189,7 +1218,8 @@ static void test_capacity_not_lost_to_caches(void)
     while (got < CAP && (mine[got] = mp_pool_alloc(pool)) != NULL)
         got++;
     printf("  capacity %d, all %d free but cached by a parked thread: %" PRIu64
-           " in use, the main thread got %zu\n", CAP, CAP, st.blocks_in_use, got);
+           " in use, the main thread got %zu\n",
+           CAP, CAP, st.blocks_in_use, got);
     CHECK("capacity vs caches: with 0 blocks live, an alloc succeeds", got > 0);
     CHECK("capacity vs caches: all capacity blocks can be allocated by another thread", got == CAP);
     while (got > 0)
@@ -1201,7 +1231,8 @@ static void test_capacity_not_lost_to_caches(void)
     mp_pool_destroy(pool);
 }
 
-/* ------------------------------------------------------------------------------------------------ */
+/* ------------------------------------------------------------------------------------------------
+ * */
 
 int main(int argc, char **argv)
 {

@@ -83,19 +83,19 @@ static shared sh;
  * ---------------------------------------------------------------------------------------------- */
 
 enum {
-    CF_SLOT_BLOCK = 1 << 0,  /* a block from the exchange was corrupted */
-    CF_ALLOC = 1 << 1,       /* an alloc failed */
-    CF_DISTINCT = 1 << 2,    /* two allocs returned the same block, or a block was overwritten */
-    CF_STATS = 1 << 3,       /* statistics did not move by exactly the child's work */
-    CF_CHECK = 1 << 4,       /* mp_pool_check false */
-    CF_THREAD = 1 << 5,      /* the child's thread failed, or could not start */
-    CF_NEW_POOL = 1 << 6,    /* the new pool failed, or its statistics were wrong */
-    CF_GRANDCHILD = 1 << 7,  /* a grandchild failed */
+    CF_SLOT_BLOCK = 1 << 0, /* a block from the exchange was corrupted */
+    CF_ALLOC = 1 << 1,      /* an alloc failed */
+    CF_DISTINCT = 1 << 2,   /* two allocs returned the same block, or a block was overwritten */
+    CF_STATS = 1 << 3,      /* statistics did not move by exactly the child's work */
+    CF_CHECK = 1 << 4,      /* mp_pool_check false */
+    CF_THREAD = 1 << 5,     /* the child's thread failed, or could not start */
+    CF_NEW_POOL = 1 << 6,   /* the new pool failed, or its statistics were wrong */
+    CF_GRANDCHILD = 1 << 7, /* a grandchild failed */
 };
 
 static const char *const child_fail_names[] = {
-    "exchange block corrupted", "alloc failed", "blocks not distinct", "stats not exact",
-    "mp_pool_check false", "thread failed", "new pool wrong", "grandchild failed",
+    "exchange block corrupted", "alloc failed",  "blocks not distinct", "stats not exact",
+    "mp_pool_check false",      "thread failed", "new pool wrong",      "grandchild failed",
 };
 
 static bool stats_invariants(const mp_stats *st)
@@ -169,9 +169,10 @@ static int child_main(mp_pool *pool, bool fork_grandchild, bool parent_had_threa
     if (!mp_pool_check(pool))
         fail |= CF_CHECK;
 
-    child_thread_arg a = {pool, mp_pool_create(&(mp_pool_opts){.block_size = BSIZE,
-                                                               .flags = MP_THREAD_SAFE,
-                                                               .name = "child"}), 0};
+    child_thread_arg a = {pool,
+                          mp_pool_create(&(mp_pool_opts){
+                              .block_size = BSIZE, .flags = MP_THREAD_SAFE, .name = "child"}),
+                          0};
     pthread_t t;
     if (a.new_pool == NULL)
         fail |= CF_NEW_POOL;
@@ -327,8 +328,8 @@ static bool setup(size_t thread_cache, const char *name)
     memset(&sh, 0, sizeof sh);
     for (size_t i = 0; i < SLOTS; i++)
         atomic_init(&sh.slots[i], NULL);
-    sh.pool = mp_pool_create(&(mp_pool_opts){.block_size = BSIZE, .flags = MP_THREAD_SAFE,
-                                             .name = name, .thread_cache = thread_cache});
+    sh.pool = mp_pool_create(&(mp_pool_opts){
+        .block_size = BSIZE, .flags = MP_THREAD_SAFE, .name = name, .thread_cache = thread_cache});
     return CHECK("fork: create the pool", sh.pool != NULL);
 }
 
@@ -360,16 +361,19 @@ static void test_fork_single(void)
     mp_stats before = stats_of(sh.pool);
     int r = fork_and_wait(true, false);
     report_child(r, "no other thread", child_fail_names, CHILD_DEADLINE);
-    CHECK("fork, no other thread: the child (and a grandchild) used the pool and a new one, exit 0", r == 0);
+    CHECK("fork, no other thread: the child (and a grandchild) used the pool and a new one, exit 0",
+          r == 0);
     mp_stats after = stats_of(sh.pool);
     CHECK("fork, no other thread: the parent's pool is as before",
           after.allocs == before.allocs && after.blocks_in_use == before.blocks_in_use &&
               after.blocks_in_use == 100);
     for (int i = 0; i < 50; i++)
         hammer_release(held[i]);
-    CHECK("fork, no other thread: the parent's blocks intact", drain_slots() == 50 && tfail_take() == 0);
+    CHECK("fork, no other thread: the parent's blocks intact",
+          drain_slots() == 50 && tfail_take() == 0);
     after = stats_of(sh.pool);
-    CHECK("fork, no other thread: parent exact at the end", after.blocks_in_use == 0 && after.allocs == 120);
+    CHECK("fork, no other thread: parent exact at the end",
+          after.blocks_in_use == 0 && after.allocs == 120);
     CHECK("fork, no other thread: mp_pool_check", mp_pool_check(sh.pool));
     mp_pool_destroy(sh.pool);
 }
@@ -382,7 +386,8 @@ static void test_fork_hammered(size_t thread_cache, int forks, bool from_thread)
 {
     char what[96];
     snprintf(what, sizeof what, "fork %s while %d threads hammer (thread_cache %zu)",
-             from_thread ? "from a hammering thread" : "from the main thread", HAMMERS, thread_cache);
+             from_thread ? "from a hammering thread" : "from the main thread", HAMMERS,
+             thread_cache);
     if (!setup(thread_cache, "hammered"))
         return;
     hammer h[HAMMERS];
@@ -391,7 +396,8 @@ static void test_fork_hammered(size_t thread_cache, int forks, bool from_thread)
         h[i] = (hammer){.no = i};
     if (from_thread)
         atomic_store(&sh.forks_from_thread, forks);
-    if (!CHECK("fork: start the hammers", threads_start(t, HAMMERS, hammer_thread, h, sizeof h[0]))) {
+    if (!CHECK("fork: start the hammers",
+               threads_start(t, HAMMERS, hammer_thread, h, sizeof h[0]))) {
         mp_pool_destroy(sh.pool);
         return;
     }
@@ -428,7 +434,8 @@ static void test_fork_hammered(size_t thread_cache, int forks, bool from_thread)
     CHECK(msg, tfail_take() == 0);
     mp_stats st = stats_of(sh.pool);
     snprintf(msg, sizeof msg, "%s: parent exact at the end (%" PRIu64 " allocs)", what, allocs);
-    CHECK(msg, st.blocks_in_use == 0 && st.allocs == allocs && st.frees == allocs && st.failed_allocs == 0);
+    CHECK(msg, st.blocks_in_use == 0 && st.allocs == allocs && st.frees == allocs &&
+                   st.failed_allocs == 0);
     snprintf(msg, sizeof msg, "%s: mp_pool_check", what);
     CHECK(msg, mp_pool_check(sh.pool));
     mp_pool_destroy(sh.pool);
@@ -447,25 +454,31 @@ static void test_fork_hammered(size_t thread_cache, int forks, bool from_thread)
 enum { LARGE = 1 << 20, LARGE_ALIGN = 1 << 16, EVERY_DEADLINE = 5, EVERY_N = 100 };
 
 typedef struct every {
-    mp_heap *heap;    /* thread-safe, shared (the thread-safe pool is sh.pool) */
-    mp_pool *pool;    /* the main thread's plain pool */
-    mp_arena *arena;  /* the main thread's arena */
+    mp_heap *heap;   /* thread-safe, shared (the thread-safe pool is sh.pool) */
+    mp_pool *pool;   /* the main thread's plain pool */
+    mp_arena *arena; /* the main thread's arena */
 } every;
 
 static every ev;
 
 enum {
-    EF_TS_POOL = 1 << 0,  /* the thread-safe pool failed an alloc, a check or its statistics */
-    EF_POOL = 1 << 1,     /* the main thread's plain pool, the same */
-    EF_HEAP = 1 << 2,     /* the shared heap: an alloc (class, large or aligned) or its statistics */
-    EF_DEFAULT = 1 << 3,  /* mp_malloc's heap, the same */
-    EF_ARENA = 1 << 4,    /* the main thread's arena or a new one */
-    EF_NEW = 1 << 5,      /* a heap or thread-safe pool made in the child */
+    EF_TS_POOL = 1 << 0, /* the thread-safe pool failed an alloc, a check or its statistics */
+    EF_POOL = 1 << 1,    /* the main thread's plain pool, the same */
+    EF_HEAP = 1 << 2,    /* the shared heap: an alloc (class, large or aligned) or its statistics */
+    EF_DEFAULT = 1 << 3, /* mp_malloc's heap, the same */
+    EF_ARENA = 1 << 4,   /* the main thread's arena or a new one */
+    EF_NEW = 1 << 5,     /* a heap or thread-safe pool made in the child */
 };
 
 static const char *const every_fail_names[] = {
-    "thread-safe pool wrong", "plain pool wrong", "heap wrong", "mp_malloc's heap wrong",
-    "arena wrong", "new heap or pool wrong", "", "",
+    "thread-safe pool wrong",
+    "plain pool wrong",
+    "heap wrong",
+    "mp_malloc's heap wrong",
+    "arena wrong",
+    "new heap or pool wrong",
+    "",
+    "",
 };
 
 /* Allocates and frees a stamped block of `size` (>= 64) from `heap` (aligned to `align` if not 0);
@@ -541,8 +554,8 @@ static bool child_arena(mp_arena *arena)
 static bool child_new_objects(void)
 {
     mp_heap *heap = mp_heap_create(&(mp_heap_opts){.flags = MP_THREAD_SAFE, .name = "child"});
-    mp_pool *pool = mp_pool_create(&(mp_pool_opts){.block_size = BSIZE, .flags = MP_THREAD_SAFE,
-                                                   .name = "child"});
+    mp_pool *pool = mp_pool_create(
+        &(mp_pool_opts){.block_size = BSIZE, .flags = MP_THREAD_SAFE, .name = "child"});
     bool ok = heap != NULL && pool != NULL && child_heap(heap, false) && child_pool(pool);
     mp_pool_destroy(pool);
     mp_heap_destroy(heap);
@@ -656,8 +669,7 @@ static int every_forks(int forks, int *failed)
             _exit(every_child());
         int r = pid < 0 ? 1024 : wait_child(pid);
         mp_pool_free(ev.pool, mine);
-        report_child(r, "fork while threads hammer every object", every_fail_names,
-                     EVERY_DEADLINE);
+        report_child(r, "fork while threads hammer every object", every_fail_names, EVERY_DEADLINE);
         results |= r;
         *failed += r != 0;
     }
@@ -683,8 +695,10 @@ static void test_fork_every(int forks)
         atomic_store(&sh.stop, true);
         threads_join(t, HAMMERS);
         char msg[160];
-        snprintf(msg, sizeof msg, "fork every object: every child used every object and exited 0 "
-                 "within %d s (%d of %d failed)", EVERY_DEADLINE, failed, forks);
+        snprintf(msg, sizeof msg,
+                 "fork every object: every child used every object and exited 0 "
+                 "within %d s (%d of %d failed)",
+                 EVERY_DEADLINE, failed, forks);
         CHECK(msg, results == 0);
         CHECK("fork every object: the hammers' operations all succeeded", tfail_take() == 0);
         struct mp_heap_stats s;

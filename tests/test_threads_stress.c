@@ -181,7 +181,8 @@ static void *stress_observer(void *arg)
             tfail("stress: failed_allocs %" PRIu64 " during the run", st.failed_allocs);
         if (it % 8 == 0 && !mp_pool_check(sh->pool))
             tfail("stress: mp_pool_check false while threads run");
-        /* A block in the exchange was live when loaded; only this thread trims, so it stays owned. */
+        /* A block in the exchange was live when loaded; only this thread trims, so it stays owned.
+         * */
         void *b = atomic_load(&sh->slots[(it * 7) % STRESS_SLOTS]);
         if (b != NULL && !mp_pool_owns(sh->pool, b))
             tfail("stress: mp_pool_owns false for block %p from the exchange", b);
@@ -192,7 +193,8 @@ static void *stress_observer(void *arg)
     return NULL;
 }
 
-static void stress_shape_run(const stress_shape *shape, uint64_t seed, uint64_t ops, uint32_t *next_no)
+static void stress_shape_run(const stress_shape *shape, uint64_t seed, uint64_t ops,
+                             uint32_t *next_no)
 {
     static stress_shared sh; /* 8 KiB of slots: not on the stack */
     counting_source cs = {0};
@@ -200,9 +202,12 @@ static void stress_shape_run(const stress_shape *shape, uint64_t seed, uint64_t 
     memset(&sh, 0, sizeof sh);
     sh.block_size = shape->block_size;
     sh.align = shape->align;
-    sh.pool = mp_pool_create(&(mp_pool_opts){.block_size = shape->block_size, .align = shape->align,
-                                             .flags = MP_THREAD_SAFE, .name = shape->name,
-                                             .source = &src, .thread_cache = shape->thread_cache});
+    sh.pool = mp_pool_create(&(mp_pool_opts){.block_size = shape->block_size,
+                                             .align = shape->align,
+                                             .flags = MP_THREAD_SAFE,
+                                             .name = shape->name,
+                                             .source = &src,
+                                             .thread_cache = shape->thread_cache});
     if (!CHECK("stress: create a thread-safe pool", sh.pool != NULL))
         return;
     for (size_t i = 0; i < STRESS_SLOTS; i++)
@@ -336,8 +341,10 @@ static void pc_run(size_t thread_cache, size_t effective_cache, uint64_t transfe
 {
     static pc_shared pc;
     memset(&pc, 0, sizeof pc);
-    pc.pool = mp_pool_create(&(mp_pool_opts){.block_size = PC_BLOCK, .flags = MP_THREAD_SAFE,
-                                             .name = "pc", .thread_cache = thread_cache});
+    pc.pool = mp_pool_create(&(mp_pool_opts){.block_size = PC_BLOCK,
+                                             .flags = MP_THREAD_SAFE,
+                                             .name = "pc",
+                                             .thread_cache = thread_cache});
     if (!CHECK("producer/consumer: create", pc.pool != NULL))
         return;
     pc.transfers = transfers;
@@ -369,8 +376,9 @@ static void pc_run(size_t thread_cache, size_t effective_cache, uint64_t transfe
     CHECK("producer/consumer: allocs == transfers", st.allocs == transfers);
     CHECK("producer/consumer: blocks_in_use == 0", st.blocks_in_use == 0 && st.frees == st.allocs);
     CHECK("producer/consumer: mp_pool_check", mp_pool_check(pc.pool));
-    printf("  thread_cache %-4zu %" PRIu64 " transfers (%" PRIu64 " KiB through the pool): peak %"
-           PRIu64 " blocks (bound %" PRIu64 "), %" PRIu64 " KiB reserved (bound %" PRIu64 ")\n",
+    printf("  thread_cache %-4zu %" PRIu64 " transfers (%" PRIu64
+           " KiB through the pool): peak %" PRIu64 " blocks (bound %" PRIu64 "), %" PRIu64
+           " KiB reserved (bound %" PRIu64 ")\n",
            thread_cache, transfers, transfers * PC_BLOCK / 1024, st.blocks_peak, pc.max_blocks,
            st.bytes_reserved / 1024, pc.max_bytes / 1024);
     mp_pool_destroy(pc.pool);
@@ -392,7 +400,7 @@ enum { CAP_THREADS = 4, CAP_LOCAL = 48, CAP_SLOTS = 16, CAP_BLOCK = 32 };
 typedef struct cap_shared {
     mp_pool *pool;
     uint64_t capacity;
-    atomic_long live;     /* a lower bound of the blocks live at any moment (see cap_note_*) */
+    atomic_long live; /* a lower bound of the blocks live at any moment (see cap_note_*) */
     atomic_long max_live;
     _Atomic(void *) slots[CAP_SLOTS];
 } cap_shared;
@@ -475,8 +483,10 @@ static void cap_run(uint64_t capacity, size_t thread_cache, uint64_t seed, uint6
     static cap_shared sh;
     memset(&sh, 0, sizeof sh);
     sh.capacity = capacity;
-    sh.pool = mp_pool_create(&(mp_pool_opts){.block_size = CAP_BLOCK, .capacity = capacity,
-                                             .flags = MP_THREAD_SAFE, .name = "capped",
+    sh.pool = mp_pool_create(&(mp_pool_opts){.block_size = CAP_BLOCK,
+                                             .capacity = capacity,
+                                             .flags = MP_THREAD_SAFE,
+                                             .name = "capped",
                                              .thread_cache = thread_cache});
     if (!CHECK("capacity: create", sh.pool != NULL))
         return;
@@ -486,7 +496,8 @@ static void cap_run(uint64_t capacity, size_t thread_cache, uint64_t seed, uint6
     pthread_t t[CAP_THREADS];
     for (uint32_t i = 0; i < CAP_THREADS; i++)
         w[i] = (cap_worker){.sh = &sh, .seed = seed, .ops = ops / CAP_THREADS, .no = i};
-    if (!CHECK("capacity: threads started", threads_start(t, CAP_THREADS, cap_thread, w, sizeof w[0]))) {
+    if (!CHECK("capacity: threads started",
+               threads_start(t, CAP_THREADS, cap_thread, w, sizeof w[0]))) {
         mp_pool_destroy(sh.pool);
         return;
     }
@@ -496,26 +507,30 @@ static void cap_run(uint64_t capacity, size_t thread_cache, uint64_t seed, uint6
         allocs += w[i].allocs;
         nulls += w[i].nulls;
     }
-    CHECK("capacity: never more than capacity blocks live; NULL only with ENOMEM", tfail_take() == 0);
+    CHECK("capacity: never more than capacity blocks live; NULL only with ENOMEM",
+          tfail_take() == 0);
     mp_stats st = stats_of(sh.pool);
     CHECK("capacity: blocks_in_use == blocks left in the exchange <= capacity",
           st.blocks_in_use == (uint64_t)atomic_load(&sh.live) && st.blocks_in_use <= capacity);
     CHECK("capacity: blocks_peak <= capacity", st.blocks_peak <= capacity);
-    CHECK("capacity: allocs and failed_allocs as counted", st.allocs == allocs && st.failed_allocs == nulls);
+    CHECK("capacity: allocs and failed_allocs as counted",
+          st.allocs == allocs && st.failed_allocs == nulls);
     for (size_t i = 0; i < CAP_SLOTS; i++) {
         void *b = atomic_exchange(&sh.slots[i], NULL);
         if (b != NULL)
             cap_free(&sh, b);
     }
     st = stats_of(sh.pool);
-    CHECK("capacity: all freed: blocks_in_use == 0", st.blocks_in_use == 0 && st.frees == st.allocs);
+    CHECK("capacity: all freed: blocks_in_use == 0",
+          st.blocks_in_use == 0 && st.frees == st.allocs);
 
     /* The threads have exited: their caches are back, so the whole capacity is available here. */
     void **held = malloc(sizeof(void *) * capacity);
     uint64_t got = 0;
     while (held != NULL && got < capacity && (held[got] = mp_pool_alloc(sh.pool)) != NULL)
         got++;
-    CHECK("capacity: after the threads exit, one thread allocates exactly capacity blocks", got == capacity);
+    CHECK("capacity: after the threads exit, one thread allocates exactly capacity blocks",
+          got == capacity);
     errno = 0;
     void *extra = mp_pool_alloc(sh.pool);
     CHECK("capacity: and then ENOMEM", extra == NULL && errno == ENOMEM);
@@ -540,7 +555,8 @@ static void test_capacity(uint64_t seed)
     cap_run(7, 1, seed + 3, ops / 4);
 }
 
-/* ------------------------------------------------------------------------------------------------ */
+/* ------------------------------------------------------------------------------------------------
+ * */
 
 int main(int argc, char **argv)
 {

@@ -98,7 +98,8 @@ static atomic_ulong tfail_count; /* each test program has its own */
 #if defined(__GNUC__) || defined(__clang__)
 __attribute__((format(printf, 1, 2)))
 #endif
-static inline void tfail(const char *fmt, ...)
+static inline void
+tfail(const char *fmt, ...)
 {
     unsigned long n = atomic_fetch_add(&tfail_count, 1) + 1;
     if (n > TFAIL_MAX_REPORTS)
@@ -149,7 +150,8 @@ static inline void block_fill(void *block, size_t size, uint64_t stamp)
     }
 }
 
-/* True if the block holds a stamp and the pattern that stamp and its address give; the stamp in *out. */
+/* True if the block holds a stamp and the pattern that stamp and its address give; the stamp in
+ * *out. */
 static inline bool block_verify(const void *block, size_t size, uint64_t *out)
 {
     const unsigned char *p = block;
@@ -239,9 +241,10 @@ static inline bool stats_consistent(const mp_stats *st, const char *what)
               st->blocks_peak);
         ok = false;
     }
-    if (st->bytes_used != st->blocks_in_use * st->block_size || st->bytes_used > st->bytes_reserved) {
-        tfail("%s: bytes_used %" PRIu64 " (in use %" PRIu64 " x %zu), bytes_reserved %" PRIu64, what,
-              st->bytes_used, st->blocks_in_use, st->block_size, st->bytes_reserved);
+    if (st->bytes_used != st->blocks_in_use * st->block_size ||
+        st->bytes_used > st->bytes_reserved) {
+        tfail("%s: bytes_used %" PRIu64 " (in use %" PRIu64 " x %zu), bytes_reserved %" PRIu64,
+              what, st->bytes_used, st->blocks_in_use, st->block_size, st->bytes_reserved);
         ok = false;
     }
     return ok;

@@ -13,7 +13,9 @@
 
 struct suite_boost_pool {
     boost::pool<> pool;
-    explicit suite_boost_pool(size_t size) : pool(size) {}
+    explicit suite_boost_pool(size_t size) : pool(size)
+    {
+    }
 };
 
 suite_boost_pool *suite_boost_open(size_t size)

@@ -1,8 +1,9 @@
 /*
  * boost_pool.h: a C face for boost::pool<> (boost_pool.cpp, compiled with g++), so the suite's C
- * loops can drive Boost.Pool. Each function is one call of the pool's own member function; where the
- * C and C++ compilers are both GCC the suite links the boost peer with link-time optimization, so
- * these calls are inlined into the loops like the C pools' inline functions (peer_init says which).
+ * loops can drive Boost.Pool. Each function is one call of the pool's own member function; where
+ * the C and C++ compilers are both GCC the suite links the boost peer with link-time optimization,
+ * so these calls are inlined into the loops like the C pools' inline functions (peer_init says
+ * which).
  */
 #ifndef MP_BENCH_BOOST_POOL_H
 #define MP_BENCH_BOOST_POOL_H

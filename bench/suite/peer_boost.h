@@ -24,8 +24,9 @@ typedef suite_boost_pool peer_handle;
 
 static bool peer_init(char *about, size_t n)
 {
-    snprintf(about, n, "Boost %s boost::pool<> malloc/free via a C++ adapter, %s", suite_boost_version(),
-             SUITE_BOOST_LTO ? "inlined by LTO" : "one call per op (no LTO across C and C++ compilers)");
+    snprintf(
+        about, n, "Boost %s boost::pool<> malloc/free via a C++ adapter, %s", suite_boost_version(),
+        SUITE_BOOST_LTO ? "inlined by LTO" : "one call per op (no LTO across C and C++ compilers)");
     return true;
 }
 

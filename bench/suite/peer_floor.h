@@ -21,8 +21,9 @@ typedef floor_pool peer_handle;
 
 static bool peer_init(char *about, size_t n)
 {
-    snprintf(about, n, "bench/floor.h, the original free-list pool: fixed region linked at creation, "
-                        "inline pop/push");
+    snprintf(about, n,
+             "bench/floor.h, the original free-list pool: fixed region linked at creation, "
+             "inline pop/push");
     return true;
 }
 

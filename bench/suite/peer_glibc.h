@@ -25,7 +25,8 @@ static bool peer_init(char *about, size_t n)
     if (!ours)
         snprintf(about, n, "malloc is not glibc's here (a sanitizer or LD_PRELOAD replaced it)");
     else
-        snprintf(about, n, "glibc %s malloc/free (ptmalloc2 + tcache), default tunables", gnu_get_libc_version());
+        snprintf(about, n, "glibc %s malloc/free (ptmalloc2 + tcache), default tunables",
+                 gnu_get_libc_version());
     return ours;
 }
 

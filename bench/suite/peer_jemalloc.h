@@ -40,8 +40,9 @@ static bool peer_init(char *about, size_t n)
         snprintf(about, n, "malloc is not jemalloc's here (a sanitizer or LD_PRELOAD replaced it)");
         return false;
     }
-    snprintf(about, n, "jemalloc %s malloc/free: unprefixed in Debian, so its program links -ljemalloc "
-                       "and it replaces glibc's malloc there",
+    snprintf(about, n,
+             "jemalloc %s malloc/free: unprefixed in Debian, so its program links -ljemalloc "
+             "and it replaces glibc's malloc there",
              version);
     return true;
 }

@@ -24,7 +24,8 @@
 #define PEER_NAME "mempool"
 #define PEER_THREAD_SAFE 0
 #define PEER_POOL_FLAGS 0u
-#define PEER_ABOUT "fixed pools, libmempool.a: inline mp_pool_alloc/mp_pool_free, growing (capacity 0)"
+#define PEER_ABOUT                                                                                 \
+    "fixed pools, libmempool.a: inline mp_pool_alloc/mp_pool_free, growing (capacity 0)"
 #endif
 #define PEER_FIXED_SIZE 1
 

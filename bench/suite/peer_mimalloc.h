@@ -16,7 +16,8 @@
 static bool peer_init(char *about, size_t n)
 {
     int v = mi_version();
-    snprintf(about, n, "mimalloc %d.%d.%d mi_malloc/mi_free, default options", v / 100, v / 10 % 10, v % 10);
+    snprintf(about, n, "mimalloc %d.%d.%d mi_malloc/mi_free, default options", v / 100, v / 10 % 10,
+             v % 10);
     return v > 0;
 }
 

@@ -21,8 +21,9 @@ typedef mp_heap peer_handle;
 
 static bool peer_init(char *about, size_t n)
 {
-    snprintf(about, n, "mempool %d.%d.%d plain mp_heap, libmempool.a: mp_heap_alloc/mp_heap_free_sized, "
-                       "a heap per thread (not thread-safe)",
+    snprintf(about, n,
+             "mempool %d.%d.%d plain mp_heap, libmempool.a: mp_heap_alloc/mp_heap_free_sized, "
+             "a heap per thread (not thread-safe)",
              MP_VERSION_MAJOR, MP_VERSION_MINOR, MP_VERSION_PATCH);
     return true;
 }
@@ -30,7 +31,7 @@ static bool peer_init(char *about, size_t n)
 static peer_handle *peer_open(size_t size, size_t max_live)
 {
     (void)size, (void)max_live;
-    return mp_heap_create(&(mp_heap_opts){ .name = "suite" });
+    return mp_heap_create(&(mp_heap_opts){.name = "suite"});
 }
 
 static inline void *peer_alloc(peer_handle *h, size_t size)

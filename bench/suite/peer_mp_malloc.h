@@ -29,8 +29,9 @@ static bool peer_init(char *about, size_t n)
         snprintf(about, n, "MEMPOOL_CHECKED=1 is set: mp_malloc would be the checked heap");
         return false;
     }
-    snprintf(about, n, "mempool %d.%d.%d mp_malloc/mp_free, libmempool.a: the process-wide thread-safe heap "
-                       "(size classes over thread-safe pools with per-thread caches)",
+    snprintf(about, n,
+             "mempool %d.%d.%d mp_malloc/mp_free, libmempool.a: the process-wide thread-safe heap "
+             "(size classes over thread-safe pools with per-thread caches)",
              MP_VERSION_MAJOR, MP_VERSION_MINOR, MP_VERSION_PATCH);
     return true;
 }

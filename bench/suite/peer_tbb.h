@@ -14,7 +14,8 @@
 
 static bool peer_init(char *about, size_t n)
 {
-    snprintf(about, n, "oneTBB scalable_malloc/scalable_free, libtbbmalloc (no malloc replacement)");
+    snprintf(about, n,
+             "oneTBB scalable_malloc/scalable_free, libtbbmalloc (no malloc replacement)");
     return true;
 }
 

@@ -19,8 +19,8 @@ static bool peer_init(char *about, size_t n)
     int major = 0, minor = 0;
     const char *patch = "";
     tc_version(&major, &minor, &patch);
-    snprintf(about, n, "gperftools tcmalloc %d.%d%s tc_malloc/tc_free, libtcmalloc_minimal", major, minor,
-             patch ? patch : "");
+    snprintf(about, n, "gperftools tcmalloc %d.%d%s tc_malloc/tc_free, libtcmalloc_minimal", major,
+             minor, patch ? patch : "");
     return major > 0;
 }
 

@@ -13,9 +13,10 @@
  *     in this build (a sanitizer's malloc replaced its allocator), is skipped with a note; in the
  *     full run (not --quick) that also makes the exit status 1, since the doc would lack it.
  *   - a peer runs the workloads of its groups (peer_defs below); it is n/a in the others.
- *   - runs are interleaved: run 1 of every cell (workload x size x threads) on every peer, then run 2, ...;
- *     within a cell the peers' order rotates by one each run. Drift of clock or load over the
- *     minutes of a run thus hits every peer alike, and no peer always follows the same neighbour.
+ *   - runs are interleaved: run 1 of every cell (workload x size x threads) on every peer, then run
+ *   2, ...;   within a cell the peers' order rotates by one each run. Drift of clock or load over
+ *   the   minutes of a run thus hits every peer alike, and no peer always follows the same
+ *   neighbour.
  *   - each figure is the median of the runs, with their min-max; "x" is a peer's median over the
  *     best peer's median in that cell. Memory figures (resident set, page faults) are medians too,
  *     each from a process that ran only that one measurement.
@@ -47,52 +48,52 @@
 
 /* Every peer the suite knows, in the order of the tables. `package` is the Debian package whose
  * absence explains a missing program (NULL: built from this tree); `groups` the workloads it runs
- * (suite.h): the floor and Boost.Pool are single-threaded pools, and the floor runs threads (b) with a
- * pool per thread, as the machine's own scaling; the plain pool joins the one-thread pair of the
- * thread-safe pool, as the figure that pool is held to; mempool's variants join only the workloads
- * they were made for; the general-purpose allocators run every workload, and `general` makes them
- * the "best malloc" of the goals (suite_report_mt.c). */
+ * (suite.h): the floor and Boost.Pool are single-threaded pools, and the floor runs threads (b)
+ * with a pool per thread, as the machine's own scaling; the plain pool joins the one-thread pair of
+ * the thread-safe pool, as the figure that pool is held to; mempool's variants join only the
+ * workloads they were made for; the general-purpose allocators run every workload, and `general`
+ * makes them the "best malloc" of the goals (suite_report_mt.c). */
 #define ALLOCATOR (SG_POOLS | SG_TS_PAIR | SG_THREADS | SG_PRODCONS | SG_VARSIZE)
 static const peer_def peer_defs[] = {
-    { "floor", NULL, SG_POOLS | SG_THREADS, false },
-    { "mempool", NULL, SG_POOLS | SG_TS_PAIR, false },
-    { "mempool_ts", NULL, SG_TS_PAIR | SG_THREADS | SG_PRODCONS, false },
-    { "mp_malloc", NULL, SG_VARSIZE, false },
-    { "mp_heap", NULL, SG_VARSIZE, false },
-    { "glibc", "libc6", ALLOCATOR, true },
-    { "jemalloc", "libjemalloc-dev", ALLOCATOR, true },
-    { "tcmalloc", "libgoogle-perftools-dev", ALLOCATOR, true },
-    { "mimalloc", "libmimalloc-dev", ALLOCATOR, true },
-    { "tbb", "libtbb-dev", ALLOCATOR, true },
-    { "boost", "libboost-dev", SG_POOLS, false },
+    {"floor", NULL, SG_POOLS | SG_THREADS, false},
+    {"mempool", NULL, SG_POOLS | SG_TS_PAIR, false},
+    {"mempool_ts", NULL, SG_TS_PAIR | SG_THREADS | SG_PRODCONS, false},
+    {"mp_malloc", NULL, SG_VARSIZE, false},
+    {"mp_heap", NULL, SG_VARSIZE, false},
+    {"glibc", "libc6", ALLOCATOR, true},
+    {"jemalloc", "libjemalloc-dev", ALLOCATOR, true},
+    {"tcmalloc", "libgoogle-perftools-dev", ALLOCATOR, true},
+    {"mimalloc", "libmimalloc-dev", ALLOCATOR, true},
+    {"tbb", "libtbb-dev", ALLOCATOR, true},
+    {"boost", "libboost-dev", SG_POOLS, false},
 };
 #define NPEER_DEFS (sizeof peer_defs / sizeof peer_defs[0])
 _Static_assert(NPEER_DEFS <= MAX_PEERS, "raise MAX_PEERS");
 
 /* The two plans (struct plan in suite_driver.h): the full run's counts make each timed section last
  * 0.05-0.5 s; the quick run's, milliseconds. */
-static const plan full_plan = { .runs = 5,
-                                .loop_max = 100000000,
-                                .loop_us = 100000,
-                                .churn_n = 1000000,
-                                .churn_live = 1u << 20,
-                                .server_n = 100000,
-                                .server_warm = 3 * 8192,
-                                .threads_us = 100000,
-                                .max_threads = 8,
-                                .var_n = 400000,
-                                .var_live = 100000 };
-static const plan quick_plan = { .runs = 2,
-                                 .loop_max = 1000000,
-                                 .loop_us = 2000,
-                                 .churn_n = 20000,
-                                 .churn_live = 1u << 12,
-                                 .server_n = 1000,
-                                 .server_warm = 1000,
-                                 .threads_us = 2000,
-                                 .max_threads = 2,
-                                 .var_n = 2000,
-                                 .var_live = 2000 };
+static const plan full_plan = {.runs = 5,
+                               .loop_max = 100000000,
+                               .loop_us = 100000,
+                               .churn_n = 1000000,
+                               .churn_live = 1u << 20,
+                               .server_n = 100000,
+                               .server_warm = 3 * 8192,
+                               .threads_us = 100000,
+                               .max_threads = 8,
+                               .var_n = 400000,
+                               .var_live = 100000};
+static const plan quick_plan = {.runs = 2,
+                                .loop_max = 1000000,
+                                .loop_us = 2000,
+                                .churn_n = 20000,
+                                .churn_live = 1u << 12,
+                                .server_n = 1000,
+                                .server_warm = 1000,
+                                .threads_us = 2000,
+                                .max_threads = 2,
+                                .var_n = 2000,
+                                .var_live = 2000};
 
 static void cell_args(const plan *pl, cell *c)
 {
@@ -100,14 +101,25 @@ static void cell_args(const plan *pl, cell *c)
     case WL_PAIR:
     case WL_TS_PAIR:
     case WL_BATCH_FIFO:
-    case WL_BATCH_LIFO: c->n = pl->loop_max, c->m = pl->loop_us; break;
-    case WL_CHURN: c->n = pl->churn_n, c->m = pl->churn_live; break;
-    case WL_SERVER: c->n = pl->server_n, c->m = pl->server_warm; break;
+    case WL_BATCH_LIFO:
+        c->n = pl->loop_max, c->m = pl->loop_us;
+        break;
+    case WL_CHURN:
+        c->n = pl->churn_n, c->m = pl->churn_live;
+        break;
+    case WL_SERVER:
+        c->n = pl->server_n, c->m = pl->server_warm;
+        break;
     case WL_THREADS_PAIR:
     case WL_THREADS_BATCH:
-    case WL_PRODCONS: c->n = 1, c->m = pl->threads_us; break;
-    case WL_VARSIZE: c->n = pl->var_n, c->m = pl->var_live; break;
-    default: die("no counts for workload %s", suite_workloads[c->wl].name);
+    case WL_PRODCONS:
+        c->n = 1, c->m = pl->threads_us;
+        break;
+    case WL_VARSIZE:
+        c->n = pl->var_n, c->m = pl->var_live;
+        break;
+    default:
+        die("no counts for workload %s", suite_workloads[c->wl].name);
     }
 }
 
@@ -244,10 +256,11 @@ static bool parse_sample(const char *out, sample *s)
     if (line == NULL)
         return false;
     line += strlen("result") - 1; /* keep the blank: every key is matched as " key=" */
-    return field(line, "ns", &s->ns) && field(line, "fill_ns", &s->fill_ns) && field(line, "ops", &s->ops) &&
-           field(line, "live", &s->live) && field(line, "live_bytes", &s->live_bytes) &&
-           field(line, "minflt", &s->minflt) && field(line, "rss_base", &s->rss_base) &&
-           field(line, "rss_end", &s->rss_end) && field(line, "hwm", &s->hwm);
+    return field(line, "ns", &s->ns) && field(line, "fill_ns", &s->fill_ns) &&
+           field(line, "ops", &s->ops) && field(line, "live", &s->live) &&
+           field(line, "live_bytes", &s->live_bytes) && field(line, "minflt", &s->minflt) &&
+           field(line, "rss_base", &s->rss_base) && field(line, "rss_end", &s->rss_end) &&
+           field(line, "hwm", &s->hwm);
 }
 
 static void measure(const peer *p, const cell *c, sample *s)
@@ -257,9 +270,11 @@ static void measure(const peer *p, const cell *c, sample *s)
     snprintf(n, sizeof n, "%" PRIu64, c->n);
     snprintf(m, sizeof m, "%" PRIu64, c->m);
     snprintf(threads, sizeof threads, "%u", c->threads);
-    char *argv[] = { (char *)p->path, (char *)suite_workloads[c->wl].name, size, n, m, threads, NULL };
+    char *argv[] = {
+        (char *)p->path, (char *)suite_workloads[c->wl].name, size, n, m, threads, NULL};
     if (run_program(argv, out, sizeof out) != 0 || !parse_sample(out, s))
-        die("peer %s failed on %s %s %s %s %s (output: %s)", p->def->name, argv[1], size, n, m, threads, out);
+        die("peer %s failed on %s %s %s %s %s (output: %s)", p->def->name, argv[1], size, n, m,
+            threads, out);
 }
 
 /* ================================================================================================
@@ -268,28 +283,33 @@ static void measure(const peer *p, const cell *c, sample *s)
 
 static void usage(FILE *f)
 {
-    fprintf(f, "usage: bench_suite [--quick] [--runs N] [--doc FILE] [--plots DIR] [--csv FILE]\n"
-               "                   [--command TEXT] [--revision TEXT] [--peers a,b,...] [--workloads a,b,...]\n"
-               "                   [--allow-missing]\n"
-               "  --quick          tiny counts, %d runs, sizes 16 and 1024, at most 2 threads: seconds, a smoke\n"
-               "                   test (ctest)\n"
-               "  --sizes LIST     block sizes, e.g. 16,64 (default: 16,64,256,1024)\n"
-               "  --runs N         interleaved runs per figure (default %d; the median is reported)\n"
-               "  --doc FILE       write the report as markdown (docs/benchmarks.md)\n"
-               "  --plots DIR      draw PNG plots there with gnuplot (docs/bench); the doc links them\n"
-               "  --csv FILE       write every measurement, one line each\n"
-               "  --command TEXT   the command line to record in the doc (default: this one)\n"
-               "  --revision TEXT  the source revision to record in the doc\n"
-               "  --peers LIST     only these peers\n"
-               "  --workloads LIST only these workloads (pair, batch_fifo, batch_lifo, churn, server, ts_pair,\n"
-               "                   threads_pair, threads_batch, prodcons, varsize)\n"
-               "  --allow-missing  a full run skips missing peers without failing\n",
-            quick_plan.runs, full_plan.runs);
+    fprintf(
+        f,
+        "usage: bench_suite [--quick] [--runs N] [--doc FILE] [--plots DIR] [--csv FILE]\n"
+        "                   [--command TEXT] [--revision TEXT] [--peers a,b,...] [--workloads "
+        "a,b,...]\n"
+        "                   [--allow-missing]\n"
+        "  --quick          tiny counts, %d runs, sizes 16 and 1024, at most 2 threads: seconds, a "
+        "smoke\n"
+        "                   test (ctest)\n"
+        "  --sizes LIST     block sizes, e.g. 16,64 (default: 16,64,256,1024)\n"
+        "  --runs N         interleaved runs per figure (default %d; the median is reported)\n"
+        "  --doc FILE       write the report as markdown (docs/benchmarks.md)\n"
+        "  --plots DIR      draw PNG plots there with gnuplot (docs/bench); the doc links them\n"
+        "  --csv FILE       write every measurement, one line each\n"
+        "  --command TEXT   the command line to record in the doc (default: this one)\n"
+        "  --revision TEXT  the source revision to record in the doc\n"
+        "  --peers LIST     only these peers\n"
+        "  --workloads LIST only these workloads (pair, batch_fifo, batch_lifo, churn, server, "
+        "ts_pair,\n"
+        "                   threads_pair, threads_batch, prodcons, varsize)\n"
+        "  --allow-missing  a full run skips missing peers without failing\n",
+        quick_plan.runs, full_plan.runs);
 }
 
 static options parse_options(int argc, char **argv)
 {
-    options o = { .plan = full_plan };
+    options o = {.plan = full_plan};
     int runs = 0;
     const char *sizes = NULL;
     for (int i = 1; i < argc; i++) {
@@ -355,13 +375,15 @@ static options parse_options(int argc, char **argv)
 static bool name_listed(const char *list, const char *name)
 {
     size_t n = strlen(name);
-    for (const char *p = list; p != NULL && *p != '\0'; p = strchr(p, ',') ? strchr(p, ',') + 1 : NULL)
+    for (const char *p = list; p != NULL && *p != '\0';
+         p = strchr(p, ',') ? strchr(p, ',') + 1 : NULL)
         if (strncmp(p, name, n) == 0 && (p[n] == ',' || p[n] == '\0'))
             return true;
     return false;
 }
 
-/* Why CMake did not build a peer, from suite_skipped.txt beside the programs ("name reason" lines). */
+/* Why CMake did not build a peer, from suite_skipped.txt beside the programs ("name reason" lines).
+ * */
 static bool skip_reason(const char *dir, const char *name, char *out, size_t n)
 {
     char path[PATH_MAX], key[64];
@@ -392,16 +414,18 @@ static int find_peers(const options *o, peer *peers, int *missing)
         if (snprintf(p->path, sizeof p->path, "%s/suite_%s", dir, d->name) >= (int)sizeof p->path)
             die("path too long: %s", dir);
         char why[TEXT];
-        bool skipped = skip_reason(dir, d->name, why, sizeof why); /* even if an old program is left */
+        bool skipped =
+            skip_reason(dir, d->name, why, sizeof why); /* even if an old program is left */
         if (skipped || access(p->path, X_OK) != 0) {
             if (!skipped)
-                textf(why, sizeof why, "its program %s was not built%s%s%s", p->path, d->package ? " (install " : "",
-                      d->package ? d->package : "", d->package ? ", then re-run cmake)" : "");
+                textf(why, sizeof why, "its program %s was not built%s%s%s", p->path,
+                      d->package ? " (install " : "", d->package ? d->package : "",
+                      d->package ? ", then re-run cmake)" : "");
             printf("note: skipping %s: %s\n", d->name, why);
             (*missing)++;
             continue;
         }
-        char out[1024], *argv[] = { p->path, "--info", NULL };
+        char out[1024], *argv[] = {p->path, "--info", NULL};
         int status = run_program(argv, out, sizeof out);
         if (status == SUITE_EXIT_UNUSABLE && strncmp(out, "unusable ", 9) == 0) {
             out[strcspn(out, "\n")] = '\0';
@@ -443,7 +467,9 @@ static void plan_cells(study *st)
         int nsizes = wi->sized ? st->opt.nsizes : 1;
         for (int k = 0; k < nsizes; k++)
             for (unsigned t = 1; t < 32; t++) {
-                if (wi->threads == 0 ? t != 1 : (wi->threads & SUITE_T(t)) == 0 || t > st->opt.plan.max_threads)
+                if (wi->threads == 0
+                        ? t != 1
+                        : (wi->threads & SUITE_T(t)) == 0 || t > st->opt.plan.max_threads)
                     continue;
                 cell *c = &st->cells[st->ncells];
                 c->wl = w;
@@ -469,8 +495,8 @@ static void run_all(study *st)
                     measure(&st->peers[p], &st->cells[c], &st->s[c][p][r]);
             }
         double t = now_s() - t0;
-        fprintf(stderr, "bench_suite: run %d/%d done, %.0f s elapsed, about %.0f s to go\n", r + 1, runs, t,
-                t / (r + 1) * (runs - r - 1));
+        fprintf(stderr, "bench_suite: run %d/%d done, %.0f s elapsed, about %.0f s to go\n", r + 1,
+                runs, t, t / (r + 1) * (runs - r - 1));
     }
     st->seconds = now_s() - t0;
 }
@@ -481,7 +507,8 @@ static void run_all(study *st)
 
 static void print_header(const study *st)
 {
-    printf("bench_suite: mempool against its peers, %s run: %d runs per figure, each in a fresh process\n",
+    printf("bench_suite: mempool against its peers, %s run: %d runs per figure, each in a fresh "
+           "process\n",
            st->opt.quick ? "quick" : "full", st->opt.plan.runs);
     printf("command: %s\n", st->opt.command);
     printf("date: %s; load average: %s\n", st->date, st->load_start);
@@ -498,7 +525,8 @@ int main(int argc, char **argv)
     st.opt = parse_options(argc, argv);
     if (st.opt.command == NULL) {
         for (int i = 0; i < argc; i++)
-            snprintf(command + strlen(command), sizeof command - strlen(command), "%s%s", i ? " " : "", argv[i]);
+            snprintf(command + strlen(command), sizeof command - strlen(command), "%s%s",
+                     i ? " " : "", argv[i]);
         st.opt.command = command;
     }
     time_t now = time(NULL);
@@ -519,7 +547,8 @@ int main(int argc, char **argv)
     printf("\ntotal time: %.0f s%s%s%s%s\n", now_s() - t0, st.opt.doc ? "; wrote " : "",
            st.opt.doc ? st.opt.doc : "", plots ? " and plots in " : "", plots ? st.opt.plots : "");
     if (st.nmissing > 0 && !st.opt.quick && !st.opt.allow_missing) {
-        printf("%d peer(s) missing: the full run wants them all (scripts/bench-suite.sh installs them)\n",
+        printf("%d peer(s) missing: the full run wants them all (scripts/bench-suite.sh installs "
+               "them)\n",
                st.nmissing);
         return 1;
     }

@@ -8,11 +8,13 @@
  * where SIZE is the block size (0 for a workload with sizes of its own), THREADS the threads that
  * run it (1 when absent; the thread workloads and varsize), and N, M say how much:
  *     pair, ts_pair, batch_*  at most N ops timed, fewer if that fills M microseconds (a slow peer
- *                     is timed over fewer ops rather than for longer; see calibrate() in suite_peer.c)
+ *                     is timed over fewer ops rather than for longer; see calibrate() in
+ *                     suite_peer.c)
  *     churn           N steps timed, M objects live (fixed: the memory figures depend on them)
  *     server          N ticks timed, after M ticks untimed (fixed, likewise)
  *     threads_*, prodcons  timed for M microseconds, as many ops as fit (N unused but positive):
- *                     with threads, the peers' rates decide the work, so a fixed time is the fair cut
+ *                     with threads, the peers' rates decide the work, so a fixed time is the fair
+ *                     cut
  *     varsize         N steps timed and M objects live, in all: each of the THREADS threads has
  *                     M / THREADS objects of its own and takes N / THREADS steps (fixed)
  * The peer answers with one line on stdout (anything else it prints goes to stderr):
@@ -48,16 +50,16 @@
  * suite_peer.c's workload table, its counts in suite.c (plan, cell_args) and its section in
  * suite_report.c. */
 enum suite_workload {
-    WL_PAIR,       /* alloc, touch, free, repeated */
-    WL_BATCH_FIFO, /* alloc SUITE_BATCH objects, then free them oldest first */
-    WL_BATCH_LIFO, /* the same, newest first */
-    WL_CHURN,      /* LIVE objects live; free a random one, allocate and touch its replacement */
-    WL_SERVER,     /* a server's life: four object types, exponential lifetimes (fixed sizes) */
-    WL_TS_PAIR,    /* the pair on one thread, the thread-safe pool beside the plain one */
+    WL_PAIR,          /* alloc, touch, free, repeated */
+    WL_BATCH_FIFO,    /* alloc SUITE_BATCH objects, then free them oldest first */
+    WL_BATCH_LIFO,    /* the same, newest first */
+    WL_CHURN,         /* LIVE objects live; free a random one, allocate and touch its replacement */
+    WL_SERVER,        /* a server's life: four object types, exponential lifetimes (fixed sizes) */
+    WL_TS_PAIR,       /* the pair on one thread, the thread-safe pool beside the plain one */
     WL_THREADS_PAIR,  /* T threads, each its own pair loop on the one shared allocator */
     WL_THREADS_BATCH, /* T threads, each its own FIFO batch loop on the one shared allocator */
-    WL_PRODCONS,   /* one thread allocates, hands blocks over in batches, another frees them */
-    WL_VARSIZE,    /* churn among objects of mixed sizes (suite_var_bands), one working set a thread */
+    WL_PRODCONS,      /* one thread allocates, hands blocks over in batches, another frees them */
+    WL_VARSIZE, /* churn among objects of mixed sizes (suite_var_bands), one working set a thread */
     WL_COUNT
 };
 
@@ -65,9 +67,10 @@ enum suite_workload {
 enum suite_group {
     SG_POOLS = 1u << 0,   /* fixed sizes, one thread: pools and allocators alike */
     SG_TS_PAIR = 1u << 1, /* the pair on one thread: thread-safe allocators and the plain pool */
-    SG_THREADS = 1u << 2, /* threads (b), T independent loops: one allocator, or one pool a thread */
+    SG_THREADS =
+        1u << 2, /* threads (b), T independent loops: one allocator, or one pool a thread */
     SG_PRODCONS = 1u << 4, /* threads (c), blocks freed by another thread: thread-safe peers only */
-    SG_VARSIZE = 1u << 3, /* any size: the malloc family and mempool's heaps */
+    SG_VARSIZE = 1u << 3,  /* any size: the malloc family and mempool's heaps */
 };
 
 typedef struct suite_workload_info {
@@ -82,34 +85,42 @@ typedef struct suite_workload_info {
 #define SUITE_T(t) (1u << (t))
 
 static const suite_workload_info suite_workloads[WL_COUNT] = {
-    [WL_PAIR] = { "pair", "pair: alloc, touch, free", 1, SG_POOLS, 0, 0 },
-    [WL_BATCH_FIFO] = { "batch_fifo", "batch FIFO: alloc 1000, free them oldest first", 1, SG_POOLS, 0, 0 },
-    [WL_BATCH_LIFO] = { "batch_lifo", "batch LIFO: alloc 1000, free them newest first", 1, SG_POOLS, 0, 0 },
-    [WL_CHURN] = { "churn", "churn: free a random live object, alloc and touch a new one", 1, SG_POOLS, 0, 0 },
-    [WL_SERVER] = { "server", "server: requests with exponential lifetimes, 4 object sizes", 0, SG_POOLS, 0, 0 },
-    [WL_TS_PAIR] = { "ts_pair", "threads (a): pair on one thread, 64 B, thread-safe pool beside the plain one", 0,
-                     SG_TS_PAIR, 64, 0 },
-    [WL_THREADS_PAIR] = { "threads_pair", "threads (b): T independent threads, each a pair loop, 64 B", 0,
-                          SG_THREADS, 64, SUITE_T(1) | SUITE_T(2) | SUITE_T(4) | SUITE_T(8) },
-    [WL_THREADS_BATCH] = { "threads_batch",
-                           "threads (b): T independent threads, each alloc 1000 then free them oldest first, 64 B",
-                           0, SG_THREADS, 64, SUITE_T(1) | SUITE_T(2) | SUITE_T(4) | SUITE_T(8) },
-    [WL_PRODCONS] = { "prodcons", "threads (c): producer -> consumer, batches of 64 blocks, 64 B", 0, SG_PRODCONS, 64,
-                      SUITE_T(2) },
-    [WL_VARSIZE] = { "varsize", "variable sizes: churn among mixed sizes, one working set per thread", 0, SG_VARSIZE,
-                     0, SUITE_T(1) | SUITE_T(2) },
+    [WL_PAIR] = {"pair", "pair: alloc, touch, free", 1, SG_POOLS, 0, 0},
+    [WL_BATCH_FIFO] = {"batch_fifo", "batch FIFO: alloc 1000, free them oldest first", 1, SG_POOLS,
+                       0, 0},
+    [WL_BATCH_LIFO] = {"batch_lifo", "batch LIFO: alloc 1000, free them newest first", 1, SG_POOLS,
+                       0, 0},
+    [WL_CHURN] = {"churn", "churn: free a random live object, alloc and touch a new one", 1,
+                  SG_POOLS, 0, 0},
+    [WL_SERVER] = {"server", "server: requests with exponential lifetimes, 4 object sizes", 0,
+                   SG_POOLS, 0, 0},
+    [WL_TS_PAIR] = {"ts_pair",
+                    "threads (a): pair on one thread, 64 B, thread-safe pool beside the plain one",
+                    0, SG_TS_PAIR, 64, 0},
+    [WL_THREADS_PAIR] = {"threads_pair",
+                         "threads (b): T independent threads, each a pair loop, 64 B", 0,
+                         SG_THREADS, 64, SUITE_T(1) | SUITE_T(2) | SUITE_T(4) | SUITE_T(8)},
+    [WL_THREADS_BATCH] =
+        {"threads_batch",
+         "threads (b): T independent threads, each alloc 1000 then free them oldest first, 64 B", 0,
+         SG_THREADS, 64, SUITE_T(1) | SUITE_T(2) | SUITE_T(4) | SUITE_T(8)},
+    [WL_PRODCONS] = {"prodcons", "threads (c): producer -> consumer, batches of 64 blocks, 64 B", 0,
+                     SG_PRODCONS, 64, SUITE_T(2)},
+    [WL_VARSIZE] = {"varsize",
+                    "variable sizes: churn among mixed sizes, one working set per thread", 0,
+                    SG_VARSIZE, 0, SUITE_T(1) | SUITE_T(2)},
 };
 
 /* The block sizes of the sized workloads, bytes. */
-static const size_t suite_sizes[] = { 16, 64, 256, 1024 };
+static const size_t suite_sizes[] = {16, 64, 256, 1024};
 #define SUITE_NSIZES (sizeof suite_sizes / sizeof suite_sizes[0])
 
 /* A peer's exit status when it cannot be measured in this build (see peer_init in suite_peer.c). */
 #define SUITE_EXIT_UNUSABLE 3
 
-/* The server's object types: every `every` ticks `count` objects of `size` bytes arrive, each living
- * for a time drawn from an exponential distribution of mean `mean` ticks (the longest drawn is ~9.0 x
- * the mean: 73.8k ticks for a session, within the peer's timing wheel). */
+/* The server's object types: every `every` ticks `count` objects of `size` bytes arrive, each
+ * living for a time drawn from an exponential distribution of mean `mean` ticks (the longest drawn
+ * is ~9.0 x the mean: 73.8k ticks for a session, within the peer's timing wheel). */
 typedef struct suite_server_type {
     const char *name;
     size_t size;
@@ -119,10 +130,10 @@ typedef struct suite_server_type {
 
 #define SUITE_SERVER_TYPES 4
 static const suite_server_type suite_server_types[SUITE_SERVER_TYPES] = {
-    { "session", 384, 2, 1, 8192 },
-    { "request", 160, 1, 8, 128 },
-    { "header", 48, 1, 24, 32 },
-    { "buffer", 1024, 1, 8, 4 },
+    {"session", 384, 2, 1, 8192},
+    {"request", 160, 1, 8, 128},
+    {"header", 48, 1, 24, 32},
+    {"buffer", 1024, 1, 8, 4},
 };
 
 /* Objects per batch round (batch_*, threads_batch). */
@@ -151,9 +162,9 @@ typedef struct suite_var_band {
 
 #define SUITE_VAR_BANDS 3
 static const suite_var_band suite_var_bands[SUITE_VAR_BANDS] = {
-    { 70, 8, 128, SUITE_UNIFORM },
-    { 25, 129, 4096, SUITE_LOG },
-    { 5, 4097, 256 * 1024, SUITE_PARETO },
+    {70, 8, 128, SUITE_UNIFORM},
+    {25, 129, 4096, SUITE_LOG},
+    {5, 4097, 256 * 1024, SUITE_PARETO},
 };
 
 static inline int suite_workload_find(const char *name)

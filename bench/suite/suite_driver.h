@@ -16,7 +16,8 @@
 #define MAX_RUNS 51
 #define MAX_SIZES 8
 #define MAX_CELLS (WL_COUNT * MAX_SIZES)
-#define MAX_THREAD_COUNTS 8 /* thread counts of one workload (bits of suite_workload_info.threads) */
+#define MAX_THREAD_COUNTS                                                                          \
+    8 /* thread counts of one workload (bits of suite_workload_info.threads) */
 #define TEXT 256
 
 /* A peer the suite knows (suite.c's peer_defs). */
@@ -24,16 +25,16 @@ typedef struct peer_def {
     const char *name;
     const char *package;
     unsigned groups; /* the workload groups it runs (enum suite_group); n/a in the others */
-    bool general;    /* a general-purpose allocator from outside this tree: the goals' "best malloc" */
+    bool general; /* a general-purpose allocator from outside this tree: the goals' "best malloc" */
 } peer_def;
 
 /* A peer found for this run. */
 typedef struct peer {
     const peer_def *def;
-    int index;          /* its row in peer_defs: its colour in every plot */
+    int index; /* its row in peer_defs: its colour in every plot */
     char path[PATH_MAX];
-    char about[TEXT];   /* its --info line */
-    char version[64];   /* its package's version, from dpkg */
+    char about[TEXT]; /* its --info line */
+    char version[64]; /* its package's version, from dpkg */
 } peer;
 
 /* How much each measurement does. A full run is ~90 s per run on this project's 2-core machine
@@ -54,7 +55,8 @@ typedef struct plan {
     uint64_t var_live;    /* ... and objects live in each thread */
 } plan;
 
-/* One workload at one size and thread count, with its counts (the N and M of suite.h's protocol). */
+/* One workload at one size and thread count, with its counts (the N and M of suite.h's protocol).
+ * */
 typedef struct cell {
     int wl;
     size_t size;      /* 0 for a workload with its own sizes */
@@ -74,12 +76,12 @@ typedef struct options {
     int nsizes;
     bool quick;
     bool allow_missing;
-    const char *doc;      /* markdown to write, or NULL */
-    const char *plots;    /* directory for the PNGs, or NULL */
-    const char *csv;      /* raw figures to write, or NULL */
-    const char *command;  /* the command to record in the doc */
-    const char *revision; /* the source revision to record */
-    const char *only;     /* comma-separated peer names, or NULL for all */
+    const char *doc;       /* markdown to write, or NULL */
+    const char *plots;     /* directory for the PNGs, or NULL */
+    const char *csv;       /* raw figures to write, or NULL */
+    const char *command;   /* the command to record in the doc */
+    const char *revision;  /* the source revision to record */
+    const char *only;      /* comma-separated peer names, or NULL for all */
     const char *workloads; /* comma-separated workload names, or NULL for all */
 } options;
 
@@ -103,7 +105,8 @@ void textf(char *dst, size_t n, const char *fmt, ...) __attribute__((format(prin
 bool file_field(const char *path, const char *key, char *out, size_t n);
 void command_line(const char *cmd, char *out, size_t n);
 
-/* suite_report.c: prints the tables; draws the plots, writes the CSV and the doc where st->opt asks.
+/* suite_report.c: prints the tables; draws the plots, writes the CSV and the doc where st->opt
+ * asks.
  * Returns whether plots were drawn. */
 bool report(const study *st);
 

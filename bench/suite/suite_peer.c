@@ -14,33 +14,33 @@
  *
  * The adapter contract, what each peer_<name>.h defines:
  *   PEER_NAME              its short name, "mempool"
- *   PEER_FIXED_SIZE        1: a handle serves one block size (a pool); 0: any size (the malloc family)
- *   PEER_THREAD_SAFE       1: one handle may be used by several threads at once (the threads
- *                          workloads share one); 0: a handle is one thread's at a time (varsize
- *                          gives such a peer a handle per thread; the other thread workloads
- *                          refuse it)
+ *   PEER_FIXED_SIZE        1: a handle serves one block size (a pool); 0: any size (the malloc
+ *   family) PEER_THREAD_SAFE       1: one handle may be used by several threads at once (the
+ *   threads                        workloads share one); 0: a handle is one thread's at a time
+ *   (varsize                        gives such a peer a handle per thread; the other thread
+ *   workloads                        refuse it)
  *   peer_handle            the type of a handle (one per block size a workload uses)
  *   bool peer_init(char *about, size_t n)
- *                          once per process: writes one line saying what the peer is (version, how it
- *                          is linked and called); or returns false, with the reason in `about`, if
- *                          the peer is not what it claims here (e.g. a sanitizer's malloc replaced
- *                          the allocator it should call); the program then exits 3 and the driver
- *                          skips the peer as if it were not built
+ *                          once per process: writes one line saying what the peer is (version, how
+ *                          it is linked and called); or returns false, with the reason in `about`,
+ *                          if the peer is not what it claims here (e.g. a sanitizer's malloc
+ *                          replaced the allocator it should call); the program then exits 3 and the
+ *                          driver skips the peer as if it were not built
  *   peer_handle *peer_open(size_t size, size_t max_live)
  *                          a handle for blocks of `size` bytes (0 in varsize, for any size: only
  *                          PEER_FIXED_SIZE 0 peers run it); max_live is the most blocks the
  *                          workload will hold at once (only the fixed-region floor needs it). NULL
  *                          if out of memory. Called on the main thread; a thread-safe handle is
  *                          then used by every thread of the workload
- *   void *peer_alloc(peer_handle *h, size_t size)      `size` is the handle's size (varsize: any); NULL
- *                                                      if out of memory
+ *   void *peer_alloc(peer_handle *h, size_t size)      `size` is the handle's size (varsize: any);
+ *   NULL                                                    if out of memory
  *   void peer_free(peer_handle *h, void *p, size_t size)   `size` as asked of peer_alloc
  *   void peer_close(peer_handle *h)                    after the workload has freed every block
  * alloc and free are static inline; everything else may be a plain static function (suite_peer_mt.c
  * leaves some unused and says so to the compiler).
  *
- * Honesty rules: every figure is measured here, nothing is hard-coded; the timed loops hold only the
- * peer's calls, the touch (the object's first word and last byte are written, as a program
+ * Honesty rules: every figure is measured here, nothing is hard-coded; the timed loops hold only
+ * the peer's calls, the touch (the object's first word and last byte are written, as a program
  * initialising an object would), the caller's NULL check, the workload's own bookkeeping (the same
  * for every peer) and an escape that emits no instruction but makes the compiler keep every
  * allocation, its touch and its free. The program never judges a figure: it exits nonzero only if
@@ -115,7 +115,8 @@ static double rss_now(void)
 static double hwm_now(void)
 {
     char buf[4096];
-    const char *line = proc_read("/proc/self/status", buf, sizeof buf) ? strstr(buf, "VmHWM:") : NULL;
+    const char *line =
+        proc_read("/proc/self/status", buf, sizeof buf) ? strstr(buf, "VmHWM:") : NULL;
     if (line != NULL)
         return (double)strtoull(line + 6, NULL, 10) * 1024.0;
     struct rusage ru;
@@ -207,7 +208,8 @@ static NOINLINE void pair_loop(peer_handle *h, size_t size, uint64_t n)
  * FIFO batch of 1024-byte blocks runs at microseconds per op, where a pool takes nanoseconds), and
  * the calls double as the warm-up. One indirect call per call of the loop, none per op.
  */
-static uint64_t calibrate(void (*run)(void *ctx, uint64_t units), void *ctx, double target_ns, uint64_t max)
+static uint64_t calibrate(void (*run)(void *ctx, uint64_t units), void *ctx, double target_ns,
+                          uint64_t max)
 {
     double t;
     uint64_t k = 1;
@@ -240,10 +242,10 @@ static void pair_run(void *ctx, uint64_t units)
 static result wl_pair(size_t size, uint64_t n, uint64_t target_us, unsigned threads)
 {
     (void)threads; /* 1: the main thread */
-    result r = { 0 };
+    result r = {0};
     peer_first_use(size);
     frame_begin(&r);
-    loop_ctx c = { .h = open_or_die(size, 64), .size = size };
+    loop_ctx c = {.h = open_or_die(size, 64), .size = size};
     uint64_t units = calibrate(pair_run, &c, (double)target_us * 1e3, (n + 999) / 1000);
     double t0 = now_ns();
     pair_loop(c.h, size, units * 1000);
@@ -256,7 +258,8 @@ static result wl_pair(size_t size, uint64_t n, uint64_t target_us, unsigned thre
 
 /* `rounds` times: allocate and touch SUITE_BATCH objects, then free them all, oldest or newest
  * first. */
-static NOINLINE void batch_loop(peer_handle *h, size_t size, void **slots, uint64_t rounds, bool lifo)
+static NOINLINE void batch_loop(peer_handle *h, size_t size, void **slots, uint64_t rounds,
+                                bool lifo)
 {
     for (uint64_t r = 0; r < rounds; r++) {
         for (size_t i = 0; i < SUITE_BATCH; i++) {
@@ -286,12 +289,13 @@ static void batch_run(void *ctx, uint64_t rounds)
 /* n: the most objects timed (in whole rounds); target_us: as for the pair. */
 static result wl_batch(size_t size, uint64_t n, uint64_t target_us, bool lifo)
 {
-    result r = { 0 };
+    result r = {0};
     void **slots = scratch_get(SUITE_BATCH * sizeof *slots);
     peer_first_use(size);
     frame_begin(&r);
-    loop_ctx c = { .h = open_or_die(size, SUITE_BATCH), .size = size, .slots = slots, .lifo = lifo };
-    uint64_t rounds = calibrate(batch_run, &c, (double)target_us * 1e3, (n + SUITE_BATCH - 1) / SUITE_BATCH);
+    loop_ctx c = {.h = open_or_die(size, SUITE_BATCH), .size = size, .slots = slots, .lifo = lifo};
+    uint64_t rounds =
+        calibrate(batch_run, &c, (double)target_us * 1e3, (n + SUITE_BATCH - 1) / SUITE_BATCH);
     double t0 = now_ns();
     batch_loop(c.h, size, slots, rounds, lifo);
     r.ops = rounds * SUITE_BATCH;
@@ -332,8 +336,8 @@ static NOINLINE void churn_fill(peer_handle *h, size_t size, void **slots, size_
 
 /* `steps` times: free a random live object, allocate and touch its replacement. Returns the random
  * state, so the timed steps continue the warm-up's sequence. */
-static NOINLINE uint64_t churn_steps(peer_handle *h, size_t size, void **slots, size_t live, uint64_t steps,
-                                     uint64_t x)
+static NOINLINE uint64_t churn_steps(peer_handle *h, size_t size, void **slots, size_t live,
+                                     uint64_t steps, uint64_t x)
 {
     for (uint64_t s = 0; s < steps; s++) {
         x = rng_step(x);
@@ -353,7 +357,7 @@ static NOINLINE uint64_t churn_steps(peer_handle *h, size_t size, void **slots, 
 static result wl_churn(size_t size, uint64_t n, uint64_t live64, unsigned threads)
 {
     (void)threads;
-    result r = { 0 };
+    result r = {0};
     if (live64 == 0 || live64 > ((uint64_t)1 << 32) || live64 > SIZE_MAX / sizeof(void *))
         die("churn wants 1 <= live <= 2^32, and room for that many slots");
     size_t live = (size_t)live64;
@@ -380,11 +384,11 @@ static result wl_churn(size_t size, uint64_t n, uint64_t live64, unsigned thread
 /* ================================================================================================
  * Workload 4: a server's life
  *
- * Time goes in ticks. Every tick, requests arrive, and each brings objects of four types, each with a
- * lifetime drawn from an exponential distribution of the type's mean: long-lived sessions, requests,
- * their headers, and short-lived I/O buffers. At its death tick an object is freed. The sizes are
- * not powers of two, as a program's structs are not. The types are in suite.h (the driver describes
- * them in the doc). Steady state holds about
+ * Time goes in ticks. Every tick, requests arrive, and each brings objects of four types, each with
+ * a lifetime drawn from an exponential distribution of the type's mean: long-lived sessions,
+ * requests, their headers, and short-lived I/O buffers. At its death tick an object is freed. The
+ * sizes are not powers of two, as a program's structs are not. The types are in suite.h (the driver
+ * describes them in the doc). Steady state holds about
  *     rate * mean = 4096 sessions + 1024 requests + 768 headers + 32 buffers  (~1.9 MB of payload),
  * about 40 allocations and as many frees a tick.
  *
@@ -395,7 +399,7 @@ static result wl_churn(size_t size, uint64_t n, uint64_t live64, unsigned thread
  * ============================================================================================== */
 
 #define SV_WHEEL ((size_t)1 << 17) /* ticks the wheel spans: above any lifetime (see sv_types) */
-#define SV_QUANTILES 4096           /* lifetimes are drawn from this many quantiles of Exp(1) */
+#define SV_QUANTILES 4096          /* lifetimes are drawn from this many quantiles of Exp(1) */
 #define SV_TYPES SUITE_SERVER_TYPES
 #define SV_KEY UINT32_C(0x9E3779B9)
 
@@ -410,9 +414,9 @@ typedef struct sv_obj {
 
 typedef struct sv_state {
     peer_handle *h[SV_TYPES];
-    sv_obj **wheel;   /* SV_WHEEL lists, by death tick modulo SV_WHEEL */
-    float *quantile;  /* SV_QUANTILES samples of Exp(1), ascending */
-    uint64_t now;     /* the current tick */
+    sv_obj **wheel;  /* SV_WHEEL lists, by death tick modulo SV_WHEEL */
+    float *quantile; /* SV_QUANTILES samples of Exp(1), ascending */
+    uint64_t now;    /* the current tick */
     uint64_t rng;
     size_t live[SV_TYPES]; /* objects live, by type */
     uint64_t allocs;
@@ -482,8 +486,8 @@ static NOINLINE void sv_ticks(sv_state *s, uint64_t ticks)
 static result wl_server(size_t size, uint64_t n, uint64_t warm, unsigned threads)
 {
     (void)size, (void)threads;
-    result r = { 0 };
-    sv_state s = { .rng = 0x2545F4914F6CDD1Du };
+    result r = {0};
+    sv_state s = {.rng = 0x2545F4914F6CDD1Du};
     s.wheel = scratch_get(SV_WHEEL * sizeof *s.wheel);
     s.quantile = scratch_get(SV_QUANTILES * sizeof *s.quantile);
     for (size_t i = 0; i < SV_QUANTILES; i++)
@@ -491,14 +495,16 @@ static result wl_server(size_t size, uint64_t n, uint64_t warm, unsigned threads
     for (uint32_t t = 0; t < SV_TYPES; t++) {
         double longest = 1 + sv_types[t].mean * (double)s.quantile[SV_QUANTILES - 1];
         if (longest >= (double)SV_WHEEL)
-            die("server: type %s lives up to %.0f ticks, beyond the wheel", sv_types[t].name, longest);
+            die("server: type %s lives up to %.0f ticks, beyond the wheel", sv_types[t].name,
+                longest);
         peer_first_use(sv_types[t].size);
     }
     frame_begin(&r);
     for (uint32_t t = 0; t < SV_TYPES; t++) {
         /* The most live at once: every arrival within the longest lifetime (or the whole run, if
          * shorter), plus one batch. */
-        double longest = fmin(1 + sv_types[t].mean * (double)s.quantile[SV_QUANTILES - 1], (double)(warm + n));
+        double longest =
+            fmin(1 + sv_types[t].mean * (double)s.quantile[SV_QUANTILES - 1], (double)(warm + n));
         size_t bound = sv_types[t].count * ((size_t)longest / sv_types[t].every + 2);
         s.h[t] = open_or_die(sv_types[t].size, bound);
     }
@@ -568,7 +574,8 @@ int main(int argc, char **argv)
         return 0;
     }
     if (argc != 5 && argc != 6)
-        die("usage: suite_%s --info | WORKLOAD SIZE N M [THREADS] (see bench/suite/suite.h)", PEER_NAME);
+        die("usage: suite_%s --info | WORKLOAD SIZE N M [THREADS] (see bench/suite/suite.h)",
+            PEER_NAME);
     int w = suite_workload_find(argv[1]);
     if (w < 0)
         die("unknown workload %s", argv[1]);
@@ -583,7 +590,8 @@ int main(int argc, char **argv)
     if (wi->threads == 0 ? threads != 1 : threads > 31 || (wi->threads & SUITE_T(threads)) == 0)
         die("%s does not run with %" PRIu64 " threads", wi->name, threads);
     result r = workload_fns[w](size, n, m, (unsigned)threads);
-    printf("result ns=%.4f fill_ns=%.4f ops=%" PRIu64 " live=%zu live_bytes=%.0f minflt=%ld rss_base=%.0f "
+    printf("result ns=%.4f fill_ns=%.4f ops=%" PRIu64
+           " live=%zu live_bytes=%.0f minflt=%ld rss_base=%.0f "
            "rss_end=%.0f hwm=%.0f\n",
            r.ns, r.fill_ns, r.ops, r.live, r.live_bytes, r.minflt, r.rss_base, r.rss_end, r.hwm);
     return 0;

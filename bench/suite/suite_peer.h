@@ -33,7 +33,7 @@ typedef struct result {
     uint64_t ops;   /* ops timed */
     size_t live;    /* objects live at rss_end */
     double live_bytes; /* their payload, bytes */
-    long minflt;    /* minor faults from the frame's start to its end */
+    long minflt;       /* minor faults from the frame's start to its end */
     double rss_base, rss_end, hwm;
 } result;
 

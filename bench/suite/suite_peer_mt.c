@@ -93,7 +93,7 @@ static bool crew_stopped(crew *c)
 static void crew_time(crew *c, uint64_t us)
 {
     pthread_barrier_wait(&c->go);
-    struct timespec ts = { .tv_sec = (time_t)(us / 1000000), .tv_nsec = (long)(us % 1000000) * 1000 };
+    struct timespec ts = {.tv_sec = (time_t)(us / 1000000), .tv_nsec = (long)(us % 1000000) * 1000};
     while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
         ;
     atomic_store_explicit(&c->stop, true, memory_order_relaxed);
@@ -114,7 +114,8 @@ static inline void spin_wait(unsigned *spins)
 static void require_thread_safe(const char *workload)
 {
     if (!PEER_THREAD_SAFE)
-        die("%s shares one handle between threads: a peer with PEER_THREAD_SAFE 0 cannot run it", workload);
+        die("%s shares one handle between threads: a peer with PEER_THREAD_SAFE 0 cannot run it",
+            workload);
 }
 
 /* ================================================================================================
@@ -182,17 +183,21 @@ static void *tw_main(void *arg)
  * for this loop, the most an allocator shared by the threads could show. */
 static result threads_run(size_t size, uint64_t us, unsigned threads, bool batch)
 {
-    result r = { 0 };
+    result r = {0};
     static crew c;
     size_t slots_bytes = (size_t)threads * SUITE_BATCH * sizeof(void *);
     void **slots = scratch_get(slots_bytes);
     tw_arg *args = scratch_get(threads * sizeof *args);
     peer_first_use(size);
     frame_begin(&r);
-    peer_handle *h = open_or_die(size, PEER_THREAD_SAFE ? (size_t)threads * SUITE_BATCH : SUITE_BATCH);
+    peer_handle *h =
+        open_or_die(size, PEER_THREAD_SAFE ? (size_t)threads * SUITE_BATCH : SUITE_BATCH);
     for (unsigned i = 0; i < threads; i++)
-        args[i] = (tw_arg){ .h = PEER_THREAD_SAFE || i == 0 ? h : open_or_die(size, SUITE_BATCH), .size = size,
-                            .slots = slots + (size_t)i * SUITE_BATCH, .batch = batch, .crew = &c };
+        args[i] = (tw_arg){.h = PEER_THREAD_SAFE || i == 0 ? h : open_or_die(size, SUITE_BATCH),
+                           .size = size,
+                           .slots = slots + (size_t)i * SUITE_BATCH,
+                           .batch = batch,
+                           .crew = &c};
     crew_start(&c, threads, tw_main, args, sizeof *args);
     crew_time(&c, us);
     crew_join(&c);
@@ -242,13 +247,13 @@ typedef struct pc_slot {
 typedef struct pc_state {
     peer_handle *h;
     size_t size;
-    pc_slot *ring;        /* SUITE_PC_RING slots */
+    pc_slot *ring; /* SUITE_PC_RING slots */
     crew crew;
     _Alignas(CACHE_LINE) atomic_bool done; /* the producer has stopped ... */
     atomic_uint_fast64_t made;             /* ... after this many batches */
-    uint64_t freed;       /* batches the consumer freed */
-    double start_ns[2];   /* when the producer and the consumer were released */
-    double end_ns;        /* when the consumer freed the last batch */
+    uint64_t freed;                        /* batches the consumer freed */
+    double start_ns[2];                    /* when the producer and the consumer were released */
+    double end_ns;                         /* when the consumer freed the last batch */
 } pc_state;
 
 /* The thread's first use of the handle, untimed (for the consumer, its first free too). */
@@ -334,7 +339,7 @@ result wl_prodcons(size_t size, uint64_t n, uint64_t us, unsigned threads)
     require_thread_safe("prodcons");
     if (threads != 2)
         die("prodcons runs on 2 threads");
-    result r = { 0 };
+    result r = {0};
     static pc_state s;
     s.ring = scratch_get(SUITE_PC_RING * sizeof *s.ring);
     peer_first_use(size);
@@ -345,7 +350,7 @@ result wl_prodcons(size_t size, uint64_t n, uint64_t us, unsigned threads)
     atomic_init(&s.made, 0);
     for (size_t i = 0; i < SUITE_PC_RING; i++)
         atomic_init(&s.ring[i].full, 0);
-    pc_role roles[2] = { { &s, true }, { &s, false } };
+    pc_role roles[2] = {{&s, true}, {&s, false}};
     crew_start(&s.crew, 2, pc_main, roles, sizeof roles[0]);
     crew_time(&s.crew, us);
     crew_join(&s.crew);
@@ -400,8 +405,9 @@ static void vs_table_fill(uint32_t *table)
                 break;
             }
         }
-        double lo = (double)b->lo, hi = (double)b->hi + 1; /* [lo, hi + 1): every size in [lo, hi] */
-        double s = b->shape == SUITE_UNIFORM ? lo + v * (hi - lo)             /* inverse CDFs */
+        double lo = (double)b->lo,
+               hi = (double)b->hi + 1; /* [lo, hi + 1): every size in [lo, hi] */
+        double s = b->shape == SUITE_UNIFORM ? lo + v * (hi - lo) /* inverse CDFs */
                    : b->shape == SUITE_LOG   ? lo * exp(v * log(hi / lo))
                                              : 1 / (1 / lo - v * (1 / lo - 1 / hi));
         table[i] = (uint32_t)fmin(s, (double)b->hi);
@@ -409,7 +415,8 @@ static void vs_table_fill(uint32_t *table)
 }
 
 /* Writes the object's first word, a byte in every page it spans and its last byte: a program uses
- * the memory it asks for, so the resident set is the allocator's, not the luck of untouched pages. */
+ * the memory it asks for, so the resident set is the allocator's, not the luck of untouched pages.
+ * */
 static inline void touch_pages(char *p, size_t size, uint64_t v)
 {
     *(uint64_t *)p = v;
@@ -484,7 +491,7 @@ result wl_varsize(size_t size, uint64_t n, uint64_t live64, unsigned threads)
         die("varsize asks for any size: a peer with PEER_FIXED_SIZE 1 cannot run it");
     if (live64 < threads || live64 > ((uint64_t)1 << 30) || n < threads)
         die("varsize wants THREADS <= live <= 2^30 and N >= THREADS");
-    result r = { 0 };
+    result r = {0};
     static crew c;
     static pthread_barrier_t done;
     size_t live = (size_t)live64 / threads, per = live * (sizeof(void *) + sizeof(uint32_t));
@@ -499,9 +506,15 @@ result wl_varsize(size_t size, uint64_t n, uint64_t live64, unsigned threads)
     for (unsigned i = 0; i < threads; i++) {
         hs[i] = PEER_THREAD_SAFE && i > 0 ? hs[0] : open_or_die(0, live);
         char *set = sets + i * per;
-        args[i] = (vs_arg){ .h = hs[i], .table = table, .slots = (void **)set,
-                            .sizes = (uint32_t *)(set + live * sizeof(void *)), .live = live, .n = n,
-                            .rng = VS_SEED + i * UINT64_C(0xD1B54A32D192ED03), .crew = &c, .done = &done };
+        args[i] = (vs_arg){.h = hs[i],
+                           .table = table,
+                           .slots = (void **)set,
+                           .sizes = (uint32_t *)(set + live * sizeof(void *)),
+                           .live = live,
+                           .n = n,
+                           .rng = VS_SEED + i * UINT64_C(0xD1B54A32D192ED03),
+                           .crew = &c,
+                           .done = &done};
     }
     if (pthread_barrier_init(&done, NULL, threads + 1) != 0)
         die("pthread_barrier_init failed");

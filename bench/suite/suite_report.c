@@ -1,13 +1,13 @@
 /*
  * suite_report.c: the benchmark suite's report. From what suite.c measured (a `study`): the medians
- * with their min-max and the ratios to the best peer, printed as aligned tables on stdout; and, when
- * asked, docs/benchmarks.md (the machine, the command, the method and the same tables in
+ * with their min-max and the ratios to the best peer, printed as aligned tables on stdout; and,
+ * when asked, docs/benchmarks.md (the machine, the command, the method and the same tables in
  * markdown), PNG plots drawn by gnuplot, and every measurement as CSV.
  *
- * Every table is built once (`table`) and printed either way, so stdout and the doc cannot disagree.
- * The sections of the workloads with threads and variable sizes, and the goals the issues set for
- * them, are built in suite_report_mt.c; a peer that does not run a workload (n/a: not in its groups)
- * has no row in its tables.
+ * Every table is built once (`table`) and printed either way, so stdout and the doc cannot
+ * disagree. The sections of the workloads with threads and variable sizes, and the goals the issues
+ * set for them, are built in suite_report_mt.c; a peer that does not run a workload (n/a: not in
+ * its groups) has no row in its tables.
  */
 #define _DEFAULT_SOURCE /* mkdtemp, realpath */
 
@@ -49,7 +49,7 @@ summary summarize(const double *v, int n)
     double s[MAX_RUNS];
     memcpy(s, v, (size_t)n * sizeof *s);
     qsort(s, (size_t)n, sizeof *s, cmp_double);
-    return (summary){ n % 2 ? s[n / 2] : (s[n / 2 - 1] + s[n / 2]) / 2, s[0], s[n - 1] };
+    return (summary){n % 2 ? s[n / 2] : (s[n / 2 - 1] + s[n / 2]) / 2, s[0], s[n - 1]};
 }
 
 const char *fmt3(char *buf, size_t n, double v)
@@ -59,13 +59,34 @@ const char *fmt3(char *buf, size_t n, double v)
     return buf;
 }
 
-double m_ns(const sample *s) { return s->ns; }
-double m_mops(const sample *s) { return s->ns > 0 ? 1e3 / s->ns : 0; }
-double m_fill(const sample *s) { return s->fill_ns; }
-double m_live(const sample *s) { return s->live; }
-double m_minflt(const sample *s) { return s->minflt; }
-double m_hwm_mib(const sample *s) { return s->hwm / 1048576.0; }
-double m_bytes_per_obj(const sample *s) { return s->live > 0 ? (s->rss_end - s->rss_base) / s->live : 0; }
+double m_ns(const sample *s)
+{
+    return s->ns;
+}
+double m_mops(const sample *s)
+{
+    return s->ns > 0 ? 1e3 / s->ns : 0;
+}
+double m_fill(const sample *s)
+{
+    return s->fill_ns;
+}
+double m_live(const sample *s)
+{
+    return s->live;
+}
+double m_minflt(const sample *s)
+{
+    return s->minflt;
+}
+double m_hwm_mib(const sample *s)
+{
+    return s->hwm / 1048576.0;
+}
+double m_bytes_per_obj(const sample *s)
+{
+    return s->live > 0 ? (s->rss_end - s->rss_base) / s->live : 0;
+}
 double m_over_payload(const sample *s)
 {
     return s->live_bytes > 0 ? (s->rss_end - s->rss_base) / s->live_bytes : 0;
@@ -152,7 +173,7 @@ void table_head(table *t, int cols, const char *const *head)
 
 static void table_print_text(const table *t, FILE *f)
 {
-    int w[MAX_COLS] = { 0 };
+    int w[MAX_COLS] = {0};
     for (int r = 0; r < t->rows; r++)
         for (int k = 0; k < t->cols; k++)
             w[k] = (int)fmax(w[k], (double)strlen(t->c[r][k]));
@@ -201,7 +222,7 @@ static void table_time(const study *st, int wl, table *t)
             char a[16], b[16], d[16];
             textf(t->c[i + 1][0], CELL, "%s", st->peers[idx[i]].def->name);
             textf(t->c[i + 1][k + 1], CELL, "%s [%s-%s] x%.2f", fmt3(a, sizeof a, s.med),
-                     fmt3(b, sizeof b, s.lo), fmt3(d, sizeof d, s.hi), s.med / best);
+                  fmt3(b, sizeof b, s.lo), fmt3(d, sizeof d, s.hi), s.med / best);
             t->best[i + 1][k + 1] = s.med == best;
         }
     }
@@ -209,7 +230,8 @@ static void table_time(const study *st, int wl, table *t)
 
 /* A memory table of a sized workload: peers x sizes, the median of `m` (with `suffix`, e.g. the
  * ratio to the payload). */
-static void table_metric(const study *st, int wl, metric_fn *m, metric_fn *m2, const char *fmt2, table *t)
+static void table_metric(const study *st, int wl, metric_fn *m, metric_fn *m2, const char *fmt2,
+                         table *t)
 {
     memset(t, 0, sizeof *t);
     t->cols = st->opt.nsizes + 1;
@@ -237,8 +259,8 @@ static void table_server(const study *st, table *t)
 {
     memset(t, 0, sizeof *t);
     int c = cell_index(st, WL_SERVER, 0), idx[MAX_PEERS];
-    const char *head[] = { "peer", "ns/op [min-max]", "x best", "bytes/live obj", "x payload", "peak RSS MiB",
-                           "minor faults" };
+    const char *head[] = {"peer",      "ns/op [min-max]", "x best",      "bytes/live obj",
+                          "x payload", "peak RSS MiB",    "minor faults"};
     int n = cell_peers(st, c, idx);
     t->rows = n + 1;
     table_head(t, 7, head);
@@ -250,7 +272,7 @@ static void table_server(const study *st, table *t)
         char(*row)[CELL] = t->c[i + 1];
         textf(row[0], CELL, "%s", st->peers[p].def->name);
         textf(row[1], CELL, "%s [%s-%s]", fmt3(a, sizeof a, s.med), fmt3(b, sizeof b, s.lo),
-                 fmt3(d, sizeof d, s.hi));
+              fmt3(d, sizeof d, s.hi));
         textf(row[2], CELL, "x%.2f", s.med / best);
         textf(row[3], CELL, "%s", fmt3(a, sizeof a, cell_summary(st, c, p, m_bytes_per_obj).med));
         textf(row[4], CELL, "x%.2f", cell_summary(st, c, p, m_over_payload).med);
@@ -306,15 +328,17 @@ static int build_churn_sections(const study *st, section *sec, int n, char (*not
 {
     int runs = st->opt.plan.runs;
     sec[n].title = "churn memory: bytes per live object";
-    textf(notes[n], TEXT, "(resident set at the end - before the workload) / %" PRIu64 " live objects, "
-                             "median of %d fresh processes; (x) = over the payload (the block size).",
-             st->opt.plan.churn_live, runs);
+    textf(notes[n], TEXT,
+          "(resident set at the end - before the workload) / %" PRIu64 " live objects, "
+          "median of %d fresh processes; (x) = over the payload (the block size).",
+          st->opt.plan.churn_live, runs);
     sec[n].note = notes[n];
     table_metric(st, WL_CHURN, m_bytes_per_obj, m_over_payload, " (x%.2f)", &sec[n].t);
     sec[n++].plot = "churn_memory";
     sec[n].title = "churn memory: peak resident set of the process, MiB";
-    sec[n].note = "VmHWM, the whole process: program, libraries and the workload's own pointer array "
-                  "(8 bytes per live object) included, the same for every peer.";
+    sec[n].note =
+        "VmHWM, the whole process: program, libraries and the workload's own pointer array "
+        "(8 bytes per live object) included, the same for every peer.";
     table_metric(st, WL_CHURN, m_hwm_mib, NULL, NULL, &sec[n].t);
     sec[n++].plot = NULL;
     sec[n].title = "churn memory: minor page faults";
@@ -322,8 +346,9 @@ static int build_churn_sections(const study *st, section *sec, int n, char (*not
     table_metric(st, WL_CHURN, m_minflt, NULL, NULL, &sec[n].t);
     sec[n++].plot = NULL;
     sec[n].title = "churn: creating the pool and filling it, ns per object";
-    sec[n].note = "peer_open and the fill of the live objects, page faults included (the floor links its "
-                  "whole region at creation).";
+    sec[n].note =
+        "peer_open and the fill of the live objects, page faults included (the floor links its "
+        "whole region at creation).";
     table_metric(st, WL_CHURN, m_fill, NULL, NULL, &sec[n].t);
     sec[n++].plot = NULL;
     return n;
@@ -340,8 +365,10 @@ static int build_sections(const study *st, section *sec, goal_list *gl)
         if (!suite_workloads[w].sized || !wl_planned(st, w))
             continue;
         sec[n].title = suite_workloads[w].title;
-        textf(notes[n], TEXT, "ns per op (one alloc and its free): median [min-max] of %d runs; "
-                                 "x = median / the best median at that size.", runs);
+        textf(notes[n], TEXT,
+              "ns per op (one alloc and its free): median [min-max] of %d runs; "
+              "x = median / the best median at that size.",
+              runs);
         sec[n].note = notes[n];
         table_time(st, w, &sec[n].t);
         sec[n].plot = suite_workloads[w].name;
@@ -351,8 +378,10 @@ static int build_sections(const study *st, section *sec, goal_list *gl)
         n = build_churn_sections(st, sec, n, notes);
     if (wl_planned(st, WL_SERVER)) {
         sec[n].title = suite_workloads[WL_SERVER].title;
-        textf(notes[n], TEXT, "ns per op (one object's alloc and free, the simulation included): median "
-                                 "[min-max] of %d runs; memory: medians, at the end of the timed ticks.", runs);
+        textf(notes[n], TEXT,
+              "ns per op (one object's alloc and free, the simulation included): median "
+              "[min-max] of %d runs; memory: medians, at the end of the timed ticks.",
+              runs);
         sec[n].note = notes[n];
         table_server(st, &sec[n].t);
         sec[n++].plot = "server";
@@ -362,16 +391,19 @@ static int build_sections(const study *st, section *sec, goal_list *gl)
         pools |= suite_workloads[w].group == SG_POOLS && wl_planned(st, w);
     if (pools) {
         sec[n].title = "summary: time over the best peer's";
-        sec[n].note = "per workload, the geometric mean over the block sizes of (median / best median); "
-                      "x1.00 = the fastest at every size.";
+        sec[n].note =
+            "per workload, the geometric mean over the block sizes of (median / best median); "
+            "x1.00 = the fastest at every size.";
         table_summary(st, &sec[n].t);
         sec[n++].plot = NULL;
     }
     n = build_mt_sections(st, sec, n, gl);
     if (gl->n > 0) {
         sec[n].title = "goals from the issues, judged on this run";
-        sec[n].note = "each goal as issues 3, 5 and 7 set it, against this run's medians (the ratio of two "
-                      "medians); on a noisy machine a ratio near its bound may fall either side in another run.";
+        sec[n].note =
+            "each goal as issues 3, 5 and 7 set it, against this run's medians (the ratio of two "
+            "medians); on a noisy machine a ratio near its bound may fall either side in another "
+            "run.";
         table_goals(gl, &sec[n].t);
         sec[n++].plot = NULL;
     }
@@ -425,7 +457,7 @@ void plot_data(const study *st, const char *dir, const char *name, int wl, metri
         cell_label(st, c, label, sizeof label);
         fprintf(f, "\"%s\"", label);
         for (int p = 0; p < st->npeers; p++) {
-            summary s = st->on[c][p] ? cell_summary(st, c, p, m) : (summary){ NAN, NAN, NAN };
+            summary s = st->on[c][p] ? cell_summary(st, c, p, m) : (summary){NAN, NAN, NAN};
             fprintf(f, " %g %g %g", s.med, s.lo, s.hi);
         }
         fputc('\n', f);
@@ -434,24 +466,27 @@ void plot_data(const study *st, const char *dir, const char *name, int wl, metri
 }
 
 /* A colour per row of peer_defs (suite.c), so a peer has the same colour in every plot. */
-static const char *const peer_colours[] = { "#7f7f7f", "#1f77b4", "#17becf", "#2ca02c", "#98df8a", "#d62728",
-                                            "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#bcbd22", "#393b79" };
+static const char *const peer_colours[] = {"#7f7f7f", "#1f77b4", "#17becf", "#2ca02c",
+                                           "#98df8a", "#d62728", "#ff7f0e", "#9467bd",
+                                           "#8c564b", "#e377c2", "#bcbd22", "#393b79"};
 
-void plot_script(const study *st, FILE *g, const char *dir, const char *out_dir, const char *name, int wl, int rows,
-                 const char *title, const char *ylabel, bool logy)
+void plot_script(const study *st, FILE *g, const char *dir, const char *out_dir, const char *name,
+                 int wl, int rows, const char *title, const char *ylabel, bool logy)
 {
     int ncol = (int)(sizeof peer_colours / sizeof peer_colours[0]);
-    fprintf(g, "set output '%s/%s.png'\nset title \"%s\"\nset ylabel \"%s\"\n", out_dir, name, title, ylabel);
+    fprintf(g, "set output '%s/%s.png'\nset title \"%s\"\nset ylabel \"%s\"\n", out_dir, name,
+            title, ylabel);
     fprintf(g, "set xrange [-0.6:%d.6]\n", rows - 1);
-    fprintf(g, logy ? "set logscale y\nset yrange [*:*]\n" : "unset logscale y\nset yrange [0:*]\n");
+    fprintf(g,
+            logy ? "set logscale y\nset yrange [*:*]\n" : "unset logscale y\nset yrange [0:*]\n");
     fprintf(g, "plot ");
     bool first = true;
     for (int p = 0; p < st->npeers; p++) {
         if ((st->peers[p].def->groups & suite_workloads[wl].group) == 0)
             continue;
-        fprintf(g, "%s'%s/%s.dat' using %d:%d:%d%s lc rgb '%s' title '%s'", first ? "" : ", ", dir, name,
-                3 * p + 2, 3 * p + 3, 3 * p + 4, first ? ":xtic(1)" : "", peer_colours[st->peers[p].index % ncol],
-                st->peers[p].def->name);
+        fprintf(g, "%s'%s/%s.dat' using %d:%d:%d%s lc rgb '%s' title '%s'", first ? "" : ", ", dir,
+                name, 3 * p + 2, 3 * p + 3, 3 * p + 4, first ? ":xtic(1)" : "",
+                peer_colours[st->peers[p].index % ncol], st->peers[p].def->name);
         first = false;
     }
     fputc('\n', g);
@@ -475,24 +510,27 @@ static bool draw_plots(const study *st)
     FILE *g = fopen(path, "w");
     if (g == NULL)
         die("%s: %s", path, strerror(errno));
-    fprintf(g, "set terminal pngcairo size 1000,520 font 'sans,10' noenhanced\n"
-               "set style data histogram\nset style histogram errorbars gap 2 lw 1\n"
-               "set style fill solid 0.85 border -1\nset boxwidth 0.9 relative\n"
-               "set grid ytics mytics\nset key outside right top vertical\nset xlabel 'block size'\n");
+    fprintf(g,
+            "set terminal pngcairo size 1000,520 font 'sans,10' noenhanced\n"
+            "set style data histogram\nset style histogram errorbars gap 2 lw 1\n"
+            "set style fill solid 0.85 border -1\nset boxwidth 0.9 relative\n"
+            "set grid ytics mytics\nset key outside right top vertical\nset xlabel 'block size'\n");
     char title[TEXT];
     int runs = st->opt.plan.runs;
     for (int w = 0; w < WL_COUNT; w++) {
         if (!suite_workloads[w].sized || !wl_planned(st, w))
             continue;
         plot_data(st, dir, suite_workloads[w].name, w, m_ns);
-        snprintf(title, sizeof title, "%s\\nns per op, median of %d runs (whiskers: min-max); log scale",
+        snprintf(title, sizeof title,
+                 "%s\\nns per op, median of %d runs (whiskers: min-max); log scale",
                  suite_workloads[w].title, runs);
-        plot_script(st, g, dir, out_dir, suite_workloads[w].name, w, st->opt.nsizes, title, "ns per op (log)",
-                    true);
+        plot_script(st, g, dir, out_dir, suite_workloads[w].name, w, st->opt.nsizes, title,
+                    "ns per op (log)", true);
     }
     if (wl_planned(st, WL_CHURN)) {
         plot_data(st, dir, "churn_memory", WL_CHURN, m_over_payload);
-        snprintf(title, sizeof title, "churn, %" PRIu64 " live objects: resident bytes per live object over the "
+        snprintf(title, sizeof title,
+                 "churn, %" PRIu64 " live objects: resident bytes per live object over the "
                  "block size (1 = no overhead)\\nmedian of %d fresh processes (whiskers: min-max)",
                  st->opt.plan.churn_live, runs);
         plot_script(st, g, dir, out_dir, "churn_memory", WL_CHURN, st->opt.nsizes, title,
@@ -530,7 +568,8 @@ static void write_csv(const study *st)
     FILE *f = fopen(st->opt.csv, "w");
     if (f == NULL)
         die("%s: %s", st->opt.csv, strerror(errno));
-    fprintf(f, "run,workload,size,threads,peer,ns_per_op,fill_ns,ops,live,live_bytes,minflt,rss_base,rss_end,"
+    fprintf(f, "run,workload,size,threads,peer,ns_per_op,fill_ns,ops,live,live_bytes,minflt,rss_"
+               "base,rss_end,"
                "hwm\n");
     for (int r = 0; r < st->opt.plan.runs; r++)
         for (int c = 0; c < st->ncells; c++)
@@ -539,9 +578,9 @@ static void write_csv(const study *st)
                 if (!st->on[c][p])
                     continue;
                 fprintf(f, "%d,%s,%zu,%u,%s,%.4f,%.4f,%.0f,%.0f,%.0f,%.0f,%.0f,%.0f,%.0f\n", r + 1,
-                        suite_workloads[st->cells[c].wl].name, st->cells[c].size, st->cells[c].threads,
-                        st->peers[p].def->name, s->ns, s->fill_ns, s->ops, s->live, s->live_bytes, s->minflt,
-                        s->rss_base, s->rss_end, s->hwm);
+                        suite_workloads[st->cells[c].wl].name, st->cells[c].size,
+                        st->cells[c].threads, st->peers[p].def->name, s->ns, s->fill_ns, s->ops,
+                        s->live, s->live_bytes, s->minflt, s->rss_base, s->rss_end, s->hwm);
             }
     fclose(f);
 }
@@ -568,8 +607,10 @@ static const char *plots_link(const study *st, char *buf, size_t n)
 
 static void write_machine(const study *st, FILE *f)
 {
-    char cpu[TEXT] = "?", family[32] = "?", model[32] = "?", stepping[32] = "?", cache[32] = "?", mhz[32] = "?";
-    char flags[4096] = "", mem[64] = "0", os[TEXT] = "?", glibc[64] = "", gp[TEXT] = "", thp[TEXT] = "?";
+    char cpu[TEXT] = "?", family[32] = "?", model[32] = "?", stepping[32] = "?", cache[32] = "?",
+         mhz[32] = "?";
+    char flags[4096] = "", mem[64] = "0", os[TEXT] = "?", glibc[64] = "", gp[TEXT] = "",
+         thp[TEXT] = "?";
     struct utsname u;
     file_field("/proc/cpuinfo", "model name", cpu, sizeof cpu);
     file_field("/proc/cpuinfo", "cpu family", family, sizeof family);
@@ -590,12 +631,13 @@ static void write_machine(const study *st, FILE *f)
     fprintf(f, "| command | `%s` |\n", st->opt.command);
     if (st->opt.revision != NULL)
         fprintf(f, "| source revision | %s |\n", st->opt.revision);
-    fprintf(f, "| CPU | %s (family %s, model %s, stepping %s; %s cache; %s MHz), %ld CPUs online%s |\n", cpu,
-            family, model, stepping, cache, mhz, sysconf(_SC_NPROCESSORS_ONLN),
-            strstr(flags, " hypervisor") ? ", a virtual machine" : "");
+    fprintf(
+        f, "| CPU | %s (family %s, model %s, stepping %s; %s cache; %s MHz), %ld CPUs online%s |\n",
+        cpu, family, model, stepping, cache, mhz, sysconf(_SC_NPROCESSORS_ONLN),
+        strstr(flags, " hypervisor") ? ", a virtual machine" : "");
     fprintf(f, "| memory | %.1f GiB |\n", atof(mem) / 1048576.0);
-    fprintf(f, "| kernel | %s %s %s %s; transparent huge pages: %s |\n", u.sysname, u.release, u.version,
-            u.machine, thp);
+    fprintf(f, "| kernel | %s %s %s %s; transparent huge pages: %s |\n", u.sysname, u.release,
+            u.version, u.machine, thp);
     fprintf(f, "| system | %s, %s |\n", os, glibc);
     fprintf(f, "| C compiler | %s (every peer program: -O2) |\n", SUITE_C_COMPILER);
     fprintf(f, "| C++ compiler | %s (the Boost.Pool adapter) |\n", SUITE_CXX_COMPILER);
@@ -604,8 +646,8 @@ static void write_machine(const study *st, FILE *f)
     fprintf(f, "| time | %.0f s of measurements |\n", st->seconds);
 }
 
-/* Whether other work shared the CPUs: the 1-minute load average, at the start or the end, above half
- * the CPUs (the suite itself keeps about one busy). */
+/* Whether other work shared the CPUs: the 1-minute load average, at the start or the end, above
+ * half the CPUs (the suite itself keeps about one busy). */
 static bool machine_busy(const study *st)
 {
     double cpus = (double)sysconf(_SC_NPROCESSORS_ONLN);
@@ -618,16 +660,19 @@ static void groups_text(unsigned groups, char *buf, size_t n)
     static const struct {
         unsigned group;
         const char *text;
-    } names[] = { { SG_POOLS, "fixed sizes" }, { SG_TS_PAIR, "threads (a)" }, { SG_THREADS, "threads (b)" },
-                  { SG_PRODCONS, "threads (c)" },
-                  { SG_VARSIZE, "variable sizes" } };
+    } names[] = {{SG_POOLS, "fixed sizes"},
+                 {SG_TS_PAIR, "threads (a)"},
+                 {SG_THREADS, "threads (b)"},
+                 {SG_PRODCONS, "threads (c)"},
+                 {SG_VARSIZE, "variable sizes"}};
     buf[0] = '\0';
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
         if (groups & names[i].group)
             textf(buf + strlen(buf), n - strlen(buf), "%s%s", buf[0] ? "; " : "", names[i].text);
 }
 
-static void write_doc(const study *st, const section *sec, int nsec, const goal_list *gl, bool plots)
+static void write_doc(const study *st, const section *sec, int nsec, const goal_list *gl,
+                      bool plots)
 {
     FILE *f = fopen(st->opt.doc, "w");
     if (f == NULL)
@@ -635,12 +680,16 @@ static void write_doc(const study *st, const section *sec, int nsec, const goal_
     const plan *pl = &st->opt.plan;
     char link[PATH_MAX], sizes[128] = "";
     for (int k = 0; k < st->opt.nsizes; k++)
-        textf(sizes + strlen(sizes), sizeof sizes - strlen(sizes), "%s%zu", k ? ", " : "", st->opt.sizes[k]);
+        textf(sizes + strlen(sizes), sizeof sizes - strlen(sizes), "%s%zu", k ? ", " : "",
+              st->opt.sizes[k]);
     char types[4 * TEXT] = "", server_live[32] = "no";
     for (int t = 0; t < SUITE_SERVER_TYPES; t++) {
         const suite_server_type *ty = &suite_server_types[t];
-        textf(types + strlen(types), sizeof types - strlen(types), "%s%s (%zu B, %u every %u tick%s, mean %.0f "
-              "ticks)", t ? ", " : "", ty->name, ty->size, ty->count, ty->every, ty->every > 1 ? "s" : "", ty->mean);
+        textf(types + strlen(types), sizeof types - strlen(types),
+              "%s%s (%zu B, %u every %u tick%s, mean %.0f "
+              "ticks)",
+              t ? ", " : "", ty->name, ty->size, ty->count, ty->every, ty->every > 1 ? "s" : "",
+              ty->mean);
     }
     int server = cell_index(st, WL_SERVER, 0);
     if (server >= 0 && st->npeers > 0) {
@@ -651,82 +700,100 @@ static void write_doc(const study *st, const section *sec, int nsec, const goal_
         if (n > 0)
             textf(server_live, sizeof server_live, "%.0f", summarize(live, n).med);
     }
-    fprintf(f, "# mempool benchmarks\n\n"
-               "Written by `bench_suite` (bench/suite/), do not edit: run `bash scripts/bench.sh` to measure "
-               "again on your machine.\nThe figures are this machine's, on the day below; on another "
-               "machine expect other figures, and maybe another order.\n\n");
+    fprintf(f,
+            "# mempool benchmarks\n\n"
+            "Written by `bench_suite` (bench/suite/), do not edit: run `bash scripts/bench.sh` to "
+            "measure "
+            "again on your machine.\nThe figures are this machine's, on the day below; on another "
+            "machine expect other figures, and maybe another order.\n\n");
     if (machine_busy(st))
-        fprintf(f, "**The machine was busy during this run** (load average %s at the start, %s at the end, "
-                   "on %ld CPUs): expect wide min-max ranges and less steady medians than on a quiet "
-                   "machine.\n\n",
+        fprintf(f,
+                "**The machine was busy during this run** (load average %s at the start, %s at the "
+                "end, "
+                "on %ld CPUs): expect wide min-max ranges and less steady medians than on a quiet "
+                "machine.\n\n",
                 st->load_start, st->load_end, sysconf(_SC_NPROCESSORS_ONLN));
     fprintf(f, "## Machine and run\n\n");
     write_machine(st, f);
-    fprintf(f, "\n## Peers\n\nEach peer is a program of its own (`suite_<peer>`), built from the same loops "
-               "(`bench/suite/suite_peer.c`, `suite_peer_mt.c`) with its alloc and free called directly: the "
-               "pools' inline functions inlined, the allocators' functions called as a program calls them. "
-               "A peer runs the workloads its column names and is n/a (no row) in the others: the floor and "
-               "Boost.Pool are single-threaded pools, the fixed-size pools take no variable sizes, and "
-               "mempool's variants run the workloads made for them.\n\n"
-               "| peer | what and how | workloads | package |\n|---|---|---|---|\n");
+    fprintf(
+        f, "\n## Peers\n\nEach peer is a program of its own (`suite_<peer>`), built from the same "
+           "loops "
+           "(`bench/suite/suite_peer.c`, `suite_peer_mt.c`) with its alloc and free called "
+           "directly: the "
+           "pools' inline functions inlined, the allocators' functions called as a program calls "
+           "them. "
+           "A peer runs the workloads its column names and is n/a (no row) in the others: the "
+           "floor and "
+           "Boost.Pool are single-threaded pools, the fixed-size pools take no variable sizes, and "
+           "mempool's variants run the workloads made for them.\n\n"
+           "| peer | what and how | workloads | package |\n|---|---|---|---|\n");
     for (int p = 0; p < st->npeers; p++) {
         char groups[TEXT];
         groups_text(st->peers[p].def->groups, groups, sizeof groups);
         fprintf(f, "| %s | %s | %s | %s %s |\n", st->peers[p].def->name, st->peers[p].about, groups,
-                st->peers[p].def->package ? st->peers[p].def->package : "this tree", st->peers[p].version);
+                st->peers[p].def->package ? st->peers[p].def->package : "this tree",
+                st->peers[p].version);
     }
     if (st->nmissing > 0)
-        fprintf(f, "\n**%d peer(s) missing from this run** (their programs were not built).\n", st->nmissing);
-    fprintf(f, "\n## Method\n\n"
-               "- **Fixed-size workloads**, at block sizes of %s bytes (the server has its own four). "
-               "An *op* is one allocation and its free, everywhere; the *touch* writes the object's first "
-               "word and last byte, as initialising an object would.\n"
-               "  - *pair*: alloc, touch, free.\n"
-               "  - *batch FIFO / LIFO*: alloc and touch %d objects, then free them oldest first / newest "
-               "first.\n"
-               "  - pair and batch are timed for about %.0f ms each (at most %" PRIu64 " ops), after an "
-               "untimed warm-up of doubling length that also measures the peer's rate: a slow peer is "
-               "timed over fewer ops rather than for longer.\n"
-               "  - *churn*: %" PRIu64 " objects live; each step frees a random one and allocates and "
-               "touches its replacement (one xorshift step and a random slot load included); %" PRIu64
-               " steps timed after a tenth as many untimed. The fill before them is reported apart.\n"
-               "  - *server*: time in ticks; requests arrive and bring objects of %d types, with "
-               "lifetimes drawn from exponential distributions: %s. %s objects were live at the end "
-               "(median). Deaths sit in a timing wheel linked through the objects, so a free reads its "
-               "object as a destructor would; each object's stamp is checked at its death. %" PRIu64
-               " ticks timed after %" PRIu64 " untimed.\n",
-            sizes, SUITE_BATCH, (double)pl->loop_us / 1e3, pl->loop_max, pl->churn_live, pl->churn_n,
-            SUITE_SERVER_TYPES, types, server_live, pl->server_n, pl->server_warm);
+        fprintf(f, "\n**%d peer(s) missing from this run** (their programs were not built).\n",
+                st->nmissing);
+    fprintf(
+        f,
+        "\n## Method\n\n"
+        "- **Fixed-size workloads**, at block sizes of %s bytes (the server has its own four). "
+        "An *op* is one allocation and its free, everywhere; the *touch* writes the object's first "
+        "word and last byte, as initialising an object would.\n"
+        "  - *pair*: alloc, touch, free.\n"
+        "  - *batch FIFO / LIFO*: alloc and touch %d objects, then free them oldest first / newest "
+        "first.\n"
+        "  - pair and batch are timed for about %.0f ms each (at most %" PRIu64 " ops), after an "
+        "untimed warm-up of doubling length that also measures the peer's rate: a slow peer is "
+        "timed over fewer ops rather than for longer.\n"
+        "  - *churn*: %" PRIu64 " objects live; each step frees a random one and allocates and "
+        "touches its replacement (one xorshift step and a random slot load included); %" PRIu64
+        " steps timed after a tenth as many untimed. The fill before them is reported apart.\n"
+        "  - *server*: time in ticks; requests arrive and bring objects of %d types, with "
+        "lifetimes drawn from exponential distributions: %s. %s objects were live at the end "
+        "(median). Deaths sit in a timing wheel linked through the objects, so a free reads its "
+        "object as a destructor would; each object's stamp is checked at its death. %" PRIu64
+        " ticks timed after %" PRIu64 " untimed.\n",
+        sizes, SUITE_BATCH, (double)pl->loop_us / 1e3, pl->loop_max, pl->churn_live, pl->churn_n,
+        SUITE_SERVER_TYPES, types, server_live, pl->server_n, pl->server_warm);
     write_mt_method(st, f);
-    fprintf(f, "- **Fresh processes**: every measurement (one workload, one size, one peer, one run) is a "
-               "process of its own, so no peer inherits another's heap, and the memory figures are that "
-               "peer's alone. Before the baseline the peer allocates and frees one block, so its one-time "
-               "setup is not charged to the workload.\n"
-               "- **Interleaving**: run 1 of every workload and size on every peer, then run 2, and so on; "
-               "within a cell the peers' order rotates each run. Drift and other load hit all peers alike.\n"
-               "- **Figures**: the median of %d runs with the min-max; *x* is the median over the best "
-               "peer's median in the same cell. Nothing is judged but the goals the issues set, each against "
-               "its bound as measured: a missed goal is reported as missed.\n"
-               "- **Memory**: resident set from `/proc/self/statm` before the workload and at the end of "
-               "its timed section (every object live), peak from `VmHWM`, minor faults from "
-               "`getrusage`.\n"
-               "- **Every measurement is in CSV**: `results.csv` beside the plots, one line per run, peer "
-               "and cell (minor faults and resident sets of every workload included).\n"
-               "\nWhat the designs imply, to read the figures by (the figures themselves are measured, "
-               "none is written here):\n\n"
-               "- the floor's region is fixed: it is sized for the most blocks a workload can hold and "
-               "linked, so touched, at creation. Its memory figures are that region, and in the server "
-               "it is sized for the longest lifetime drawn.\n"
-               "- mempool and boost::pool<> grow; mempool carves blocks lazily from 64 KiB chunks, "
-               "boost::pool<> doubles its next chunk and links every block of a new chunk at once, so "
-               "its newest chunk is resident whole.\n"
-               "- the pools are inline (floor, mempool; Boost through LTO when GCC compiles both "
-               "languages); the allocators are calls into shared libraries, and find the size class "
-               "from the size or the pointer on every call.\n"
-               "- glibc gives the top of its heap back to the system once more than `M_TRIM_THRESHOLD` "
-               "(128 KiB by default) is free there, so a batch of large blocks freed each round may be "
-               "faulted in again in the next (see its minor faults in the CSV).\n",
-            pl->runs);
+    fprintf(
+        f,
+        "- **Fresh processes**: every measurement (one workload, one size, one peer, one run) is a "
+        "process of its own, so no peer inherits another's heap, and the memory figures are that "
+        "peer's alone. Before the baseline the peer allocates and frees one block, so its one-time "
+        "setup is not charged to the workload.\n"
+        "- **Interleaving**: run 1 of every workload and size on every peer, then run 2, and so "
+        "on; "
+        "within a cell the peers' order rotates each run. Drift and other load hit all peers "
+        "alike.\n"
+        "- **Figures**: the median of %d runs with the min-max; *x* is the median over the best "
+        "peer's median in the same cell. Nothing is judged but the goals the issues set, each "
+        "against "
+        "its bound as measured: a missed goal is reported as missed.\n"
+        "- **Memory**: resident set from `/proc/self/statm` before the workload and at the end of "
+        "its timed section (every object live), peak from `VmHWM`, minor faults from "
+        "`getrusage`.\n"
+        "- **Every measurement is in CSV**: `results.csv` beside the plots, one line per run, peer "
+        "and cell (minor faults and resident sets of every workload included).\n"
+        "\nWhat the designs imply, to read the figures by (the figures themselves are measured, "
+        "none is written here):\n\n"
+        "- the floor's region is fixed: it is sized for the most blocks a workload can hold and "
+        "linked, so touched, at creation. Its memory figures are that region, and in the server "
+        "it is sized for the longest lifetime drawn.\n"
+        "- mempool and boost::pool<> grow; mempool carves blocks lazily from 64 KiB chunks, "
+        "boost::pool<> doubles its next chunk and links every block of a new chunk at once, so "
+        "its newest chunk is resident whole.\n"
+        "- the pools are inline (floor, mempool; Boost through LTO when GCC compiles both "
+        "languages); the allocators are calls into shared libraries, and find the size class "
+        "from the size or the pointer on every call.\n"
+        "- glibc gives the top of its heap back to the system once more than `M_TRIM_THRESHOLD` "
+        "(128 KiB by default) is free there, so a batch of large blocks freed each round may be "
+        "faulted in again in the next (see its minor faults in the CSV).\n",
+        pl->runs);
     for (int i = 0; i < nsec; i++) {
         fprintf(f, "\n## %s\n\n%s\n\n", sec[i].title, sec[i].note);
         table_print_md(&sec[i].t, f);
@@ -734,12 +801,15 @@ static void write_doc(const study *st, const section *sec, int nsec, const goal_
             fputc('\n', f);
         for (int k = 0; k < sec[i].ngoals; k++) {
             const goal *g = &gl->g[sec[i].goals[k]];
-            fprintf(f, "- goal: %s. Measured: %s: **%s**.\n", g->what, g->measured, goal_met_text(g->met));
+            fprintf(f, "- goal: %s. Measured: %s: **%s**.\n", g->what, g->measured,
+                    goal_met_text(g->met));
         }
         if (plots && sec[i].plot != NULL)
-            fprintf(f, "\n![%s](%s/%s.png)\n", sec[i].title, plots_link(st, link, sizeof link), sec[i].plot);
+            fprintf(f, "\n![%s](%s/%s.png)\n", sec[i].title, plots_link(st, link, sizeof link),
+                    sec[i].plot);
         if (plots && sec[i].plot2 != NULL)
-            fprintf(f, "\n![%s](%s/%s.png)\n", sec[i].title, plots_link(st, link, sizeof link), sec[i].plot2);
+            fprintf(f, "\n![%s](%s/%s.png)\n", sec[i].title, plots_link(st, link, sizeof link),
+                    sec[i].plot2);
     }
     fclose(f);
 }
@@ -752,8 +822,10 @@ bool report(const study *st)
     int nsec = build_sections(st, sec, &gl);
     print_sections(sec, nsec, &gl);
     if (machine_busy(st))
-        printf("\nnote: the machine was busy (load average %s at the start, %s at the end, on %ld CPUs): "
-               "expect wide min-max ranges\n", st->load_start, st->load_end, sysconf(_SC_NPROCESSORS_ONLN));
+        printf("\nnote: the machine was busy (load average %s at the start, %s at the end, on %ld "
+               "CPUs): "
+               "expect wide min-max ranges\n",
+               st->load_start, st->load_end, sysconf(_SC_NPROCESSORS_ONLN));
     bool plots = st->opt.plots != NULL && draw_plots(st);
     if (st->opt.csv != NULL)
         write_csv(st);

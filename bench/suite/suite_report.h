@@ -1,7 +1,7 @@
 /*
  * suite_report.h: what the report's two files share. suite_report.c has the statistics, the tables,
- * the plots, the doc and the sections of the fixed-size workloads; suite_report_mt.c the sections of
- * the workloads with threads and variable sizes, with the goals the issues set for them.
+ * the plots, the doc and the sections of the fixed-size workloads; suite_report_mt.c the sections
+ * of the workloads with threads and variable sizes, with the goals the issues set for them.
  */
 #ifndef MP_BENCH_SUITE_REPORT_H
 #define MP_BENCH_SUITE_REPORT_H
@@ -31,8 +31,8 @@ const char *fmt3(char *buf, size_t n, double v);
 /* The metric over the runs of peer p in cell c (which p must run). */
 summary cell_summary(const study *st, int c, int p, metric_fn *m);
 /* The lowest (or, with `most`, the highest) median of the metric over the peers running cell c;
- * `general`: over the general-purpose allocators only (the goals' "best malloc"). *who is that peer,
- * or -1 when none runs the cell (the result is then NAN). who may be NULL. */
+ * `general`: over the general-purpose allocators only (the goals' "best malloc"). *who is that
+ * peer, or -1 when none runs the cell (the result is then NAN). who may be NULL. */
 double cell_best_of(const study *st, int c, metric_fn *m, bool general, bool most, int *who);
 double cell_best(const study *st, int c, metric_fn *m);
 /* The cell of workload wl at this size and thread count; -1 if the run has none. */
@@ -74,8 +74,8 @@ typedef struct section {
     const char *title; /* stdout heading; the doc's too */
     const char *note;  /* one paragraph under it */
     table t;
-    const char *plot;  /* the PNG's base name, or NULL */
-    const char *plot2; /* a second PNG, or NULL */
+    const char *plot;             /* the PNG's base name, or NULL */
+    const char *plot2;            /* a second PNG, or NULL */
     int goals[MAX_SECTION_GOALS]; /* indexes into the report's goals, listed under the table */
     int ngoals;
 } section;
@@ -109,7 +109,7 @@ void plot_mt(const study *st, FILE *g, const char *dir, const char *out_dir);
 void plot_data(const study *st, const char *dir, const char *name, int wl, metric_fn *m);
 /* The plot of `name`.dat: `rows` clusters of bars, one bar per peer of workload wl, each peer in
  * its colour. */
-void plot_script(const study *st, FILE *g, const char *dir, const char *out_dir, const char *name, int wl,
-                 int rows, const char *title, const char *ylabel, bool logy);
+void plot_script(const study *st, FILE *g, const char *dir, const char *out_dir, const char *name,
+                 int wl, int rows, const char *title, const char *ylabel, bool logy);
 
 #endif /* MP_BENCH_SUITE_REPORT_H */

@@ -32,8 +32,8 @@
 
 /* Adds a goal on a ratio: met when ratio <= bound (or >= bound with `at_least`). A NaN ratio (a
  * peer missing) is "not measured". Returns its index; the section lists it. */
-static int goal_add(goal_list *gl, section *s, const char *what, double ratio, double bound, bool at_least,
-                    const char *detail)
+static int goal_add(goal_list *gl, section *s, const char *what, double ratio, double bound,
+                    bool at_least, const char *detail)
 {
     if (gl->n == MAX_GOALS || s->ngoals == MAX_SECTION_GOALS)
         die("too many goals: raise MAX_GOALS or MAX_SECTION_GOALS");
@@ -52,7 +52,7 @@ static int goal_add(goal_list *gl, section *s, const char *what, double ratio, d
 
 void table_goals(const goal_list *gl, table *t)
 {
-    static const char *const head[] = { "goal", "measured", "met" };
+    static const char *const head[] = {"goal", "measured", "met"};
     memset(t, 0, sizeof *t);
     table_head(t, 3, head);
     t->text_cols = 2;
@@ -73,7 +73,8 @@ static double peer_med(const study *st, int c, const char *name, metric_fn *m)
 }
 
 /* "best malloc tcmalloc 10.2 ns" for the best malloc of a cell, or "no malloc measured". */
-static const char *best_malloc_text(const study *st, int c, metric_fn *m, const char *unit, char *buf, size_t n)
+static const char *best_malloc_text(const study *st, int c, metric_fn *m, const char *unit,
+                                    char *buf, size_t n)
 {
     int who;
     double v = cell_best_of(st, c, m, true, false, &who);
@@ -93,7 +94,8 @@ static const char *best_malloc_text(const study *st, int c, metric_fn *m, const 
 static void range_text(char *out, summary s)
 {
     char a[16], b[16], d[16];
-    textf(out, CELL, "%s [%s-%s]", fmt3(a, sizeof a, s.med), fmt3(b, sizeof b, s.lo), fmt3(d, sizeof d, s.hi));
+    textf(out, CELL, "%s [%s-%s]", fmt3(a, sizeof a, s.med), fmt3(b, sizeof b, s.lo),
+          fmt3(d, sizeof d, s.hi));
 }
 
 /* A ratio to a reference, "x0.42", or "n/a" when there is no reference. */
@@ -108,11 +110,13 @@ static void ratio_text(char *out, double v, double ref)
 /* ts_pair: ns/op, against the best peer, the best malloc and the plain pool. */
 static void table_ts_pair(const study *st, int c, table *t)
 {
-    static const char *const head[] = { "peer", "ns/op [min-max]", "x best", "x best malloc", "x plain pool" };
+    static const char *const head[] = {"peer", "ns/op [min-max]", "x best", "x best malloc",
+                                       "x plain pool"};
     memset(t, 0, sizeof *t);
     table_head(t, 5, head);
     int idx[MAX_PEERS], n = cell_peers(st, c, idx);
-    double best = cell_best(st, c, m_ns), malloc_best = cell_best_of(st, c, m_ns, true, false, NULL);
+    double best = cell_best(st, c, m_ns),
+           malloc_best = cell_best_of(st, c, m_ns, true, false, NULL);
     double plain = peer_med(st, c, "mempool", m_ns);
     t->rows = n + 1;
     for (int i = 0; i < n; i++) {
@@ -133,7 +137,8 @@ static void table_threads(const study *st, int wl, table *t)
     memset(t, 0, sizeof *t);
     textf(t->c[0][0], CELL, "peer");
     t->cols = 1;
-    int c1 = cell_find(st, wl, TS_SIZE, 1), c2 = cell_find(st, wl, TS_SIZE, 2), idx[MAX_PEERS], n = 0;
+    int c1 = cell_find(st, wl, TS_SIZE, 1), c2 = cell_find(st, wl, TS_SIZE, 2), idx[MAX_PEERS],
+        n = 0;
     for (unsigned th = 1; th < 32; th++) {
         int c = cell_find(st, wl, TS_SIZE, th);
         if (c < 0)
@@ -162,12 +167,14 @@ static void table_threads(const study *st, int wl, table *t)
 /* prodcons: ns per block handed over, with throughput and memory. */
 static void table_prodcons(const study *st, int c, table *t)
 {
-    static const char *const head[] = { "peer",          "ns/block [min-max]", "x best", "x best malloc",
-                                         "Mblocks/s",     "peak RSS MiB",       "minor faults" };
+    static const char *const head[] = {"peer",          "ns/block [min-max]", "x best",
+                                       "x best malloc", "Mblocks/s",          "peak RSS MiB",
+                                       "minor faults"};
     memset(t, 0, sizeof *t);
     table_head(t, 7, head);
     int idx[MAX_PEERS], n = cell_peers(st, c, idx);
-    double best = cell_best(st, c, m_ns), malloc_best = cell_best_of(st, c, m_ns, true, false, NULL);
+    double best = cell_best(st, c, m_ns),
+           malloc_best = cell_best_of(st, c, m_ns, true, false, NULL);
     t->rows = n + 1;
     for (int i = 0; i < n; i++) {
         summary s = cell_summary(st, c, idx[i], m_ns);
@@ -188,14 +195,17 @@ static void table_prodcons(const study *st, int c, table *t)
  * c1 >= 0 (the one-thread cell), the scaling too. */
 static void table_varsize(const study *st, int c, int c1, table *t)
 {
-    static const char *const head[] = { "peer",        "ns/op [min-max]",  "x best",        "x best malloc",
-                                        "peak RSS MiB [min-max]", "x best", "x best malloc", "RSS growth / payload",
-                                        "fill ns/obj", "2 threads / 1" };
+    static const char *const head[] = {"peer",          "ns/op [min-max]",        "x best",
+                                       "x best malloc", "peak RSS MiB [min-max]", "x best",
+                                       "x best malloc", "RSS growth / payload",   "fill ns/obj",
+                                       "2 threads / 1"};
     memset(t, 0, sizeof *t);
     table_head(t, c1 >= 0 ? 10 : 9, head);
     int idx[MAX_PEERS], n = cell_peers(st, c, idx);
-    double best = cell_best(st, c, m_ns), malloc_best = cell_best_of(st, c, m_ns, true, false, NULL);
-    double mbest = cell_best(st, c, m_hwm_mib), malloc_mbest = cell_best_of(st, c, m_hwm_mib, true, false, NULL);
+    double best = cell_best(st, c, m_ns),
+           malloc_best = cell_best_of(st, c, m_ns, true, false, NULL);
+    double mbest = cell_best(st, c, m_hwm_mib),
+           malloc_mbest = cell_best_of(st, c, m_hwm_mib, true, false, NULL);
     t->rows = n + 1;
     for (int i = 0; i < n; i++) {
         int p = idx[i];
@@ -212,7 +222,8 @@ static void table_varsize(const study *st, int c, int c1, table *t)
         textf(row[7], CELL, "x%.2f", cell_summary(st, c, p, m_over_payload).med);
         textf(row[8], CELL, "%s", fmt3(a, sizeof a, cell_summary(st, c, p, m_fill).med));
         if (c1 >= 0 && st->on[c1][p])
-            ratio_text(row[9], cell_summary(st, c, p, m_mops).med, cell_summary(st, c1, p, m_mops).med);
+            ratio_text(row[9], cell_summary(st, c, p, m_mops).med,
+                       cell_summary(st, c1, p, m_mops).med);
         t->best[i + 1][1] = t->best[i + 1][2] = s.med == best;
         t->best[i + 1][4] = t->best[i + 1][5] = h.med == mbest;
     }
@@ -229,19 +240,26 @@ static int section_ts_pair(const study *st, section *sec, int n, goal_list *gl, 
         return n;
     section *s = &sec[n];
     s->title = suite_workloads[WL_TS_PAIR].title;
-    textf(note, NOTE, "ns per pair (alloc, touch, free of %d B on one thread): median [min-max] of %d runs. The "
-          "thread-safe pool (mempool_ts) against the allocators, which are all thread-safe, and the plain pool.",
-          TS_SIZE, st->opt.plan.runs);
+    textf(
+        note, NOTE,
+        "ns per pair (alloc, touch, free of %d B on one thread): median [min-max] of %d runs. The "
+        "thread-safe pool (mempool_ts) against the allocators, which are all thread-safe, and the "
+        "plain pool.",
+        TS_SIZE, st->opt.plan.runs);
     s->note = note;
     table_ts_pair(st, c, &s->t);
     s->plot = "ts_pair";
     char detail[TEXT], b[TEXT], x[16], y[16];
     double ts = peer_med(st, c, "mempool_ts", m_ns), plain = peer_med(st, c, "mempool", m_ns);
     double mb = cell_best_of(st, c, m_ns, true, false, NULL);
-    textf(detail, TEXT, "mempool_ts %s ns, %s", fmt3(x, sizeof x, ts), best_malloc_text(st, c, m_ns, "ns", b, sizeof b));
-    goal_add(gl, s, "thread-safe pool pair <= 0.5 x the best malloc's time (issue 5)", ts / mb, 0.5, false, detail);
-    textf(detail, TEXT, "mempool_ts %s ns, plain mempool %s ns", fmt3(x, sizeof x, ts), fmt3(y, sizeof y, plain));
-    goal_add(gl, s, "thread-safe pool pair <= 2 x the plain pool's time (issue 5)", ts / plain, 2.0, false, detail);
+    textf(detail, TEXT, "mempool_ts %s ns, %s", fmt3(x, sizeof x, ts),
+          best_malloc_text(st, c, m_ns, "ns", b, sizeof b));
+    goal_add(gl, s, "thread-safe pool pair <= 0.5 x the best malloc's time (issue 5)", ts / mb, 0.5,
+             false, detail);
+    textf(detail, TEXT, "mempool_ts %s ns, plain mempool %s ns", fmt3(x, sizeof x, ts),
+          fmt3(y, sizeof y, plain));
+    goal_add(gl, s, "thread-safe pool pair <= 2 x the plain pool's time (issue 5)", ts / plain, 2.0,
+             false, detail);
     return n + 1;
 }
 
@@ -252,30 +270,37 @@ static int section_threads(const study *st, section *sec, int n, goal_list *gl, 
         return n;
     section *s = &sec[n];
     s->title = suite_workloads[wl].title;
-    textf(note, NOTE, "total throughput of all threads on one shared allocator (the floor: a pool per thread), Mops/s "
-          "(an op is an alloc and its free): median [min-max] of %d runs, each timed for %.0f ms. This machine has %ld CPUs: more threads "
-          "share them, so the throughput can only hold, not grow.", st->opt.plan.runs,
-          (double)st->opt.plan.threads_us / 1e3, sysconf(_SC_NPROCESSORS_ONLN));
+    textf(note, NOTE,
+          "total throughput of all threads on one shared allocator (the floor: a pool per thread), "
+          "Mops/s "
+          "(an op is an alloc and its free): median [min-max] of %d runs, each timed for %.0f ms. "
+          "This machine has %ld CPUs: more threads "
+          "share them, so the throughput can only hold, not grow.",
+          st->opt.plan.runs, (double)st->opt.plan.threads_us / 1e3, sysconf(_SC_NPROCESSORS_ONLN));
     s->note = note;
     table_threads(st, wl, &s->t);
     s->plot = suite_workloads[wl].name;
-    double one = peer_med(st, c1, "mempool_ts", m_mops), two = peer_med(st, c2, "mempool_ts", m_mops);
+    double one = peer_med(st, c1, "mempool_ts", m_mops),
+           two = peer_med(st, c2, "mempool_ts", m_mops);
     char detail[TEXT], what[TEXT], x[16], y[16], z[16];
     /* the best malloc's own scaling, for scale: the malloc fastest at two threads */
     int who = -1;
     if (c2 >= 0)
         cell_best_of(st, c2, m_mops, true, true, &who);
-    double ref = who >= 0 && c1 >= 0 ? cell_summary(st, c2, who, m_mops).med / cell_summary(st, c1, who, m_mops).med
-                                     : NAN;
-    textf(detail, TEXT, "mempool_ts %s -> %s Mops/s", fmt3(x, sizeof x, one), fmt3(y, sizeof y, two));
+    double ref = who >= 0 && c1 >= 0
+                     ? cell_summary(st, c2, who, m_mops).med / cell_summary(st, c1, who, m_mops).med
+                     : NAN;
+    textf(detail, TEXT, "mempool_ts %s -> %s Mops/s", fmt3(x, sizeof x, one),
+          fmt3(y, sizeof y, two));
     if (who >= 0)
-        textf(detail + strlen(detail), TEXT - strlen(detail), "; the fastest malloc at 2 threads, %s, scales x%s",
-              st->peers[who].def->name, fmt3(z, sizeof z, ref));
+        textf(detail + strlen(detail), TEXT - strlen(detail),
+              "; the fastest malloc at 2 threads, %s, scales x%s", st->peers[who].def->name,
+              fmt3(z, sizeof z, ref));
     /* the machine's own scaling for this loop: the floor, a pool per thread, shares nothing */
     double floor1 = peer_med(st, c1, "floor", m_mops), floor2 = peer_med(st, c2, "floor", m_mops);
     if (floor1 > 0 && floor2 > 0)
-        textf(detail + strlen(detail), TEXT - strlen(detail), "; the floor, a pool per thread, scales x%s",
-              fmt3(z, sizeof z, floor2 / floor1));
+        textf(detail + strlen(detail), TEXT - strlen(detail),
+              "; the floor, a pool per thread, scales x%s", fmt3(z, sizeof z, floor2 / floor1));
     textf(what, TEXT, "thread-safe pool, %s: 2 threads >= 1.8 x the throughput of 1 (issue 5)",
           suite_workloads[wl].name);
     goal_add(gl, s, what, two / one, 1.8, true, detail);
@@ -289,34 +314,46 @@ static int section_prodcons(const study *st, section *sec, int n, goal_list *gl,
         return n;
     section *s = &sec[n];
     s->title = suite_workloads[WL_PRODCONS].title;
-    textf(note, NOTE, "ns per block handed over (allocated and touched by the producer, freed by the consumer), "
-          "wall time over blocks: median [min-max] of %d runs, each timed for %.0f ms; memory: medians.",
-          st->opt.plan.runs, (double)st->opt.plan.threads_us / 1e3);
+    textf(
+        note, NOTE,
+        "ns per block handed over (allocated and touched by the producer, freed by the consumer), "
+        "wall time over blocks: median [min-max] of %d runs, each timed for %.0f ms; memory: "
+        "medians.",
+        st->opt.plan.runs, (double)st->opt.plan.threads_us / 1e3);
     s->note = note;
     table_prodcons(st, c, &s->t);
     s->plot = "prodcons";
     char detail[TEXT], b[TEXT], x[16];
-    double ts = peer_med(st, c, "mempool_ts", m_ns), mb = cell_best_of(st, c, m_ns, true, false, NULL);
-    textf(detail, TEXT, "mempool_ts %s ns, %s", fmt3(x, sizeof x, ts), best_malloc_text(st, c, m_ns, "ns", b, sizeof b));
-    goal_add(gl, s, "thread-safe pool producer -> consumer <= 0.5 x the best malloc's time per block (issue 5)",
-             ts / mb, 0.5, false, detail);
+    double ts = peer_med(st, c, "mempool_ts", m_ns),
+           mb = cell_best_of(st, c, m_ns, true, false, NULL);
+    textf(detail, TEXT, "mempool_ts %s ns, %s", fmt3(x, sizeof x, ts),
+          best_malloc_text(st, c, m_ns, "ns", b, sizeof b));
+    goal_add(
+        gl, s,
+        "thread-safe pool producer -> consumer <= 0.5 x the best malloc's time per block (issue 5)",
+        ts / mb, 0.5, false, detail);
     return n + 1;
 }
 
-static int section_varsize(const study *st, section *sec, int n, goal_list *gl, unsigned threads, char *note)
+static int section_varsize(const study *st, section *sec, int n, goal_list *gl, unsigned threads,
+                           char *note)
 {
-    int c = cell_find(st, WL_VARSIZE, 0, threads), c1 = threads > 1 ? cell_find(st, WL_VARSIZE, 0, 1) : -1;
+    int c = cell_find(st, WL_VARSIZE, 0, threads),
+        c1 = threads > 1 ? cell_find(st, WL_VARSIZE, 0, 1) : -1;
     if (c < 0)
         return n;
     section *s = &sec[n];
-    s->title = threads == 1 ? "variable sizes: mixed-size churn, 1 thread"
-                            : "variable sizes: mixed-size churn, 2 threads, each its own working set";
-    textf(note, NOTE, "ns per step (free a random live object, allocate and touch one of the next size), wall "
-          "time over the steps of all threads: median [min-max] of %d runs; peak RSS: VmHWM of the process, "
-          "median [min-max]; RSS growth: the resident set at the end of the timed steps less the one before "
-          "the workload, over the live payload; %" PRIu64 " objects live in all%s.%s", st->opt.plan.runs,
-          st->opt.plan.var_live,
-          threads > 1 ? ", half in each thread" : "",
+    s->title = threads == 1
+                   ? "variable sizes: mixed-size churn, 1 thread"
+                   : "variable sizes: mixed-size churn, 2 threads, each its own working set";
+    textf(note, NOTE,
+          "ns per step (free a random live object, allocate and touch one of the next size), wall "
+          "time over the steps of all threads: median [min-max] of %d runs; peak RSS: VmHWM of the "
+          "process, "
+          "median [min-max]; RSS growth: the resident set at the end of the timed steps less the "
+          "one before "
+          "the workload, over the live payload; %" PRIu64 " objects live in all%s.%s",
+          st->opt.plan.runs, st->opt.plan.var_live, threads > 1 ? ", half in each thread" : "",
           threads > 1 ? " 2 threads / 1: throughput at two threads over one." : "");
     s->note = note;
     table_varsize(st, c, c1, &s->t);
@@ -325,16 +362,19 @@ static int section_varsize(const study *st, section *sec, int n, goal_list *gl, 
         s->plot2 = "varsize_memory";
     }
     char detail[TEXT], what[TEXT], b[TEXT], x[16];
-    double mine = peer_med(st, c, "mp_malloc", m_ns), mb = cell_best_of(st, c, m_ns, true, false, NULL);
-    textf(detail, TEXT, "mp_malloc %s ns, %s", fmt3(x, sizeof x, mine), best_malloc_text(st, c, m_ns, "ns", b, sizeof b));
+    double mine = peer_med(st, c, "mp_malloc", m_ns),
+           mb = cell_best_of(st, c, m_ns, true, false, NULL);
+    textf(detail, TEXT, "mp_malloc %s ns, %s", fmt3(x, sizeof x, mine),
+          best_malloc_text(st, c, m_ns, "ns", b, sizeof b));
     textf(what, TEXT, "mp_malloc, %u thread%s: <= 0.8 x the best malloc's time (issue 7)", threads,
           threads > 1 ? "s" : "");
     goal_add(gl, s, what, mine / mb, 0.8, false, detail);
-    mine = peer_med(st, c, "mp_malloc", m_hwm_mib), mb = cell_best_of(st, c, m_hwm_mib, true, false, NULL);
+    mine = peer_med(st, c, "mp_malloc", m_hwm_mib),
+    mb = cell_best_of(st, c, m_hwm_mib, true, false, NULL);
     textf(detail, TEXT, "mp_malloc %s MiB, %s", fmt3(x, sizeof x, mine),
           best_malloc_text(st, c, m_hwm_mib, "MiB", b, sizeof b));
-    textf(what, TEXT, "mp_malloc, %u thread%s: peak RSS <= 1.1 x the best malloc's (issue 7)", threads,
-          threads > 1 ? "s" : "");
+    textf(what, TEXT, "mp_malloc, %u thread%s: peak RSS <= 1.1 x the best malloc's (issue 7)",
+          threads, threads > 1 ? "s" : "");
     goal_add(gl, s, what, mine / mb, 1.1, false, detail);
     return n + 1;
 }
@@ -371,57 +411,90 @@ void write_mt_method(const study *st, FILE *f)
     const plan *pl = &st->opt.plan;
     double ms = (double)pl->threads_us / 1e3;
     if (planned(st, WL_TS_PAIR))
-        fprintf(f, "- **threads (a)**, *ts_pair*: the pair above at %d B on one thread, run by the thread-safe "
-                   "pool (mempool_ts: `mp_pool_create` with `.flags = MP_THREAD_SAFE`), the plain pool and the "
-                   "allocators (all thread-safe), so the cost of thread safety is the ratio of the first two.\n",
+        fprintf(f,
+                "- **threads (a)**, *ts_pair*: the pair above at %d B on one thread, run by the "
+                "thread-safe "
+                "pool (mempool_ts: `mp_pool_create` with `.flags = MP_THREAD_SAFE`), the plain "
+                "pool and the "
+                "allocators (all thread-safe), so the cost of thread safety is the ratio of the "
+                "first two.\n",
                 TS_SIZE);
     if (planned(st, WL_THREADS_PAIR) || planned(st, WL_THREADS_BATCH))
-        fprintf(f, "- **threads (b)**: T = 1, 2, 4, 8 threads share one allocator (one thread-safe pool of %d-B "
-                   "blocks; the allocators' malloc/free of %d B); each runs its own loop: rounds of 1000 pairs "
-                   "(*threads_pair*), or rounds of %d allocations freed oldest first (*threads_batch*: every "
-                   "block is touched, so a thread's working set is its batch). Each thread runs 20 "
-                   "untimed rounds, then all are released at once; the main thread sleeps %.0f ms and raises a "
-                   "stop flag, which each thread reads between rounds. The figure is the ops of all threads "
-                   "over the wall time from the release to the last thread's stop, as a throughput (Mops/s); "
-                   "the scaling is the throughput at 2 threads over 1. The floor, single-threaded, runs the "
-                   "same loops with a pool of its own in each thread: nothing is shared, so its scaling is "
-                   "what this machine gives the loop, the most a shared allocator could show. Boost.Pool and "
-                   "the plain pool are single-threaded: n/a.\n",
+        fprintf(f,
+                "- **threads (b)**: T = 1, 2, 4, 8 threads share one allocator (one thread-safe "
+                "pool of %d-B "
+                "blocks; the allocators' malloc/free of %d B); each runs its own loop: rounds of "
+                "1000 pairs "
+                "(*threads_pair*), or rounds of %d allocations freed oldest first "
+                "(*threads_batch*: every "
+                "block is touched, so a thread's working set is its batch). Each thread runs 20 "
+                "untimed rounds, then all are released at once; the main thread sleeps %.0f ms and "
+                "raises a "
+                "stop flag, which each thread reads between rounds. The figure is the ops of all "
+                "threads "
+                "over the wall time from the release to the last thread's stop, as a throughput "
+                "(Mops/s); "
+                "the scaling is the throughput at 2 threads over 1. The floor, single-threaded, "
+                "runs the "
+                "same loops with a pool of its own in each thread: nothing is shared, so its "
+                "scaling is "
+                "what this machine gives the loop, the most a shared allocator could show. "
+                "Boost.Pool and "
+                "the plain pool are single-threaded: n/a.\n",
                 TS_SIZE, TS_SIZE, SUITE_BATCH, ms);
     if (planned(st, WL_PRODCONS))
-        fprintf(f, "- **threads (c)**, *prodcons*: a producer thread allocates and touches %d-B blocks and puts "
-                   "them, %d pointers at a time, into a ring of %d slots; a consumer thread frees each batch and "
-                   "gives its slot back (a flag per slot, stored with release and loaded with acquire; a "
-                   "waiting thread spins 128 times, then yields its CPU). Timed for %.0f ms, then the ring is "
-                   "drained; the figure is the wall time over the blocks freed, ns per block.\n",
-                TS_SIZE, SUITE_PC_BATCH, SUITE_PC_RING, ms);
+        fprintf(
+            f,
+            "- **threads (c)**, *prodcons*: a producer thread allocates and touches %d-B blocks "
+            "and puts "
+            "them, %d pointers at a time, into a ring of %d slots; a consumer thread frees each "
+            "batch and "
+            "gives its slot back (a flag per slot, stored with release and loaded with acquire; a "
+            "waiting thread spins 128 times, then yields its CPU). Timed for %.0f ms, then the "
+            "ring is "
+            "drained; the figure is the wall time over the blocks freed, ns per block.\n",
+            TS_SIZE, SUITE_PC_BATCH, SUITE_PC_RING, ms);
     if (planned(st, WL_VARSIZE)) {
         char bands[TEXT] = "";
         for (int k = 0; k < SUITE_VAR_BANDS; k++) {
             const suite_var_band *b = &suite_var_bands[k];
-            static const char *const shape[] = { "uniform", "log-uniform (each doubling alike)",
-                                                 "Pareto (density ~ 1/size^2: each doubling half as likely)" };
-            textf(bands + strlen(bands), sizeof bands - strlen(bands), "%s%u%% %s in %zu-%zu B", k ? ", " : "",
-                  b->pct, shape[b->shape], b->lo, b->hi);
+            static const char *const shape[] = {
+                "uniform", "log-uniform (each doubling alike)",
+                "Pareto (density ~ 1/size^2: each doubling half as likely)"};
+            textf(bands + strlen(bands), sizeof bands - strlen(bands), "%s%u%% %s in %zu-%zu B",
+                  k ? ", " : "", b->pct, shape[b->shape], b->lo, b->hi);
         }
-        fprintf(f, "- **variable sizes**, *varsize*: %" PRIu64 " objects live in all, of sizes drawn %s (a "
-                   "table of 65536 sizes drawn from a fixed seed). With 1 thread, or 2 threads each with half "
-                   "the objects as a working set of its own; each thread has its own fixed seed for its victims "
-                   "and sizes, so every peer sees the same sequence. The fill, a tenth of the steps untimed, "
-                   "then %" PRIu64 " timed steps in all (split between the threads), each: free a random live "
-                   "object (the size is passed; only mp_heap uses it, by `mp_heap_free_sized`), allocate one "
-                   "of the next size and touch it: its first word, a byte in every 4 KiB and its last byte, so "
-                   "its memory is resident as a program's would be. The figure is the wall time over the "
-                   "steps. mp_malloc and the allocators are shared by the threads; a plain mp_heap is not "
-                   "thread-safe, so each thread has its own. Memory: VmHWM of the process (the peak), and the "
-                   "growth of the resident set from before the workload to the end of the timed steps, over "
-                   "the live payload.\n",
-                pl->var_live, bands, pl->var_n);
+        fprintf(
+            f,
+            "- **variable sizes**, *varsize*: %" PRIu64
+            " objects live in all, of sizes drawn %s (a "
+            "table of 65536 sizes drawn from a fixed seed). With 1 thread, or 2 threads each with "
+            "half "
+            "the objects as a working set of its own; each thread has its own fixed seed for its "
+            "victims "
+            "and sizes, so every peer sees the same sequence. The fill, a tenth of the steps "
+            "untimed, "
+            "then %" PRIu64
+            " timed steps in all (split between the threads), each: free a random live "
+            "object (the size is passed; only mp_heap uses it, by `mp_heap_free_sized`), allocate "
+            "one "
+            "of the next size and touch it: its first word, a byte in every 4 KiB and its last "
+            "byte, so "
+            "its memory is resident as a program's would be. The figure is the wall time over the "
+            "steps. mp_malloc and the allocators are shared by the threads; a plain mp_heap is not "
+            "thread-safe, so each thread has its own. Memory: VmHWM of the process (the peak), and "
+            "the "
+            "growth of the resident set from before the workload to the end of the timed steps, "
+            "over "
+            "the live payload.\n",
+            pl->var_live, bands, pl->var_n);
     }
     if (planned(st, WL_TS_PAIR) || planned(st, WL_PRODCONS) || planned(st, WL_VARSIZE))
-        fprintf(f, "- **Goals** (issues 3, 5, 7) are listed under the tables they concern and together at "
-                   "the end, each judged on the medians of this run: *best malloc* is the best of glibc, "
-                   "jemalloc, tcmalloc, mimalloc and TBB in the same cell.\n");
+        fprintf(
+            f,
+            "- **Goals** (issues 3, 5, 7) are listed under the tables they concern and together at "
+            "the end, each judged on the medians of this run: *best malloc* is the best of glibc, "
+            "jemalloc, tcmalloc, mimalloc and TBB in the same cell.\n");
 }
 
 void plot_mt(const study *st, FILE *g, const char *dir, const char *out_dir)
@@ -431,7 +504,8 @@ void plot_mt(const study *st, FILE *g, const char *dir, const char *out_dir)
     fprintf(g, "set xlabel ''\n");
     if (planned(st, WL_TS_PAIR)) {
         plot_data(st, dir, "ts_pair", WL_TS_PAIR, m_ns);
-        snprintf(title, sizeof title, "%s\\nns per op, median of %d runs (whiskers: min-max); log scale",
+        snprintf(title, sizeof title,
+                 "%s\\nns per op, median of %d runs (whiskers: min-max); log scale",
                  suite_workloads[WL_TS_PAIR].title, runs);
         plot_script(st, g, dir, out_dir, "ts_pair", WL_TS_PAIR, 1, title, "ns per op (log)", true);
     }
@@ -443,16 +517,22 @@ void plot_mt(const study *st, FILE *g, const char *dir, const char *out_dir)
         for (int c = 0; c < st->ncells; c++)
             rows += st->cells[c].wl == wl;
         plot_data(st, dir, suite_workloads[wl].name, wl, m_mops);
-        snprintf(title, sizeof title, "%s\\ntotal throughput, Mops/s (higher is better), median of %d runs "
-                 "(whiskers: min-max); log scale", suite_workloads[wl].title, runs);
-        plot_script(st, g, dir, out_dir, suite_workloads[wl].name, wl, rows, title, "Mops/s (log)", true);
+        snprintf(title, sizeof title,
+                 "%s\\ntotal throughput, Mops/s (higher is better), median of %d runs "
+                 "(whiskers: min-max); log scale",
+                 suite_workloads[wl].title, runs);
+        plot_script(st, g, dir, out_dir, suite_workloads[wl].name, wl, rows, title, "Mops/s (log)",
+                    true);
     }
     fprintf(g, "set xlabel ''\n");
     if (planned(st, WL_PRODCONS)) {
         plot_data(st, dir, "prodcons", WL_PRODCONS, m_ns);
-        snprintf(title, sizeof title, "%s\\nns per block handed over, median of %d runs (whiskers: min-max); "
-                 "log scale", suite_workloads[WL_PRODCONS].title, runs);
-        plot_script(st, g, dir, out_dir, "prodcons", WL_PRODCONS, 1, title, "ns per block (log)", true);
+        snprintf(title, sizeof title,
+                 "%s\\nns per block handed over, median of %d runs (whiskers: min-max); "
+                 "log scale",
+                 suite_workloads[WL_PRODCONS].title, runs);
+        plot_script(st, g, dir, out_dir, "prodcons", WL_PRODCONS, 1, title, "ns per block (log)",
+                    true);
     }
     if (planned(st, WL_VARSIZE)) {
         int rows = 0;
@@ -463,8 +543,11 @@ void plot_mt(const study *st, FILE *g, const char *dir, const char *out_dir)
                  suite_workloads[WL_VARSIZE].title, runs);
         plot_script(st, g, dir, out_dir, "varsize", WL_VARSIZE, rows, title, "ns per step", false);
         plot_data(st, dir, "varsize_memory", WL_VARSIZE, m_hwm_mib);
-        snprintf(title, sizeof title, "%s\\npeak resident set of the process (VmHWM), MiB, median of %d runs "
-                 "(whiskers: min-max)", suite_workloads[WL_VARSIZE].title, runs);
-        plot_script(st, g, dir, out_dir, "varsize_memory", WL_VARSIZE, rows, title, "peak RSS, MiB", false);
+        snprintf(title, sizeof title,
+                 "%s\\npeak resident set of the process (VmHWM), MiB, median of %d runs "
+                 "(whiskers: min-max)",
+                 suite_workloads[WL_VARSIZE].title, runs);
+        plot_script(st, g, dir, out_dir, "varsize_memory", WL_VARSIZE, rows, title, "peak RSS, MiB",
+                    false);
     }
 }
