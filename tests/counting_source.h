@@ -62,9 +62,10 @@ typedef struct counting_source {
     bool stripes;                          /* and a stripe of every later page, and the last page */
     size_t page;                           /* when set, map's align must be exactly this */
     const void *self;                      /* when set, the ctx every call must get */
-    uintptr_t base, top;   /* when top != 0: regions carved from [base, top), top down */
-    atomic_bool locked;    /* the list's lock */
-    counting_region *live; /* the regions out */
+    uintptr_t base, top;     /* when top != 0: regions carved from [base, top), top down */
+    atomic_bool locked;      /* the list's lock */
+    counting_region *live;   /* the regions out, newest first */
+    counting_region *oldest; /* the list's last */
 } counting_source;
 
 static inline void counting_peak(counting_source *cs, size_t out)
@@ -116,6 +117,8 @@ static inline void *counting_take(counting_source *cs, size_t size, size_t align
     r->next = cs->live;
     if (cs->live != NULL)
         cs->live->prev = r;
+    else
+        cs->oldest = r;
     cs->live = r;
     counting_unlock(cs);
     return p;
@@ -160,9 +163,17 @@ static inline void *counting_map(void *ctx, size_t size, size_t align)
 static inline counting_region *counting_find(counting_source *cs, void *p, size_t size)
 {
     counting_lock(cs);
-    counting_region *r = cs->live;
-    while (r != NULL && r->p != p)
-        r = r->next;
+    /* from both ends at once: pools give back their newest regions, and tests destroy thousands
+     * of pools oldest first, where a walk from one end would be quadratic */
+    counting_region *r = NULL;
+    for (counting_region *n = cs->live, *o = cs->oldest; n != NULL; n = n->next, o = o->prev) {
+        if (n->p == p || o->p == p) {
+            r = n->p == p ? n : o;
+            break;
+        }
+        if (n == o || n->next == o)
+            break;
+    }
     if (r != NULL && r->size == size) {
         if (r->prev != NULL)
             r->prev->next = r->next;
@@ -170,6 +181,8 @@ static inline counting_region *counting_find(counting_source *cs, void *p, size_
             cs->live = r->next;
         if (r->next != NULL)
             r->next->prev = r->prev;
+        else
+            cs->oldest = r->prev;
     }
     counting_unlock(cs);
     if (r == NULL || r->size != size) {
