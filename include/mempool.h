@@ -314,21 +314,24 @@ bool mp_pool_check(const mp_pool *pool);
  * false to stop.
  *   fn may free the block it was given (and only that block) into the pool; it must make no other
  *   call on this pool (or, for mp_heap_visit, on this heap); it may use any other pool or heap.
- *   Complexity: O(blocks carved since the last reset + chunk runs), plus the calls. A pool without
- *   free bits (plain, MP_ZERO, MP_THREAD_SAFE) needs a bit of scratch memory per carved block: a
+ *   Complexity: O(blocks carved since the last reset + chunk runs), plus the calls; a pool without
+ *   free bits (plain, MP_ZERO, MP_THREAD_SAFE) also finds each free block's slot from its address:
+ *   O(free blocks * chunk runs). Such a pool needs a bit of scratch memory per carved block: a
  *   buffer pool has it in its buffer; a pool from a source holding up to 4096 carved blocks uses
  *   the stack, a larger one maps it from the system for the call (not from the pool's source).
- *   A checked or secure pool reads its free bits and needs none.
- *   Undefined in a plain pool: a free list damaged by the program; a secure or checked pool does
- *   not need its list here.
+ *   A checked or secure pool reads its free bits: no scratch, and its free list is not walked.
+ *   A pool without free bits whose list (or a thread's cache) leads to an address that is no block
+ *   it carved reports a corrupted free list (as a checked pool's walks do, mp_set_error_handler())
+ *   and visits nothing; any other damage the program did to its free blocks is undefined.
  *   Thread-safety: none on the pool: no other thread may use the pool meanwhile, as for
  *   mp_pool_reset(), even a thread-safe one (its threads' caches are read as they stand); other
  *   pools and heaps may be used from any thread, fn included.
- *   Returns 0 (also when fn stopped the visit), EINVAL when pool or fn is NULL (fn never called),
- *   or ENOMEM when the scratch memory could not be had (fn never called).
+ *   Returns 0 (also when fn stopped the visit), EINVAL when pool or fn is NULL, or ENOMEM when the
+ *   scratch memory could not be had; fn is never called then.
  * mp_heap_visit() does the same for a heap: every live block of each class pool (by increasing
  * class, size the usable size: the class's block size), then every large block in use (the newest
- * first, size its usable size). Same returns, same rules: no other thread may use the heap.
+ * first, size its usable size). Same rules: no other thread may use the heap meanwhile. Returns 0,
+ * EINVAL, or ENOMEM when a class's scratch could not be had (the classes before it were visited).
  */
 typedef bool mp_visit_fn(void *block, size_t size, void *ctx);
 int mp_pool_visit(const mp_pool *pool, mp_visit_fn *fn, void *ctx);

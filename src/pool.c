@@ -1415,15 +1415,14 @@ bool mpi_pool_each_slot(const mp_pool *pool, bool is_free, mp_visit_fn *fn, void
 }
 
 /* Sets the scratch bit of free block `block`; false when it is no carved slot of the pool (a
- * damaged list: nothing is written then). Masks to the chunk header for the run, as trim does. */
+ * damaged list: nothing is written, nor read). By arithmetic on the address, O(runs), not by
+ * masking as trim does: a damaged link may point anywhere. */
 static bool visit_mark(const mp_pool *pool, const void *block, void *bits)
 {
     mpi_slot s;
-    const mpi_run *run =
-        (pool->state & MPI_IN_BUFFER) != 0 ? &pool->buffer_run : pool_run_of(pool, block);
-    if (!run_block_index(pool, run, block, &s, 0) || s.k >= run->carved)
+    if (!pool_find_slot_as(pool, block, &s, 0) || s.k >= s.run->carved)
         return false;
-    uint64_t i = run->scratch + s.k;
+    uint64_t i = s.run->scratch + s.k;
     ((unsigned char *)bits)[i / 8] |= (unsigned char)(1u << (i % 8));
     return true;
 }
