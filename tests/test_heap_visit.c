@@ -9,16 +9,6 @@
 #include "test_heap.h"
 #include "visit.h"
 
-static uint64_t rng_state;
-
-static uint64_t rng(void)
-{
-    uint64_t x = (rng_state += 0x9E3779B97F4A7C15u);
-    x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9u;
-    x = (x ^ (x >> 27)) * 0x94D049BB133111EBu;
-    return x ^ (x >> 31);
-}
-
 static size_t usable(void *ctx, const void *block)
 {
     return mp_heap_usable_size(ctx, block);
@@ -112,14 +102,36 @@ static const heap_kind heap_kinds[] = {
 
 static size_t random_size(void)
 {
-    uint64_t r = rng() % 100;
+    uint64_t r = visit_rng() % 100;
     if (r < 3)
         return 0;
     if (r < 70)
-        return (size_t)(rng() % 256);
+        return (size_t)(visit_rng() % 256);
     if (r < 95)
-        return (size_t)(rng() % 8192);
-    return (size_t)(rng() % (600 * KiB));
+        return (size_t)(visit_rng() % 8192);
+    return (size_t)(visit_rng() % (600 * KiB));
+}
+
+static void *heap_alloc_of(void *obj)
+{
+    return visit_rng() % 7 == 0
+               ? mp_heap_aligned_alloc(obj, (size_t)1 << (visit_rng() % 13), random_size())
+               : mp_heap_alloc(obj, random_size());
+}
+
+static void heap_free_of(void *obj, void *p)
+{
+    mp_heap_free(obj, p);
+}
+
+static bool heap_visit_of(void *obj, void *const *live, size_t n)
+{
+    return heap_visit_is(obj, live, n);
+}
+
+static void heap_trim_of(void *obj)
+{
+    mp_heap_trim(obj);
 }
 
 static void heap_model(const heap_kind *k, uint64_t ops)
@@ -128,47 +140,28 @@ static void heap_model(const heap_kind *k, uint64_t ops)
     void *buf = k->buffer != 0 ? aligned_alloc(2 * MiB, k->buffer) : NULL;
     mp_heap *heap = mp_heap_create(&(mp_heap_opts){
         .flags = k->flags, .buffer = buf, .buffer_size = k->buffer, .name = k->name});
-    enum { MAXLIVE = 3000 };
-    void **live = malloc(MAXLIVE * sizeof *live);
-    size_t n = 0;
-    tally t = {0};
     snprintf(msg, sizeof msg, "heap visit model (%s): made", k->name);
-    if (!CHECK(msg, heap != NULL && live != NULL))
+    if (!CHECK(msg, heap != NULL))
         return;
-    for (uint64_t op = 0; op < ops; op++) {
-        uint64_t r = rng() % 1000;
-        if (r == 0 && k->buffer == 0) {
-            mp_heap_trim(heap);
-        } else if (n < MAXLIVE && (n == 0 || r < 500 + (op / 2048 % 2) * 150)) {
-            void *p = r % 7 == 0
-                          ? mp_heap_aligned_alloc(heap, (size_t)1 << (rng() % 13), random_size())
-                          : mp_heap_alloc(heap, random_size());
-            if (p != NULL)
-                live[n++] = p;
-        } else if (n != 0) {
-            size_t i = (size_t)(rng() % n);
-            mp_heap_free(heap, live[i]);
-            live[i] = live[--n];
-        }
-        if (op % 61 == 0 || op + 1 == ops)
-            tally_expect(&t, heap_visit_is(heap, live, n), "%s: op %llu, %zu live", k->name,
-                         (unsigned long long)op, n);
-    }
+    visit_model m = {k->name,
+                     heap,
+                     heap_alloc_of,
+                     heap_free_of,
+                     heap_visit_of,
+                     NULL,
+                     k->buffer == 0 ? heap_trim_of : NULL,
+                     3000,
+                     61};
     snprintf(msg, sizeof msg, "heap visit model (%s): visited == live at every check", k->name);
-    CHECK(msg, t.bad == 0);
-    for (size_t i = 0; i < n; i++)
-        mp_heap_free(heap, live[i]);
+    CHECK(msg, visit_model_run(&m, ops));
     mp_heap_destroy(heap);
-    free(live);
     free(buf);
 }
 
 int main(int argc, char **argv)
 {
-    rng_state = argc > 1 ? strtoull(argv[1], NULL, 0) : 1;
-    const char *sc = getenv("MP_TEST_SCALE");
-    double f = sc ? strtod(sc, NULL) : 1.0;
-    uint64_t ops = argc > 2 ? strtoull(argv[2], NULL, 0) : (uint64_t)(50000 * (f > 0 ? f : 1.0));
+    visit_rng_state = argc > 1 ? strtoull(argv[1], NULL, 0) : 1;
+    uint64_t ops = argc > 2 ? strtoull(argv[2], NULL, 0) : (uint64_t)(50000 * visit_scale());
     static const unsigned flags[] = {0, MP_ZERO, MP_CHECKED, MP_SECURE, MP_THREAD_SAFE};
     static const char *const names[] = {"plain", "zero", "checked", "secure", "thread-safe"};
     for (int i = 0; i < 5; i++)

@@ -20,23 +20,6 @@
 #include <pthread.h>
 #include <sys/resource.h>
 
-static uint64_t rng_state;
-
-static uint64_t rng(void)
-{
-    uint64_t x = (rng_state += 0x9E3779B97F4A7C15u);
-    x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9u;
-    x = (x ^ (x >> 27)) * 0x94D049BB133111EBu;
-    return x ^ (x >> 31);
-}
-
-static double scale(void)
-{
-    const char *s = getenv("MP_TEST_SCALE");
-    double f = s ? strtod(s, NULL) : 1.0;
-    return f > 0 ? f : 1.0;
-}
-
 /* Visits pool into a fresh log; true if it returned 0 and saw exactly live[0..n). */
 static bool visit_is(mp_pool *pool, void *const *live, size_t n)
 {
@@ -284,6 +267,31 @@ static const kind kinds[] = {
     {"buffer checked", 200, 0, MP_CHECKED, 1 << 20},
 };
 
+static void *pool_alloc_of(void *obj)
+{
+    return mp_pool_alloc(obj);
+}
+
+static void pool_free_of(void *obj, void *p)
+{
+    mp_pool_free(obj, p);
+}
+
+static bool pool_visit_is(void *obj, void *const *live, size_t n)
+{
+    return visit_is(obj, live, n);
+}
+
+static void pool_reset_of(void *obj)
+{
+    mp_pool_reset(obj);
+}
+
+static void pool_trim_of(void *obj)
+{
+    mp_pool_trim(obj);
+}
+
 static void model_run(const kind *k, uint64_t ops)
 {
     char msg[160];
@@ -294,41 +302,15 @@ static void model_run(const kind *k, uint64_t ops)
                                                    .buffer = buf,
                                                    .buffer_size = k->buffer,
                                                    .name = k->name});
-    enum { MAXLIVE = 6000 };
-    void **live = malloc(MAXLIVE * sizeof *live);
-    size_t n = 0;
-    tally t = {0};
     snprintf(msg, sizeof msg, "visit model (%s): made", k->name);
-    if (!CHECK(msg, pool != NULL && live != NULL))
+    if (!CHECK(msg, pool != NULL))
         return;
-    for (uint64_t op = 0; op < ops; op++) {
-        uint64_t r = rng() % 1000;
-        if (r < 2) { /* now and then everything goes */
-            if (r == 0) {
-                mp_pool_reset(pool);
-                n = 0;
-            } else {
-                mp_pool_trim(pool);
-            }
-        } else if (n < MAXLIVE && (n == 0 || r < 520 + (op / 4096 % 2) * 200)) {
-            void *p = mp_pool_alloc(pool);
-            if (p != NULL)
-                live[n++] = p;
-        } else if (n != 0) {
-            size_t i = (size_t)(rng() % n);
-            mp_pool_free(pool, live[i]);
-            live[i] = live[--n];
-        }
-        if (op % 97 == 0 || op + 1 == ops)
-            tally_expect(&t, visit_is(pool, live, n), "%s: op %llu, %zu live", k->name,
-                         (unsigned long long)op, n);
-    }
+    visit_model m = {k->name,      pool,          pool_alloc_of,
+                     pool_free_of, pool_visit_is, pool_reset_of,
+                     pool_trim_of, 6000,          97};
     snprintf(msg, sizeof msg, "visit model (%s): visited == live at every check", k->name);
-    CHECK(msg, t.bad == 0);
-    for (size_t i = 0; i < n; i++)
-        mp_pool_free(pool, live[i]);
+    CHECK(msg, visit_model_run(&m, ops));
     mp_pool_destroy(pool);
-    free(live);
     free(buf);
 }
 
@@ -366,7 +348,7 @@ static void test_buffer_size(void)
     static const unsigned flagset[] = {0, MP_ZERO, MP_SECURE, MP_CHECKED};
     size_t cap = 2 * MiB;
     unsigned char *buf = aligned_alloc(4096, cap);
-    size_t step = scale() >= 1 ? 1 : (size_t)(1 / scale());
+    size_t step = visit_scale() >= 1 ? 1 : (size_t)(1 / visit_scale());
     tally fit = {0}, tight = {0}, line = {0}, al = {0};
     for (size_t bs = 1; bs <= 1024; bs += (bs < 64 ? 1 : step)) {
         for (size_t ai = 0; ai < sizeof aligns / sizeof *aligns; ai++) {
@@ -402,8 +384,8 @@ static void test_buffer_size(void)
 
 int main(int argc, char **argv)
 {
-    rng_state = argc > 1 ? strtoull(argv[1], NULL, 0) : 1;
-    uint64_t ops = argc > 2 ? strtoull(argv[2], NULL, 0) : (uint64_t)(200000 * scale());
+    visit_rng_state = argc > 1 ? strtoull(argv[1], NULL, 0) : 1;
+    uint64_t ops = argc > 2 ? strtoull(argv[2], NULL, 0) : (uint64_t)(200000 * visit_scale());
     test_errors();
     static const unsigned flags[] = {0, MP_ZERO, MP_CHECKED, MP_SECURE, MP_THREAD_SAFE};
     static const char *const names[] = {"plain", "zero", "checked", "secure", "thread-safe"};

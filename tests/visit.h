@@ -7,6 +7,7 @@
 #define MP_TEST_VISIT_H
 
 #include "mempool.h"
+#include "test.h"
 
 #include <stdbool.h>
 #include <stdint.h>
@@ -81,6 +82,76 @@ static inline bool visit_log_equals(visit_log *v, void *const *live, size_t nliv
     bool same = memcmp(want, v->blocks, nlive * sizeof *want) == 0;
     free(want);
     return same;
+}
+
+/* ------------------------------------------------------------------------------------------------
+ * The model run both suites make: random allocs and frees (and now and then a reset or a trim)
+ * against a live set, visiting every `every` ops; the object is a pool or a heap.
+ * ---------------------------------------------------------------------------------------------- */
+
+static uint64_t visit_rng_state;
+
+static inline uint64_t visit_rng(void)
+{
+    uint64_t x = (visit_rng_state += 0x9E3779B97F4A7C15u);
+    x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9u;
+    x = (x ^ (x >> 27)) * 0x94D049BB133111EBu;
+    return x ^ (x >> 31);
+}
+
+/* MP_TEST_SCALE (tests/CMakeLists.txt); 1 when unset or not positive. */
+static inline double visit_scale(void)
+{
+    const char *s = getenv("MP_TEST_SCALE");
+    double f = s ? strtod(s, NULL) : 1.0;
+    return f > 0 ? f : 1.0;
+}
+
+typedef struct visit_model {
+    const char *name;
+    void *obj;
+    void *(*alloc)(void *obj);
+    void (*free)(void *obj, void *p);
+    bool (*visit_is)(void *obj, void *const *live, size_t n);
+    void (*reset)(void *obj); /* NULL: none */
+    void (*trim)(void *obj);  /* NULL: none */
+    size_t maxlive;
+    uint64_t every;
+} visit_model;
+
+/* Runs the model for `ops` operations; true if the visited set was the live set at every visit.
+ * Frees what is left live. */
+static inline bool visit_model_run(const visit_model *m, uint64_t ops)
+{
+    void **live = (void **)malloc(m->maxlive * sizeof *live);
+    size_t n = 0;
+    tally t = {0};
+    if (live == NULL)
+        return false;
+    for (uint64_t op = 0; op < ops; op++) {
+        uint64_t r = visit_rng() % 1000;
+        if (r == 0 && m->reset != NULL) {
+            m->reset(m->obj);
+            n = 0;
+        } else if (r == 1 && m->trim != NULL) {
+            m->trim(m->obj);
+        } else if (n < m->maxlive && (n == 0 || r < 500 + (op / 4096 % 2) * 200)) {
+            void *p = m->alloc(m->obj);
+            if (p != NULL)
+                live[n++] = p;
+        } else if (n != 0) {
+            size_t i = (size_t)(visit_rng() % n);
+            m->free(m->obj, live[i]);
+            live[i] = live[--n];
+        }
+        if (op % m->every == 0 || op + 1 == ops)
+            tally_expect(&t, m->visit_is(m->obj, live, n), "%s: op %llu, %zu live", m->name,
+                         (unsigned long long)op, n);
+    }
+    for (size_t i = 0; i < n; i++)
+        m->free(m->obj, live[i]);
+    free(live);
+    return t.bad == 0;
 }
 
 #endif /* MP_TEST_VISIT_H */
