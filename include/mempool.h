@@ -157,6 +157,40 @@ typedef struct mp_pool_opts {
 
 typedef struct mp_pool mp_pool;
 
+/*
+ * Buffers sized at compile time: the bytes a buffer must have so that a pool made in it
+ * (opts.buffer) with that block size and align (as in mp_pool_opts: 0 for the default, else a
+ * power of two) holds `count` live blocks at once. Exact: one byte less holds fewer. An integer
+ * constant expression of type size_t, usable as a static array's length. It assumes the buffer is
+ * aligned to MP_POOL_BUFFER_ALIGN(size, align) (less aligned, it may hold fewer):
+ *
+ *     static _Alignas(MP_POOL_BUFFER_ALIGN(24, 0)) unsigned char b[MP_POOL_BUFFER_SIZE(24, 0, 9)];
+ *     mp_pool *pool = mp_pool_create(&(mp_pool_opts){.block_size = 24, .buffer = b,
+ *                                                     .buffer_size = sizeof b});
+ *
+ * For plain, MP_ZERO and MP_SECURE pools, in every build (with AddressSanitizer or under Valgrind
+ * too); for a checked pool, whose blocks carry guard bytes, use MP_POOL_BUFFER_SIZE_FLAGS. No
+ * overflow check is made: the arguments must be those of a pool that mp_pool_create() accepts.
+ * The layout of a buffer pool, which it follows (docs/design.md):
+ *   [ the pool: MP_POOL_HEADER_BYTES ][ a bit per block ][ pad to align ][ count blocks ]
+ * each block taking its size (at least a pointer's) rounded up to the alignment. C11 or C++11.
+ */
+#define MP_POOL_BUFFER_SIZE(size, align, count) MP_POOL_BUFFER_SIZE_FLAGS(size, align, count, 0)
+
+/* MP_POOL_BUFFER_SIZE for a pool with these flags: MP_CHECKED blocks take room for their guard
+ * and allocation site; the other flags change nothing. */
+#define MP_POOL_BUFFER_SIZE_FLAGS(size, align, count, flags)                                       \
+    (MP_ROUND_UP_(MP_POOL_HEADER_BYTES + ((size_t)(count) + 7) / 8, MP_ALIGN_OF_(size, align)) +   \
+     (size_t)(count)*MP_STRIDE_(size, align, flags))
+
+/* The alignment MP_POOL_BUFFER_SIZE assumes of the buffer: the larger of the blocks' alignment (as
+ * mp_pool_align() would say) and alignof(max_align_t), for _Alignas on a static buffer. */
+#define MP_POOL_BUFFER_ALIGN(size, align)                                                          \
+    MP_MAX_(MP_ALIGN_OF_(size, align), MP_ALIGNOF_(max_align_t))
+
+/* The bytes a pool's own bookkeeping takes at the start of its buffer, whatever the flags. */
+#define MP_POOL_HEADER_BYTES ((size_t)96 * sizeof(void *) + 512)
+
 /* ------------------------------------------------------------------------------------------------
  * Creating and destroying pools
  * ---------------------------------------------------------------------------------------------- */
@@ -271,6 +305,36 @@ bool mp_pool_owns(const mp_pool *pool, const void *p);
  * that were not carved since the last reset).
  */
 bool mp_pool_check(const mp_pool *pool);
+
+/*
+ * Visiting live blocks (mimalloc's mi_heap_visit_blocks): mp_pool_visit() calls fn(block, size,
+ * ctx) once for every live block of the pool (handed out and not freed), with size the pool's
+ * block size, and never for a free one, nor one held in a thread's cache; in slot order (each chunk
+ * run from its lowest address up, the runs in the order they were taken). fn returns true to go on,
+ * false to stop.
+ *   fn may free the block it was given (and only that block) into the pool; it must make no other
+ *   call on this pool (or, for mp_heap_visit, on this heap); it may use any other pool or heap.
+ *   Complexity: O(blocks carved since the last reset + chunk runs), plus the calls; a pool without
+ *   free bits (plain, MP_ZERO, MP_THREAD_SAFE) also finds each free block's slot from its address:
+ *   O(free blocks * chunk runs). Such a pool needs a bit of scratch memory per carved block: a
+ *   buffer pool has it in its buffer; a pool from a source holding up to 4096 carved blocks uses
+ *   the stack, a larger one maps it from the system for the call (not from the pool's source).
+ *   A checked or secure pool reads its free bits: no scratch, and its free list is not walked.
+ *   A pool without free bits whose list (or a thread's cache) leads to an address that is no block
+ *   it carved reports a corrupted free list (as a checked pool's walks do, mp_set_error_handler())
+ *   and visits nothing; any other damage the program did to its free blocks is undefined.
+ *   Thread-safety: none on the pool: no other thread may use the pool meanwhile, as for
+ *   mp_pool_reset(), even a thread-safe one (its threads' caches are read as they stand); other
+ *   pools and heaps may be used from any thread, fn included.
+ *   Returns 0 (also when fn stopped the visit), EINVAL when pool or fn is NULL, or ENOMEM when the
+ *   scratch memory could not be had; fn is never called then.
+ * mp_heap_visit() does the same for a heap: every live block of each class pool (by increasing
+ * class, size the usable size: the class's block size), then every large block in use (the newest
+ * first, size its usable size). Same rules: no other thread may use the heap meanwhile. Returns 0,
+ * EINVAL, or ENOMEM when a class's scratch could not be had (the classes before it were visited).
+ */
+typedef bool mp_visit_fn(void *block, size_t size, void *ctx);
+int mp_pool_visit(const mp_pool *pool, mp_visit_fn *fn, void *ctx);
 
 /* The pool's block size as asked for, the alignment it uses (the default worked out when 0 was
  * asked for) and its name (0, 0 and "" for a NULL pool). O(1). */
@@ -499,6 +563,9 @@ void mp_heap_free_sized(mp_heap *heap, void *p, size_t size);
 /* The usable size of a block of the heap (>= what was asked for); 0 for NULL. */
 size_t mp_heap_usable_size(const mp_heap *heap, const void *p);
 
+/* Calls fn for every live block of the heap, with its usable size; see mp_pool_visit(). */
+int mp_heap_visit(const mp_heap *heap, mp_visit_fn *fn, void *ctx);
+
 /* Gives back what the heap holds but does not use: the cached large blocks, and every class pool's
  * wholly free chunks (as mp_pool_trim()). Returns the bytes given back (0 for NULL; for a buffer
  * heap only what the classes release, reusable after mp_heap_reset()). A capacity heap also gives
@@ -648,6 +715,27 @@ int mp_arena_stats(const mp_arena *arena, struct mp_arena_stats *out);
  * more per operation. (MP_NOINLINE, above, is unrelated: the attribute that keeps a function out of
  * line.)
  * ============================================================================================== */
+
+/* The helpers of MP_POOL_BUFFER_SIZE. The default alignment is pool_geometry()'s (src/pool.c):
+ * the lowest set bit of the size, at most alignof(max_align_t), at least alignof(void *); a checked
+ * block is followed by its canary (to 8 bytes, then 8 more) and its allocation site. */
+#ifdef __cplusplus
+#define MP_ALIGNOF_(type) alignof(type)
+#else
+#define MP_ALIGNOF_(type) _Alignof(type)
+#endif
+#define MP_MAX_(a, b) ((size_t)(a) > (size_t)(b) ? (size_t)(a) : (size_t)(b))
+#define MP_MIN_(a, b) ((size_t)(a) < (size_t)(b) ? (size_t)(a) : (size_t)(b))
+#define MP_ROUND_UP_(x, a) (((size_t)(x) + (size_t)(a)-1) / (size_t)(a) * (size_t)(a))
+#define MP_ALIGN_OF_(size, align)                                                                  \
+    MP_MAX_((align) != 0                                                                           \
+                ? (size_t)(align)                                                                  \
+                : MP_MIN_((size_t)(size) & (~(size_t)(size) + 1), MP_ALIGNOF_(max_align_t)),       \
+            MP_ALIGNOF_(void *))
+#define MP_STRIDE_(size, align, flags)                                                             \
+    MP_ROUND_UP_(((flags)&MP_CHECKED) != 0 ? MP_ROUND_UP_(size, 8) + 8 + sizeof(void *)            \
+                                           : MP_MAX_(size, sizeof(void *)),                        \
+                 MP_ALIGN_OF_(size, align))
 
 #define MP_ABI_VERSION 1
 

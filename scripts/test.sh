@@ -4,7 +4,7 @@
 #   release   gcc, Release, -Werror: every ctest suite at full scale
 #   checked   clang, internal asserts on (MEMPOOL_DEBUG=1), -Werror
 #   asan      gcc, AddressSanitizer + UBSan (pools poison free blocks)
-#   tsan      clang, ThreadSanitizer, the threaded suites
+#   tsan      clang, ThreadSanitizer, the threaded suites (and visiting)
 #   valgrind  gcc with MEMPOOL_VALGRIND=ON, every suite under memcheck (errors and leaks fail)
 #   install   the installed library used through find_package() and pkg-config
 #   fuzz      libFuzzer over random operation sequences (fuzz/run.sh): 30 s with ASan+UBSan, then
@@ -110,7 +110,7 @@ run_stage() {
     stage "tsan: clang, ThreadSanitizer, threaded suites"
     build tsan clang -DCMAKE_BUILD_TYPE=RelWithDebInfo -DMEMPOOL_SANITIZE=thread
     MP_TEST_SCALE=0.1 TSAN_OPTIONS=halt_on_error=1 ctest --test-dir "$out/tsan" -j"$jobs" \
-      --output-on-failure --no-tests=error -R 'thread|heap|example|cxx' -E '^(heap|threads_fork)$'
+      --output-on-failure --no-tests=error -R 'thread|heap|visit|example|cxx' -E '^(heap|threads_fork)$'
     # test_heap and test_threads_fork fork while heaps have ~100 thread-safe class pools each: the
     # fork handler holds every pool's and heap's lock across fork() (as glibc holds its arenas'),
     # more than the 64 locks TSan's deadlock detector can track at once (it fails a CHECK, and the

@@ -205,35 +205,51 @@ bool mpi_check_freed(const mp_pool *pool, void *block)
     return link && fill;
 }
 
+/* Verifies a free block at destroy (write after free); goes on whatever it finds. */
+static bool destroy_free_block(void *block, size_t size, void *ctx)
+{
+    (void)size;
+    (void)mpi_check_freed(ctx, block);
+    return true;
+}
+
+/* A leak report in the making: each live block a checked pool's destroy visits. */
+typedef struct leak_list {
+    const mp_pool *pool;
+    uint64_t n;
+    const void *first, *first_site;
+    char detail[384];
+} leak_list;
+
+/* Verifies a live block's canary and adds it to the report (the first MP_LEAKS_LISTED named). */
+static bool destroy_live_block(void *block, size_t size, void *ctx)
+{
+    leak_list *l = ctx;
+    (void)size;
+    mpi_tool_open(l->pool, block, l->pool->stride);
+    const void *site = site_get(l->pool, block);
+    if (!canary_is_intact(l->pool, block))
+        mpi_report(MP_ERR_OVERFLOW, l->pool, block, site, 1, NULL);
+    if (l->n++ == 0) {
+        l->first = block;
+        l->first_site = site;
+    }
+    if (l->n <= MP_LEAKS_LISTED)
+        leak_note(l->detail, sizeof l->detail, block, site);
+    return true;
+}
+
+/* The free blocks first (written after free?), then the live ones: the leaks, found as
+ * mp_pool_visit() finds live blocks. */
 void mpi_check_destroy(mp_pool *pool)
 {
-    uint64_t leaks = 0;
-    const void *first = NULL, *first_site = NULL;
-    char detail[384] = "";
-    for (const mpi_run *run = pool->first; run != NULL; run = run->next) {
-        for (uint64_t k = 0; k < run->carved; k++) {
-            void *block = mpi_pool_slot(pool, run, k);
-            mpi_slot s = mpi_pool_slot_of(pool, run, k);
-            if (mpi_slot_is_free(&s)) {
-                (void)mpi_check_freed(pool, block);
-                continue;
-            }
-            mpi_tool_open(pool, block, pool->stride);
-            const void *site = site_get(pool, block);
-            if (!canary_is_intact(pool, block))
-                mpi_report(MP_ERR_OVERFLOW, pool, block, site, 1, NULL);
-            if (leaks++ == 0) {
-                first = block;
-                first_site = site;
-            }
-            if (leaks <= MP_LEAKS_LISTED)
-                leak_note(detail, sizeof detail, block, site);
-        }
-    }
-    if (leaks > MP_LEAKS_LISTED && strlen(detail) + 5 < sizeof detail)
-        strcat(detail, ", ...");
-    if (leaks != 0)
-        mpi_report(MP_ERR_LEAK, pool, first, first_site, leaks, detail);
+    leak_list l = {.pool = pool};
+    (void)mpi_pool_each_slot(pool, true, destroy_free_block, pool);
+    (void)mpi_pool_each_slot(pool, false, destroy_live_block, &l);
+    if (l.n > MP_LEAKS_LISTED && strlen(l.detail) + 5 < sizeof l.detail)
+        strcat(l.detail, ", ...");
+    if (l.n != 0)
+        mpi_report(MP_ERR_LEAK, pool, l.first, l.first_site, l.n, l.detail);
 }
 
 /* ================================================================================================
@@ -319,18 +335,21 @@ void mpi_tool_free(const mp_pool *pool, void *block)
  * or a destroy frees the live blocks at once, memcheck must be told of each (O(blocks carved),
  * under Valgrind only): the live ones are the carved slots whose free bit is clear.
  */
+#if MP_VALGRIND
+static bool tool_forget_block(void *block, size_t size, void *ctx)
+{
+    (void)size;
+    (void)ctx;
+    VALGRIND_FREELIKE_BLOCK(block, 0);
+    return true;
+}
+#endif
+
 void mpi_tool_forget_live(const mp_pool *pool)
 {
     (void)pool;
 #if MP_VALGRIND
-    if ((pool->checks & MPI_CHECK_VALGRIND) == 0)
-        return;
-    for (const mpi_run *run = pool->first; run != NULL; run = run->next) {
-        for (uint64_t k = 0; k < run->carved; k++) {
-            mpi_slot s = mpi_pool_slot_of(pool, run, k);
-            if (!mpi_slot_is_free(&s))
-                VALGRIND_FREELIKE_BLOCK(mpi_pool_slot(pool, run, k), 0);
-        }
-    }
+    if ((pool->checks & MPI_CHECK_VALGRIND) != 0)
+        (void)mpi_pool_each_slot(pool, false, tool_forget_block, NULL);
 #endif
 }

@@ -458,6 +458,29 @@ static MP_NOINLINE void large_free(mp_heap *heap, mpi_large *l)
     }
 }
 
+/* mp_heap_visit(): every class pool's live blocks, then the large blocks in use, newest first. No
+ * lock is held while fn runs (no other thread may use the heap), so fn may free its block: a
+ * large block's successor is read first, and the walk is bounded by the count of large blocks in
+ * use, so a damaged list ends it. */
+int mp_heap_visit(const mp_heap *heap, mp_visit_fn *fn, void *ctx)
+{
+    if (heap == NULL || fn == NULL)
+        return EINVAL;
+    bool stopped = false;
+    for (unsigned c = 0; c < MP_HEAP_CLASSES && !stopped; c++) {
+        const mp_pool *pool = atomic_load(&heap->pools[c]);
+        int err = pool != NULL ? mpi_pool_visit(pool, fn, ctx, &stopped) : 0;
+        if (err != 0)
+            return err;
+    }
+    uint64_t n = heap->large_allocs - heap->large_frees;
+    for (const mpi_large *l = heap->large, *next; l != NULL && n != 0 && !stopped; l = next, n--) {
+        next = l->next;
+        stopped = !fn(l->block, l->usable, ctx);
+    }
+    return 0;
+}
+
 /* The large block of `list` (heap->large or heap->cache) that starts at p; NULL if none. A cached
  * block still holds where its last block started. Lock held. */
 static mpi_large *large_find(mpi_large *list, const void *p)

@@ -145,7 +145,8 @@ typedef struct mpi_run {
     uint32_t inited;    /* chunks whose header is written */
     uint64_t carved;    /* blocks carved from this run since the last reset */
     uint64_t per_chunk; /* blocks in one chunk */
-    uint64_t scratch;   /* mp_pool_trim()'s count of this run's free blocks */
+    uint64_t scratch;   /* mp_pool_trim()'s count of this run's free blocks; mp_pool_visit()'s
+                           index of the run's first bit in its scratch bitmap */
 } mpi_run;
 
 /* Bits of mp_pool.state. */
@@ -361,6 +362,12 @@ MPI_HIDDEN void mpi_ts_sum(const mp_pool *pool, uint64_t *cached, uint64_t *allo
 MPI_HIDDEN uint64_t mpi_ts_cached_floor(const mp_pool *pool);
 /* With mpi_ts_lock held, no other thread using the pool: every cache emptied (mp_pool_reset). */
 MPI_HIDDEN void mpi_ts_reset(mp_pool *pool);
+/* With mpi_ts_lock held, no other thread using the pool: mark(pool, block, ctx) for every block the
+ * caches hold, each checked by mark before its link is read; false at once when mark returns
+ * false or a cache's list and counters disagree (mp_pool_visit). */
+MPI_HIDDEN bool mpi_ts_each_cached(const mp_pool *pool,
+                                   bool (*mark)(const mp_pool *pool, const void *block, void *ctx),
+                                   void *ctx);
 
 /* A lock of level 3 (a thread-safe heap's), on fork()'s list while it exists. */
 typedef struct mpi_fork_lock {
@@ -496,6 +503,14 @@ MPI_HIDDEN void mpi_pool_link_bad(const mp_pool *pool, const void *block);
  * program).
  */
 MPI_HIDDEN uint64_t mpi_pool_free_len(const mp_pool *pool);
+
+/* mp_pool_visit() (mempool.h); *stopped tells whether fn stopped it (mp_heap_visit goes on
+ * otherwise). */
+MPI_HIDDEN int mpi_pool_visit(const mp_pool *pool, mp_visit_fn *fn, void *ctx, bool *stopped);
+/* Calls fn(block, block_size, ctx) for each carved slot of a pool with free bits whose bit is
+ * is_free, in slot order, until fn returns false (false then). Each bit is read as the walk reaches
+ * it, so fn may free the block it is given. O(carved + runs). */
+MPI_HIDDEN bool mpi_pool_each_slot(const mp_pool *pool, bool is_free, mp_visit_fn *fn, void *ctx);
 
 /* The most blocks in use at once since creation (see the invariants of struct mp_pool). */
 static inline uint64_t mpi_pool_peak(const mp_pool *pool)

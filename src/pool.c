@@ -24,6 +24,10 @@ static_assert(sizeof(mpi_run) <= MP_CHUNK_HEADER, "a run header must fit in a ch
 static_assert(offsetof(struct mp_pool, fast) == 0,
               "the inline fast path reads the pool as its head");
 static_assert((MP_CHUNK_SIZE & (MP_CHUNK_SIZE - 1)) == 0, "MP_CHUNK_SIZE must be a power of two");
+/* A buffer pool's header (mempool.h, MP_POOL_BUFFER_SIZE): the struct fits in the bytes the macro
+ * counts, and a buffer aligned as it assumes needs no padding before the struct. */
+static_assert(sizeof(mp_pool) <= MP_POOL_HEADER_BYTES && alignof(mp_pool) <= alignof(max_align_t),
+              "struct mp_pool outgrew MP_POOL_HEADER_BYTES");
 
 /* The layouts the inline fast path compiles into programs, as of MP_ABI_VERSION (mempool.h,
  * "Internals"). Changing one breaks programs built against the old header: bump MP_ABI_VERSION (the
@@ -534,9 +538,27 @@ static void cursor_set(mp_pool *pool, mpi_run *run, uint32_t i)
     pool->populated = NULL;
 }
 
+/* A buffer pool's blocks start after its header and its bitmap of n bits (one byte at least), at
+ * the alignment: from `after` (the header's end), n >= 1 blocks end at the returned address, or at 0
+ * when they do not fit below UINTPTR_MAX. */
+static uintptr_t buffer_blocks_end(const mp_pool *proto, uintptr_t after, uint64_t n)
+{
+    uintptr_t bits = after + (uintptr_t)((n + 7) / 8);
+    if (bits < after || bits > UINTPTR_MAX - proto->align)
+        return 0;
+    uintptr_t blocks = mpi_align_up(bits, proto->align);
+    if (n > (UINTPTR_MAX - blocks) / proto->stride)
+        return 0;
+    return blocks + (uintptr_t)n * proto->stride;
+}
+
 /*
- * Places the pool at the start of the caller's buffer and makes the rest its only run.
- * Returns NULL (errno EINVAL) when the buffer cannot hold the pool and one block.
+ * Places the pool at the start of the caller's buffer and makes the rest its only run:
+ *   [ the pool: MP_POOL_HEADER_BYTES ][ a free bit per block ][ pad to align ][ n blocks ]
+ * with n the most that fit (found by bisection: the bitmap grows with n). The layout is the same
+ * whatever the flags and tools, so MP_POOL_BUFFER_SIZE (mempool.h) is exact in every build; a pool
+ * without free bits uses the bitmap as mp_pool_visit()'s scratch. Returns NULL (errno EINVAL) when
+ * the buffer cannot hold the pool and one block.
  */
 static mp_pool *pool_place_in_buffer(const mp_pool *proto, void *buffer, size_t buffer_size)
 {
@@ -545,27 +567,30 @@ static mp_pool *pool_place_in_buffer(const mp_pool *proto, void *buffer, size_t 
         return NULL;
     uintptr_t end = start + buffer_size;
     uintptr_t at = mpi_align_up(start, alignof(mp_pool));
-    if (at < start || at > end || end - at < sizeof(mp_pool))
+    if (at < start || at > end || end - at < MP_POOL_HEADER_BYTES)
         return NULL;
-    uintptr_t after = at + sizeof(mp_pool);
-    size_t bitmap = 0; /* a free bit for each slot that could fit (checked, secure) */
-    if ((proto->checks & MPI_CHECK_STATE) != 0)
-        bitmap = ((end - after) / proto->stride + 7) / 8;
-    if (after + bitmap > UINTPTR_MAX - proto->align)
-        return NULL;
-    uintptr_t blocks = mpi_align_up(after + bitmap, proto->align);
-    if (blocks >= end || (end - blocks) / proto->stride == 0)
+    uintptr_t after = at + MP_POOL_HEADER_BYTES;
+    uint64_t lo = 0, hi = (end - after) / proto->stride; /* n fits if n <= lo; not if n > hi */
+    while (lo < hi) {
+        uint64_t mid = hi - (hi - lo) / 2;
+        uintptr_t e = buffer_blocks_end(proto, after, mid);
+        if (e != 0 && e <= end)
+            lo = mid;
+        else
+            hi = mid - 1;
+    }
+    if (lo == 0)
         return NULL;
 
     mp_pool *pool = (mp_pool *)at;
     *pool = *proto;
     pool->state |= MPI_IN_BUFFER;
     pool->buffer_bitmap = (unsigned char *)after;
-    memset(pool->buffer_bitmap, 0, bitmap);
+    memset(pool->buffer_bitmap, 0, (size_t)(lo + 7) / 8);
     mpi_run *run = &pool->buffer_run;
-    run->base = (char *)blocks;
-    run->per_chunk = (end - blocks) / proto->stride;
-    run->span = run->per_chunk * proto->stride;
+    run->per_chunk = lo;
+    run->span = (size_t)lo * proto->stride;
+    run->base = (char *)(buffer_blocks_end(proto, after, lo) - run->span);
     run->nchunks = run->inited = 1;
     pool->first = pool->last = run;
     pool->nruns = 1;
@@ -1367,6 +1392,112 @@ uint64_t mpi_pool_free_len(const mp_pool *pool)
     for (walk_start(pool, &w); w.at != NULL; walk_next(pool, &w))
         ;
     return w.n;
+}
+
+/* ------------------------------------------------------------------------------------------------
+ * Visiting live blocks. A pool with free bits knows its live blocks: the carved slots whose bit is
+ * clear. Any other pool marks its free ones (the free list, and a thread-safe pool's caches) in a
+ * scratch bitmap of a bit per carved slot, run->scratch being the index of a run's first bit; the
+ * rest of its carved slots are live. The callback runs with no lock held, after the marking, so
+ * it may free the block it is given (mempool.h).
+ * ---------------------------------------------------------------------------------------------- */
+
+bool mpi_pool_each_slot(const mp_pool *pool, bool is_free, mp_visit_fn *fn, void *ctx)
+{
+    for (const mpi_run *run = pool->first; run != NULL; run = run->next)
+        for (uint64_t k = 0; k < run->carved; k++) {
+            mpi_slot s = mpi_pool_slot_of(pool, run, k);
+            if (mpi_slot_is_free(&s) == is_free &&
+                !fn(mpi_pool_slot(pool, run, k), pool->block_size, ctx))
+                return false;
+        }
+    return true;
+}
+
+/* Sets the scratch bit of free block `block`; false when it is no carved slot of the pool (a
+ * damaged list: nothing is written, nor read). By arithmetic on the address, O(runs), not by
+ * masking as trim does: a damaged link may point anywhere. */
+static bool visit_mark(const mp_pool *pool, const void *block, void *bits)
+{
+    mpi_slot s;
+    if (!pool_find_slot_as(pool, block, &s, 0) || s.k >= s.run->carved)
+        return false;
+    uint64_t i = s.run->scratch + s.k;
+    ((unsigned char *)bits)[i / 8] |= (unsigned char)(1u << (i % 8));
+    return true;
+}
+
+/* Marks every free block of a pool without free bits in `bits` (zeroed, a bit per carved slot);
+ * false, after reporting it, when the free list (or a cache) is damaged. Locks held. */
+static bool visit_mark_free(const mp_pool *pool, unsigned char *bits)
+{
+    uint64_t first = 0;
+    for (mpi_run *run = pool->first; run != NULL; run = run->next) {
+        run->scratch = first;
+        first += run->carved;
+    }
+    list_walk w;
+    const void *prev = NULL;
+    for (walk_start(pool, &w); w.at != NULL; walk_next(pool, &w)) {
+        if (!visit_mark(pool, w.at, bits))
+            break;
+        prev = w.at;
+    }
+    bool ok = w.at == NULL && !w.bad &&
+              ((pool->flags & MP_THREAD_SAFE) == 0 || mpi_ts_each_cached(pool, visit_mark, bits));
+    if (!ok)
+        mpi_pool_link_bad(pool, prev != NULL ? prev : w.at);
+    return ok;
+}
+
+/* Calls fn for each carved slot whose bit is clear, until it returns false (false then). */
+static bool visit_unmarked(const mp_pool *pool, const unsigned char *bits, mp_visit_fn *fn,
+                           void *ctx)
+{
+    for (const mpi_run *run = pool->first; run != NULL; run = run->next)
+        for (uint64_t k = 0, i = run->scratch; k < run->carved; k++, i++)
+            if ((bits[i / 8] & (1u << (i % 8))) == 0 &&
+                !fn(mpi_pool_slot(pool, run, k), pool->block_size, ctx))
+                return false;
+    return true;
+}
+
+/* The scratch bitmaps up to this many bytes live on the stack. */
+#define VISIT_LOCAL_BYTES 512u
+
+int mpi_pool_visit(const mp_pool *pool, mp_visit_fn *fn, void *ctx, bool *stopped)
+{
+    if ((pool->checks & MPI_CHECK_STATE) != 0) {
+        *stopped = !mpi_pool_each_slot(pool, false, fn, ctx);
+        return 0;
+    }
+    /* The size is read before the lock (no other thread may use the pool, mempool.h) so that the
+     * system is never called under it. */
+    size_t bytes = (size_t)((pool->carved + 7) / 8), mapped = 0;
+    unsigned char local[VISIT_LOCAL_BYTES], *bits = local;
+    if ((pool->state & MPI_IN_BUFFER) != 0) {
+        bits = pool->buffer_bitmap; /* unused by a pool without free bits */
+    } else if (bytes > sizeof local) {
+        mapped = (size_t)mpi_align_up(bytes, mpi_os_page_size());
+        bits = mpi_os_source.map(NULL, mapped, mpi_os_page_size());
+        if (bits == NULL)
+            return ENOMEM;
+    }
+    memset(bits, 0, bytes);
+    mpi_ts_lock(pool);
+    mp_assert((pool->carved + 7) / 8 == bytes);
+    bool ok = visit_mark_free(pool, bits);
+    mpi_ts_unlock(pool);
+    *stopped = ok && !visit_unmarked(pool, bits, fn, ctx);
+    if (mapped != 0)
+        mpi_os_source.unmap(NULL, bits, mapped);
+    return 0;
+}
+
+int mp_pool_visit(const mp_pool *pool, mp_visit_fn *fn, void *ctx)
+{
+    bool stopped;
+    return pool == NULL || fn == NULL ? EINVAL : mpi_pool_visit(pool, fn, ctx, &stopped);
 }
 
 bool mp_pool_owns(const mp_pool *pool, const void *p)

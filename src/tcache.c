@@ -571,6 +571,24 @@ uint64_t mpi_ts_cached_floor(const mp_pool *pool)
     return cached;
 }
 
+bool mpi_ts_each_cached(const mp_pool *pool,
+                        bool (*mark)(const mp_pool *pool, const void *block, void *ctx), void *ctx)
+{
+    for (const mpi_tcache *c = pool->caches; c != NULL; c = c->pool_next) {
+        uint64_t n = __atomic_load_n(&c->pub->pushes, __ATOMIC_ACQUIRE) -
+                     __atomic_load_n(&c->pub->pops, __ATOMIC_RELAXED);
+        const void *b = c->pub->free;
+        for (; b != NULL && n != 0; n--) {
+            if (!mark(pool, b, ctx))
+                return false;
+            b = *(void *const *)b;
+        }
+        if (b != NULL || n != 0)
+            return false;
+    }
+    return true;
+}
+
 void mpi_ts_reset(mp_pool *pool)
 {
     pool->nseg = 0;
