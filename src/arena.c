@@ -21,10 +21,10 @@
  * moves the cursor back and keeps chunks after it, empty, for reuse: by default the chunks the
  * cursor had reached (what the last round used, so a loop that builds and releases the same
  * structure maps nothing after its first round, where giving them back would fault every page in
- * again), else as many as fit in max_keep bytes of chunks held; the rest go back, as mp_arena_trim()
- * gives back every kept chunk. When the arena grows again it takes the first kept chunk that can
- * hold the request (moved to just after the cursor's chunk: empty chunks have no order that
- * matters) and maps a new chunk only when none can. Before that map it gives back kept chunks, in
+ * again), else as many as fit in max_keep bytes of chunks held; the rest go back, as
+ * mp_arena_trim() gives back every kept chunk. When the arena grows again it takes the first kept
+ * chunk that can hold the request (moved to just after the cursor's chunk: empty chunks have no
+ * order that matters) and maps a new chunk only when none can. Before that map it gives back kept chunks, in
  * order, until it has given back as many bytes as it maps (or has none left), so a loop that
  * rewinds and then allocates one ever larger block does not keep every size it ever saw: the bytes
  * held stay within the most that the chunks up to the cursor ever spanned.
