@@ -24,10 +24,10 @@
  * again), else as many as fit in max_keep bytes of chunks held; the rest go back, as
  * mp_arena_trim() gives back every kept chunk. When the arena grows again it takes the first kept
  * chunk that can hold the request (moved to just after the cursor's chunk: empty chunks have no
- * order that matters) and maps a new chunk only when none can. Before that map it gives back kept chunks, in
- * order, until it has given back as many bytes as it maps (or has none left), so a loop that
- * rewinds and then allocates one ever larger block does not keep every size it ever saw: the bytes
- * held stay within the most that the chunks up to the cursor ever spanned.
+ * order that matters) and maps a new chunk only when none can. Before that map it gives back kept
+ * chunks, in order, until it has given back as many bytes as it maps (or has none left), so a loop
+ * that rewinds and then allocates one ever larger block does not keep every size it ever saw: the
+ * bytes held stay within the most that the chunks up to the cursor ever spanned.
  *
  * Cleanups (mp_arena_add_cleanup()) are records allocated from the arena, on a stack newest first;
  * each holds bytes_used just after itself, so a rewind to a mark runs exactly those whose records
