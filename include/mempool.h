@@ -577,12 +577,13 @@ typedef struct mp_arena mp_arena;
  *   capacity:   the most bytes the arena takes from its source at once; 0 = unbounded;
  *   buffer, buffer_size: the arena lives in this buffer, bookkeeping included, never calling the
  *               system or malloc;
- *   max_keep:   the most bytes of chunks a reset or a rewind keeps, for the allocations after it
- *               (the chunks the cursor stands in and before it are never given back by a rewind;
- *               a reset always keeps the first chunk). 0 = what the arena last used: the chunks up
- *               to the cursor before the reset or rewind (so a loop that builds the same structure
- *               and resets takes no memory from the source after its first round); SIZE_MAX =
- *               every chunk. mp_arena_trim() gives back what is kept. Ignored in a buffer;
+ *   max_keep:   the most bytes of chunks the arena holds after a reset or a rewind, kept empty
+ *               for the allocations after it (a rewind never gives back the chunk the cursor
+ *               stands in nor those before it; a reset always keeps the first chunk, so 1 keeps
+ *               the first chunk only). 0 = what the arena last used: the chunks up to the cursor
+ *               before the reset or rewind (so a loop that builds the same structure and resets
+ *               takes no memory from the source after its first round); SIZE_MAX = every chunk.
+ *               mp_arena_trim() gives back what is kept. Ignored in a buffer;
  *   name, source: as for pools.
  */
 typedef struct mp_arena_opts {
