@@ -644,6 +644,13 @@ typedef struct mp_arena mp_arena;
  *   capacity:   the most bytes the arena takes from its source at once; 0 = unbounded;
  *   buffer, buffer_size: the arena lives in this buffer, bookkeeping included, never calling the
  *               system or malloc;
+ *   max_keep:   the most bytes of chunks the arena holds after a reset or a rewind, kept empty
+ *               for the allocations after it (a rewind never gives back the chunk the cursor
+ *               stands in nor those before it; a reset always keeps the first chunk, so 1 keeps
+ *               the first chunk only). 0 = what the arena last used: the chunks up to the cursor
+ *               before the reset or rewind (so a loop that builds the same structure and resets
+ *               takes no memory from the source after its first round); SIZE_MAX = every chunk.
+ *               mp_arena_trim() gives back what is kept. Ignored in a buffer;
  *   name, source: as for pools.
  */
 typedef struct mp_arena_opts {
@@ -653,6 +660,7 @@ typedef struct mp_arena_opts {
     size_t buffer_size;
     const char *name;
     const mp_source *source;
+    size_t max_keep;
 } mp_arena_opts;
 
 /* A position in an arena, from mp_arena_mark(), to rewind to. */
@@ -672,40 +680,72 @@ struct mp_arena_stats {
     uint64_t chunks;
     uint64_t resets;
     uint64_t rewinds;
+    uint64_t bytes_kept; /* of empty chunks after the cursor, held for reuse (in bytes_reserved) */
 };
 
 /* Creates an arena. O(1), no chunk taken. NULL with EINVAL (bad options, buffer too small) or
  * ENOMEM. */
 mp_arena *mp_arena_create(const mp_arena_opts *opts);
-/* size bytes aligned to alignof(max_align_t). O(1) but for taking a chunk. NULL + ENOMEM when
- * memory or capacity is exhausted (or size overflows), EINVAL for a NULL arena. size 0 gives a
- * unique pointer. */
+#ifdef MP_NO_INLINE
 void *mp_arena_alloc(mp_arena *arena, size_t size);
-/* As mp_arena_alloc() with a power-of-two alignment (NULL + EINVAL otherwise). */
+#else
+static inline void *mp_arena_alloc(mp_arena *arena, size_t size);
+#endif
+
+/*
+ * mp_arena_alloc: like malloc(size), but from the arena, freed only all at once (reset, rewind,
+ * destroy). Aligned to alignof(max_align_t). O(1) but for taking a chunk: inline, a bump of the
+ * cursor; a chunk that cannot hold the request makes it take a kept chunk or map a new one.
+ * Returns NULL (errno ENOMEM) if and only if memory or capacity is exhausted or size overflows;
+ * NULL and EINVAL for a NULL arena. size 0 gives a unique pointer. Not thread-safe.
+ */
+
+/* As mp_arena_alloc() with a power-of-two alignment (NULL + EINVAL otherwise); out of line. */
 void *mp_arena_alloc_aligned(mp_arena *arena, size_t size, size_t align);
 /* The current position; mp_arena_rewind() frees everything allocated after it. */
 mp_arena_pos mp_arena_mark(mp_arena *arena);
-/* Frees everything allocated after the mark; chunks taken after it are kept for reuse. Returns 0,
- * or EINVAL (nothing changed) when arena is NULL or pos lies outside the arena's chunks or beyond
- * its current position, which is what most marks made stale by a reset or by an earlier rewind past
- * them are. Rewinding to any other stale mark is undefined. O(chunks). */
+/* Frees everything allocated after the mark: first runs, newest first, the cleanups added after
+ * it; then keeps the chunks after the cursor for reuse within the bound of mp_arena_opts.max_keep
+ * and gives the rest back. Returns 0, or EINVAL (nothing changed, no cleanup run) when arena is
+ * NULL or pos lies outside the arena's chunks or beyond its current position, which is what most
+ * marks made stale by a reset or by an earlier rewind past them are. Rewinding to any other stale
+ * mark is undefined. O(chunks + cleanups run). */
 int mp_arena_rewind(mp_arena *arena, mp_arena_pos pos);
-/* Frees everything at once; keeps the first chunk, gives the others back. */
+/* Frees everything at once: runs every cleanup, newest first; then keeps the first chunk and the
+ * chunks after it within the bound of mp_arena_opts.max_keep (by default the chunks the arena used
+ * since the last reset, so the next round reuses them without calling the source) and gives the
+ * rest back. NULL does nothing. O(chunks + cleanups). */
 void mp_arena_reset(mp_arena *arena);
-/* Destroys the arena and gives its chunks back to the source (in a buffer it gives nothing back:
- * the buffer stays the caller's). NULL does nothing. O(chunks). Undefined: using the arena or
- * anything allocated from it afterwards. */
+/* Like mp_pool_trim(): gives back to the source every chunk the arena keeps empty for reuse (after
+ * the cursor), and the first chunk too when nothing is allocated. Returns the bytes given back (0
+ * for NULL or an arena in a buffer). Allocations stay valid. O(chunks). */
+size_t mp_arena_trim(mp_arena *arena);
+/*
+ * Registers fn(ctx) to run when the memory allocated so far is released (as
+ * apr_pool_cleanup_register, ngx_pool_cleanup_add): cleanups run newest first, all of them at
+ * mp_arena_reset() and mp_arena_destroy(), and at mp_arena_rewind() those added after the mark.
+ * They run before the memory is released, so ctx may live in the arena. The record is an allocation
+ * from the arena itself (counted in its stats, freed with the rest). Returns 0, ENOMEM (nothing
+ * registered) when the arena cannot hold the record, EINVAL when arena or fn is NULL. O(1) but for
+ * taking a chunk. Undefined: a cleanup that allocates from, adds a cleanup to, marks, rewinds,
+ * resets, trims or destroys the arena that is running it.
+ */
+int mp_arena_add_cleanup(mp_arena *arena, void (*fn)(void *ctx), void *ctx);
+/* Runs every cleanup (newest first), then gives the chunks back to the source (in a buffer it gives
+ * nothing back: the buffer stays the caller's). NULL does nothing. O(chunks + cleanups).
+ * Undefined: using the arena or anything allocated from it afterwards. */
 void mp_arena_destroy(mp_arena *arena);
-/* Fills *out. Returns 0, or EINVAL when arena or out is NULL. O(1). */
+/* Fills *out. Returns 0, or EINVAL when arena or out is NULL. O(chunks kept) (bytes_kept). */
 int mp_arena_stats(const mp_arena *arena, struct mp_arena_stats *out);
 
 /* ================================================================================================
  * Internals. Nothing below is part of the API: do not use these names or touch these fields.
  *
  * The fast path of mp_pool_alloc() and mp_pool_free() is inline: it reads the head of every pool
- * (struct mp_pool_fast) and this thread's caches (struct mp_tcache_fast) in the caller's code.
- * Those two layouts are therefore part of the library's binary interface: MP_ABI_VERSION names
- * them, the library checks them against it when it is built (src/pool.c), and it is the shared
+ * (struct mp_pool_fast) and this thread's caches (struct mp_tcache_fast) in the caller's code;
+ * mp_arena_alloc()'s bump reads the head of every arena (struct mp_arena_fast). Those layouts are
+ * therefore part of the library's binary interface: MP_ABI_VERSION names them, the library checks
+ * them against it when it is built (src/pool.c), and it is the shared
  * library's soname number (libmempool.so.MP_ABI_VERSION), so a program inlined against one layout
  * never runs on a library with another.
  *
@@ -737,7 +777,7 @@ int mp_arena_stats(const mp_arena *arena, struct mp_arena_stats *out);
                                            : MP_MAX_(size, sizeof(void *)),                        \
                  MP_ALIGN_OF_(size, align))
 
-#define MP_ABI_VERSION 1
+#define MP_ABI_VERSION 2
 
 /* Every pool begins with this struct (the rest is private to the library). The fast path pops and
  * pushes `free` and counts; everything rare folds into one test on each side:
@@ -782,6 +822,24 @@ struct mp_tcache_fast {
  * for any pool, so MP_NO_INLINE's exported functions are these. */
 void *mp_pool_alloc_slow(mp_pool *pool);
 void mp_pool_free_slow(mp_pool *pool, void *block);
+
+/* Every arena begins with this struct: its cursor, the free bytes [bump, end) of its current chunk
+ * (0, 0 before it has one, so nothing fits), and its allocation count. */
+struct mp_arena_fast {
+    uintptr_t bump;
+    uintptr_t end;
+    uint64_t allocs;
+};
+
+/* The alignment of mp_arena_alloc() (alignof(max_align_t)). */
+#ifdef __cplusplus
+#define MP_ARENA_ALIGN alignof(max_align_t)
+#else
+#define MP_ARENA_ALIGN _Alignof(max_align_t)
+#endif
+
+/* The whole of mp_arena_alloc() for any arena; the inline bump calls it when the chunk is full. */
+void *mp_arena_alloc_slow(mp_arena *arena, size_t size);
 
 #ifndef MP_NO_INLINE
 
@@ -890,6 +948,22 @@ static MP_ALWAYS_INLINE void mp_pool_free(mp_pool *pool, void *block)
     }
     *(void **)block = head;
     f->free = block;
+}
+
+/* Intended cost: a load of the cursor, an add and a mask, two compares, two stores (bump, count).
+ * size 0 takes one byte, so every pointer is unique; SIZE_MAX stays itself and fails. */
+static MP_ALWAYS_INLINE void *mp_arena_alloc(mp_arena *arena, size_t size)
+{
+    struct mp_arena_fast *f = (struct mp_arena_fast *)arena;
+    if (MP_UNLIKELY(arena == NULL))
+        return mp_arena_alloc_slow(arena, size);
+    size_t n = size + (size == 0);
+    uintptr_t p = (f->bump + (MP_ARENA_ALIGN - 1)) & ~(uintptr_t)(MP_ARENA_ALIGN - 1);
+    if (MP_UNLIKELY(p > f->end || n > f->end - p))
+        return mp_arena_alloc_slow(arena, size);
+    f->bump = p + n;
+    f->allocs++;
+    return (void *)p;
 }
 
 #endif /* MP_NO_INLINE */

@@ -26,8 +26,9 @@ for tool in cmake:cmake gcc:gcc g++:g++ make:make gnuplot:gnuplot-nox; do
   command -v "${tool%%:*}" >/dev/null 2>&1 || need+=("${tool#*:}")
 done
 [ -f /usr/include/stdio.h ] || need+=(libc6-dev)
-# The peers' libraries: jemalloc, tcmalloc (gperftools), mimalloc, TBB's scalable allocator, Boost.Pool.
-for pkg in libjemalloc-dev libgoogle-perftools-dev libmimalloc-dev libtbb-dev libboost-dev; do
+# The peers' libraries: jemalloc, tcmalloc (gperftools), mimalloc, TBB's scalable allocator, Boost.Pool,
+# APR's pools (found by pkg-config).
+for pkg in libjemalloc-dev libgoogle-perftools-dev libmimalloc-dev libtbb-dev libboost-dev libapr1-dev pkg-config; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "ok installed" || need+=("$pkg")
 done
 if [ ${#need[@]} -gt 0 ]; then

@@ -28,7 +28,7 @@ stages=("$@")
 
 # Tools and the libraries the examples and the benchmark's peers link against.
 packages=(cmake make gcc g++ clang libclang-rt-14-dev valgrind pkg-config libc6-dev
-  liblua5.4-dev libsqlite3-dev libjemalloc-dev libgoogle-perftools-dev libmimalloc-dev
+  liblua5.4-dev libsqlite3-dev libjemalloc-dev libgoogle-perftools-dev libmimalloc-dev libapr1-dev
   libtbb-dev libboost-dev doxygen man-db clang-format)
 install_missing() {
   local missing=() p

@@ -17,13 +17,21 @@
  * What does not fit in the current chunk goes to the next one, and the tail left behind is lost
  * until a rewind or a reset returns there; the tail is smaller than the request that did not fit.
  *
- * A position is (chunk, offset from the chunk's start), ordered along the list. A rewind moves the
- * cursor back and keeps the chunks after it, empty, for reuse. When the arena grows again it takes
- * the first kept chunk that can hold the request (moved to just after the cursor's chunk: empty
- * chunks have no order that matters) and maps a new chunk only when none can. Before that map it
- * gives back kept chunks, in order, until it has given back as many bytes as it maps (or has none
- * left), so a loop that rewinds and then allocates one ever larger block does not keep every size
- * it ever saw: the bytes held stay within the most that the chunks up to the cursor ever spanned.
+ * A position is (chunk, offset from the chunk's start), ordered along the list. A rewind or a reset
+ * moves the cursor back and keeps chunks after it, empty, for reuse: by default the chunks the
+ * cursor had reached (what the last round used, so a loop that builds and releases the same
+ * structure maps nothing after its first round, where giving them back would fault every page in
+ * again), else as many as fit in max_keep bytes of chunks held; the rest go back, as
+ * mp_arena_trim() gives back every kept chunk. When the arena grows again it takes the first kept
+ * chunk that can hold the request (moved to just after the cursor's chunk: empty chunks have no
+ * order that matters) and maps a new chunk only when none can. Before that map it gives back kept
+ * chunks, in order, until it has given back as many bytes as it maps (or has none left), so a loop
+ * that rewinds and then allocates one ever larger block does not keep every size it ever saw: the
+ * bytes held stay within the most that the chunks up to the cursor ever spanned.
+ *
+ * Cleanups (mp_arena_add_cleanup()) are records allocated from the arena, on a stack newest first;
+ * each holds bytes_used just after itself, so a rewind to a mark runs exactly those whose records
+ * lie after the mark (bytes_used is monotonic along positions), before their memory goes.
  *
  * Invariants (arena_is_valid() checks them; MP_DEBUG 2 after every slow operation):
  *   first == NULL iff cur == NULL; cur is on the list; the chunks after cur are empty (kept);
@@ -63,12 +71,13 @@ typedef struct arena_chunk {
 } arena_chunk;
 
 /* The alignment of mp_arena_alloc() and of every chunk's payload. */
-#define ARENA_ALIGN alignof(max_align_t)
+#define ARENA_ALIGN MP_ARENA_ALIGN
 /* The header's room: allocations start ARENA_HDR bytes into a chunk (before their own padding). */
 #define ARENA_HDR ((sizeof(arena_chunk) + ARENA_ALIGN - 1) & ~(size_t)(ARENA_ALIGN - 1))
 #define ARENA_DEFAULT_CHUNK ((size_t)64 * 1024)
 
 static_assert((ARENA_ALIGN & (ARENA_ALIGN - 1)) == 0, "max_align_t's alignment is a power of two");
+static_assert(MP_ARENA_ALIGN == alignof(max_align_t), "the header's alignment is max_align_t's");
 static_assert(ARENA_HDR < 4096, "a chunk header fits in the smallest page with room to spare");
 
 /* Bits of mp_arena.state. */
@@ -76,14 +85,22 @@ enum {
     ARENA_IN_BUFFER = 1u << 0, /* lives in the caller's buffer: one chunk, no source */
 };
 
+/* A cleanup, allocated from the arena itself; the records form a stack, newest first. */
+typedef struct arena_cleanup {
+    struct arena_cleanup *prev; /* the one added before it */
+    void (*fn)(void *ctx);
+    void *ctx;
+    uint64_t end; /* bytes_used just after the record: a rewind to below it runs the cleanup */
+} arena_cleanup;
+
 struct mp_arena {
-    /* The cursor: the free bytes [bump, end) of chunk cur (0, 0, NULL before the first chunk). */
-    uintptr_t bump;
-    uintptr_t end;
+    /* The cursor, the free bytes [bump, end) of chunk cur, and allocs, as the inline bump reads
+     * them (0, 0, NULL before the first chunk). */
+    struct mp_arena_fast fast;
     arena_chunk *cur;
     arena_chunk *first;
+    arena_cleanup *cleanups; /* the newest cleanup, or NULL */
 
-    uint64_t allocs;
     uint64_t failed_allocs;
     uint64_t peak_before; /* the most bytes_used before the last rewind or reset */
     uint64_t reserved;    /* bytes taken from the source (meta_size included) or the buffer */
@@ -94,10 +111,12 @@ struct mp_arena {
 
     size_t chunk_size; /* a regular chunk's size: a multiple of the page size */
     size_t meta_size;  /* bytes of this struct's own mapping (0 in a buffer) */
+    size_t max_keep;   /* mp_arena_opts.max_keep */
     unsigned state;    /* ARENA_IN_BUFFER */
     mp_source source;
     char name[MP_NAME_MAX];
 };
+static_assert(offsetof(struct mp_arena, fast) == 0, "the inline bump reads the arena as its head");
 
 /* ================================================================================================
  * Helpers
@@ -106,13 +125,13 @@ struct mp_arena {
 /* Bytes handed out since the last reset, padding included (see the invariants). */
 static uint64_t arena_used(const mp_arena *a)
 {
-    return a->cur != NULL ? a->cur->before + (a->bump - (uintptr_t)a->cur - ARENA_HDR) : 0;
+    return a->cur != NULL ? a->cur->before + (a->fast.bump - (uintptr_t)a->cur - ARENA_HDR) : 0;
 }
 
 /* The offset of chunk c's first free byte (c is cur or a chunk before it). */
 static size_t arena_chunk_used(const mp_arena *a, const arena_chunk *c)
 {
-    return c == a->cur ? (size_t)(a->bump - (uintptr_t)c) : c->used;
+    return c == a->cur ? (size_t)(a->fast.bump - (uintptr_t)c) : c->used;
 }
 
 /* Before bytes_used falls (rewind, reset), keep the peak it stands for. */
@@ -127,8 +146,8 @@ static void arena_keep_peak(mp_arena *a)
 static void arena_point(mp_arena *a, arena_chunk *c, size_t used)
 {
     a->cur = c;
-    a->bump = (uintptr_t)c + used;
-    a->end = (uintptr_t)c + c->size;
+    a->fast.bump = (uintptr_t)c + used;
+    a->fast.end = (uintptr_t)c + c->size;
 }
 
 /* Gives a chunk, already off the list, back to the source. */
@@ -140,6 +159,7 @@ static void arena_unmap(mp_arena *a, arena_chunk *c)
 }
 
 static bool arena_is_valid(const mp_arena *a);
+static void arena_run_cleanups(mp_arena *a, uint64_t used);
 
 /* ================================================================================================
  * Creation and destruction
@@ -161,6 +181,7 @@ static int arena_setup(mp_arena *proto, const mp_arena_opts *o)
         return EINVAL;
     proto->chunk_size = (size_t)mpi_align_up(chunk, page);
     proto->meta_size = (size_t)mpi_align_up(sizeof(mp_arena), page);
+    proto->max_keep = o->max_keep;
     proto->cap_max = UINT64_MAX;
     if (o->buffer == NULL && o->capacity != 0) {
         if (o->capacity < proto->meta_size + page)
@@ -235,7 +256,10 @@ mp_arena *mp_arena_create(const mp_arena_opts *opts)
 
 void mp_arena_destroy(mp_arena *arena)
 {
-    if (arena == NULL || (arena->state & ARENA_IN_BUFFER) != 0)
+    if (arena == NULL)
+        return;
+    arena_run_cleanups(arena, 0);
+    if ((arena->state & ARENA_IN_BUFFER) != 0)
         return;
     int saved = errno;
     mp_source source = arena->source;
@@ -258,10 +282,10 @@ void mp_arena_destroy(mp_arena *arena)
  */
 static inline void *arena_bump(mp_arena *a, size_t n, size_t align)
 {
-    uintptr_t p = mpi_align_up(a->bump, align);
-    if (MP_UNLIKELY(p < a->bump || p > a->end || n > a->end - p))
+    uintptr_t p = mpi_align_up(a->fast.bump, align);
+    if (MP_UNLIKELY(p < a->fast.bump || p > a->fast.end || n > a->fast.end - p))
         return NULL;
-    a->bump = p + n;
+    a->fast.bump = p + n;
     return (void *)p;
 }
 
@@ -358,7 +382,7 @@ static void arena_enter(mp_arena *a, arena_chunk *c)
 {
     c->before = arena_used(a);
     if (a->cur != NULL)
-        a->cur->used = (size_t)(a->bump - (uintptr_t)a->cur);
+        a->cur->used = (size_t)(a->fast.bump - (uintptr_t)a->cur);
     arena_point(a, c, ARENA_HDR);
 }
 
@@ -399,25 +423,27 @@ static MP_NOINLINE void *arena_alloc_slow(mp_arena *a, size_t size, size_t align
     errno = saved;
     void *p = arena_bump(a, n, align);
     mp_assert(p != NULL); /* the chunk holds need bytes, which fit the request at any address */
-    a->allocs++;
+    a->fast.allocs++;
     if (MP_DEBUG >= 2)
         mp_assert(arena_is_valid(a));
     return p;
 }
 
-/* Both allocs: the bump inline, one unlikely branch to the slow path. size 0 takes one byte, so
- * every pointer is unique; SIZE_MAX stays itself and fails. */
+/* An alloc in the library: the bump, one unlikely branch to the slow path. size 0 takes one byte,
+ * so every pointer is unique; SIZE_MAX stays itself and fails. The header's inline
+ * mp_arena_alloc() is the same bump for the default alignment. */
 static inline void *arena_alloc(mp_arena *a, size_t size, size_t align)
 {
     void *p;
     if (MP_UNLIKELY(a == NULL || !mpi_is_pow2(align) ||
                     (p = arena_bump(a, size + (size == 0), align)) == NULL))
         return arena_alloc_slow(a, size, align);
-    a->allocs++;
+    a->fast.allocs++;
     return p;
 }
 
-void *mp_arena_alloc(mp_arena *arena, size_t size)
+/* Also the exported mp_arena_alloc() of MP_NO_INLINE (noinline.c), so the whole operation. */
+void *mp_arena_alloc_slow(mp_arena *arena, size_t size)
 {
     return arena_alloc(arena, size, ARENA_ALIGN);
 }
@@ -431,6 +457,55 @@ void *mp_arena_alloc_aligned(mp_arena *arena, size_t size, size_t align)
  * Marks, rewind, reset
  * ============================================================================================== */
 
+/* Runs and pops the cleanups whose records end after `used` bytes (all for 0), newest first. Each
+ * is popped before it runs, so it is never run twice. */
+static void arena_run_cleanups(mp_arena *a, uint64_t used)
+{
+    while (a->cleanups != NULL && a->cleanups->end > used) {
+        arena_cleanup *c = a->cleanups;
+        a->cleanups = c->prev;
+        c->fn(c->ctx);
+    }
+}
+
+/* Bytes of the chunks from the first through cur (0 before the first chunk). O(chunks). */
+static uint64_t arena_span_bytes(const mp_arena *a)
+{
+    uint64_t n = 0;
+    for (const arena_chunk *c = a->first; c != NULL; c = c->next) {
+        n += c->size;
+        if (c == a->cur)
+            break;
+    }
+    return n;
+}
+
+/* Gives back the chunks after the cursor from the first that would take the chunks held past
+ * `bound` bytes on: what a reset or a rewind keeps (mp_arena_opts.max_keep). */
+static void arena_keep_within(mp_arena *a, uint64_t bound)
+{
+    if (a->cur == NULL)
+        return;
+    uint64_t held = arena_span_bytes(a);
+    arena_chunk *last = a->cur;
+    while (last->next != NULL && held <= bound && last->next->size <= bound - held) {
+        held += last->next->size;
+        last = last->next;
+    }
+    while (last->next != NULL) {
+        arena_chunk *c = last->next;
+        last->next = c->next;
+        arena_unmap(a, c);
+    }
+}
+
+/* The bound of a reset or rewind from the cursor where it stands now: max_keep, or by default the
+ * chunks the arena spans up to it. */
+static uint64_t arena_keep_bound(const mp_arena *a)
+{
+    return a->max_keep != 0 ? a->max_keep : arena_span_bytes(a);
+}
+
 /*
  * The cursor's position. At the start (nothing allocated since creation, the last reset or a rewind
  * to the start) it is {arena, 0}, whether or not there is a chunk yet: one name for one position,
@@ -442,7 +517,7 @@ mp_arena_pos mp_arena_mark(mp_arena *arena)
         return (mp_arena_pos){NULL, 0};
     if (arena->cur == NULL || (arena->cur == arena->first && arena_used(arena) == 0))
         return (mp_arena_pos){arena, 0};
-    return (mp_arena_pos){arena->cur, (size_t)(arena->bump - (uintptr_t)arena->cur)};
+    return (mp_arena_pos){arena->cur, (size_t)(arena->fast.bump - (uintptr_t)arena->cur)};
 }
 
 /* Chunk `chunk` if it is cur or before it; NULL otherwise. Compares addresses only, so a stale
@@ -476,35 +551,75 @@ int mp_arena_rewind(mp_arena *arena, mp_arena_pos pos)
             return EINVAL;
         used = pos.used;
     }
+    arena_run_cleanups(arena, c != NULL ? c->before + (used - ARENA_HDR) : 0);
     arena_keep_peak(arena);
     arena->rewinds++;
+    uint64_t bound = arena_keep_bound(arena);
     if (c != NULL)
         arena_point(arena, c, used);
+    int saved = errno;
+    arena_keep_within(arena, bound);
+    errno = saved;
     if (MP_DEBUG >= 2)
         mp_assert(arena_is_valid(arena));
     return 0;
 }
 
-/* Keeps the first chunk, gives the others back; a buffer arena just goes back to its start. */
+/* Runs the cleanups, puts the cursor back at the start of the first chunk and keeps the chunks
+ * after it within the bound; a buffer arena just goes back to its start. */
 void mp_arena_reset(mp_arena *arena)
 {
     if (arena == NULL)
         return;
+    arena_run_cleanups(arena, 0);
     arena_keep_peak(arena);
     arena->resets++;
-    arena_chunk *first = arena->first;
-    if (first == NULL)
+    if (arena->first == NULL)
         return;
+    uint64_t bound = arena_keep_bound(arena);
+    arena_point(arena, arena->first, ARENA_HDR);
     int saved = errno;
-    while (first->next != NULL) {
-        arena_chunk *c = first->next;
-        first->next = c->next;
-        arena_unmap(arena, c);
-    }
+    arena_keep_within(arena, bound);
     errno = saved;
-    arena_point(arena, first, ARENA_HDR);
     if (MP_DEBUG >= 2)
         mp_assert(arena_is_valid(arena));
+}
+
+/* The kept chunks, and the first one when nothing is allocated (the arena is then as created). */
+size_t mp_arena_trim(mp_arena *arena)
+{
+    if (arena == NULL || arena->cur == NULL || (arena->state & ARENA_IN_BUFFER) != 0)
+        return 0;
+    int saved = errno;
+    uint64_t before = arena->reserved;
+    arena_keep_within(arena, 0);
+    if (arena->cur == arena->first && arena_used(arena) == 0) {
+        arena_unmap(arena, arena->first);
+        arena->first = arena->cur = NULL;
+        arena->fast.bump = arena->fast.end = 0;
+    }
+    errno = saved;
+    if (MP_DEBUG >= 2)
+        mp_assert(arena_is_valid(arena));
+    return (size_t)(before - arena->reserved);
+}
+
+/* The record is an allocation like any other (counted, freed by the rewind past it); `end` is
+ * bytes_used just after it, so a rewind to a mark taken before it (at or below end - record) runs
+ * it and one taken after it (at or above end) does not. */
+int mp_arena_add_cleanup(mp_arena *arena, void (*fn)(void *ctx), void *ctx)
+{
+    if (arena == NULL || fn == NULL)
+        return EINVAL;
+    int saved = errno;
+    arena_cleanup *c = arena_alloc(arena, sizeof *c, alignof(arena_cleanup));
+    if (c == NULL) {
+        errno = saved;
+        return ENOMEM;
+    }
+    *c = (arena_cleanup){arena->cleanups, fn, ctx, arena_used(arena)};
+    arena->cleanups = c;
+    return 0;
 }
 
 /* ================================================================================================
@@ -518,7 +633,7 @@ int mp_arena_stats(const mp_arena *arena, struct mp_arena_stats *out)
     uint64_t used = arena_used(arena);
     memset(out, 0, sizeof *out);
     memcpy(out->name, arena->name, sizeof out->name);
-    out->allocs = arena->allocs;
+    out->allocs = arena->fast.allocs;
     out->failed_allocs = arena->failed_allocs;
     out->bytes_used = used;
     out->bytes_peak = used > arena->peak_before ? used : arena->peak_before;
@@ -526,6 +641,7 @@ int mp_arena_stats(const mp_arena *arena, struct mp_arena_stats *out)
     out->chunks = arena->nchunks;
     out->resets = arena->resets;
     out->rewinds = arena->rewinds;
+    out->bytes_kept = arena_kept_bytes(arena);
     return 0;
 }
 
@@ -533,10 +649,10 @@ int mp_arena_stats(const mp_arena *arena, struct mp_arena_stats *out)
 static bool arena_cursor_is_valid(const mp_arena *a)
 {
     if (a->cur == NULL)
-        return a->first == NULL && a->bump == 0 && a->end == 0;
+        return a->first == NULL && a->fast.bump == 0 && a->fast.end == 0;
     uintptr_t base = (uintptr_t)a->cur;
-    if (a->first == NULL || a->first->before != 0 || a->end != base + a->cur->size ||
-        a->bump < base + ARENA_HDR || a->bump > a->end)
+    if (a->first == NULL || a->first->before != 0 || a->fast.end != base + a->cur->size ||
+        a->fast.bump < base + ARENA_HDR || a->fast.bump > a->fast.end)
         return false;
     for (const arena_chunk *c = a->first; c != a->cur; c = c->next) {
         if (c == NULL || c->used < ARENA_HDR || c->used > c->size ||

@@ -1,7 +1,8 @@
 /*
- * noinline.c: mp_pool_alloc() and mp_pool_free() as exported functions, for programs built with
- * MP_NO_INLINE (mempool.h, "Internals"): other compilers, bindings from other languages, debugging.
- * Each slow function already does the whole operation for any pool, so these only forward to it (a
+ * noinline.c: mp_pool_alloc(), mp_pool_free() and mp_arena_alloc() as exported functions, for
+ * programs built with MP_NO_INLINE (mempool.h, "Internals"): other compilers, bindings from
+ * other languages, debugging. Each slow function already does the whole operation for any pool or
+ * arena, so these only forward to it (a
  * tail call: a checked pool still records the caller's return address as the allocation site).
  * This file must see the header without its inline path, so the one-file build (all.c) leaves it
  * out.
@@ -17,4 +18,9 @@ void *mp_pool_alloc(mp_pool *pool)
 void mp_pool_free(mp_pool *pool, void *block)
 {
     mp_pool_free_slow(pool, block);
+}
+
+void *mp_arena_alloc(mp_arena *arena, size_t size)
+{
+    return mp_arena_alloc_slow(arena, size);
 }

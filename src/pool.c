@@ -35,7 +35,7 @@ static_assert(sizeof(mp_pool) <= MP_POOL_HEADER_BYTES && alignof(mp_pool) <= ali
  * */
 #define ABI_U64_AFTER_PTR                                                                          \
     ((sizeof(void *) + alignof(uint64_t) - 1) / alignof(uint64_t) * alignof(uint64_t))
-#if MP_ABI_VERSION == 1
+#if MP_ABI_VERSION == 2
 static_assert(MP_FAST_SLOW == 1 && offsetof(struct mp_pool_fast, free) == 0 &&
                   offsetof(struct mp_pool_fast, allocs) == ABI_U64_AFTER_PTR &&
                   sizeof(((struct mp_pool_fast *)0)->allocs) == 8 &&
@@ -47,6 +47,13 @@ static_assert(offsetof(struct mp_tcache_fast, free) == 0 &&
                   offsetof(struct mp_tcache_fast, pushes) == ABI_U64_AFTER_PTR + 8 &&
                   offsetof(struct mp_tcache_fast, stop) == ABI_U64_AFTER_PTR + 16,
               "struct mp_tcache_fast changed: bump MP_ABI_VERSION");
+static_assert(offsetof(struct mp_arena_fast, bump) == 0 &&
+                  offsetof(struct mp_arena_fast, end) == sizeof(uintptr_t) &&
+                  offsetof(struct mp_arena_fast, allocs) ==
+                      (2 * sizeof(uintptr_t) + alignof(uint64_t) - 1) / alignof(uint64_t) *
+                          alignof(uint64_t) &&
+                  sizeof(((struct mp_arena_fast *)0)->allocs) == 8,
+              "struct mp_arena_fast changed: bump MP_ABI_VERSION");
 #else
 #error "record the layouts of this MP_ABI_VERSION above"
 #endif

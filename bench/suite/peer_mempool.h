@@ -57,6 +57,13 @@ static inline void peer_free(peer_handle *h, void *p, size_t size)
     mp_pool_free(h, p);
 }
 
+/* The region workload's release: every block at once (mp_pool_reset). */
+#define PEER_RELEASE_ALL 1
+static void peer_release_all(peer_handle *h)
+{
+    mp_pool_reset(h);
+}
+
 static void peer_close(peer_handle *h)
 {
     mp_pool_destroy(h);

@@ -53,10 +53,13 @@
  * the thread-safe pool, as the figure that pool is held to; mempool's variants join only the
  * workloads they were made for; the general-purpose allocators run every workload, and `general`
  * makes them the "best malloc" of the goals (suite_report_mt.c). */
-#define ALLOCATOR (SG_POOLS | SG_TS_PAIR | SG_THREADS | SG_PRODCONS | SG_VARSIZE)
+#define ALLOCATOR (SG_POOLS | SG_TS_PAIR | SG_THREADS | SG_PRODCONS | SG_VARSIZE | SG_REGION)
 static const peer_def peer_defs[] = {
     {"floor", NULL, SG_POOLS | SG_THREADS, false},
-    {"mempool", NULL, SG_POOLS | SG_TS_PAIR, false},
+    {"bump", NULL, SG_REGION, false},
+    {"mempool", NULL, SG_POOLS | SG_TS_PAIR | SG_REGION, false},
+    {"mp_arena", NULL, SG_REGION, false},
+    {"apr", "libapr1-dev", SG_REGION, false},
     {"mempool_ts", NULL, SG_TS_PAIR | SG_THREADS | SG_PRODCONS, false},
     {"mp_malloc", NULL, SG_VARSIZE, false},
     {"mp_heap", NULL, SG_VARSIZE, false},
@@ -82,7 +85,8 @@ static const plan full_plan = {.runs = 5,
                                .threads_us = 100000,
                                .max_threads = 8,
                                .var_n = 400000,
-                               .var_live = 100000};
+                               .var_live = 100000,
+                               .region_nodes = 1u << 24};
 static const plan quick_plan = {.runs = 2,
                                 .loop_max = 1000000,
                                 .loop_us = 2000,
@@ -93,7 +97,8 @@ static const plan quick_plan = {.runs = 2,
                                 .threads_us = 2000,
                                 .max_threads = 2,
                                 .var_n = 2000,
-                                .var_live = 2000};
+                                .var_live = 2000,
+                                .region_nodes = 1u << 16};
 
 static void cell_args(const plan *pl, cell *c)
 {
@@ -117,6 +122,9 @@ static void cell_args(const plan *pl, cell *c)
         break;
     case WL_VARSIZE:
         c->n = pl->var_n, c->m = pl->var_live;
+        break;
+    case WL_REGION:
+        c->n = pl->region_nodes, c->m = 0;
         break;
     default:
         die("no counts for workload %s", suite_workloads[c->wl].name);
@@ -302,7 +310,7 @@ static void usage(FILE *f)
         "  --peers LIST     only these peers\n"
         "  --workloads LIST only these workloads (pair, batch_fifo, batch_lifo, churn, server, "
         "ts_pair,\n"
-        "                   threads_pair, threads_batch, prodcons, varsize)\n"
+        "                   threads_pair, threads_batch, prodcons, varsize, region)\n"
         "  --allow-missing  a full run skips missing peers without failing\n",
         quick_plan.runs, full_plan.runs);
 }
@@ -464,7 +472,7 @@ static void plan_cells(study *st)
             any |= (st->peers[p].def->groups & wi->group) != 0;
         if (!any || (st->opt.workloads != NULL && !name_listed(st->opt.workloads, wi->name)))
             continue;
-        int nsizes = wi->sized ? st->opt.nsizes : 1;
+        int nsizes = wi->sized ? st->opt.nsizes : w == WL_REGION ? (int)SUITE_REGION_COUNTS : 1;
         for (int k = 0; k < nsizes; k++)
             for (unsigned t = 1; t < 32; t++) {
                 if (wi->threads == 0
@@ -473,7 +481,9 @@ static void plan_cells(study *st)
                     continue;
                 cell *c = &st->cells[st->ncells];
                 c->wl = w;
-                c->size = wi->sized ? st->opt.sizes[k] : wi->size;
+                c->size = wi->sized        ? st->opt.sizes[k]
+                          : w == WL_REGION ? suite_region_nodes[k]
+                                           : wi->size;
                 c->threads = t;
                 cell_args(&st->opt.plan, c);
                 for (int p = 0; p < st->npeers; p++)

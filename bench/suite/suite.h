@@ -17,6 +17,9 @@
  *                     cut
  *     varsize         N steps timed and M objects live, in all: each of the THREADS threads has
  *                     M / THREADS objects of its own and takes N / THREADS steps (fixed)
+ *     region          SIZE is the tree's node count (each node SUITE_REGION_NODE bytes), N the
+ *                     nodes timed in all: N / SIZE rounds (at least one) after one untimed round;
+ *                     an op is one node's alloc, its share of the walk and of the release
  * The peer answers with one line on stdout (anything else it prints goes to stderr):
  *     info <one line: what the peer is, its version, how it is linked and called>
  *     unusable <why>      and exit status SUITE_EXIT_UNUSABLE, if the peer cannot be measured here
@@ -60,6 +63,7 @@ enum suite_workload {
     WL_THREADS_BATCH, /* T threads, each its own FIFO batch loop on the one shared allocator */
     WL_PRODCONS,      /* one thread allocates, hands blocks over in batches, another frees them */
     WL_VARSIZE, /* churn among objects of mixed sizes (suite_var_bands), one working set a thread */
+    WL_REGION, /* build a binary tree of N 16-byte nodes, walk it, release it all at once; repeat */
     WL_COUNT
 };
 
@@ -71,6 +75,7 @@ enum suite_group {
         1u << 2, /* threads (b), T independent loops: one allocator, or one pool a thread */
     SG_PRODCONS = 1u << 4, /* threads (c), blocks freed by another thread: thread-safe peers only */
     SG_VARSIZE = 1u << 3,  /* any size: the malloc family and mempool's heaps */
+    SG_REGION = 1u << 5,   /* region: releases all at once (pools, arenas, APR) or node by node */
 };
 
 typedef struct suite_workload_info {
@@ -109,7 +114,18 @@ static const suite_workload_info suite_workloads[WL_COUNT] = {
     [WL_VARSIZE] = {"varsize",
                     "variable sizes: churn among mixed sizes, one working set per thread", 0,
                     SG_VARSIZE, 0, SUITE_T(1) | SUITE_T(2)},
+    [WL_REGION] =
+        {"region",
+         "region: build a binary tree of N 16-byte nodes, walk it, release it all at once", 0,
+         SG_REGION, 0, 0},
 };
+
+/* region: the node counts of its cells (a cell's `size` is its node count, SIZE on the command
+ * line), and the bytes of a node (two pointers). The timed rounds are SUITE_REGION_NODES_TIMED
+ * nodes in all, at least one round. */
+static const size_t suite_region_nodes[] = {1u << 10, 1u << 14, 1u << 17, 1u << 20};
+#define SUITE_REGION_COUNTS (sizeof suite_region_nodes / sizeof suite_region_nodes[0])
+#define SUITE_REGION_NODE 16
 
 /* The block sizes of the sized workloads, bytes. */
 static const size_t suite_sizes[] = {16, 64, 256, 1024};

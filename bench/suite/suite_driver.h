@@ -43,16 +43,17 @@ typedef struct peer {
  * fills (~110 MiB faulted in by each process, at ~30 us a page fault on that virtual machine). */
 typedef struct plan {
     int runs;
-    uint64_t loop_max;    /* pair, ts_pair and batch: the most ops timed ... */
-    uint64_t loop_us;     /* ... or fewer, if that fills this many microseconds */
-    uint64_t churn_n;     /* steps */
-    uint64_t churn_live;  /* live objects */
-    uint64_t server_n;    /* ticks timed */
-    uint64_t server_warm; /* ticks before */
-    uint64_t threads_us;  /* threads_*, prodcons: microseconds timed */
-    unsigned max_threads; /* the most threads of a thread workload */
-    uint64_t var_n;       /* varsize: steps timed in each thread ... */
-    uint64_t var_live;    /* ... and objects live in each thread */
+    uint64_t loop_max;     /* pair, ts_pair and batch: the most ops timed ... */
+    uint64_t loop_us;      /* ... or fewer, if that fills this many microseconds */
+    uint64_t churn_n;      /* steps */
+    uint64_t churn_live;   /* live objects */
+    uint64_t server_n;     /* ticks timed */
+    uint64_t server_warm;  /* ticks before */
+    uint64_t threads_us;   /* threads_*, prodcons: microseconds timed */
+    unsigned max_threads;  /* the most threads of a thread workload */
+    uint64_t var_n;        /* varsize: steps timed in each thread ... */
+    uint64_t var_live;     /* ... and objects live in each thread */
+    uint64_t region_nodes; /* region: nodes timed in each cell (rounds of its node count) */
 } plan;
 
 /* One workload at one size and thread count, with its counts (the N and M of suite.h's protocol).

@@ -36,6 +36,9 @@
  *   NULL                                                    if out of memory
  *   void peer_free(peer_handle *h, void *p, size_t size)   `size` as asked of peer_alloc
  *   void peer_close(peer_handle *h)                    after the workload has freed every block
+ *   PEER_RELEASE_ALL       optional, for the region workload: defined when the peer releases
+ *   void peer_release_all(peer_handle *h)    every block of a handle at once (a pool's reset, an
+ *                          arena's, APR's clear); without it the region frees node by node
  * alloc and free are static inline; everything else may be a plain static function (suite_peer_mt.c
  * leaves some unused and says so to the compiler).
  *
@@ -534,6 +537,81 @@ static result wl_server(size_t size, uint64_t n, uint64_t warm, unsigned threads
 }
 
 /* ================================================================================================
+ * region: build a tree, walk it, release it all at once (issue 18)
+ * ============================================================================================== */
+
+typedef struct rg_node {
+    struct rg_node *left, *right;
+} rg_node;
+_Static_assert(sizeof(rg_node) <= SUITE_REGION_NODE, "a region node is two pointers");
+
+/* A tree of n nodes, the left subtree built first (depth first, as a parser builds its tree). */
+static rg_node *rg_build(peer_handle *h, size_t n)
+{
+    if (n == 0)
+        return NULL;
+    rg_node *t = peer_alloc(h, SUITE_REGION_NODE);
+    if (UNLIKELY(t == NULL))
+        die_oom("region");
+    size_t left = (n - 1) / 2;
+    t->left = rg_build(h, left);
+    t->right = rg_build(h, n - 1 - left);
+    return t;
+}
+
+static size_t rg_walk(const rg_node *t)
+{
+    return t == NULL ? 0 : 1 + rg_walk(t->left) + rg_walk(t->right);
+}
+
+/* All at once where the peer can, else node by node (children first), as a program with malloc. */
+static void rg_release(peer_handle *h, rg_node *t)
+{
+#ifdef PEER_RELEASE_ALL
+    (void)t;
+    peer_release_all(h);
+#else
+    if (t == NULL)
+        return;
+    rg_release(h, t->left);
+    rg_release(h, t->right);
+    peer_free(h, t, SUITE_REGION_NODE);
+#endif
+}
+
+static size_t rg_round(peer_handle *h, size_t nodes)
+{
+    rg_node *t = rg_build(h, nodes);
+    ESCAPE(t);
+    size_t walked = rg_walk(t);
+    rg_release(h, t);
+    return walked;
+}
+
+static result wl_region(size_t nodes, uint64_t n, uint64_t m, unsigned threads)
+{
+    (void)m, (void)threads;
+    result r = {0};
+    if (nodes == 0)
+        die("region: SIZE (the node count) must be positive");
+    uint64_t rounds = n / nodes > 0 ? n / nodes : 1;
+    peer_first_use(SUITE_REGION_NODE);
+    frame_begin(&r);
+    peer_handle *h = open_or_die(SUITE_REGION_NODE, nodes);
+    size_t walked = rg_round(h, nodes); /* untimed: the steady state is what a region loop sees */
+    double t0 = now_ns();
+    for (uint64_t i = 0; i < rounds; i++)
+        walked += rg_round(h, nodes);
+    r.ops = rounds * nodes;
+    r.ns = (now_ns() - t0) / (double)r.ops;
+    frame_end(&r, 0, 0);
+    if (walked != (rounds + 1) * nodes)
+        die("region: walked %zu nodes of %" PRIu64, walked, (rounds + 1) * nodes);
+    peer_close(h);
+    return r;
+}
+
+/* ================================================================================================
  * Main: `--info`, or one measurement
  * ============================================================================================== */
 
@@ -550,6 +628,7 @@ static workload_fn *const workload_fns[WL_COUNT] = {
     [WL_THREADS_BATCH] = wl_threads_batch,
     [WL_PRODCONS] = wl_prodcons,
     [WL_VARSIZE] = wl_varsize,
+    [WL_REGION] = wl_region,
 };
 
 static uint64_t parse_u64(const char *s, const char *what)

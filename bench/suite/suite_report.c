@@ -354,6 +354,41 @@ static int build_churn_sections(const study *st, section *sec, int n, char (*not
     return n;
 }
 
+/* The region table: peers x node counts, "median [min-max] xratio" in ns per node, then the
+ * minor faults of the largest count's run (a peer that gives its memory back at each release
+ * faults it in again every round). */
+static void table_region(const study *st, table *t)
+{
+    memset(t, 0, sizeof *t);
+    t->cols = (int)SUITE_REGION_COUNTS + 2;
+    textf(t->c[0][0], CELL, "peer");
+    textf(t->c[0][t->cols - 1], CELL, "minor faults, 2^20");
+    for (int k = 0; k < (int)SUITE_REGION_COUNTS; k++) {
+        size_t nodes = suite_region_nodes[k];
+        int c = cell_index(st, WL_REGION, nodes), idx[MAX_PEERS];
+        if (c < 0)
+            continue;
+        int n = cell_peers(st, c, idx);
+        t->rows = n + 1;
+        int log2n = 0;
+        while (((size_t)1 << log2n) < nodes)
+            log2n++;
+        textf(t->c[0][k + 1], CELL, "2^%d nodes", log2n);
+        double best = cell_best(st, c, m_ns);
+        for (int i = 0; i < n; i++) {
+            int p = idx[i];
+            summary s = cell_summary(st, c, p, m_ns);
+            char a[16], b[16], d[16];
+            textf(t->c[i + 1][0], CELL, "%s", st->peers[p].def->name);
+            textf(t->c[i + 1][k + 1], CELL, "%s [%s-%s] x%.2f", fmt3(a, sizeof a, s.med),
+                  fmt3(b, sizeof b, s.lo), fmt3(d, sizeof d, s.hi), s.med / best);
+            t->best[i + 1][k + 1] = s.med == best;
+            if (k == (int)SUITE_REGION_COUNTS - 1)
+                textf(t->c[i + 1][t->cols - 1], CELL, "%.0f", cell_summary(st, c, p, m_minflt).med);
+        }
+    }
+}
+
 /* The sections of the fixed-size workloads this run has, then the others' (suite_report_mt.c), then
  * the goals. */
 static int build_sections(const study *st, section *sec, goal_list *gl)
@@ -385,6 +420,18 @@ static int build_sections(const study *st, section *sec, goal_list *gl)
         sec[n].note = notes[n];
         table_server(st, &sec[n].t);
         sec[n++].plot = "server";
+    }
+    if (wl_planned(st, WL_REGION)) {
+        sec[n].title = suite_workloads[WL_REGION].title;
+        textf(notes[n], TEXT,
+              "ns per node (its alloc, its share of the walk and of the release): median [min-max] "
+              "of %d runs; x = median / the best median at that count. Released at once: bump, "
+              "mempool (mp_pool_reset), mp_arena (mp_arena_reset), apr (apr_pool_clear); the "
+              "mallocs free node by node.",
+              runs);
+        sec[n].note = notes[n];
+        table_region(st, &sec[n].t);
+        sec[n++].plot = NULL;
     }
     bool pools = false;
     for (int w = 0; w < WL_COUNT; w++)
@@ -660,11 +707,9 @@ static void groups_text(unsigned groups, char *buf, size_t n)
     static const struct {
         unsigned group;
         const char *text;
-    } names[] = {{SG_POOLS, "fixed sizes"},
-                 {SG_TS_PAIR, "threads (a)"},
-                 {SG_THREADS, "threads (b)"},
-                 {SG_PRODCONS, "threads (c)"},
-                 {SG_VARSIZE, "variable sizes"}};
+    } names[] = {{SG_POOLS, "fixed sizes"},    {SG_REGION, "region"},
+                 {SG_TS_PAIR, "threads (a)"},  {SG_THREADS, "threads (b)"},
+                 {SG_PRODCONS, "threads (c)"}, {SG_VARSIZE, "variable sizes"}};
     buf[0] = '\0';
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
         if (groups & names[i].group)
