@@ -506,10 +506,14 @@ mp_heap *mp_heap_create(const mp_heap_opts *opts);
  * next two classes instead of new memory (so sparse large classes share their free blocks); its
  * usable size says so. Complexity: O(1); a class block costs a class lookup and an inline pool
  * alloc.
- * Memory: a class block never handed out before, from a heap over the system (no source, no
- * buffer), comes with its pages already faulted in, by one system call (MADV_POPULATE_WRITE, Linux
- * 5.14; not in a checked or secure thread-safe heap): cheaper than a fault per page at the first
- * writes, but resident even if the program writes little of it. Large blocks fault in as written.
+ * Memory: in a heap over the system (no source, no buffer; not a checked or secure thread-safe
+ * heap), a class block never handed out before comes with its pages already faulted in, by one
+ * system call (MADV_POPULATE_WRITE, Linux 5.14), cheaper than a fault per page at the first
+ * writes, when it spans at most two pages (a write to its two ends would fault them all), or when
+ * its class's last block left to fault was seen written whole (mincore): then 7 blocks of the
+ * class are populated, and the 8th is left to fault as written, to be looked at again. So where a
+ * program leaves its blocks' inner pages unwritten, they stay out of its resident set (but for up
+ * to 7 blocks a class after it last wrote one whole). Large blocks fault in as written.
  * Returns NULL if and only if: errno = ENOMEM: the size is above PTRDIFF_MAX, or the capacity or
  * the source is exhausted; errno = EINVAL: heap is NULL.
  * Thread-safety: as the heap's flags say (MP_THREAD_SAFE: any thread at any time).

@@ -75,9 +75,10 @@
 #define MP_HEAP_SPILL_CLASSES 2
 #endif
 
-/* The heap's class pools over the system source ask the system for the pages of each never-used
- * block they hand out, in one call (pool.c, mpi_pool_fresh_pages), instead of taking a page fault
- * on each page at its first write. 0: pages fault in one by one. */
+/* The heap's class pools over the system source ask the system for the pages of a never-used
+ * block they hand out, in one call, instead of taking a page fault on each page at its first
+ * write: blocks of up to two pages always, larger ones while the class's blocks are seen written
+ * whole (pool.c, "Populating"). 0: pages fault in one by one. */
 #ifndef MP_HEAP_POPULATE
 #define MP_HEAP_POPULATE 1
 #endif

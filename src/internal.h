@@ -222,7 +222,13 @@ struct mp_pool {
     char *bump_end;
     mpi_run *cur;
     uint32_t cur_chunk;
-    char *populated; /* MPI_POPULATE: chunk cur_chunk's pages below it were asked for (or NULL) */
+    char *populated; /* MPI_POPULATE: chunk cur_chunk's pages below it were seen (or NULL) */
+    /* MPI_POPULATE, blocks of more than two pages (pool.c, "Populating"): a block carved and left
+     * to fault, whose inner pages tell whether the program writes such blocks whole (or NULL),
+     * and how many such blocks to populate before the next sample. Atomic: refills decide after
+     * dropping the lock. */
+    const void *sample;
+    uint32_t dense;
 
     mpi_run *first; /* the runs, oldest first */
     mpi_run *last;
@@ -320,6 +326,10 @@ MPI_HIDDEN size_t mpi_os_page_size(void);
  * writes would; does nothing for size 0, or where the system cannot (the pages then fault in when
  * written). */
 MPI_HIDDEN void mpi_os_populate(void *p, size_t size);
+
+/* Whether every page of [p, p + size) (page-aligned) is resident, by one mincore() call over at
+ * most its first 64 pages; false when the system cannot tell (or the range is not mapped). */
+MPI_HIDDEN bool mpi_os_resident(const void *p, size_t size);
 
 /* A random word from the kernel (getrandom), or a mix of clock and addresses if it has none. */
 MPI_HIDDEN uintptr_t mpi_os_random(void);
@@ -432,14 +442,19 @@ MPI_HIDDEN void mpi_name_copy(char *dst, const char *src);
  * maps with mpi_os_source, so a carve may ask for its block's pages (MPI_POPULATE). */
 MPI_HIDDEN mp_pool *mpi_pool_create_chunked(const mp_pool_opts *opts, size_t chunk_size,
                                             bool populate);
-/* Pages to fault in at once: [lo, hi), page-aligned; empty when lo == hi. */
+/* Pages to fault in at once: [lo, hi), page-aligned; empty when lo == hi. large: the block of
+ * more than two pages they are (at most one in a range), or NULL for smaller blocks. */
 typedef struct mpi_pages {
     uintptr_t lo, hi;
+    const void *large;
 } mpi_pages;
-/* MPI_POPULATE: adds to *r the pages of the never-used block just carved that no carve asked for
- * before, when they extend *r (a chunk change leaves the new chunk's to fault in). The caller calls
- * mpi_os_populate() on *r before anything writes to the block, with no lock held. */
+/* MPI_POPULATE: adds to *r the pages of the never-used block just carved that no carve saw
+ * before, when they extend *r (a chunk change leaves the new chunk's to fault in). The caller then
+ * calls mpi_pool_populate() on *r before anything writes to the block. */
 MPI_HIDDEN void mpi_pool_fresh_pages(mp_pool *pool, const void *block, mpi_pages *r);
+/* Faults in the pages of *r with one call, unless they are a large block the pool's policy leaves
+ * to fault (pool.c, "Populating"). Called with no lock held: it may ask the system twice. */
+MPI_HIDDEN void mpi_pool_populate(mp_pool *pool, const mpi_pages *r);
 /* Takes a block from the free list or else the cursor (*fresh: from the cursor); counts nothing.
  * NULL when the capacity or the memory is used up. */
 MPI_HIDDEN void *mpi_pool_take(mp_pool *pool, bool *fresh);

@@ -84,6 +84,20 @@ void mpi_os_populate(void *p, size_t size)
 #endif
 }
 
+bool mpi_os_resident(const void *p, size_t size)
+{
+    unsigned char vec[64];
+    size_t page = mpi_os_page_size(), n = size / page;
+    if (n > sizeof vec)
+        n = sizeof vec; /* the first 64 pages stand for the rest */
+    int saved = errno;
+    bool all = mincore((void *)p, n * page, vec) == 0;
+    for (size_t i = 0; all && i < n; i++)
+        all = (vec[i] & 1) != 0;
+    errno = saved;
+    return all;
+}
+
 uintptr_t mpi_os_random(void)
 {
     uintptr_t r = 0;

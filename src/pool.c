@@ -910,23 +910,67 @@ static bool pool_is_valid(const mp_pool *pool);
  * Populating (MPI_POPULATE: a heap's class pools over the system source). The pages of a never-used
  * block would fault in one by one at the first write to each; the system can fault them in with one
  * call for less (mpi_os_populate; docs/design.md, "The heap"). A carve asks for the pages of the
- * block it hands out and no more, so the resident set is what the program makes resident by writing
- * its blocks. `populated` keeps each page to one call.
+ * block it hands out and no more; `populated` keeps each page to one carve.
+ *
+ * That is free only where the program writes the pages. A block of one or two pages has every page
+ * written by a write to its two ends, so it is always populated. A larger block has inner pages a
+ * program may never write (a buffer sized for the worst case, an array's spare capacity), so the
+ * pool populates such blocks only while it sees them written whole: its first one, and one in
+ * POPULATE_RUN + 1 after, is a sample left to fault as written, and the next large carve asks the
+ * system whether every inner page of the sample is resident (mpi_os_resident). If so, the next
+ * POPULATE_RUN large blocks are populated; if not, the next is a sample too. A program that writes
+ * part of its blocks so pays no memory; one that writes all of them loses the gain on one in eight.
  */
+#define POPULATE_RUN 7u
+
+/* The pages strictly inside the block at b (neither its first nor its last), as [*lo, *hi). */
+static void block_inner_pages(const mp_pool *pool, const void *b, uintptr_t *lo, uintptr_t *hi)
+{
+    uintptr_t page = mpi_os_page_size();
+    *lo = ((uintptr_t)b & ~(page - 1)) + page;
+    *hi = ((uintptr_t)b + pool->stride - 1) & ~(page - 1);
+}
+
 void mpi_pool_fresh_pages(mp_pool *pool, const void *block, mpi_pages *r)
 {
     uintptr_t page = mpi_os_page_size(), mark = (uintptr_t)pool->populated;
     uintptr_t lo = (uintptr_t)block & ~(page - 1); /* hi: at most the chunk's end, page-aligned */
     uintptr_t hi = ((uintptr_t)block + pool->stride + page - 1) & ~(page - 1);
+    if (hi - lo > 2 * page)
+        r->large = block;
     if (lo < mark)
         lo = mark;
     if (hi <= lo)
         return;
     pool->populated = (char *)hi;
     if (r->lo == r->hi)
-        *r = (mpi_pages){lo, hi};
+        *r = (mpi_pages){lo, hi, r->large};
     else if (r->hi == lo)
         r->hi = hi;
+}
+
+/* Whether to populate the large block just carved; if not, it is the pool's next sample. Threads
+ * refilling at once may each take a verdict or a sample: the policy is a guess either way. */
+static bool pool_populates_large(mp_pool *pool, const void *block)
+{
+    const void *sample = __atomic_exchange_n(&pool->sample, NULL, __ATOMIC_RELAXED);
+    uint32_t dense = __atomic_load_n(&pool->dense, __ATOMIC_RELAXED);
+    if (sample != NULL) {
+        uintptr_t lo, hi;
+        block_inner_pages(pool, sample, &lo, &hi);
+        dense = mpi_os_resident((const void *)lo, hi - lo) ? POPULATE_RUN : 0;
+    }
+    if (dense == 0)
+        __atomic_store_n(&pool->sample, block, __ATOMIC_RELAXED);
+    __atomic_store_n(&pool->dense, dense > 0 ? dense - 1 : 0, __ATOMIC_RELAXED);
+    return dense > 0;
+}
+
+void mpi_pool_populate(mp_pool *pool, const mpi_pages *r)
+{
+    if (r->lo == r->hi || (r->large != NULL && !pool_populates_large(pool, r->large)))
+        return;
+    mpi_os_populate((void *)r->lo, r->hi - r->lo);
 }
 
 void *mpi_pool_take(mp_pool *pool, bool *fresh)
@@ -967,9 +1011,9 @@ void *mpi_pool_alloc_general(mp_pool *pool, const void *site)
     /* A thread-safe pool populates in its caches' refill, with no lock held; one with no caches
      * holds its lock here, and does not populate. */
     if (fresh && (pool->state & MPI_POPULATE) != 0 && (pool->flags & MP_THREAD_SAFE) == 0) {
-        mpi_pages r = {0, 0};
+        mpi_pages r = {0, 0, NULL};
         mpi_pool_fresh_pages(pool, block, &r);
-        mpi_os_populate((void *)r.lo, r.hi - r.lo);
+        mpi_pool_populate(pool, &r);
     }
     pool->fast.allocs++;
     if (pool->checks != 0)

@@ -364,7 +364,7 @@ static void cache_refill(mp_pool *pool, mpi_tcache *c, bool reuse_only)
     bool fresh;
     void *blocks[BATCH_MAX]; /* the depot's batch, or else the never-used blocks to populate */
     uint64_t hints;
-    mpi_pages pages = {0, 0};
+    mpi_pages pages = {0, 0, NULL};
     pthread_mutex_lock(&pool->lock);
     if ((first = depot_pop(pool, &got, blocks, &hints)) != NULL) {
         c->pub->free = first;
@@ -402,7 +402,7 @@ static void cache_refill(mp_pool *pool, mpi_tcache *c, bool reuse_only)
         pool->failed_allocs++;
     MP_STORE_RELEASE(c->pub->pushes, c->pub->pushes + got);
     pthread_mutex_unlock(&pool->lock);
-    mpi_os_populate((void *)pages.lo, pages.hi - pages.lo);
+    mpi_pool_populate(pool, &pages);
     for (uint64_t i = 0; i < nfresh; i++) {
         *tail = blocks[i];
         tail = (void **)blocks[i];

@@ -121,6 +121,7 @@ static void cell_args(const plan *pl, cell *c)
         c->n = 1, c->m = pl->threads_us;
         break;
     case WL_VARSIZE:
+    case WL_VARSIZE_SPARSE:
         c->n = pl->var_n, c->m = pl->var_live;
         break;
     case WL_REGION:
@@ -310,7 +311,8 @@ static void usage(FILE *f)
         "  --peers LIST     only these peers\n"
         "  --workloads LIST only these workloads (pair, batch_fifo, batch_lifo, churn, server, "
         "ts_pair,\n"
-        "                   threads_pair, threads_batch, prodcons, varsize, region)\n"
+        "                   threads_pair, threads_batch, prodcons, varsize, varsize_sparse,\n"
+        "                   region)\n"
         "  --allow-missing  a full run skips missing peers without failing\n",
         quick_plan.runs, full_plan.runs);
 }

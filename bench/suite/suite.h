@@ -15,8 +15,9 @@
  *     threads_*, prodcons  timed for M microseconds, as many ops as fit (N unused but positive):
  *                     with threads, the peers' rates decide the work, so a fixed time is the fair
  *                     cut
- *     varsize         N steps timed and M objects live, in all: each of the THREADS threads has
- *                     M / THREADS objects of its own and takes N / THREADS steps (fixed)
+ *     varsize, varsize_sparse  N steps timed and M objects live, in all: each of the THREADS
+ *                     threads has M / THREADS objects of its own and takes N / THREADS steps
+ *                     (fixed)
  *     region          SIZE is the tree's node count (each node SUITE_REGION_NODE bytes), N the
  *                     nodes timed in all: N / SIZE rounds (at least one) after one untimed round;
  *                     an op is one node's alloc, its share of the walk and of the release
@@ -63,6 +64,7 @@ enum suite_workload {
     WL_THREADS_BATCH, /* T threads, each its own FIFO batch loop on the one shared allocator */
     WL_PRODCONS,      /* one thread allocates, hands blocks over in batches, another frees them */
     WL_VARSIZE, /* churn among objects of mixed sizes (suite_var_bands), one working set a thread */
+    WL_VARSIZE_SPARSE, /* the same, writing only each object's first and last byte */
     WL_REGION, /* build a binary tree of N 16-byte nodes, walk it, release it all at once; repeat */
     WL_COUNT
 };
@@ -114,6 +116,10 @@ static const suite_workload_info suite_workloads[WL_COUNT] = {
     [WL_VARSIZE] = {"varsize",
                     "variable sizes: churn among mixed sizes, one working set per thread", 0,
                     SG_VARSIZE, 0, SUITE_T(1) | SUITE_T(2)},
+    [WL_VARSIZE_SPARSE] = {"varsize_sparse",
+                           "variable sizes, sparse: the same churn, writing only each object's "
+                           "first and last byte",
+                           0, SG_VARSIZE, 0, SUITE_T(1) | SUITE_T(2)},
     [WL_REGION] =
         {"region",
          "region: build a binary tree of N 16-byte nodes, walk it, release it all at once", 0,

@@ -628,6 +628,7 @@ static workload_fn *const workload_fns[WL_COUNT] = {
     [WL_THREADS_BATCH] = wl_threads_batch,
     [WL_PRODCONS] = wl_prodcons,
     [WL_VARSIZE] = wl_varsize,
+    [WL_VARSIZE_SPARSE] = wl_varsize_sparse,
     [WL_REGION] = wl_region,
 };
 

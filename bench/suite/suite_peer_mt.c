@@ -18,6 +18,9 @@
  *       size, touch every page of it. The same seeds, so the same sequence of sizes and victims,
  *       for every peer. N/T steps timed in each thread, after the fill and a tenth as many untimed;
  *       the figure is the wall time over the N steps.
+ *   varsize_sparse   the same, writing only each object's first and last byte, as a program that
+ *       sizes its buffers for the worst case: what the allocator makes resident that the program
+ *       does not write shows in the peak RSS.
  *
  * Waiting: the threads meet at barriers outside the timed sections; the producer and the consumer
  * wait for each other spinning a little and then yielding, so on a machine with fewer CPUs than
@@ -379,6 +382,7 @@ typedef struct vs_arg {
     size_t live;
     uint64_t n;
     uint64_t rng; /* this thread's own sequence */
+    bool sparse;  /* varsize_sparse: write only the first and last byte */
     crew *crew;
     pthread_barrier_t *done; /* the timed steps are over, the objects still live (then frame_end) */
     double fill_ns;          /* this thread's fill, per object */
@@ -425,6 +429,18 @@ static inline void touch_pages(char *p, size_t size, uint64_t v)
     p[size - 1] = (char)v;
 }
 
+/* varsize_sparse: the first and last byte only, so a page between them is resident only if the
+ * allocator made it so. */
+static inline void vs_touch(const vs_arg *a, char *p, size_t size, uint64_t v)
+{
+    if (a->sparse) {
+        p[0] = (char)v;
+        p[size - 1] = (char)v;
+    } else {
+        touch_pages(p, size, v);
+    }
+}
+
 static NOINLINE void vs_fill(vs_arg *a)
 {
     for (size_t i = 0; i < a->live; i++) {
@@ -433,7 +449,7 @@ static NOINLINE void vs_fill(vs_arg *a)
         char *p = peer_alloc(a->h, size);
         if (UNLIKELY(p == NULL))
             die_oom("the varsize fill");
-        touch_pages(p, size, i);
+        vs_touch(a, p, size, i);
         ESCAPE(p);
         a->slots[i] = p;
         a->sizes[i] = size;
@@ -453,7 +469,7 @@ static NOINLINE void vs_steps(vs_arg *a, uint64_t steps)
         char *p = peer_alloc(a->h, size);
         if (UNLIKELY(p == NULL))
             die_oom("varsize");
-        touch_pages(p, size, s);
+        vs_touch(a, p, size, s);
         ESCAPE(p);
         a->slots[i] = p;
         a->sizes[i] = size;
@@ -484,9 +500,8 @@ static void *vs_main(void *arg)
 }
 
 /* n: steps timed, live: objects live, both in all (each thread has its share). */
-result wl_varsize(size_t size, uint64_t n, uint64_t live64, unsigned threads)
+static result varsize_run(uint64_t n, uint64_t live64, unsigned threads, bool sparse)
 {
-    (void)size; /* sizes of its own */
     if (PEER_FIXED_SIZE)
         die("varsize asks for any size: a peer with PEER_FIXED_SIZE 1 cannot run it");
     if (live64 < threads || live64 > ((uint64_t)1 << 30) || n < threads)
@@ -513,6 +528,7 @@ result wl_varsize(size_t size, uint64_t n, uint64_t live64, unsigned threads)
                            .live = live,
                            .n = n,
                            .rng = VS_SEED + i * UINT64_C(0xD1B54A32D192ED03),
+                           .sparse = sparse,
                            .crew = &c,
                            .done = &done};
     }
@@ -542,4 +558,16 @@ result wl_varsize(size_t size, uint64_t n, uint64_t live64, unsigned threads)
     scratch_put(sets, threads * per);
     scratch_put(table, VS_TABLE * sizeof *table);
     return r;
+}
+
+result wl_varsize(size_t size, uint64_t n, uint64_t live, unsigned threads)
+{
+    (void)size; /* sizes of its own */
+    return varsize_run(n, live, threads, false);
+}
+
+result wl_varsize_sparse(size_t size, uint64_t n, uint64_t live, unsigned threads)
+{
+    (void)size;
+    return varsize_run(n, live, threads, true);
 }

@@ -335,60 +335,71 @@ static int section_prodcons(const study *st, section *sec, int n, goal_list *gl,
     return n + 1;
 }
 
-static int section_varsize(const study *st, section *sec, int n, goal_list *gl, unsigned threads,
-                           char *note)
+/* varsize or varsize_sparse (wl) at one thread count. */
+static int section_varsize(const study *st, section *sec, int n, goal_list *gl, int wl,
+                           unsigned threads, char *note)
 {
-    int c = cell_find(st, WL_VARSIZE, 0, threads),
-        c1 = threads > 1 ? cell_find(st, WL_VARSIZE, 0, 1) : -1;
+    bool sparse = wl == WL_VARSIZE_SPARSE;
+    int c = cell_find(st, wl, 0, threads), c1 = threads > 1 ? cell_find(st, wl, 0, 1) : -1;
     if (c < 0)
         return n;
     section *s = &sec[n];
-    s->title = threads == 1
-                   ? "variable sizes: mixed-size churn, 1 thread"
-                   : "variable sizes: mixed-size churn, 2 threads, each its own working set";
-    textf(note, NOTE,
-          "ns per step (free a random live object, allocate and touch one of the next size), wall "
-          "time over the steps of all threads: median [min-max] of %d runs; peak RSS: VmHWM of the "
-          "process, "
-          "median [min-max]; RSS growth: the resident set at the end of the timed steps less the "
-          "one before "
-          "the workload, over the live payload; %" PRIu64 " objects live in all%s.%s",
-          st->opt.plan.runs, st->opt.plan.var_live, threads > 1 ? ", half in each thread" : "",
-          threads > 1 ? " 2 threads / 1: throughput at two threads over one." : "");
+    static const char *const titles[2][2] = {
+        {"variable sizes: mixed-size churn, 1 thread",
+         "variable sizes: mixed-size churn, 2 threads, each its own working set"},
+        {"variable sizes, sparse: mixed-size churn writing each object's first and last byte, 1 "
+         "thread",
+         "variable sizes, sparse: mixed-size churn writing each object's first and last byte, 2 "
+         "threads, each its own working set"}};
+    s->title = titles[sparse][threads > 1];
+    textf(
+        note, NOTE,
+        "ns per step (free a random live object, allocate and write one of the next size%s), wall "
+        "time over the steps of all threads: median [min-max] of %d runs; peak RSS: VmHWM of the "
+        "process, "
+        "median [min-max]; RSS growth: the resident set at the end of the timed steps less the "
+        "one before "
+        "the workload, over the live payload; %" PRIu64 " objects live in all%s.%s",
+        sparse ? ": its first and last byte only" : "", st->opt.plan.runs, st->opt.plan.var_live,
+        threads > 1 ? ", half in each thread" : "",
+        threads > 1 ? " 2 threads / 1: throughput at two threads over one." : "");
     s->note = note;
     table_varsize(st, c, c1, &s->t);
     if (threads == 1) {
-        s->plot = "varsize";
-        s->plot2 = "varsize_memory";
+        s->plot = sparse ? "varsize_sparse" : "varsize";
+        s->plot2 = sparse ? "varsize_sparse_memory" : "varsize_memory";
     }
+    const char *issue = sparse ? "issue 18" : "issue 7";
     char detail[TEXT], what[TEXT], b[TEXT], x[16];
     double mine = peer_med(st, c, "mp_malloc", m_ns),
            mb = cell_best_of(st, c, m_ns, true, false, NULL);
     textf(detail, TEXT, "mp_malloc %s ns, %s", fmt3(x, sizeof x, mine),
           best_malloc_text(st, c, m_ns, "ns", b, sizeof b));
-    textf(what, TEXT, "mp_malloc, %u thread%s: <= 0.8 x the best malloc's time (issue 7)", threads,
-          threads > 1 ? "s" : "");
+    textf(what, TEXT, "mp_malloc, %s, %u thread%s: <= 0.8 x the best malloc's time (%s)",
+          suite_workloads[wl].name, threads, threads > 1 ? "s" : "", issue);
     goal_add(gl, s, what, mine / mb, 0.8, false, detail);
     mine = peer_med(st, c, "mp_malloc", m_hwm_mib),
     mb = cell_best_of(st, c, m_hwm_mib, true, false, NULL);
     textf(detail, TEXT, "mp_malloc %s MiB, %s", fmt3(x, sizeof x, mine),
           best_malloc_text(st, c, m_hwm_mib, "MiB", b, sizeof b));
-    textf(what, TEXT, "mp_malloc, %u thread%s: peak RSS <= 1.1 x the best malloc's (issue 7)",
-          threads, threads > 1 ? "s" : "");
+    textf(what, TEXT, "mp_malloc, %s, %u thread%s: peak RSS <= 1.1 x the best malloc's (%s)",
+          suite_workloads[wl].name, threads, threads > 1 ? "s" : "", issue);
     goal_add(gl, s, what, mine / mb, 1.1, false, detail);
     return n + 1;
 }
 
 int build_mt_sections(const study *st, section *sec, int n, goal_list *gl)
 {
-    static char notes[8][NOTE];
+    static char notes[10][NOTE];
     gl->n = 0;
     n = section_ts_pair(st, sec, n, gl, notes[0]);
     n = section_threads(st, sec, n, gl, WL_THREADS_PAIR, notes[1]);
     n = section_threads(st, sec, n, gl, WL_THREADS_BATCH, notes[2]);
     n = section_prodcons(st, sec, n, gl, notes[3]);
-    n = section_varsize(st, sec, n, gl, 1, notes[4]);
-    n = section_varsize(st, sec, n, gl, 2, notes[5]);
+    n = section_varsize(st, sec, n, gl, WL_VARSIZE, 1, notes[4]);
+    n = section_varsize(st, sec, n, gl, WL_VARSIZE, 2, notes[5]);
+    n = section_varsize(st, sec, n, gl, WL_VARSIZE_SPARSE, 1, notes[6]);
+    n = section_varsize(st, sec, n, gl, WL_VARSIZE_SPARSE, 2, notes[7]);
     if (n > MAX_SECTIONS - 1)
         die("too many sections: raise MAX_SECTIONS");
     return n;
@@ -489,7 +500,14 @@ void write_mt_method(const study *st, FILE *f)
             "the live payload.\n",
             pl->var_live, bands, pl->var_n);
     }
-    if (planned(st, WL_TS_PAIR) || planned(st, WL_PRODCONS) || planned(st, WL_VARSIZE))
+    if (planned(st, WL_VARSIZE_SPARSE))
+        fprintf(f,
+                "- **variable sizes, sparse**, *varsize_sparse*: the same churn, but each object "
+                "gets only its first and last byte written, as a program that sizes its buffers "
+                "for the worst case or keeps spare capacity: the pages between are resident only "
+                "if the allocator made them so, which the peak RSS shows.\n");
+    if (planned(st, WL_TS_PAIR) || planned(st, WL_PRODCONS) || planned(st, WL_VARSIZE) ||
+        planned(st, WL_VARSIZE_SPARSE))
         fprintf(
             f,
             "- **Goals** (issues 3, 5, 7) are listed under the tables they concern and together at "
@@ -534,20 +552,24 @@ void plot_mt(const study *st, FILE *g, const char *dir, const char *out_dir)
         plot_script(st, g, dir, out_dir, "prodcons", WL_PRODCONS, 1, title, "ns per block (log)",
                     true);
     }
-    if (planned(st, WL_VARSIZE)) {
+    for (int wl = WL_VARSIZE; wl <= WL_VARSIZE_SPARSE; wl++) {
+        if (!planned(st, wl))
+            continue;
+        const char *name = suite_workloads[wl].name;
+        char mem[64];
+        textf(mem, sizeof mem, "%s_memory", name);
         int rows = 0;
         for (int c = 0; c < st->ncells; c++)
-            rows += st->cells[c].wl == WL_VARSIZE;
-        plot_data(st, dir, "varsize", WL_VARSIZE, m_ns);
+            rows += st->cells[c].wl == wl;
+        plot_data(st, dir, name, wl, m_ns);
         snprintf(title, sizeof title, "%s\\nns per step, median of %d runs (whiskers: min-max)",
-                 suite_workloads[WL_VARSIZE].title, runs);
-        plot_script(st, g, dir, out_dir, "varsize", WL_VARSIZE, rows, title, "ns per step", false);
-        plot_data(st, dir, "varsize_memory", WL_VARSIZE, m_hwm_mib);
+                 suite_workloads[wl].title, runs);
+        plot_script(st, g, dir, out_dir, name, wl, rows, title, "ns per step", false);
+        plot_data(st, dir, mem, wl, m_hwm_mib);
         snprintf(title, sizeof title,
                  "%s\\npeak resident set of the process (VmHWM), MiB, median of %d runs "
                  "(whiskers: min-max)",
-                 suite_workloads[WL_VARSIZE].title, runs);
-        plot_script(st, g, dir, out_dir, "varsize_memory", WL_VARSIZE, rows, title, "peak RSS, MiB",
-                    false);
+                 suite_workloads[wl].title, runs);
+        plot_script(st, g, dir, out_dir, mem, wl, rows, title, "peak RSS, MiB", false);
     }
 }
