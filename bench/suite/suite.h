@@ -15,6 +15,7 @@
  *     threads_*, prodcons  timed for M microseconds, as many ops as fit (N unused but positive):
  *                     with threads, the peers' rates decide the work, so a fixed time is the fair
  *                     cut
+ *     own, handover   timed for M microseconds, as many whole structures of N blocks as fit
  *     varsize         N steps timed and M objects live, in all: each of the THREADS threads has
  *                     M / THREADS objects of its own and takes N / THREADS steps (fixed)
  * The peer answers with one line on stdout (anything else it prints goes to stderr):
@@ -60,6 +61,8 @@ enum suite_workload {
     WL_THREADS_BATCH, /* T threads, each its own FIFO batch loop on the one shared allocator */
     WL_PRODCONS,      /* one thread allocates, hands blocks over in batches, another frees them */
     WL_VARSIZE, /* churn among objects of mixed sizes (suite_var_bands), one working set a thread */
+    WL_OWN, /* T threads, each builds a structure of N blocks, walks it and frees it (issue 17) */
+    WL_HANDOVER, /* one thread builds structures of N blocks, another walks and frees them */
     WL_COUNT
 };
 
@@ -71,6 +74,7 @@ enum suite_group {
         1u << 2, /* threads (b), T independent loops: one allocator, or one pool a thread */
     SG_PRODCONS = 1u << 4, /* threads (c), blocks freed by another thread: thread-safe peers only */
     SG_VARSIZE = 1u << 3,  /* any size: the malloc family and mempool's heaps */
+    SG_STRUCT = 1u << 5,   /* threads (d, e), structures larger than any cache: thread-safe peers */
 };
 
 typedef struct suite_workload_info {
@@ -109,6 +113,12 @@ static const suite_workload_info suite_workloads[WL_COUNT] = {
     [WL_VARSIZE] = {"varsize",
                     "variable sizes: churn among mixed sizes, one working set per thread", 0,
                     SG_VARSIZE, 0, SUITE_T(1) | SUITE_T(2)},
+    [WL_OWN] = {"own",
+                "threads (d): T threads, each builds a structure of N blocks, walks it, frees it",
+                0, SG_STRUCT, 16, SUITE_T(1) | SUITE_T(2) | SUITE_T(4) | SUITE_T(8) | SUITE_T(31)},
+    [WL_HANDOVER] = {"handover",
+                     "threads (e): one thread builds structures of N blocks, another frees them", 0,
+                     SG_STRUCT, 16, SUITE_T(2)},
 };
 
 /* The block sizes of the sized workloads, bytes. */

@@ -51,6 +51,7 @@ typedef struct plan {
     uint64_t server_warm; /* ticks before */
     uint64_t threads_us;  /* threads_*, prodcons: microseconds timed */
     unsigned max_threads; /* the most threads of a thread workload */
+    uint64_t struct_n;    /* own, handover: blocks a structure (timed for threads_us) */
     uint64_t var_n;       /* varsize: steps timed in each thread ... */
     uint64_t var_live;    /* ... and objects live in each thread */
 } plan;

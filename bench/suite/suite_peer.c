@@ -550,6 +550,8 @@ static workload_fn *const workload_fns[WL_COUNT] = {
     [WL_THREADS_BATCH] = wl_threads_batch,
     [WL_PRODCONS] = wl_prodcons,
     [WL_VARSIZE] = wl_varsize,
+    [WL_OWN] = wl_own,
+    [WL_HANDOVER] = wl_handover,
 };
 
 static uint64_t parse_u64(const char *s, const char *what)
