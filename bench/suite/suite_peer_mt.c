@@ -99,6 +99,26 @@ static void crew_time(crew *c, uint64_t us)
     atomic_store_explicit(&c->stop, true, memory_order_relaxed);
 }
 
+/* A worker's timed section: its ops, and when it was released and saw the stop flag. */
+typedef struct worker_span {
+    uint64_t ops;
+    double start_ns, end_ns;
+} worker_span;
+
+/* The figure of n workers whose spans lie `stride` bytes apart from `first`: the wall time from
+ * the first start to the last end over all their ops. */
+static void crew_figure(result *r, const worker_span *first, size_t stride, unsigned n)
+{
+    double t0 = first->start_ns, end = first->end_ns;
+    for (unsigned i = 0; i < n; i++) {
+        const worker_span *s = (const worker_span *)((const char *)first + i * stride);
+        r->ops += s->ops;
+        t0 = fmin(t0, s->start_ns);
+        end = fmax(end, s->end_ns);
+    }
+    r->ns = (end - t0) / (double)(r->ops ? r->ops : 1);
+}
+
 /* One turn of a wait loop: a pause while the other thread is likely running, then yields. */
 static inline void spin_wait(unsigned *spins)
 {
@@ -128,9 +148,7 @@ typedef struct tw_arg {
     void **slots; /* batch: SUITE_BATCH pointers of this thread's own */
     bool batch;
     crew *crew;
-    uint64_t ops;    /* timed ops */
-    double start_ns; /* when this thread was released */
-    double end_ns;   /* when it saw the stop flag */
+    worker_span span;
 } tw_arg;
 
 /* One round: 1000 pairs, or one batch of SUITE_BATCH freed oldest first. Returns its ops. */
@@ -169,12 +187,12 @@ static void *tw_main(void *arg)
     for (int i = 0; i < 20; i++)
         tw_round(a->h, a->size, a->slots, a->batch);
     pthread_barrier_wait(&a->crew->go);
-    a->start_ns = now_ns();
+    a->span.start_ns = now_ns();
     uint64_t ops = 0;
     while (!crew_stopped(a->crew))
         ops += tw_round(a->h, a->size, a->slots, a->batch);
-    a->end_ns = now_ns();
-    a->ops = ops;
+    a->span.end_ns = now_ns();
+    a->span.ops = ops;
     return NULL;
 }
 
@@ -201,13 +219,7 @@ static result threads_run(size_t size, uint64_t us, unsigned threads, bool batch
     crew_start(&c, threads, tw_main, args, sizeof *args);
     crew_time(&c, us);
     crew_join(&c);
-    double t0 = args[0].start_ns, end = args[0].end_ns;
-    for (unsigned i = 0; i < threads; i++) {
-        r.ops += args[i].ops;
-        t0 = fmin(t0, args[i].start_ns);
-        end = fmax(end, args[i].end_ns);
-    }
-    r.ns = (end - t0) / (double)(r.ops ? r.ops : 1);
+    crew_figure(&r, &args[0].span, sizeof *args, threads);
     frame_end(&r, 0, 0);
     for (unsigned i = 0; i < threads; i++)
         if (!PEER_THREAD_SAFE || i == 0)
@@ -594,8 +606,7 @@ typedef struct own_arg {
     size_t size;
     uint64_t n;
     crew *crew;
-    uint64_t ops;
-    double start_ns, end_ns;
+    worker_span span;
 } own_arg;
 
 static void *own_main(void *arg)
@@ -603,12 +614,12 @@ static void *own_main(void *arg)
     own_arg *a = arg;
     st_free(a->h, a->size, st_build(a->h, a->size, a->n < 1024 ? a->n : 1024)); /* first use */
     pthread_barrier_wait(&a->crew->go);
-    a->start_ns = now_ns();
+    a->span.start_ns = now_ns();
     uint64_t ops = 0;
     while (!crew_stopped(a->crew))
         ops += st_free(a->h, a->size, st_build(a->h, a->size, a->n));
-    a->end_ns = now_ns();
-    a->ops = ops;
+    a->span.end_ns = now_ns();
+    a->span.ops = ops;
     return NULL;
 }
 
@@ -627,13 +638,7 @@ result wl_own(size_t size, uint64_t n, uint64_t us, unsigned threads)
     crew_start(&c, threads, own_main, args, sizeof *args);
     crew_time(&c, us);
     crew_join(&c);
-    double t0 = args[0].start_ns, end = args[0].end_ns;
-    for (unsigned i = 0; i < threads; i++) {
-        r.ops += args[i].ops;
-        t0 = fmin(t0, args[i].start_ns);
-        end = fmax(end, args[i].end_ns);
-    }
-    r.ns = (end - t0) / (double)(r.ops ? r.ops : 1);
+    crew_figure(&r, &args[0].span, sizeof *args, threads);
     frame_end(&r, 0, 0);
     peer_close(h);
     scratch_put(args, threads * sizeof *args);
