@@ -12,6 +12,8 @@
 #   docs      the reference (Doxygen, docs/doxygen): builds without a warning, installs a man page
 #             or link page for every function libmempool.so exports, describing it, and man renders
 #             every page without a warning
+#   model     spin checks src/tcache.pml, the model of the thread caches' cross-thread protocol,
+#             exhaustively for 2 and 3 threads (scripts/spin-tcache.sh)
 #   cross     the header from C++ (g++, clang++); then ARM64 (4, 16, 64 KiB pages) and i686 builds,
 #             every ctest suite run under qemu-user at MP_TEST_SCALE=0.05, but threads_fork and
 #             bench_suite_quick (see the stage)
@@ -24,12 +26,12 @@ src=$PWD
 out=${MEMPOOL_TEST_DIR:-$src/build/test}
 jobs=$(nproc 2>/dev/null || echo 2)
 stages=("$@")
-[ ${#stages[@]} -gt 0 ] || stages=(format release checked asan tsan valgrind install fuzz docs cross)
+[ ${#stages[@]} -gt 0 ] || stages=(format release checked asan tsan valgrind install fuzz docs model cross)
 
 # Tools and the libraries the examples and the benchmark's peers link against.
 packages=(cmake make gcc g++ clang libclang-rt-14-dev valgrind pkg-config libc6-dev
   liblua5.4-dev libsqlite3-dev libjemalloc-dev libgoogle-perftools-dev libmimalloc-dev libapr1-dev
-  libtbb-dev libboost-dev doxygen man-db clang-format)
+  libtbb-dev libboost-dev doxygen man-db clang-format spin)
 install_missing() {
   local missing=() p
   for p in "$@"; do
@@ -195,6 +197,9 @@ run_stage() {
       QEMU_PAGESIZE=$pagesize MP_TEST_SCALE=0.05 ctest --test-dir "$out/cross-aarch64" -j"$jobs" \
         --output-on-failure --no-tests=error -E "$skip"
     done ;;
+  model)
+    stage "model: spin over src/tcache.pml"
+    scripts/spin-tcache.sh "$out/model" ;;
   *)
     echo "unknown stage: $1" >&2
     return 2 ;;

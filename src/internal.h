@@ -211,7 +211,7 @@ enum {
  *   Blocks never carved since the last reset lie at or after the cursor: in run `cur` from `bump`
  *   on, and in every run after `cur` (their carved is 0).
  */
-#define MPI_DEPOT_SEGS 16 /* batches a thread-safe pool remembers for O(1) refills */
+#define MPI_DEPOT_ROWS 16 /* magazines whose addresses a thread-safe pool keeps for prefetch */
 
 struct mp_pool {
     struct mp_pool_fast fast;
@@ -284,18 +284,22 @@ struct mp_pool {
     struct mpi_tcache *caches;  /* the threads' caches of this pool */
     mp_pool *ts_next, *ts_prev; /* all thread-safe pools */
     uint64_t retired_allocs;    /* allocations counted by caches since dropped */
-    /* The depot: the batches that full caches gave back, newest last, each still a whole chain at
-     * the head of the free list (tcache.c, "The depot"). A ring; nseg == 0 when none is known. */
-    struct mpi_seg {
-        void *first, *last;
-        uint64_t n;
-    } seg[MPI_DEPOT_SEGS];
-    uint32_t seg_top, nseg;
-    /* Each remembered batch's block addresses in chain order, a row of MPI_DEPOT_ROW per seg[]
-     * entry, so that a refill can prefetch them all at once instead of missing on each link in
-     * turn; mapped by the first flush with no lock held and set by a compare-exchange (NULL
-     * before, or while the system refuses: no prefetch). Read with atomic loads. */
-    void **seg_blocks;
+    /* The depot (tcache.c, "The depot"): the full magazines that caches gave back, a stack
+     * (LIFO) of any depth. A magazine is a NULL-terminated chain of exactly the pool's batch of
+     * blocks (cache_batch) whose first block's second word links the next magazine; only pools
+     * with room for two words in a block keep one (the rest splice batches onto the free list).
+     * Written only by tcache.c, under `lock`. Blocks: every carved block is in use, on the free
+     * list, in exactly one cache or in exactly one magazine; so in_use = carved - free_len -
+     * cached - nmags * batch. mpi_ts_lock empties it onto the free list, so pool.c's walks of
+     * the list (trim, reset, stats, check) see every free block. */
+    void *mags;
+    uint64_t nmags;
+    /* Prefetch hints: the block addresses of the magazines last pushed at each depth modulo
+     * MPI_DEPOT_ROWS, a row of MPI_DEPOT_ROW each (row[0] is the magazine's first block, so a pop
+     * can tell its own row); mapped by the first flush with no lock held and set by a
+     * compare-exchange (NULL before, or while the system refuses: no prefetch). Read with atomic
+     * loads. */
+    void **mag_rows;
 };
 #define MPI_DEPOT_ROW 256 /* the most blocks a batch moves (tcache.c) */
 

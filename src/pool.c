@@ -1368,7 +1368,6 @@ static bool run_blocks_are_intact(mp_pool *pool, const mpi_run *run)
 static size_t pool_trim_locked(mp_pool *pool)
 {
     pool->trims++;
-    pool->nseg = 0; /* the free list is rebuilt: the depot's batches are forgotten */
     if ((pool->state & MPI_IN_BUFFER) != 0 || pool->first == NULL)
         return 0;
 

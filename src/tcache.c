@@ -4,9 +4,10 @@
  * The design is Bonwick's magazines (Bonwick and Adams, "Magazines and Vmem", USENIX 2001) in the
  * shape of DPDK's per-lcore mempool cache: each thread keeps, for each thread-safe pool it uses, a
  * LIFO list of at most `limit` free blocks (struct mp_tcache_fast, public so that alloc and free
- * use it inline). An empty cache takes limit/2 blocks from the pool, a full one gives limit/2 back,
- * each time under the pool's mutex, so the lock is taken once per limit/2 operations and a producer
- * -> consumer pair moves blocks in batches. Nothing on the inline path is a lock or an atomic
+ * use it inline). An empty cache takes limit/2 blocks from the pool, a full one gives limit/2 back
+ * as one magazine onto the pool's unbounded depot (below), each time under the pool's mutex, so
+ * the lock is taken once per limit/2 operations and a producer -> consumer pair moves blocks in
+ * batches. Nothing on the inline path is a lock or an atomic
  * read-modify-write; the two counters other threads read are written with release stores (plain
  * stores on x86-64), which their readers pair with an acquire load.
  *
@@ -22,7 +23,8 @@
  *     every lock first (pthread_atfork).
  * Invariants: a cache is in its pool's list, its thread's list and its thread's table at ts_id, or
  * in none of them (and its table entry is all zero); a carved block is in use, on the pool's free
- * list, or in exactly one cache; in_use = carved - free_len - cached.
+ * list, in exactly one cache, or in exactly one of the depot's magazines; in_use = carved -
+ * free_len - cached - nmags * batch.
  */
 #define _GNU_SOURCE /* PTHREAD_MUTEX_ADAPTIVE_NP, where the C library has it */
 #include "internal.h"
@@ -83,7 +85,7 @@ static mp_pool *thread_meta;
 #define CACHE_DEFAULT 1024u
 #define CACHE_BYTES_MAX (256u * 1024u)
 #define BATCH_MAX MPI_DEPOT_ROW
-#define SEG_BLOCKS_BYTES ((size_t)MPI_DEPOT_SEGS * MPI_DEPOT_ROW * sizeof(void *))
+#define ROWS_BYTES ((size_t)MPI_DEPOT_ROWS * MPI_DEPOT_ROW * sizeof(void *))
 #define CACHE_FRESH_BYTES (4u * 1024u) /* never-used space a refill carves at most: a page */
 
 static void thread_exit(void *arg);
@@ -207,8 +209,8 @@ void mpi_ts_destroy(mp_pool *pool)
         free_ids[nfree_ids++] = pool->ts_id; /* else the id is simply never reused */
     pthread_mutex_unlock(&registry);
     pthread_mutex_destroy(&pool->lock);
-    if (pool->seg_blocks != NULL)
-        mpi_os_source.unmap(NULL, pool->seg_blocks, SEG_BLOCKS_BYTES);
+    if (pool->mag_rows != NULL)
+        mpi_os_source.unmap(NULL, pool->mag_rows, ROWS_BYTES);
 }
 
 /* ================================================================================================
@@ -275,77 +277,88 @@ static uint64_t cache_batch(const mpi_tcache *c)
 }
 
 /* ================================================================================================
- * The depot: whole batches moved in O(1)
+ * The depot: whole magazines moved in O(1)
  *
- * A full cache gives a batch back as one chain spliced at the head of the pool's free list, and
- * the pool remembers it (first, last, n) on a small ring, seg[]. While nothing else has touched
- * the list, the list is the newest remembered batch, then the one before, and so on, so an empty
- * cache takes the newest batch whole: unlink it by its last block, O(1), without reading the
- * blocks in between (which another thread's core last wrote: walking them costs a cache miss
- * each, under the lock). Any other operation on the list (a single pop or push, a chain of
- * unknown length, trim, reset) forgets every remembered batch (nseg = 0), since it may break
- * their chains; the ring's oldest entry is overwritten when it is full. Invariant, when nseg > 0:
- * the free list begins with seg[seg_top].first, and for the nseg newest batches each one's `last`
- * links to the next older one's `first`, each chain holding exactly n blocks. Pool lock held.
+ * A full cache gives its oldest `batch` blocks back as one magazine: a NULL-terminated chain whose
+ * first block's second word links the next magazine (MAG_NEXT), pushed on the pool's stack of
+ * full magazines; an empty cache pops the newest one whole. Both are O(1) however many magazines
+ * are parked, and read no block but the first (which the refilling thread reads next anyway):
+ * the blocks in between were last written by another thread's core, and walking them under the
+ * lock cost a cache miss each. The stack has no bound (as Bonwick's depot): it holds only blocks
+ * that were carved and freed, so it is bounded by the pool's peak, and mpi_ts_lock (trim, reset,
+ * stats, check) empties it onto the free list. A pool whose blocks have no room for a second word
+ * (stride 8) keeps no magazines: its caches splice batches onto the free list and refill from it
+ * block by block. Pool lock held in all but depot_rows.
  * ============================================================================================== */
 
-/* The pool's rows of batch addresses (seg_blocks), mapped on first use with no lock held (the
+#define MAG_NEXT(first) (((void **)(first))[1])
+
+static bool depot_usable(const mp_pool *pool)
+{
+    return pool->stride >= 2 * sizeof(void *);
+}
+
+/* The pool's rows of magazine addresses (mag_rows), mapped on first use with no lock held (the
  * system is never called under a pool's lock); NULL if the system refuses, and asked again next
  * time. Set once, by a compare-exchange, and never changed until the pool is destroyed. */
-static void **seg_rows(mp_pool *pool)
+static void **depot_rows(mp_pool *pool)
 {
-    void **rows = __atomic_load_n(&pool->seg_blocks, __ATOMIC_ACQUIRE);
+    void **rows = __atomic_load_n(&pool->mag_rows, __ATOMIC_ACQUIRE);
     if (rows != NULL)
         return rows;
-    rows = mpi_os_source.map(NULL, SEG_BLOCKS_BYTES, mpi_os_page_size());
+    rows = mpi_os_source.map(NULL, ROWS_BYTES, mpi_os_page_size());
     void **none = NULL;
-    if (rows != NULL && !__atomic_compare_exchange_n(&pool->seg_blocks, &none, rows, false,
+    if (rows != NULL && !__atomic_compare_exchange_n(&pool->mag_rows, &none, rows, false,
                                                      __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE)) {
-        mpi_os_source.unmap(NULL, rows, SEG_BLOCKS_BYTES); /* another thread's came first */
+        mpi_os_source.unmap(NULL, rows, ROWS_BYTES); /* another thread's came first */
         rows = none;
     }
     return rows;
 }
 
-/* Remembers the batch first..last of n blocks, just spliced at the head of the free list, and
- * keeps its block addresses (blocks[0..n), chain order) in `rows` (if not NULL) for the refill that
- * takes it. */
-static void depot_push(mp_pool *pool, void *first, void *last, uint64_t n, void *const *blocks,
-                       void **rows)
+/* Pushes the magazine blocks[0..n) (chained, NULL-terminated) and keeps its addresses in `rows`
+ * (if not NULL) at its depth, for the refill that takes it. */
+static void depot_push(mp_pool *pool, void *const *blocks, uint64_t n, void **rows)
 {
-    pool->seg_top = (pool->seg_top + 1) % MPI_DEPOT_SEGS;
-    pool->seg[pool->seg_top] = (struct mpi_seg){first, last, n};
-    if (pool->nseg < MPI_DEPOT_SEGS)
-        pool->nseg++;
+    MAG_NEXT(blocks[0]) = pool->mags;
+    pool->mags = blocks[0];
+    pool->nmags++;
     if (rows != NULL)
-        memcpy(rows + (size_t)pool->seg_top * MPI_DEPOT_ROW, blocks, n * sizeof *blocks);
+        memcpy(rows + (pool->nmags % MPI_DEPOT_ROWS) * MPI_DEPOT_ROW, blocks, n * sizeof *blocks);
 }
 
-/* The newest batch of *n blocks, unlinked from the free list; NULL (and the depot forgotten) if
- * there is none or the list no longer begins with it. If the pool has rows (seg_blocks), the
- * batch's row is copied to blocks[0..*n) and *hints = *n, else *hints = 0. A row that its flush
- * could not write (no rows then) holds older addresses or none: they are used only as prefetch
- * hints. */
-static void *depot_pop(mp_pool *pool, uint64_t *n, void **blocks, uint64_t *hints)
+/* Pops the newest magazine of n blocks; NULL if there is none. If its depth's row is its own
+ * (row[0] is its first block), the row is copied to blocks[0..n) and *hints = n, else *hints = 0.
+ * The row may hold addresses of an older magazine that began with the same block: they are used
+ * only as prefetch hints. */
+static void *depot_pop(mp_pool *pool, uint64_t n, void **blocks, uint64_t *hints)
 {
-    void **head = mpi_pool_head(pool);
-    if (pool->nseg == 0)
+    void *first = pool->mags;
+    *hints = 0;
+    if (first == NULL)
         return NULL;
-    struct mpi_seg s = pool->seg[pool->seg_top];
-    if (*head != s.first) {
-        pool->nseg = 0;
-        return NULL;
+    void **rows = __atomic_load_n(&pool->mag_rows, __ATOMIC_ACQUIRE);
+    void **row = rows != NULL ? rows + (pool->nmags % MPI_DEPOT_ROWS) * MPI_DEPOT_ROW : NULL;
+    if (row != NULL && row[0] == first) {
+        memcpy(blocks, row, n * sizeof *blocks);
+        *hints = n;
     }
-    *head = *(void **)s.last;
-    *(void **)s.last = NULL;
-    void **rows = __atomic_load_n(&pool->seg_blocks, __ATOMIC_ACQUIRE);
-    *hints = rows != NULL ? s.n : 0;
-    if (rows != NULL)
-        memcpy(blocks, rows + (size_t)pool->seg_top * MPI_DEPOT_ROW, s.n * sizeof *blocks);
-    pool->seg_top = (pool->seg_top + MPI_DEPOT_SEGS - 1) % MPI_DEPOT_SEGS;
-    pool->nseg--;
-    *n = s.n;
-    return s.first;
+    pool->mags = MAG_NEXT(first);
+    pool->nmags--;
+    return first;
+}
+
+/* Empties the depot onto the free list: O(blocks in it). */
+static void depot_drain(mp_pool *pool)
+{
+    while (pool->mags != NULL) {
+        void *first = pool->mags, *last = first;
+        pool->mags = MAG_NEXT(first);
+        while (*(void **)last != NULL)
+            last = *(void **)last;
+        mpi_pool_give_chain(pool, first, last);
+    }
+    pool->nmags = 0;
 }
 
 /* Takes a batch of blocks from the pool into the empty cache c: a whole batch from the depot, or
@@ -366,7 +379,8 @@ static void cache_refill(mp_pool *pool, mpi_tcache *c, bool reuse_only)
     uint64_t hints;
     mpi_pages pages = {0, 0, NULL};
     pthread_mutex_lock(&pool->lock);
-    if ((first = depot_pop(pool, &got, blocks, &hints)) != NULL) {
+    if ((first = depot_pop(pool, want, blocks, &hints)) != NULL) {
+        got = want;
         c->pub->free = first;
         MP_STORE_RELEASE(c->pub->pushes, c->pub->pushes + got);
         pthread_mutex_unlock(&pool->lock);
@@ -412,7 +426,8 @@ static void cache_refill(mp_pool *pool, mpi_tcache *c, bool reuse_only)
 }
 
 /* Gives the first n (>= 1) blocks of the cache back to the pool: the chain is cut outside the
- * lock and spliced in O(1) under it, where the counter moves too (see cache_refill). */
+ * lock and pushed as a magazine (or spliced onto the free list) in O(1) under it, where the
+ * counter moves too (see cache_refill). n is the pool's batch when it keeps magazines. */
 static void cache_flush(mp_pool *pool, mpi_tcache *c, uint64_t n)
 {
     void *blocks[BATCH_MAX];
@@ -421,12 +436,14 @@ static void cache_flush(mp_pool *pool, mpi_tcache *c, uint64_t n)
     for (uint64_t i = 1; i < n; i++)
         blocks[i] = last = *(void **)last;
     c->pub->free = *(void **)last;
-    void **rows = seg_rows(pool);
+    *(void **)last = NULL;
+    bool mag = depot_usable(pool);
+    void **rows = mag ? depot_rows(pool) : NULL;
     pthread_mutex_lock(&pool->lock);
-    if (pool->nseg != 0 && *mpi_pool_head(pool) != pool->seg[pool->seg_top].first)
-        pool->nseg = 0; /* the list was changed by another path: the remembered batches are stale */
-    mpi_pool_give_chain(pool, first, last);
-    depot_push(pool, first, last, n, blocks, rows);
+    if (mag)
+        depot_push(pool, blocks, n, rows);
+    else
+        mpi_pool_give_chain(pool, first, last);
     __atomic_store_n(&c->flushed, c->flushed + n, __ATOMIC_RELAXED);
     MP_STORE_RELEASE(c->pub->pops, c->pub->pops + n);
     pthread_mutex_unlock(&pool->lock);
@@ -441,7 +458,8 @@ void *mpi_ts_alloc(mp_pool *pool, const void *site, bool reuse_only)
     mpi_tcache *c = cache_get(pool);
     if (c == NULL) {
         pthread_mutex_lock(&pool->lock);
-        pool->nseg = 0;
+        if (*mpi_pool_head(pool) == NULL)
+            depot_drain(pool); /* this thread has no cache, others may: blocks they gave back */
         void *block =
             reuse_only && *mpi_pool_head(pool) == NULL ? NULL : mpi_pool_alloc_general(pool, site);
         int err = errno;
@@ -471,7 +489,6 @@ void mpi_ts_free(mp_pool *pool, void *block)
     mpi_tcache *c = cache_get(pool);
     if (c == NULL) {
         pthread_mutex_lock(&pool->lock);
-        pool->nseg = 0;
         mpi_pool_free_general(pool, block);
         pthread_mutex_unlock(&pool->lock);
         return;
@@ -499,10 +516,8 @@ static void cache_retire(mpi_tcache *c)
     void *first = c->pub->free, *last = first;
     while (last != NULL && *(void **)last != NULL)
         last = *(void **)last;
-    if (first != NULL) {
-        pool->nseg = 0;
+    if (first != NULL)
         mpi_pool_give_chain(pool, first, last);
-    }
     pool->retired_allocs += c->pub->pops - c->flushed;
     pthread_mutex_unlock(&pool->lock);
     cache_drop(c);
@@ -534,6 +549,7 @@ void mpi_ts_lock(const mp_pool *pool)
         return;
     pthread_mutex_lock(&registry);
     pthread_mutex_lock((pthread_mutex_t *)&pool->lock);
+    depot_drain((mp_pool *)pool); /* the caller may walk the free list: every free block on it */
 }
 
 void mpi_ts_unlock(const mp_pool *pool)
@@ -591,7 +607,6 @@ bool mpi_ts_each_cached(const mp_pool *pool,
 
 void mpi_ts_reset(mp_pool *pool)
 {
-    pool->nseg = 0;
     for (mpi_tcache *c = pool->caches; c != NULL; c = c->pool_next) {
         c->pub->free = NULL; /* the cached blocks count as taken back by a flush */
         c->flushed += c->pub->pushes - c->pub->pops;

@@ -36,6 +36,14 @@
  *    returns, lowered before a free) never exceeds the capacity, every NULL comes with ENOMEM and
  *    is counted in failed_allocs, blocks_peak <= capacity; once the threads have exited, the main
  *    thread alone can allocate exactly `capacity` blocks (none is lost in a dead thread's cache).
+ * 4. Structures larger than any cache (issue 17). 32 threads share a pool (16-byte blocks; 8-byte
+ *    blocks, which keep no magazines; 64-byte blocks with an 8-block cache); each builds structures
+ *    of N stamped blocks (up to 2^14) and frees them itself, or every other round hands a whole
+ *    one over to a queue and frees the oldest there, most likely another thread's. An observer
+ *    reads stats, checks and trims meanwhile (which empties the depot under the threads). Threads
+ *    exit with full caches. 50,000,000 allocations in all at MP_TEST_SCALE=1, each verified before
+ *    its free; at the end blocks_in_use == 0, and with every thread gone trim gives back every
+ *    block.
  * Runs in about 2 s in a Release build on 2 idle cores at MP_TEST_SCALE=1 (about 20 s under
  * ASan+UBSan, 30-45 s under TSan; MP_TEST_SCALE=10 takes about 30 s).
  */
@@ -556,6 +564,202 @@ static void test_capacity(uint64_t seed)
 }
 
 /* ------------------------------------------------------------------------------------------------
+ * 4. Structures larger than any cache
+ * ---------------------------------------------------------------------------------------------- */
+
+enum { ST_THREADS = 32 };
+
+/* A structure: n stamped blocks, listed in an array of the test's own. */
+typedef struct st_list {
+    struct st_list *next; /* on the hand-over queue */
+    uint64_t n;
+    void *b[];
+} st_list;
+
+typedef struct st_shape {
+    const char *name;
+    size_t block_size, thread_cache;
+    uint64_t n;     /* blocks a structure */
+    unsigned share; /* percent of the allocations */
+} st_shape;
+
+static const st_shape st_shapes[] = {
+    {"ts16-n16384", 16, 0, 16384, 60},
+    {"ts8-n4096", 8, 0, 4096, 20},
+    {"ts64-cache8-n1024", 64, 8, 1024, 20},
+};
+
+typedef struct st_shared {
+    mp_pool *pool;
+    size_t block_size;
+    uint64_t n, rounds;
+    pthread_mutex_t qlock;
+    st_list *queue; /* structures handed over, not yet freed */
+    atomic_bool stop;
+} st_shared;
+
+typedef struct st_worker {
+    st_shared *sh;
+    uint32_t no;
+    uint64_t allocs, released;
+} st_worker;
+
+static st_list *st_build(st_worker *w)
+{
+    st_shared *sh = w->sh;
+    st_list *s = malloc(sizeof *s + sh->n * sizeof(void *));
+    if (s == NULL) {
+        tfail("structures: malloc failed");
+        return NULL;
+    }
+    s->n = 0;
+    for (uint64_t i = 0; i < sh->n; i++) {
+        void *b = mp_pool_alloc(sh->pool);
+        if (b == NULL) {
+            tfail("structures %s: alloc failed (errno %d)", mp_pool_name(sh->pool), errno);
+            break;
+        }
+        block_fill(b, sh->block_size, stamp_make(w->no, ++w->allocs));
+        s->b[s->n++] = b;
+    }
+    return s;
+}
+
+/* Verifies every block of s, then frees them newest first, and s. */
+static void st_free(st_shared *sh, st_list *s, uint64_t *released)
+{
+    for (uint64_t i = 0; i < s->n; i++)
+        if (!block_verify(s->b[i], sh->block_size, NULL))
+            tfail("structures %s: block %p corrupted while live", mp_pool_name(sh->pool), s->b[i]);
+    for (uint64_t i = s->n; i-- > 0;)
+        mp_pool_free(sh->pool, s->b[i]);
+    *released += s->n;
+    free(s);
+}
+
+/* Rounds of: build a structure; free it, or (every other round) hand it over and free the oldest
+ * structure on the queue, most likely another thread's. Exits with its cache full. */
+static void *st_thread(void *arg)
+{
+    st_worker *w = arg;
+    st_shared *sh = w->sh;
+    for (uint64_t r = 0; r < sh->rounds; r++) {
+        st_list *s = st_build(w);
+        if (s == NULL)
+            return NULL;
+        if ((w->no + r) % 2 == 0) {
+            st_free(sh, s, &w->released);
+            continue;
+        }
+        pthread_mutex_lock(&sh->qlock);
+        s->next = sh->queue;
+        sh->queue = s;
+        st_list **oldest = &sh->queue;
+        while ((*oldest)->next != NULL)
+            oldest = &(*oldest)->next;
+        st_list *take = *oldest;
+        *oldest = NULL;
+        pthread_mutex_unlock(&sh->qlock);
+        st_free(sh, take, &w->released);
+    }
+    return NULL;
+}
+
+/* While the threads run: stats consistent, check true, trim (which empties the depot). */
+static void *st_observer(void *arg)
+{
+    st_shared *sh = arg;
+    while (!atomic_load(&sh->stop)) {
+        mp_stats st = stats_of(sh->pool);
+        stats_consistent(&st, "structures stats");
+        if (!mp_pool_check(sh->pool))
+            tfail("structures: mp_pool_check false while threads run");
+        mp_pool_trim(sh->pool);
+        struct timespec ts = {0, 2000000};
+        nanosleep(&ts, NULL);
+    }
+    return NULL;
+}
+
+/* Frees what is left on the queue, from a thread that then exits (its cache goes back). */
+static void *st_drain(void *arg)
+{
+    st_worker *w = arg;
+    while (w->sh->queue != NULL) {
+        st_list *s = w->sh->queue;
+        w->sh->queue = s->next;
+        st_free(w->sh, s, &w->released);
+    }
+    return NULL;
+}
+
+static void st_run(const st_shape *shape, uint64_t allocs_wanted)
+{
+    static st_shared sh;
+    counting_source cs = {0};
+    mp_source src = counting_source_of(&cs);
+    memset(&sh, 0, sizeof sh);
+    pthread_mutex_init(&sh.qlock, NULL);
+    sh.block_size = shape->block_size;
+    sh.n = shape->n;
+    sh.rounds = allocs_wanted / (ST_THREADS * shape->n);
+    if (sh.rounds < 2)
+        sh.rounds = 2;
+    sh.pool = mp_pool_create(&(mp_pool_opts){.block_size = shape->block_size,
+                                             .flags = MP_THREAD_SAFE,
+                                             .name = shape->name,
+                                             .source = &src,
+                                             .thread_cache = shape->thread_cache});
+    if (!CHECK("structures: create a thread-safe pool", sh.pool != NULL))
+        return;
+    static st_worker w[ST_THREADS + 1];
+    pthread_t t[ST_THREADS], obs;
+    for (uint32_t i = 0; i <= ST_THREADS; i++)
+        w[i] = (st_worker){.sh = &sh, .no = 1000 + i};
+    atomic_store(&sh.stop, false);
+    bool started = threads_start(&obs, 1, st_observer, &sh, 0);
+    if (started) {
+        started = threads_start(t, ST_THREADS, st_thread, w, sizeof w[0]);
+        if (started)
+            threads_join(t, ST_THREADS);
+        atomic_store(&sh.stop, true);
+        pthread_join(obs, NULL);
+    }
+    if (!CHECK("structures: threads started", started) ||
+        !CHECK("structures: the queue drained", thread_run(st_drain, &w[ST_THREADS])))
+        return;
+    uint64_t allocs = 0, released = 0;
+    for (uint32_t i = 0; i <= ST_THREADS; i++) {
+        allocs += w[i].allocs;
+        released += w[i].released;
+    }
+    CHECK("structures: no failure in any thread (blocks intact, stats consistent, check true)",
+          tfail_take() == 0);
+    CHECK("structures: every block allocated was verified and freed once", released == allocs);
+    mp_stats st = stats_of(sh.pool);
+    CHECK("structures: final blocks_in_use == 0", st.blocks_in_use == 0);
+    CHECK("structures: final allocs == the test's count", st.allocs == allocs);
+    CHECK("structures: mp_pool_check true at the end", mp_pool_check(sh.pool));
+    uint64_t peak = st.blocks_peak;
+    mp_pool_trim(sh.pool);
+    st = stats_of(sh.pool);
+    CHECK("structures: every thread has exited, so trim gives every block back",
+          st.blocks_free == 0 && st.blocks_in_use == 0);
+    printf("  %-18s %" PRIu64 " allocs by %d threads, peak %" PRIu64 " blocks\n", shape->name,
+           allocs, ST_THREADS, peak);
+    mp_pool_destroy(sh.pool);
+    pthread_mutex_destroy(&sh.qlock);
+    CHECK("structures: destroy gave every mapped byte back",
+          atomic_load(&cs.bytes_out) == 0 && atomic_load(&cs.maps) == atomic_load(&cs.unmaps));
+}
+
+static void test_structures(uint64_t allocs)
+{
+    for (size_t i = 0; i < sizeof st_shapes / sizeof st_shapes[0]; i++)
+        st_run(&st_shapes[i], allocs / 100 * st_shapes[i].share);
+}
+
+/* ------------------------------------------------------------------------------------------------
  * */
 
 int main(int argc, char **argv)
@@ -575,5 +779,9 @@ int main(int argc, char **argv)
     printf("3. capacity across %d threads\n", CAP_THREADS);
     fflush(stdout);
     test_capacity(seed);
+    uint64_t st_allocs = scaled_at_least(50000000, 200000);
+    printf("4. structures: %d threads, %" PRIu64 " allocations\n", ST_THREADS, st_allocs);
+    fflush(stdout);
+    test_structures(st_allocs);
     return TEST_DONE();
 }

@@ -53,15 +53,16 @@
  * the thread-safe pool, as the figure that pool is held to; mempool's variants join only the
  * workloads they were made for; the general-purpose allocators run every workload, and `general`
  * makes them the "best malloc" of the goals (suite_report_mt.c). */
-#define ALLOCATOR (SG_POOLS | SG_TS_PAIR | SG_THREADS | SG_PRODCONS | SG_VARSIZE | SG_REGION)
+#define ALLOCATOR                                                                                  \
+    (SG_POOLS | SG_TS_PAIR | SG_THREADS | SG_PRODCONS | SG_VARSIZE | SG_REGION | SG_STRUCT)
 static const peer_def peer_defs[] = {
     {"floor", NULL, SG_POOLS | SG_THREADS, false},
     {"bump", NULL, SG_REGION, false},
     {"mempool", NULL, SG_POOLS | SG_TS_PAIR | SG_REGION, false},
     {"mp_arena", NULL, SG_REGION, false},
     {"apr", "libapr1-dev", SG_REGION, false},
-    {"mempool_ts", NULL, SG_TS_PAIR | SG_THREADS | SG_PRODCONS, false},
-    {"mp_malloc", NULL, SG_VARSIZE, false},
+    {"mempool_ts", NULL, SG_TS_PAIR | SG_THREADS | SG_PRODCONS | SG_STRUCT, false},
+    {"mp_malloc", NULL, SG_VARSIZE | SG_STRUCT, false},
     {"mp_heap", NULL, SG_VARSIZE, false},
     {"glibc", "libc6", ALLOCATOR, true},
     {"jemalloc", "libjemalloc-dev", ALLOCATOR, true},
@@ -83,7 +84,8 @@ static const plan full_plan = {.runs = 5,
                                .server_n = 100000,
                                .server_warm = 3 * 8192,
                                .threads_us = 100000,
-                               .max_threads = 8,
+                               .max_threads = 31,
+                               .struct_n = 1u << 18,
                                .var_n = 400000,
                                .var_live = 100000,
                                .region_nodes = 1u << 24};
@@ -96,6 +98,7 @@ static const plan quick_plan = {.runs = 2,
                                 .server_warm = 1000,
                                 .threads_us = 2000,
                                 .max_threads = 2,
+                                .struct_n = 1u << 10,
                                 .var_n = 2000,
                                 .var_live = 2000,
                                 .region_nodes = 1u << 16};
@@ -119,6 +122,10 @@ static void cell_args(const plan *pl, cell *c)
     case WL_THREADS_BATCH:
     case WL_PRODCONS:
         c->n = 1, c->m = pl->threads_us;
+        break;
+    case WL_OWN:
+    case WL_HANDOVER:
+        c->n = pl->struct_n, c->m = pl->threads_us;
         break;
     case WL_VARSIZE:
     case WL_VARSIZE_SPARSE:
@@ -312,7 +319,7 @@ static void usage(FILE *f)
         "  --workloads LIST only these workloads (pair, batch_fifo, batch_lifo, churn, server, "
         "ts_pair,\n"
         "                   threads_pair, threads_batch, prodcons, varsize, varsize_sparse,\n"
-        "                   region)\n"
+        "                   region, own, handover)\n"
         "  --allow-missing  a full run skips missing peers without failing\n",
         quick_plan.runs, full_plan.runs);
 }

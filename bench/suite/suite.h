@@ -15,6 +15,7 @@
  *     threads_*, prodcons  timed for M microseconds, as many ops as fit (N unused but positive):
  *                     with threads, the peers' rates decide the work, so a fixed time is the fair
  *                     cut
+ *     own, handover   timed for M microseconds, as many whole structures of N blocks as fit
  *     varsize, varsize_sparse  N steps timed and M objects live, in all: each of the THREADS
  *                     threads has M / THREADS objects of its own and takes N / THREADS steps
  *                     (fixed)
@@ -66,6 +67,8 @@ enum suite_workload {
     WL_VARSIZE, /* churn among objects of mixed sizes (suite_var_bands), one working set a thread */
     WL_VARSIZE_SPARSE, /* the same, writing only each object's first and last byte */
     WL_REGION, /* build a binary tree of N 16-byte nodes, walk it, release it all at once; repeat */
+    WL_OWN, /* T threads, each builds a structure of N blocks, walks it and frees it (issue 17) */
+    WL_HANDOVER, /* one thread builds structures of N blocks, another walks and frees them */
     WL_COUNT
 };
 
@@ -78,6 +81,7 @@ enum suite_group {
     SG_PRODCONS = 1u << 4, /* threads (c), blocks freed by another thread: thread-safe peers only */
     SG_VARSIZE = 1u << 3,  /* any size: the malloc family and mempool's heaps */
     SG_REGION = 1u << 5,   /* region: releases all at once (pools, arenas, APR) or node by node */
+    SG_STRUCT = 1u << 6,   /* threads (d, e), structures larger than any cache: thread-safe peers */
 };
 
 typedef struct suite_workload_info {
@@ -124,6 +128,12 @@ static const suite_workload_info suite_workloads[WL_COUNT] = {
         {"region",
          "region: build a binary tree of N 16-byte nodes, walk it, release it all at once", 0,
          SG_REGION, 0, 0},
+    [WL_OWN] = {"own",
+                "threads (d): T threads, each builds a structure of N blocks, walks it, frees it",
+                0, SG_STRUCT, 16, SUITE_T(1) | SUITE_T(2) | SUITE_T(4) | SUITE_T(8) | SUITE_T(31)},
+    [WL_HANDOVER] = {"handover",
+                     "threads (e): one thread builds structures of N blocks, another frees them", 0,
+                     SG_STRUCT, 16, SUITE_T(2)},
 };
 
 /* region: the node counts of its cells (a cell's `size` is its node count, SIZE on the command

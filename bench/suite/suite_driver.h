@@ -54,6 +54,7 @@ typedef struct plan {
     uint64_t var_n;        /* varsize: steps timed in each thread ... */
     uint64_t var_live;     /* ... and objects live in each thread */
     uint64_t region_nodes; /* region: nodes timed in each cell (rounds of its node count) */
+    uint64_t struct_n;     /* own, handover: blocks a structure (timed for threads_us) */
 } plan;
 
 /* One workload at one size and thread count, with its counts (the N and M of suite.h's protocol).

@@ -630,6 +630,8 @@ static workload_fn *const workload_fns[WL_COUNT] = {
     [WL_VARSIZE] = wl_varsize,
     [WL_VARSIZE_SPARSE] = wl_varsize_sparse,
     [WL_REGION] = wl_region,
+    [WL_OWN] = wl_own,
+    [WL_HANDOVER] = wl_handover,
 };
 
 static uint64_t parse_u64(const char *s, const char *what)

@@ -61,7 +61,8 @@ void peer_first_use(size_t size);
 peer_handle *open_or_die(size_t size, size_t max_live);
 
 /* The workloads with threads and variable sizes (suite_peer_mt.c). */
-workload_fn wl_threads_pair, wl_threads_batch, wl_prodcons, wl_varsize, wl_varsize_sparse;
+workload_fn wl_threads_pair, wl_threads_batch, wl_prodcons, wl_varsize, wl_varsize_sparse, wl_own,
+    wl_handover;
 
 /* ------------------------------------------------------------------------------------------------
  * Inline helpers: the touch (the clock and random numbers: bench_util.h)

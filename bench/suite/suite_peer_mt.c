@@ -102,6 +102,26 @@ static void crew_time(crew *c, uint64_t us)
     atomic_store_explicit(&c->stop, true, memory_order_relaxed);
 }
 
+/* A worker's timed section: its ops, and when it was released and saw the stop flag. */
+typedef struct worker_span {
+    uint64_t ops;
+    double start_ns, end_ns;
+} worker_span;
+
+/* The figure of n workers whose spans lie `stride` bytes apart from `first`: the wall time from
+ * the first start to the last end over all their ops. */
+static void crew_figure(result *r, const worker_span *first, size_t stride, unsigned n)
+{
+    double t0 = first->start_ns, end = first->end_ns;
+    for (unsigned i = 0; i < n; i++) {
+        const worker_span *s = (const worker_span *)((const char *)first + i * stride);
+        r->ops += s->ops;
+        t0 = fmin(t0, s->start_ns);
+        end = fmax(end, s->end_ns);
+    }
+    r->ns = (end - t0) / (double)(r->ops ? r->ops : 1);
+}
+
 /* One turn of a wait loop: a pause while the other thread is likely running, then yields. */
 static inline void spin_wait(unsigned *spins)
 {
@@ -131,9 +151,7 @@ typedef struct tw_arg {
     void **slots; /* batch: SUITE_BATCH pointers of this thread's own */
     bool batch;
     crew *crew;
-    uint64_t ops;    /* timed ops */
-    double start_ns; /* when this thread was released */
-    double end_ns;   /* when it saw the stop flag */
+    worker_span span;
 } tw_arg;
 
 /* One round: 1000 pairs, or one batch of SUITE_BATCH freed oldest first. Returns its ops. */
@@ -172,12 +190,12 @@ static void *tw_main(void *arg)
     for (int i = 0; i < 20; i++)
         tw_round(a->h, a->size, a->slots, a->batch);
     pthread_barrier_wait(&a->crew->go);
-    a->start_ns = now_ns();
+    a->span.start_ns = now_ns();
     uint64_t ops = 0;
     while (!crew_stopped(a->crew))
         ops += tw_round(a->h, a->size, a->slots, a->batch);
-    a->end_ns = now_ns();
-    a->ops = ops;
+    a->span.end_ns = now_ns();
+    a->span.ops = ops;
     return NULL;
 }
 
@@ -204,13 +222,7 @@ static result threads_run(size_t size, uint64_t us, unsigned threads, bool batch
     crew_start(&c, threads, tw_main, args, sizeof *args);
     crew_time(&c, us);
     crew_join(&c);
-    double t0 = args[0].start_ns, end = args[0].end_ns;
-    for (unsigned i = 0; i < threads; i++) {
-        r.ops += args[i].ops;
-        t0 = fmin(t0, args[i].start_ns);
-        end = fmax(end, args[i].end_ns);
-    }
-    r.ns = (end - t0) / (double)(r.ops ? r.ops : 1);
+    crew_figure(&r, &args[0].span, sizeof *args, threads);
     frame_end(&r, 0, 0);
     for (unsigned i = 0; i < threads; i++)
         if (!PEER_THREAD_SAFE || i == 0)
@@ -570,4 +582,192 @@ result wl_varsize_sparse(size_t size, uint64_t n, uint64_t live, unsigned thread
 {
     (void)size;
     return varsize_run(n, live, threads, true);
+}
+
+/* ================================================================================================
+ * own, handover: whole structures of N blocks (issue 17)
+ *
+ *   own        each of T threads builds a list of N blocks (each block's first word links the one
+ *              built before it, its last byte is written), walks it reading every block, and frees
+ *              it in list order (newest first); repeated until the stop flag.
+ *   handover   a builder thread builds such lists and hands each whole one over through a ring of
+ *              HO_RING slots; a freer thread walks and frees them.
+ * Both hold far more blocks live than a thread's cache: what a thread frees must go back to the
+ * shared allocator and come out again on the next build. An op is one block built, walked and
+ * freed; the figure is the wall time over all of them.
+ * ============================================================================================== */
+
+#define HO_RING 4
+
+/* Builds a list of n blocks; returns its newest. */
+static NOINLINE void *st_build(peer_handle *h, size_t size, uint64_t n)
+{
+    void *head = NULL;
+    for (uint64_t i = 0; i < n; i++) {
+        char *p = peer_alloc(h, size);
+        if (UNLIKELY(p == NULL))
+            die_oom("own/handover");
+        *(void **)p = head;
+        p[size - 1] = (char)i;
+        head = p;
+    }
+    return head;
+}
+
+/* Walks the list reading every block, then frees it in list order; returns its length. */
+static NOINLINE uint64_t st_free(peer_handle *h, size_t size, void *head)
+{
+    uint64_t n = 0, sum = 0;
+    for (char *p = head; p != NULL; p = *(char **)p, n++)
+        sum += (unsigned char)p[size - 1];
+    ESCAPE(sum);
+    while (head != NULL) {
+        void *next = *(void **)head;
+        peer_free(h, head, size);
+        head = next;
+    }
+    return n;
+}
+
+typedef struct own_arg {
+    _Alignas(CACHE_LINE) peer_handle *h;
+    size_t size;
+    uint64_t n;
+    crew *crew;
+    worker_span span;
+} own_arg;
+
+static void *own_main(void *arg)
+{
+    own_arg *a = arg;
+    st_free(a->h, a->size, st_build(a->h, a->size, a->n < 1024 ? a->n : 1024)); /* first use */
+    pthread_barrier_wait(&a->crew->go);
+    a->span.start_ns = now_ns();
+    uint64_t ops = 0;
+    while (!crew_stopped(a->crew))
+        ops += st_free(a->h, a->size, st_build(a->h, a->size, a->n));
+    a->span.end_ns = now_ns();
+    a->span.ops = ops;
+    return NULL;
+}
+
+/* n: blocks a structure; us: the timed section's length. */
+result wl_own(size_t size, uint64_t n, uint64_t us, unsigned threads)
+{
+    require_thread_safe("own");
+    result r = {0};
+    static crew c;
+    own_arg *args = scratch_get(threads * sizeof *args);
+    peer_first_use(size);
+    frame_begin(&r);
+    peer_handle *h = open_or_die(size, (size_t)(threads * n + threads));
+    for (unsigned i = 0; i < threads; i++)
+        args[i] = (own_arg){.h = h, .size = size, .n = n, .crew = &c};
+    crew_start(&c, threads, own_main, args, sizeof *args);
+    crew_time(&c, us);
+    crew_join(&c);
+    crew_figure(&r, &args[0].span, sizeof *args, threads);
+    frame_end(&r, 0, 0);
+    peer_close(h);
+    scratch_put(args, threads * sizeof *args);
+    return r;
+}
+
+/* handover: a slot holds a list's newest block, or NULL when empty (release/acquire, as prodcons's
+ * `full`). The builder publishes how many lists it built once stopped; the freer stops after
+ * freeing that many. */
+typedef struct ho_state {
+    peer_handle *h;
+    size_t size;
+    uint64_t n;
+    crew crew;
+    _Alignas(CACHE_LINE) _Atomic(void *) ring[HO_RING];
+    _Alignas(CACHE_LINE) atomic_bool done;
+    atomic_uint_fast64_t made;
+    uint64_t freed; /* blocks */
+    double start_ns[2];
+    double end_ns;
+} ho_state;
+
+typedef struct ho_role {
+    ho_state *s;
+    bool builder;
+} ho_role;
+
+static void ho_builder(ho_state *s)
+{
+    uint64_t i = 0;
+    for (; !crew_stopped(&s->crew); i++) {
+        void *head = st_build(s->h, s->size, s->n);
+        _Atomic(void *) *slot = &s->ring[i % HO_RING];
+        unsigned spins = 0;
+        while (atomic_load_explicit(slot, memory_order_acquire) != NULL)
+            spin_wait(&spins);
+        atomic_store_explicit(slot, head, memory_order_release);
+    }
+    atomic_store_explicit(&s->made, i, memory_order_relaxed);
+    atomic_store_explicit(&s->done, true, memory_order_release);
+}
+
+static void ho_freer(ho_state *s)
+{
+    uint64_t j = 0, blocks = 0;
+    for (;; j++) {
+        _Atomic(void *) *slot = &s->ring[j % HO_RING];
+        unsigned spins = 0;
+        void *head;
+        while ((head = atomic_load_explicit(slot, memory_order_acquire)) == NULL) {
+            if (atomic_load_explicit(&s->done, memory_order_acquire) &&
+                atomic_load_explicit(&s->made, memory_order_relaxed) == j)
+                goto drained;
+            spin_wait(&spins);
+        }
+        blocks += st_free(s->h, s->size, head);
+        atomic_store_explicit(slot, NULL, memory_order_release);
+    }
+drained:
+    s->end_ns = now_ns();
+    s->freed = blocks;
+}
+
+static void *ho_main(void *arg)
+{
+    ho_role *role = arg;
+    ho_state *s = role->s;
+    st_free(s->h, s->size, st_build(s->h, s->size, 1)); /* first use */
+    pthread_barrier_wait(&s->crew.go);
+    s->start_ns[role->builder ? 0 : 1] = now_ns();
+    if (role->builder)
+        ho_builder(s);
+    else
+        ho_freer(s);
+    return NULL;
+}
+
+/* n: blocks a structure; us: the timed section's length; threads: 2 (a builder and a freer). */
+result wl_handover(size_t size, uint64_t n, uint64_t us, unsigned threads)
+{
+    require_thread_safe("handover");
+    if (threads != 2)
+        die("handover runs on 2 threads");
+    result r = {0};
+    static ho_state s;
+    peer_first_use(size);
+    frame_begin(&r);
+    s.h = open_or_die(size, (size_t)((HO_RING + 2) * n + 2));
+    s.size = size;
+    s.n = n;
+    atomic_init(&s.done, false);
+    atomic_init(&s.made, 0);
+    for (size_t i = 0; i < HO_RING; i++)
+        atomic_init(&s.ring[i], NULL);
+    ho_role roles[2] = {{&s, true}, {&s, false}};
+    crew_start(&s.crew, 2, ho_main, roles, sizeof roles[0]);
+    crew_time(&s.crew, us);
+    crew_join(&s.crew);
+    r.ops = s.freed;
+    r.ns = (s.end_ns - fmin(s.start_ns[0], s.start_ns[1])) / (double)(r.ops ? r.ops : 1);
+    frame_end(&r, 0, 0);
+    peer_close(s.h);
+    return r;
 }

@@ -709,7 +709,8 @@ static void groups_text(unsigned groups, char *buf, size_t n)
         const char *text;
     } names[] = {{SG_POOLS, "fixed sizes"},    {SG_REGION, "region"},
                  {SG_TS_PAIR, "threads (a)"},  {SG_THREADS, "threads (b)"},
-                 {SG_PRODCONS, "threads (c)"}, {SG_VARSIZE, "variable sizes"}};
+                 {SG_PRODCONS, "threads (c)"}, {SG_VARSIZE, "variable sizes"},
+                 {SG_STRUCT, "threads (d, e)"}};
     buf[0] = '\0';
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
         if (groups & names[i].group)

@@ -1,0 +1,240 @@
+/*
+ * tcache.pml: a Promela model of tcache.c's cross-thread protocol (issue 17), checked exhaustively
+ * by spin (scripts/test.sh, stage "model"; scripts/spin-tcache.sh runs it for 2 and 3 threads).
+ *
+ * What is modelled: NT threads, each with its cache of one thread-safe pool (a LIFO list through
+ * the blocks' first words, at most LIMIT blocks), over the pool's free list, its carving of NB
+ * blocks and its depot (a stack of magazines of BATCH blocks linked through their first blocks'
+ * second words), all under the pool's one lock. A thread allocates, frees a block it holds (one it
+ * allocated or one handed to it: frees from other threads), hands a block it holds to the next
+ * thread, empties the depot as mpi_ts_lock does (trim, reset, stats, check), and at its end exits,
+ * giving its cache back. Each step names the function of tcache.c it stands for. A section under
+ * the lock is one atomic step (the lock serializes them: no other thread touches what it reads),
+ * and so is each stretch of a thread's work on its own cache between them; the interleavings
+ * explored are those of these steps. Locals are zeroed after each operation to keep states few.
+ * What is checked: no block is handed out twice (the assertion in alloc), none is lost (at the
+ * end every carved block is on the free list, in a magazine or held by the program, exactly once),
+ * the lock is only released by its holder, and no deadlock (spin's invalid end states).
+ * Not modelled: the statistics counters (pops, pushes, flushed), the registry lock (taken alone or
+ * before the pool's, so it adds no cycle), the prefetch rows (hints only), populating (never-used
+ * blocks linked after the lock by the thread that carved them: thread-local), fork.
+ */
+
+#ifndef NT
+#define NT 2
+#endif
+#ifndef NB
+#define NB 5 /* blocks the pool can carve */
+#endif
+#ifndef LIMIT
+#define LIMIT 4 /* a cache's limit; cache_batch is LIMIT / 2 */
+#endif
+#define BATCH (LIMIT / 2)
+#ifndef STEPS
+#define STEPS 6 /* operations a thread makes before it exits */
+#endif
+#define NIL 255
+
+byte next[NB];    /* a free block's first word: the link of the free list, a cache, a magazine */
+byte magnext[NB]; /* a magazine's first block's second word: MAG_NEXT */
+byte owner[NB];   /* 0: the allocator's; t + 1: held by the program in thread t */
+byte head = NIL;  /* the pool's free list */
+byte mags = NIL;  /* the depot's newest magazine (pool->mags) */
+byte nmags = 0;
+byte carved = 0;  /* blocks 0 .. carved - 1 were carved */
+byte lock = 0;    /* pool->lock: 0, or t + 1 while thread t holds it */
+byte cfree[NT];   /* each thread's cache list (pub->free) */
+byte ccount[NT];  /* and its length (pushes - pops) */
+byte done = 0;
+
+inline lock_take(t) { atomic { lock == 0 -> lock = t + 1 } }
+inline lock_give(t) { assert(lock == t + 1); lock = 0 }
+
+/* Walks from `last` to the end of its chain (at most NB links: no cycle). */
+inline chain_end()
+{
+    i = 0;
+    do
+    :: next[last] != NIL -> last = next[last]; i++; assert(i < NB)
+    :: else -> break
+    od
+}
+
+/* cache_refill: depot_pop under the lock, else the free list and carving under it. */
+inline cache_refill(t)
+{
+    atomic {
+    lock_take(t);
+    if
+    :: mags != NIL ->
+        first = mags; mags = magnext[first]; nmags--;      /* depot_pop */
+        got = BATCH
+    :: else ->
+        first = NIL; got = 0;
+        do
+        :: got < BATCH && head != NIL -> b = head; head = next[b];  /* mpi_pool_take: a pop */
+            if :: first == NIL -> first = b :: else -> next[last] = b fi;
+            last = b; next[b] = NIL; got++
+        :: got < BATCH && head == NIL && carved < NB -> b = carved; carved++;  /* a carve */
+            if :: first == NIL -> first = b :: else -> next[last] = b fi;
+            last = b; next[b] = NIL; got++
+        :: else -> break
+        od
+    fi;
+    lock_give(t)
+    };
+    atomic { cfree[t] = first; ccount[t] = got; first = 0; last = 0; got = 0; b = 0 }
+}
+
+/* mp_pool_alloc: the inline pop, through mpi_ts_alloc's refill when the cache is empty. */
+inline pool_alloc(t)
+{
+    if
+    :: cfree[t] == NIL -> cache_refill(t)
+    :: else -> skip
+    fi;
+    atomic {
+    if
+    :: cfree[t] != NIL ->
+        b = cfree[t]; cfree[t] = next[b]; ccount[t]--;
+        assert(owner[b] == 0); /* never handed out twice */
+        owner[b] = t + 1
+    :: else -> skip /* ENOMEM: every block carved and held elsewhere */
+    fi;
+    b = 0
+    }
+}
+
+/* cache_flush: the batch cut outside the lock, pushed as a magazine under it (depot_push). */
+inline cache_flush(t)
+{
+    atomic {
+    first = cfree[t]; last = first; i = 1;
+    do
+    :: i < BATCH -> last = next[last]; i++
+    :: else -> break
+    od;
+    cfree[t] = next[last]; next[last] = NIL; ccount[t] = ccount[t] - BATCH; last = 0; i = 0
+    };
+    atomic {
+    lock_take(t);
+    magnext[first] = mags; mags = first; nmags++;
+    lock_give(t); first = 0
+    }
+}
+
+/* mp_pool_free: the inline push, through mpi_ts_free's flush when the cache is full. */
+inline pool_free(t)
+{
+    owner[b] = 0;
+    if
+    :: ccount[t] >= LIMIT -> cache_flush(t)
+    :: else -> skip
+    fi;
+    atomic { next[b] = cfree[t]; cfree[t] = b; ccount[t]++; b = 0 }
+}
+
+/* mpi_ts_lock's depot_drain: every magazine spliced onto the free list. */
+inline depot_drain(t)
+{
+    atomic {
+    lock_take(t);
+    do
+    :: mags != NIL ->
+        first = mags; mags = magnext[first]; last = first;
+        chain_end();
+        next[last] = head; head = first                   /* mpi_pool_give_chain */
+    :: else -> break
+    od;
+    nmags = 0;
+    lock_give(t); first = 0; last = 0; i = 0
+    }
+}
+
+/* thread_exit's cache_retire: the whole cache spliced onto the free list. */
+inline cache_retire(t)
+{
+    atomic {
+    lock_take(t);
+    if
+    :: cfree[t] != NIL -> first = cfree[t]; last = first; chain_end(); next[last] = head; head = first
+    :: else -> skip
+    fi;
+    lock_give(t)
+    };
+    atomic { cfree[t] = NIL; ccount[t] = 0; first = 0; last = 0; i = 0 }
+}
+
+/* A block thread t holds, chosen by the model checker, or NIL if it holds none. */
+inline pick_held(t)
+{
+    b = 0;
+    do
+    :: owner[b] == t + 1 -> break
+    :: b < NB - 1 -> b++
+    :: b == NB - 1 && owner[b] != t + 1 -> b = NIL; break
+    od
+}
+
+proctype thread(byte t)
+{
+    byte first, last, b, i, got, steps = 0;
+    do
+    :: steps < STEPS -> steps++;
+        if
+        :: pool_alloc(t)
+        :: atomic { pick_held(t) }; if :: b != NIL -> pool_free(t) :: else -> b = 0 fi
+        :: atomic { pick_held(t); if :: b != NIL -> owner[b] = (t + 1) % NT + 1 :: else -> skip fi; b = 0 }
+        :: depot_drain(t)
+        fi
+    :: else -> break
+    od;
+    cache_retire(t);
+    done++
+}
+
+init
+{
+    byte k, b, n, first;
+    bool seen[NB];
+    atomic {
+        k = 0;
+        do
+        :: k < NB -> next[k] = NIL; magnext[k] = NIL; k++
+        :: else -> break
+        od;
+        k = 0;
+        do
+        :: k < NT -> cfree[k] = NIL; run thread(k); k++
+        :: else -> break
+        od
+    }
+    done == NT;
+    /* Nothing lost: every carved block is on the free list, in a magazine, or held, once. */
+    n = 0;
+    b = head;
+    do
+    :: b != NIL -> assert(b < carved && !seen[b]); seen[b] = true; n++; b = next[b]
+    :: else -> break
+    od;
+    k = 0;
+    first = mags;
+    do
+    :: first != NIL ->
+        k++;
+        b = first;
+        do
+        :: b != NIL -> assert(b < carved && !seen[b]); seen[b] = true; n++; b = next[b]
+        :: else -> break
+        od;
+        first = magnext[first]
+    :: else -> break
+    od;
+    assert(k == nmags);
+    b = 0;
+    do
+    :: b < NB -> if :: owner[b] != 0 -> assert(b < carved && !seen[b]); n++ :: else -> skip fi; b++
+    :: else -> break
+    od;
+    assert(n == carved)
+}
