@@ -43,73 +43,7 @@
  * The counting, failing source
  * ============================================================================================== */
 
-<<<<<<< HEAD
 static counting_source src_ctx;
-=======
-/* Each region is preceded (inside one aligned_alloc) by its record, found at p - sizeof(record). */
-enum { REC_MAGIC = 0x5A7E };
-
-typedef struct record {
-    int magic;
-    size_t size;
-    void *base; /* what aligned_alloc returned */
-} record;
-
-typedef struct tsource {
-    size_t page;
-    size_t outstanding; /* bytes handed out and not given back */
-    uint64_t regions;   /* regions out */
-    uint64_t calls;     /* map calls, failed ones included */
-    uint64_t unmaps;
-    uint64_t fail_at;   /* this map call (1-based) fails; 0 = none */
-    uint64_t fail_from; /* this map call and every later one fail; 0 = none */
-    bool bad_args;      /* map called with a size or align against the arena's contract */
-    bool bad_unmap;     /* unmap of something not handed out, or with another size */
-} tsource;
-
-static void *ts_map(void *ctx, size_t size, size_t align)
-{
-    tsource *s = ctx;
-    s->calls++;
-    if (align != s->page || size == 0 || size % s->page != 0)
-        s->bad_args = true;
-    if (s->calls == s->fail_at || (s->fail_from != 0 && s->calls >= s->fail_from))
-        return NULL;
-    /* over 2^40 bytes, or a quarter of a 32-bit address space: refused, not tried */
-    if (size / 1024 > ((size_t)1 << 30) || size > SIZE_MAX / 4 || align < sizeof(record) ||
-        align > ((size_t)1 << 20))
-        return NULL;
-    char *base = aligned_alloc(align, align + size);
-    if (base == NULL)
-        return NULL;
-    char *p = base + align;
-    record r = {REC_MAGIC, size, base};
-    memcpy(p - sizeof r, &r, sizeof r);
-    memset(p, 0xA5, size < 65536 ? size : 65536); /* dirty: nothing may count on zeroed memory */
-    s->outstanding += size;
-    s->regions++;
-    return p;
-}
-
-static void ts_unmap(void *ctx, void *p, size_t size)
-{
-    tsource *s = ctx;
-    record r;
-    s->unmaps++;
-    memcpy(&r, (char *)p - sizeof r, sizeof r);
-    if (r.magic != REC_MAGIC || r.size != size) {
-        s->bad_unmap = true;
-        return;
-    }
-    r.magic = 0;
-    memcpy((char *)p - sizeof r, &r, sizeof r);
-    s->outstanding -= size;
-    s->regions--;
-    free(r.base);
-}
-
-static tsource src_ctx;
->>>>>>> port
 static mp_source src;
 
 /* The source of the arenas here: maps must ask the page as alignment; 64 KiB of each dirtied. */
