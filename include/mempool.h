@@ -241,8 +241,10 @@ static inline void mp_pool_free(mp_pool *pool, void *block);
  * block; its contents are unspecified (zero with MP_ZERO). The most recently freed block is reused
  * first.
  * Complexity: O(1). The fast path (a block on the free list) is about five instructions with no
- * call; the slow path carves a block from never-used space and, when a chunk run is used up, takes
- * a new run from the source (at most one source call).
+ * call; with the list empty, a never-used block of the chunk being carved costs about five more,
+ * still with no call (a bump pointer: so does every block after mp_pool_reset(), as long as the
+ * pool is plain). The slow path moves to the next chunk and, when a chunk run is used up, takes a
+ * new run from the source (at most one source call).
  * Returns NULL if and only if:
  *   - errno = ENOMEM: the pool holds `capacity` live blocks, or the source could not give memory
  *     (a buffer pool: its buffer is full). The pool counts it in failed_allocs and stays usable;
@@ -258,13 +260,17 @@ static inline void mp_pool_free(mp_pool *pool, void *block);
  */
 
 /*
- * Makes every block free at once, as if each had been freed, without touching any block; the pool
- * keeps its memory and hands out its blocks again in the order it first carved them: chunk run by
- * chunk run in the order the runs were taken, each from its lowest address up. So the first block
- * after a reset is the first block of the oldest run the pool holds, which need not be its lowest
- * address (the source may place a later run below it). Statistics keep their totals
- * (allocs, frees count the reset blocks as freed; blocks_peak is kept); blocks_free is 0
- * afterwards, since every block is never-used space again. Does nothing when pool is NULL.
+ * Makes every block free at once, as if each had been freed, without touching any block, like
+ * apr_pool_clear(). What a reset keeps: every chunk the pool holds (memory goes back only with
+ * mp_pool_trim() or mp_pool_destroy()), its options, and its statistics' totals (allocs; frees
+ * count the reset blocks as freed; blocks_peak is kept; resets counts it). blocks_free is 0
+ * afterwards, since every block is never-used space again. The blocks are handed out again as
+ * they were first carved: in a plain pool by the inline bump pointer, with a call only at each
+ * chunk's end, so a build-use-reset loop costs what carving fresh space costs. The order is the
+ * first carving's: chunk run by chunk run in the order the runs were taken, each from its lowest
+ * address up. So the first block after a reset is the first block of the oldest run the pool
+ * holds, which need not be its lowest address (the source may place a later run below it).
+ * Does nothing when pool is NULL.
  * Complexity: O(number of chunk runs); a checked or secure pool also clears the free bits of every
  * chunk it has used (one bit per block, kept beside the chunk's header, not in the blocks).
  * Undefined: using a block that was live before the reset.
@@ -791,19 +797,27 @@ int mp_arena_stats(const mp_arena *arena, struct mp_arena_stats *out);
  *     and `free` always MP_FAST_SLOW, a value no block has, so alloc leaves the fast path on
  *     `free <= MP_FAST_SLOW` (empty, or such a pool) and free on `free == MP_FAST_SLOW` (or a NULL
  *     block or pool).
- * Off the fast path, still inline: a plain thread-safe pool (tsoff != 0) uses this thread's cache
- * of it, the entry at byte offset tsoff of this thread's table mpi_tcaches, with no lock; the rest
- * goes to the *_slow functions in pool.c.
- * Only allocations are counted inline: one store more than the original free list, where a second
- * counter would cost a third more time in an alloc+free loop. Blocks in use are derived (blocks
- * carved minus the free blocks), and frees from them; see mp_pool_stats(). */
+ * Off the fast path, still inline: a plain pool with an empty list carves the never-used block at
+ * `bump` while bump < end (a bump pointer: no call, and not counted: see below); every other pool
+ * keeps end == NULL. Then a plain thread-safe pool (tsoff != 0) uses this thread's cache of it, the
+ * entry at byte offset tsoff of this thread's table mpi_tcaches, with no lock; the rest goes to
+ * the *_slow functions in pool.c.
+ * Only pops are counted inline: one store more than the original free list, where a second
+ * counter would cost a third more time in an alloc+free loop. A block carved inline is counted
+ * by the library from `bump` (the blocks below it), as is everything else: blocks in use are
+ * derived (blocks carved minus the free blocks), and frees from them; see mp_pool_stats(). */
 #define MP_FAST_SLOW ((uintptr_t)1)
 
 struct mp_pool_fast {
     void *free;      /* head of a plain pool's free list; the link is the block's first word */
-    uint64_t allocs; /* successful allocations (thread-safe pools: see struct mp_tcache_fast) */
+    uint64_t allocs; /* successful allocations, but the inline bump's since the library last
+                        counted them (thread-safe pools: see struct mp_tcache_fast) */
     uint32_t tsoff;  /* a plain thread-safe pool's entry in every thread's cache table, as a byte
                         offset (a multiple of sizeof(struct mp_tcache_fast)); else 0 */
+    char *bump;      /* the carving cursor: the pool's next never-used block */
+    char *end;       /* the inline path carves while bump < end: the cursor's chunk end, or less
+                        (a capacity); NULL in every pool but a plain one */
+    size_t stride;   /* bytes from one block to the next */
 };
 
 /* The part of one thread's cache of one thread-safe pool that the inline path reads (the rest of
@@ -922,6 +936,21 @@ static MP_ALWAYS_INLINE void mpi_pool_free_cached(mp_pool *pool, void *block)
     mp_pool_free_slow(pool, block);
 }
 
+/* Off the fast path, for a pool that is not NULL: a plain pool with an empty list carves at the
+ * cursor, counting nothing (the library counts the blocks below `bump`); else the thread cache.
+ * Intended cost: three loads from the line `free` was on, a compare and one store, as a bare bump
+ * pointer. */
+static MP_ALWAYS_INLINE void *mpi_pool_alloc_bump(mp_pool *pool)
+{
+    struct mp_pool_fast *f = (struct mp_pool_fast *)pool;
+    char *block = f->bump;
+    if (MP_LIKELY((uintptr_t)block < (uintptr_t)f->end)) {
+        f->bump = block + f->stride;
+        return block;
+    }
+    return mpi_pool_alloc_cached(pool);
+}
+
 /* Intended cost: a load and a test of the head, a load of the link, two stores (head, count). The
  * NULL test comes first so the rare paths need not repeat it. */
 static MP_ALWAYS_INLINE void *mp_pool_alloc(mp_pool *pool)
@@ -931,7 +960,7 @@ static MP_ALWAYS_INLINE void *mp_pool_alloc(mp_pool *pool)
         return mp_pool_alloc_slow(pool);
     void *block = f->free;
     if (MP_UNLIKELY((uintptr_t)block <= MP_FAST_SLOW))
-        return mpi_pool_alloc_cached(pool);
+        return mpi_pool_alloc_bump(pool);
     f->free = *(void **)block;
     f->allocs++;
     return block;

@@ -205,11 +205,15 @@ enum {
  *   otherwise only if a corrupted link cut it off the list (abandoned, never handed out again); so
  *   a set bit says the slot was carved (a fresh carve and a pop clear it, a free sets it, a reset
  *   clears them all)
- *   carving happens only when the free list is empty, so at every carve in_use == carved; hence
- *   blocks_peak == max(peak_before, carved), where peak_before keeps the carved count from before
- *   each reset and trim (the only operations that lower carved).
- *   Blocks never carved since the last reset lie at or after the cursor: in run `cur` from `bump`
- *   on, and in every run after `cur` (their carved is 0).
+ *   carving happens only when the free list is empty, inline or in the library, so at every carve
+ *   in_use == carved (counted or not yet: the inline path's carves are folded in before anything
+ *   reads carved); hence blocks_peak == max(peak_before, carved), where peak_before keeps the
+ *   carved count from before each reset and trim (the only operations that lower carved).
+ *   Blocks never carved since the last reset lie at or after the cursor: in run `cur` from
+ *   `fast.bump` on, and in every run after `cur` (their carved is 0).
+ *   The inline window: fast.end is NULL, or (a plain pool that does not populate) fast.bump <=
+ *   fast.end <= bump_end and carved + (fast.end - fast.bump) / stride <= capacity_max, so the
+ *   inline path never carves past the chunk or the capacity.
  */
 #define MPI_DEPOT_ROWS 16 /* magazines whose addresses a thread-safe pool keeps for prefetch */
 
@@ -217,9 +221,12 @@ struct mp_pool {
     struct mp_pool_fast fast;
     void *list; /* the free list of a slow pool */
 
-    /* The carving cursor: never-used blocks from bump up to bump_end, in chunk cur_chunk of cur. */
-    char *bump;
+    /* The carving cursor: never-used blocks from fast.bump up to bump_end, in chunk cur_chunk of
+     * cur. The inline path carves from fast.bump up to fast.end (pool.c, cursor_expose) without
+     * counting: blocks from `counted` up to fast.bump are carved but not yet in carved, cur->carved
+     * and fast.allocs, until the library folds them in (mpi_pool_fold_carves). */
     char *bump_end;
+    char *counted;
     mpi_run *cur;
     uint32_t cur_chunk;
     char *populated; /* MPI_POPULATE: chunk cur_chunk's pages below it were seen (or NULL) */
@@ -530,6 +537,11 @@ MPI_HIDDEN int mpi_pool_visit(const mp_pool *pool, mp_visit_fn *fn, void *ctx, b
  * is_free, in slot order, until fn returns false (false then). Each bit is read as the walk reaches
  * it, so fn may free the block it is given. O(carved + runs). */
 MPI_HIDDEN bool mpi_pool_each_slot(const mp_pool *pool, bool is_free, mp_visit_fn *fn, void *ctx);
+/* Counts the blocks a plain pool's inline path carved since the last call (struct mp_pool:
+ * `counted`) into carved, cur->carved and fast.allocs. Every library call that reads those, or
+ * moves the cursor, calls it first. O(1); writes nothing unless the inline path carved, which only
+ * a plain pool's does (whose calls never overlap), so a reader of a const pool may call it. */
+MPI_HIDDEN void mpi_pool_fold_carves(const mp_pool *pool);
 
 /* The most blocks in use at once since creation (see the invariants of struct mp_pool). */
 static inline uint64_t mpi_pool_peak(const mp_pool *pool)

@@ -8,11 +8,12 @@
  * written only when carving reaches it. So memory is committed as the pool's peak grows and no
  * sooner.
  *
- * The fast path (pop/push on fast.free and a count) is inline in mempool.h; this file holds the
- * slow paths and everything else. Layout and invariants: internal.h (struct mpi_run, struct
- * mp_pool) and docs/design.md. The invariant that makes exact statistics free: the pool carves only
- * when its free list is empty, so the peak of blocks in use is the number of blocks carved (see
- * mpi_pool_peak()).
+ * The fast path (pop/push on fast.free and a count; with an empty list, a bump of fast.bump, not
+ * counted) is inline in mempool.h; this file holds the slow paths and everything else, and counts
+ * what the inline bump carved (pool_fold_carves) before it reads a count. Layout and invariants:
+ * internal.h (struct mpi_run, struct mp_pool) and docs/design.md. The invariant that makes exact
+ * statistics free: the pool carves only when its free list is empty, inline or not, so the peak of
+ * blocks in use is the number of blocks carved (see mpi_pool_peak()).
  */
 #include "internal.h"
 
@@ -35,12 +36,19 @@ static_assert(sizeof(mp_pool) <= MP_POOL_HEADER_BYTES && alignof(mp_pool) <= ali
  * */
 #define ABI_U64_AFTER_PTR                                                                          \
     ((sizeof(void *) + alignof(uint64_t) - 1) / alignof(uint64_t) * alignof(uint64_t))
+#define ABI_PTR_AFTER_U32(off) (((off) + 4 + sizeof(void *) - 1) / sizeof(void *) * sizeof(void *))
 #if MP_ABI_VERSION == 2
+/* 2: the inline carve's bump, end and stride after tsoff (1 ended at tsoff). */
 static_assert(MP_FAST_SLOW == 1 && offsetof(struct mp_pool_fast, free) == 0 &&
                   offsetof(struct mp_pool_fast, allocs) == ABI_U64_AFTER_PTR &&
                   sizeof(((struct mp_pool_fast *)0)->allocs) == 8 &&
                   offsetof(struct mp_pool_fast, tsoff) == ABI_U64_AFTER_PTR + 8 &&
-                  sizeof(((struct mp_pool_fast *)0)->tsoff) == 4,
+                  sizeof(((struct mp_pool_fast *)0)->tsoff) == 4 &&
+                  offsetof(struct mp_pool_fast, bump) == ABI_PTR_AFTER_U32(ABI_U64_AFTER_PTR + 8) &&
+                  offsetof(struct mp_pool_fast, end) ==
+                      offsetof(struct mp_pool_fast, bump) + sizeof(void *) &&
+                  offsetof(struct mp_pool_fast, stride) ==
+                      offsetof(struct mp_pool_fast, end) + sizeof(void *),
               "struct mp_pool_fast changed: bump MP_ABI_VERSION");
 static_assert(offsetof(struct mp_tcache_fast, free) == 0 &&
                   offsetof(struct mp_tcache_fast, pops) == ABI_U64_AFTER_PTR &&
@@ -495,6 +503,7 @@ static int pool_geometry(mp_pool *pool, const mp_pool_opts *opts, size_t fixed_c
     pool->block_size = opts->block_size;
     pool->align = align;
     pool->stride = stride;
+    pool->fast.stride = stride;
     pool->chunk_size = chunk;
     while (((size_t)1 << pool->chunk_shift) < chunk)
         pool->chunk_shift++;
@@ -509,11 +518,56 @@ static int pool_geometry(mp_pool *pool, const mp_pool_opts *opts, size_t fixed_c
     return 0;
 }
 
+/*
+ * The blocks a plain pool's inline path carved (struct mp_pool, `counted`), counted. They lie
+ * below fast.bump in chunk cur_chunk of cur, so all of them count in cur. The inline path moves
+ * only fast.bump; every move of the cursor by the library comes after this and keeps counted equal
+ * to fast.bump, so this sees only the inline path's blocks.
+ */
+static void pool_fold_carves(mp_pool *pool)
+{
+    char *bump = pool->fast.bump;
+    if (MP_LIKELY(bump == pool->counted))
+        return;
+    uint64_t rem, n = stride_div(pool, (uint64_t)(bump - pool->counted), &rem);
+    mp_assert(rem == 0 && pool->cur != NULL);
+    pool->carved += n;
+    pool->cur->carved += n;
+    pool->fast.allocs += n;
+    pool->counted = bump;
+}
+
+/* A const reader folds too (internal.h): it writes only after the inline path carved, which no
+ * call can overlap. */
+void mpi_pool_fold_carves(const mp_pool *pool)
+{
+    pool_fold_carves((mp_pool *)pool);
+}
+
+/*
+ * Opens the cursor's chunk to the inline path (fast.end, internal.h's invariant): up to the chunk's
+ * end, or fewer blocks where the capacity allows fewer. Only a plain pool that does not populate:
+ * every other pool's carve needs the slow path (checks, zeroing, its lock, populating the pages).
+ * Called, with carved counted, whenever the library moves the cursor or lowers carved.
+ */
+static void cursor_expose(mp_pool *pool)
+{
+    pool->fast.end = NULL;
+    if (pool->path != MPI_PATH_PLAIN || (pool->state & MPI_POPULATE) != 0 ||
+        pool->fast.bump == NULL)
+        return;
+    pool->fast.end = pool->bump_end;
+    uint64_t left = pool->capacity_max - pool->carved; /* <= capacity: left * stride fits */
+    if (pool->capacity_max != UINT64_MAX &&
+        left * pool->stride < (uint64_t)(pool->bump_end - pool->fast.bump))
+        pool->fast.end = pool->fast.bump + left * pool->stride;
+}
+
 static void cursor_clear(mp_pool *pool)
 {
     pool->cur = NULL;
     pool->cur_chunk = 0;
-    pool->bump = pool->bump_end = NULL;
+    pool->fast.bump = pool->bump_end = pool->counted = pool->fast.end = NULL;
 }
 
 /* Writes the header of a chunk of run, and for a heap's chunk its owner word (internal.h); clears
@@ -529,7 +583,8 @@ static void chunk_header_write(const mp_pool *pool, mpi_run *run, char *chunk)
         memset(chunk_bits(pool, (uintptr_t)chunk), 0, pool->bitmap_bytes);
 }
 
-/* Points the carving cursor at the first block of chunk i of run, writing its header if new. */
+/* Points the carving cursor at the first block of chunk i of run, writing its header if new, and
+ * opens it to the inline path. Carves since the last move must be counted. */
 static void cursor_set(mp_pool *pool, mpi_run *run, uint32_t i)
 {
     char *chunk = run->base + (size_t)i * run->span;
@@ -540,9 +595,10 @@ static void cursor_set(mp_pool *pool, mpi_run *run, uint32_t i)
     }
     pool->cur = run;
     pool->cur_chunk = i;
-    pool->bump = chunk + run->first_off;
-    pool->bump_end = pool->bump + run->per_chunk * pool->stride;
+    pool->fast.bump = pool->counted = chunk + run->first_off;
+    pool->bump_end = pool->fast.bump + run->per_chunk * pool->stride;
     pool->populated = NULL;
+    cursor_expose(pool);
 }
 
 /* A buffer pool's blocks start after its header and its bitmap of n bits (one byte at least), at
@@ -677,6 +733,7 @@ static void pool_select_path(mp_pool *pool, bool populate)
         pool->fast.tsoff = pool->ts_id * (uint32_t)sizeof(struct mp_tcache_fast);
     if (populate && MP_HEAP_POPULATE)
         pool->state |= MPI_POPULATE;
+    cursor_expose(pool); /* a buffer pool's cursor was set before its path was known */
 }
 
 /* Creates a pool; chunk_size 0 chooses it (pool_geometry), else it is fixed (the heap's). */
@@ -893,12 +950,14 @@ static bool pool_next_chunk(mp_pool *pool)
 /* Hands out the block at the cursor. NULL when the capacity or the memory is used up. */
 static void *pool_carve(mp_pool *pool)
 {
+    pool_fold_carves(pool);
     if (pool->carved >= pool->capacity_max)
         return NULL;
-    if (pool->bump == pool->bump_end && !pool_next_chunk(pool))
+    if (pool->fast.bump == pool->bump_end && !pool_next_chunk(pool))
         return NULL;
-    void *block = pool->bump;
-    pool->bump += pool->stride;
+    void *block = pool->fast.bump;
+    pool->fast.bump += pool->stride;
+    pool->counted = pool->fast.bump;
     pool->carved++;
     pool->cur->carved++;
     return block;
@@ -982,7 +1041,7 @@ void *mpi_pool_take(mp_pool *pool, bool *fresh)
 
 bool mpi_pool_has_ready(const mp_pool *pool)
 {
-    return *pool_head_const(pool) != NULL || pool->bump != pool->bump_end ||
+    return *pool_head_const(pool) != NULL || pool->fast.bump != pool->bump_end ||
            (pool->cur != NULL &&
             (pool->cur_chunk + 1 < pool->cur->nchunks || pool->cur->next != NULL));
 }
@@ -1313,6 +1372,7 @@ void mp_pool_reset(mp_pool *pool)
     if ((pool->flags & MP_THREAD_SAFE) != 0)
         mpi_ts_reset(pool);
     mpi_tool_forget_live(pool);
+    pool_fold_carves(pool);
     *pool_head(pool) = NULL;
     pool_keep_peak(pool);
     pool->carved = 0;
@@ -1367,6 +1427,7 @@ static bool run_blocks_are_intact(mp_pool *pool, const mpi_run *run)
  */
 static size_t pool_trim_locked(mp_pool *pool)
 {
+    pool_fold_carves(pool);
     pool->trims++;
     if ((pool->state & MPI_IN_BUFFER) != 0 || pool->first == NULL)
         return 0;
@@ -1410,6 +1471,7 @@ static size_t pool_trim_locked(mp_pool *pool)
             given += pool_release_run(pool, run);
         run = next;
     }
+    cursor_expose(pool); /* carved fell: a capacity may allow the inline path more */
     if (MP_DEBUG >= 2)
         mp_assert(pool_is_valid(pool));
     return given;
@@ -1517,6 +1579,7 @@ static bool visit_unmarked(const mp_pool *pool, const unsigned char *bits, mp_vi
 
 int mpi_pool_visit(const mp_pool *pool, mp_visit_fn *fn, void *ctx, bool *stopped)
 {
+    mpi_pool_fold_carves(pool); /* the inline bump's carves are live blocks too */
     if ((pool->checks & MPI_CHECK_STATE) != 0) {
         *stopped = !mpi_pool_each_slot(pool, false, fn, ctx);
         return 0;
@@ -1556,6 +1619,7 @@ bool mp_pool_owns(const mp_pool *pool, const void *p)
     if (pool == NULL || p == NULL)
         return false;
     mpi_ts_lock(pool);
+    mpi_pool_fold_carves(pool);
     bool owned = mpi_pool_find_slot(pool, p, &s) && s.k < s.run->carved;
     mpi_ts_unlock(pool);
     return owned;
@@ -1623,13 +1687,29 @@ static bool pool_free_list_is_valid(const mp_pool *pool, bool locked_all)
     return n <= pool->carved && pool->carved - n <= pool->fast.allocs;
 }
 
+/* The cursor and the inline path's window (internal.h, struct mp_pool), with carved counted. */
+static bool pool_cursor_is_valid(const mp_pool *pool)
+{
+    const char *bump = pool->fast.bump, *end = pool->fast.end;
+    if (pool->counted != bump || (uintptr_t)pool->bump_end < (uintptr_t)bump ||
+        (size_t)(pool->bump_end - bump) % pool->stride != 0 || pool->fast.stride != pool->stride)
+        return false;
+    if (end == NULL)
+        return true;
+    return pool->path == MPI_PATH_PLAIN && (pool->state & MPI_POPULATE) == 0 &&
+           (uintptr_t)bump <= (uintptr_t)end && (uintptr_t)end <= (uintptr_t)pool->bump_end &&
+           (size_t)(end - bump) % pool->stride == 0 &&
+           (uint64_t)(end - bump) / pool->stride <= pool->capacity_max - pool->carved;
+}
+
 static bool pool_is_valid_as(const mp_pool *pool, bool locked_all)
 {
+    mpi_pool_fold_carves(pool);
     if (pool->carved > pool->capacity_max || pool->carved > pool->held)
         return false;
     if (!pool_is_slow(pool) && pool->list != NULL)
         return false;
-    if (pool->bump_end < pool->bump || (size_t)(pool->bump_end - pool->bump) % pool->stride != 0)
+    if (!pool_cursor_is_valid(pool))
         return false;
     return pool_runs_are_valid(pool) && pool_free_list_is_valid(pool, locked_all);
 }

@@ -76,6 +76,7 @@ int mp_pool_stats(const mp_pool *pool, mp_stats *out)
     if (pool == NULL || out == NULL)
         return EINVAL;
     mpi_ts_lock(pool);
+    mpi_pool_fold_carves(pool);
     uint64_t cached = 0, allocs = 0;
     if ((pool->flags & MP_THREAD_SAFE) != 0)
         mpi_ts_sum(pool, &cached, &allocs);

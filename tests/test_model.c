@@ -220,6 +220,10 @@ typedef struct model {
 
 static uint64_t run_seed;
 static uint64_t ops_done;
+/* While set, operations keep the model but read no statistics (stats_compare does nothing), so the
+ * next operation is the first to look at the pool after them. Only around operations that take no
+ * memory, so that operation's "before" stays right. */
+static bool stats_quiet;
 static const char *last_op = "none"; /* for the failure message */
 
 /* Errors reported by checked and secure pools; a correct program sees none but leaks. */
@@ -333,6 +337,8 @@ static mp_stats stats_now(const model *m)
  * (reading stats walks the free list: reading them once per operation halves the test's time). */
 static void stats_compare(model *m, const mp_stats *before, enum mem_effect effect, size_t trimmed)
 {
+    if (stats_quiet)
+        return;
     mp_stats s = stats_now(m);
     m->last = s;
     CHECK("model: stats blocks_in_use", s.blocks_in_use == m->nlive);
@@ -738,6 +744,149 @@ static void model_describe(const model *m)
 }
 
 /* ------------------------------------------------------------------------------------------------
+ * The region pattern: build, reset, build again (carving never-used space: after a reset, after a
+ * trim, across chunk and run ends, up to a capacity, in a buffer), with the stats compared after
+ * every step as in the random run. Blocks of 256 bytes: 255 to a 64 KiB chunk, runs of 1, 1, 2, 4
+ * chunks, so 1300 blocks cross three run ends and a chunk end inside a run.
+ * ---------------------------------------------------------------------------------------------- */
+
+enum { REGION_BLOCK = 256, REGION_BLOCKS = 1300 };
+
+typedef struct region_case {
+    size_t capacity;
+    unsigned flags;
+    bool buffered;
+} region_case;
+
+/* Allocates until n blocks are live or an alloc is refused, recording each block in order[]. */
+static size_t region_fill(model *m, size_t n, unsigned char **order)
+{
+    size_t got = 0;
+    uint64_t failed = m->failed;
+    while (m->nlive < n && m->failed == failed && !TEST_FAILURES()) {
+        op_alloc(m);
+        if (m->failed == failed)
+            order[got++] = m->live[m->nlive - 1].p;
+    }
+    return got;
+}
+
+static void region_free_block(model *m, const unsigned char *p)
+{
+    for (size_t i = 0; i < m->nlive; i++)
+        if (m->live[i].p == p) {
+            op_free(m, i);
+            return;
+        }
+    CHECK("model: region: the block to free is live", false);
+}
+
+/* A refill after a reset, with no statistics read (stats_quiet): it takes no memory, and the
+ * operation after it is the first to look at what the inline path carved. */
+static size_t region_refill_quiet(model *m, size_t n, unsigned char **order)
+{
+    op_reset(m);
+    stats_quiet = true;
+    size_t k = region_fill(m, n, order);
+    stats_quiet = false;
+    return k;
+}
+
+/* Fills the pool; resets and fills it again (the same blocks in the same order: "in the order it
+ * first carved them"), each refill looked at first by another call (check, owns, trim, reset,
+ * stats); frees a run's worth and reuses it before carving on; trims what a drain left free and
+ * carves again. */
+static void region_case_run(const region_case *c, unsigned id)
+{
+    static model m;
+    static unsigned char *first[REGION_BLOCKS], *again[REGION_BLOCKS];
+    memset(&m, 0, sizeof m);
+    m.block_size = REGION_BLOCK;
+    m.flags = c->flags;
+    m.capacity = c->capacity;
+    m.max_live = REGION_BLOCKS;
+    if (c->buffered) {
+        m.buf_off = 8;
+        m.buf_size = 700 * REGION_BLOCK + 3000; /* about 700 blocks after the pool's struct */
+    }
+    if (!model_create(&m, id, c->buffered))
+        return;
+    size_t n = region_fill(&m, REGION_BLOCKS, first);
+    op_check(&m);
+    for (int round = 0; round < 5 && !TEST_FAILURES(); round++) {
+        size_t k = region_refill_quiet(&m, round == 1 ? n / 3 : REGION_BLOCKS, again);
+        CHECK("model: region: a refill after a reset carves as many blocks", round == 1 || k == n);
+        for (size_t i = 0; m.lifo && i < k; i++)
+            CHECK("model: region: a reset hands out the blocks in the order first carved",
+                  again[i] == first[i]);
+        if (round == 0)
+            op_check(&m);
+        else if (round == 1)
+            op_owns(&m);
+        else if (round == 2)
+            op_trim(&m); /* nothing free: gives nothing back */
+        else if (round == 3)
+            op_free_null(&m); /* the statistics */
+    }                         /* round 4's refill is looked at by the reset below */
+    /* Blocks 1020-1275 (run 4's first chunk and the block its second began with) freed unseen: a
+     * trim that counted only the carves made before the last chunk change would give run 4 back
+     * with blocks still live in it. */
+    size_t k = region_refill_quiet(&m, REGION_BLOCKS, again);
+    stats_quiet = true;
+    for (size_t i = 1020; i <= 1275 && i < k; i++)
+        region_free_block(&m, again[i]);
+    stats_quiet = false;
+    op_trim(&m);
+    op_check(&m);
+    /* The first 255 blocks freed: reused first, then carving goes on at the cursor. Freed again,
+     * a trim gives their run back (not in a buffer), and carving goes on after it. */
+    op_reset(&m);
+    k = region_fill(&m, REGION_BLOCKS, again);
+    for (size_t i = 0; i < 255 && i < k; i++)
+        region_free_block(&m, again[i]);
+    k = region_fill(&m, REGION_BLOCKS, first);
+    op_check(&m);
+    for (size_t i = 0; i < 255 && i < k; i++)
+        region_free_block(&m, first[i]);
+    op_trim(&m);
+    region_fill(&m, REGION_BLOCKS, again);
+    op_check(&m);
+    while (m.nlive > 0 && !TEST_FAILURES())
+        op_free(&m, m.nlive - 1);
+    op_trim(&m);
+    region_fill(&m, REGION_BLOCKS, again);
+    op_reset(&m);
+    region_fill(&m, REGION_BLOCKS / 2, again);
+    op_check(&m);
+    model_destroy(&m);
+}
+
+/* Each case with every kind of pool: a plain pool carves inline, the others on their own paths,
+ * and all must count the same. */
+static void region_cases(void)
+{
+    static const region_case cases[] = {
+        {0, 0, false},   /* unbounded: chunk and run ends */
+        {600, 0, false}, /* a capacity inside a run's chunk */
+        {510, 0, false}, /* a capacity at a run's end */
+        {1, 0, false},   /* one block */
+        {0, 0, true},    /* a buffer: its end */
+        {300, 0, true},  /* a buffer and a capacity */
+    };
+    static const unsigned kinds[] = {0, MP_ZERO, MP_CHECKED, MP_SECURE, MP_THREAD_SAFE};
+    unsigned id = 0;
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
+        for (size_t j = 0; j < sizeof kinds / sizeof kinds[0]; j++) {
+            region_case c = cases[i];
+            if (c.buffered && kinds[j] == MP_THREAD_SAFE)
+                continue; /* refused at create */
+            c.flags = kinds[j];
+            region_case_run(&c, ++id);
+        }
+    printf("test_model: %u region cases\n", id);
+}
+
+/* ------------------------------------------------------------------------------------------------
  * The run
  * ---------------------------------------------------------------------------------------------- */
 
@@ -794,6 +943,7 @@ int main(int argc, char **argv)
     run_seed = rng_state = seed;
     mp_set_error_handler(record_error, NULL);
 
+    region_cases();
     static model m;
     unsigned pools = 0;
     uint64_t pool_ops_total = 0;
