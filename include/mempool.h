@@ -936,8 +936,9 @@ static MP_ALWAYS_INLINE void mpi_pool_free_cached(mp_pool *pool, void *block)
     mp_pool_free_slow(pool, block);
 }
 
-/* Off the fast path, for a pool that is not NULL: a plain pool with an empty list carves at the
- * cursor, counting nothing (the library counts the blocks below `bump`); else the thread cache.
+/* Off the fast path, for a plain pool with an empty list: carves at the cursor, counting nothing
+ * (the library counts the blocks below `bump`). Other pools never read bump and end here: a
+ * thread-safe pool's cursor moves under its lock.
  * Intended cost: three loads from the line `free` was on, a compare and one store, as a bare bump
  * pointer. */
 static MP_ALWAYS_INLINE void *mpi_pool_alloc_bump(mp_pool *pool)
@@ -948,7 +949,7 @@ static MP_ALWAYS_INLINE void *mpi_pool_alloc_bump(mp_pool *pool)
         f->bump = block + f->stride;
         return block;
     }
-    return mpi_pool_alloc_cached(pool);
+    return mp_pool_alloc_slow(pool);
 }
 
 /* Intended cost: a load and a test of the head, a load of the link, two stores (head, count). The
@@ -959,8 +960,8 @@ static MP_ALWAYS_INLINE void *mp_pool_alloc(mp_pool *pool)
     if (MP_UNLIKELY(pool == NULL))
         return mp_pool_alloc_slow(pool);
     void *block = f->free;
-    if (MP_UNLIKELY((uintptr_t)block <= MP_FAST_SLOW))
-        return mpi_pool_alloc_bump(pool);
+    if (MP_UNLIKELY((uintptr_t)block <= MP_FAST_SLOW)) /* only a plain pool's list is ever empty */
+        return block == NULL ? mpi_pool_alloc_bump(pool) : mpi_pool_alloc_cached(pool);
     f->free = *(void **)block;
     f->allocs++;
     return block;

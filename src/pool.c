@@ -552,9 +552,10 @@ void mpi_pool_fold_carves(const mp_pool *pool)
  */
 static void cursor_expose(mp_pool *pool)
 {
+    if (pool->path != MPI_PATH_PLAIN || (pool->state & MPI_POPULATE) != 0)
+        return; /* end stays NULL; written under a thread-safe pool's lock, it would race */
     pool->fast.end = NULL;
-    if (pool->path != MPI_PATH_PLAIN || (pool->state & MPI_POPULATE) != 0 ||
-        pool->fast.bump == NULL)
+    if (pool->fast.bump == NULL)
         return;
     pool->fast.end = pool->bump_end;
     uint64_t left = pool->capacity_max - pool->carved; /* <= capacity: left * stride fits */
@@ -733,7 +734,8 @@ static void pool_select_path(mp_pool *pool, bool populate)
         pool->fast.tsoff = pool->ts_id * (uint32_t)sizeof(struct mp_tcache_fast);
     if (populate && MP_HEAP_POPULATE)
         pool->state |= MPI_POPULATE;
-    cursor_expose(pool); /* a buffer pool's cursor was set before its path was known */
+    pool->fast.end = NULL; /* a buffer pool's cursor was set before its path was known */
+    cursor_expose(pool);
 }
 
 /* Creates a pool; chunk_size 0 chooses it (pool_geometry), else it is fixed (the heap's). */
