@@ -9,7 +9,8 @@
  *
  * What is here (each described on its declaration below):
  *   - RAII owners of the C objects, move-only: mempool::pool (mp_pool), mempool::heap (mp_heap),
- *     mempool::arena (mp_arena). get() gives the C handle, release() gives up ownership.
+ *     mempool::arena (mp_arena), over mempool::owner: get() gives the C handle, release() gives up
+ *     ownership.
  *   - std::pmr::memory_resource implementations:
  *       heap_resource               any size, over an mp_heap (owned or borrowed);
  *       pool_resource               one fixed-size pool per (size class, alignment), for node-based
@@ -125,18 +126,63 @@ inline void heap_free(mp_heap *h, void *p, std::size_t bytes, std::size_t align)
  * ============================================================================================== */
 
 /*
+ * The ownership of one C object, which Destroy frees (nullptr: none): the base of pool, heap and
+ * arena, which add the object's operations. Move-only; a move leaves the source owning nothing.
+ */
+template <class T, void (*Destroy)(T *)> class owner
+{
+  public:
+    owner(const owner &) = delete;
+    owner &operator=(const owner &) = delete;
+
+    /* The C handle (nullptr when it owns nothing); release() also gives up ownership. O(1). */
+    T *get() const noexcept
+    {
+        return h_;
+    }
+    T *release() noexcept
+    {
+        return std::exchange(h_, nullptr);
+    }
+    explicit operator bool() const noexcept
+    {
+        return h_ != nullptr;
+    }
+
+  protected:
+    explicit owner(T *h) noexcept : h_(h)
+    {
+    }
+    owner(owner &&other) noexcept : h_(other.release())
+    {
+    }
+    owner &operator=(owner &&other) noexcept
+    {
+        if (this != &other)
+            Destroy(std::exchange(h_, other.release()));
+        return *this;
+    }
+    ~owner()
+    {
+        Destroy(h_);
+    }
+
+    T *h_;
+};
+
+/*
  * Owns one mp_pool: creates it, destroys it in the destructor (mp_pool_destroy(), which in a
  * checked pool reports blocks still live). Move-only; a moved-from pool owns nothing (get() is
  * nullptr). Thread-safety: as the mp_pool (MP_THREAD_SAFE: any thread); moving or destroying it is
  * not.
  */
-class pool
+class pool : public owner<mp_pool, mp_pool_destroy>
 {
   public:
     /* Creates a pool (mp_pool_create()). O(1). Throws std::invalid_argument for options the C
      * API refuses (EINVAL), std::bad_alloc when no memory is had (ENOMEM). */
     explicit pool(const mp_pool_opts &opts)
-        : p_(detail::check_created(mp_pool_create(&opts), "mempool::pool: invalid options"))
+        : owner(detail::check_created(mp_pool_create(&opts), "mempool::pool: invalid options"))
     {
     }
     /* A pool of blocks of block_size bytes with the given flags (MP_THREAD_SAFE, ...). Throws as
@@ -145,81 +191,54 @@ class pool
     {
     }
     /* Takes ownership of a pool the caller created (nullptr: owns nothing). Never throws. */
-    explicit pool(mp_pool *adopt) noexcept : p_(adopt)
+    explicit pool(mp_pool *adopt) noexcept : owner(adopt)
     {
     }
-    pool(pool &&other) noexcept : p_(other.release())
-    {
-    }
-    pool &operator=(pool &&other) noexcept
-    {
-        if (this != &other)
-            mp_pool_destroy(std::exchange(p_, other.release()));
-        return *this;
-    }
-    pool(const pool &) = delete;
-    pool &operator=(const pool &) = delete;
-    ~pool()
-    {
-        mp_pool_destroy(p_);
-    }
-
-    /* The C handle (nullptr when it owns nothing); release() also gives up ownership. O(1). */
-    mp_pool *get() const noexcept
-    {
-        return p_;
-    }
-    mp_pool *release() noexcept
-    {
-        return std::exchange(p_, nullptr);
-    }
-    explicit operator bool() const noexcept
-    {
-        return p_ != nullptr;
-    }
+    pool(pool &&) noexcept = default;
+    pool &operator=(pool &&) noexcept = default;
 
     /* A block (mp_pool_alloc(), inline): throws std::bad_alloc where mp_pool_alloc() returns NULL
      * (capacity reached, source exhausted, no pool); try_allocate() returns nullptr then. O(1). */
     [[nodiscard]] void *allocate()
     {
-        void *b = mp_pool_alloc(p_);
+        void *b = mp_pool_alloc(h_);
         if (b == nullptr)
             throw std::bad_alloc();
         return b;
     }
     [[nodiscard]] void *try_allocate() noexcept
     {
-        return mp_pool_alloc(p_);
+        return mp_pool_alloc(h_);
     }
     /* Gives a block back (mp_pool_free(), inline; nullptr does nothing). O(1). */
     void deallocate(void *block) noexcept
     {
-        mp_pool_free(p_, block);
+        mp_pool_free(h_, block);
     }
 
     /* mp_pool_reset(), mp_pool_trim(), mp_pool_check(), mp_pool_stats() (which returns the
      * figures; all zero for an empty owner), mp_pool_block_size(). Complexities as theirs. */
     void reset() noexcept
     {
-        mp_pool_reset(p_);
+        mp_pool_reset(h_);
     }
     std::size_t trim() noexcept
     {
-        return mp_pool_trim(p_);
+        return mp_pool_trim(h_);
     }
     bool check() const noexcept
     {
-        return mp_pool_check(p_);
+        return mp_pool_check(h_);
     }
     mp_stats stats() const noexcept
     {
         mp_stats s{};
-        mp_pool_stats(p_, &s);
+        mp_pool_stats(h_, &s);
         return s;
     }
     std::size_t block_size() const noexcept
     {
-        return mp_pool_block_size(p_);
+        return mp_pool_block_size(h_);
     }
 
   private:
@@ -230,7 +249,6 @@ class pool
         o.flags = flags;
         return o;
     }
-    mp_pool *p_;
 };
 
 /*
@@ -239,7 +257,7 @@ class pool
  * nothing. Thread-safety: as the mp_heap (MP_THREAD_SAFE: any thread); moving or destroying it is
  * not.
  */
-class heap
+class heap : public owner<mp_heap, mp_heap_destroy>
 {
   public:
     /* Creates a heap (mp_heap_create()). O(1). Throws std::invalid_argument (EINVAL) or
@@ -248,41 +266,15 @@ class heap
     {
     }
     explicit heap(const mp_heap_opts &opts)
-        : h_(detail::check_created(mp_heap_create(&opts), "mempool::heap: invalid options"))
+        : owner(detail::check_created(mp_heap_create(&opts), "mempool::heap: invalid options"))
     {
     }
     /* Takes ownership of a heap the caller created (nullptr: owns nothing). Never throws. */
-    explicit heap(mp_heap *adopt) noexcept : h_(adopt)
+    explicit heap(mp_heap *adopt) noexcept : owner(adopt)
     {
     }
-    heap(heap &&other) noexcept : h_(other.release())
-    {
-    }
-    heap &operator=(heap &&other) noexcept
-    {
-        if (this != &other)
-            mp_heap_destroy(std::exchange(h_, other.release()));
-        return *this;
-    }
-    heap(const heap &) = delete;
-    heap &operator=(const heap &) = delete;
-    ~heap()
-    {
-        mp_heap_destroy(h_);
-    }
-
-    mp_heap *get() const noexcept
-    {
-        return h_;
-    }
-    mp_heap *release() noexcept
-    {
-        return std::exchange(h_, nullptr);
-    }
-    explicit operator bool() const noexcept
-    {
-        return h_ != nullptr;
-    }
+    heap(heap &&) noexcept = default;
+    heap &operator=(heap &&) noexcept = default;
 
     /* `bytes` aligned to `align` (a power of two; up to 16 is free, up to 1 MiB from
      * mp_heap_aligned_alloc()). Throws std::bad_alloc where the C call returns NULL (no memory,
@@ -325,16 +317,13 @@ class heap
         mp_heap_stats(h_, &s);
         return s;
     }
-
-  private:
-    mp_heap *h_;
 };
 
 /*
  * Owns one mp_arena (default: 64 KiB chunks from the system), destroyed in the destructor.
  * Move-only; a moved-from arena owns nothing. Not thread-safe (an arena never is).
  */
-class arena
+class arena : public owner<mp_arena, mp_arena_destroy>
 {
   public:
     /* Creates an arena (mp_arena_create()). O(1). Throws std::invalid_argument (EINVAL) or
@@ -343,48 +332,22 @@ class arena
     {
     }
     explicit arena(const mp_arena_opts &opts)
-        : a_(detail::check_created(mp_arena_create(&opts), "mempool::arena: invalid options"))
+        : owner(detail::check_created(mp_arena_create(&opts), "mempool::arena: invalid options"))
     {
     }
     /* Takes ownership of an arena the caller created (nullptr: owns nothing). Never throws. */
-    explicit arena(mp_arena *adopt) noexcept : a_(adopt)
+    explicit arena(mp_arena *adopt) noexcept : owner(adopt)
     {
     }
-    arena(arena &&other) noexcept : a_(other.release())
-    {
-    }
-    arena &operator=(arena &&other) noexcept
-    {
-        if (this != &other)
-            mp_arena_destroy(std::exchange(a_, other.release()));
-        return *this;
-    }
-    arena(const arena &) = delete;
-    arena &operator=(const arena &) = delete;
-    ~arena()
-    {
-        mp_arena_destroy(a_);
-    }
-
-    mp_arena *get() const noexcept
-    {
-        return a_;
-    }
-    mp_arena *release() noexcept
-    {
-        return std::exchange(a_, nullptr);
-    }
-    explicit operator bool() const noexcept
-    {
-        return a_ != nullptr;
-    }
+    arena(arena &&) noexcept = default;
+    arena &operator=(arena &&) noexcept = default;
 
     /* `bytes` aligned to `align` (any power of two), by bumping a pointer. Throws std::bad_alloc
      * where mp_arena_alloc_aligned() returns NULL (no memory, capacity, a bad alignment). O(1) but
      * for taking a chunk. */
     [[nodiscard]] void *allocate(std::size_t bytes, std::size_t align = alignof(std::max_align_t))
     {
-        void *p = mp_arena_alloc_aligned(a_, bytes, align);
+        void *p = mp_arena_alloc_aligned(h_, bytes, align);
         if (p == nullptr)
             throw std::bad_alloc();
         return p;
@@ -393,26 +356,23 @@ class arena
      * mp_arena_stats(). */
     mp_arena_pos mark() noexcept
     {
-        return mp_arena_mark(a_);
+        return mp_arena_mark(h_);
     }
     bool rewind(mp_arena_pos pos) noexcept
     {
-        return mp_arena_rewind(a_, pos) == 0;
+        return mp_arena_rewind(h_, pos) == 0;
     }
     void reset() noexcept
     {
-        mp_arena_reset(a_);
+        mp_arena_reset(h_);
     }
     struct mp_arena_stats stats() const noexcept
     {
         struct mp_arena_stats s {
         };
-        mp_arena_stats(a_, &s);
+        mp_arena_stats(h_, &s);
         return s;
     }
-
-  private:
-    mp_arena *a_;
 };
 
 /* ================================================================================================
