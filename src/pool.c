@@ -745,6 +745,12 @@ static mp_pool *pool_create(const mp_pool_opts *opts, size_t chunk_size, bool po
         errno = EINVAL;
         return NULL;
     }
+    /* Bare metal has no threads, no entropy and no system source (config.h). */
+    if (MP_FREESTANDING && ((opts->flags & (MP_THREAD_SAFE | MP_SECURE)) != 0 ||
+                            (opts->buffer == NULL && opts->source == NULL))) {
+        errno = ENOSYS;
+        return NULL;
+    }
     mp_pool proto;
     memset(&proto, 0, sizeof proto);
     pool_select_checks(&proto, opts->flags);

@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# run.sh OUT: builds mempool for a Cortex-M4 with MP_FREESTANDING=1 and -ffreestanding, checks
+# that the library calls nothing outside itself but memset, memcpy and the compiler's helpers,
+# reports the code size of each object, links test_baremetal.c and runs it under qemu-system-arm
+# (mps2-an386) with semihosting. Needs gcc-arm-none-eabi, libnewlib-arm-none-eabi, qemu-system-arm.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+out=${1:?usage: run.sh OUT}
+mkdir -p "$out"
+cc=arm-none-eabi-gcc
+arch=(-mthumb -mcpu=cortex-m4)
+flags=(-std=c11 -Os "${arch[@]}" -ffreestanding -ffunction-sections -fdata-sections
+  -DMP_FREESTANDING=1 -Wall -Wextra -Wpedantic -Wshadow -Wstrict-prototypes -Wmissing-prototypes
+  -Werror -Iinclude)
+objs=()
+for f in os pool stats check arena; do
+  "$cc" "${flags[@]}" -c "src/$f.c" -o "$out/$f.o"
+  objs+=("$out/$f.o")
+done
+# The one-file build compiles too (it leaves out tcache.c and heap.c).
+"$cc" "${flags[@]}" -c src/all.c -o "$out/all.o"
+
+# What the library calls outside itself: memset, memcpy, and libgcc's helpers (__aeabi_*: 64-bit
+# division and shifts), nothing else.
+undefined=$(arm-none-eabi-nm -u "${objs[@]}" | awk 'NF == 2 { print $2 }' | sort -u)
+defined=$(arm-none-eabi-nm --defined-only "${objs[@]}" | awk 'NF == 3 { print $3 }' | sort -u)
+external=$(comm -23 <(echo "$undefined") <(echo "$defined"))
+outside=$(echo "$external" | grep -v -E '^(memset|memcpy|__aeabi_[a-z0-9]+)$' || true)
+if [ -n "$outside" ]; then
+  echo "the freestanding library calls outside itself: $outside" >&2
+  exit 1
+fi
+echo "calls outside the library: $(echo $external)"
+
+# Code size at -Os, -mthumb -mcpu=cortex-m4 (text: code and read-only data, bytes of flash).
+arm-none-eabi-size "${objs[@]}"
+
+# The test program: no C library start files; newlib's libc only for the test's own string calls
+# and the library's memset and memcpy.
+"$cc" "${flags[@]}" -Itests/baremetal -nostartfiles -Wl,--gc-sections -T tests/baremetal/link.ld \
+  -Wl,-Map="$out/test_baremetal.map" -o "$out/test_baremetal.elf" tests/baremetal/test_baremetal.c \
+  tests/baremetal/startup.c "${objs[@]}" -lc -lgcc
+arm-none-eabi-size "$out/test_baremetal.elf"
+timeout 60 qemu-system-arm -M mps2-an386 -nographic -monitor none -serial none \
+  -semihosting-config enable=on,target=native -kernel "$out/test_baremetal.elf" |
+  tee "$out/test.log"
+grep -q ' passed, 0 failed$' "$out/test.log"
