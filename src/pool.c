@@ -808,6 +808,13 @@ static void run_open(const mp_pool *pool, const mpi_run *run)
 
 static void run_table_drop(mp_pool *pool);
 
+/* A pool on the secure path. Never on bare metal, which refuses MP_SECURE (config.h): there the
+ * constant false leaves the secure path's code out of the program. */
+static inline bool pool_is_secure(const mp_pool *pool)
+{
+    return !MP_FREESTANDING && pool->path == MPI_PATH_SECURE;
+}
+
 void mp_pool_destroy(mp_pool *pool)
 {
     if (pool == NULL)
@@ -855,7 +862,7 @@ static void run_table_put(mp_pool *pool, const mpi_run *run, const mpi_run *valu
 
 static void run_table_add(mp_pool *pool, const mpi_run *run)
 {
-    if (pool->path != MPI_PATH_SECURE)
+    if (!pool_is_secure(pool))
         return;
     size_t chunks = 0;
     for (const mpi_run *r = pool->first; r != NULL; r = r->next)
@@ -1288,7 +1295,7 @@ void *mp_pool_alloc_slow(mp_pool *pool)
 {
     if (MP_UNLIKELY(pool == NULL))
         return null_alloc();
-    if (pool->path == MPI_PATH_SECURE)
+    if (pool_is_secure(pool))
         return secure_alloc(pool);
     switch (pool->path) {
     case MPI_PATH_PLAIN:
@@ -1296,7 +1303,9 @@ void *mp_pool_alloc_slow(mp_pool *pool)
         return plain_alloc(pool);
     case MPI_PATH_SECURE: /* above */
     case MPI_PATH_SECURE_LEAN:
-        return secure_lean_alloc(pool);
+        if (!MP_FREESTANDING) /* bare metal has no secure pools: leaves the code out */
+            return secure_lean_alloc(pool);
+        break;
     case MPI_PATH_CACHED:
     case MPI_PATH_LOCKED:
         return mpi_ts_alloc(pool, MPI_RETURN_ADDRESS(), false);
@@ -1320,7 +1329,7 @@ void mp_pool_free_slow(mp_pool *pool, void *block)
 {
     if (block == NULL || pool == NULL)
         return;
-    if (pool->path == MPI_PATH_SECURE) {
+    if (pool_is_secure(pool)) {
         secure_free(pool, block);
         return;
     }
