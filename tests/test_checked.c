@@ -555,6 +555,31 @@ static void h_leak(void *arg)
     tpool_done(&t);
 }
 
+/* More leaks than the message lists (4 by default): the first ones named, then ", ...". */
+static void h_leak_many(void *arg)
+{
+    const geo *g = arg;
+    tpool t;
+    mp_pool *pool = tpool_begin(&t, g, true);
+    if (pool == NULL)
+        return;
+    void *b[7];
+    for (int i = 0; i < 7; i++)
+        b[i] = mp_pool_alloc(pool);
+    mp_pool_destroy(pool);
+    t.pool = NULL;
+    if (log_entry_is("checked handler: many leaks reported", 0, MP_ERR_LEAK, pool, g->name, b[0])) {
+        const char *m = elog.e[0].message;
+        size_t n = strlen(m);
+        CHECK("checked handler: many leaks: count 7", elog.e[0].count == 7);
+        CHECK("checked handler: many leaks: the first blocks named",
+              text_has_addr(m, b[0]) && text_has_addr(m, b[1]));
+        CHECK("checked handler: many leaks: the message ends with \", ...\"",
+              n > 5 && strcmp(m + n - 5, ", ...") == 0);
+    }
+    tpool_done(&t);
+}
+
 /* Two call sites: the site a leak report gives must tell them apart, and be stable for one. The
  * store after the call keeps it from being a tail call, so the return address is in these. */
 static void *volatile site_sink;
@@ -610,6 +635,7 @@ static void test_handlers(const geo *g)
     run_isolated("checked handler: overflow at free", h_overflow_at_free, a);
     run_isolated("checked handler: overflow at destroy", h_overflow_at_destroy, a);
     run_isolated("checked handler: leak", h_leak, a);
+    run_isolated("checked handler: many leaks", h_leak_many, a);
     run_isolated("checked handler: leak sites", h_leak_sites, a);
 }
 
