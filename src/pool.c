@@ -116,6 +116,10 @@ static uint64_t stride_div(const mp_pool *pool, uint64_t x, uint64_t *rem)
     if (x <= UINT32_MAX && pool->stride_recip != 0)
         q = (uint64_t)(((u128)pool->stride_recip * x) >> 64);
     else
+#else /* a 32-bit target: one divide instruction, not a 64-bit division's loop in libgcc */
+    if (x <= UINT32_MAX && pool->stride <= UINT32_MAX)
+        q = (uint32_t)x / (uint32_t)pool->stride;
+    else
 #endif
         q = x / pool->stride;
     *rem = x - q * pool->stride;

@@ -2,7 +2,8 @@
 # run.sh OUT: builds mempool for a Cortex-M4 with MP_FREESTANDING=1 and -ffreestanding, checks
 # that the library calls nothing outside itself but memset, memcpy and the compiler's helpers,
 # reports the code size of each object, links test_baremetal.c and runs it under qemu-system-arm
-# (mps2-an386) with semihosting. Needs gcc-arm-none-eabi, libnewlib-arm-none-eabi, qemu-system-arm.
+# (mps2-an386) with semihosting, and counts the instructions of alloc and free. Needs
+# gcc-arm-none-eabi, libnewlib-arm-none-eabi, qemu-system-arm, python3.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 out=${1:?usage: run.sh OUT}
@@ -35,6 +36,23 @@ echo "calls outside the library: $(echo $external)"
 # Code size at -Os, -mthumb -mcpu=cortex-m4 (text: code and read-only data, bytes of flash).
 arm-none-eabi-size "${objs[@]}"
 
+# What a program using only a buffer pool (size.c) links of each object, from the linker's map.
+"$cc" "${flags[@]}" -Itests/baremetal -nostartfiles -Wl,--gc-sections -T tests/baremetal/link.ld \
+  -Wl,-Map="$out/size.map" -o "$out/size.elf" tests/baremetal/size.c tests/baremetal/startup.c \
+  "${objs[@]}" -lc -lgcc
+python3 - "$out/size.map" <<'PY'
+import re, sys, collections
+m = open(sys.argv[1]).read()
+m = m[m.index("Linker script and memory map"):]
+size = collections.Counter()
+section = r"^ \.(?:text|rodata)\S*\s+0x[0-9a-f]+\s+0x([0-9a-f]+)\s+(\S+)$"
+for obj_size, obj in re.findall(section, m, re.M):
+    size[obj.split("/")[-1]] += int(obj_size, 16)
+lib = sum(v for k, v in size.items() if k in ("os.o", "pool.o", "stats.o", "check.o", "arena.o"))
+print("a buffer pool's program links (bytes of flash):", dict(size.most_common()))
+print("mempool's part:", lib)
+PY
+
 # The test program: no C library start files; newlib's libc only for the test's own string calls
 # and the library's memset and memcpy.
 "$cc" "${flags[@]}" -Itests/baremetal -nostartfiles -Wl,--gc-sections -T tests/baremetal/link.ld \
@@ -45,3 +63,13 @@ timeout 60 qemu-system-arm -M mps2-an386 -nographic -monitor none -serial none \
   -semihosting-config enable=on,target=native -kernel "$out/test_baremetal.elf" 2>&1 |
   tee "$out/test.log" # QEMU writes semihosting's output to its stderr
 grep -qE ' passed, 0 failed\r?$' "$out/test.log"
+
+# The paths of alloc and free on a plain pool in a buffer, counted from QEMU's trace of every
+# instruction (paths.c, paths.py): the README's worst-case figures.
+"$cc" "${flags[@]}" -Itests/baremetal -nostartfiles -Wl,--gc-sections -T tests/baremetal/link.ld \
+  -o "$out/paths.elf" tests/baremetal/paths.c tests/baremetal/startup.c "${objs[@]}" -lc -lgcc
+timeout 60 qemu-system-arm -M mps2-an386 -nographic -monitor none -serial none \
+  -semihosting-config enable=on,target=native -kernel "$out/paths.elf" -singlestep \
+  -d exec,nochain -D "$out/paths.trace" 2>&1 | grep -q '^paths done'
+arm-none-eabi-objdump -d "$out/paths.elf" >"$out/paths.dis"
+python3 tests/baremetal/paths.py "$out/paths.trace" "$out/paths.dis"
