@@ -73,3 +73,10 @@ timeout 60 qemu-system-arm -M mps2-an386 -nographic -monitor none -serial none \
   -d exec,nochain -D "$out/paths.trace" 2>&1 | grep -q '^paths done'
 arm-none-eabi-objdump -d "$out/paths.elf" >"$out/paths.dis"
 python3 tests/baremetal/paths.py "$out/paths.trace" "$out/paths.dis"
+
+# The same library through CMake (MEMPOOL_FREESTANDING=ON), with the cross compiler.
+cmake -S . -B "$out/cmake" -DMEMPOOL_FREESTANDING=ON -DMEMPOOL_WERROR=ON -DMEMPOOL_BUILD_CXX=OFF \
+  -DCMAKE_SYSTEM_NAME=Generic -DCMAKE_C_COMPILER="$cc" -DCMAKE_C_FLAGS="${arch[*]}" \
+  -DCMAKE_TRY_COMPILE_TARGET_TYPE=STATIC_LIBRARY >"$out/cmake.log" 2>&1 || { cat "$out/cmake.log"; exit 1; }
+cmake --build "$out/cmake" >>"$out/cmake.log" 2>&1 || { cat "$out/cmake.log"; exit 1; }
+echo "CMake, MEMPOOL_FREESTANDING=ON: $(ls "$out/cmake"/libmempool.a)"
