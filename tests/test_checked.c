@@ -523,16 +523,23 @@ static void h_overflow_at_destroy(void *arg)
     tpool_done(&t);
 }
 
+/* A checked pool of geometry g with n blocks allocated into b; NULL if it could not be made. */
+static mp_pool *leak_begin(tpool *t, const geo *g, void **b, int n)
+{
+    mp_pool *pool = tpool_begin(t, g, true);
+    for (int i = 0; pool != NULL && i < n; i++)
+        b[i] = mp_pool_alloc(pool);
+    return pool;
+}
+
 static void h_leak(void *arg)
 {
     const geo *g = arg;
     tpool t;
-    mp_pool *pool = tpool_begin(&t, g, true);
+    void *b[5];
+    mp_pool *pool = leak_begin(&t, g, b, 5);
     if (pool == NULL)
         return;
-    void *b[5];
-    for (int i = 0; i < 5; i++)
-        b[i] = mp_pool_alloc(pool);
     mp_pool_free(pool, b[1]);
     mp_pool_free(pool, b[3]);
     log_none("checked handler: no leak reported before destroy");
@@ -558,17 +565,15 @@ static void h_leak(void *arg)
 /* More leaks than the message lists (4 by default): the first ones named, then ", ...". */
 static void h_leak_many(void *arg)
 {
-    const geo *g = arg;
+    void *b[7];
     tpool t;
-    mp_pool *pool = tpool_begin(&t, g, true);
+    mp_pool *pool = leak_begin(&t, arg, b, 7);
     if (pool == NULL)
         return;
-    void *b[7];
-    for (int i = 0; i < 7; i++)
-        b[i] = mp_pool_alloc(pool);
-    mp_pool_destroy(pool);
+    mp_pool_destroy(pool); /* all 7 leaked */
     t.pool = NULL;
-    if (log_entry_is("checked handler: many leaks reported", 0, MP_ERR_LEAK, pool, g->name, b[0])) {
+    if (log_entry_is("checked handler: many leaks reported", 0, MP_ERR_LEAK, pool,
+                     ((const geo *)arg)->name, b[0])) {
         const char *m = elog.e[0].message;
         size_t n = strlen(m);
         CHECK("checked handler: many leaks: count 7", elog.e[0].count == 7);
