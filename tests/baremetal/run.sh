@@ -64,6 +64,18 @@ timeout 60 qemu-system-arm -M mps2-an386 -nographic -monitor none -serial none \
   tee "$out/test.log" # QEMU writes semihosting's output to its stderr
 grep -qE ' passed, 0 failed\r?$' "$out/test.log"
 
+# With no handler, a report traps: the program ends in the fault handler (trap.c).
+"$cc" "${flags[@]}" -Itests/baremetal -nostartfiles -Wl,--gc-sections -T tests/baremetal/link.ld \
+  -o "$out/trap.elf" tests/baremetal/trap.c tests/baremetal/startup.c "${objs[@]}" -lc -lgcc
+if timeout 60 qemu-system-arm -M mps2-an386 -nographic -monitor none -serial none \
+  -semihosting-config enable=on,target=native -kernel "$out/trap.elf" >"$out/trap.log" 2>&1 ||
+  ! grep -q '^fault: ' "$out/trap.log"; then
+  cat "$out/trap.log"
+  echo "trap.c: a double free with no handler did not trap" >&2
+  exit 1
+fi
+echo "no handler: a double free traps"
+
 # The paths of alloc and free on a plain pool in a buffer, counted from QEMU's trace of every
 # instruction (paths.c, paths.py): the README's worst-case figures.
 "$cc" "${flags[@]}" -Itests/baremetal -nostartfiles -Wl,--gc-sections -T tests/baremetal/link.ld \
