@@ -14,6 +14,14 @@
  * functions return 0 or an errno code; checks return bool. Unless a declaration says otherwise, a
  * pool is not thread-safe: calls on one pool must not overlap, calls on different pools may.
  * The design and its invariants are written down in docs/design.md.
+ *
+ * Bare metal: a library built with MP_FREESTANDING=1 (src/config.h) has no system under it. The
+ * program defines MP_FREESTANDING=1 as well before it includes this header. Then: errors set
+ * mp_errno, not errno; pools and arenas live in a caller's buffer or over a caller's mp_source
+ * (without either, create fails with ENOSYS, as do MP_THREAD_SAFE and MP_SECURE); the heaps
+ * (mp_heap_*, mp_malloc and its family, mp_default_heap), mp_stats_write(), mp_heap_stats_write()
+ * and mp_stats_print() are not defined (a call fails to link); statistics are numbers only; an
+ * error report reaches only the handler of mp_set_error_handler(), else traps.
  */
 #ifndef MEMPOOL_H
 #define MEMPOOL_H
@@ -21,7 +29,9 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#if !defined(MP_FREESTANDING) || !MP_FREESTANDING
 #include <stdio.h>
+#endif
 
 #ifdef __cplusplus
 extern "C" {
@@ -206,7 +216,9 @@ typedef struct mp_pool mp_pool;
  *     block_size rounded up to align, times capacity, overflows size_t (whatever the flags: a
  *     checked pool's guard bytes are not counted, since the capacity only bounds live blocks); a
  *     buffer is given with a size too small for the pool's bookkeeping and one block;
- *   - errno = ENOMEM: the source could not give the page for the pool's bookkeeping.
+ *   - errno = ENOMEM: the source could not give the page for the pool's bookkeeping;
+ *   - errno = ENOSYS (MP_FREESTANDING only): MP_THREAD_SAFE or MP_SECURE, or neither a buffer nor
+ *     a source.
  * Thread-safety: may be called from any thread at any time.
  */
 mp_pool *mp_pool_create(const mp_pool_opts *opts);
@@ -456,7 +468,13 @@ int mp_stats_write(const mp_stats *stats, int format, mp_write_fn *write, void *
 
 /* Like mp_stats_write(), to a stdio stream. Returns 0, EINVAL as above, or EIO if the stream
  * failed. */
+#if !defined(MP_FREESTANDING) || !MP_FREESTANDING
 int mp_stats_print(const mp_stats *stats, int format, FILE *out);
+#else
+/* Bare metal's errno (MP_FREESTANDING): set where a hosted library sets errno. One word, not per
+ * thread: there are no threads, and an interrupt handler that allocates should save it. */
+extern int mp_errno;
+#endif
 
 /* ------------------------------------------------------------------------------------------------
  * Heaps: any size, made of pools (one per size class), large blocks straight from the source
@@ -693,8 +711,8 @@ struct mp_arena_stats {
     uint64_t bytes_kept; /* of empty chunks after the cursor, held for reuse (in bytes_reserved) */
 };
 
-/* Creates an arena. O(1), no chunk taken. NULL with EINVAL (bad options, buffer too small) or
- * ENOMEM. */
+/* Creates an arena. O(1), no chunk taken. NULL with EINVAL (bad options, buffer too small),
+ * ENOMEM, or ENOSYS (MP_FREESTANDING only: neither a buffer nor a source). */
 mp_arena *mp_arena_create(const mp_arena_opts *opts);
 #ifdef MP_NO_INLINE
 void *mp_arena_alloc(mp_arena *arena, size_t size);
@@ -868,7 +886,9 @@ void *mp_arena_alloc_slow(mp_arena *arena, size_t size);
 #else
 #define MP_TLS_MODEL
 #endif
-#ifdef __cplusplus
+#if defined(MP_FREESTANDING) && MP_FREESTANDING /* no threads: one table, always empty */
+extern struct mp_tcache_fast *mpi_tcaches;
+#elif defined(__cplusplus)
 extern thread_local struct mp_tcache_fast *mpi_tcaches MP_TLS_MODEL;
 #else
 extern _Thread_local struct mp_tcache_fast *mpi_tcaches MP_TLS_MODEL;
@@ -896,7 +916,9 @@ extern _Thread_local struct mp_tcache_fast *mpi_tcaches MP_TLS_MODEL;
 #if defined(__SANITIZE_THREAD__)
 #define MP_TSAN_BUILD 1
 #endif
-#if (defined(__GNUC__) || defined(__clang__)) && defined(__x86_64__) && !defined(MP_TSAN_BUILD)
+#if defined(MP_FREESTANDING) && MP_FREESTANDING /* no threads: nothing reads it concurrently */
+#define MP_COUNT_ONE(lvalue) ((lvalue)++)
+#elif (defined(__GNUC__) || defined(__clang__)) && defined(__x86_64__) && !defined(MP_TSAN_BUILD)
 #define MP_COUNT_ONE(lvalue) __asm__ __volatile__("add{q $1, %0| QWORD PTR %0, 1}" : "+m"(lvalue))
 #else
 #define MP_COUNT_ONE(lvalue) MP_STORE_RELEASE(lvalue, (lvalue) + 1)

@@ -17,6 +17,9 @@
 #   cross     the header from C++ (g++, clang++); then ARM64 (4, 16, 64 KiB pages) and i686 builds,
 #             every ctest suite run under qemu-user at MP_TEST_SCALE=0.05, but threads_fork and
 #             bench_suite_quick (see the stage)
+#   baremetal MP_FREESTANDING=1 for a Cortex-M4 (arm-none-eabi-gcc, -ffreestanding): only memset and
+#             memcpy called, the contract tests under qemu-system-arm with semihosting, the code size
+#             and the instruction counts of alloc and free (tests/baremetal/run.sh)
 # Installs what it needs from Debian packages when missing (as root); the cross compilers only for
 # the cross stage (gcc-multilib, which other setups use for -m32, conflicts with them).
 # Usage: scripts/test.sh [stage ...]   (default: all stages, in the order above)
@@ -26,7 +29,8 @@ src=$PWD
 out=${MEMPOOL_TEST_DIR:-$src/build/test}
 jobs=$(nproc 2>/dev/null || echo 2)
 stages=("$@")
-[ ${#stages[@]} -gt 0 ] || stages=(format release checked asan tsan valgrind install fuzz docs model cross)
+[ ${#stages[@]} -gt 0 ] ||
+  stages=(format release checked asan tsan valgrind install fuzz docs model cross baremetal)
 
 # Tools and the libraries the examples and the benchmark's peers link against.
 packages=(cmake make gcc g++ clang libclang-rt-14-dev valgrind pkg-config libc6-dev
@@ -207,6 +211,10 @@ run_stage() {
       QEMU_PAGESIZE=$pagesize MP_TEST_SCALE=0.05 ctest --test-dir "$out/cross-aarch64" -j"$jobs" \
         --output-on-failure --no-tests=error -E "$skip|^heap_edges$"
     done ;;
+  baremetal)
+    stage "baremetal: MP_FREESTANDING on a Cortex-M4 under qemu-system-arm (mps2-an386)"
+    install_missing gcc-arm-none-eabi libnewlib-arm-none-eabi qemu-system-arm python3
+    tests/baremetal/run.sh "$out/baremetal" ;;
   model)
     stage "model: spin over src/tcache.pml"
     scripts/spin-tcache.sh "$out/model" ;;

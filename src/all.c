@@ -8,8 +8,10 @@
 #include "pool.c"
 #include "stats.c"
 #include "check.c"
+#if !MP_FREESTANDING /* threads and the heap need the system (config.h) */
 #include "tcache.c"
 #include "heap.c"
+#endif
 #include "arena.c"
 /* clang-format on */
 /* noinline.c is not included: it needs the header without its inline path (see that file). */

@@ -241,6 +241,8 @@ mp_arena *mp_arena_create(const mp_arena_opts *opts)
     mp_arena proto;
     memset(&proto, 0, sizeof proto);
     int err = arena_setup(&proto, o);
+    if (MP_FREESTANDING && err == 0 && o->buffer == NULL && o->source == NULL)
+        err = ENOSYS; /* bare metal has no system source (config.h) */
     if (err != 0) {
         errno = err;
         return NULL;

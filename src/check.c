@@ -12,8 +12,11 @@
 #include "internal.h"
 
 #include <stdatomic.h>
-#include <stdlib.h>
 #include <string.h>
+#if !MP_FREESTANDING
+#include <stdio.h>
+#include <stdlib.h>
+#endif
 
 #if MP_ASAN
 #include <sanitizer/asan_interface.h>
@@ -56,6 +59,7 @@ const char *mp_error_name(mp_error_kind kind)
     return "unknown";
 }
 
+#if !MP_FREESTANDING
 void mpi_assert_fail(const char *cond, const char *file, int line)
 {
     fprintf(stderr, "mempool: internal assertion failed: %s (%s:%d)\n", cond, file, line);
@@ -70,6 +74,52 @@ static void default_handler(const mp_error *error)
     abort();
 }
 
+static void report_format(char *message, size_t size, mp_error_kind kind, const char *name,
+                          const void *addr, uint64_t count, const char *detail)
+{
+    if (kind == MP_ERR_LEAK)
+        snprintf(message, size, "mempool: %llu block%s leaked in pool \"%s\"%s",
+                 (unsigned long long)count, count == 1 ? "" : "s", name, detail ? detail : "");
+    else
+        snprintf(message, size, "mempool: %s of %p in pool \"%s\"%s", mp_error_name(kind), addr,
+                 name, detail ? detail : "");
+}
+#else
+/* Bare metal: no stream to print to and no abort(); a trap stops the program where it is. */
+void mpi_assert_fail(const char *cond, const char *file, int line)
+{
+    (void)cond, (void)file, (void)line;
+    __builtin_trap();
+}
+
+static void default_handler(const mp_error *error)
+{
+    (void)error;
+    __builtin_trap();
+}
+
+/* Appends the string s at *at, keeping one byte of message[size] for the NUL. */
+static void report_append(char *message, size_t size, size_t *at, const char *s)
+{
+    while (*s != '\0' && *at + 1 < size)
+        message[(*at)++] = *s++;
+    message[*at] = '\0';
+}
+
+/* The hosted message without its numbers (no printf here): the address and the count are in the
+ * mp_error the handler gets. */
+static void report_format(char *message, size_t size, mp_error_kind kind, const char *name,
+                          const void *addr, uint64_t count, const char *detail)
+{
+    (void)addr, (void)count;
+    size_t at = 0;
+    const char *parts[] = {"mempool: ", mp_error_name(kind), " in pool \"", name,
+                           "\"",        detail ? detail : ""};
+    for (size_t i = 0; i < sizeof parts / sizeof *parts; i++)
+        report_append(message, size, &at, parts[i]);
+}
+#endif
+
 void mpi_report(mp_error_kind kind, const mp_pool *pool, const void *addr, const void *site,
                 uint64_t count, const char *detail)
 {
@@ -80,12 +130,7 @@ void mpi_report_as(mp_error_kind kind, const char *name, const mp_pool *pool, co
                    const void *site, uint64_t count, const char *detail)
 {
     char message[512];
-    if (kind == MP_ERR_LEAK)
-        snprintf(message, sizeof message, "mempool: %llu block%s leaked in pool \"%s\"%s",
-                 (unsigned long long)count, count == 1 ? "" : "s", name, detail ? detail : "");
-    else
-        snprintf(message, sizeof message, "mempool: %s of %p in pool \"%s\"%s", mp_error_name(kind),
-                 addr, name, detail ? detail : "");
+    report_format(message, sizeof message, kind, name, addr, count, detail);
     mp_error error = {kind, pool, name, addr, site, count, message};
     mp_error_fn *handler = atomic_load(&error_handler);
     if (handler == NULL)
@@ -183,13 +228,21 @@ bool mpi_check_free(mp_pool *pool, void *block)
     return true;
 }
 
-/* Appends " 0x... (allocated at 0x...)" for a leaked block to the leak message. */
-static void leak_note(char *detail, size_t size, const void *block, const void *site)
+/* Appends " 0x... (allocated at 0x...)" for the n-th leaked block to the leak message, or ", ..."
+ * for the first one past MP_LEAKS_LISTED (hosted only: bare metal has no printf, and its message
+ * names no addresses). */
+static void leak_note(char *detail, size_t size, uint64_t n, const void *block, const void *site)
 {
+#if !MP_FREESTANDING
     size_t used = strlen(detail);
-    if (used + 1 < size)
+    if (n <= MP_LEAKS_LISTED && used + 1 < size)
         snprintf(detail + used, size - used, "%s %p (allocated at %p)", used == 0 ? ":" : ",",
                  block, site);
+    else if (n == MP_LEAKS_LISTED + 1 && used + 5 < size)
+        memcpy(detail + used, ", ...", sizeof ", ...");
+#else
+    (void)detail, (void)size, (void)n, (void)block, (void)site;
+#endif
 }
 
 bool mpi_check_freed(const mp_pool *pool, void *block)
@@ -234,8 +287,7 @@ static bool destroy_live_block(void *block, size_t size, void *ctx)
         l->first = block;
         l->first_site = site;
     }
-    if (l->n <= MP_LEAKS_LISTED)
-        leak_note(l->detail, sizeof l->detail, block, site);
+    leak_note(l->detail, sizeof l->detail, l->n, block, site);
     return true;
 }
 
@@ -246,8 +298,6 @@ void mpi_check_destroy(mp_pool *pool)
     leak_list l = {.pool = pool};
     (void)mpi_pool_each_slot(pool, true, destroy_free_block, pool);
     (void)mpi_pool_each_slot(pool, false, destroy_live_block, &l);
-    if (l.n > MP_LEAKS_LISTED && strlen(l.detail) + 5 < sizeof l.detail)
-        strcat(l.detail, ", ...");
     if (l.n != 0)
         mpi_report(MP_ERR_LEAK, pool, l.first, l.first_site, l.n, l.detail);
 }

@@ -25,9 +25,25 @@
 #include "config.h"
 #include "mempool.h"
 
+#include <errno.h>
+#include <stdint.h>
+
+/* A lock: a pthread mutex, or (MP_FREESTANDING: no threads, no thread-safe objects) a placeholder
+ * that only keeps the layout's fields. */
+#if MP_FREESTANDING
+#define static_assert _Static_assert /* <assert.h> is not among the freestanding headers */
+typedef struct mpi_lock {
+    char unused;
+} mpi_lock;
+/* The C library's errno can be a call (newlib's __errno()); bare metal has the library's own
+ * mp_errno (mempool.h), which every `errno` in the library's files names. */
+#undef errno
+#define errno mp_errno
+#else
 #include <assert.h> /* static_assert */
 #include <pthread.h>
-#include <stdint.h>
+typedef pthread_mutex_t mpi_lock;
+#endif
 
 #if defined(__GNUC__) || defined(__clang__)
 #define MPI_HIDDEN __attribute__((visibility("hidden")))
@@ -285,7 +301,7 @@ struct mp_pool {
 
     /* MP_THREAD_SAFE (tcache.c). `lock` guards everything above but the caches' own fields;
      * the registry lock guards the lists. */
-    pthread_mutex_t lock;
+    mpi_lock lock;
     uint32_t ts_id;             /* this pool's slot in every thread's cache table; 0: no caches */
     uint64_t cache_limit;       /* blocks a thread's cache may hold */
     struct mpi_tcache *caches;  /* the threads' caches of this pool */
@@ -392,7 +408,7 @@ MPI_HIDDEN bool mpi_ts_each_cached(const mp_pool *pool,
 
 /* A lock of level 3 (a thread-safe heap's), on fork()'s list while it exists. */
 typedef struct mpi_fork_lock {
-    pthread_mutex_t *mutex;
+    mpi_lock *mutex;
     struct mpi_fork_lock *next;
 } mpi_fork_lock;
 /* Puts the lock on fork()'s list; takes it off (before the mutex is destroyed). */

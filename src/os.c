@@ -7,9 +7,125 @@
  * system at once on unmap. An alignment above the page size is had by mapping size + align - page
  * bytes and unmapping the misaligned head and the tail (the technique jemalloc and mimalloc use for
  * their aligned chunks); it costs up to three system calls and no resident memory.
+ *
+ * The port's checklist, what this file owes the rest, is in docs/design.md ("Porting"). Bare metal
+ * (MP_FREESTANDING) has the first half of the file: no system source, no threads.
  */
 #define _DEFAULT_SOURCE /* MAP_ANONYMOUS */
 #include "internal.h"
+
+#if MP_FREESTANDING
+/* ================================================================================================
+ * Bare metal: no system. Pools and arenas take a caller's buffer or mp_source (the system source
+ * is refused before it is used, pool.c and arena.c); the thread-safe half of the library is not
+ * built, and its entry points below stand in for tcache.c for the pools that remain (never thread
+ * safe: mp_pool_create refuses MP_THREAD_SAFE with ENOSYS).
+ * ============================================================================================== */
+
+int mp_errno;
+
+/* The page size geometry rounds to (a caller's source, an arena's own page): 4 KiB, as hosted. */
+size_t mpi_os_page_size(void)
+{
+    return 4096;
+}
+
+static void *os_map(void *ctx, size_t size, size_t align)
+{
+    (void)ctx, (void)size, (void)align;
+    return NULL;
+}
+
+static void os_unmap(void *ctx, void *p, size_t size)
+{
+    (void)ctx, (void)p, (void)size;
+}
+
+const mp_source mpi_os_source = {os_map, os_unmap, NULL};
+
+void mpi_os_populate(void *p, size_t size)
+{
+    (void)p, (void)size;
+}
+
+bool mpi_os_resident(const void *p, size_t size)
+{
+    (void)p, (void)size;
+    return false;
+}
+
+/* No entropy: only reached by MP_SECURE, which is refused; never 0 all the same. */
+uintptr_t mpi_os_random(void)
+{
+    return (uintptr_t)&mp_errno | 1;
+}
+
+/* Every pool's table of thread caches: tsoff is 0 for every pool, and entry 0 stays empty. */
+static struct mp_tcache_fast no_caches[1];
+struct mp_tcache_fast *mpi_tcaches = no_caches;
+
+int mpi_ts_create(mp_pool *pool, size_t thread_cache, bool caches)
+{
+    (void)pool, (void)thread_cache, (void)caches;
+    return ENOSYS;
+}
+
+void mpi_ts_destroy(mp_pool *pool)
+{
+    (void)pool;
+}
+
+void *mpi_ts_alloc(mp_pool *pool, const void *site, bool reuse_only)
+{
+    (void)pool, (void)site, (void)reuse_only;
+    errno = ENOSYS;
+    return NULL;
+}
+
+void mpi_ts_free(mp_pool *pool, void *block)
+{
+    (void)pool, (void)block;
+}
+
+void mpi_ts_lock(const mp_pool *pool)
+{
+    (void)pool;
+}
+
+void mpi_ts_unlock(const mp_pool *pool)
+{
+    (void)pool;
+}
+
+void mpi_ts_sum(const mp_pool *pool, uint64_t *cached, uint64_t *allocs)
+{
+    (void)pool;
+    *cached = 0;
+    *allocs = 0;
+}
+
+uint64_t mpi_ts_cached_floor(const mp_pool *pool)
+{
+    (void)pool;
+    return 0;
+}
+
+void mpi_ts_reset(mp_pool *pool)
+{
+    (void)pool;
+}
+
+bool mpi_ts_each_cached(const mp_pool *pool,
+                        bool (*mark)(const mp_pool *pool, const void *block, void *ctx), void *ctx)
+{
+    (void)pool, (void)mark, (void)ctx;
+    return true;
+}
+
+#else /* !MP_FREESTANDING */
+/* ================================================================================================
+ * A POSIX system (Linux): mmap, madvise, mincore, getrandom
+ * ============================================================================================== */
 
 #include <errno.h>
 #include <stdatomic.h>
@@ -114,3 +230,5 @@ uintptr_t mpi_os_random(void)
 }
 
 const mp_source mpi_os_source = {os_map, os_unmap, NULL};
+
+#endif /* MP_FREESTANDING */

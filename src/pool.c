@@ -116,6 +116,10 @@ static uint64_t stride_div(const mp_pool *pool, uint64_t x, uint64_t *rem)
     if (x <= UINT32_MAX && pool->stride_recip != 0)
         q = (uint64_t)(((u128)pool->stride_recip * x) >> 64);
     else
+#else /* a 32-bit target: one divide instruction, not a 64-bit division's loop in libgcc */
+    if (x <= UINT32_MAX && pool->stride <= UINT32_MAX)
+        q = (uint32_t)x / (uint32_t)pool->stride;
+    else
 #endif
         q = x / pool->stride;
     *rem = x - q * pool->stride;
@@ -745,6 +749,12 @@ static mp_pool *pool_create(const mp_pool_opts *opts, size_t chunk_size, bool po
         errno = EINVAL;
         return NULL;
     }
+    /* Bare metal has no threads, no entropy and no system source (config.h). */
+    if (MP_FREESTANDING && ((opts->flags & (MP_THREAD_SAFE | MP_SECURE)) != 0 ||
+                            (opts->buffer == NULL && opts->source == NULL))) {
+        errno = ENOSYS;
+        return NULL;
+    }
     mp_pool proto;
     memset(&proto, 0, sizeof proto);
     pool_select_checks(&proto, opts->flags);
@@ -802,6 +812,13 @@ static void run_open(const mp_pool *pool, const mpi_run *run)
 
 static void run_table_drop(mp_pool *pool);
 
+/* A pool on the secure path. Never on bare metal, which refuses MP_SECURE (config.h): there the
+ * constant false leaves the secure path's code out of the program. */
+static inline bool pool_is_secure(const mp_pool *pool)
+{
+    return !MP_FREESTANDING && pool->path == MPI_PATH_SECURE;
+}
+
 void mp_pool_destroy(mp_pool *pool)
 {
     if (pool == NULL)
@@ -849,7 +866,7 @@ static void run_table_put(mp_pool *pool, const mpi_run *run, const mpi_run *valu
 
 static void run_table_add(mp_pool *pool, const mpi_run *run)
 {
-    if (pool->path != MPI_PATH_SECURE)
+    if (!pool_is_secure(pool))
         return;
     size_t chunks = 0;
     for (const mpi_run *r = pool->first; r != NULL; r = r->next)
@@ -1282,7 +1299,7 @@ void *mp_pool_alloc_slow(mp_pool *pool)
 {
     if (MP_UNLIKELY(pool == NULL))
         return null_alloc();
-    if (pool->path == MPI_PATH_SECURE)
+    if (pool_is_secure(pool))
         return secure_alloc(pool);
     switch (pool->path) {
     case MPI_PATH_PLAIN:
@@ -1290,7 +1307,9 @@ void *mp_pool_alloc_slow(mp_pool *pool)
         return plain_alloc(pool);
     case MPI_PATH_SECURE: /* above */
     case MPI_PATH_SECURE_LEAN:
-        return secure_lean_alloc(pool);
+        if (!MP_FREESTANDING) /* bare metal has no secure pools: leaves the code out */
+            return secure_lean_alloc(pool);
+        break;
     case MPI_PATH_CACHED:
     case MPI_PATH_LOCKED:
         return mpi_ts_alloc(pool, MPI_RETURN_ADDRESS(), false);
@@ -1314,7 +1333,7 @@ void mp_pool_free_slow(mp_pool *pool, void *block)
 {
     if (block == NULL || pool == NULL)
         return;
-    if (pool->path == MPI_PATH_SECURE) {
+    if (pool_is_secure(pool)) {
         secure_free(pool, block);
         return;
     }

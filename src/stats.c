@@ -108,8 +108,10 @@ int mp_pool_stats(const mp_pool *pool, mp_stats *out)
 }
 
 /* ================================================================================================
- * Writing: one table of the numeric fields, two formats
+ * Writing: one table of the numeric fields, two formats (hosted only: they format with the C
+ * library's snprintf; bare metal has the numbers above)
  * ============================================================================================== */
+#if !MP_FREESTANDING
 
 typedef struct stat_field {
     const char *key;
@@ -308,3 +310,4 @@ int mp_heap_stats_write(const struct mp_heap_stats *stats, int format, mp_write_
         write_str(write, ctx, "]}\n");
     return 0;
 }
+#endif /* !MP_FREESTANDING */

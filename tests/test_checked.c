@@ -523,16 +523,23 @@ static void h_overflow_at_destroy(void *arg)
     tpool_done(&t);
 }
 
+/* A checked pool of geometry g with n blocks allocated into b; NULL if it could not be made. */
+static mp_pool *leak_begin(tpool *t, const geo *g, void **b, int n)
+{
+    mp_pool *pool = tpool_begin(t, g, true);
+    for (int i = 0; pool != NULL && i < n; i++)
+        b[i] = mp_pool_alloc(pool);
+    return pool;
+}
+
 static void h_leak(void *arg)
 {
     const geo *g = arg;
     tpool t;
-    mp_pool *pool = tpool_begin(&t, g, true);
+    void *b[5];
+    mp_pool *pool = leak_begin(&t, g, b, 5);
     if (pool == NULL)
         return;
-    void *b[5];
-    for (int i = 0; i < 5; i++)
-        b[i] = mp_pool_alloc(pool);
     mp_pool_free(pool, b[1]);
     mp_pool_free(pool, b[3]);
     log_none("checked handler: no leak reported before destroy");
@@ -552,6 +559,29 @@ static void h_leak(void *arg)
     if (!g->buffer)
         CHECK("checked handler: leak: all memory given back",
               t.count.maps > 0 && t.count.maps == t.count.unmaps && t.count.bytes_out == 0);
+    tpool_done(&t);
+}
+
+/* More leaks than the message lists (4 by default): the first ones named, then ", ...". */
+static void h_leak_many(void *arg)
+{
+    void *b[7];
+    tpool t;
+    mp_pool *pool = leak_begin(&t, arg, b, 7);
+    if (pool == NULL)
+        return;
+    mp_pool_destroy(pool); /* all 7 leaked */
+    t.pool = NULL;
+    if (log_entry_is("checked handler: many leaks reported", 0, MP_ERR_LEAK, pool,
+                     ((const geo *)arg)->name, b[0])) {
+        const char *m = elog.e[0].message;
+        size_t n = strlen(m);
+        CHECK("checked handler: many leaks: count 7", elog.e[0].count == 7);
+        CHECK("checked handler: many leaks: the first blocks named",
+              text_has_addr(m, b[0]) && text_has_addr(m, b[1]));
+        CHECK("checked handler: many leaks: the message ends with \", ...\"",
+              n > 5 && strcmp(m + n - 5, ", ...") == 0);
+    }
     tpool_done(&t);
 }
 
@@ -610,6 +640,7 @@ static void test_handlers(const geo *g)
     run_isolated("checked handler: overflow at free", h_overflow_at_free, a);
     run_isolated("checked handler: overflow at destroy", h_overflow_at_destroy, a);
     run_isolated("checked handler: leak", h_leak, a);
+    run_isolated("checked handler: many leaks", h_leak_many, a);
     run_isolated("checked handler: leak sites", h_leak_sites, a);
 }
 
