@@ -1521,7 +1521,7 @@ static void *heap_damage_stage(mp_heap *h, unsigned flags, void **live)
     mp_heap_free(h, a);
     mp_heap_free(h, b);
     if ((flags & MP_CHECKED) != 0)
-        stray_zero(b, 8);
+        stray_zero(b, sizeof(void *));
     else
         stray_link_set(b, (uintptr_t)l);
     *live = l;
