@@ -88,9 +88,10 @@ enum {
      * twice, and a write to it is found in the same places and wherever the list is walked, for
      * every block size), overflow (MP_FILL_CANARY bytes after each block, verified at free and at
      * destroy) and leaks (at destroy, with the address each leaked block was allocated from). A
-     * damaged link is reported as a write after free, "... (its link was overwritten)". Every call
-     * takes the slow path: several times slower than a plain pool, and each block takes 16 bytes
-     * more. A plain pool pays nothing for it.
+     * damaged link is reported as a write after free, "... (its link was overwritten)", once for
+     * the block even where the write reached its fill too. Every call takes the slow path: several
+     * times slower than a plain pool, and each block takes 16 bytes more. A plain pool pays
+     * nothing for it.
      */
     MP_CHECKED = 1u << 2,
     /*

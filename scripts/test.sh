@@ -15,8 +15,8 @@
 #   model     spin checks src/tcache.pml, the model of the thread caches' cross-thread protocol,
 #             exhaustively for 2 and 3 threads (scripts/spin-tcache.sh)
 #   cross     the header from C++ (g++, clang++); then ARM64 (4, 16, 64 KiB pages) and i686 builds,
-#             every ctest suite run under qemu-user at MP_TEST_SCALE=0.05, but threads_fork and
-#             bench_suite_quick (see the stage)
+#             every ctest suite run under qemu-user at MP_TEST_SCALE=0.05, but threads_fork,
+#             bench_suite_quick and bench_cxx_quick (see the stage)
 #   baremetal MP_FREESTANDING=1 for a Cortex-M4 (arm-none-eabi-gcc, -ffreestanding): only memset and
 #             memcpy called, the contract tests under qemu-system-arm with semihosting, the code size
 #             and the instruction counts of alloc and free (tests/baremetal/run.sh)
@@ -192,24 +192,16 @@ run_stage() {
     for arch in aarch64 i686; do
       build "cross-$arch" "$arch-linux-gnu-gcc" -DCMAKE_BUILD_TYPE=Release \
         -DCMAKE_TOOLCHAIN_FILE="$src/cmake/toolchain-$arch.cmake"
-      # On i686 these suites fail since this session's merges, which were tested on 64-bit only:
-      # tests that take a free block's link for 8 bytes (checked, heap_edges), an arena size that
-      # fits a 32-bit address space (arena), pool_resource (cxx). Open under issue 22: mend them,
-      # then drop this list.
-      local known=''
-      [ "$arch" = i686 ] && known='|^checked$|^heap_edges$|^arena$|^arena_noinline$|^cxx$'
       MP_TEST_SCALE=0.05 ctest --test-dir "$out/cross-$arch" -j"$jobs" --output-on-failure \
-        --no-tests=error -E "$skip$known"
+        --no-tests=error -E "$skip"
     done
     # ARM64 kernels with 16 and 64 KiB pages: qemu-user gives the program that page size
     # (AT_PAGESZ, so sysconf) and maps at its granularity.
     local pagesize
     for pagesize in 16384 65536; do
       echo "aarch64 with $pagesize-byte pages"
-      # heap_edges' misaligned-source part skews maps by 4096 bytes, which large pages refuse
-      # earlier than it expects (open under issue 22, as the i686 list above).
       QEMU_PAGESIZE=$pagesize MP_TEST_SCALE=0.05 ctest --test-dir "$out/cross-aarch64" -j"$jobs" \
-        --output-on-failure --no-tests=error -E "$skip|^heap_edges$"
+        --output-on-failure --no-tests=error -E "$skip"
     done ;;
   baremetal)
     stage "baremetal: MP_FREESTANDING on a Cortex-M4 under qemu-system-arm (mps2-an386)"

@@ -194,8 +194,11 @@ static const void *site_get(const mp_pool *pool, const void *block)
 void mpi_check_alloc(mp_pool *pool, void *block, bool fresh, const void *site)
 {
     if ((pool->checks & MPI_CHECK_FILL) != 0) {
+        /* A block whose link was overwritten was reported as the pop read it; a write that also
+         * reached its fill is that same write, reported once (as mpi_check_freed() does). */
+        bool verify = !fresh && mpi_pool_link_is_intact(pool, block);
         mpi_tool_open(pool, block, pool->stride);
-        if (!fresh && !fill_is_intact(pool, block))
+        if (verify && !fill_is_intact(pool, block))
             mpi_report(MP_ERR_WRITE_AFTER_FREE, pool, block, NULL, 1, NULL);
         canary_set(pool, block);
         memcpy((char *)block + pool->site_off, &site, sizeof site);

@@ -618,7 +618,7 @@ typedef enum list_walker { WALK_STATS, WALK_TRIM, WALK_CHECK, NWALKERS } list_wa
 static const char *const walker_names[NWALKERS] = {"mp_pool_stats", "mp_pool_trim",
                                                    "mp_pool_check"};
 
-/* How a free block's link word is corrupted: zeroed (a write after free of its first 8 bytes), or
+/* How a free block's link word is corrupted: zeroed (a write after free of that word alone), or
  * overwritten with a raw pointer to a live block (a planted pointer). */
 typedef enum link_damage { DAMAGE_ZERO, DAMAGE_PLANT } link_damage;
 
@@ -637,7 +637,7 @@ static inline void *link_damage_stage(mp_pool *pool, link_damage d, void **live_
     mp_pool_free(pool, a);
     mp_pool_free(pool, b);
     if (d == DAMAGE_ZERO)
-        stray_zero(b, 8);
+        stray_zero(b, sizeof(void *));
     else
         stray_link_set(b, (uintptr_t)live);
     return b;

@@ -22,9 +22,10 @@
  *      free ignored, a written-after-free block still handed out, an overflowed block still freed,
  *      a destroy with leaks giving all memory back) with exact statistics, mp_pool_check() true,
  *      and hundreds of further blocks handed out without a duplicate or an overlap.
- *   Then the walks over a damaged free list (misuse.h, test_walks_damaged: B's first 8 bytes
- *      zeroed), and the link word (test_link_word): memset(x, 0, 8) on a free block of 1, 8, 16,
- *      24 and 100 bytes is found at the next alloc, at trim (which then gives nothing back) and at
+ *   Then the walks over a damaged free list (misuse.h, test_walks_damaged: B's link word
+ *      zeroed), and the link word (test_link_word): a free block's link word zeroed, and the link
+ *      and the fill after it (one write, one report), in blocks of 1, 8, 16, 24 and 100 bytes, is
+ *      found at the next alloc, at trim (which then gives nothing back) and at
  *      destroy, a link rewritten to another free block is found, and trim verifies the fill of
  *      the blocks it would give back; each with the default handler and with one that returns.
  *   3. A randomized run of correct use with the handler logging: no error at all, every block's
@@ -646,8 +647,9 @@ static void test_handlers(const geo *g)
 
 /* ------------------------------------------------------------------------------------------------
  * The link word: a write to a free block's first word is a write after free too, at every block
- * size (a block of 8 bytes or less is nothing but its link word while free), found when the block
- * is handed out again, at trim (before its run is given back) and at destroy
+ * size (a block no larger than a pointer is nothing but its link word while free), found when the
+ * block is handed out again, at trim (before its run is given back) and at destroy; a write over
+ * the link and the fill after it is the same one write after free, reported once
  * ---------------------------------------------------------------------------------------------- */
 
 static const size_t link_sizes[] = {1, 8, 16, 24, 100};
@@ -658,6 +660,7 @@ static const char *const found_names[NFOUND] = {"the next alloc", "trim", "destr
 
 typedef struct link_case {
     size_t size;
+    size_t len; /* bytes zeroed from the block's start: the link word, or it and some fill */
     found_at at;
 } link_case;
 
@@ -667,14 +670,27 @@ static mp_pool *link_pool(size_t size)
         &(mp_pool_opts){.block_size = size, .flags = MP_CHECKED, .name = "links"});
 }
 
-/* Frees two blocks (the list: B -> A, their run wholly free) and zeroes B's first 8 bytes. */
-static void *link_zero_stage(mp_pool *pool)
+/* Frees two blocks (the list: B -> A, their run wholly free) and zeroes B's first len bytes. */
+static void *link_zero_stage(mp_pool *pool, size_t len)
 {
     void *a = mp_pool_alloc(pool), *b = mp_pool_alloc(pool);
     mp_pool_free(pool, a);
     mp_pool_free(pool, b);
-    stray_zero(b, 8);
+    stray_zero(b, len);
     return b;
+}
+
+/* What a case writes, for its messages. */
+static void link_case_name(char *what, size_t size, const char *kind, const link_case *k)
+{
+    if (k->len == sizeof(void *))
+        snprintf(what, size, "checked %s: the link word of a free %zu-byte block zeroed, at %s",
+                 kind, k->size, found_names[k->at]);
+    else
+        snprintf(what, size,
+                 "checked %s: the link word and %zu fill bytes of a free %zu-byte block zeroed, "
+                 "at %s",
+                 kind, k->len - sizeof(void *), k->size, found_names[k->at]);
 }
 
 /* The call that must find the write: its result, as a handler that returns leaves it. */
@@ -694,7 +710,7 @@ static void bug_link_zeroed(void *arg)
     mp_pool *pool = link_pool(k->size);
     if (pool == NULL)
         _exit(CHILD_NO_POOL);
-    void *b = link_zero_stage(pool);
+    void *b = link_zero_stage(pool, k->len);
     child_note(b);
     (void)link_found_by(k->at, pool, b);
 }
@@ -702,14 +718,13 @@ static void bug_link_zeroed(void *arg)
 static void h_link_zeroed(void *arg)
 {
     const link_case *k = arg;
-    char what[160];
-    snprintf(what, sizeof what, "checked handler: memset(x, 0, 8) on a free %zu-byte block, at %s",
-             k->size, found_names[k->at]);
+    char what[200];
+    link_case_name(what, sizeof what, "handler", k);
     log_start();
     mp_pool *pool = link_pool(k->size);
     if (!CHECK(what, pool != NULL))
         return;
-    void *b = link_zero_stage(pool);
+    void *b = link_zero_stage(pool, k->len);
     log_none(what);
     CHECK(what, link_found_by(k->at, pool, b));
     log_one(what, MP_ERR_WRITE_AFTER_FREE, pool, "links", b);
@@ -763,7 +778,7 @@ static void h_trim_verifies_fill(void *arg)
     (void)arg;
     for (size_t i = 0; i < NLINK_SIZES; i++) {
         size_t size = link_sizes[i];
-        if (size <= 8)
+        if (size <= sizeof(void *))
             continue; /* no fill: the link word is all there is (h_link_zeroed) */
         char what[160];
         snprintf(what, sizeof what,
@@ -802,16 +817,18 @@ static void bug_trim_fill(void *arg)
 
 static void test_link_word(void)
 {
-    char what[160];
+    char what[200];
     for (size_t i = 0; i < NLINK_SIZES; i++) {
-        for (int at = 0; at < NFOUND; at++) {
-            link_case k = {link_sizes[i], (found_at)at};
-            snprintf(what, sizeof what,
-                     "checked death: memset(x, 0, 8) on a free %zu-byte block, "
-                     "at %s",
-                     k.size, found_names[at]);
-            expect_death(what, bug_link_zeroed, &k, "write after free", "links");
-            run_isolated(what, h_link_zeroed, &k);
+        /* The link word alone; then it and the fill after it, where the block has fill */
+        size_t size = link_sizes[i], word = sizeof(void *);
+        size_t lens[2] = {word, size < 2 * word ? size : 2 * word};
+        for (int l = 0; l < (size > word ? 2 : 1); l++) {
+            for (int at = 0; at < NFOUND; at++) {
+                link_case k = {size, lens[l], (found_at)at};
+                link_case_name(what, sizeof what, "death", &k);
+                expect_death(what, bug_link_zeroed, &k, "write after free", "links");
+                run_isolated(what, h_link_zeroed, &k);
+            }
         }
     }
     run_isolated("checked handler: a link rewritten to another free block", h_link_still_valid,

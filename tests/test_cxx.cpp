@@ -134,6 +134,12 @@ struct counting_resource : std::pmr::memory_resource {
     }
 };
 
+/* The bytes std::list<T> asks for a node (libstdc++: two links, then the value, each aligned). */
+template <class T> constexpr std::size_t list_node_bytes()
+{
+    return (2 * sizeof(void *) + alignof(T) - 1) / alignof(T) * alignof(T) + sizeof(T);
+}
+
 uint64_t pool_in_use(mp_pool *p)
 {
     mp_stats s{};
@@ -198,7 +204,7 @@ void test_pool_resource(std::size_t n)
     {
         mempool::pool_resource r(po);
         CHECK("pool_resource: every container family works", pmr_containers(&r, n));
-        mp_pool *node = r.pool_for(sizeof(std::pmr::list<int>::value_type) + 16, 8);
+        mp_pool *node = r.pool_for(list_node_bytes<int>(), 8);
         mp_stats s{};
         mp_pool_stats(node, &s);
         CHECK("pool_resource: list nodes came from a pool", node != nullptr && s.allocs >= n);
@@ -297,8 +303,8 @@ void test_pool_resource(std::size_t n)
         }
         l.clear();
         CHECK("pool_resource: a throwing constructor in a container leaves nothing live",
-              threw && pool_in_use(r.pool_for(sizeof(thrower) + 16, 8)) == 0 &&
-                  mp_pool_stats_allocs(r.pool_for(sizeof(thrower) + 16, 8)) == 4);
+              threw && pool_in_use(r.pool_for(list_node_bytes<thrower>(), 8)) == 0 &&
+                  mp_pool_stats_allocs(r.pool_for(list_node_bytes<thrower>(), 8)) == 4);
     }
 
     /* Capacity reached in a caller's pool: std::bad_alloc, and the resource stays usable. */
@@ -375,7 +381,7 @@ void test_synchronized(std::size_t n)
     std::thread freer([&] { lists.clear(); });
     freer.join();
     mp_stats s{};
-    mp_pool_stats(r.pool_for(sizeof(long) + 16, alignof(long)), &s);
+    mp_pool_stats(r.pool_for(list_node_bytes<long>(), alignof(long)), &s);
     CHECK("synchronized_pool_resource: threads' nodes all went back",
           s.allocs >= 4 * n && s.blocks_in_use == 0);
 
@@ -432,7 +438,7 @@ void test_allocators(std::size_t n)
 
     bool len = false, oom = false;
     try {
-        (void)mempool::allocator<long>().allocate(SIZE_MAX / 4);
+        (void)mempool::allocator<long>().allocate(SIZE_MAX / sizeof(long) + 1);
     } catch (const std::bad_array_new_length &) {
         len = true;
     }
