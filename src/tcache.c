@@ -3,11 +3,11 @@
  *
  * The design is Bonwick's magazines (Bonwick and Adams, "Magazines and Vmem", USENIX 2001) in the
  * shape of DPDK's per-lcore mempool cache: each thread keeps, for each thread-safe pool it uses, a
- * LIFO list of at most `limit` free blocks (struct mp_tcache_fast, public so that alloc and free
- * use it inline). An empty cache takes limit/2 blocks from the pool, a full one gives limit/2 back
- * as one magazine onto the pool's unbounded depot (below), each time under the pool's mutex, so
- * the lock is taken once per limit/2 operations and a producer -> consumer pair moves blocks in
- * batches. Nothing on the inline path is a lock or an atomic
+ * loaded LIFO list of at most limit/2 free blocks (struct mp_tcache_fast, public so that alloc and
+ * free use it inline) and a previous magazine of limit/2. A full list and an empty one are
+ * exchanged whole with the previous magazine and the pool's unbounded depot (below), under the
+ * pool's mutex, so the lock is taken at most once per limit/2 operations and a producer ->
+ * consumer pair moves blocks in batches. Nothing on the inline path is a lock or an atomic
  * read-modify-write; the two counters other threads read are written with release stores (plain
  * stores on x86-64), which their readers pair with an acquire load.
  *

@@ -18,8 +18,8 @@
  * every magazine holds exactly BATCH blocks (as nmags * batch in the statistics assumes),
  * the lock is only released by its holder, and no deadlock (spin's invalid end states).
  * Not modelled: the statistics counters (pops, pushes, flushed), the registry lock (taken alone or
- * before the pool's, so it adds no cycle), pools of 8-byte blocks (no depot), populating (never-used
- * blocks linked after the lock by the thread that carved them: thread-local), fork.
+ * before the pool's, so it adds no cycle), pools of 8-byte blocks (no depot), populating
+ * (never-used blocks linked after the lock by the thread that carved them: thread-local), fork.
  */
 
 #ifndef NT
