@@ -67,7 +67,7 @@ enum {
      * thread frees any block, including blocks another thread allocated. Each thread keeps a small
      * cache of free blocks (opts.thread_cache) that its alloc and free use inline, with no lock and
      * no atomic read-modify-write; a full or empty cache moves half its size to or from the pool
-     * under the pool's lock. A thread that exits gives its cached blocks back. Reset and destroy
+     * under the pool's lock, at most once per half its size of operations. A thread that exits gives its cached blocks back. Reset and destroy
      * need every other thread to have stopped using the pool; alloc, free, trim, owns, check and
      * stats may be called from any thread. What differs from a plain pool: reuse is LIFO within a
      * thread's cache, not across threads; blocks taken into a cache count as handed out
@@ -148,8 +148,9 @@ typedef struct mp_source {
  *                (so a name in UTF-8 stays UTF-8). NULL = "".
  *   source:      where chunks come from (above); NULL = the system (mmap). Ignored with a buffer.
  *   thread_cache: MP_THREAD_SAFE pools: the most free blocks each thread keeps for itself; 0 = the
- *                default (1024, fewer for large blocks: at most 256 KiB a thread); at most 256 move
- *                between a cache and the pool at once. Thread-safe pools that are checked, secure
+ *                default (1024, fewer for large blocks: at most 256 KiB a thread; at least 2). Half
+ *                of it moves between a cache and the pool at once, in O(1) (at most 256 blocks
+ *                when they come from the pool's free list or are carved). Thread-safe pools that are checked, secure
  *                or have a capacity keep none: every call takes the pool's lock, so every check
  *                runs and no thread is refused a block while another thread's cache holds free
  *                ones. So does a pool made while 32767 other thread-safe pools with caches exist.

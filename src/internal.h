@@ -231,7 +231,6 @@ enum {
  *   fast.end <= bump_end and carved + (fast.end - fast.bump) / stride <= capacity_max, so the
  *   inline path never carves past the chunk or the capacity.
  */
-#define MPI_DEPOT_ROWS 16 /* magazines whose addresses a thread-safe pool keeps for prefetch */
 
 struct mp_pool {
     struct mp_pool_fast fast;
@@ -310,21 +309,15 @@ struct mp_pool {
     /* The depot (tcache.c, "The depot"): the full magazines that caches gave back, a stack
      * (LIFO) of any depth. A magazine is a NULL-terminated chain of exactly the pool's batch of
      * blocks (cache_batch) whose first block's second word links the next magazine; only pools
-     * with room for two words in a block keep one (the rest splice batches onto the free list).
+     * with room for two words in a block keep one (the rest splice magazines onto the free list).
      * Written only by tcache.c, under `lock`. Blocks: every carved block is in use, on the free
-     * list, in exactly one cache or in exactly one magazine; so in_use = carved - free_len -
-     * cached - nmags * batch. mpi_ts_lock empties it onto the free list, so pool.c's walks of
-     * the list (trim, reset, stats, check) see every free block. */
+     * list, in exactly one cache (its loaded list or its previous magazine) or in exactly one
+     * magazine of the depot; so in_use = carved - free_len - cached - nmags * batch. mpi_ts_lock
+     * empties it onto the free list, so pool.c's walks of the list (trim, reset, stats, check)
+     * see every free block. */
     void *mags;
     uint64_t nmags;
-    /* Prefetch hints: the block addresses of the magazines last pushed at each depth modulo
-     * MPI_DEPOT_ROWS, a row of MPI_DEPOT_ROW each (row[0] is the magazine's first block, so a pop
-     * can tell its own row); mapped by the first flush with no lock held and set by a
-     * compare-exchange (NULL before, or while the system refuses: no prefetch). Read with atomic
-     * loads. */
-    void **mag_rows;
 };
-#define MPI_DEPOT_ROW 256 /* the most blocks a batch moves (tcache.c) */
 
 /* ------------------------------------------------------------------------------------------------
  * os.c: the system source. Nothing else in the library knows the operating system.

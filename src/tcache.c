@@ -3,11 +3,11 @@
  *
  * The design is Bonwick's magazines (Bonwick and Adams, "Magazines and Vmem", USENIX 2001) in the
  * shape of DPDK's per-lcore mempool cache: each thread keeps, for each thread-safe pool it uses, a
- * LIFO list of at most `limit` free blocks (struct mp_tcache_fast, public so that alloc and free
- * use it inline). An empty cache takes limit/2 blocks from the pool, a full one gives limit/2 back
- * as one magazine onto the pool's unbounded depot (below), each time under the pool's mutex, so
- * the lock is taken once per limit/2 operations and a producer -> consumer pair moves blocks in
- * batches. Nothing on the inline path is a lock or an atomic
+ * loaded LIFO list of at most limit/2 free blocks (struct mp_tcache_fast, public so that alloc and
+ * free use it inline) and a previous magazine of limit/2. A full list and an empty one are
+ * exchanged whole with the previous magazine and the pool's unbounded depot (below), under the
+ * pool's mutex, so the lock is taken at most once per limit/2 operations and a producer ->
+ * consumer pair moves blocks in batches. Nothing on the inline path is a lock or an atomic
  * read-modify-write; the two counters other threads read are written with release stores (plain
  * stores on x86-64), which their readers pair with an acquire load.
  *
@@ -41,8 +41,12 @@
 /* The private side of a thread's cache of a pool; `pub` is its entry in the thread's table. */
 typedef struct mpi_tcache {
     struct mp_tcache_fast *pub;
-    uint64_t limit;   /* the most blocks the cache may hold */
+    uint64_t limit;   /* the most blocks the cache may hold: two magazines (cache_batch) */
     uint64_t flushed; /* blocks given back to the pool (counted in pub->pops, not allocations) */
+    /* Bonwick's previous magazine: NULL, or a NULL-terminated chain of exactly the pool's batch
+     * of blocks, counted in pub->pushes - pub->pops with the loaded list pub->free. Moved only
+     * under the pool's lock, so fork() and mp_pool_check() see it whole. */
+    void *prev;
     mp_pool *pool;
     struct mpi_thread *thread;
     struct mpi_tcache *pool_next; /* the pool's caches */
@@ -84,8 +88,7 @@ static mp_pool *thread_meta;
  * between a cache and its pool at once (however large a cache the program asks for). */
 #define CACHE_DEFAULT 1024u
 #define CACHE_BYTES_MAX (256u * 1024u)
-#define BATCH_MAX MPI_DEPOT_ROW
-#define ROWS_BYTES ((size_t)MPI_DEPOT_ROWS * MPI_DEPOT_ROW * sizeof(void *))
+#define REFILL_MAX 256u /* the most blocks a refill takes from the free list or carves */
 #define CACHE_FRESH_BYTES (4u * 1024u) /* never-used space a refill carves at most: a page */
 
 static void thread_exit(void *arg);
@@ -169,8 +172,9 @@ int mpi_ts_create(mp_pool *pool, size_t thread_cache, bool caches)
     size_t limit = thread_cache;
     if (limit == 0) {
         limit = CACHE_BYTES_MAX / pool->stride;
-        limit = limit > CACHE_DEFAULT ? CACHE_DEFAULT : limit < 2 ? 2 : limit;
+        limit = limit > CACHE_DEFAULT ? CACHE_DEFAULT : limit;
     }
+    limit = limit < 2 ? 2 : limit; /* room for a loaded and a previous magazine */
     if (pool_lock_init(&pool->lock) != 0)
         return ENOMEM;
     pool->cache_limit = caches ? limit : 0;
@@ -209,8 +213,6 @@ void mpi_ts_destroy(mp_pool *pool)
         free_ids[nfree_ids++] = pool->ts_id; /* else the id is simply never reused */
     pthread_mutex_unlock(&registry);
     pthread_mutex_destroy(&pool->lock);
-    if (pool->mag_rows != NULL)
-        mpi_os_source.unmap(NULL, pool->mag_rows, ROWS_BYTES);
 }
 
 /* ================================================================================================
@@ -269,26 +271,54 @@ static mpi_tcache *cache_get(mp_pool *pool)
     return c;
 }
 
-/* How many blocks move between a cache and its pool at once. */
+/* The size of a magazine: half the cache, so that it holds a loaded and a previous one. */
 static uint64_t cache_batch(const mpi_tcache *c)
 {
-    uint64_t n = c->limit / 2;
-    return n == 0 ? 1 : n > BATCH_MAX ? BATCH_MAX : n;
+    return c->limit / 2;
+}
+
+/* The blocks of the previous magazine: 0 or the batch. */
+static uint64_t cache_prev_len(const mpi_tcache *c)
+{
+    return c->prev != NULL ? cache_batch(c) : 0;
+}
+
+/* Lets the inline free push until the loaded list holds a magazine and no more: pops only grows,
+ * so the bound holds until the slow path runs again. */
+static void cache_set_stop(mpi_tcache *c)
+{
+    c->pub->stop = c->pub->pops + cache_prev_len(c) + cache_batch(c);
+}
+
+/* The last block of a NULL-terminated chain: O(its length). */
+static void *chain_last(void *first)
+{
+    void *last = first;
+    while (*(void **)last != NULL)
+        last = *(void **)last;
+    return last;
 }
 
 /* ================================================================================================
  * The depot: whole magazines moved in O(1)
  *
- * A full cache gives its oldest `batch` blocks back as one magazine: a NULL-terminated chain whose
- * first block's second word links the next magazine (MAG_NEXT), pushed on the pool's stack of
- * full magazines; an empty cache pops the newest one whole. Both are O(1) however many magazines
- * are parked, and read no block but the first (which the refilling thread reads next anyway):
- * the blocks in between were last written by another thread's core, and walking them under the
- * lock cost a cache miss each. The stack has no bound (as Bonwick's depot): it holds only blocks
- * that were carved and freed, so it is bounded by the pool's peak, and mpi_ts_lock (trim, reset,
- * stats, check) empties it onto the free list. A pool whose blocks have no room for a second word
- * (stride 8) keeps no magazines: its caches splice batches onto the free list and refill from it
- * block by block. Pool lock held in all but depot_rows.
+ * As in Bonwick's design, a cache holds two magazines of `batch` (limit/2) blocks: the loaded one,
+ * the list pub->free that the inline path pushes and pops, and the previous one (c->prev), held
+ * whole. A free that finds the loaded list full makes it the previous magazine, after pushing the
+ * old previous one (if any) onto the pool's depot; an alloc that finds it empty loads the
+ * previous one, else pops the newest magazine from the depot. So the lock is taken at most once
+ * per batch of operations however they alternate, and no exchange walks a block: a magazine is a
+ * NULL-terminated chain whose first block's second word links the next magazine (MAG_NEXT), the
+ * loaded list is NULL-terminated when it becomes the previous one, and the depot is a stack. The
+ * blocks were last written by the core that freed them; walking them in the exchange (as a
+ * cache that gave back half its list had to, to cut it) cost the freeing thread a stall per
+ * batch, and the thread that takes the magazine then reads each link in turn anyway.
+ * The stack has no bound (as Bonwick's depot): it holds only blocks that were carved and freed, so
+ * it is bounded by the pool's peak, and mpi_ts_lock (trim, reset, stats, check) empties it onto
+ * the free list. A pool whose blocks have no room for a second word (stride 8) keeps no
+ * magazines: a full previous magazine is spliced onto the free list (after a walk to its end,
+ * outside the lock), and a refill takes from the list block by block. Pool lock held in all but
+ * cache_exchange_full.
  * ============================================================================================== */
 
 #define MAG_NEXT(first) (((void **)(first))[1])
@@ -298,51 +328,20 @@ static bool depot_usable(const mp_pool *pool)
     return pool->stride >= 2 * sizeof(void *);
 }
 
-/* The pool's rows of magazine addresses (mag_rows), mapped on first use with no lock held (the
- * system is never called under a pool's lock); NULL if the system refuses, and asked again next
- * time. Set once, by a compare-exchange, and never changed until the pool is destroyed. */
-static void **depot_rows(mp_pool *pool)
+/* Pushes the magazine that begins at `first`. */
+static void depot_push(mp_pool *pool, void *first)
 {
-    void **rows = __atomic_load_n(&pool->mag_rows, __ATOMIC_ACQUIRE);
-    if (rows != NULL)
-        return rows;
-    rows = mpi_os_source.map(NULL, ROWS_BYTES, mpi_os_page_size());
-    void **none = NULL;
-    if (rows != NULL && !__atomic_compare_exchange_n(&pool->mag_rows, &none, rows, false,
-                                                     __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE)) {
-        mpi_os_source.unmap(NULL, rows, ROWS_BYTES); /* another thread's came first */
-        rows = none;
-    }
-    return rows;
-}
-
-/* Pushes the magazine blocks[0..n) (chained, NULL-terminated) and keeps its addresses in `rows`
- * (if not NULL) at its depth, for the refill that takes it. */
-static void depot_push(mp_pool *pool, void *const *blocks, uint64_t n, void **rows)
-{
-    MAG_NEXT(blocks[0]) = pool->mags;
-    pool->mags = blocks[0];
+    MAG_NEXT(first) = pool->mags;
+    pool->mags = first;
     pool->nmags++;
-    if (rows != NULL)
-        memcpy(rows + (pool->nmags % MPI_DEPOT_ROWS) * MPI_DEPOT_ROW, blocks, n * sizeof *blocks);
 }
 
-/* Pops the newest magazine of n blocks; NULL if there is none. If its depth's row is its own
- * (row[0] is its first block), the row is copied to blocks[0..n) and *hints = n, else *hints = 0.
- * The row may hold addresses of an older magazine that began with the same block: they are used
- * only as prefetch hints. */
-static void *depot_pop(mp_pool *pool, uint64_t n, void **blocks, uint64_t *hints)
+/* Pops the newest magazine; NULL if there is none. */
+static void *depot_pop(mp_pool *pool)
 {
     void *first = pool->mags;
-    *hints = 0;
     if (first == NULL)
         return NULL;
-    void **rows = __atomic_load_n(&pool->mag_rows, __ATOMIC_ACQUIRE);
-    void **row = rows != NULL ? rows + (pool->nmags % MPI_DEPOT_ROWS) * MPI_DEPOT_ROW : NULL;
-    if (row != NULL && row[0] == first) {
-        memcpy(blocks, row, n * sizeof *blocks);
-        *hints = n;
-    }
     pool->mags = MAG_NEXT(first);
     pool->nmags--;
     return first;
@@ -352,44 +351,41 @@ static void *depot_pop(mp_pool *pool, uint64_t n, void **blocks, uint64_t *hints
 static void depot_drain(mp_pool *pool)
 {
     while (pool->mags != NULL) {
-        void *first = pool->mags, *last = first;
-        pool->mags = MAG_NEXT(first);
-        while (*(void **)last != NULL)
-            last = *(void **)last;
-        mpi_pool_give_chain(pool, first, last);
+        void *first = depot_pop(pool);
+        mpi_pool_give_chain(pool, first, chain_last(first));
     }
-    pool->nmags = 0;
 }
 
-/* Takes a batch of blocks from the pool into the empty cache c: a whole batch from the depot, or
- * else block by block in the pool's order (so a fresh pool still hands out its lowest addresses
- * first), calling the source at most once. Counts a failure if it gets none. The counter moves
- * under the lock, with the blocks, so that stats (which take the lock) never see blocks in neither
- * place. With MPI_POPULATE, the never-used blocks (which come last: a pool carves only when its
- * list is empty) are linked after the lock is dropped, once one call has faulted their pages in.
- * Other pools link them under the lock, faulting their pages there: linked after it, two threads'
- * refills alternate and their never-used blocks interleave page by page, which was slower
- * (docs/design.md, "The heap"). */
-static void cache_refill(mp_pool *pool, mpi_tcache *c, bool reuse_only)
+/* Gives the previous magazine back to the pool (`last` is its last block, or NULL to push it on
+ * the depot) and counts it as flushed; the counters move under the lock, with the blocks, so that
+ * stats (which take the lock) never see blocks in neither place. */
+static void cache_give_prev(mp_pool *pool, mpi_tcache *c, void *last)
+{
+    uint64_t n = cache_batch(c);
+    if (last == NULL)
+        depot_push(pool, c->prev);
+    else
+        mpi_pool_give_chain(pool, c->prev, last);
+    c->prev = NULL;
+    __atomic_store_n(&c->flushed, c->flushed + n, __ATOMIC_RELAXED);
+    MP_STORE_RELEASE(c->pub->pops, c->pub->pops + n);
+}
+
+/* Fills the empty loaded list from the free list, block by block in the pool's order (so a fresh
+ * pool still hands out its lowest addresses first), calling the source at most once. Counts a
+ * failure if it gets none. With MPI_POPULATE, the never-used blocks (which come last: a pool
+ * carves only when its list is empty) are linked after the lock is dropped, once one call has
+ * faulted their pages in. Other pools link them under the lock, faulting their pages there: linked
+ * after it, two threads' refills alternate and their never-used blocks interleave page by page,
+ * which was slower (docs/design.md, "The heap"). Drops the lock. */
+static void cache_refill_unlock(mp_pool *pool, mpi_tcache *c, bool reuse_only)
 {
     uint64_t want = cache_batch(c), got = 0, nfresh = 0;
+    want = want > REFILL_MAX ? REFILL_MAX : want;
     void *first = NULL, **tail = &first;
     bool fresh;
-    void *blocks[BATCH_MAX]; /* the depot's batch, or else the never-used blocks to populate */
-    uint64_t hints;
+    void *blocks[REFILL_MAX]; /* the never-used blocks to populate */
     mpi_pages pages = {0, 0, NULL};
-    pthread_mutex_lock(&pool->lock);
-    if ((first = depot_pop(pool, want, blocks, &hints)) != NULL) {
-        got = want;
-        c->pub->free = first;
-        MP_STORE_RELEASE(c->pub->pushes, c->pub->pushes + got);
-        pthread_mutex_unlock(&pool->lock);
-        /* Another thread's core wrote these links last: ask for every block's line now, so the
-         * pops that follow do not wait for them one link at a time. */
-        for (uint64_t i = 0; i < hints; i++)
-            __builtin_prefetch(blocks[i], 1, 3);
-        return;
-    }
     size_t fresh_bytes = 0;
     for (; got < want && (got == 0 || mpi_pool_has_ready(pool)); got++) {
         if (reuse_only && *mpi_pool_head(pool) == NULL)
@@ -398,7 +394,7 @@ static void cache_refill(mp_pool *pool, mpi_tcache *c, bool reuse_only)
         if (block == NULL)
             break;
         if (fresh && (pool->state & MPI_POPULATE) != 0) {
-            blocks[nfresh++] = block; /* want <= BATCH_MAX */
+            blocks[nfresh++] = block; /* want <= REFILL_MAX */
             mpi_pool_fresh_pages(pool, block, &pages);
         } else {
             *tail = block;
@@ -425,27 +421,35 @@ static void cache_refill(mp_pool *pool, mpi_tcache *c, bool reuse_only)
     c->pub->free = first;
 }
 
-/* Gives the first n (>= 1) blocks of the cache back to the pool: the chain is cut outside the
- * lock and pushed as a magazine (or spliced onto the free list) in O(1) under it, where the
- * counter moves too (see cache_refill). n is the pool's batch when it keeps magazines. */
-static void cache_flush(mp_pool *pool, mpi_tcache *c, uint64_t n)
+/* Loads the empty cache c: its previous magazine, else the depot's newest, else blocks from the
+ * free list or carved. */
+static void cache_exchange_empty(mp_pool *pool, mpi_tcache *c, bool reuse_only)
 {
-    void *blocks[BATCH_MAX];
-    void *first = c->pub->free, *last = first;
-    blocks[0] = first;
-    for (uint64_t i = 1; i < n; i++)
-        blocks[i] = last = *(void **)last;
-    c->pub->free = *(void **)last;
-    *(void **)last = NULL;
-    bool mag = depot_usable(pool);
-    void **rows = mag ? depot_rows(pool) : NULL;
     pthread_mutex_lock(&pool->lock);
-    if (mag)
-        depot_push(pool, blocks, n, rows);
-    else
-        mpi_pool_give_chain(pool, first, last);
-    __atomic_store_n(&c->flushed, c->flushed + n, __ATOMIC_RELAXED);
-    MP_STORE_RELEASE(c->pub->pops, c->pub->pops + n);
+    void *first = c->prev;
+    if (first != NULL) {
+        c->prev = NULL; /* the counters already count it */
+    } else if ((first = depot_pop(pool)) != NULL) {
+        MP_STORE_RELEASE(c->pub->pushes, c->pub->pushes + cache_batch(c));
+    } else {
+        cache_refill_unlock(pool, c, reuse_only);
+        return;
+    }
+    c->pub->free = first;
+    pthread_mutex_unlock(&pool->lock);
+}
+
+/* Makes the full loaded list of c (exactly a batch) its previous magazine, after giving the
+ * previous one back. */
+static void cache_exchange_full(mp_pool *pool, mpi_tcache *c)
+{
+    bool mag = depot_usable(pool);
+    void *last = c->prev != NULL && !mag ? chain_last(c->prev) : NULL; /* outside the lock */
+    pthread_mutex_lock(&pool->lock);
+    if (c->prev != NULL)
+        cache_give_prev(pool, c, last);
+    c->prev = c->pub->free;
+    c->pub->free = NULL;
     pthread_mutex_unlock(&pool->lock);
 }
 
@@ -469,8 +473,8 @@ void *mpi_ts_alloc(mp_pool *pool, const void *site, bool reuse_only)
     }
     struct mp_tcache_fast *pub = c->pub;
     if (pub->free == NULL)
-        cache_refill(pool, c, reuse_only);
-    pub->stop = pub->pops + c->limit; /* the most the inline path may push from here */
+        cache_exchange_empty(pool, c, reuse_only);
+    cache_set_stop(c);
     void *block = pub->free;
     if (block == NULL) {
         if (!reuse_only)
@@ -494,9 +498,9 @@ void mpi_ts_free(mp_pool *pool, void *block)
         return;
     }
     struct mp_tcache_fast *pub = c->pub;
-    if (pub->pushes - pub->pops >= c->limit)
-        cache_flush(pool, c, cache_batch(c));
-    pub->stop = pub->pops + c->limit; /* the most the inline path may push from here */
+    if (pub->pushes - pub->pops - cache_prev_len(c) >= cache_batch(c))
+        cache_exchange_full(pool, c);
+    cache_set_stop(c);
     *(void **)block = pub->free;
     pub->free = block;
     MP_STORE_RELEASE(pub->pushes, pub->pushes + 1);
@@ -506,18 +510,19 @@ void mpi_ts_free(mp_pool *pool, void *block)
  * Thread exit, reading, reset
  * ============================================================================================== */
 
-/* Gives every block of a cache back (walking to the end of its list, which is whole at every
- * instruction boundary, so this also serves a cache whose thread a fork() left behind) and folds
- * its count of allocations into the pool's. Registry lock held. */
+/* Gives every block of a cache back (walking to the end of its loaded list, which is whole at
+ * every instruction boundary, so this also serves a cache whose thread a fork() left behind; its
+ * previous magazine moves under the lock) and folds its count of allocations into the pool's.
+ * Registry lock held. */
 static void cache_retire(mpi_tcache *c)
 {
     mp_pool *pool = c->pool;
     pthread_mutex_lock(&pool->lock);
-    void *first = c->pub->free, *last = first;
-    while (last != NULL && *(void **)last != NULL)
-        last = *(void **)last;
+    void *first = c->pub->free;
     if (first != NULL)
-        mpi_pool_give_chain(pool, first, last);
+        mpi_pool_give_chain(pool, first, chain_last(first));
+    if (c->prev != NULL)
+        cache_give_prev(pool, c, depot_usable(pool) ? NULL : chain_last(c->prev));
     pool->retired_allocs += c->pub->pops - c->flushed;
     pthread_mutex_unlock(&pool->lock);
     cache_drop(c);
@@ -587,19 +592,27 @@ uint64_t mpi_ts_cached_floor(const mp_pool *pool)
     return cached;
 }
 
+/* Marks the n blocks of a chain; false if mark does, or if the chain is not n long. */
+static bool chain_mark(const mp_pool *pool, const void *b, uint64_t n,
+                       bool (*mark)(const mp_pool *pool, const void *block, void *ctx), void *ctx)
+{
+    for (; b != NULL && n != 0; n--) {
+        if (!mark(pool, b, ctx))
+            return false;
+        b = *(void *const *)b;
+    }
+    return b == NULL && n == 0;
+}
+
 bool mpi_ts_each_cached(const mp_pool *pool,
                         bool (*mark)(const mp_pool *pool, const void *block, void *ctx), void *ctx)
 {
     for (const mpi_tcache *c = pool->caches; c != NULL; c = c->pool_next) {
         uint64_t n = __atomic_load_n(&c->pub->pushes, __ATOMIC_ACQUIRE) -
                      __atomic_load_n(&c->pub->pops, __ATOMIC_RELAXED);
-        const void *b = c->pub->free;
-        for (; b != NULL && n != 0; n--) {
-            if (!mark(pool, b, ctx))
-                return false;
-            b = *(void *const *)b;
-        }
-        if (b != NULL || n != 0)
+        uint64_t nprev = cache_prev_len(c);
+        if (n < nprev || !chain_mark(pool, c->pub->free, n - nprev, mark, ctx) ||
+            !chain_mark(pool, c->prev, nprev, mark, ctx))
             return false;
     }
     return true;
@@ -609,6 +622,7 @@ void mpi_ts_reset(mp_pool *pool)
 {
     for (mpi_tcache *c = pool->caches; c != NULL; c = c->pool_next) {
         c->pub->free = NULL; /* the cached blocks count as taken back by a flush */
+        c->prev = NULL;
         c->flushed += c->pub->pushes - c->pub->pops;
         MP_STORE_RELEASE(c->pub->pops, c->pub->pushes);
     }

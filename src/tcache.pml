@@ -2,8 +2,9 @@
  * tcache.pml: a Promela model of tcache.c's cross-thread protocol (issue 17), checked exhaustively
  * by spin (scripts/test.sh, stage "model"; scripts/spin-tcache.sh runs it for 2 and 3 threads).
  *
- * What is modelled: NT threads, each with its cache of one thread-safe pool (a LIFO list through
- * the blocks' first words, at most LIMIT blocks), over the pool's free list, its carving of NB
+ * What is modelled: NT threads, each with its cache of one thread-safe pool (Bonwick's two
+ * magazines: a loaded LIFO list through the blocks' first words, of at most BATCH blocks, and a
+ * previous magazine of exactly BATCH blocks or none), over the pool's free list, its carving of NB
  * blocks and its depot (a stack of magazines of BATCH blocks linked through their first blocks'
  * second words), all under the pool's one lock. A thread allocates, frees a block it holds (one it
  * allocated or one handed to it: frees from other threads), hands a block it holds to the next
@@ -14,10 +15,11 @@
  * explored are those of these steps. Locals are zeroed after each operation to keep states few.
  * What is checked: no block is handed out twice (the assertion in alloc), none is lost (at the
  * end every carved block is on the free list, in a magazine or held by the program, exactly once),
+ * every magazine holds exactly BATCH blocks (as nmags * batch in the statistics assumes),
  * the lock is only released by its holder, and no deadlock (spin's invalid end states).
  * Not modelled: the statistics counters (pops, pushes, flushed), the registry lock (taken alone or
- * before the pool's, so it adds no cycle), the prefetch rows (hints only), populating (never-used
- * blocks linked after the lock by the thread that carved them: thread-local), fork.
+ * before the pool's, so it adds no cycle), pools of 8-byte blocks (no depot), populating
+ * (never-used blocks linked after the lock by the thread that carved them: thread-local), fork.
  */
 
 #ifndef NT
@@ -27,7 +29,7 @@
 #define NB 5 /* blocks the pool can carve */
 #endif
 #ifndef LIMIT
-#define LIMIT 4 /* a cache's limit; cache_batch is LIMIT / 2 */
+#define LIMIT 4 /* a cache's limit; cache_batch, a magazine, is LIMIT / 2 */
 #endif
 #define BATCH (LIMIT / 2)
 #ifndef STEPS
@@ -43,8 +45,9 @@ byte mags = NIL;  /* the depot's newest magazine (pool->mags) */
 byte nmags = 0;
 byte carved = 0;  /* blocks 0 .. carved - 1 were carved */
 byte lock = 0;    /* pool->lock: 0, or t + 1 while thread t holds it */
-byte cfree[NT];   /* each thread's cache list (pub->free) */
-byte ccount[NT];  /* and its length (pushes - pops) */
+byte cfree[NT];   /* each thread's loaded list (pub->free) */
+byte ccount[NT];  /* and its length (pushes - pops, less the previous magazine) */
+byte cprev[NT];   /* each thread's previous magazine (c->prev), or NIL */
 byte done = 0;
 
 inline lock_take(t) { atomic { lock == 0 -> lock = t + 1 } }
@@ -60,13 +63,16 @@ inline chain_end()
     od
 }
 
-/* cache_refill: depot_pop under the lock, else the free list and carving under it. */
-inline cache_refill(t)
+/* cache_exchange_empty: under the lock, the previous magazine, else depot_pop, else
+ * cache_refill_unlock (the free list and carving). */
+inline cache_exchange_empty(t)
 {
     atomic {
     lock_take(t);
     if
-    :: mags != NIL ->
+    :: cprev[t] != NIL ->
+        first = cprev[t]; cprev[t] = NIL; got = BATCH
+    :: cprev[t] == NIL && mags != NIL ->
         first = mags; mags = magnext[first]; nmags--;      /* depot_pop */
         got = BATCH
     :: else ->
@@ -86,11 +92,11 @@ inline cache_refill(t)
     atomic { cfree[t] = first; ccount[t] = got; first = 0; last = 0; got = 0; b = 0 }
 }
 
-/* mp_pool_alloc: the inline pop, through mpi_ts_alloc's refill when the cache is empty. */
+/* mp_pool_alloc: the inline pop, through mpi_ts_alloc's exchange when the loaded list is empty. */
 inline pool_alloc(t)
 {
     if
-    :: cfree[t] == NIL -> cache_refill(t)
+    :: cfree[t] == NIL -> cache_exchange_empty(t)
     :: else -> skip
     fi;
     atomic {
@@ -105,30 +111,27 @@ inline pool_alloc(t)
     }
 }
 
-/* cache_flush: the batch cut outside the lock, pushed as a magazine under it (depot_push). */
-inline cache_flush(t)
+/* cache_exchange_full, under the lock: the previous magazine pushed on the depot
+ * (cache_give_prev, depot_push), the full loaded list made the previous one. */
+inline cache_exchange_full(t)
 {
     atomic {
-    first = cfree[t]; last = first; i = 1;
-    do
-    :: i < BATCH -> last = next[last]; i++
-    :: else -> break
-    od;
-    cfree[t] = next[last]; next[last] = NIL; ccount[t] = ccount[t] - BATCH; last = 0; i = 0
-    };
-    atomic {
     lock_take(t);
-    magnext[first] = mags; mags = first; nmags++;
-    lock_give(t); first = 0
+    if
+    :: cprev[t] != NIL -> magnext[cprev[t]] = mags; mags = cprev[t]; nmags++
+    :: else -> skip
+    fi;
+    cprev[t] = cfree[t]; cfree[t] = NIL; ccount[t] = 0;
+    lock_give(t)
     }
 }
 
-/* mp_pool_free: the inline push, through mpi_ts_free's flush when the cache is full. */
+/* mp_pool_free: the inline push, through mpi_ts_free's exchange when the loaded list is full. */
 inline pool_free(t)
 {
     owner[b] = 0;
     if
-    :: ccount[t] >= LIMIT -> cache_flush(t)
+    :: ccount[t] >= BATCH -> cache_exchange_full(t)
     :: else -> skip
     fi;
     atomic { next[b] = cfree[t]; cfree[t] = b; ccount[t]++; b = 0 }
@@ -151,13 +154,18 @@ inline depot_drain(t)
     }
 }
 
-/* thread_exit's cache_retire: the whole cache spliced onto the free list. */
+/* thread_exit's cache_retire: the loaded list spliced onto the free list, the previous magazine
+ * pushed on the depot (cache_give_prev). */
 inline cache_retire(t)
 {
     atomic {
     lock_take(t);
     if
     :: cfree[t] != NIL -> first = cfree[t]; last = first; chain_end(); next[last] = head; head = first
+    :: else -> skip
+    fi;
+    if
+    :: cprev[t] != NIL -> magnext[cprev[t]] = mags; mags = cprev[t]; nmags++; cprev[t] = NIL
     :: else -> skip
     fi;
     lock_give(t)
@@ -195,7 +203,7 @@ proctype thread(byte t)
 
 init
 {
-    byte k, b, n, first;
+    byte k, b, n, i, first;
     bool seen[NB];
     atomic {
         k = 0;
@@ -205,7 +213,7 @@ init
         od;
         k = 0;
         do
-        :: k < NT -> cfree[k] = NIL; run thread(k); k++
+        :: k < NT -> cfree[k] = NIL; cprev[k] = NIL; run thread(k); k++
         :: else -> break
         od
     }
@@ -223,10 +231,12 @@ init
     :: first != NIL ->
         k++;
         b = first;
+        i = 0;
         do
-        :: b != NIL -> assert(b < carved && !seen[b]); seen[b] = true; n++; b = next[b]
+        :: b != NIL -> assert(b < carved && !seen[b]); seen[b] = true; n++; i++; b = next[b]
         :: else -> break
         od;
+        assert(i == BATCH); /* a magazine is exactly a batch */
         first = magnext[first]
     :: else -> break
     od;
