@@ -11,5 +11,6 @@
 #include "tcache.c"
 #include "heap.c"
 #include "arena.c"
+#include "handles.c"
 /* clang-format on */
 /* noinline.c is not included: it needs the header without its inline path (see that file). */
