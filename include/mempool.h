@@ -883,9 +883,11 @@ struct mp_pool_fast {
      * number << hbits) + slot + 1. hgens holds a generation per index, odd while its block is
      * live, even otherwise (index 0 of each number, and those past its chunk's last slot, stay 0);
      * hbase[number] is the chunk's first block less (number << hbits) + 1 strides, so that the
-     * block is hbase[number] + index * stride. Both are replaced when they grow (the old ones kept
-     * until destroy, so a racing deref reads either); hlen is stored after them with release, and
-     * read first, with acquire. Other pools: hlen 0, so every deref gives NULL. */
+     * block is hbase[number] + index * stride. Entries of both are read and written atomically
+     * (relaxed: a later run may take a trimmed chunk's number). Both tables are replaced when they
+     * grow (the old ones kept until destroy, so a racing deref reads either); hlen is stored after
+     * them with release, and read first, with acquire. Other pools: hlen 0, so every deref gives
+     * NULL. */
     const uint32_t *hgens;
     const uintptr_t *hbase;
     uint32_t hlen; /* indexes in hgens: a handle's index is below */
@@ -955,7 +957,8 @@ static MP_ALWAYS_INLINE void *mpi_pool_deref(const mp_pool *pool, mp_handle hand
     uint32_t gen = MP_LOAD_RELAXED(MP_LOAD_ACQUIRE(f->hgens)[index]);
     if (MP_UNLIKELY((uint64_t)gen != (uint64_t)(uint32_t)handle * 2 + 1))
         return NULL;
-    return (void *)(MP_LOAD_ACQUIRE(f->hbase)[index >> f->hbits] + index * f->stride);
+    return (void *)(MP_LOAD_RELAXED(MP_LOAD_ACQUIRE(f->hbase)[index >> f->hbits]) +
+                    index * f->stride);
 }
 
 #ifndef MP_NO_INLINE

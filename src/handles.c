@@ -125,8 +125,9 @@ bool mpi_handles_run_add(mp_pool *pool, mpi_run *run, char *mem, uint32_t nchunk
         return false;
     uintptr_t *base = (uintptr_t *)pool->fast.hbase;
     for (uint32_t i = 0; i < nchunks; i++) /* block = base + index * stride (mempool.h) */
-        base[at + i] = (uintptr_t)mem + (size_t)i * pool->chunk_size + pool->first_off -
-                       ((((uintptr_t)(at + i) << pool->fast.hbits) + 1) * pool->stride);
+        MP_STORE_RELAXED(base[at + i],
+                         (uintptr_t)mem + (size_t)i * pool->chunk_size + pool->first_off -
+                             ((((uintptr_t)(at + i) << pool->fast.hbits) + 1) * pool->stride));
     if (at + nchunks > used) {
         pool->hchunks = at + nchunks;
         /* after the tables and their entries: a deref that reads it reads them */

@@ -1397,8 +1397,6 @@ void *mp_pool_alloc_slow(mp_pool *pool)
         return null_alloc();
     if (pool->path == MPI_PATH_SECURE)
         return secure_alloc(pool);
-    if (pool->path == MPI_PATH_HANDLES) /* the other path that comes here on every call */
-        return handles_alloc(pool);
     switch (pool->path) {
     case MPI_PATH_PLAIN:
     case MPI_PATH_ZERO:
@@ -1409,7 +1407,8 @@ void *mp_pool_alloc_slow(mp_pool *pool)
     case MPI_PATH_CACHED:
     case MPI_PATH_LOCKED:
         return mpi_ts_alloc(pool, MPI_RETURN_ADDRESS(), false);
-    case MPI_PATH_HANDLES: /* above */
+    case MPI_PATH_HANDLES:
+        return handles_alloc(pool);
     case MPI_PATH_CHECKED:
         break;
     }
@@ -1434,10 +1433,6 @@ void mp_pool_free_slow(mp_pool *pool, void *block)
         secure_free(pool, block);
         return;
     }
-    if (pool->path == MPI_PATH_HANDLES) {
-        handles_free(pool, block);
-        return;
-    }
     switch (pool->path) {
     case MPI_PATH_PLAIN:
     case MPI_PATH_ZERO:
@@ -1451,7 +1446,9 @@ void mp_pool_free_slow(mp_pool *pool, void *block)
     case MPI_PATH_LOCKED:
         mpi_ts_free(pool, block);
         return;
-    case MPI_PATH_HANDLES: /* above */
+    case MPI_PATH_HANDLES:
+        handles_free(pool, block);
+        return;
     case MPI_PATH_CHECKED:
         break;
     }

@@ -85,7 +85,10 @@ static void test_live_and_stale(unsigned flags)
         none &= mp_pool_deref(pool, h[5] + 2 * d) == NULL; /* later generations */
         none &= mp_pool_deref(pool, h[5] - 2 * d) == NULL || d > (uint32_t)h[5] / 2;
         none &= mp_pool_deref(pool, h[5] ^ (d << 32 << 20)) == NULL; /* chunk numbers not made */
-        none &= mp_pool_deref(pool, h[5] + 1) == NULL;               /* an even generation */
+        none &= mp_pool_deref(pool, h[5] + 1) == NULL;               /* the next generation */
+        none &= mp_pool_deref(pool, h[5] | 0x80000000u) == NULL;     /* bit 31 of the generation */
+        none &= mp_pool_deref(pool, h[5] + ((uint64_t)d << 32)) == NULL ||
+                mp_pool_deref(pool, h[5] + ((uint64_t)d << 32)) == b[5 + d]; /* other slots */
     }
     CHECK("deref: forged near a live handle gives NULL", none);
     CHECK("pool: check holds", mp_pool_check(pool));
