@@ -98,9 +98,9 @@ enum {
      * freed, even after its memory was handed out again, so a reference to a freed object is caught
      * instead of reading whatever reuses the memory (the slot maps of entity systems). Blocks are
      * still allocated and freed with mp_pool_alloc() and mp_pool_free(). Each block slot has a
-     * 32-bit generation, kept out of band (4 bytes a block, in arrays the pool maps from its source
-     * beside its chunks), advanced at each alloc and each free: both take the slow path, a few
-     * instructions more than a plain pool's. A thread-safe handle pool keeps no thread caches (its
+     * 32-bit generation, kept out of band in tables the pool maps from its source (4 bytes a block,
+     * up to 16 with the tables' rounding and the copies a growth leaves until destroy), advanced at
+     * each alloc and each free: both take the slow path, a call each way. A thread-safe handle pool keeps no thread caches (its
      * calls take the lock). Combines with every other flag and with a buffer (size it with
      * MP_POOL_BUFFER_SIZE_FLAGS).
      */
@@ -331,6 +331,14 @@ bool mp_pool_owns(const mp_pool *pool, const void *p);
  */
 bool mp_pool_check(const mp_pool *pool);
 
+#ifdef MP_NO_INLINE
+mp_handle mp_pool_handle(const mp_pool *pool, const void *block);
+void *mp_pool_deref(const mp_pool *pool, mp_handle handle);
+#else
+mp_handle mp_pool_handle(const mp_pool *pool, const void *block);
+static inline void *mp_pool_deref(const mp_pool *pool, mp_handle handle);
+#endif
+
 /*
  * Handles (MP_HANDLES pools): a reference to a block that knows when the block is freed, like the
  * handle of a slot map (a generation per slot).
@@ -363,12 +371,6 @@ bool mp_pool_check(const mp_pool *pool);
  * order its use of the block against frees itself, as with any pointer. A plain pool's handles
  * follow its rule: no call overlaps another on the pool.
  */
-mp_handle mp_pool_handle(const mp_pool *pool, const void *block);
-#ifdef MP_NO_INLINE
-void *mp_pool_deref(const mp_pool *pool, mp_handle handle);
-#else
-static inline void *mp_pool_deref(const mp_pool *pool, mp_handle handle);
-#endif
 
 /*
  * Visiting live blocks (mimalloc's mi_heap_visit_blocks): mp_pool_visit() calls fn(block, size,
