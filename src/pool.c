@@ -279,12 +279,28 @@ static MP_ALWAYS_INLINE uint64_t block_index(const mp_pool *pool, const void *bl
     return index0 + stride_div(pool, (uintptr_t)block - first, &rem);
 }
 
+/* The same, on the HANDLES path, whose geometry pool_select_path() made sure of: chunks from a
+ * source no larger than 2^32 bytes, and a stride with a reciprocal, so the slot is one
+ * multiply-shift with no test. */
+static MP_ALWAYS_INLINE uint64_t block_index_lean(const mp_pool *pool, const void *block)
+{
+    uintptr_t chunk = mpi_chunk_of(block, pool->chunk_size);
+    uint64_t off = (uintptr_t)block - chunk - pool->first_off;
+#ifdef __SIZEOF_INT128__
+    uint64_t slot = (uint64_t)(((u128)pool->stride_recip * off) >> 64);
+#else
+    uint64_t slot = off / pool->stride;
+#endif
+    return mpi_hchunk_of(chunk)->index0 + slot;
+}
+
 /* A block becomes live or free: its generation moves on to odd or to even. An atomic store, as
  * derefs read it from other threads in a thread-safe pool (relaxed: mempool.h says what a racing
  * deref sees); only the pool's calls write it (a thread-safe pool's under its lock). */
-static MP_ALWAYS_INLINE void gen_advance(const mp_pool *pool, const void *block)
+static MP_ALWAYS_INLINE void gen_advance(const mp_pool *pool, const void *block, bool lean)
 {
-    uint32_t *gen = (uint32_t *)pool->fast.hgens + block_index(pool, block);
+    uint32_t *gen = (uint32_t *)pool->fast.hgens +
+                    (lean ? block_index_lean(pool, block) : block_index(pool, block));
     MP_STORE_RELAXED(*gen, *gen + 1);
 }
 
@@ -775,8 +791,9 @@ static void pool_select_path(mp_pool *pool, bool populate)
     if ((pool->flags & MP_THREAD_SAFE) != 0)
         pool->path = pool->ts_id != 0 ? MPI_PATH_CACHED : MPI_PATH_LOCKED;
     else if ((pool->checks & ~(unsigned)MPI_CHECK_STATE) != 0 ||
-             ((pool->flags & MP_HANDLES) != 0 && pool->checks != 0))
-        pool->path = MPI_PATH_CHECKED; /* a secure handle pool too: the general path */
+             ((pool->flags & MP_HANDLES) != 0 &&
+              (pool->checks != 0 || (pool->state & MPI_IN_BUFFER) != 0 || !secure_geometry)))
+        pool->path = MPI_PATH_CHECKED; /* a handle pool that HANDLES cannot take: general */
     else if ((pool->flags & MP_HANDLES) != 0)
         pool->path = MPI_PATH_HANDLES;
     else if (pool->checks == 0)
@@ -1149,7 +1166,7 @@ void *mpi_pool_alloc_general(mp_pool *pool, const void *site)
     if ((pool->flags & MP_ZERO) != 0)
         memset(block, 0, pool->block_size);
     if ((pool->flags & MP_HANDLES) != 0)
-        gen_advance(pool, block); /* live */
+        gen_advance(pool, block, false); /* live */
     if (MP_DEBUG >= 2)
         mp_assert(pool_is_valid(pool));
     return block;
@@ -1160,7 +1177,7 @@ void mpi_pool_free_general(mp_pool *pool, void *block)
     if (pool->checks != 0 && !mpi_check_free(pool, block))
         return; /* reported; the free is not done */
     if ((pool->flags & MP_HANDLES) != 0)
-        gen_advance(pool, block); /* free: its handles go stale */
+        gen_advance(pool, block, false); /* free: its handles go stale */
     list_push(pool, block);
     if ((pool->checks & MPI_CHECK_TOOLS) != 0)
         mpi_tool_free(pool, block);
@@ -1349,7 +1366,7 @@ static MP_NOINLINE void *handles_alloc(mp_pool *pool)
         return mpi_pool_alloc_general(pool, NULL);
     pool->list = *(void **)block;
     pool->fast.allocs++;
-    gen_advance(pool, block);
+    gen_advance(pool, block, true);
     if ((pool->flags & MP_ZERO) != 0)
         memset(block, 0, pool->block_size);
     return block;
@@ -1357,7 +1374,7 @@ static MP_NOINLINE void *handles_alloc(mp_pool *pool)
 
 static MP_NOINLINE void handles_free(mp_pool *pool, void *block)
 {
-    gen_advance(pool, block);
+    gen_advance(pool, block, true);
     *(void **)block = pool->list;
     pool->list = block;
 }
@@ -1368,7 +1385,8 @@ mp_handle mp_pool_handle(const mp_pool *pool, const void *block)
         errno = EINVAL;
         return 0;
     }
-    uint64_t index = block_index(pool, block);
+    uint64_t index =
+        pool->path == MPI_PATH_HANDLES ? block_index_lean(pool, block) : block_index(pool, block);
     uint32_t gen = MP_LOAD_RELAXED(pool->fast.hgens[index]);
     if ((gen & 1) == 0) {
         errno = EINVAL; /* a free block */
