@@ -167,9 +167,9 @@ typedef enum mpi_path {
     MPI_PATH_SECURE,      /* MP_SECURE alone, from a source: secure_alloc/secure_free */
     MPI_PATH_SECURE_LEAN, /* MP_SECURE with MP_ZERO, or in a buffer: lean with free bits */
     MPI_PATH_CHECKED,     /* MP_CHECKED, or a tool watching: the general path, every check */
+    MPI_PATH_HANDLES,     /* MP_HANDLES, no check, not thread-safe: a pop or push, a generation */
     MPI_PATH_CACHED,      /* MP_THREAD_SAFE with per-thread caches (tcache.c) */
     MPI_PATH_LOCKED,      /* MP_THREAD_SAFE without caches: the general path under the lock */
-    MPI_PATH_HANDLES,     /* MP_HANDLES, no check, not thread-safe: a pop or push, a generation */
 } mpi_path;
 
 /* Bits of mp_pool.checks: what the slow paths verify or tell a tool. Any bit makes a slow pool. */

@@ -1425,11 +1425,12 @@ void *mp_pool_alloc_slow(mp_pool *pool)
     case MPI_PATH_CACHED:
     case MPI_PATH_LOCKED:
         return mpi_ts_alloc(pool, MPI_RETURN_ADDRESS(), false);
-    case MPI_PATH_HANDLES:
-        return handles_alloc(pool);
     case MPI_PATH_CHECKED:
+    case MPI_PATH_HANDLES: /* after the switch: the other paths' compares stay as they were */
         break;
     }
+    if (pool->path == MPI_PATH_HANDLES)
+        return handles_alloc(pool);
     return mpi_pool_alloc_general(pool, MPI_RETURN_ADDRESS());
 }
 
@@ -1464,11 +1465,13 @@ void mp_pool_free_slow(mp_pool *pool, void *block)
     case MPI_PATH_LOCKED:
         mpi_ts_free(pool, block);
         return;
-    case MPI_PATH_HANDLES:
+    case MPI_PATH_CHECKED:
+    case MPI_PATH_HANDLES: /* below, as in mp_pool_alloc_slow() */
+        break;
+    }
+    if (pool->path == MPI_PATH_HANDLES) {
         handles_free(pool, block);
         return;
-    case MPI_PATH_CHECKED:
-        break;
     }
     mpi_pool_free_general(pool, block);
 }
