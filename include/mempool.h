@@ -266,7 +266,9 @@ static inline void mp_pool_free(mp_pool *pool, void *block);
  * new run from the source (at most one source call).
  * Returns NULL if and only if:
  *   - errno = ENOMEM: the pool holds `capacity` live blocks, or the source could not give memory
- *     (a buffer pool: its buffer is full). The pool counts it in failed_allocs and stays usable;
+ *     (a buffer pool: its buffer is full; a MP_HANDLES pool: also for its generation tables, or
+ *     when its chunks would need more than the 2^32 indexes a handle names). The pool counts it in
+ *     failed_allocs and stays usable;
  *   - errno = EINVAL: pool is NULL.
  * Thread-safety: none; see the file header.
  *

@@ -1,6 +1,6 @@
 /*
- * handles.c: MP_HANDLES, the store behind mp_pool_deref(): chunk numbers, the table of their
- * entries, and their generations (internal.h, mpi_hchunk; the handle's layout: mempool.h).
+ * handles.c: MP_HANDLES, the store behind mp_pool_deref(): chunk numbers and the two tables, the
+ * chunks' bases and the slots' generations (internal.h, mpi_hchunk; the layout: mempool.h).
  *
  * What a deref may read stays mapped until destroy: the tables are replaced when they grow (the
  * generations copied), the old ones kept; a trimmed run's numbers keep their generations for the
