@@ -103,7 +103,23 @@ enum {
      * reported). Every call takes the slow path.
      */
     MP_SECURE = 1u << 3,
+    /*
+     * A handle pool gives each live block a handle (mp_pool_handle()): a 64-bit reference that
+     * mp_pool_deref() turns back into the block while it is live, and into NULL once it has been
+     * freed, even after its memory was handed out again, so a reference to a freed object is caught
+     * instead of reading whatever reuses the memory (the slot maps of entity systems). Blocks are
+     * still allocated and freed with mp_pool_alloc() and mp_pool_free(). Each block slot has a
+     * 32-bit generation, kept out of band in tables the pool maps from its source (4 bytes a block,
+     * up to 16 with the tables' rounding and the copies a growth leaves until destroy), advanced at
+     * each alloc and each free: both take the slow path, a call each way. A thread-safe handle pool keeps no thread caches (its
+     * calls take the lock). Combines with every other flag and with a buffer (size it with
+     * MP_POOL_BUFFER_SIZE_FLAGS).
+     */
+    MP_HANDLES = 1u << 4,
 };
+
+/* A handle of a block of a MP_HANDLES pool (see mp_pool_handle()); 0 is never a valid handle. */
+typedef uint64_t mp_handle;
 
 /* The byte a checked pool fills freed blocks with (after the link in their first word). */
 #define MP_FILL_FREED 0xDF
@@ -181,18 +197,21 @@ typedef struct mp_pool mp_pool;
  *                                                     .buffer_size = sizeof b});
  *
  * For plain, MP_ZERO and MP_SECURE pools, in every build (with AddressSanitizer or under Valgrind
- * too); for a checked pool, whose blocks carry guard bytes, use MP_POOL_BUFFER_SIZE_FLAGS. No
- * overflow check is made: the arguments must be those of a pool that mp_pool_create() accepts.
- * The layout of a buffer pool, which it follows (docs/design.md):
- *   [ the pool: MP_POOL_HEADER_BYTES ][ a bit per block ][ pad to align ][ count blocks ]
+ * too); for a checked pool, whose blocks carry guard bytes, or a handle pool, use
+ * MP_POOL_BUFFER_SIZE_FLAGS. No overflow check is made: the arguments must be those of a pool that
+ * mp_pool_create() accepts. The layout of a buffer pool, which it follows (docs/design.md):
+ *   [ the pool: MP_POOL_HEADER_BYTES ][ MP_HANDLES: a generation per block and one, 4 bytes each ]
+ *   [ a bit per block ][ pad to align ][ count blocks ]
  * each block taking its size (at least a pointer's) rounded up to the alignment. C11 or C++11.
  */
 #define MP_POOL_BUFFER_SIZE(size, align, count) MP_POOL_BUFFER_SIZE_FLAGS(size, align, count, 0)
 
 /* MP_POOL_BUFFER_SIZE for a pool with these flags: MP_CHECKED blocks take room for their guard
- * and allocation site; the other flags change nothing. */
+ * and allocation site, MP_HANDLES blocks 4 bytes each (and 4 more) for their generations; the
+ * other flags change nothing. */
 #define MP_POOL_BUFFER_SIZE_FLAGS(size, align, count, flags)                                       \
-    (MP_ROUND_UP_(MP_POOL_HEADER_BYTES + ((size_t)(count) + 7) / 8, MP_ALIGN_OF_(size, align)) +   \
+    (MP_ROUND_UP_(MP_POOL_HEADER_BYTES + MP_GENS_BYTES_(count, flags) + ((size_t)(count) + 7) / 8, \
+                  MP_ALIGN_OF_(size, align)) +                                                     \
      (size_t)(count)*MP_STRIDE_(size, align, flags))
 
 /* The alignment MP_POOL_BUFFER_SIZE assumes of the buffer: the larger of the blocks' alignment (as
@@ -261,7 +280,9 @@ static inline void mp_pool_free(mp_pool *pool, void *block);
  * new run from the source (at most one source call).
  * Returns NULL if and only if:
  *   - errno = ENOMEM: the pool holds `capacity` live blocks, or the source could not give memory
- *     (a buffer pool: its buffer is full). The pool counts it in failed_allocs and stays usable;
+ *     (a buffer pool: its buffer is full; a MP_HANDLES pool: also for its generation tables, or
+ *     when its chunks would need more than the 2^32 indexes a handle names). The pool counts it in
+ *     failed_allocs and stays usable;
  *   - errno = EINVAL: pool is NULL.
  * Thread-safety: none; see the file header.
  *
@@ -325,6 +346,47 @@ bool mp_pool_owns(const mp_pool *pool, const void *p);
  * that were not carved since the last reset).
  */
 bool mp_pool_check(const mp_pool *pool);
+
+#ifdef MP_NO_INLINE
+mp_handle mp_pool_handle(const mp_pool *pool, const void *block);
+void *mp_pool_deref(const mp_pool *pool, mp_handle handle);
+#else
+mp_handle mp_pool_handle(const mp_pool *pool, const void *block);
+static inline void *mp_pool_deref(const mp_pool *pool, mp_handle handle);
+#endif
+
+/*
+ * Handles (MP_HANDLES pools): a reference to a block that knows when the block is freed, like the
+ * handle of a slot map (a generation per slot).
+ *
+ * mp_pool_handle: the handle of a live block: mp_pool_deref(pool, handle) gives back `block` while
+ * it is live. The same block gives the same handle until it is freed; a block handed out again
+ * gets a new one. A handle is the block's chunk number and slot, and the slot's generation.
+ * Complexity: O(1): a mask, a multiplication and two loads.
+ * Returns 0 if and only if (a handle is never 0):
+ *   - errno = EINVAL: pool or block is NULL; the pool was made without MP_HANDLES; block is a free
+ *     block of the pool (its generation says free).
+ * Undefined: a block that is not one of this pool's (another pool's, an interior pointer).
+ * Thread-safety: a thread-safe pool's, from any thread with no lock, while the block is live.
+ *
+ * mp_pool_deref: the block a handle refers to while it is live; NULL once it has been freed (even
+ * after its memory was handed out again), once mp_pool_reset() made every block free, once
+ * mp_pool_trim() gave its chunk back (its generations are kept, so a chunk that later takes its
+ * number does not revive it), and for any value the pool never made (0, another pool's handle,
+ * random bits: never a fault, whatever the value), a NULL pool or a pool without MP_HANDLES.
+ * Handles survive mp_pool_trim() of other chunks. errno is not set.
+ * Wrap-around: each alloc and each free advance the slot's 32-bit generation by one (odd: live;
+ * a handle holds the generation halved), so it wraps after 2^31 reuses of the same slot; a handle
+ * made exactly a multiple of 2^31 reuses of its slot earlier would then deref again, to the slot's
+ * new block (the limit of every slot map with 32-bit generations; slots are not retired).
+ * Complexity: O(1), inline: a bound, the slot's generation, a compare, the chunk's base; no lock,
+ * no store, no call.
+ * Thread-safety: a thread-safe pool's, from any thread with no lock, while other threads allocate,
+ * free and trim. The generation is read with a relaxed atomic load: a deref that races the block's
+ * free may return the block (as a pointer read just before the free would be); the caller must
+ * order its use of the block against frees itself, as with any pointer. A plain pool's handles
+ * follow its rule: no call overlaps another on the pool.
+ */
 
 /*
  * Visiting live blocks (mimalloc's mi_heap_visit_blocks): mp_pool_visit() calls fn(block, size,
@@ -802,12 +864,14 @@ int mp_arena_stats(const mp_arena *arena, struct mp_arena_stats *out);
                 ? (size_t)(align)                                                                  \
                 : MP_MIN_((size_t)(size) & (~(size_t)(size) + 1), MP_ALIGNOF_(max_align_t)),       \
             MP_ALIGNOF_(void *))
+#define MP_GENS_BYTES_(count, flags)                                                               \
+    (((flags)&MP_HANDLES) != 0 ? ((size_t)(count) + 1) * 4 : (size_t)0)
 #define MP_STRIDE_(size, align, flags)                                                             \
     MP_ROUND_UP_(((flags)&MP_CHECKED) != 0 ? MP_ROUND_UP_(size, 8) + 8 + sizeof(void *)            \
                                            : MP_MAX_(size, sizeof(void *)),                        \
                  MP_ALIGN_OF_(size, align))
 
-#define MP_ABI_VERSION 2
+#define MP_ABI_VERSION 3
 
 /* Every pool begins with this struct (the rest is private to the library). The fast path pops and
  * pushes `free` and counts; everything rare folds into one test on each side:
@@ -834,10 +898,23 @@ struct mp_pool_fast {
                         counted them (thread-safe pools: see struct mp_tcache_fast) */
     uint32_t tsoff;  /* a plain thread-safe pool's entry in every thread's cache table, as a byte
                         offset (a multiple of sizeof(struct mp_tcache_fast)); else 0 */
+    uint32_t hbits;  /* MP_HANDLES: bits of the slot in a handle's index (below) */
     char *bump;      /* the carving cursor: the pool's next never-used block */
     char *end;       /* the inline path carves while bump < end: the cursor's chunk end, or less
                         (a capacity); NULL in every pool but a plain one */
     size_t stride;   /* bytes from one block to the next */
+    /* MP_HANDLES (mp_pool_deref): a handle is index << 32 | generation / 2, with index = (chunk
+     * number << hbits) + slot + 1. hgens holds a generation per index, odd while its block is
+     * live, even otherwise (index 0 of each number, and those past its chunk's last slot, stay 0);
+     * hbase[number] is the chunk's first block less (number << hbits) + 1 strides, so that the
+     * block is hbase[number] + index * stride. Entries of both are read and written atomically
+     * (relaxed: a later run may take a trimmed chunk's number). Both tables are replaced when they
+     * grow (the old ones kept until destroy, so a racing deref reads either); hlen is stored after
+     * them with release, and read first, with acquire. Other pools: hlen 0, so every deref gives
+     * NULL. */
+    const uint32_t *hgens;
+    const uintptr_t *hbase;
+    uint32_t hlen; /* indexes in hgens: a handle's index is below */
 };
 
 /* The part of one thread's cache of one thread-safe pool that the inline path reads (the rest of
@@ -878,6 +955,35 @@ struct mp_arena_fast {
 
 /* The whole of mp_arena_alloc() for any arena; the inline bump calls it when the chunk is full. */
 void *mp_arena_alloc_slow(mp_arena *arena, size_t size);
+
+#if defined(__GNUC__) || defined(__clang__)
+#define MP_LOAD_RELAXED(lvalue) __atomic_load_n(&(lvalue), __ATOMIC_RELAXED)
+#define MP_LOAD_ACQUIRE(lvalue) __atomic_load_n(&(lvalue), __ATOMIC_ACQUIRE)
+#else
+#define MP_LOAD_RELAXED(lvalue) (lvalue)
+#define MP_LOAD_ACQUIRE(lvalue) (lvalue)
+#endif
+
+/* The whole of mp_pool_deref() (inline, and exported by noinline.c). Intended cost: a pool test,
+ * a bound, the generation (one load past the pool's head, as a slot map's) against the handle's
+ * 2 * g + 1 (only odd ones, live, can match; a handle with bit 31 set never does, so each live
+ * block has one handle, and handle 0 wants generation 1 at index 0, which stays 0), then the
+ * chunk's base (a load independent of the generation's) plus index * stride: no call, no store,
+ * no lock. */
+static MP_ALWAYS_INLINE void *mpi_pool_deref(const mp_pool *pool, mp_handle handle)
+{
+    const struct mp_pool_fast *f = (const struct mp_pool_fast *)pool;
+    if (MP_UNLIKELY(pool == NULL))
+        return NULL;
+    uint64_t index = handle >> 32;
+    if (MP_UNLIKELY(index >= MP_LOAD_ACQUIRE(f->hlen)))
+        return NULL;
+    uint32_t gen = MP_LOAD_RELAXED(MP_LOAD_ACQUIRE(f->hgens)[index]);
+    if (MP_UNLIKELY((uint64_t)gen != (uint64_t)(uint32_t)handle * 2 + 1))
+        return NULL;
+    return (void *)(MP_LOAD_RELAXED(MP_LOAD_ACQUIRE(f->hbase)[index >> f->hbits]) +
+                    index * f->stride);
+}
 
 #ifndef MP_NO_INLINE
 
@@ -1006,6 +1112,11 @@ static MP_ALWAYS_INLINE void mp_pool_free(mp_pool *pool, void *block)
     }
     *(void **)block = head;
     f->free = block;
+}
+
+static MP_ALWAYS_INLINE void *mp_pool_deref(const mp_pool *pool, mp_handle handle)
+{
+    return mpi_pool_deref(pool, handle);
 }
 
 /* Intended cost: a load of the cursor, an add and a mask, two compares, two stores (bump, count).

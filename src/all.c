@@ -13,5 +13,6 @@
 #include "heap.c"
 #endif
 #include "arena.c"
+#include "handles.c"
 /* clang-format on */
 /* noinline.c is not included: it needs the header without its inline path (see that file). */

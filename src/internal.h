@@ -163,6 +163,7 @@ typedef struct mpi_run {
     uint64_t per_chunk; /* blocks in one chunk */
     uint64_t scratch;   /* mp_pool_trim()'s count of this run's free blocks; mp_pool_visit()'s
                            index of the run's first bit in its scratch bitmap */
+    uint32_t hnum;      /* MP_HANDLES: chunk i of the run has handle number hnum + i */
 } mpi_run;
 
 /* Bits of mp_pool.state. */
@@ -182,6 +183,7 @@ typedef enum mpi_path {
     MPI_PATH_SECURE,      /* MP_SECURE alone, from a source: secure_alloc/secure_free */
     MPI_PATH_SECURE_LEAN, /* MP_SECURE with MP_ZERO, or in a buffer: lean with free bits */
     MPI_PATH_CHECKED,     /* MP_CHECKED, or a tool watching: the general path, every check */
+    MPI_PATH_HANDLES,     /* MP_HANDLES, no check, not thread-safe: a pop or push, a generation */
     MPI_PATH_CACHED,      /* MP_THREAD_SAFE with per-thread caches (tcache.c) */
     MPI_PATH_LOCKED,      /* MP_THREAD_SAFE without caches: the general path under the lock */
 } mpi_path;
@@ -231,6 +233,29 @@ enum {
  *   fast.end <= bump_end and carved + (fast.end - fast.bump) / stride <= capacity_max, so the
  *   inline path never carves past the chunk or the capacity.
  */
+/*
+ * MP_HANDLES (handles.c; the handle's layout and the tables are in mempool.h, struct mp_pool_fast):
+ * every chunk of a handle pool has a number; index (number << hbits) + slot + 1 names its slots in
+ * fast.hgens (a generation each, one uint32_t, odd while the slot's block is live, even while it is
+ * free or never used; the number's index 0 and those past the chunk's last slot stay 0), and
+ * fast.hbase[number] places its blocks. Numbers are given to a run's chunks when it is taken
+ * (consecutive: chunk i has run->hnum + i) and taken back with the run when it is trimmed (a number
+ * is in use exactly while a run holds it), to be given to a later run; the generations stay, so a
+ * new chunk's carry on from the trimmed one's and the trimmed chunk's handles stay stale. Each
+ * chunk keeps its first index in its header, so alloc, free and mp_pool_handle() find a block's
+ * generation by masking (a buffer pool has one number, 0, and hbits 32; its generations are in the
+ * buffer). Invariants: hlen == hchunks << hbits (a buffer pool: its slots + 1); a block is live iff
+ * its generation is odd (alloc and free each add one; reset adds one to each odd one).
+ */
+typedef struct mpi_hchunk {
+    uint64_t index0; /* the index of the chunk's first slot: (its number << hbits) + 1 */
+} mpi_hchunk;
+
+/* A mapping the handle store keeps until destroy (a table, or the generations of numbers). */
+typedef struct mpi_hmap {
+    struct mpi_hmap *next;
+    size_t size;
+} mpi_hmap;
 
 struct mp_pool {
     struct mp_pool_fast fast;
@@ -296,6 +321,13 @@ struct mp_pool {
     const struct mpi_run **run_table;
     size_t run_slots;   /* a power of two, at least twice the chunks of all runs; 0 with no table */
     mpi_run buffer_run; /* a buffer pool's only run */
+    /* MP_HANDLES (handles.c): the numbers handed out, the tables' room, the most numbers, the
+     * mappings kept until destroy, and a buffer pool's one first block. */
+    uint32_t hchunks;
+    uint32_t hcap;
+    uint32_t hlimit;
+    mpi_hmap *hmaps;
+    uintptr_t buffer_base; /* a buffer pool's hbase[0] */
     char name[MP_NAME_MAX];
 
     /* MP_THREAD_SAFE (tcache.c). `lock` guards everything above but the caches' own fields;
@@ -557,5 +589,29 @@ static inline uint64_t mpi_pool_peak(const mp_pool *pool)
 {
     return pool->carved > pool->peak_before ? pool->carved : pool->peak_before;
 }
+
+/* ------------------------------------------------------------------------------------------------
+ * handles.c: MP_HANDLES, the chunk numbers and their generations (see mpi_hchunk above)
+ * ---------------------------------------------------------------------------------------------- */
+
+/* Where a source pool's chunk keeps its number and generations' address. */
+static inline mpi_hchunk *mpi_hchunk_of(uintptr_t chunk)
+{
+    return (mpi_hchunk *)(chunk + MP_CHUNK_HEADER);
+}
+
+/* Sets up the store of a pool from a source, with `slots` slots a chunk; EINVAL if too many. */
+MPI_HIDDEN int mpi_handles_init(mp_pool *pool, uint64_t slots);
+/* A buffer pool's: number 0 for its run, whose `slots` + 1 generations are at gens (zeroed). */
+MPI_HIDDEN void mpi_handles_init_buffer(mp_pool *pool, uint32_t *gens, uint64_t slots);
+/* Gives numbers to the nchunks chunks of a run being taken at mem (sets run->hnum); false, with
+ * nothing changed but mappings kept for later, when the numbers or the source ran out. */
+MPI_HIDDEN bool mpi_handles_run_add(mp_pool *pool, mpi_run *run, char *mem, uint32_t nchunks);
+/* Makes every live slot's generation free (mp_pool_reset). O(slots of the pool's chunks). */
+MPI_HIDDEN void mpi_handles_reset(mp_pool *pool);
+/* Gives every mapping back (mp_pool_destroy). */
+MPI_HIDDEN void mpi_handles_destroy(mp_pool *pool);
+/* The live generations (odd) among the slots of the pool's chunks (mp_pool_check). */
+MPI_HIDDEN uint64_t mpi_handles_live(const mp_pool *pool);
 
 #endif /* MP_INTERNAL_H */

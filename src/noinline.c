@@ -1,5 +1,5 @@
 /*
- * noinline.c: mp_pool_alloc(), mp_pool_free() and mp_arena_alloc() as exported functions, for
+ * noinline.c: mp_pool_alloc(), mp_pool_free(), mp_pool_deref() and mp_arena_alloc() as exported functions, for
  * programs built with MP_NO_INLINE (mempool.h, "Internals"): other compilers, bindings from
  * other languages, debugging. Each slow function already does the whole operation for any pool or
  * arena, so these only forward to it (a
@@ -18,6 +18,11 @@ void *mp_pool_alloc(mp_pool *pool)
 void mp_pool_free(mp_pool *pool, void *block)
 {
     mp_pool_free_slow(pool, block);
+}
+
+void *mp_pool_deref(const mp_pool *pool, mp_handle handle)
+{
+    return mpi_pool_deref(pool, handle);
 }
 
 void *mp_arena_alloc(mp_arena *arena, size_t size)

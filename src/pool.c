@@ -37,18 +37,29 @@ static_assert(sizeof(mp_pool) <= MP_POOL_HEADER_BYTES && alignof(mp_pool) <= ali
 #define ABI_U64_AFTER_PTR                                                                          \
     ((sizeof(void *) + alignof(uint64_t) - 1) / alignof(uint64_t) * alignof(uint64_t))
 #define ABI_PTR_AFTER_U32(off) (((off) + 4 + sizeof(void *) - 1) / sizeof(void *) * sizeof(void *))
-#if MP_ABI_VERSION == 2
-/* 2: the inline carve's bump, end and stride after tsoff (1 ended at tsoff). */
+#if MP_ABI_VERSION == 3
+/* 3: hbits after tsoff, and hgens, hbase, hlen after stride (mp_pool_deref); 2 ended at stride;
+ * 1 at tsoff. */
 static_assert(MP_FAST_SLOW == 1 && offsetof(struct mp_pool_fast, free) == 0 &&
                   offsetof(struct mp_pool_fast, allocs) == ABI_U64_AFTER_PTR &&
                   sizeof(((struct mp_pool_fast *)0)->allocs) == 8 &&
                   offsetof(struct mp_pool_fast, tsoff) == ABI_U64_AFTER_PTR + 8 &&
                   sizeof(((struct mp_pool_fast *)0)->tsoff) == 4 &&
-                  offsetof(struct mp_pool_fast, bump) == ABI_PTR_AFTER_U32(ABI_U64_AFTER_PTR + 8) &&
+                  offsetof(struct mp_pool_fast, hbits) == ABI_U64_AFTER_PTR + 12 &&
+                  sizeof(((struct mp_pool_fast *)0)->hbits) == 4 &&
+                  offsetof(struct mp_pool_fast, bump) ==
+                      ABI_PTR_AFTER_U32(ABI_U64_AFTER_PTR + 12) &&
                   offsetof(struct mp_pool_fast, end) ==
                       offsetof(struct mp_pool_fast, bump) + sizeof(void *) &&
                   offsetof(struct mp_pool_fast, stride) ==
-                      offsetof(struct mp_pool_fast, end) + sizeof(void *),
+                      offsetof(struct mp_pool_fast, end) + sizeof(void *) &&
+                  offsetof(struct mp_pool_fast, hgens) ==
+                      offsetof(struct mp_pool_fast, stride) + sizeof(size_t) &&
+                  offsetof(struct mp_pool_fast, hbase) ==
+                      offsetof(struct mp_pool_fast, hgens) + sizeof(void *) &&
+                  offsetof(struct mp_pool_fast, hlen) ==
+                      offsetof(struct mp_pool_fast, hbase) + sizeof(void *) &&
+                  sizeof(((struct mp_pool_fast *)0)->hlen) == 4,
               "struct mp_pool_fast changed: bump MP_ABI_VERSION");
 static_assert(offsetof(struct mp_tcache_fast, free) == 0 &&
                   offsetof(struct mp_tcache_fast, pops) == ABI_U64_AFTER_PTR &&
@@ -67,7 +78,8 @@ static_assert(offsetof(struct mp_arena_fast, bump) == 0 &&
 #endif
 
 /* Flags this version implements. */
-#define POOL_KNOWN_FLAGS ((unsigned)(MP_ZERO | MP_CHECKED | MP_SECURE | MP_THREAD_SAFE))
+#define POOL_KNOWN_FLAGS                                                                           \
+    ((unsigned)(MP_ZERO | MP_CHECKED | MP_SECURE | MP_THREAD_SAFE | MP_HANDLES))
 
 /* A value of mpi_run.scratch that no count reaches: trim marks runs to give back with it. */
 #define RUN_RELEASE UINT64_MAX
@@ -252,6 +264,48 @@ void *mpi_pool_slot(const mp_pool *pool, const mpi_run *run, uint64_t k)
 {
     return run->base + (k / run->per_chunk) * run->span + run->first_off +
            (k % run->per_chunk) * pool->stride;
+}
+
+/* A handle pool's block's index (mempool.h, struct mp_pool_fast): masking to the chunk's header
+ * for the chunk's first index (internal.h, mpi_hchunk), and a multiply-shift division by the
+ * stride for the slot. */
+static MP_ALWAYS_INLINE uint64_t block_index(const mp_pool *pool, const void *block)
+{
+    uintptr_t first;
+    uint64_t index0 = 1, rem;
+    if (MP_UNLIKELY((pool->state & MPI_IN_BUFFER) != 0)) {
+        first = (uintptr_t)pool->buffer_run.base;
+    } else {
+        uintptr_t chunk = mpi_chunk_of(block, pool->chunk_size);
+        first = chunk + pool->first_off;
+        index0 = mpi_hchunk_of(chunk)->index0;
+    }
+    return index0 + stride_div(pool, (uintptr_t)block - first, &rem);
+}
+
+/* The same, on the HANDLES path, whose geometry pool_select_path() made sure of: chunks from a
+ * source no larger than 2^32 bytes, and a stride with a reciprocal, so the slot is one
+ * multiply-shift with no test. */
+static MP_ALWAYS_INLINE uint64_t block_index_lean(const mp_pool *pool, const void *block)
+{
+    uintptr_t chunk = mpi_chunk_of(block, pool->chunk_size);
+    uint64_t off = (uintptr_t)block - chunk - pool->first_off;
+#ifdef __SIZEOF_INT128__
+    uint64_t slot = (uint64_t)(((u128)pool->stride_recip * off) >> 64);
+#else
+    uint64_t slot = off / pool->stride;
+#endif
+    return mpi_hchunk_of(chunk)->index0 + slot;
+}
+
+/* A block becomes live or free: its generation moves on to odd or to even. An atomic store, as
+ * derefs read it from other threads in a thread-safe pool (relaxed: mempool.h says what a racing
+ * deref sees); only the pool's calls write it (a thread-safe pool's under its lock). */
+static MP_ALWAYS_INLINE void gen_advance(const mp_pool *pool, const void *block, bool lean)
+{
+    uint32_t *gen = (uint32_t *)pool->fast.hgens +
+                    (lean ? block_index_lean(pool, block) : block_index(pool, block));
+    MP_STORE_RELAXED(*gen, *gen + 1);
 }
 
 /* ------------------------------------------------------------------------------------------------
@@ -490,6 +544,8 @@ static int pool_geometry(mp_pool *pool, const mp_pool_opts *opts, size_t fixed_c
 
     size_t chunk = fixed_chunk != 0 ? fixed_chunk : MP_CHUNK_SIZE, bitmap, first_off;
     size_t bitmap_off = MP_CHUNK_HEADER + (fixed_chunk != 0 ? MPI_OWNER_ROOM : 0); /* a heap's */
+    if ((opts->flags & MP_HANDLES) != 0)
+        bitmap_off += sizeof(mpi_hchunk); /* the chunk's number and generations (internal.h) */
     for (;;) {
         /* the free bitmap (checked, secure) follows the header: a bit for each slot that could fit
          * */
@@ -582,10 +638,15 @@ static void chunk_header_write(const mp_pool *pool, mpi_run *run, char *chunk)
     mpi_chunk *hdr = (mpi_chunk *)chunk;
     hdr->pool = (mp_pool *)pool;
     hdr->run = run;
-    if (pool->bitmap_off != MP_CHUNK_HEADER)
+    if (pool->bitmap_off >= MP_CHUNK_HEADER + MPI_OWNER_ROOM)
         *mpi_owner_word((uintptr_t)chunk, pool->chunk_shift) = (mp_pool *)pool;
     if (pool->bitmap_bytes != 0)
         memset(chunk_bits(pool, (uintptr_t)chunk), 0, pool->bitmap_bytes);
+    if ((pool->flags & MP_HANDLES) != 0) /* chunk i of run: run is chunk 0 */
+        mpi_hchunk_of((uintptr_t)chunk)->index0 =
+            ((run->hnum + (((uintptr_t)chunk - (uintptr_t)run) >> pool->chunk_shift))
+             << pool->fast.hbits) +
+            1;
 }
 
 /* Points the carving cursor at the first block of chunk i of run, writing its header if new, and
@@ -611,6 +672,8 @@ static void cursor_set(mp_pool *pool, mpi_run *run, uint32_t i)
  * when they do not fit below UINTPTR_MAX. */
 static uintptr_t buffer_blocks_end(const mp_pool *proto, uintptr_t after, uint64_t n)
 {
+    if ((proto->flags & MP_HANDLES) != 0)
+        after += (uintptr_t)(n + 1) * sizeof(uint32_t); /* the generations (n < UINT32_MAX) */
     uintptr_t bits = after + (uintptr_t)((n + 7) / 8);
     if (bits < after || bits > UINTPTR_MAX - proto->align)
         return 0;
@@ -622,7 +685,8 @@ static uintptr_t buffer_blocks_end(const mp_pool *proto, uintptr_t after, uint64
 
 /*
  * Places the pool at the start of the caller's buffer and makes the rest its only run:
- *   [ the pool: MP_POOL_HEADER_BYTES ][ a free bit per block ][ pad to align ][ n blocks ]
+ *   [ the pool: MP_POOL_HEADER_BYTES ][ MP_HANDLES: n generations ][ a free bit per block ]
+ *   [ pad to align ][ n blocks ]
  * with n the most that fit (found by bisection: the bitmap grows with n). The layout is the same
  * whatever the flags and tools, so MP_POOL_BUFFER_SIZE (mempool.h) is exact in every build; a pool
  * without free bits uses the bitmap as mp_pool_visit()'s scratch. Returns NULL (errno EINVAL) when
@@ -639,6 +703,8 @@ static mp_pool *pool_place_in_buffer(const mp_pool *proto, void *buffer, size_t 
         return NULL;
     uintptr_t after = at + MP_POOL_HEADER_BYTES;
     uint64_t lo = 0, hi = (end - after) / proto->stride; /* n fits if n <= lo; not if n > hi */
+    if ((proto->flags & MP_HANDLES) != 0 && hi >= UINT32_MAX)
+        hi = UINT32_MAX - 1; /* a handle's index, slot + 1, has 32 bits */
     while (lo < hi) {
         uint64_t mid = hi - (hi - lo) / 2;
         uintptr_t e = buffer_blocks_end(proto, after, mid);
@@ -653,7 +719,8 @@ static mp_pool *pool_place_in_buffer(const mp_pool *proto, void *buffer, size_t 
     mp_pool *pool = (mp_pool *)at;
     *pool = *proto;
     pool->state |= MPI_IN_BUFFER;
-    pool->buffer_bitmap = (unsigned char *)after;
+    size_t gens = (pool->flags & MP_HANDLES) != 0 ? (size_t)(lo + 1) * sizeof(uint32_t) : 0;
+    pool->buffer_bitmap = (unsigned char *)after + gens;
     memset(pool->buffer_bitmap, 0, (size_t)(lo + 7) / 8);
     mpi_run *run = &pool->buffer_run;
     run->per_chunk = lo;
@@ -664,6 +731,8 @@ static mp_pool *pool_place_in_buffer(const mp_pool *proto, void *buffer, size_t 
     pool->nruns = 1;
     pool->held = run->per_chunk;
     pool->bytes_reserved = buffer_size;
+    if (gens != 0)
+        mpi_handles_init_buffer(pool, (uint32_t *)after, lo);
     cursor_set(pool, run, 0);
     return pool;
 }
@@ -706,10 +775,11 @@ static void pool_select_checks(mp_pool *proto, unsigned flags)
 }
 
 /* A thread-safe pool keeps per-thread caches unless every call must take its lock: a checked or
- * secure pool (the checks run under it) or one with a capacity (exact, see mempool.h). */
+ * secure pool (the checks run under it), one with a capacity (exact, see mempool.h), or a handle
+ * pool (a free advances the block's generation, which the inline cache push cannot). */
 static bool pool_may_cache(const mp_pool *pool)
 {
-    return pool->checks == 0 && pool->capacity == 0;
+    return pool->checks == 0 && pool->capacity == 0 && (pool->flags & MP_HANDLES) == 0;
 }
 
 /*
@@ -724,8 +794,12 @@ static void pool_select_path(mp_pool *pool, bool populate)
     bool secure_geometry = pool->chunk_size <= UINT32_MAX && pool->stride_recip != 0;
     if ((pool->flags & MP_THREAD_SAFE) != 0)
         pool->path = pool->ts_id != 0 ? MPI_PATH_CACHED : MPI_PATH_LOCKED;
-    else if ((pool->checks & ~(unsigned)MPI_CHECK_STATE) != 0)
-        pool->path = MPI_PATH_CHECKED;
+    else if ((pool->checks & ~(unsigned)MPI_CHECK_STATE) != 0 ||
+             ((pool->flags & MP_HANDLES) != 0 &&
+              (pool->checks != 0 || (pool->state & MPI_IN_BUFFER) != 0 || !secure_geometry)))
+        pool->path = MPI_PATH_CHECKED; /* a handle pool that HANDLES cannot take: general */
+    else if ((pool->flags & MP_HANDLES) != 0)
+        pool->path = MPI_PATH_HANDLES;
     else if (pool->checks == 0)
         pool->path = (pool->flags & MP_ZERO) != 0 ? MPI_PATH_ZERO : MPI_PATH_PLAIN;
     else if ((pool->flags & MP_ZERO) == 0 && (pool->state & MPI_IN_BUFFER) == 0 && secure_geometry)
@@ -764,6 +838,11 @@ static mp_pool *pool_create(const mp_pool_opts *opts, size_t chunk_size, bool po
         return NULL;
     }
     proto.flags = opts->flags;
+    if ((proto.flags & MP_HANDLES) != 0 && opts->buffer == NULL &&
+        (err = mpi_handles_init(&proto, proto.per_chunk)) != 0) {
+        errno = err;
+        return NULL;
+    }
     proto.source = opts->source != NULL ? *opts->source : mpi_os_source;
     mpi_name_copy(proto.name, opts->name);
     if (proto.source.map == NULL || proto.source.unmap == NULL) {
@@ -841,6 +920,7 @@ void mp_pool_destroy(mp_pool *pool)
         run = next;
     }
     run_table_drop(pool);
+    mpi_handles_destroy(pool);
     source.unmap(source.ctx, (void *)((uintptr_t)pool & ~(uintptr_t)(mpi_os_page_size() - 1)),
                  pool->meta_size);
 }
@@ -928,6 +1008,10 @@ static mpi_run *pool_take_run(mp_pool *pool)
 
     mpi_run *run = (mpi_run *)mem;
     memset(run, 0, sizeof *run);
+    if ((pool->flags & MP_HANDLES) != 0 && !mpi_handles_run_add(pool, run, mem, (uint32_t)n)) {
+        pool->source.unmap(pool->source.ctx, mem, size); /* no number left, or no memory */
+        return NULL;
+    }
     chunk_header_write(pool, run, mem);
     run->base = mem;
     run->size = size;
@@ -1098,6 +1182,8 @@ void *mpi_pool_alloc_general(mp_pool *pool, const void *site)
         mpi_check_alloc(pool, block, fresh, site);
     if ((pool->flags & MP_ZERO) != 0)
         memset(block, 0, pool->block_size);
+    if ((pool->flags & MP_HANDLES) != 0)
+        gen_advance(pool, block, false); /* live */
     if (MP_DEBUG >= 2)
         mp_assert(pool_is_valid(pool));
     return block;
@@ -1107,6 +1193,8 @@ void mpi_pool_free_general(mp_pool *pool, void *block)
 {
     if (pool->checks != 0 && !mpi_check_free(pool, block))
         return; /* reported; the free is not done */
+    if ((pool->flags & MP_HANDLES) != 0)
+        gen_advance(pool, block, false); /* free: its handles go stale */
     list_push(pool, block);
     if ((pool->checks & MPI_CHECK_TOOLS) != 0)
         mpi_tool_free(pool, block);
@@ -1281,6 +1369,49 @@ static MP_NOINLINE void secure_free(mp_pool *pool, void *block)
     pool->list = block;
 }
 
+/*
+ * The handle pool's path (HANDLES: MP_HANDLES, maybe MP_ZERO, nothing else): the lean path's pop
+ * and push on `list`, and the block's generation advanced (to odd on alloc, to even on free). A
+ * carve takes the general path, which advances it too.
+ * Intended cost: the pop or push, a mask, a load of the chunk's generations, a multiplication and
+ * a store, past the inline path's call.
+ */
+static MP_NOINLINE void *handles_alloc(mp_pool *pool)
+{
+    void *block = pool->list;
+    if (MP_UNLIKELY(block == NULL))
+        return mpi_pool_alloc_general(pool, NULL);
+    pool->list = *(void **)block;
+    pool->fast.allocs++;
+    gen_advance(pool, block, true);
+    if ((pool->flags & MP_ZERO) != 0)
+        memset(block, 0, pool->block_size);
+    return block;
+}
+
+static MP_NOINLINE void handles_free(mp_pool *pool, void *block)
+{
+    gen_advance(pool, block, true);
+    *(void **)block = pool->list;
+    pool->list = block;
+}
+
+mp_handle mp_pool_handle(const mp_pool *pool, const void *block)
+{
+    if (pool == NULL || block == NULL || (pool->flags & MP_HANDLES) == 0) {
+        errno = EINVAL;
+        return 0;
+    }
+    uint64_t index =
+        pool->path == MPI_PATH_HANDLES ? block_index_lean(pool, block) : block_index(pool, block);
+    uint32_t gen = MP_LOAD_RELAXED(pool->fast.hgens[index]);
+    if ((gen & 1) == 0) {
+        errno = EINVAL; /* a free block */
+        return 0;
+    }
+    return index << 32 | gen >> 1; /* mempool.h, struct mp_pool_fast */
+}
+
 static MP_NOINLINE void *null_alloc(void)
 {
     errno = EINVAL;
@@ -1314,8 +1445,11 @@ void *mp_pool_alloc_slow(mp_pool *pool)
     case MPI_PATH_LOCKED:
         return mpi_ts_alloc(pool, MPI_RETURN_ADDRESS(), false);
     case MPI_PATH_CHECKED:
+    case MPI_PATH_HANDLES: /* after the switch: the other paths' compares stay as they were */
         break;
     }
+    if (pool->path == MPI_PATH_HANDLES)
+        return handles_alloc(pool);
     return mpi_pool_alloc_general(pool, MPI_RETURN_ADDRESS());
 }
 
@@ -1351,7 +1485,12 @@ void mp_pool_free_slow(mp_pool *pool, void *block)
         mpi_ts_free(pool, block);
         return;
     case MPI_PATH_CHECKED:
+    case MPI_PATH_HANDLES: /* below, as in mp_pool_alloc_slow() */
         break;
+    }
+    if (pool->path == MPI_PATH_HANDLES) {
+        handles_free(pool, block);
+        return;
     }
     mpi_pool_free_general(pool, block);
 }
@@ -1400,6 +1539,8 @@ void mp_pool_reset(mp_pool *pool)
     for (mpi_run *run = pool->first; run != NULL; run = run->next)
         run->carved = 0;
     pool_clear_bits(pool);
+    if ((pool->flags & MP_HANDLES) != 0)
+        mpi_handles_reset(pool);
     pool->resets++;
     if (pool->first != NULL)
         cursor_set(pool, pool->first, 0);
@@ -1692,11 +1833,17 @@ static bool pool_free_list_is_valid(const mp_pool *pool, bool locked_all)
             return false;
         if ((pool->checks & MPI_CHECK_STATE) != 0 && !mpi_slot_is_free(&s))
             return false;
+        if ((pool->flags & MP_HANDLES) != 0 &&
+            (MP_LOAD_RELAXED(pool->fast.hgens[block_index(pool, w.at)]) & 1) != 0)
+            return false; /* a free block's generation says live */
     }
     if (w.bad)
         return false;
     uint64_t n = w.n;
     if ((pool->checks & MPI_CHECK_STATE) != 0 && !pool_bits_are_carved(pool))
+        return false;
+    /* a handle pool (never with caches): exactly the blocks in use have a live generation */
+    if ((pool->flags & MP_HANDLES) != 0 && locked_all && mpi_handles_live(pool) != pool->carved - n)
         return false;
     /* blocks in use (not free, nor in a thread's cache) were each allocated */
     if ((pool->flags & MP_THREAD_SAFE) != 0) {

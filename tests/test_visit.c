@@ -346,7 +346,8 @@ static void test_buffer_size(void)
 
     static const size_t aligns[] = {0, 8, 16, 64, 256, 4096};
     static const size_t counts[] = {1, 2, 3, 7, 100};
-    static const unsigned flagset[] = {0, MP_ZERO, MP_SECURE, MP_CHECKED};
+    static const unsigned flagset[] = {0,          MP_ZERO,    MP_SECURE,
+                                       MP_CHECKED, MP_HANDLES, MP_HANDLES | MP_SECURE | MP_ZERO};
     size_t cap = 2 * MiB;
     unsigned char *buf = aligned_alloc(4096, cap);
     size_t step = visit_scale() >= 1 ? 1 : (size_t)(1 / visit_scale());
