@@ -981,8 +981,8 @@ static MP_ALWAYS_INLINE void *mpi_pool_deref(const mp_pool *pool, mp_handle hand
     uint32_t gen = MP_LOAD_RELAXED(MP_LOAD_ACQUIRE(f->hgens)[index]);
     if (MP_UNLIKELY((uint64_t)gen != (uint64_t)(uint32_t)handle * 2 + 1))
         return NULL;
-    return (void *)(MP_LOAD_RELAXED(MP_LOAD_ACQUIRE(f->hbase)[index >> f->hbits]) +
-                    index * f->stride);
+    return (void *)(uintptr_t)(MP_LOAD_RELAXED(MP_LOAD_ACQUIRE(f->hbase)[index >> f->hbits]) +
+                               index * f->stride);
 }
 
 #ifndef MP_NO_INLINE

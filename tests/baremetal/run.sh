@@ -14,7 +14,7 @@ flags=(-std=c11 -Os "${arch[@]}" -ffreestanding -ffunction-sections -fdata-secti
   -DMP_FREESTANDING=1 -Wall -Wextra -Wpedantic -Wshadow -Wstrict-prototypes -Wmissing-prototypes
   -Werror -Iinclude)
 objs=()
-for f in os pool stats check arena; do
+for f in os pool stats check arena handles; do
   "$cc" "${flags[@]}" -c "src/$f.c" -o "$out/$f.o"
   objs+=("$out/$f.o")
 done
