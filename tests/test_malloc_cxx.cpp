@@ -5,15 +5,7 @@
  * std::bad_alloc and the new-handler, nothrow forms, alignments, families mixed, and containers
  * filled and emptied across std::thread.
  */
-/* mempool.h's functions named as their struct tags trip g++'s -Wshadow, as in mempool.hpp. */
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wshadow"
-#endif
-#include "mempool.h"
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic pop
-#endif
+#include "mempool.hpp" /* for mempool.h, which it includes with g++'s -Wshadow quieted */
 #include "test.h"
 
 #include <cstdint>
