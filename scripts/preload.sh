@@ -94,13 +94,13 @@ setup_git() {
 }
 # Fixed names and dates: the commit hashes, and so the log, are the same in both runs.
 cmd_git() {
-  echo "sh -c 'rm -rf repo && mkdir repo && cp -r src repo/ && cd repo && git init -q -b main &&" \
+  echo "env GIT_AUTHOR_NAME=t GIT_AUTHOR_EMAIL=t@example.org GIT_COMMITTER_NAME=t" \
+    "GIT_COMMITTER_EMAIL=t@example.org GIT_AUTHOR_DATE=2020-01-01T00:00:00Z" \
+    "GIT_COMMITTER_DATE=2020-01-01T00:00:00Z GIT_CONFIG_NOSYSTEM=1 HOME=$work" \
+    "sh -c 'rm -rf repo && mkdir repo && cp -r src repo/ && cd repo && git init -q -b main &&" \
     "git add . && git commit -q -m first && echo more >> src/f1.txt && git commit -qam second &&" \
     "git log --stat --format=%H:%s | tail -5 && git count-objects'"
 }
-export GIT_AUTHOR_NAME=t GIT_AUTHOR_EMAIL=t@example.org GIT_COMMITTER_NAME=t
-export GIT_COMMITTER_EMAIL=t@example.org GIT_AUTHOR_DATE='2020-01-01T00:00:00Z'
-export GIT_COMMITTER_DATE='2020-01-01T00:00:00Z' GIT_CONFIG_NOSYSTEM=1 HOME=$work
 
 setup_gcc() {
   {
