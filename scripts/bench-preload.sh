@@ -53,35 +53,29 @@ done
 echo "load after:  $(uptime)"
 
 median() { tr ' ' '\n' | grep . | sort -g | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
-printf '\n%-8s' "seconds"
-for p in "${peers[@]}"; do printf '%11s' "$p"; done
-echo
+# table TITLE FIGURES LOGS: prints the medians of FIGURES (an array by "workload,peer") and adds
+# each one's log against glibc's to LOGS (an array by peer).
+table() {
+  local -n fig=$2 logs=$3
+  local line name p v
+  printf '\n%-8s' "$1"
+  for p in "${peers[@]}"; do printf '%11s' "$p"; done
+  echo
+  for line in "${lines[@]}"; do
+    name=${line%%$'\t'*}
+    printf '%-8s' "$name"
+    for p in "${peers[@]}"; do
+      v=$(echo "${fig[$name,$p]}" | median)
+      printf '%11s' "$v"
+      logs[$p]=$(awk -v a="${logs[$p]:-0}" -v v="$v" -v g="$(echo "${fig[$name,glibc]}" | median)" \
+        'BEGIN { print a + log(v / g) }')
+    done
+    echo
+  done
+}
 declare -A lt lm
-for line in "${lines[@]}"; do
-  name=${line%%$'\t'*}
-  printf '%-8s' "$name"
-  for p in "${peers[@]}"; do
-    v=$(echo "${t[$name,$p]}" | median)
-    printf '%11s' "$v"
-    lt[$p]=$(awk -v a="${lt[$p]:-0}" -v v="$v" -v g="$(echo "${t[$name,glibc]}" | median)" \
-      'BEGIN { print a + log(v / g) }')
-  done
-  echo
-done
-printf '\n%-8s' "peak KiB"
-for p in "${peers[@]}"; do printf '%11s' "$p"; done
-echo
-for line in "${lines[@]}"; do
-  name=${line%%$'\t'*}
-  printf '%-8s' "$name"
-  for p in "${peers[@]}"; do
-    v=$(echo "${m[$name,$p]}" | median)
-    printf '%11s' "$v"
-    lm[$p]=$(awk -v a="${lm[$p]:-0}" -v v="$v" -v g="$(echo "${m[$name,glibc]}" | median)" \
-      'BEGIN { print a + log(v / g) }')
-  done
-  echo
-done
+table seconds t lt
+table "peak KiB" m lm
 printf '\n%-8s' "geomean"
 for p in "${peers[@]}"; do printf '%11s' "$p"; done
 printf '\n%-8s' "time"
