@@ -7,6 +7,9 @@
 #   tsan      clang, ThreadSanitizer, the threaded suites (and visiting)
 #   valgrind  gcc with MEMPOOL_VALGRIND=ON, every suite under memcheck (errors and leaks fail)
 #   install   the installed library used through find_package() and pkg-config
+#   preload   the drop-in malloc under real programs (scripts/preload.sh): python3, perl, sqlite3,
+#             lua5.4, git, gcc and a C++ program with threads, each run with and without
+#             LD_PRELOAD=libmempool_malloc.so, same output and status, the library's stats shown
 #   fuzz      libFuzzer over random operation sequences (fuzz/run.sh): 30 s with ASan+UBSan, then
 #             20 s with UBSan alone, where pools take the paths they take when no tool watches
 #   docs      the reference (Doxygen, docs/doxygen): builds without a warning, installs a man page
@@ -30,7 +33,7 @@ out=${MEMPOOL_TEST_DIR:-$src/build/test}
 jobs=$(nproc 2>/dev/null || echo 2)
 stages=("$@")
 [ ${#stages[@]} -gt 0 ] ||
-  stages=(format release checked asan tsan valgrind install fuzz docs model cross baremetal)
+  stages=(format release checked asan tsan valgrind install preload fuzz docs model cross baremetal)
 
 # Tools and the libraries the examples and the benchmark's peers link against.
 packages=(cmake make gcc g++ clang libclang-rt-14-dev valgrind pkg-config libc6-dev
@@ -207,6 +210,12 @@ run_stage() {
     stage "baremetal: MP_FREESTANDING on a Cortex-M4 under qemu-system-arm (mps2-an386)"
     install_missing gcc-arm-none-eabi libnewlib-arm-none-eabi qemu-system-arm python3
     tests/baremetal/run.sh "$out/baremetal" ;;
+  preload)
+    stage "preload: real programs on libmempool_malloc.so (LD_PRELOAD)"
+    install_missing python3 perl sqlite3 lua5.4 git gcc g++
+    build preload gcc -DCMAKE_BUILD_TYPE=Release -DMEMPOOL_BUILD_TESTS=OFF -DMEMPOOL_BUILD_BENCH=OFF \
+      -DMEMPOOL_BUILD_EXAMPLES=OFF -DMEMPOOL_BUILD_DOCS=OFF
+    scripts/preload.sh "$out/preload/libmempool_malloc.so" "$out/preload-work" ;;
   model)
     stage "model: spin over src/tcache.pml"
     scripts/spin-tcache.sh "$out/model" ;;

@@ -28,7 +28,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define HEAP_SHIFT 21u
+#define HEAP_SHIFT MPI_HEAP_SHIFT
 #define HEAP_CHUNK ((size_t)1 << HEAP_SHIFT)
 /* A large block must start within HEAP_CHUNK of its header. */
 #define HEAP_MAX_ALIGN (HEAP_CHUNK / 2)

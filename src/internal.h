@@ -81,6 +81,10 @@ static inline uintptr_t mpi_align_up(uintptr_t x, size_t a)
     return (x + (a - 1)) & ~(uintptr_t)(a - 1);
 }
 
+/* log2 of a heap's chunk size (heap.c): no heap block starts at a multiple of it, since each
+ * starts after its chunk's header, so malloc.c tells its own over-aligned blocks by that. */
+#define MPI_HEAP_SHIFT 21u
+
 /* The start of the chunk of chunk_size bytes (a power of two, chunks aligned to it) holding p. */
 static inline uintptr_t mpi_chunk_of(const void *p, size_t chunk_size)
 {

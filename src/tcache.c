@@ -70,6 +70,10 @@ typedef struct mpi_thread {
 static struct mp_tcache_fast no_caches[TS_IDS];
 _Thread_local struct mp_tcache_fast *mpi_tcaches MP_TLS_MODEL = no_caches;
 static _Thread_local mpi_thread *self;
+/* Set when the thread's record is retired at its exit: frees made after that (the C library's own,
+ * after every key destructor ran, e.g. strerror's buffer) take the locked path, since a record
+ * made then would never be retired (its key destructor would not run again) and would leak. */
+static _Thread_local bool exited;
 
 static pthread_mutex_t registry = PTHREAD_MUTEX_INITIALIZER;
 static pthread_once_t registry_once = PTHREAD_ONCE_INIT;
@@ -265,6 +269,8 @@ static mpi_tcache *cache_get(mp_pool *pool)
         return NULL;
     if (self != NULL && self->side[id] != NULL)
         return self->side[id];
+    if (exited)
+        return NULL;
     pthread_mutex_lock(&registry);
     mpi_tcache *c = cache_create_locked(pool);
     pthread_mutex_unlock(&registry);
@@ -545,6 +551,7 @@ static void thread_exit(void *arg)
     thread_retire(arg);
     pthread_mutex_unlock(&registry);
     self = NULL;
+    exited = true;
     mpi_tcaches = no_caches;
 }
 

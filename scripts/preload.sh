@@ -1,0 +1,179 @@
+#!/usr/bin/env bash
+# Real programs on the drop-in malloc: each workload runs once as it is and once under
+# LD_PRELOAD=libmempool_malloc.so with MEMPOOL_SHOW_STATS=1; its stdout and exit status must be the
+# same, and its stderr must hold the heap's stats with at least MIN_ALLOCS allocations in one
+# process (so the library was in use, not merely loaded).
+#   scripts/preload.sh LIB WORKDIR [workload ...]
+# Workloads: python perl sqlite lua git gcc cxx (default: all). The programs come from Debian
+# (scripts/test.sh's preload stage installs them); the C++ one is built here with g++.
+# With BENCH=1 (scripts/bench-preload.sh) it only sets the workloads up and prints, one per line,
+# "name<TAB>command" for the benchmark to time.
+set -euo pipefail
+lib=$(realpath "$1")
+work=$2
+shift 2
+names=("$@")
+[ ${#names[@]} -gt 0 ] || names=(python perl sqlite lua git gcc cxx)
+MIN_ALLOCS=${MIN_ALLOCS:-1000}
+rm -rf "$work"
+mkdir -p "$work"
+cd "$work"
+# Our own options must not leak into the runs compared (an unknown MEMPOOL_ name is reported).
+for v in $(env | grep -o '^MEMPOOL_[A-Z_]*' || true); do unset "$v"; done
+
+# ---- the workloads: setup_NAME writes its inputs, cmd_NAME is the command run twice ----
+setup_python() {
+  cat >churn.py <<'EOF'
+import threading, collections
+def churn(seed, out):
+    objs, total = {}, 0
+    for i in range(60000):
+        k = (i * 7919 + seed) % 5000
+        objs[k] = [str(i)] * (i % 7) + [{'k': k, 'v': (i, seed)}]
+        if i % 3 == 0:
+            objs.pop((k * 31) % 5000, None)
+        total += len(objs)
+    out[seed] = (total, sum(len(v) for v in objs.values()))
+out = {}
+threads = [threading.Thread(target=churn, args=(s, out)) for s in range(4)]
+for t in threads: t.start()
+for t in threads: t.join()
+print(sorted(out.items()))
+print(collections.Counter(w for w in open('churn.py').read().split()).most_common(5))
+EOF
+}
+# PYTHONMALLOC=malloc: every object from malloc, not only those pymalloc does not keep.
+cmd_python() { echo "env PYTHONMALLOC=malloc /usr/bin/python3 churn.py"; }
+
+setup_perl() {
+  cat >work.pl <<'EOF'
+my %h; my @a;
+for my $i (1 .. 200000) { $h{"key$i"} = [$i, "v" x ($i % 13)]; push @a, "s$i" if $i % 3; }
+delete $h{"key$_"} for grep { $_ % 5 == 0 } 1 .. 200000;
+my @s = sort { $a cmp $b } @a;
+my $n = 0; for (@s) { $n++ if /7\d*3$/ }
+print scalar(keys %h), " ", scalar(@s), " $n $s[0] $s[-1]\n";
+EOF
+}
+cmd_perl() { echo "perl work.pl"; }
+
+setup_sqlite() {
+  cat >work.sql <<'EOF'
+CREATE TABLE t(id INTEGER PRIMARY KEY, name TEXT, grp INTEGER, val REAL);
+WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 100000)
+INSERT INTO t(name, grp, val) SELECT printf('name-%06d', (i * 7919) % 100000), i % 97, i * 0.5 FROM n;
+CREATE INDEX t_grp ON t(grp, name);
+SELECT grp, count(*), sum(val) FROM t GROUP BY grp ORDER BY grp LIMIT 5;
+SELECT name FROM t WHERE grp = 42 ORDER BY name LIMIT 3;
+SELECT count(DISTINCT substr(name, 1, 8)) FROM t;
+UPDATE t SET val = val * 2 WHERE grp < 10;
+SELECT sum(val) FROM t;
+EOF
+}
+cmd_sqlite() { echo "sh -c 'rm -f work.db && sqlite3 work.db < work.sql'"; }
+
+setup_lua() {
+  cat >work.lua <<'EOF'
+local t, parts = {}, {}
+for i = 1, 300000 do
+  t[i % 20000] = {i, tostring(i), {x = i}}
+  if i % 10 == 0 then parts[#parts + 1] = string.rep("ab", i % 17) end
+end
+local n = 0
+for k, v in pairs(t) do n = n + #v[2] end
+local s = table.concat(parts)
+collectgarbage()
+print(n, #s, #parts)
+EOF
+}
+cmd_lua() { echo "lua5.4 work.lua"; }
+
+setup_git() {
+  mkdir -p src
+  for i in $(seq 1 300); do printf 'file %d\n%s\n' "$i" "$(seq "$i" $((i + 50)))" >src/f$i.txt; done
+}
+# Fixed names and dates: the commit hashes, and so the log, are the same in both runs.
+cmd_git() {
+  echo "env GIT_AUTHOR_NAME=t GIT_AUTHOR_EMAIL=t@example.org GIT_COMMITTER_NAME=t" \
+    "GIT_COMMITTER_EMAIL=t@example.org GIT_AUTHOR_DATE=2020-01-01T00:00:00Z" \
+    "GIT_COMMITTER_DATE=2020-01-01T00:00:00Z GIT_CONFIG_NOSYSTEM=1 HOME=$work" \
+    "sh -c 'rm -rf repo && mkdir repo && cp -r src repo/ && cd repo && git init -q -b main &&" \
+    "git add . && git commit -q -m first && echo more >> src/f1.txt && git commit -qam second &&" \
+    "git log --stat --format=%H:%s | tail -5 && git count-objects'"
+}
+
+setup_gcc() {
+  {
+    echo '#include <stdio.h>'
+    for i in $(seq 1 150); do
+      echo "static int f$i(int x) { int s = 0; for (int i = 0; i < x; i++) s += i * $i % 7; return s; }"
+    done
+    echo 'int main(void) { long t = 0;'
+    for i in $(seq 1 150); do echo "  t += f$i($i);"; done
+    echo '  printf("%ld\n", t); return 0; }'
+  } >prog.c
+}
+cmd_gcc() { echo "sh -c 'gcc -O2 -o prog prog.c && ./prog && gcc -O2 -c prog.c -o prog.o && md5sum prog.o'"; }
+
+setup_cxx() {
+  cat >prog.cpp <<'EOF'
+#include <cstdio>
+#include <map>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <unordered_map>
+#include <vector>
+int main()
+{
+    std::mutex m;
+    std::map<int, std::string> all;
+    std::vector<std::thread> ts;
+    for (int t = 0; t < 4; t++)
+        ts.emplace_back([t, &m, &all] {
+            std::unordered_map<int, std::vector<int>> u;
+            for (int i = 0; i < 200000; i++) {
+                u[i % 5000].push_back(i);
+                if (i % 4 == 0)
+                    u.erase((i * 7) % 5000);
+            }
+            std::lock_guard<std::mutex> g(m);
+            for (auto &kv : u)
+                all[kv.first * 4 + t] = std::to_string(kv.second.size());
+        });
+    for (auto &t : ts)
+        t.join();
+    std::size_t len = 0;
+    for (auto &kv : all)
+        len += kv.second.size();
+    std::printf("%zu %zu\n", all.size(), len);
+}
+EOF
+  g++ -O2 -std=c++17 -pthread -o prog_cxx prog.cpp
+}
+cmd_cxx() { echo "./prog_cxx"; }
+
+for n in "${names[@]}"; do
+  "setup_$n"
+  if [ "${BENCH:-0}" = 1 ]; then
+    printf '%s\t%s\n' "$n" "$(cmd_$n)"
+    continue
+  fi
+  cmd=$(cmd_$n)
+  start=$(date +%s.%N)
+  rc0=0 && sh -c "$cmd" >"$n.out0" 2>"$n.err0" || rc0=$?
+  rc1=0 && env LD_PRELOAD="$lib" MEMPOOL_SHOW_STATS=1 sh -c "$cmd" >"$n.out1" 2>"$n.err1" || rc1=$?
+  most=$(awk '/^mempool: stats at exit/ { s = 1 } s && $1 == "allocs:" { print $2; s = 0 }' \
+    "$n.err1" | sort -n | tail -1)
+  secs=$(awk -v a="$start" -v b="$(date +%s.%N)" 'BEGIN { print b - a }')
+  if [ "$rc0" != "$rc1" ] || ! cmp -s "$n.out0" "$n.out1" || [ "${most:-0}" -lt "$MIN_ALLOCS" ]; then
+    echo "preload: $n FAILED: exit $rc0 without, $rc1 with; most allocs in a process ${most:-none}"
+    diff "$n.out0" "$n.out1" | head -20 || true
+    echo "-- stderr without:"; head -20 "$n.err0"
+    echo "-- stderr with:"; grep -v '^ ' "$n.err1" | head -20
+    exit 1
+  fi
+  [ "$rc0" = 0 ] || { echo "preload: $n exits $rc0 even without the library"; cat "$n.err0"; exit 1; }
+  printf 'preload: %-7s same output and status (%s), %s allocations in its busiest process (%.1fs)\n' \
+    "$n" "$rc0" "$most" "$secs"
+done

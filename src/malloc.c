@@ -1,0 +1,481 @@
+/*
+ * malloc.c: the drop-in malloc. libmempool_malloc.so (LD_PRELOAD) and libmempool_malloc.a (linked
+ * ahead of the C library) define the C library's allocation functions over the process-wide heap,
+ * the one behind mp_malloc(), so blocks from malloc and from mp_malloc are one family: any of them
+ * may be freed through any free (free, mp_free, sized and aligned delete).
+ *
+ * Contracts are the C standard's and POSIX's, errno included, as glibc implements them where the
+ * standards leave a choice: malloc(0) returns a unique block, realloc(p, 0) frees p and returns
+ * NULL, memalign rounds a non-power-of-two alignment up, free preserves errno.
+ *
+ * Early start: the heap makes itself on first use (pthread_once, mmap, getenv; no call that may
+ * allocate), so calls made before constructors run, from the dynamic loader, dlsym or TLS set-up,
+ * are served like any other. The options (below) are read by a constructor, once.
+ *
+ * Alignments above the heap's largest (1 MiB) are served here, each block a mapping of its own on
+ * a small table: the heap finds a block's header by masking its address to the 2 MiB chunk, which
+ * a block so aligned would start. No heap block starts at a multiple of 2 MiB, so free, realloc and
+ * malloc_usable_size look at the table only for such addresses.
+ *
+ * Foreign pointers: free finds a block's pool by masking its address, so a pointer this library
+ * did not hand out is undefined in the default mode, but for two kinds that cost nothing to tell
+ * (one unlikely branch on free's path, taken for NULL too): a misaligned pointer (not a multiple of
+ * 8, which every block is), and one at a multiple of 2 MiB that is not on the table; both are
+ * reported as invalid frees and abort. MEMPOOL_CHECKED=1 makes the heap a checked one, which
+ * reports any pointer that is not its own (see mp_heap_free()).
+ */
+#define _GNU_SOURCE
+#include "internal.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <malloc.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+/* glibc's internal names, which some programs and libraries call directly. */
+void *__libc_malloc(size_t size);
+void *__libc_calloc(size_t n, size_t size);
+void *__libc_realloc(void *p, size_t size);
+void __libc_free(void *p);
+void __libc_cfree(void *p);
+void *__libc_memalign(size_t align, size_t size);
+void *__libc_valloc(size_t size);
+void *__libc_pvalloc(size_t size);
+int __posix_memalign(void **out, size_t align, size_t size);
+void cfree(void *p);
+
+/* ================================================================================================
+ * Options from the environment
+ * ============================================================================================== */
+
+enum { SHOW_NONE, SHOW_TEXT, SHOW_JSON };
+static int show_stats = SHOW_NONE;
+/* Where the stats go: a copy of stderr made at start, since some programs close stderr before they
+ * exit (coreutils' close_stdout). */
+static int stats_fd = STDERR_FILENO;
+
+extern char **environ;
+
+static void write_all(int fd, const char *text, size_t len)
+{
+    while (len != 0) {
+        ssize_t n = write(fd, text, len);
+        if (n <= 0)
+            return;
+        text += n;
+        len -= (size_t)n;
+    }
+}
+
+static void say(const char *text)
+{
+    write_all(STDERR_FILENO, text, strlen(text));
+}
+
+/* One option: its name after MEMPOOL_, its accepted values and what each means. */
+typedef struct option {
+    const char *name;
+    const char *values[3];
+    const char *meaning[3];
+} option;
+
+static const option options[] = {
+    {"SHOW_STATS", {"0", "1", "json"}, {"no stats", "stats at exit, text", "stats at exit, JSON"}},
+    {"CHECKED", {"0", "1", NULL}, {"a plain heap", "a checked heap", NULL}},
+    {"VERBOSE", {"0", "1", NULL}, {"quiet", "say what was read", NULL}},
+};
+#define NOPTIONS (sizeof options / sizeof options[0])
+
+/* The index of `value` among the option's values, or -1. */
+static int option_value(const option *o, const char *value)
+{
+    for (int i = 0; i < 3 && o->values[i] != NULL; i++) {
+        if (strcmp(o->values[i], value) == 0)
+            return i;
+    }
+    return -1;
+}
+
+/* The option `var` ("NAME=value" after MEMPOOL_) names, or NULL. */
+static const option *option_find(const char *var)
+{
+    for (size_t i = 0; i < NOPTIONS; i++) {
+        size_t len = strlen(options[i].name);
+        if (strncmp(var, options[i].name, len) == 0 && var[len] == '=')
+            return &options[i];
+    }
+    return NULL;
+}
+
+/* Reads every MEMPOOL_ variable once; an unknown name or a bad value is said once, never fatal.
+ * MEMPOOL_CHECKED is read again by the heap when it is made (heap.c), which is usually earlier. */
+static void options_read(void)
+{
+    char line[512];
+    int values[NOPTIONS] = {0};
+    for (char **e = environ; e != NULL && *e != NULL; e++) {
+        if (strncmp(*e, "MEMPOOL_", 8) != 0)
+            continue;
+        const char *var = *e + 8;
+        const option *o = option_find(var);
+        int v = o != NULL ? option_value(o, var + strlen(o->name) + 1) : -1;
+        if (o == NULL)
+            snprintf(line, sizeof line, "mempool: unknown option %.200s (ignored)\n", *e);
+        else if (v < 0)
+            snprintf(line, sizeof line,
+                     "mempool: bad value in %.200s (ignored; expected %s, %s%s%s)\n", *e,
+                     o->values[0], o->values[1], o->values[2] != NULL ? " or " : "",
+                     o->values[2] != NULL ? o->values[2] : "");
+        if (o == NULL || v < 0)
+            say(line);
+        else
+            values[o - options] = v;
+    }
+    show_stats = values[0];
+    if (show_stats != SHOW_NONE) {
+        int fd = fcntl(STDERR_FILENO, F_DUPFD_CLOEXEC, 100);
+        stats_fd = fd >= 0 ? fd : STDERR_FILENO;
+    }
+    if (values[2] == 1) {
+        for (size_t i = 0; i < NOPTIONS; i++) {
+            snprintf(line, sizeof line, "mempool: MEMPOOL_%s=%s (%s)\n", options[i].name,
+                     options[i].values[values[i]], options[i].meaning[values[i]]);
+            say(line);
+        }
+    }
+}
+
+static void write_stats(void *ctx, const char *text, size_t len)
+{
+    (void)ctx;
+    write_all(stats_fd, text, len);
+}
+
+/* MEMPOOL_SHOW_STATS: the heap's statistics on stderr when the program exits. */
+static void stats_at_exit(void)
+{
+    static struct mp_heap_stats s; /* large: not on a stack that may be small */
+    mp_heap *heap = mp_default_heap();
+    if (show_stats == SHOW_NONE || heap == NULL || mp_heap_stats(heap, &s) != 0)
+        return;
+    char head[64];
+    snprintf(head, sizeof head, "mempool: stats at exit (pid %ld)\n", (long)getpid());
+    write_stats(NULL, head, strlen(head));
+    mp_heap_stats_write(&s, show_stats == SHOW_JSON ? MP_FORMAT_JSON : MP_FORMAT_TEXT, write_stats,
+                        NULL);
+}
+
+__attribute__((constructor)) static void malloc_start(void)
+{
+    options_read();
+    (void)mp_default_heap();
+}
+
+__attribute__((destructor)) static void malloc_end(void)
+{
+    int err = errno;
+    stats_at_exit();
+    errno = err;
+}
+
+/* ================================================================================================
+ * Blocks aligned beyond the heap's reach: a mapping each, on a table
+ * ============================================================================================== */
+
+#define CHUNK ((size_t)1 << MPI_HEAP_SHIFT)
+#define HEAP_ALIGN_MAX (CHUNK / 2) /* the largest alignment mp_aligned_alloc() serves */
+
+typedef struct huge_block {
+    void *p;
+    size_t size; /* bytes mapped */
+} huge_block;
+
+/* The table's lock is taken by fork() with the heap's (on its list, as a heap's lock is). The
+ * table grows under it, calling the system: a rare path, and no other lock is held there. */
+static pthread_mutex_t huge_lock = PTHREAD_MUTEX_INITIALIZER;
+static mpi_fork_lock huge_fork = {&huge_lock, NULL};
+static pthread_once_t huge_once = PTHREAD_ONCE_INIT;
+static huge_block *huge_table; /* huge_count entries in use of huge_cap */
+static size_t huge_count, huge_cap;
+
+static void huge_init(void)
+{
+    mpi_fork_lock_add(&huge_fork);
+}
+
+/* Whether p needs a look before the heap's free: NULL, misaligned, or at a multiple of 2 MiB. */
+static inline bool is_odd(const void *p)
+{
+    uintptr_t a = (uintptr_t)p;
+    return (a & 7) != 0 || (a & (CHUNK - 1)) == 0;
+}
+
+static bool huge_grow_locked(void)
+{
+    size_t page = mpi_os_page_size();
+    size_t cap = huge_cap != 0 ? huge_cap * 2 : page / sizeof(huge_block);
+    huge_block *t = mpi_os_source.map(NULL, cap * sizeof(huge_block), page);
+    if (t == NULL)
+        return false;
+    if (huge_table != NULL) {
+        memcpy(t, huge_table, huge_count * sizeof(huge_block));
+        mpi_os_source.unmap(NULL, huge_table, huge_cap * sizeof(huge_block));
+    }
+    huge_table = t;
+    huge_cap = cap;
+    return true;
+}
+
+static void *huge_alloc(size_t align, size_t size)
+{
+    size_t page = mpi_os_page_size();
+    if (size > (size_t)PTRDIFF_MAX - align) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    size_t len = size == 0 ? page : (size + page - 1) & ~(page - 1);
+    pthread_once(&huge_once, huge_init);
+    void *p = mpi_os_source.map(NULL, len, align);
+    if (p == NULL) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    pthread_mutex_lock(&huge_lock);
+    bool ok = huge_count < huge_cap || huge_grow_locked();
+    if (ok)
+        huge_table[huge_count++] = (huge_block){p, len};
+    pthread_mutex_unlock(&huge_lock);
+    if (!ok) {
+        mpi_os_source.unmap(NULL, p, len);
+        errno = ENOMEM;
+        return NULL;
+    }
+    return p;
+}
+
+/* The mapped size of the block at p, taken off the table when `take`; 0 if p is none. */
+static size_t huge_find(const void *p, bool take)
+{
+    size_t size = 0;
+    pthread_mutex_lock(&huge_lock);
+    for (size_t i = 0; i < huge_count && size == 0; i++) {
+        if (huge_table[i].p != p)
+            continue;
+        size = huge_table[i].size;
+        if (take)
+            huge_table[i] = huge_table[--huge_count];
+    }
+    pthread_mutex_unlock(&huge_lock);
+    return size;
+}
+
+/* A block aligned to `align` (a power of two), from the heap or, above its reach, the table. */
+static void *aligned(size_t align, size_t size)
+{
+    return align > HEAP_ALIGN_MAX ? huge_alloc(align, size) : mp_aligned_alloc(align, size);
+}
+
+/* ================================================================================================
+ * The C library's functions
+ * ============================================================================================== */
+
+/* free() of an odd pointer (is_odd): NULL, a block of the table, or a pointer no block can be,
+ * reported as the default error handler does, by aborting. */
+static MP_NOINLINE void free_odd(void *p)
+{
+    if (p == NULL)
+        return;
+    size_t size = ((uintptr_t)p & 7) == 0 ? huge_find(p, true) : 0;
+    if (size != 0)
+        mpi_os_source.unmap(NULL, p, size); /* errno kept */
+    else
+        mpi_report_as(MP_ERR_INVALID_FREE, "malloc", NULL, p, NULL, 1,
+                      ((uintptr_t)p & 7) != 0 ? " (not a block: misaligned)"
+                                              : " (not a block: at a 2 MiB boundary)");
+}
+
+void *malloc(size_t size)
+{
+    return mp_malloc(size);
+}
+
+void free(void *p)
+{
+    if (MP_UNLIKELY(is_odd(p))) {
+        free_odd(p);
+        return;
+    }
+    int err = errno;
+    mp_free(p);
+    errno = err;
+}
+
+void cfree(void *p)
+{
+    free(p);
+}
+
+void *calloc(size_t n, size_t size)
+{
+    return mp_calloc(n, size);
+}
+
+/* realloc() of a block of the table (a rare case: moved to an ordinary block). */
+static MP_NOINLINE void *realloc_odd(void *p, size_t size)
+{
+    size_t old = ((uintptr_t)p & 7) == 0 ? huge_find(p, false) : 0;
+    if (old == 0) {
+        free_odd(p); /* reports it */
+        errno = EINVAL;
+        return NULL;
+    }
+    if (size == 0) {
+        free(p);
+        return NULL;
+    }
+    void *q = mp_malloc(size);
+    if (q != NULL) {
+        memcpy(q, p, size < old ? size : old);
+        free(p);
+    }
+    return q;
+}
+
+/* realloc(NULL, n) is malloc(n); realloc(p, 0) frees p and returns NULL (glibc's choice). */
+void *realloc(void *p, size_t size)
+{
+    if (MP_UNLIKELY(is_odd(p)) && p != NULL)
+        return realloc_odd(p, size);
+    return mp_realloc(p, size);
+}
+
+void *reallocarray(void *p, size_t n, size_t size)
+{
+    if (size != 0 && n > SIZE_MAX / size) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    return realloc(p, n * size);
+}
+
+/* POSIX: EINVAL unless align is a power of two multiple of sizeof(void *); errno untouched. */
+int posix_memalign(void **out, size_t align, size_t size)
+{
+    if (align % sizeof(void *) != 0 || !mpi_is_pow2(align))
+        return EINVAL;
+    int err = errno;
+    void *p = aligned(align, size);
+    int ret = p != NULL ? 0 : errno;
+    errno = err;
+    if (p != NULL)
+        *out = p;
+    return ret;
+}
+
+/* C11, as glibc: any power-of-two alignment and any size (no multiple of align demanded); EINVAL
+ * for any other alignment. */
+void *aligned_alloc(size_t align, size_t size)
+{
+    if (!mpi_is_pow2(align)) {
+        errno = EINVAL;
+        return NULL;
+    }
+    return aligned(align, size);
+}
+
+/* An alignment that is not a power of two is rounded up to one (glibc's choice); EINVAL past the
+ * largest. */
+void *memalign(size_t align, size_t size)
+{
+    if (align > SIZE_MAX / 2 + 1) {
+        errno = EINVAL;
+        return NULL;
+    }
+    size_t a = sizeof(void *);
+    while (a < align)
+        a *= 2;
+    return aligned(a, size);
+}
+
+void *valloc(size_t size)
+{
+    return mp_aligned_alloc(mpi_os_page_size(), size);
+}
+
+/* valloc, with the size rounded up to whole pages (0 to one page). */
+void *pvalloc(size_t size)
+{
+    size_t page = mpi_os_page_size();
+    if (size > SIZE_MAX - page) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    size_t rounded = size == 0 ? page : (size + page - 1) & ~(page - 1);
+    return mp_aligned_alloc(page, rounded);
+}
+
+size_t malloc_usable_size(void *p)
+{
+    if (MP_UNLIKELY(is_odd(p)))
+        return ((uintptr_t)p & 7) == 0 && p != NULL ? huge_find(p, false) : 0;
+    return mp_usable_size(p);
+}
+
+/* Gives back every wholly free chunk and the cached large blocks; `pad` is ignored (the heap
+ * keeps no top to shrink to it). 1 when memory went back, 0 if not, as glibc. */
+int malloc_trim(size_t pad)
+{
+    (void)pad;
+    int err = errno;
+    size_t bytes = mp_heap_trim(mp_default_heap());
+    errno = err;
+    return bytes != 0;
+}
+
+void *__libc_malloc(size_t size)
+{
+    return malloc(size);
+}
+
+void *__libc_calloc(size_t n, size_t size)
+{
+    return calloc(n, size);
+}
+
+void *__libc_realloc(void *p, size_t size)
+{
+    return realloc(p, size);
+}
+
+void __libc_free(void *p)
+{
+    free(p);
+}
+
+void __libc_cfree(void *p)
+{
+    free(p);
+}
+
+void *__libc_memalign(size_t align, size_t size)
+{
+    return memalign(align, size);
+}
+
+void *__libc_valloc(size_t size)
+{
+    return valloc(size);
+}
+
+void *__libc_pvalloc(size_t size)
+{
+    return pvalloc(size);
+}
+
+int __posix_memalign(void **out, size_t align, size_t size)
+{
+    return posix_memalign(out, align, size);
+}
