@@ -530,9 +530,9 @@ typedef void mp_write_fn(void *ctx, const char *text, size_t len);
  */
 int mp_stats_write(const mp_stats *stats, int format, mp_write_fn *write, void *ctx);
 
+#if !defined(MP_FREESTANDING) || !MP_FREESTANDING
 /* Like mp_stats_write(), to a stdio stream. Returns 0, EINVAL as above, or EIO if the stream
  * failed. */
-#if !defined(MP_FREESTANDING) || !MP_FREESTANDING
 int mp_stats_print(const mp_stats *stats, int format, FILE *out);
 #else
 /* Bare metal's errno (MP_FREESTANDING): set where a hosted library sets errno. One word, not per
