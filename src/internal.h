@@ -344,15 +344,16 @@ struct mp_pool {
     uint64_t retired_allocs;    /* allocations counted by caches since dropped */
     /* The depot (tcache.c, "The depot"): the full magazines that caches gave back, a stack
      * (LIFO) of any depth. A magazine is a NULL-terminated chain of exactly the pool's batch of
-     * blocks (cache_batch) whose first block's second word links the next magazine; only pools
-     * with room for two words in a block keep one (the rest splice magazines onto the free list).
-     * Written only by tcache.c, under `lock`. Blocks: every carved block is in use, on the free
-     * list, in exactly one cache (its loaded list or its previous magazine) or in exactly one
-     * magazine of the depot; so in_use = carved - free_len - cached - nmags * batch. mpi_ts_lock
-     * empties it onto the free list, so pool.c's walks of the list (trim, reset, stats, check)
-     * see every free block. */
+     * blocks (cache_batch) whose first block's second word links the next magazine (`mags`);
+     * a pool of one-word blocks keeps the first blocks in an array instead (`mag_tops`, room for
+     * `mag_cap`, grown with the lock dropped). Written only by tcache.c, under `lock`. Blocks:
+     * every carved block is in use, on the free list, in exactly one cache (its loaded list or
+     * its previous magazine) or in exactly one magazine of the depot; so in_use = carved -
+     * free_len - cached - nmags * batch. mpi_ts_lock empties it onto the free list, so pool.c's
+     * walks of the list (trim, reset, stats, check) see every free block. */
     void *mags;
-    uint64_t nmags;
+    void **mag_tops;
+    uint64_t nmags, mag_cap;
 };
 
 /* ------------------------------------------------------------------------------------------------

@@ -217,6 +217,8 @@ void mpi_ts_destroy(mp_pool *pool)
         free_ids[nfree_ids++] = pool->ts_id; /* else the id is simply never reused */
     pthread_mutex_unlock(&registry);
     pthread_mutex_destroy(&pool->lock);
+    if (pool->mag_tops != NULL)
+        mpi_os_source.unmap(NULL, pool->mag_tops, pool->mag_cap * sizeof(void *));
 }
 
 /* ================================================================================================
@@ -321,10 +323,12 @@ static void *chain_last(void *first)
  * batch, and the thread that takes the magazine then reads each link in turn anyway.
  * The stack has no bound (as Bonwick's depot): it holds only blocks that were carved and freed, so
  * it is bounded by the pool's peak, and mpi_ts_lock (trim, reset, stats, check) empties it onto
- * the free list. A pool whose blocks have no room for a second word (stride 8) keeps no
- * magazines: a full previous magazine is spliced onto the free list (after a walk to its end,
- * outside the lock), and a refill takes from the list block by block. Pool lock held in all but
- * cache_exchange_full.
+ * the free list. A pool whose blocks have no room for a second word (stride 8) keeps the same
+ * stack as an array of the magazines' first blocks: a chain of n one-word blocks has only its
+ * last block's word spare, which only a walk reaches. The array costs a word a magazine (so it
+ * is bounded by the pool's peak too), is grown by doubling with the lock dropped (no system call
+ * under a lock), and is kept until the pool is destroyed; if the system has no memory to grow it,
+ * the magazine is spliced onto the free list after a walk to its end. Pool lock held in all.
  * ============================================================================================== */
 
 #define MAG_NEXT(first) (((void **)(first))[1])
@@ -334,44 +338,90 @@ static bool depot_usable(const mp_pool *pool)
     return pool->stride >= 2 * sizeof(void *);
 }
 
-/* Pushes the magazine that begins at `first`. */
-static void depot_push(mp_pool *pool, void *first)
+/* Pushes the magazine that begins at `first`; false if the array of a pool of one-word blocks
+ * is full (depot_grow). */
+static bool depot_push(mp_pool *pool, void *first)
 {
-    MAG_NEXT(first) = pool->mags;
-    pool->mags = first;
+    if (depot_usable(pool)) {
+        MAG_NEXT(first) = pool->mags;
+        pool->mags = first;
+    } else if (pool->nmags < pool->mag_cap) {
+        pool->mag_tops[pool->nmags] = first;
+    } else {
+        return false;
+    }
     pool->nmags++;
+    return true;
 }
 
 /* Pops the newest magazine; NULL if there is none. */
 static void *depot_pop(mp_pool *pool)
 {
-    void *first = pool->mags;
-    if (first == NULL)
+    if (pool->nmags == 0)
         return NULL;
-    pool->mags = MAG_NEXT(first);
     pool->nmags--;
+    if (!depot_usable(pool))
+        return pool->mag_tops[pool->nmags];
+    void *first = pool->mags;
+    pool->mags = MAG_NEXT(first);
     return first;
+}
+
+/* Doubles the array of a pool of one-word blocks, mapping it with the lock dropped (another
+ * thread may grow it meanwhile: then the new one goes back). False on ENOMEM. */
+static bool depot_grow(mp_pool *pool)
+{
+    uint64_t cap = pool->mag_cap;
+    size_t page = mpi_os_page_size();
+    uint64_t cap2 = cap != 0 ? 2 * cap : page / sizeof(void *);
+    pthread_mutex_unlock(&pool->lock);
+    void **grown = mpi_os_source.map(NULL, cap2 * sizeof(void *), page);
+    pthread_mutex_lock(&pool->lock);
+    if (grown == NULL)
+        return false;
+    void **spare = grown;
+    uint64_t spare_cap = cap2;
+    if (pool->mag_cap == cap) {
+        if (cap != 0)
+            memcpy(grown, pool->mag_tops, pool->nmags * sizeof(void *));
+        spare = pool->mag_tops;
+        spare_cap = cap;
+        pool->mag_tops = grown;
+        pool->mag_cap = cap2;
+    }
+    if (spare != NULL) {
+        pthread_mutex_unlock(&pool->lock);
+        mpi_os_source.unmap(NULL, spare, spare_cap * sizeof(void *));
+        pthread_mutex_lock(&pool->lock);
+    }
+    return true;
 }
 
 /* Empties the depot onto the free list: O(blocks in it). */
 static void depot_drain(mp_pool *pool)
 {
-    while (pool->mags != NULL) {
+    while (pool->nmags != 0) {
         void *first = depot_pop(pool);
         mpi_pool_give_chain(pool, first, chain_last(first));
     }
 }
 
-/* Gives the previous magazine back to the pool (`last` is its last block, or NULL to push it on
- * the depot) and counts it as flushed; the counters move under the lock, with the blocks, so that
- * stats (which take the lock) never see blocks in neither place. */
-static void cache_give_prev(mp_pool *pool, mpi_tcache *c, void *last)
+/* Gives the previous magazine back to the pool: onto the depot, else (a pool of one-word blocks
+ * with no memory to grow its array) onto the free list; counts it as flushed. The counters move
+ * under the lock, with the blocks, so that stats (which take the lock) never see blocks in neither
+ * place. May drop the lock and take it again (depot_grow); c->prev is this thread's meanwhile. */
+static void cache_give_prev(mp_pool *pool, mpi_tcache *c)
 {
     uint64_t n = cache_batch(c);
-    if (last == NULL)
-        depot_push(pool, c->prev);
-    else
+    bool pushed;
+    while (!(pushed = depot_push(pool, c->prev)) && depot_grow(pool)) {
+    }
+    if (!pushed) {
+        pthread_mutex_unlock(&pool->lock);
+        void *last = chain_last(c->prev);
+        pthread_mutex_lock(&pool->lock);
         mpi_pool_give_chain(pool, c->prev, last);
+    }
     c->prev = NULL;
     __atomic_store_n(&c->flushed, c->flushed + n, __ATOMIC_RELAXED);
     MP_STORE_RELEASE(c->pub->pops, c->pub->pops + n);
@@ -449,11 +499,9 @@ static void cache_exchange_empty(mp_pool *pool, mpi_tcache *c, bool reuse_only)
  * previous one back. */
 static void cache_exchange_full(mp_pool *pool, mpi_tcache *c)
 {
-    bool mag = depot_usable(pool);
-    void *last = c->prev != NULL && !mag ? chain_last(c->prev) : NULL; /* outside the lock */
     pthread_mutex_lock(&pool->lock);
     if (c->prev != NULL)
-        cache_give_prev(pool, c, last);
+        cache_give_prev(pool, c);
     c->prev = c->pub->free;
     c->pub->free = NULL;
     pthread_mutex_unlock(&pool->lock);
@@ -528,7 +576,7 @@ static void cache_retire(mpi_tcache *c)
     if (first != NULL)
         mpi_pool_give_chain(pool, first, chain_last(first));
     if (c->prev != NULL)
-        cache_give_prev(pool, c, depot_usable(pool) ? NULL : chain_last(c->prev));
+        cache_give_prev(pool, c);
     pool->retired_allocs += c->pub->pops - c->flushed;
     pthread_mutex_unlock(&pool->lock);
     cache_drop(c);

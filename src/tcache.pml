@@ -18,8 +18,11 @@
  * every magazine holds exactly BATCH blocks (as nmags * batch in the statistics assumes),
  * the lock is only released by its holder, and no deadlock (spin's invalid end states).
  * Not modelled: the statistics counters (pops, pushes, flushed), the registry lock (taken alone or
- * before the pool's, so it adds no cycle), pools of 8-byte blocks (no depot), populating
- * (never-used blocks linked after the lock by the thread that carved them: thread-local), fork.
+ * before the pool's, so it adds no cycle), pools of 8-byte blocks (the same stack kept as an
+ * array; a push that must grow it drops the lock and takes it again, holding only its own
+ * previous magazine, which no step moves meanwhile: the states it passes are those before the
+ * push), populating (never-used blocks linked after the lock by the thread that carved them:
+ * thread-local), fork.
  */
 
 #ifndef NT

@@ -12,7 +12,8 @@
  *     gets back every block the exited thread freed (the pool carving less than one refill batch
  *     more). A free-only thread (it frees blocks another
  *     thread allocated, then exits) loses nothing: in_use + free == peak, allocs == frees. A live
- *     thread's cached blocks count as free.
+ *     thread's cached blocks count as free. Two threads that each free thousands of 8-byte
+ *     blocks through caches of 2 (a magazine a block) lose none and get them back.
  *  2. Trim and reset while another thread holds a cache: trim keeps every block a parked thread
  *     caches (the thread uses them again afterwards; the counting source frees what trim gives
  *     back, so ASan would see a use of it); after a reset, a parked thread's cache is not handed
@@ -259,6 +260,55 @@ static void test_free_only_thread(void)
     CHECK("free-only thread: no thread failure", tfail_take() == 0);
     CHECK("free-only thread: mp_pool_check", mp_pool_check(pool));
     mp_pool_destroy(pool);
+}
+
+/* Two threads each allocate N 8-byte blocks, free them and allocate them again, through caches
+ * of 2 (a magazine of one block): thousands of magazines in the depot of a pool of one-word
+ * blocks, whose array both threads grow at once. Nothing is lost or handed out twice, and the
+ * second round reuses the first round's blocks. */
+typedef struct one_word {
+    mp_pool *pool;
+    void **blocks;
+    uint32_t who;
+} one_word;
+
+enum { OW_N = 3000 };
+
+static void *one_word_thread(void *arg)
+{
+    one_word *w = arg;
+    for (uint32_t round = 0; round < 2; round++)
+        if (take_n(w->pool, 8, w->blocks, OW_N, w->who * 2 + round))
+            give_n(w->pool, 8, w->blocks, OW_N);
+    return take_n(w->pool, 8, w->blocks, OW_N, w->who * 2 + 9) ? w : NULL;
+}
+
+static void test_one_word_depot(void)
+{
+    mp_pool *pool = ts_pool("one-word", 8, 2, 0);
+    void **blocks = calloc(2 * OW_N, sizeof *blocks);
+    if (!CHECK("one-word depot: create", pool != NULL && blocks != NULL)) {
+        mp_pool_destroy(pool);
+        free(blocks);
+        return;
+    }
+    one_word w[2] = {{pool, blocks, 1}, {pool, blocks + OW_N, 2}};
+    pthread_t t[2];
+    if (threads_start(t, 2, one_word_thread, w, sizeof w[0]))
+        threads_join(t, 2);
+    mp_stats st = stats_of(pool);
+    CHECK("one-word depot: both threads hold their N blocks, as stats count",
+          st.blocks_in_use == 2 * OW_N);
+    CHECK("one-word depot: the later rounds reused the first round's blocks",
+          st.blocks_in_use + st.blocks_free <= 2 * OW_N + 4);
+    give_n(pool, 8, blocks, 2 * OW_N);
+    CHECK("one-word depot: no block handed out twice", all_distinct(blocks, 2 * OW_N));
+    CHECK("one-word depot: no thread failure", tfail_take() == 0);
+    CHECK("one-word depot: mp_pool_check", mp_pool_check(pool));
+    st = stats_of(pool);
+    CHECK("one-word depot: all freed", st.blocks_in_use == 0);
+    mp_pool_destroy(pool);
+    free(blocks);
 }
 
 /* ------------------------------------------------------------------------------------------------
@@ -1246,6 +1296,7 @@ int main(int argc, char **argv)
     test_exit_gives_back(1000, false);
     test_exit_gives_back(77, true);
     test_free_only_thread();
+    test_one_word_depot();
     printf("2. trim and reset with a parked thread's cache\n");
     test_trim_reset_with_cache(false);
     test_trim_reset_with_cache(true);
