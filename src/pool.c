@@ -69,6 +69,10 @@ static_assert(offsetof(struct mp_arena_fast, bump) == 0 &&
 /* Flags this version implements. */
 #define POOL_KNOWN_FLAGS ((unsigned)(MP_ZERO | MP_CHECKED | MP_SECURE | MP_THREAD_SAFE))
 
+/* Bare metal without checked pools (config.h) has plain and MP_ZERO pools only: no threads, no
+ * secure or checked pool, no tool. The constant lets the compiler leave the other paths out. */
+#define POOL_LEAN_ONLY (MP_FREESTANDING && !MPI_CHECKS_BUILT)
+
 /* A value of mpi_run.scratch that no count reaches: trim marks runs to give back with it. */
 #define RUN_RELEASE UINT64_MAX
 
@@ -104,12 +108,14 @@ static mpi_run *pool_run_of(const mp_pool *pool, const void *block)
  * x / stride, with the remainder in *rem. By Lemire's multiply-shift when x fits in 32 bits
  * (Lemire, Kaser, Kurz, "Faster Remainder by Direct Computation", 2019: with M = 2^64 / d rounded
  * up, x / d == (M * x) >> 64 for every 32-bit x and d), else by a division, several times slower.
+ * x is an address difference (in a chunk or a run): a 32-bit target divides in 32 bits, with no
+ * 64-bit division from libgcc.
  */
 #ifdef __SIZEOF_INT128__
 __extension__ typedef unsigned __int128 u128;
 #endif
 
-static uint64_t stride_div(const mp_pool *pool, uint64_t x, uint64_t *rem)
+static uint64_t stride_div(const mp_pool *pool, uintptr_t x, uint64_t *rem)
 {
     uint64_t q;
 #ifdef __SIZEOF_INT128__
@@ -297,14 +303,15 @@ static MP_ALWAYS_INLINE void word_set_as(const mp_pool *pool, void *at, uintptr_
 static MP_ALWAYS_INLINE void *link_get_as(const mp_pool *pool, void *block, unsigned checks)
 {
     uintptr_t v = word_get_as(pool, block, checks);
-    return (void *)(pool->key != 0 ? v ^ link_mask(pool, block) : v);
+    return (void *)(!POOL_LEAN_ONLY && pool->key != 0 ? v ^ link_mask(pool, block) : v);
 }
 
 static MP_ALWAYS_INLINE void link_set_as(const mp_pool *pool, void *block, void *next,
                                          unsigned checks)
 {
     uintptr_t v = (uintptr_t)next;
-    word_set_as(pool, block, pool->key != 0 ? v ^ link_mask(pool, block) : v, checks);
+    word_set_as(pool, block, !POOL_LEAN_ONLY && pool->key != 0 ? v ^ link_mask(pool, block) : v,
+                checks);
     if ((checks & MPI_CHECK_FILL) != 0) {
         char *copy = (char *)block + pool->site_off;
         word_set_as(pool, copy, v ^ link_mask(pool, copy), checks);
@@ -412,7 +419,7 @@ static MP_ALWAYS_INLINE void list_push_as(mp_pool *pool, void *block, unsigned c
 
 static void list_push(mp_pool *pool, void *block)
 {
-    list_push_as(pool, block, pool->checks);
+    list_push_as(pool, block, mpi_checks(pool));
 }
 
 /*
@@ -439,7 +446,7 @@ static MP_ALWAYS_INLINE void *list_pop_as(mp_pool *pool, unsigned checks)
 
 static void *list_pop(mp_pool *pool)
 {
-    return list_pop_as(pool, pool->checks);
+    return list_pop_as(pool, mpi_checks(pool));
 }
 
 /* Before an operation lowers `carved`, keep the peak it stands for (see struct mp_pool). */
@@ -459,7 +466,7 @@ static void pool_keep_peak(mp_pool *pool)
  */
 static int pool_geometry(mp_pool *pool, const mp_pool_opts *opts, size_t fixed_chunk)
 {
-    unsigned checks = pool->checks;
+    unsigned checks = mpi_checks(pool);
     size_t align = opts->align;
     if (align == 0) {
         align = opts->block_size & (~opts->block_size + 1); /* lowest set bit */
@@ -511,7 +518,12 @@ static int pool_geometry(mp_pool *pool, const mp_pool_opts *opts, size_t fixed_c
     pool->chunk_size = chunk;
     while (((size_t)1 << pool->chunk_shift) < chunk)
         pool->chunk_shift++;
+#ifdef __SIZEOF_INT128__
     pool->stride_recip = stride <= UINT32_MAX ? UINT64_MAX / stride + 1 : 0;
+#else /* no 128-bit product to use it (stride_div, chunk_slot): 1 marks a stride below 2^32,
+         and a 32-bit target needs no 64-bit division in libgcc */
+    pool->stride_recip = stride <= UINT32_MAX;
+#endif
     pool->first_off = first_off;
     pool->bitmap_bytes = bitmap;
     pool->bitmap_off = bitmap_off;
@@ -533,7 +545,7 @@ static void pool_fold_carves(mp_pool *pool)
     char *bump = pool->fast.bump;
     if (MP_LIKELY(bump == pool->counted))
         return;
-    uint64_t rem, n = stride_div(pool, (uint64_t)(bump - pool->counted), &rem);
+    uint64_t rem, n = stride_div(pool, (uintptr_t)(bump - pool->counted), &rem);
     mp_assert(rem == 0 && pool->cur != NULL);
     pool->carved += n;
     pool->cur->carved += n;
@@ -609,7 +621,7 @@ static void cursor_set(mp_pool *pool, mpi_run *run, uint32_t i)
 /* A buffer pool's blocks start after its header and its bitmap of n bits (one byte at least), at
  * the alignment: from `after` (the header's end), n >= 1 blocks end at the returned address, or at 0
  * when they do not fit below UINTPTR_MAX. */
-static uintptr_t buffer_blocks_end(const mp_pool *proto, uintptr_t after, uint64_t n)
+static uintptr_t buffer_blocks_end(const mp_pool *proto, uintptr_t after, uintptr_t n)
 {
     uintptr_t bits = after + (uintptr_t)((n + 7) / 8);
     if (bits < after || bits > UINTPTR_MAX - proto->align)
@@ -638,9 +650,9 @@ static mp_pool *pool_place_in_buffer(const mp_pool *proto, void *buffer, size_t 
     if (at < start || at > end || end - at < MP_POOL_HEADER_BYTES)
         return NULL;
     uintptr_t after = at + MP_POOL_HEADER_BYTES;
-    uint64_t lo = 0, hi = (end - after) / proto->stride; /* n fits if n <= lo; not if n > hi */
+    uintptr_t lo = 0, hi = (end - after) / proto->stride; /* n fits if n <= lo; not if n > hi */
     while (lo < hi) {
-        uint64_t mid = hi - (hi - lo) / 2;
+        uintptr_t mid = hi - (hi - lo) / 2;
         uintptr_t e = buffer_blocks_end(proto, after, mid);
         if (e != 0 && e <= end)
             lo = mid;
@@ -696,6 +708,8 @@ static mp_pool *pool_place_in_source(const mp_pool *proto)
  * */
 static void pool_select_checks(mp_pool *proto, unsigned flags)
 {
+    if (!MPI_CHECKS_BUILT)
+        return; /* no checks, no tool (config.h) */
     proto->checks = mpi_tool_checks();
     if ((flags & MP_CHECKED) != 0)
         proto->checks |= MPI_CHECK_FILL;
@@ -722,11 +736,11 @@ static bool pool_may_cache(const mp_pool *pool)
 static void pool_select_path(mp_pool *pool, bool populate)
 {
     bool secure_geometry = pool->chunk_size <= UINT32_MAX && pool->stride_recip != 0;
-    if ((pool->flags & MP_THREAD_SAFE) != 0)
+    if (!MP_FREESTANDING && (pool->flags & MP_THREAD_SAFE) != 0) /* bare metal: no threads */
         pool->path = pool->ts_id != 0 ? MPI_PATH_CACHED : MPI_PATH_LOCKED;
-    else if ((pool->checks & ~(unsigned)MPI_CHECK_STATE) != 0)
+    else if ((mpi_checks(pool) & ~(unsigned)MPI_CHECK_STATE) != 0)
         pool->path = MPI_PATH_CHECKED;
-    else if (pool->checks == 0)
+    else if (mpi_checks(pool) == 0)
         pool->path = (pool->flags & MP_ZERO) != 0 ? MPI_PATH_ZERO : MPI_PATH_PLAIN;
     else if ((pool->flags & MP_ZERO) == 0 && (pool->state & MPI_IN_BUFFER) == 0 && secure_geometry)
         pool->path = MPI_PATH_SECURE;
@@ -734,7 +748,7 @@ static void pool_select_path(mp_pool *pool, bool populate)
         pool->path = MPI_PATH_SECURE_LEAN;
     if (pool->path != MPI_PATH_PLAIN)
         pool->fast.free = (void *)MP_FAST_SLOW; /* a slow pool (see mempool.h) */
-    if (pool->path == MPI_PATH_CACHED && (pool->flags & MP_ZERO) == 0)
+    if (!MP_FREESTANDING && pool->path == MPI_PATH_CACHED && (pool->flags & MP_ZERO) == 0)
         pool->fast.tsoff = pool->ts_id * (uint32_t)sizeof(struct mp_tcache_fast);
     if (populate && MP_HEAP_POPULATE)
         pool->state |= MPI_POPULATE;
@@ -749,8 +763,10 @@ static mp_pool *pool_create(const mp_pool_opts *opts, size_t chunk_size, bool po
         errno = EINVAL;
         return NULL;
     }
-    /* Bare metal has no threads, no entropy and no system source (config.h). */
+    /* Bare metal has no threads, no entropy and no system source, and may leave checked pools
+     * out (config.h). */
     if (MP_FREESTANDING && ((opts->flags & (MP_THREAD_SAFE | MP_SECURE)) != 0 ||
+                            (!MPI_CHECKS_BUILT && (opts->flags & MP_CHECKED) != 0) ||
                             (opts->buffer == NULL && opts->source == NULL))) {
         errno = ENOSYS;
         return NULL;
@@ -779,7 +795,7 @@ static mp_pool *pool_create(const mp_pool_opts *opts, size_t chunk_size, bool po
         pool = pool_place_in_source(&proto);
         err = ENOMEM;
     }
-    if (pool != NULL && (pool->flags & MP_THREAD_SAFE) != 0 &&
+    if (!MP_FREESTANDING && pool != NULL && (pool->flags & MP_THREAD_SAFE) != 0 &&
         (err = mpi_ts_create(pool, opts->thread_cache, pool_may_cache(pool))) != 0) {
         pool->flags &= ~(unsigned)MP_THREAD_SAFE;
         mp_pool_destroy(pool);
@@ -798,15 +814,17 @@ mp_pool *mp_pool_create(const mp_pool_opts *opts)
     return pool_create(opts, 0, false);
 }
 
+#if !MP_FREESTANDING /* the heap's; bare metal has none, and pool_create() folds into the above */
 mp_pool *mpi_pool_create_chunked(const mp_pool_opts *opts, size_t chunk_size, bool populate)
 {
     return pool_create(opts, chunk_size, populate);
 }
+#endif
 
 /* Opens a run's memory to the tools before it goes back to the source or the caller. */
 static void run_open(const mp_pool *pool, const mpi_run *run)
 {
-    if ((pool->checks & MPI_CHECK_TOOLS) != 0)
+    if ((mpi_checks(pool) & MPI_CHECK_TOOLS) != 0)
         mpi_tool_open(pool, run->base, run->size != 0 ? run->size : run->span);
 }
 
@@ -823,9 +841,9 @@ void mp_pool_destroy(mp_pool *pool)
 {
     if (pool == NULL)
         return;
-    if ((pool->flags & MP_THREAD_SAFE) != 0)
+    if (!MP_FREESTANDING && (pool->flags & MP_THREAD_SAFE) != 0)
         mpi_ts_destroy(pool);
-    if ((pool->checks & MPI_CHECK_FILL) != 0)
+    if ((mpi_checks(pool) & MPI_CHECK_FILL) != 0)
         mpi_check_destroy(pool);
     mpi_tool_forget_live(pool);
     if ((pool->state & MPI_IN_BUFFER) != 0) {
@@ -908,14 +926,15 @@ static mpi_run *pool_take_run(mp_pool *pool)
         return NULL;
     /* Geometric growth: the new run holds as many chunks as the pool already does (1, 1, 2, 4,
      * ...). */
-    uint64_t n = pool->held / pool->per_chunk;
+    uint64_t n = (size_t)pool->held / (size_t)pool->per_chunk; /* < SIZE_MAX: held in memory */
     if (n == 0)
         n = 1;
     if (n > MP_RUN_MAX_CHUNKS)
         n = MP_RUN_MAX_CHUNKS;
     if (pool->capacity_max != UINT64_MAX) {
-        uint64_t need = pool->capacity_max - pool->carved; /* > 0: pool_carve() checked it */
-        uint64_t chunks = (need + pool->per_chunk - 1) / pool->per_chunk;
+        /* > 0: pool_carve() checked it; <= capacity, which fits size_t (pool_geometry) */
+        size_t need = (size_t)(pool->capacity_max - pool->carved);
+        uint64_t chunks = (need + (size_t)pool->per_chunk - 1) / (size_t)pool->per_chunk;
         if (chunks < n)
             n = chunks;
     }
@@ -1088,13 +1107,14 @@ void *mpi_pool_alloc_general(mp_pool *pool, const void *site)
     }
     /* A thread-safe pool populates in its caches' refill, with no lock held; one with no caches
      * holds its lock here, and does not populate. */
-    if (fresh && (pool->state & MPI_POPULATE) != 0 && (pool->flags & MP_THREAD_SAFE) == 0) {
+    if (!MP_FREESTANDING /* no heap, whose pools alone populate */ && fresh &&
+        (pool->state & MPI_POPULATE) != 0 && (pool->flags & MP_THREAD_SAFE) == 0) {
         mpi_pages r = {0, 0, NULL};
         mpi_pool_fresh_pages(pool, block, &r);
         mpi_pool_populate(pool, &r);
     }
     pool->fast.allocs++;
-    if (pool->checks != 0)
+    if (mpi_checks(pool) != 0)
         mpi_check_alloc(pool, block, fresh, site);
     if ((pool->flags & MP_ZERO) != 0)
         memset(block, 0, pool->block_size);
@@ -1299,6 +1319,8 @@ void *mp_pool_alloc_slow(mp_pool *pool)
 {
     if (MP_UNLIKELY(pool == NULL))
         return null_alloc();
+    if (POOL_LEAN_ONLY)
+        return plain_alloc(pool);
     if (pool_is_secure(pool))
         return secure_alloc(pool);
     switch (pool->path) {
@@ -1333,6 +1355,10 @@ void mp_pool_free_slow(mp_pool *pool, void *block)
 {
     if (block == NULL || pool == NULL)
         return;
+    if (POOL_LEAN_ONLY) {
+        lean_free(pool, block, 0);
+        return;
+    }
     if (pool_is_secure(pool)) {
         secure_free(pool, block);
         return;
@@ -1344,6 +1370,8 @@ void mp_pool_free_slow(mp_pool *pool, void *block)
         return;
     case MPI_PATH_SECURE: /* above */
     case MPI_PATH_SECURE_LEAN:
+        if (MP_FREESTANDING) /* bare metal has no secure pools: leaves the code out */
+            break;
         lean_free(pool, block, MPI_CHECK_STATE);
         return;
     case MPI_PATH_CACHED:

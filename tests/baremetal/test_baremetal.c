@@ -3,7 +3,9 @@
  * Cortex-M4 with no operating system (MP_FREESTANDING): every block inside the buffer, aligned and
  * distinct; exhaustion with ENOMEM in mp_errno; reuse; zeroing; statistics as numbers; reset;
  * checks; a checked pool's report to the error handler, without stdio; a pool over the caller's
- * mp_source; and ENOSYS for what needs a system. Output goes through semihosting (startup.c).
+ * mp_source; and ENOSYS for what needs a system. Built also with MP_FREESTANDING_CHECKED=0 (the
+ * library and this file), where MP_CHECKED is refused with ENOSYS. Output goes through semihosting
+ * (startup.c).
  */
 #include "mempool.h"
 #include "semihost.h"
@@ -120,6 +122,7 @@ static void on_error(const mp_error *e, void *ctx)
     memcpy(seen_message, e->message, n < sizeof seen_message - 1 ? n + 1 : sizeof seen_message - 1);
 }
 
+#if !defined(MP_FREESTANDING_CHECKED) || MP_FREESTANDING_CHECKED
 /* A checked pool reports to the handler, with its message built without stdio. */
 static void test_checked(void)
 {
@@ -144,6 +147,22 @@ static void test_checked(void)
     CHECK("checked: a leak is reported at destroy", seen == 3 && seen_kind == MP_ERR_LEAK);
     mp_set_error_handler(NULL, NULL);
 }
+#else
+/* Checked pools left out of the library (MP_FREESTANDING_CHECKED=0): refused, and no handler is
+ * called. */
+static void test_checked(void)
+{
+    mp_set_error_handler(on_error, NULL);
+    mp_errno = 0;
+    CHECK("checked left out: MP_CHECKED is refused with ENOSYS",
+          pool_in_buffer(32, 0, MP_CHECKED, 0) == NULL && mp_errno == ENOSYS);
+    mp_errno = 0;
+    CHECK("checked left out: with MP_ZERO too",
+          pool_in_buffer(32, 0, MP_CHECKED | MP_ZERO, 0) == NULL && mp_errno == ENOSYS);
+    CHECK("checked left out: nothing reported", seen == 0);
+    mp_set_error_handler(NULL, NULL);
+}
+#endif
 
 /* A caller's source: one static region handed out once. */
 static _Alignas(65536) unsigned char region[2 * 65536];
