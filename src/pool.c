@@ -594,9 +594,9 @@ static void chunk_header_write(const mp_pool *pool, mpi_run *run, char *chunk)
     mpi_chunk *hdr = (mpi_chunk *)chunk;
     hdr->pool = (mp_pool *)pool;
     hdr->run = run;
-    if (pool->bitmap_off != MP_CHUNK_HEADER)
+    if (!MP_FREESTANDING && pool->bitmap_off != MP_CHUNK_HEADER) /* no heap on bare metal */
         *mpi_owner_word((uintptr_t)chunk, pool->chunk_shift) = (mp_pool *)pool;
-    if (pool->bitmap_bytes != 0)
+    if (MPI_CHECKS_BUILT && pool->bitmap_bytes != 0)
         memset(chunk_bits(pool, (uintptr_t)chunk), 0, pool->bitmap_bytes);
 }
 
