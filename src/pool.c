@@ -72,6 +72,8 @@ static_assert(offsetof(struct mp_arena_fast, bump) == 0 &&
 /* Bare metal without checked pools (config.h) has plain and MP_ZERO pools only: no threads, no
  * secure or checked pool, no tool. The constant lets the compiler leave the other paths out. */
 #define POOL_LEAN_ONLY (MP_FREESTANDING && !MPI_CHECKS_BUILT)
+static_assert(POOL_KNOWN_FLAGS == (MP_ZERO | MP_CHECKED | MP_SECURE | MP_THREAD_SAFE),
+              "POOL_LEAN_ONLY knows these flags: route or refuse a new flag's pools in it");
 
 /* A value of mpi_run.scratch that no count reaches: trim marks runs to give back with it. */
 #define RUN_RELEASE UINT64_MAX
