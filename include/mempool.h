@@ -18,7 +18,9 @@
  * Bare metal: a library built with MP_FREESTANDING=1 (src/config.h) has no system under it. The
  * program defines MP_FREESTANDING=1 as well before it includes this header. Then: errors set
  * mp_errno, not errno; pools and arenas live in a caller's buffer or over a caller's mp_source
- * (without either, create fails with ENOSYS, as do MP_THREAD_SAFE and MP_SECURE); the heaps
+ * (without either, create fails with ENOSYS, as do MP_THREAD_SAFE and MP_SECURE, and MP_CHECKED
+ * and MP_HANDLES in a library built with MP_FREESTANDING_CHECKED=0, which leaves checked pools
+ * out); the heaps
  * (mp_heap_*, mp_malloc and its family, mp_default_heap), mp_stats_write(), mp_heap_stats_write()
  * and mp_stats_print() are not defined (a call fails to link); statistics are numbers only; an
  * error report reaches only the handler of mp_set_error_handler(), else traps.
@@ -239,7 +241,8 @@ typedef struct mp_pool mp_pool;
  *     buffer is given with a size too small for the pool's bookkeeping and one block;
  *   - errno = ENOMEM: the source could not give the page for the pool's bookkeeping;
  *   - errno = ENOSYS (MP_FREESTANDING only): MP_THREAD_SAFE or MP_SECURE, or neither a buffer nor
- *     a source.
+ *     a source; MP_CHECKED or MP_HANDLES where the library leaves checked pools out
+ *     (MP_FREESTANDING_CHECKED=0).
  * Thread-safety: may be called from any thread at any time.
  */
 mp_pool *mp_pool_create(const mp_pool_opts *opts);

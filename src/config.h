@@ -101,4 +101,13 @@
 #define MP_FREESTANDING 0
 #endif
 
+/* Checked pools on bare metal (CMake: MEMPOOL_FREESTANDING_CHECKED): 0 leaves them out of an
+ * MP_FREESTANDING=1 build: MP_CHECKED is refused with ENOSYS, as is MP_HANDLES (a handle pool in a
+ * buffer runs on the checked pools' general path), and a pool's slow paths compile
+ * without any check, for the least flash (README, "Bare metal"). 1 (the default): checked pools as
+ * hosted. No effect on the hosted library. The program defines it as the library does. */
+#ifndef MP_FREESTANDING_CHECKED
+#define MP_FREESTANDING_CHECKED 1
+#endif
+
 #endif /* MP_CONFIG_H */

@@ -203,6 +203,10 @@ enum {
 };
 #define MPI_CHECK_TOOLS (MPI_CHECK_ASAN | MPI_CHECK_VALGRIND)
 
+/* Whether this build has checks at all: not on bare metal with checked pools left out (config.h,
+ * MP_FREESTANDING_CHECKED), where no pool has any MPI_CHECK_* bit. */
+#define MPI_CHECKS_BUILT (!MP_FREESTANDING || MP_FREESTANDING_CHECKED)
+
 /*
  * A checked block's slot (stride bytes):
  *   [ user: block_size ][ canary: MP_FILL_CANARY up to the next 8 bytes, plus 8 ][ site: 8 ][ pad ]
@@ -355,6 +359,13 @@ struct mp_pool {
     void **mag_tops;
     uint64_t nmags, mag_cap;
 };
+
+/* A pool's checks as the library reads them: the constant 0 where the build has none
+ * (MPI_CHECKS_BUILT), so the compiler leaves every check's code out. */
+static inline unsigned mpi_checks(const mp_pool *pool)
+{
+    return MPI_CHECKS_BUILT ? pool->checks : 0;
+}
 
 /* ------------------------------------------------------------------------------------------------
  * os.c: the system source. Nothing else in the library knows the operating system.

@@ -81,6 +81,15 @@ static_assert(offsetof(struct mp_arena_fast, bump) == 0 &&
 #define POOL_KNOWN_FLAGS                                                                           \
     ((unsigned)(MP_ZERO | MP_CHECKED | MP_SECURE | MP_THREAD_SAFE | MP_HANDLES))
 
+/* Bare metal without checked pools (config.h) has plain and MP_ZERO pools only: no threads, no
+ * secure or checked pool, no tool. The constant lets the compiler leave the other paths out. */
+#define POOL_LEAN_ONLY (MP_FREESTANDING && !MPI_CHECKS_BUILT)
+/* Pools of these flags have handles; never in the lean build, which refuses MP_HANDLES, so the
+ * compiler leaves the handle code out there. */
+#define POOL_HANDLES(flags) (!POOL_LEAN_ONLY && ((flags)&MP_HANDLES) != 0)
+static_assert(POOL_KNOWN_FLAGS == (MP_ZERO | MP_CHECKED | MP_SECURE | MP_THREAD_SAFE | MP_HANDLES),
+              "POOL_LEAN_ONLY knows these flags: route or refuse a new flag's pools in it");
+
 /* A value of mpi_run.scratch that no count reaches: trim marks runs to give back with it. */
 #define RUN_RELEASE UINT64_MAX
 
@@ -116,12 +125,14 @@ static mpi_run *pool_run_of(const mp_pool *pool, const void *block)
  * x / stride, with the remainder in *rem. By Lemire's multiply-shift when x fits in 32 bits
  * (Lemire, Kaser, Kurz, "Faster Remainder by Direct Computation", 2019: with M = 2^64 / d rounded
  * up, x / d == (M * x) >> 64 for every 32-bit x and d), else by a division, several times slower.
+ * x is an address difference (in a chunk or a run): a 32-bit target divides in 32 bits, with no
+ * 64-bit division from libgcc.
  */
 #ifdef __SIZEOF_INT128__
 __extension__ typedef unsigned __int128 u128;
 #endif
 
-static uint64_t stride_div(const mp_pool *pool, uint64_t x, uint64_t *rem)
+static uint64_t stride_div(const mp_pool *pool, uintptr_t x, uint64_t *rem)
 {
     uint64_t q;
 #ifdef __SIZEOF_INT128__
@@ -351,14 +362,15 @@ static MP_ALWAYS_INLINE void word_set_as(const mp_pool *pool, void *at, uintptr_
 static MP_ALWAYS_INLINE void *link_get_as(const mp_pool *pool, void *block, unsigned checks)
 {
     uintptr_t v = word_get_as(pool, block, checks);
-    return (void *)(pool->key != 0 ? v ^ link_mask(pool, block) : v);
+    return (void *)(!POOL_LEAN_ONLY && pool->key != 0 ? v ^ link_mask(pool, block) : v);
 }
 
 static MP_ALWAYS_INLINE void link_set_as(const mp_pool *pool, void *block, void *next,
                                          unsigned checks)
 {
     uintptr_t v = (uintptr_t)next;
-    word_set_as(pool, block, pool->key != 0 ? v ^ link_mask(pool, block) : v, checks);
+    word_set_as(pool, block, !POOL_LEAN_ONLY && pool->key != 0 ? v ^ link_mask(pool, block) : v,
+                checks);
     if ((checks & MPI_CHECK_FILL) != 0) {
         char *copy = (char *)block + pool->site_off;
         word_set_as(pool, copy, v ^ link_mask(pool, copy), checks);
@@ -466,7 +478,7 @@ static MP_ALWAYS_INLINE void list_push_as(mp_pool *pool, void *block, unsigned c
 
 static void list_push(mp_pool *pool, void *block)
 {
-    list_push_as(pool, block, pool->checks);
+    list_push_as(pool, block, mpi_checks(pool));
 }
 
 /*
@@ -493,7 +505,7 @@ static MP_ALWAYS_INLINE void *list_pop_as(mp_pool *pool, unsigned checks)
 
 static void *list_pop(mp_pool *pool)
 {
-    return list_pop_as(pool, pool->checks);
+    return list_pop_as(pool, mpi_checks(pool));
 }
 
 /* Before an operation lowers `carved`, keep the peak it stands for (see struct mp_pool). */
@@ -513,7 +525,7 @@ static void pool_keep_peak(mp_pool *pool)
  */
 static int pool_geometry(mp_pool *pool, const mp_pool_opts *opts, size_t fixed_chunk)
 {
-    unsigned checks = pool->checks;
+    unsigned checks = mpi_checks(pool);
     size_t align = opts->align;
     if (align == 0) {
         align = opts->block_size & (~opts->block_size + 1); /* lowest set bit */
@@ -544,7 +556,7 @@ static int pool_geometry(mp_pool *pool, const mp_pool_opts *opts, size_t fixed_c
 
     size_t chunk = fixed_chunk != 0 ? fixed_chunk : MP_CHUNK_SIZE, bitmap, first_off;
     size_t bitmap_off = MP_CHUNK_HEADER + (fixed_chunk != 0 ? MPI_OWNER_ROOM : 0); /* a heap's */
-    if ((opts->flags & MP_HANDLES) != 0)
+    if (POOL_HANDLES(opts->flags))
         bitmap_off += sizeof(mpi_hchunk); /* the chunk's number and generations (internal.h) */
     for (;;) {
         /* the free bitmap (checked, secure) follows the header: a bit for each slot that could fit
@@ -567,7 +579,12 @@ static int pool_geometry(mp_pool *pool, const mp_pool_opts *opts, size_t fixed_c
     pool->chunk_size = chunk;
     while (((size_t)1 << pool->chunk_shift) < chunk)
         pool->chunk_shift++;
+#ifdef __SIZEOF_INT128__
     pool->stride_recip = stride <= UINT32_MAX ? UINT64_MAX / stride + 1 : 0;
+#else /* no 128-bit product to use it (stride_div, chunk_slot): 1 marks a stride below 2^32,
+         and a 32-bit target needs no 64-bit division in libgcc */
+    pool->stride_recip = stride <= UINT32_MAX;
+#endif
     pool->first_off = first_off;
     pool->bitmap_bytes = bitmap;
     pool->bitmap_off = bitmap_off;
@@ -589,7 +606,7 @@ static void pool_fold_carves(mp_pool *pool)
     char *bump = pool->fast.bump;
     if (MP_LIKELY(bump == pool->counted))
         return;
-    uint64_t rem, n = stride_div(pool, (uint64_t)(bump - pool->counted), &rem);
+    uint64_t rem, n = stride_div(pool, (uintptr_t)(bump - pool->counted), &rem);
     mp_assert(rem == 0 && pool->cur != NULL);
     pool->carved += n;
     pool->cur->carved += n;
@@ -638,11 +655,12 @@ static void chunk_header_write(const mp_pool *pool, mpi_run *run, char *chunk)
     mpi_chunk *hdr = (mpi_chunk *)chunk;
     hdr->pool = (mp_pool *)pool;
     hdr->run = run;
-    if (pool->bitmap_off >= MP_CHUNK_HEADER + MPI_OWNER_ROOM)
+    if (!MP_FREESTANDING &&
+        pool->bitmap_off >= MP_CHUNK_HEADER + MPI_OWNER_ROOM) /* no heap on bare metal */
         *mpi_owner_word((uintptr_t)chunk, pool->chunk_shift) = (mp_pool *)pool;
-    if (pool->bitmap_bytes != 0)
+    if (MPI_CHECKS_BUILT && pool->bitmap_bytes != 0)
         memset(chunk_bits(pool, (uintptr_t)chunk), 0, pool->bitmap_bytes);
-    if ((pool->flags & MP_HANDLES) != 0) /* chunk i of run: run is chunk 0 */
+    if (POOL_HANDLES(pool->flags)) /* chunk i of run: run is chunk 0 */
         mpi_hchunk_of((uintptr_t)chunk)->index0 =
             ((run->hnum + (((uintptr_t)chunk - (uintptr_t)run) >> pool->chunk_shift))
              << pool->fast.hbits) +
@@ -670,9 +688,9 @@ static void cursor_set(mp_pool *pool, mpi_run *run, uint32_t i)
 /* A buffer pool's blocks start after its header and its bitmap of n bits (one byte at least), at
  * the alignment: from `after` (the header's end), n >= 1 blocks end at the returned address, or at 0
  * when they do not fit below UINTPTR_MAX. */
-static uintptr_t buffer_blocks_end(const mp_pool *proto, uintptr_t after, uint64_t n)
+static uintptr_t buffer_blocks_end(const mp_pool *proto, uintptr_t after, uintptr_t n)
 {
-    if ((proto->flags & MP_HANDLES) != 0)
+    if (POOL_HANDLES(proto->flags))
         after += (uintptr_t)(n + 1) * sizeof(uint32_t); /* the generations (n < UINT32_MAX) */
     uintptr_t bits = after + (uintptr_t)((n + 7) / 8);
     if (bits < after || bits > UINTPTR_MAX - proto->align)
@@ -702,11 +720,11 @@ static mp_pool *pool_place_in_buffer(const mp_pool *proto, void *buffer, size_t 
     if (at < start || at > end || end - at < MP_POOL_HEADER_BYTES)
         return NULL;
     uintptr_t after = at + MP_POOL_HEADER_BYTES;
-    uint64_t lo = 0, hi = (end - after) / proto->stride; /* n fits if n <= lo; not if n > hi */
-    if ((proto->flags & MP_HANDLES) != 0 && hi >= UINT32_MAX)
+    uintptr_t lo = 0, hi = (end - after) / proto->stride; /* n fits if n <= lo; not if n > hi */
+    if (POOL_HANDLES(proto->flags) && hi >= UINT32_MAX)
         hi = UINT32_MAX - 1; /* a handle's index, slot + 1, has 32 bits */
     while (lo < hi) {
-        uint64_t mid = hi - (hi - lo) / 2;
+        uintptr_t mid = hi - (hi - lo) / 2;
         uintptr_t e = buffer_blocks_end(proto, after, mid);
         if (e != 0 && e <= end)
             lo = mid;
@@ -719,7 +737,7 @@ static mp_pool *pool_place_in_buffer(const mp_pool *proto, void *buffer, size_t 
     mp_pool *pool = (mp_pool *)at;
     *pool = *proto;
     pool->state |= MPI_IN_BUFFER;
-    size_t gens = (pool->flags & MP_HANDLES) != 0 ? (size_t)(lo + 1) * sizeof(uint32_t) : 0;
+    size_t gens = POOL_HANDLES(pool->flags) ? (size_t)(lo + 1) * sizeof(uint32_t) : 0;
     pool->buffer_bitmap = (unsigned char *)after + gens;
     memset(pool->buffer_bitmap, 0, (size_t)(lo + 7) / 8);
     mpi_run *run = &pool->buffer_run;
@@ -765,6 +783,8 @@ static mp_pool *pool_place_in_source(const mp_pool *proto)
  * */
 static void pool_select_checks(mp_pool *proto, unsigned flags)
 {
+    if (!MPI_CHECKS_BUILT)
+        return; /* no checks, no tool (config.h) */
     proto->checks = mpi_tool_checks();
     if ((flags & MP_CHECKED) != 0)
         proto->checks |= MPI_CHECK_FILL;
@@ -779,7 +799,7 @@ static void pool_select_checks(mp_pool *proto, unsigned flags)
  * pool (a free advances the block's generation, which the inline cache push cannot). */
 static bool pool_may_cache(const mp_pool *pool)
 {
-    return pool->checks == 0 && pool->capacity == 0 && (pool->flags & MP_HANDLES) == 0;
+    return pool->checks == 0 && pool->capacity == 0 && !POOL_HANDLES(pool->flags);
 }
 
 /*
@@ -792,15 +812,15 @@ static bool pool_may_cache(const mp_pool *pool)
 static void pool_select_path(mp_pool *pool, bool populate)
 {
     bool secure_geometry = pool->chunk_size <= UINT32_MAX && pool->stride_recip != 0;
-    if ((pool->flags & MP_THREAD_SAFE) != 0)
+    if (!MP_FREESTANDING && (pool->flags & MP_THREAD_SAFE) != 0) /* bare metal: no threads */
         pool->path = pool->ts_id != 0 ? MPI_PATH_CACHED : MPI_PATH_LOCKED;
-    else if ((pool->checks & ~(unsigned)MPI_CHECK_STATE) != 0 ||
-             ((pool->flags & MP_HANDLES) != 0 &&
-              (pool->checks != 0 || (pool->state & MPI_IN_BUFFER) != 0 || !secure_geometry)))
+    else if ((mpi_checks(pool) & ~(unsigned)MPI_CHECK_STATE) != 0 ||
+             (POOL_HANDLES(pool->flags) &&
+              (mpi_checks(pool) != 0 || (pool->state & MPI_IN_BUFFER) != 0 || !secure_geometry)))
         pool->path = MPI_PATH_CHECKED; /* a handle pool that HANDLES cannot take: general */
-    else if ((pool->flags & MP_HANDLES) != 0)
+    else if (POOL_HANDLES(pool->flags))
         pool->path = MPI_PATH_HANDLES;
-    else if (pool->checks == 0)
+    else if (mpi_checks(pool) == 0)
         pool->path = (pool->flags & MP_ZERO) != 0 ? MPI_PATH_ZERO : MPI_PATH_PLAIN;
     else if ((pool->flags & MP_ZERO) == 0 && (pool->state & MPI_IN_BUFFER) == 0 && secure_geometry)
         pool->path = MPI_PATH_SECURE;
@@ -808,7 +828,7 @@ static void pool_select_path(mp_pool *pool, bool populate)
         pool->path = MPI_PATH_SECURE_LEAN;
     if (pool->path != MPI_PATH_PLAIN)
         pool->fast.free = (void *)MP_FAST_SLOW; /* a slow pool (see mempool.h) */
-    if (pool->path == MPI_PATH_CACHED && (pool->flags & MP_ZERO) == 0)
+    if (!MP_FREESTANDING && pool->path == MPI_PATH_CACHED && (pool->flags & MP_ZERO) == 0)
         pool->fast.tsoff = pool->ts_id * (uint32_t)sizeof(struct mp_tcache_fast);
     if (populate && MP_HEAP_POPULATE)
         pool->state |= MPI_POPULATE;
@@ -823,8 +843,10 @@ static mp_pool *pool_create(const mp_pool_opts *opts, size_t chunk_size, bool po
         errno = EINVAL;
         return NULL;
     }
-    /* Bare metal has no threads, no entropy and no system source (config.h). */
+    /* Bare metal has no threads, no entropy and no system source, and may leave checked pools
+     * out (config.h), and with them handle pools, whose buffer pools take the general path. */
     if (MP_FREESTANDING && ((opts->flags & (MP_THREAD_SAFE | MP_SECURE)) != 0 ||
+                            (!MPI_CHECKS_BUILT && (opts->flags & (MP_CHECKED | MP_HANDLES)) != 0) ||
                             (opts->buffer == NULL && opts->source == NULL))) {
         errno = ENOSYS;
         return NULL;
@@ -838,7 +860,7 @@ static mp_pool *pool_create(const mp_pool_opts *opts, size_t chunk_size, bool po
         return NULL;
     }
     proto.flags = opts->flags;
-    if ((proto.flags & MP_HANDLES) != 0 && opts->buffer == NULL &&
+    if (POOL_HANDLES(proto.flags) && opts->buffer == NULL &&
         (err = mpi_handles_init(&proto, proto.per_chunk)) != 0) {
         errno = err;
         return NULL;
@@ -858,7 +880,7 @@ static mp_pool *pool_create(const mp_pool_opts *opts, size_t chunk_size, bool po
         pool = pool_place_in_source(&proto);
         err = ENOMEM;
     }
-    if (pool != NULL && (pool->flags & MP_THREAD_SAFE) != 0 &&
+    if (!MP_FREESTANDING && pool != NULL && (pool->flags & MP_THREAD_SAFE) != 0 &&
         (err = mpi_ts_create(pool, opts->thread_cache, pool_may_cache(pool))) != 0) {
         pool->flags &= ~(unsigned)MP_THREAD_SAFE;
         mp_pool_destroy(pool);
@@ -877,15 +899,17 @@ mp_pool *mp_pool_create(const mp_pool_opts *opts)
     return pool_create(opts, 0, false);
 }
 
+#if !MP_FREESTANDING /* the heap's; bare metal has none, and pool_create() folds into the above */
 mp_pool *mpi_pool_create_chunked(const mp_pool_opts *opts, size_t chunk_size, bool populate)
 {
     return pool_create(opts, chunk_size, populate);
 }
+#endif
 
 /* Opens a run's memory to the tools before it goes back to the source or the caller. */
 static void run_open(const mp_pool *pool, const mpi_run *run)
 {
-    if ((pool->checks & MPI_CHECK_TOOLS) != 0)
+    if ((mpi_checks(pool) & MPI_CHECK_TOOLS) != 0)
         mpi_tool_open(pool, run->base, run->size != 0 ? run->size : run->span);
 }
 
@@ -902,9 +926,9 @@ void mp_pool_destroy(mp_pool *pool)
 {
     if (pool == NULL)
         return;
-    if ((pool->flags & MP_THREAD_SAFE) != 0)
+    if (!MP_FREESTANDING && (pool->flags & MP_THREAD_SAFE) != 0)
         mpi_ts_destroy(pool);
-    if ((pool->checks & MPI_CHECK_FILL) != 0)
+    if ((mpi_checks(pool) & MPI_CHECK_FILL) != 0)
         mpi_check_destroy(pool);
     mpi_tool_forget_live(pool);
     if ((pool->state & MPI_IN_BUFFER) != 0) {
@@ -988,14 +1012,15 @@ static mpi_run *pool_take_run(mp_pool *pool)
         return NULL;
     /* Geometric growth: the new run holds as many chunks as the pool already does (1, 1, 2, 4,
      * ...). */
-    uint64_t n = pool->held / pool->per_chunk;
+    uint64_t n = (size_t)pool->held / (size_t)pool->per_chunk; /* < SIZE_MAX: held in memory */
     if (n == 0)
         n = 1;
     if (n > MP_RUN_MAX_CHUNKS)
         n = MP_RUN_MAX_CHUNKS;
     if (pool->capacity_max != UINT64_MAX) {
-        uint64_t need = pool->capacity_max - pool->carved; /* > 0: pool_carve() checked it */
-        uint64_t chunks = (need + pool->per_chunk - 1) / pool->per_chunk;
+        /* > 0: pool_carve() checked it; <= capacity, which fits size_t (pool_geometry) */
+        size_t need = (size_t)(pool->capacity_max - pool->carved);
+        uint64_t chunks = (need + (size_t)pool->per_chunk - 1) / (size_t)pool->per_chunk;
         if (chunks < n)
             n = chunks;
     }
@@ -1008,7 +1033,7 @@ static mpi_run *pool_take_run(mp_pool *pool)
 
     mpi_run *run = (mpi_run *)mem;
     memset(run, 0, sizeof *run);
-    if ((pool->flags & MP_HANDLES) != 0 && !mpi_handles_run_add(pool, run, mem, (uint32_t)n)) {
+    if (POOL_HANDLES(pool->flags) && !mpi_handles_run_add(pool, run, mem, (uint32_t)n)) {
         pool->source.unmap(pool->source.ctx, mem, size); /* no number left, or no memory */
         return NULL;
     }
@@ -1172,17 +1197,18 @@ void *mpi_pool_alloc_general(mp_pool *pool, const void *site)
     }
     /* A thread-safe pool populates in its caches' refill, with no lock held; one with no caches
      * holds its lock here, and does not populate. */
-    if (fresh && (pool->state & MPI_POPULATE) != 0 && (pool->flags & MP_THREAD_SAFE) == 0) {
+    if (!MP_FREESTANDING /* no heap, whose pools alone populate */ && fresh &&
+        (pool->state & MPI_POPULATE) != 0 && (pool->flags & MP_THREAD_SAFE) == 0) {
         mpi_pages r = {0, 0, NULL};
         mpi_pool_fresh_pages(pool, block, &r);
         mpi_pool_populate(pool, &r);
     }
     pool->fast.allocs++;
-    if (pool->checks != 0)
+    if (mpi_checks(pool) != 0)
         mpi_check_alloc(pool, block, fresh, site);
     if ((pool->flags & MP_ZERO) != 0)
         memset(block, 0, pool->block_size);
-    if ((pool->flags & MP_HANDLES) != 0)
+    if (POOL_HANDLES(pool->flags))
         gen_advance(pool, block, false); /* live */
     if (MP_DEBUG >= 2)
         mp_assert(pool_is_valid(pool));
@@ -1193,7 +1219,7 @@ void mpi_pool_free_general(mp_pool *pool, void *block)
 {
     if (pool->checks != 0 && !mpi_check_free(pool, block))
         return; /* reported; the free is not done */
-    if ((pool->flags & MP_HANDLES) != 0)
+    if (POOL_HANDLES(pool->flags))
         gen_advance(pool, block, false); /* free: its handles go stale */
     list_push(pool, block);
     if ((pool->checks & MPI_CHECK_TOOLS) != 0)
@@ -1398,7 +1424,7 @@ static MP_NOINLINE void handles_free(mp_pool *pool, void *block)
 
 mp_handle mp_pool_handle(const mp_pool *pool, const void *block)
 {
-    if (pool == NULL || block == NULL || (pool->flags & MP_HANDLES) == 0) {
+    if (pool == NULL || block == NULL || !POOL_HANDLES(pool->flags)) {
         errno = EINVAL;
         return 0;
     }
@@ -1430,6 +1456,8 @@ void *mp_pool_alloc_slow(mp_pool *pool)
 {
     if (MP_UNLIKELY(pool == NULL))
         return null_alloc();
+    if (POOL_LEAN_ONLY)
+        return plain_alloc(pool);
     if (pool_is_secure(pool))
         return secure_alloc(pool);
     switch (pool->path) {
@@ -1467,6 +1495,10 @@ void mp_pool_free_slow(mp_pool *pool, void *block)
 {
     if (block == NULL || pool == NULL)
         return;
+    if (POOL_LEAN_ONLY) {
+        lean_free(pool, block, 0);
+        return;
+    }
     if (pool_is_secure(pool)) {
         secure_free(pool, block);
         return;
@@ -1478,6 +1510,8 @@ void mp_pool_free_slow(mp_pool *pool, void *block)
         return;
     case MPI_PATH_SECURE: /* above */
     case MPI_PATH_SECURE_LEAN:
+        if (MP_FREESTANDING) /* bare metal has no secure pools: leaves the code out */
+            break;
         lean_free(pool, block, MPI_CHECK_STATE);
         return;
     case MPI_PATH_CACHED:
@@ -1539,7 +1573,7 @@ void mp_pool_reset(mp_pool *pool)
     for (mpi_run *run = pool->first; run != NULL; run = run->next)
         run->carved = 0;
     pool_clear_bits(pool);
-    if ((pool->flags & MP_HANDLES) != 0)
+    if (POOL_HANDLES(pool->flags))
         mpi_handles_reset(pool);
     pool->resets++;
     if (pool->first != NULL)
@@ -1833,7 +1867,7 @@ static bool pool_free_list_is_valid(const mp_pool *pool, bool locked_all)
             return false;
         if ((pool->checks & MPI_CHECK_STATE) != 0 && !mpi_slot_is_free(&s))
             return false;
-        if ((pool->flags & MP_HANDLES) != 0 &&
+        if (POOL_HANDLES(pool->flags) &&
             (MP_LOAD_RELAXED(pool->fast.hgens[block_index(pool, w.at)]) & 1) != 0)
             return false; /* a free block's generation says live */
     }
@@ -1843,7 +1877,7 @@ static bool pool_free_list_is_valid(const mp_pool *pool, bool locked_all)
     if ((pool->checks & MPI_CHECK_STATE) != 0 && !pool_bits_are_carved(pool))
         return false;
     /* a handle pool (never with caches): exactly the blocks in use have a live generation */
-    if ((pool->flags & MP_HANDLES) != 0 && locked_all && mpi_handles_live(pool) != pool->carved - n)
+    if (POOL_HANDLES(pool->flags) && locked_all && mpi_handles_live(pool) != pool->carved - n)
         return false;
     /* blocks in use (not free, nor in a thread's cache) were each allocated */
     if ((pool->flags & MP_THREAD_SAFE) != 0) {

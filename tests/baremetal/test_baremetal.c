@@ -3,7 +3,9 @@
  * Cortex-M4 with no operating system (MP_FREESTANDING): every block inside the buffer, aligned and
  * distinct; exhaustion with ENOMEM in mp_errno; reuse; zeroing; statistics as numbers; reset;
  * checks; a checked pool's report to the error handler, without stdio; a pool over the caller's
- * mp_source; and ENOSYS for what needs a system. Output goes through semihosting (startup.c).
+ * mp_source; and ENOSYS for what needs a system. Built also with MP_FREESTANDING_CHECKED=0 (the
+ * library and this file), where MP_CHECKED is refused with ENOSYS. Output goes through semihosting
+ * (startup.c).
  */
 #include "mempool.h"
 #include "semihost.h"
@@ -120,6 +122,7 @@ static void on_error(const mp_error *e, void *ctx)
     memcpy(seen_message, e->message, n < sizeof seen_message - 1 ? n + 1 : sizeof seen_message - 1);
 }
 
+#if !defined(MP_FREESTANDING_CHECKED) || MP_FREESTANDING_CHECKED
 /* A checked pool reports to the handler, with its message built without stdio. */
 static void test_checked(void)
 {
@@ -144,6 +147,44 @@ static void test_checked(void)
     CHECK("checked: a leak is reported at destroy", seen == 3 && seen_kind == MP_ERR_LEAK);
     mp_set_error_handler(NULL, NULL);
 }
+
+/* A handle pool in a buffer: a live block's handle derefs to it, a freed one's to NULL, even once
+ * its slot is reused. */
+static void test_handles(void)
+{
+    mp_pool *pool = pool_in_buffer(16, 0, MP_HANDLES, 0);
+    if (!CHECK("handles: created in a buffer", pool != NULL))
+        return;
+    void *b = mp_pool_alloc(pool);
+    mp_handle h = mp_pool_handle(pool, b);
+    CHECK("handles: a live block's handle derefs to it", h != 0 && mp_pool_deref(pool, h) == b);
+    mp_pool_free(pool, b);
+    CHECK("handles: stale once freed", mp_pool_deref(pool, h) == NULL);
+    void *again = mp_pool_alloc(pool);
+    CHECK("handles: stale after the slot is reused",
+          again == b && mp_pool_deref(pool, h) == NULL &&
+              mp_pool_deref(pool, mp_pool_handle(pool, again)) == again);
+    mp_pool_destroy(pool);
+}
+#else
+/* Checked pools left out of the library (MP_FREESTANDING_CHECKED=0): refused, and no handler is
+ * called. */
+static void test_checked(void)
+{
+    mp_set_error_handler(on_error, NULL);
+    mp_errno = 0;
+    CHECK("checked left out: MP_CHECKED is refused with ENOSYS",
+          pool_in_buffer(32, 0, MP_CHECKED, 0) == NULL && mp_errno == ENOSYS);
+    mp_errno = 0;
+    CHECK("checked left out: with MP_ZERO too",
+          pool_in_buffer(32, 0, MP_CHECKED | MP_ZERO, 0) == NULL && mp_errno == ENOSYS);
+    mp_errno = 0;
+    CHECK("checked left out: MP_HANDLES too (its buffer pools take the general path)",
+          pool_in_buffer(32, 0, MP_HANDLES, 0) == NULL && mp_errno == ENOSYS);
+    CHECK("checked left out: nothing reported", seen == 0);
+    mp_set_error_handler(NULL, NULL);
+}
+#endif
 
 /* A caller's source: one static region handed out once. */
 static _Alignas(65536) unsigned char region[2 * 65536];
@@ -232,6 +273,9 @@ int main(void)
     test_pool_fill();
     test_pool_capacity_zero();
     test_checked();
+#if !defined(MP_FREESTANDING_CHECKED) || MP_FREESTANDING_CHECKED
+    test_handles();
+#endif
     test_source();
     test_enosys();
     test_arena();
