@@ -607,8 +607,9 @@ static NOINLINE void *st_build(peer_handle *h, size_t size, uint64_t n)
         char *p = peer_alloc(h, size);
         if (UNLIKELY(p == NULL))
             die_oom("own/handover");
+        if (size > sizeof(void *)) /* an 8-byte block is all link */
+            p[size - 1] = (char)i;
         *(void **)p = head;
-        p[size - 1] = (char)i;
         head = p;
     }
     return head;
