@@ -14,8 +14,7 @@
 #include <stdatomic.h>
 #include <string.h>
 #if !MP_FREESTANDING
-#include <stdio.h>
-#include <stdlib.h>
+#include <stdio.h> /* snprintf */
 #endif
 
 #if MP_ASAN
@@ -62,16 +61,17 @@ const char *mp_error_name(mp_error_kind kind)
 #if !MP_FREESTANDING
 void mpi_assert_fail(const char *cond, const char *file, int line)
 {
-    fprintf(stderr, "mempool: internal assertion failed: %s (%s:%d)\n", cond, file, line);
-    fflush(stderr);
-    abort();
+    char line_text[1024]; /* a stringified condition and a path: far less in practice */
+    snprintf(line_text, sizeof line_text, "mempool: internal assertion failed: %s (%s:%d)", cond,
+             file, line);
+    mpi_os_error_line(line_text);
+    mpi_os_abort();
 }
 
 static void default_handler(const mp_error *error)
 {
-    fprintf(stderr, "%s\n", error->message);
-    fflush(stderr);
-    abort();
+    mpi_os_error_line(error->message);
+    mpi_os_abort();
 }
 
 static void report_format(char *message, size_t size, mp_error_kind kind, const char *name,

@@ -25,7 +25,6 @@
 
 #include <errno.h>
 #include <stdatomic.h>
-#include <stdlib.h>
 #include <string.h>
 
 #define HEAP_SHIFT MPI_HEAP_SHIFT
@@ -61,7 +60,7 @@ typedef struct heap_carry {
 
 struct mp_heap {
     _Atomic(mp_pool *) pools[MP_HEAP_CLASSES];
-    pthread_mutex_t lock;    /* the large lists and counters; the innermost lock (internal.h) */
+    mpi_lock lock;           /* the large lists and counters; the innermost lock (internal.h) */
     mpi_fork_lock fork_lock; /* MP_THREAD_SAFE: `lock`, on fork()'s list */
     mpi_large *large;        /* large blocks in use */
     mpi_large *cache;        /* freed large blocks kept for reuse, most recent first */
@@ -223,7 +222,7 @@ mp_heap *mp_heap_create(const mp_heap_opts *opts)
     mp_heap *heap = heap_place(o, source);
     if (heap == NULL)
         return NULL;
-    if (pthread_mutex_init(&heap->lock, NULL) != 0) {
+    if (mpi_lock_init(&heap->lock, false) != 0) {
         if (heap->meta_size != 0)
             source->unmap(source->ctx, heap, heap->meta_size);
         errno = ENOMEM;
@@ -245,9 +244,9 @@ mp_heap *mp_heap_create(const mp_heap_opts *opts)
 static void count_failed(mp_heap *heap)
 {
     errno = ENOMEM;
-    pthread_mutex_lock(&heap->lock);
+    mpi_lock_acquire(&heap->lock);
     heap->failed++;
-    pthread_mutex_unlock(&heap->lock);
+    mpi_lock_release(&heap->lock);
 }
 
 /* Makes the pool of class c. Made with no lock held (the heap's lock stays innermost), and
@@ -313,11 +312,11 @@ static mpi_large *cache_take(mp_heap *heap, size_t need)
  * under a class pool's lock, where heap_map runs). */
 static size_t large_cache_drop(mp_heap *heap)
 {
-    pthread_mutex_lock(&heap->lock);
+    mpi_lock_acquire(&heap->lock);
     mpi_large *list = heap->cache;
     heap->cache = NULL;
     heap->ncache = 0;
-    pthread_mutex_unlock(&heap->lock);
+    mpi_lock_release(&heap->lock);
     size_t bytes = 0;
     for (mpi_large *l = list, *next; l != NULL; l = next) {
         next = l->next;
@@ -401,9 +400,9 @@ static void *large_alloc(mp_heap *heap, size_t size, size_t align)
         return NULL;
     }
     size_t need = (off + size + page - 1) & ~(page - 1);
-    pthread_mutex_lock(&heap->lock);
+    mpi_lock_acquire(&heap->lock);
     mpi_large *l = cache_take(heap, need);
-    pthread_mutex_unlock(&heap->lock);
+    mpi_lock_release(&heap->lock);
     if (l == NULL) { /* the system is called with no lock held */
         l = heap_map(heap, need, HEAP_CHUNK);
         if (l == NULL && heap_reclaim(heap))
@@ -417,10 +416,10 @@ static void *large_alloc(mp_heap *heap, size_t size, size_t align)
     }
     l->block = (char *)l + off;
     l->usable = l->map_size - off;
-    pthread_mutex_lock(&heap->lock);
+    mpi_lock_acquire(&heap->lock);
     large_link(&heap->large, l);
     heap->large_allocs++;
-    pthread_mutex_unlock(&heap->lock);
+    mpi_lock_release(&heap->lock);
     if ((heap->flags & MP_ZERO) != 0)
         memset(l->block, 0, size);
     return l->block;
@@ -430,7 +429,7 @@ static void *large_alloc(mp_heap *heap, size_t size, size_t align)
 static MP_NOINLINE void large_free(mp_heap *heap, mpi_large *l)
 {
     mpi_large *evict = NULL;
-    pthread_mutex_lock(&heap->lock);
+    mpi_lock_acquire(&heap->lock);
     large_unlink(&heap->large, l);
     heap->large_frees++;
     large_link(&heap->cache, l);
@@ -450,7 +449,7 @@ static MP_NOINLINE void large_free(mp_heap *heap, mpi_large *l)
         for (mpi_large *c = evict; c != NULL; c = c->next)
             heap->ncache--;
     }
-    pthread_mutex_unlock(&heap->lock);
+    mpi_lock_release(&heap->lock);
     while (evict != NULL) { /* the system is called with no lock held */
         mpi_large *next = evict->next;
         heap_unmap(heap, evict, evict->map_size);
@@ -589,10 +588,10 @@ static MP_NOINLINE mp_pool *heap_owner_checked(const mp_heap *heap, const void *
         if (pool != NULL && mp_pool_owns(pool, p))
             return pool;
     }
-    pthread_mutex_lock((pthread_mutex_t *)&heap->lock);
+    mpi_lock_acquire((mpi_lock *)&heap->lock);
     *bad = large_find(heap->large, p) == NULL;
     bool freed = *bad && large_find(heap->cache, p) != NULL;
-    pthread_mutex_unlock((pthread_mutex_t *)&heap->lock);
+    mpi_lock_release((mpi_lock *)&heap->lock);
     if (freed)
         mpi_report_as(MP_ERR_DOUBLE_FREE, heap->name, NULL, p, NULL, 1, " (a large block)");
     else if (*bad)
@@ -788,7 +787,7 @@ void mp_heap_destroy(mp_heap *heap)
     heap_drop_large(heap);
     if ((heap->flags & MP_THREAD_SAFE) != 0)
         mpi_fork_lock_remove(&heap->fork_lock);
-    pthread_mutex_destroy(&heap->lock);
+    mpi_lock_destroy(&heap->lock);
     if (heap->meta_size != 0)
         heap->source.unmap(heap->source.ctx, heap, heap->meta_size);
 }
@@ -815,7 +814,7 @@ int mp_heap_stats(const mp_heap *heap, struct mp_heap_stats *out)
         out->blocks_in_use += s.blocks_in_use;
         out->bytes_in_use += s.blocks_in_use * k->size;
     }
-    pthread_mutex_lock((pthread_mutex_t *)&heap->lock);
+    mpi_lock_acquire((mpi_lock *)&heap->lock);
     out->allocs += heap->large_allocs;
     out->frees += heap->large_frees;
     out->failed_allocs += heap->failed;
@@ -825,7 +824,7 @@ int mp_heap_stats(const mp_heap *heap, struct mp_heap_stats *out)
     }
     out->blocks_in_use += out->large_in_use;
     out->large_cached = heap->ncache;
-    pthread_mutex_unlock((pthread_mutex_t *)&heap->lock);
+    mpi_lock_release((mpi_lock *)&heap->lock);
     out->bytes_reserved = atomic_load(&heap->reserved);
     return 0;
 }
@@ -836,11 +835,11 @@ int mp_heap_stats(const mp_heap *heap, struct mp_heap_stats *out)
 
 /* Published once by default_init; every later call reads it with one acquire load. */
 static _Atomic(mp_heap *) default_heap;
-static pthread_once_t default_once = PTHREAD_ONCE_INIT;
+static mpi_once default_once = MPI_ONCE_INIT;
 
 static void default_init(void)
 {
-    const char *env = getenv("MEMPOOL_CHECKED");
+    const char *env = mpi_os_getenv("MEMPOOL_CHECKED");
     unsigned flags = MP_THREAD_SAFE;
     if (env != NULL && env[0] == '1')
         flags |= MP_CHECKED;
@@ -851,7 +850,7 @@ static void default_init(void)
 
 static MP_NOINLINE mp_heap *default_heap_first(void)
 {
-    pthread_once(&default_once, default_init);
+    mpi_once_run(&default_once, default_init);
     return atomic_load_explicit(&default_heap, memory_order_acquire);
 }
 

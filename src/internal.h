@@ -29,7 +29,8 @@
 #include <stdint.h>
 
 /* A lock: a pthread mutex, or (MP_FREESTANDING: no threads, no thread-safe objects) a placeholder
- * that only keeps the layout's fields. */
+ * that only keeps the layout's fields. The system's threads are reached only through the port
+ * layer below (os.c's section): mpi_lock_*, mpi_once_run, mpi_os_*. */
 #if MP_FREESTANDING
 #define static_assert _Static_assert /* <assert.h> is not among the freestanding headers */
 typedef struct mpi_lock {
@@ -43,6 +44,9 @@ typedef struct mpi_lock {
 #include <assert.h> /* static_assert */
 #include <pthread.h>
 typedef pthread_mutex_t mpi_lock;
+#define MPI_LOCK_INIT PTHREAD_MUTEX_INITIALIZER
+typedef pthread_once_t mpi_once;
+#define MPI_ONCE_INIT PTHREAD_ONCE_INIT
 #endif
 
 #if defined(__GNUC__) || defined(__clang__)
@@ -402,6 +406,45 @@ MPI_HIDDEN bool mpi_os_resident(const void *p, size_t size);
 /* A random word from the kernel (getrandom), or a mix of clock and addresses if it has none. */
 MPI_HIDDEN uintptr_t mpi_os_random(void);
 
+#if !MP_FREESTANDING
+/* Threads, the environment and stopping: the rest of the port (docs/design.md, "Porting"). Taking
+ * and dropping a lock are inline over the system's mutex, so the lock paths pay no extra call. */
+
+/* Makes a lock; adaptive: spins a little before sleeping where the system can. 0 or ENOMEM. */
+MPI_HIDDEN int mpi_lock_init(mpi_lock *lock, bool adaptive);
+static inline void mpi_lock_destroy(mpi_lock *lock)
+{
+    pthread_mutex_destroy(lock);
+}
+static inline void mpi_lock_acquire(mpi_lock *lock)
+{
+    pthread_mutex_lock(lock);
+}
+static inline void mpi_lock_release(mpi_lock *lock)
+{
+    pthread_mutex_unlock(lock);
+}
+/* Runs fn once in the process, whichever thread comes first; the others wait until it returned.
+ * A fork() child runs again an initialisation the fork interrupted (glibc does). */
+static inline void mpi_once_run(mpi_once *once, void (*fn)(void))
+{
+    pthread_once(once, fn);
+}
+/* Registers fn to run at a thread's exit with the argument the thread armed (nothing if it armed
+ * none); called once, before any arm. */
+MPI_HIDDEN void mpi_os_thread_exit_hook(void (*fn)(void *arg));
+/* Arms this thread's exit hook with arg (not NULL). */
+MPI_HIDDEN void mpi_os_thread_exit_arm(void *arg);
+/* Registers handlers run by fork(): prepare in the parent before, parent and child after. */
+MPI_HIDDEN void mpi_os_atfork(void (*prepare)(void), void (*parent)(void), void (*child)(void));
+/* The value of an environment variable, or NULL. */
+MPI_HIDDEN const char *mpi_os_getenv(const char *name);
+/* Writes one line (line and a newline) where the program's errors go (stderr), at once. */
+MPI_HIDDEN void mpi_os_error_line(const char *line);
+/* Stops the program abnormally (abort()). */
+MPI_HIDDEN _Noreturn void mpi_os_abort(void);
+#endif
+
 /* ------------------------------------------------------------------------------------------------
  * tcache.c: thread-safe pools, and fork()
  *
@@ -415,7 +458,7 @@ MPI_HIDDEN uintptr_t mpi_os_random(void);
  *   3. a thread-safe heap's own lock (heap.c: its large blocks and counters), innermost: nothing is
  *      taken under it (class pools call the heap's source under their own lock, and it takes none).
  * Plain pools and arenas have no lock; a heap without MP_THREAD_SAFE takes its lock only in the
- * one thread using it, so no other thread's fork() finds it held. The two pthread_once
+ * one thread using it, so no other thread's fork() finds it held. The two mpi_once_run
  * (registry_init, the default heap) are safe in a child: glibc runs again there an initialisation
  * that a fork() interrupted.
  * ---------------------------------------------------------------------------------------------- */

@@ -124,11 +124,13 @@ bool mpi_ts_each_cached(const mp_pool *pool,
 
 #else /* !MP_FREESTANDING */
 /* ================================================================================================
- * A POSIX system (Linux): mmap, madvise, mincore, getrandom
+ * A POSIX system (Linux): mmap, madvise, mincore, getrandom; pthreads, getenv, stderr, abort
  * ============================================================================================== */
 
 #include <errno.h>
 #include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <sys/mman.h>
 #include <sys/random.h>
 #include <time.h>
@@ -230,5 +232,60 @@ uintptr_t mpi_os_random(void)
 }
 
 const mp_source mpi_os_source = {os_map, os_unmap, NULL};
+
+/* ------------------------------------------------------------------------------------------------
+ * Threads (pthreads), the environment and stopping
+ * ---------------------------------------------------------------------------------------------- */
+
+int mpi_lock_init(mpi_lock *lock, bool adaptive)
+{
+#ifdef PTHREAD_ADAPTIVE_MUTEX_INITIALIZER_NP
+    if (adaptive) {
+        pthread_mutexattr_t attr;
+        if (pthread_mutexattr_init(&attr) != 0)
+            return ENOMEM;
+        pthread_mutexattr_settype(&attr, PTHREAD_MUTEX_ADAPTIVE_NP);
+        int err = pthread_mutex_init(lock, &attr);
+        pthread_mutexattr_destroy(&attr);
+        return err != 0 ? ENOMEM : 0;
+    }
+#else
+    (void)adaptive;
+#endif
+    return pthread_mutex_init(lock, NULL) != 0 ? ENOMEM : 0;
+}
+
+static pthread_key_t exit_key; /* the one thread-exit hook (tcache.c's) */
+
+void mpi_os_thread_exit_hook(void (*fn)(void *arg))
+{
+    pthread_key_create(&exit_key, fn);
+}
+
+void mpi_os_thread_exit_arm(void *arg)
+{
+    pthread_setspecific(exit_key, arg);
+}
+
+void mpi_os_atfork(void (*prepare)(void), void (*parent)(void), void (*child)(void))
+{
+    pthread_atfork(prepare, parent, child);
+}
+
+const char *mpi_os_getenv(const char *name)
+{
+    return getenv(name);
+}
+
+void mpi_os_error_line(const char *line)
+{
+    fprintf(stderr, "%s\n", line);
+    fflush(stderr);
+}
+
+void mpi_os_abort(void)
+{
+    abort();
+}
 
 #endif /* MP_FREESTANDING */

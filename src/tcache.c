@@ -15,12 +15,12 @@
  *   - a thread record per thread that has a cache: its table of TS_IDS entries (struct
  *     mp_tcache, the public part the inline path reads through mpi_tcaches, at the pools' ts_id)
  *     and beside it the private record of each entry in use; one mapping, whose pages are touched
- *     only for the ids the thread uses. The record is freed by a pthread key destructor when the
+ *     only for the ids the thread uses. The record is freed by the thread-exit hook (os.c) when the
  *     thread exits, which first gives every cached block back: O(pools the thread used);
  *   - a list of each pool's caches, so that mp_pool_destroy() can drop them while their threads
  *     live on, and stats can add them up; and a list of each thread's, for its exit;
  *   - the list of thread-safe pools, and of thread-safe heaps' locks, so that fork() can take
- *     every lock first (pthread_atfork).
+ *     every lock first (mpi_os_atfork).
  * Invariants: a cache is in its pool's list, its thread's list and its thread's table at ts_id, or
  * in none of them (and its table entry is all zero); a carved block is in use, on the pool's free
  * list, in exactly one cache, or in exactly one of the depot's magazines; in_use = carved -
@@ -75,9 +75,8 @@ static _Thread_local mpi_thread *self;
  * made then would never be retired (its key destructor would not run again) and would leak. */
 static _Thread_local bool exited;
 
-static pthread_mutex_t registry = PTHREAD_MUTEX_INITIALIZER;
-static pthread_once_t registry_once = PTHREAD_ONCE_INIT;
-static pthread_key_t exit_key;
+static mpi_lock registry = MPI_LOCK_INIT;
+static mpi_once registry_once = MPI_ONCE_INIT;
 static mpi_thread *threads;
 static mp_pool *ts_pools;
 static mpi_fork_lock *fork_locks; /* thread-safe heaps' locks */
@@ -105,9 +104,9 @@ static void fork_child(void);
  * registry twice). */
 static void registry_init(void)
 {
-    pthread_key_create(&exit_key, thread_exit);
+    mpi_os_thread_exit_hook(thread_exit);
     if (!fork_handlers_ran)
-        pthread_atfork(fork_prepare, fork_parent, fork_child);
+        mpi_os_atfork(fork_prepare, fork_parent, fork_child);
 }
 
 /* ================================================================================================
@@ -151,45 +150,30 @@ static void *meta_alloc(mp_pool **meta, size_t size)
  * ============================================================================================== */
 
 /* The pool's lock is held for a few dozen instructions (a batch is moved in O(1) from the depot),
- * so a thread that finds it taken spins a little before it sleeps (glibc's adaptive mutex): two
- * threads that refill and flush at once would otherwise trade futex sleeps and wake-ups. */
-static int pool_lock_init(pthread_mutex_t *lock)
-{
-#ifdef PTHREAD_ADAPTIVE_MUTEX_INITIALIZER_NP
-    pthread_mutexattr_t attr;
-    if (pthread_mutexattr_init(&attr) != 0)
-        return ENOMEM;
-    pthread_mutexattr_settype(&attr, PTHREAD_MUTEX_ADAPTIVE_NP);
-    int err = pthread_mutex_init(lock, &attr);
-    pthread_mutexattr_destroy(&attr);
-    return err;
-#else
-    return pthread_mutex_init(lock, NULL);
-#endif
-}
-
+ * so a thread that finds it taken spins a little before it sleeps (an adaptive lock): two threads
+ * that refill and flush at once would otherwise trade futex sleeps and wake-ups. */
 int mpi_ts_create(mp_pool *pool, size_t thread_cache, bool caches)
 {
     if ((pool->state & MPI_IN_BUFFER) != 0)
         return EINVAL;
-    pthread_once(&registry_once, registry_init);
+    mpi_once_run(&registry_once, registry_init);
     size_t limit = thread_cache;
     if (limit == 0) {
         limit = CACHE_BYTES_MAX / pool->stride;
         limit = limit > CACHE_DEFAULT ? CACHE_DEFAULT : limit;
     }
     limit = limit < 2 ? 2 : limit; /* room for a loaded and a previous magazine */
-    if (pool_lock_init(&pool->lock) != 0)
+    if (mpi_lock_init(&pool->lock, true) != 0)
         return ENOMEM;
     pool->cache_limit = caches ? limit : 0;
 
-    pthread_mutex_lock(&registry);
+    mpi_lock_acquire(&registry);
     if (caches && nfree_ids != 0)
         pool->ts_id = free_ids[--nfree_ids];
     else if (caches && next_id < TS_IDS)
         pool->ts_id = next_id++;
     MPI_LIST_PUSH(ts_pools, pool, ts_next, ts_prev);
-    pthread_mutex_unlock(&registry);
+    mpi_lock_release(&registry);
     return 0;
 }
 
@@ -208,15 +192,15 @@ static void cache_drop(mpi_tcache *c)
 
 void mpi_ts_destroy(mp_pool *pool)
 {
-    pthread_mutex_lock(&registry);
+    mpi_lock_acquire(&registry);
     while (pool->caches != NULL)
         cache_drop(pool->caches);
     MPI_LIST_UNLINK(ts_pools, pool, ts_next, ts_prev);
     if (pool->ts_id != 0 &&
         table_grow((void **)&free_ids, &free_ids_cap, sizeof *free_ids, nfree_ids + 1))
         free_ids[nfree_ids++] = pool->ts_id; /* else the id is simply never reused */
-    pthread_mutex_unlock(&registry);
-    pthread_mutex_destroy(&pool->lock);
+    mpi_lock_release(&registry);
+    mpi_lock_destroy(&pool->lock);
     if (pool->mag_tops != NULL)
         mpi_os_source.unmap(NULL, pool->mag_tops, pool->mag_cap * sizeof(void *));
 }
@@ -240,7 +224,7 @@ static mpi_thread *thread_self_locked(void)
     }
     t->side = (mpi_tcache **)(t->table + TS_IDS);
     MPI_LIST_PUSH(threads, t, next, prev);
-    pthread_setspecific(exit_key, t);
+    mpi_os_thread_exit_arm(t);
     mpi_tcaches = t->table;
     return self = t;
 }
@@ -273,9 +257,9 @@ static mpi_tcache *cache_get(mp_pool *pool)
         return self->side[id];
     if (exited)
         return NULL;
-    pthread_mutex_lock(&registry);
+    mpi_lock_acquire(&registry);
     mpi_tcache *c = cache_create_locked(pool);
-    pthread_mutex_unlock(&registry);
+    mpi_lock_release(&registry);
     return c;
 }
 
@@ -374,9 +358,9 @@ static bool depot_grow(mp_pool *pool)
     uint64_t cap = pool->mag_cap;
     size_t page = mpi_os_page_size();
     uint64_t cap2 = cap != 0 ? 2 * cap : page / sizeof(void *);
-    pthread_mutex_unlock(&pool->lock);
+    mpi_lock_release(&pool->lock);
     void **grown = mpi_os_source.map(NULL, cap2 * sizeof(void *), page);
-    pthread_mutex_lock(&pool->lock);
+    mpi_lock_acquire(&pool->lock);
     if (grown == NULL)
         return false;
     void **spare = grown;
@@ -390,9 +374,9 @@ static bool depot_grow(mp_pool *pool)
         pool->mag_cap = cap2;
     }
     if (spare != NULL) {
-        pthread_mutex_unlock(&pool->lock);
+        mpi_lock_release(&pool->lock);
         mpi_os_source.unmap(NULL, spare, spare_cap * sizeof(void *));
-        pthread_mutex_lock(&pool->lock);
+        mpi_lock_acquire(&pool->lock);
     }
     return true;
 }
@@ -417,9 +401,9 @@ static void cache_give_prev(mp_pool *pool, mpi_tcache *c)
     while (!(pushed = depot_push(pool, c->prev)) && depot_grow(pool)) {
     }
     if (!pushed) {
-        pthread_mutex_unlock(&pool->lock);
+        mpi_lock_release(&pool->lock);
         void *last = chain_last(c->prev);
-        pthread_mutex_lock(&pool->lock);
+        mpi_lock_acquire(&pool->lock);
         mpi_pool_give_chain(pool, c->prev, last);
     }
     c->prev = NULL;
@@ -467,7 +451,7 @@ static void cache_refill_unlock(mp_pool *pool, mpi_tcache *c, bool reuse_only)
     if (got == 0 && !reuse_only)
         pool->failed_allocs++;
     MP_STORE_RELEASE(c->pub->pushes, c->pub->pushes + got);
-    pthread_mutex_unlock(&pool->lock);
+    mpi_lock_release(&pool->lock);
     mpi_pool_populate(pool, &pages);
     for (uint64_t i = 0; i < nfresh; i++) {
         *tail = blocks[i];
@@ -481,7 +465,7 @@ static void cache_refill_unlock(mp_pool *pool, mpi_tcache *c, bool reuse_only)
  * free list or carved. */
 static void cache_exchange_empty(mp_pool *pool, mpi_tcache *c, bool reuse_only)
 {
-    pthread_mutex_lock(&pool->lock);
+    mpi_lock_acquire(&pool->lock);
     void *first = c->prev;
     if (first != NULL) {
         c->prev = NULL; /* the counters already count it */
@@ -492,19 +476,19 @@ static void cache_exchange_empty(mp_pool *pool, mpi_tcache *c, bool reuse_only)
         return;
     }
     c->pub->free = first;
-    pthread_mutex_unlock(&pool->lock);
+    mpi_lock_release(&pool->lock);
 }
 
 /* Makes the full loaded list of c (exactly a batch) its previous magazine, after giving the
  * previous one back. */
 static void cache_exchange_full(mp_pool *pool, mpi_tcache *c)
 {
-    pthread_mutex_lock(&pool->lock);
+    mpi_lock_acquire(&pool->lock);
     if (c->prev != NULL)
         cache_give_prev(pool, c);
     c->prev = c->pub->free;
     c->pub->free = NULL;
-    pthread_mutex_unlock(&pool->lock);
+    mpi_lock_release(&pool->lock);
 }
 
 /* ================================================================================================
@@ -515,13 +499,13 @@ void *mpi_ts_alloc(mp_pool *pool, const void *site, bool reuse_only)
 {
     mpi_tcache *c = cache_get(pool);
     if (c == NULL) {
-        pthread_mutex_lock(&pool->lock);
+        mpi_lock_acquire(&pool->lock);
         if (*mpi_pool_head(pool) == NULL)
             depot_drain(pool); /* this thread has no cache, others may: blocks they gave back */
         void *block =
             reuse_only && *mpi_pool_head(pool) == NULL ? NULL : mpi_pool_alloc_general(pool, site);
         int err = errno;
-        pthread_mutex_unlock(&pool->lock);
+        mpi_lock_release(&pool->lock);
         errno = err;
         return block;
     }
@@ -546,9 +530,9 @@ void mpi_ts_free(mp_pool *pool, void *block)
 {
     mpi_tcache *c = cache_get(pool);
     if (c == NULL) {
-        pthread_mutex_lock(&pool->lock);
+        mpi_lock_acquire(&pool->lock);
         mpi_pool_free_general(pool, block);
-        pthread_mutex_unlock(&pool->lock);
+        mpi_lock_release(&pool->lock);
         return;
     }
     struct mp_tcache_fast *pub = c->pub;
@@ -571,14 +555,14 @@ void mpi_ts_free(mp_pool *pool, void *block)
 static void cache_retire(mpi_tcache *c)
 {
     mp_pool *pool = c->pool;
-    pthread_mutex_lock(&pool->lock);
+    mpi_lock_acquire(&pool->lock);
     void *first = c->pub->free;
     if (first != NULL)
         mpi_pool_give_chain(pool, first, chain_last(first));
     if (c->prev != NULL)
         cache_give_prev(pool, c);
     pool->retired_allocs += c->pub->pops - c->flushed;
-    pthread_mutex_unlock(&pool->lock);
+    mpi_lock_release(&pool->lock);
     cache_drop(c);
 }
 
@@ -592,12 +576,12 @@ static void thread_retire(mpi_thread *t)
     mp_pool_free(thread_meta, t);
 }
 
-/* The pthread key destructor: O(pools this thread used). */
+/* The thread-exit hook: O(pools this thread used). */
 static void thread_exit(void *arg)
 {
-    pthread_mutex_lock(&registry);
+    mpi_lock_acquire(&registry);
     thread_retire(arg);
-    pthread_mutex_unlock(&registry);
+    mpi_lock_release(&registry);
     self = NULL;
     exited = true;
     mpi_tcaches = no_caches;
@@ -607,8 +591,8 @@ void mpi_ts_lock(const mp_pool *pool)
 {
     if ((pool->flags & MP_THREAD_SAFE) == 0)
         return;
-    pthread_mutex_lock(&registry);
-    pthread_mutex_lock((pthread_mutex_t *)&pool->lock);
+    mpi_lock_acquire(&registry);
+    mpi_lock_acquire((mpi_lock *)&pool->lock);
     depot_drain((mp_pool *)pool); /* the caller may walk the free list: every free block on it */
 }
 
@@ -616,8 +600,8 @@ void mpi_ts_unlock(const mp_pool *pool)
 {
     if ((pool->flags & MP_THREAD_SAFE) == 0)
         return;
-    pthread_mutex_unlock((pthread_mutex_t *)&pool->lock);
-    pthread_mutex_unlock(&registry);
+    mpi_lock_release((mpi_lock *)&pool->lock);
+    mpi_lock_release(&registry);
 }
 
 void mpi_ts_sum(const mp_pool *pool, uint64_t *cached, uint64_t *allocs)
@@ -691,33 +675,33 @@ void mpi_ts_reset(mp_pool *pool)
 
 void mpi_fork_lock_add(mpi_fork_lock *l)
 {
-    pthread_once(&registry_once, registry_init);
-    pthread_mutex_lock(&registry);
+    mpi_once_run(&registry_once, registry_init);
+    mpi_lock_acquire(&registry);
     l->next = fork_locks;
     fork_locks = l;
-    pthread_mutex_unlock(&registry);
+    mpi_lock_release(&registry);
 }
 
 /* O(heaps): a program makes few, and destroys them rarely. */
 void mpi_fork_lock_remove(mpi_fork_lock *l)
 {
-    pthread_mutex_lock(&registry);
+    mpi_lock_acquire(&registry);
     mpi_fork_lock **at = &fork_locks;
     while (*at != l)
         at = &(*at)->next;
     *at = l->next;
-    pthread_mutex_unlock(&registry);
+    mpi_lock_release(&registry);
 }
 
 /* Every lock, in the library's lock order (internal.h). */
 static void fork_prepare(void)
 {
-    pthread_mutex_lock(&registry);
+    mpi_lock_acquire(&registry);
     fork_handlers_ran = true;
     for (mp_pool *p = ts_pools; p != NULL; p = p->ts_next)
-        pthread_mutex_lock(&p->lock);
+        mpi_lock_acquire(&p->lock);
     for (mpi_fork_lock *l = fork_locks; l != NULL; l = l->next)
-        pthread_mutex_lock(l->mutex);
+        mpi_lock_acquire(l->mutex);
 }
 
 /* Every lock but the registry, in the parent or the child (where the forking thread, the one that
@@ -725,15 +709,15 @@ static void fork_prepare(void)
 static void fork_unlock_objects(void)
 {
     for (mpi_fork_lock *l = fork_locks; l != NULL; l = l->next)
-        pthread_mutex_unlock(l->mutex);
+        mpi_lock_release(l->mutex);
     for (mp_pool *p = ts_pools; p != NULL; p = p->ts_next)
-        pthread_mutex_unlock(&p->lock);
+        mpi_lock_release(&p->lock);
 }
 
 static void fork_parent(void)
 {
     fork_unlock_objects();
-    pthread_mutex_unlock(&registry);
+    mpi_lock_release(&registry);
 }
 
 static void fork_child(void)
@@ -744,5 +728,5 @@ static void fork_child(void)
         if (t != self)
             thread_retire(t);
     }
-    pthread_mutex_unlock(&registry);
+    mpi_lock_release(&registry);
 }
