@@ -20,10 +20,10 @@
  * mp_errno, not errno; pools and arenas live in a caller's buffer or over a caller's mp_source
  * (without either, create fails with ENOSYS, as do MP_THREAD_SAFE and MP_SECURE, and MP_CHECKED
  * and MP_HANDLES in a library built with MP_FREESTANDING_CHECKED=0, which leaves checked pools
- * out); the heaps
- * (mp_heap_*, mp_malloc and its family, mp_default_heap), mp_stats_write(), mp_heap_stats_write()
- * and mp_stats_print() are not defined (a call fails to link); statistics are numbers only; an
- * error report reaches only the handler of mp_set_error_handler(), else traps.
+ * out); the heaps (mp_heap_*, mp_malloc and its family, mp_default_heap), mp_stats_write(),
+ * mp_heap_stats_write() and mp_stats_print() are not defined (a call fails to link); statistics
+ * are numbers only; an error report reaches only the handler of mp_set_error_handler(), else
+ * traps.
  */
 #ifndef MEMPOOL_H
 #define MEMPOOL_H
@@ -69,12 +69,13 @@ enum {
      * thread frees any block, including blocks another thread allocated. Each thread keeps a small
      * cache of free blocks (opts.thread_cache) that its alloc and free use inline, with no lock and
      * no atomic read-modify-write; a full or empty cache moves half its size to or from the pool
-     * under the pool's lock, at most once per half its size of operations. A thread that exits gives its cached blocks back. Reset and destroy
-     * need every other thread to have stopped using the pool; alloc, free, trim, owns, check and
-     * stats may be called from any thread. What differs from a plain pool: reuse is LIFO within a
-     * thread's cache, not across threads; blocks taken into a cache count as handed out
-     * (mp_pool_owns() is true for them) and count in blocks_peak; stats read while other threads
-     * allocate are a snapshot of each thread's counters, exact once they stop.
+     * under the pool's lock, at most once per half its size of operations. A thread that exits
+     * gives its cached blocks back. Reset and destroy need every other thread to have stopped using
+     * the pool; alloc, free, trim, owns, check and stats may be called from any thread. What
+     * differs from a plain pool: reuse is LIFO within a thread's cache, not across threads; blocks
+     * taken into a cache count as handed out (mp_pool_owns() is true for them) and count in
+     * blocks_peak; stats read while other threads allocate are a snapshot of each thread's
+     * counters, exact once they stop.
      * fork() may be called from any thread at any time: the library takes all its locks around
      * it, so the child can use every thread-safe pool and heap (mp_malloc's included) at once; the
      * blocks the other threads held stay in use there, their caches' free blocks are given back.
@@ -113,9 +114,9 @@ enum {
      * still allocated and freed with mp_pool_alloc() and mp_pool_free(). Each block slot has a
      * 32-bit generation, kept out of band in tables the pool maps from its source (4 bytes a block,
      * up to 16 with the tables' rounding and the copies a growth leaves until destroy), advanced at
-     * each alloc and each free: both take the slow path, a call each way. A thread-safe handle pool keeps no thread caches (its
-     * calls take the lock). Combines with every other flag and with a buffer (size it with
-     * MP_POOL_BUFFER_SIZE_FLAGS).
+     * each alloc and each free: both take the slow path, a call each way. A thread-safe handle pool
+     * keeps no thread caches (its calls take the lock). Combines with every other flag and with a
+     * buffer (size it with MP_POOL_BUFFER_SIZE_FLAGS).
      */
     MP_HANDLES = 1u << 4,
 };
@@ -168,10 +169,11 @@ typedef struct mp_source {
  *   thread_cache: MP_THREAD_SAFE pools: the most free blocks each thread keeps for itself; 0 = the
  *                default (1024, fewer for large blocks: at most 256 KiB a thread; at least 2). Half
  *                of it moves between a cache and the pool at once, in O(1) (at most 256 blocks
- *                when they come from the pool's free list or are carved). Thread-safe pools that are checked, secure
- *                or have a capacity keep none: every call takes the pool's lock, so every check
- *                runs and no thread is refused a block while another thread's cache holds free
- *                ones. So does a pool made while 32767 other thread-safe pools with caches exist.
+ *                when they come from the pool's free list or are carved). Thread-safe pools that
+ *                are checked, secure or have a capacity keep none: every call takes the pool's
+ *                lock, so every check runs and no thread is refused a block while another
+ *                thread's cache holds free ones. So does a pool made while 32767 other thread-safe
+ *                pools with caches exist.
  */
 typedef struct mp_pool_opts {
     size_t block_size;
@@ -350,11 +352,10 @@ bool mp_pool_owns(const mp_pool *pool, const void *p);
  */
 bool mp_pool_check(const mp_pool *pool);
 
-#ifdef MP_NO_INLINE
 mp_handle mp_pool_handle(const mp_pool *pool, const void *block);
+#ifdef MP_NO_INLINE
 void *mp_pool_deref(const mp_pool *pool, mp_handle handle);
 #else
-mp_handle mp_pool_handle(const mp_pool *pool, const void *block);
 static inline void *mp_pool_deref(const mp_pool *pool, mp_handle handle);
 #endif
 
@@ -949,12 +950,8 @@ struct mp_arena_fast {
     uint64_t allocs;
 };
 
-/* The alignment of mp_arena_alloc() (alignof(max_align_t)). */
-#ifdef __cplusplus
-#define MP_ARENA_ALIGN alignof(max_align_t)
-#else
-#define MP_ARENA_ALIGN _Alignof(max_align_t)
-#endif
+/* The alignment of mp_arena_alloc(). */
+#define MP_ARENA_ALIGN MP_ALIGNOF_(max_align_t)
 
 /* The whole of mp_arena_alloc() for any arena; the inline bump calls it when the chunk is full. */
 void *mp_arena_alloc_slow(mp_arena *arena, size_t size);

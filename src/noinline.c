@@ -1,9 +1,9 @@
 /*
- * noinline.c: mp_pool_alloc(), mp_pool_free(), mp_pool_deref() and mp_arena_alloc() as exported functions, for
- * programs built with MP_NO_INLINE (mempool.h, "Internals"): other compilers, bindings from
- * other languages, debugging. Each slow function already does the whole operation for any pool or
- * arena, so these only forward to it (a
- * tail call: a checked pool still records the caller's return address as the allocation site).
+ * noinline.c: mp_pool_alloc(), mp_pool_free(), mp_pool_deref() and mp_arena_alloc() as exported
+ * functions, for programs built with MP_NO_INLINE (mempool.h, "Internals"): other compilers,
+ * bindings from other languages, debugging. Each slow function already does the whole operation
+ * for any pool or arena, so these only forward to it (a tail call: a checked pool still records
+ * the caller's return address as the allocation site).
  * This file must see the header without its inline path, so the one-file build (all.c) leaves it
  * out.
  */

@@ -686,8 +686,8 @@ static void cursor_set(mp_pool *pool, mpi_run *run, uint32_t i)
 }
 
 /* A buffer pool's blocks start after its header and its bitmap of n bits (one byte at least), at
- * the alignment: from `after` (the header's end), n >= 1 blocks end at the returned address, or at 0
- * when they do not fit below UINTPTR_MAX. */
+ * the alignment: from `after` (the header's end), n >= 1 blocks end at the returned address, or
+ * at 0 when they do not fit below UINTPTR_MAX. */
 static uintptr_t buffer_blocks_end(const mp_pool *proto, uintptr_t after, uintptr_t n)
 {
     if (POOL_HANDLES(proto->flags))
