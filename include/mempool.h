@@ -927,7 +927,8 @@ struct mp_pool_fast {
  * from other threads, so those are written with release stores: a reader that loads one counter
  * with acquire, then the other, sees the pair in an order the thread passed through (pushes >=
  * pops), even where stores and loads may be reordered (ARM64). One counter a side: blocks on
- * `free` == pushes - pops, and the thread's allocations == pops less its flushes. A free pushes
+ * `free` and in the cache's private previous magazine == pushes - pops, and the thread's
+ * allocations == pops less its flushes. A free pushes
  * only while pushes < stop, where stop <= pops + the cache's limit, so a cache never holds more
  * than its limit. All zero: no cache (alloc and free both take the slow path, which makes one). */
 struct mp_tcache_fast {

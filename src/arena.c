@@ -535,6 +535,24 @@ static arena_chunk *arena_find(const mp_arena *a, const void *chunk)
     return NULL;
 }
 
+/* What a rewind and a reset share: runs the cleanups added after offset `used` of chunk c (c is
+ * NULL while the arena has no chunk), counts the call, moves the cursor there and keeps the chunks
+ * after it within the bound. */
+static void arena_back(mp_arena *a, arena_chunk *c, size_t used, uint64_t *count)
+{
+    arena_run_cleanups(a, c != NULL ? c->before + (used - ARENA_HDR) : 0);
+    arena_keep_peak(a);
+    (*count)++;
+    uint64_t bound = arena_keep_bound(a);
+    if (c != NULL)
+        arena_point(a, c, used);
+    int saved = errno;
+    arena_keep_within(a, bound);
+    errno = saved;
+    if (MP_DEBUG >= 2)
+        mp_assert(arena_is_valid(a));
+}
+
 /*
  * Validates pos as a position at or before the cursor, then moves the cursor there. What can be
  * checked is only that: a stale mark (from before a reset, or rewound past) that the arena has
@@ -553,17 +571,7 @@ int mp_arena_rewind(mp_arena *arena, mp_arena_pos pos)
             return EINVAL;
         used = pos.used;
     }
-    arena_run_cleanups(arena, c != NULL ? c->before + (used - ARENA_HDR) : 0);
-    arena_keep_peak(arena);
-    arena->rewinds++;
-    uint64_t bound = arena_keep_bound(arena);
-    if (c != NULL)
-        arena_point(arena, c, used);
-    int saved = errno;
-    arena_keep_within(arena, bound);
-    errno = saved;
-    if (MP_DEBUG >= 2)
-        mp_assert(arena_is_valid(arena));
+    arena_back(arena, c, used, &arena->rewinds);
     return 0;
 }
 
@@ -571,20 +579,8 @@ int mp_arena_rewind(mp_arena *arena, mp_arena_pos pos)
  * after it within the bound; a buffer arena just goes back to its start. */
 void mp_arena_reset(mp_arena *arena)
 {
-    if (arena == NULL)
-        return;
-    arena_run_cleanups(arena, 0);
-    arena_keep_peak(arena);
-    arena->resets++;
-    if (arena->first == NULL)
-        return;
-    uint64_t bound = arena_keep_bound(arena);
-    arena_point(arena, arena->first, ARENA_HDR);
-    int saved = errno;
-    arena_keep_within(arena, bound);
-    errno = saved;
-    if (MP_DEBUG >= 2)
-        mp_assert(arena_is_valid(arena));
+    if (arena != NULL)
+        arena_back(arena, arena->first, ARENA_HDR, &arena->resets);
 }
 
 /* The kept chunks, and the first one when nothing is allocated (the arena is then as created). */

@@ -237,6 +237,8 @@ bool mpi_check_free(mp_pool *pool, void *block)
 static void leak_note(char *detail, size_t size, uint64_t n, const void *block, const void *site)
 {
 #if !MP_FREESTANDING
+    if (n > MP_LEAKS_LISTED + 1)
+        return; /* the list ended with ", ..." */
     size_t used = strlen(detail);
     if (n <= MP_LEAKS_LISTED && used + 1 < size)
         snprintf(detail + used, size - used, "%s %p (allocated at %p)", used == 0 ? ":" : ",",

@@ -28,9 +28,8 @@
 #include <string.h>
 
 #define HEAP_SHIFT MPI_HEAP_SHIFT
-#define HEAP_CHUNK ((size_t)1 << HEAP_SHIFT)
-/* A large block must start within HEAP_CHUNK of its header. */
-#define HEAP_MAX_ALIGN (HEAP_CHUNK / 2)
+#define HEAP_CHUNK MPI_HEAP_CHUNK
+#define HEAP_MAX_ALIGN MPI_HEAP_MAX_ALIGN
 /* A class's blocks are aligned to its size's lowest bit, capped here. */
 #define CLASS_MAX_ALIGN ((size_t)4096)
 /* A large block starts after its header and the owner lines (internal.h), which hold NULL. */

@@ -88,6 +88,9 @@ static inline uintptr_t mpi_align_up(uintptr_t x, size_t a)
 /* log2 of a heap's chunk size (heap.c): no heap block starts at a multiple of it, since each
  * starts after its chunk's header, so malloc.c tells its own over-aligned blocks by that. */
 #define MPI_HEAP_SHIFT 21u
+#define MPI_HEAP_CHUNK ((size_t)1 << MPI_HEAP_SHIFT)
+/* The largest alignment a heap serves: a large block starts within a chunk of its header. */
+#define MPI_HEAP_MAX_ALIGN (MPI_HEAP_CHUNK / 2)
 
 /* The start of the chunk of chunk_size bytes (a power of two, chunks aligned to it) holding p. */
 static inline uintptr_t mpi_chunk_of(const void *p, size_t chunk_size)
@@ -433,7 +436,8 @@ static inline void mpi_once_run(mpi_once *once, void (*fn)(void))
 /* Registers fn to run at a thread's exit with the argument the thread armed (nothing if it armed
  * none); called once, before any arm. */
 MPI_HIDDEN void mpi_os_thread_exit_hook(void (*fn)(void *arg));
-/* Arms this thread's exit hook with arg (not NULL). */
+/* Arms this thread's exit hook with arg (not NULL). An arm made after the hook ran for this thread
+ * (by a destructor that runs later at its exit) is never run: the caller must not need it. */
 MPI_HIDDEN void mpi_os_thread_exit_arm(void *arg);
 /* Registers handlers run by fork(): prepare in the parent before, parent and child after. */
 MPI_HIDDEN void mpi_os_atfork(void (*prepare)(void), void (*parent)(void), void (*child)(void));

@@ -2,13 +2,14 @@
  * malloc.c: the drop-in malloc. libmempool_malloc.so (LD_PRELOAD) and libmempool_malloc.a (linked
  * ahead of the C library) define the C library's allocation functions over the process-wide heap,
  * the one behind mp_malloc(), so blocks from malloc and from mp_malloc are one family: any of them
- * may be freed through any free (free, mp_free, sized and aligned delete).
+ * may be freed through any free (free, mp_free, sized and aligned delete), but for blocks aligned
+ * beyond the heap's reach (below), which only this file's functions know.
  *
  * Contracts are the C standard's and POSIX's, errno included, as glibc implements them where the
  * standards leave a choice: malloc(0) returns a unique block, realloc(p, 0) frees p and returns
  * NULL, memalign rounds a non-power-of-two alignment up, free preserves errno.
  *
- * Early start: the heap makes itself on first use (pthread_once, mmap, getenv; no call that may
+ * Early start: the heap makes itself on first use (once, mmap, getenv; no call that may
  * allocate), so calls made before constructors run, from the dynamic loader, dlsym or TLS set-up,
  * are served like any other. The options (below) are read by a constructor, once.
  *
@@ -82,6 +83,7 @@ typedef struct option {
     const char *meaning[3];
 } option;
 
+enum { OPT_SHOW_STATS, OPT_CHECKED, OPT_VERBOSE }; /* options[]'s order */
 static const option options[] = {
     {"SHOW_STATS", {"0", "1", "json"}, {"no stats", "stats at exit, text", "stats at exit, JSON"}},
     {"CHECKED", {"0", "1", NULL}, {"a plain heap", "a checked heap", NULL}},
@@ -134,12 +136,12 @@ static void options_read(void)
         else
             values[o - options] = v;
     }
-    show_stats = values[0];
+    show_stats = values[OPT_SHOW_STATS];
     if (show_stats != SHOW_NONE) {
         int fd = fcntl(STDERR_FILENO, F_DUPFD_CLOEXEC, 100);
         stats_fd = fd >= 0 ? fd : STDERR_FILENO;
     }
-    if (values[2] == 1) {
+    if (values[OPT_VERBOSE] == 1) {
         for (size_t i = 0; i < NOPTIONS; i++) {
             snprintf(line, sizeof line, "mempool: MEMPOOL_%s=%s (%s)\n", options[i].name,
                      options[i].values[values[i]], options[i].meaning[values[i]]);
@@ -185,9 +187,6 @@ __attribute__((destructor)) static void malloc_end(void)
  * Blocks aligned beyond the heap's reach: a mapping each, on a table
  * ============================================================================================== */
 
-#define CHUNK ((size_t)1 << MPI_HEAP_SHIFT)
-#define HEAP_ALIGN_MAX (CHUNK / 2) /* the largest alignment mp_aligned_alloc() serves */
-
 typedef struct huge_block {
     void *p;
     size_t size; /* bytes mapped */
@@ -195,9 +194,9 @@ typedef struct huge_block {
 
 /* The table's lock is taken by fork() with the heap's (on its list, as a heap's lock is). The
  * table grows under it, calling the system: a rare path, and no other lock is held there. */
-static pthread_mutex_t huge_lock = PTHREAD_MUTEX_INITIALIZER;
+static mpi_lock huge_lock = MPI_LOCK_INIT;
 static mpi_fork_lock huge_fork = {&huge_lock, NULL};
-static pthread_once_t huge_once = PTHREAD_ONCE_INIT;
+static mpi_once huge_once = MPI_ONCE_INIT;
 static huge_block *huge_table; /* huge_count entries in use of huge_cap */
 static size_t huge_count, huge_cap;
 
@@ -210,7 +209,7 @@ static void huge_init(void)
 static inline bool is_odd(const void *p)
 {
     uintptr_t a = (uintptr_t)p;
-    return (a & 7) != 0 || (a & (CHUNK - 1)) == 0;
+    return (a & 7) != 0 || (a & (MPI_HEAP_CHUNK - 1)) == 0;
 }
 
 static bool huge_grow_locked(void)
@@ -237,17 +236,17 @@ static void *huge_alloc(size_t align, size_t size)
         return NULL;
     }
     size_t len = size == 0 ? page : (size + page - 1) & ~(page - 1);
-    pthread_once(&huge_once, huge_init);
+    mpi_once_run(&huge_once, huge_init);
     void *p = mpi_os_source.map(NULL, len, align);
     if (p == NULL) {
         errno = ENOMEM;
         return NULL;
     }
-    pthread_mutex_lock(&huge_lock);
+    mpi_lock_acquire(&huge_lock);
     bool ok = huge_count < huge_cap || huge_grow_locked();
     if (ok)
         huge_table[huge_count++] = (huge_block){p, len};
-    pthread_mutex_unlock(&huge_lock);
+    mpi_lock_release(&huge_lock);
     if (!ok) {
         mpi_os_source.unmap(NULL, p, len);
         errno = ENOMEM;
@@ -260,7 +259,7 @@ static void *huge_alloc(size_t align, size_t size)
 static size_t huge_find(const void *p, bool take)
 {
     size_t size = 0;
-    pthread_mutex_lock(&huge_lock);
+    mpi_lock_acquire(&huge_lock);
     for (size_t i = 0; i < huge_count && size == 0; i++) {
         if (huge_table[i].p != p)
             continue;
@@ -268,14 +267,14 @@ static size_t huge_find(const void *p, bool take)
         if (take)
             huge_table[i] = huge_table[--huge_count];
     }
-    pthread_mutex_unlock(&huge_lock);
+    mpi_lock_release(&huge_lock);
     return size;
 }
 
 /* A block aligned to `align` (a power of two), from the heap or, above its reach, the table. */
 static void *aligned(size_t align, size_t size)
 {
-    return align > HEAP_ALIGN_MAX ? huge_alloc(align, size) : mp_aligned_alloc(align, size);
+    return align > MPI_HEAP_MAX_ALIGN ? huge_alloc(align, size) : mp_aligned_alloc(align, size);
 }
 
 /* ================================================================================================

@@ -3,7 +3,7 @@
  * functions, for programs built with MP_NO_INLINE (mempool.h, "Internals"): other compilers,
  * bindings from other languages, debugging. Each slow function already does the whole operation
  * for any pool or arena, so these only forward to it (a tail call: a checked pool still records
- * the caller's return address as the allocation site).
+ * the caller's return address as the allocation site); mp_pool_deref() is the inline deref itself.
  * This file must see the header without its inline path, so the one-file build (all.c) leaves it
  * out.
  */

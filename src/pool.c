@@ -300,7 +300,7 @@ static MP_ALWAYS_INLINE uint64_t block_index(const mp_pool *pool, const void *bl
 static MP_ALWAYS_INLINE uint64_t block_index_lean(const mp_pool *pool, const void *block)
 {
     uintptr_t chunk = mpi_chunk_of(block, pool->chunk_size);
-    uint64_t off = (uintptr_t)block - chunk - pool->first_off;
+    uintptr_t off = (uintptr_t)block - chunk - pool->first_off; /* 32 bits where pointers are */
 #ifdef __SIZEOF_INT128__
     uint64_t slot = (uint64_t)(((u128)pool->stride_recip * off) >> 64);
 #else
@@ -944,7 +944,8 @@ void mp_pool_destroy(mp_pool *pool)
         run = next;
     }
     run_table_drop(pool);
-    mpi_handles_destroy(pool);
+    if (POOL_HANDLES(pool->flags))
+        mpi_handles_destroy(pool);
     source.unmap(source.ctx, (void *)((uintptr_t)pool & ~(uintptr_t)(mpi_os_page_size() - 1)),
                  pool->meta_size);
 }
@@ -1106,7 +1107,8 @@ static bool pool_is_valid(const mp_pool *pool);
  * POPULATE_RUN + 1 after, is a sample left to fault as written, and the next large carve asks the
  * system whether every inner page of the sample is resident (mpi_os_resident). If so, the next
  * POPULATE_RUN large blocks are populated; if not, the next is a sample too. A program that writes
- * part of its blocks so pays no memory; one that writes all of them loses the gain on one in eight.
+ * part of its blocks so pays no memory; one that writes all of them loses the gain on one in
+ * POPULATE_RUN + 1.
  */
 #define POPULATE_RUN 7u
 
@@ -1217,12 +1219,12 @@ void *mpi_pool_alloc_general(mp_pool *pool, const void *site)
 
 void mpi_pool_free_general(mp_pool *pool, void *block)
 {
-    if (pool->checks != 0 && !mpi_check_free(pool, block))
+    if (mpi_checks(pool) != 0 && !mpi_check_free(pool, block))
         return; /* reported; the free is not done */
     if (POOL_HANDLES(pool->flags))
         gen_advance(pool, block, false); /* free: its handles go stale */
     list_push(pool, block);
-    if ((pool->checks & MPI_CHECK_TOOLS) != 0)
+    if ((mpi_checks(pool) & MPI_CHECK_TOOLS) != 0)
         mpi_tool_free(pool, block);
     if (MP_DEBUG >= 2)
         mp_assert(pool_is_valid(pool));
@@ -1277,7 +1279,7 @@ static MP_ALWAYS_INLINE void lean_free(mp_pool *pool, void *block, unsigned chec
 static MP_ALWAYS_INLINE bool chunk_slot(const mp_pool *pool, uintptr_t chunk, uintptr_t p,
                                         uint64_t *slot)
 {
-    uint64_t off = p - chunk - pool->first_off; /* below the first slot: wraps, fails the test */
+    uintptr_t off = p - chunk - pool->first_off; /* below the first slot: wraps, fails the test */
     if (off >= pool->slots_bytes)
         return false;
 #ifdef __SIZEOF_INT128__

@@ -26,7 +26,6 @@
  * list, in exactly one cache, or in exactly one of the depot's magazines; in_use = carved -
  * free_len - cached - nmags * batch.
  */
-#define _GNU_SOURCE /* PTHREAD_MUTEX_ADAPTIVE_NP, where the C library has it */
 #include "internal.h"
 
 #include <errno.h>
@@ -71,8 +70,8 @@ static struct mp_tcache_fast no_caches[TS_IDS];
 _Thread_local struct mp_tcache_fast *mpi_tcaches MP_TLS_MODEL = no_caches;
 static _Thread_local mpi_thread *self;
 /* Set when the thread's record is retired at its exit: frees made after that (the C library's own,
- * after every key destructor ran, e.g. strerror's buffer) take the locked path, since a record
- * made then would never be retired (its key destructor would not run again) and would leak. */
+ * after every exit hook ran, e.g. strerror's buffer) take the locked path, since a record made
+ * then would never be retired (the exit hook does not run twice) and would leak. */
 static _Thread_local bool exited;
 
 static mpi_lock registry = MPI_LOCK_INIT;
@@ -149,9 +148,10 @@ static void *meta_alloc(mp_pool **meta, size_t size)
  * Creating and destroying thread-safe pools
  * ============================================================================================== */
 
-/* The pool's lock is held for a few dozen instructions (a batch is moved in O(1) from the depot),
- * so a thread that finds it taken spins a little before it sleeps (an adaptive lock): two threads
- * that refill and flush at once would otherwise trade futex sleeps and wake-ups. */
+/* The pool's lock is mostly held for a few dozen instructions (a magazine moves to or from the
+ * depot in O(1); only a refill from the free list or from carving takes up to REFILL_MAX blocks
+ * under it), so a thread that finds it taken spins a little before it sleeps (an adaptive lock):
+ * two threads that refill and flush at once would otherwise trade futex sleeps and wake-ups. */
 int mpi_ts_create(mp_pool *pool, size_t thread_cache, bool caches)
 {
     if ((pool->state & MPI_IN_BUFFER) != 0)
@@ -238,7 +238,6 @@ static mpi_tcache *cache_create_locked(mp_pool *pool)
         return NULL;
     c->pub = &t->table[pool->ts_id];
     c->limit = pool->cache_limit;
-    c->pub->stop = c->limit;
     c->pool = pool;
     c->thread = t;
     MPI_LIST_PUSH(pool->caches, c, pool_next, pool_prev);
