@@ -90,12 +90,6 @@ static _Noreturn void die(const char *fmt, ...)
     exit(1);
 }
 
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
 /* Median, min and max of v[0..n). */
 static void summarize(const double *v, int n, double *med, double *lo, double *hi)
 {

@@ -9,6 +9,13 @@
 #include <stdint.h>
 #include <time.h>
 
+/* qsort's order of doubles, for the medians. */
+static inline int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
 /* Monotonic nanoseconds. */
 static inline double now_ns(void)
 {

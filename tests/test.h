@@ -19,8 +19,17 @@
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
+#include <stdlib.h>
 
 #define TEST_MAX_REPORTS 50
+
+/* The factor from MP_TEST_SCALE (see tests/CMakeLists.txt); 1 when unset or not positive. */
+static inline double test_scale(void)
+{
+    const char *s = getenv("MP_TEST_SCALE");
+    double f = s ? strtod(s, NULL) : 1.0;
+    return f > 0 ? f : 1.0;
+}
 
 /*
  * The tool watching this run, so that a test can skip, or open to the tool first, what it forbids

@@ -1549,13 +1549,6 @@ static void model_destroy(model *m)
     source_is_clean("model");
 }
 
-static double env_scale(void)
-{
-    const char *s = getenv("MP_TEST_SCALE");
-    double v = s ? strtod(s, NULL) : 1.0;
-    return v > 0 ? v : 1.0;
-}
-
 static void test_model(uint64_t seed, uint64_t ops)
 {
     static model m;
@@ -1581,7 +1574,7 @@ static void test_model(uint64_t seed, uint64_t ops)
 int main(int argc, char **argv)
 {
     uint64_t seed = argc > 1 ? strtoull(argv[1], NULL, 0) : 1;
-    uint64_t ops = argc > 2 ? strtoull(argv[2], NULL, 0) : (uint64_t)(400000 * env_scale());
+    uint64_t ops = argc > 2 ? strtoull(argv[2], NULL, 0) : (uint64_t)(400000 * test_scale());
     if (ops < 1000)
         ops = 1000;
     printf("test_arena: seed %" PRIu64 ", %" PRIu64 " model ops (replay: test_arena %" PRIu64

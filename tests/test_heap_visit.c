@@ -161,7 +161,7 @@ static void heap_model(const heap_kind *k, uint64_t ops)
 int main(int argc, char **argv)
 {
     visit_rng_state = argc > 1 ? strtoull(argv[1], NULL, 0) : 1;
-    uint64_t ops = argc > 2 ? strtoull(argv[2], NULL, 0) : (uint64_t)(50000 * visit_scale());
+    uint64_t ops = argc > 2 ? strtoull(argv[2], NULL, 0) : (uint64_t)(50000 * test_scale());
     static const unsigned flags[] = {0, MP_ZERO, MP_CHECKED, MP_SECURE, MP_THREAD_SAFE};
     static const char *const names[] = {"plain", "zero", "checked", "secure", "thread-safe"};
     for (int i = 0; i < 5; i++)

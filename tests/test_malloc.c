@@ -80,13 +80,6 @@ static uint64_t class_in_use(size_t size)
     return 0;
 }
 
-static double test_scale(void)
-{
-    const char *s = getenv("MP_TEST_SCALE");
-    double x = s != NULL ? atof(s) : 1.0;
-    return x > 0 ? x : 1.0;
-}
-
 /* ================================================================================================
  * Contracts
  * ============================================================================================== */

@@ -923,17 +923,10 @@ static void model_step(model *m)
     ops_done++;
 }
 
-static double env_scale(void)
-{
-    const char *s = getenv("MP_TEST_SCALE");
-    double v = s ? strtod(s, NULL) : 1.0;
-    return v > 0 ? v : 1.0;
-}
-
 int main(int argc, char **argv)
 {
     uint64_t seed = argc > 1 ? strtoull(argv[1], NULL, 0) : 1;
-    uint64_t ops = argc > 2 ? strtoull(argv[2], NULL, 0) : (uint64_t)(2000000 * env_scale());
+    uint64_t ops = argc > 2 ? strtoull(argv[2], NULL, 0) : (uint64_t)(2000000 * test_scale());
     if (ops < 1000)
         ops = 1000;
     printf("test_model: seed %" PRIu64 ", %" PRIu64 " ops (replay: test_model %" PRIu64 " %" PRIu64

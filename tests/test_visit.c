@@ -350,7 +350,7 @@ static void test_buffer_size(void)
                                        MP_CHECKED, MP_HANDLES, MP_HANDLES | MP_SECURE | MP_ZERO};
     size_t cap = 2 * MiB;
     unsigned char *buf = aligned_alloc(4096, cap);
-    size_t step = visit_scale() >= 1 ? 1 : (size_t)(1 / visit_scale());
+    size_t step = test_scale() >= 1 ? 1 : (size_t)(1 / test_scale());
     tally fit = {0}, tight = {0}, line = {0}, al = {0};
     for (size_t bs = 1; bs <= 1024; bs += (bs < 64 ? 1 : step)) {
         for (size_t ai = 0; ai < sizeof aligns / sizeof *aligns; ai++) {
@@ -387,7 +387,7 @@ static void test_buffer_size(void)
 int main(int argc, char **argv)
 {
     visit_rng_state = argc > 1 ? strtoull(argv[1], NULL, 0) : 1;
-    uint64_t ops = argc > 2 ? strtoull(argv[2], NULL, 0) : (uint64_t)(200000 * visit_scale());
+    uint64_t ops = argc > 2 ? strtoull(argv[2], NULL, 0) : (uint64_t)(200000 * test_scale());
     test_errors();
     static const unsigned flags[] = {0, MP_ZERO, MP_CHECKED, MP_SECURE, MP_THREAD_SAFE};
     static const char *const names[] = {"plain", "zero", "checked", "secure", "thread-safe"};

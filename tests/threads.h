@@ -36,14 +36,6 @@
  * Scale and randomness
  * ---------------------------------------------------------------------------------------------- */
 
-/* The factor from MP_TEST_SCALE (see tests/CMakeLists.txt); 1 when unset or not positive. */
-static inline double test_scale(void)
-{
-    const char *s = getenv("MP_TEST_SCALE");
-    double f = s ? strtod(s, NULL) : 1.0;
-    return f > 0 ? f : 1.0;
-}
-
 /* n times the scale, at least `floor`. */
 static inline uint64_t scaled_at_least(uint64_t n, uint64_t floor)
 {

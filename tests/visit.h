@@ -99,14 +99,6 @@ static inline uint64_t visit_rng(void)
     return x ^ (x >> 31);
 }
 
-/* MP_TEST_SCALE (tests/CMakeLists.txt); 1 when unset or not positive. */
-static inline double visit_scale(void)
-{
-    const char *s = getenv("MP_TEST_SCALE");
-    double f = s ? strtod(s, NULL) : 1.0;
-    return f > 0 ? f : 1.0;
-}
-
 typedef struct visit_model {
     const char *name;
     void *obj;

@@ -56,7 +56,7 @@ import re, sys, collections
 m = open(sys.argv[1]).read()
 m = m[m.index("Linker script and memory map"):]
 size, functions = collections.Counter(), []
-mine = ("os.o", "pool.o", "stats.o", "check.o", "arena.o")
+mine = ("os.o", "pool.o", "stats.o", "check.o", "arena.o", "handles.o")
 section = r"^ \.(text|rodata)(\S*)\s+0x[0-9a-f]+\s+0x([0-9a-f]+)\s+(\S+)$"
 for kind, name, obj_size, obj in re.findall(section, m, re.M):
     obj = obj.split("/")[-1]
