@@ -352,10 +352,11 @@ bool mp_pool_owns(const mp_pool *pool, const void *p);
  */
 bool mp_pool_check(const mp_pool *pool);
 
-mp_handle mp_pool_handle(const mp_pool *pool, const void *block);
 #ifdef MP_NO_INLINE
+mp_handle mp_pool_handle(const mp_pool *pool, const void *block);
 void *mp_pool_deref(const mp_pool *pool, mp_handle handle);
 #else
+mp_handle mp_pool_handle(const mp_pool *pool, const void *block);
 static inline void *mp_pool_deref(const mp_pool *pool, mp_handle handle);
 #endif
 
