@@ -84,7 +84,7 @@ static const plan full_plan = {.runs = 5,
                                .server_n = 100000,
                                .server_warm = 3 * 8192,
                                .threads_us = 100000,
-                               .max_threads = 31,
+                               .max_threads = 32,
                                .struct_n = 1u << 18,
                                .var_n = 400000,
                                .var_live = 100000,
@@ -483,7 +483,7 @@ static void plan_cells(study *st)
             continue;
         int nsizes = wi->sized ? st->opt.nsizes : w == WL_REGION ? (int)SUITE_REGION_COUNTS : 1;
         for (int k = 0; k < nsizes; k++)
-            for (unsigned t = 1; t < 32; t++) {
+            for (unsigned t = 1; t <= SUITE_MAX_THREADS; t++) {
                 if (wi->threads == 0
                         ? t != 1
                         : (wi->threads & SUITE_T(t)) == 0 || t > st->opt.plan.max_threads)

@@ -49,6 +49,7 @@
 #define MP_BENCH_SUITE_H
 
 #include <stddef.h>
+#include <stdint.h>
 #include <string.h>
 
 /* The workloads. To add one: an enum value here, a row in suite_workloads, a function in
@@ -90,10 +91,11 @@ typedef struct suite_workload_info {
     int sized;         /* 1: run at every size in suite_sizes; 0: at `size` only */
     unsigned group;    /* one of enum suite_group */
     size_t size;       /* when not sized: the block size; 0 = sizes of its own */
-    unsigned threads;  /* bit t set: a run with t threads; 0: one run, on the main thread */
+    uint64_t threads;  /* bit t set: a run with t threads; 0: one run, on the main thread */
 } suite_workload_info;
 
-#define SUITE_T(t) (1u << (t))
+#define SUITE_T(t) ((uint64_t)1 << (t))
+#define SUITE_MAX_THREADS 32 /* the most threads of a run (the masks are 64 bits) */
 
 static const suite_workload_info suite_workloads[WL_COUNT] = {
     [WL_PAIR] = {"pair", "pair: alloc, touch, free", 1, SG_POOLS, 0, 0},
@@ -130,7 +132,7 @@ static const suite_workload_info suite_workloads[WL_COUNT] = {
          SG_REGION, 0, 0},
     [WL_OWN] = {"own",
                 "threads (d): T threads, each builds a structure of N blocks, walks it, frees it",
-                0, SG_STRUCT, 16, SUITE_T(1) | SUITE_T(2) | SUITE_T(4) | SUITE_T(8) | SUITE_T(31)},
+                0, SG_STRUCT, 16, SUITE_T(1) | SUITE_T(2) | SUITE_T(4) | SUITE_T(8) | SUITE_T(32)},
     [WL_HANDOVER] = {"handover",
                      "threads (e): one thread builds structures of N blocks, another frees them", 0,
                      SG_STRUCT, 16, SUITE_T(2)},

@@ -669,7 +669,8 @@ int main(int argc, char **argv)
         die("size %zu out of range [8, 2^30]", size);
     if (n == 0)
         die("N must be positive");
-    if (wi->threads == 0 ? threads != 1 : threads > 31 || (wi->threads & SUITE_T(threads)) == 0)
+    if (wi->threads == 0 ? threads != 1
+                         : threads > SUITE_MAX_THREADS || (wi->threads & SUITE_T(threads)) == 0)
         die("%s does not run with %" PRIu64 " threads", wi->name, threads);
     result r = workload_fns[w](size, n, m, (unsigned)threads);
     printf("result ns=%.4f fill_ns=%.4f ops=%" PRIu64

@@ -49,7 +49,7 @@
 #include <time.h>
 
 #define CACHE_LINE 64
-#define MAX_THREADS 31 /* suite.h's thread masks are 32 bits */
+#define MAX_THREADS SUITE_MAX_THREADS
 
 /* ================================================================================================
  * Threads: a crew released at once, stopped by a flag; waiting
