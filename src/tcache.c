@@ -134,10 +134,15 @@ static bool table_grow(void **table, uint32_t *cap, size_t size, uint32_t need)
     return true;
 }
 
+/* A record a cache line (or more) of its own: a thread writes its cache's record in its slow path
+ * (cache_swap, with no lock), which must not take the line of another thread's record. */
+#define RECORD_ALIGN 64u
+
 static void *meta_alloc(mp_pool **meta, size_t size)
 {
     if (*meta == NULL)
-        *meta = mp_pool_create(&(mp_pool_opts){.block_size = size, .name = "mempool.tcache"});
+        *meta = mp_pool_create(
+            &(mp_pool_opts){.block_size = size, .align = RECORD_ALIGN, .name = "mempool.tcache"});
     void *p = *meta != NULL ? mp_pool_alloc(*meta) : NULL;
     if (p != NULL)
         memset(p, 0, size);
@@ -410,6 +415,23 @@ static void cache_give_prev(mp_pool *pool, mpi_tcache *c)
     MP_STORE_RELEASE(c->pub->pops, c->pub->pops + n);
 }
 
+/* Moves the one magazine between the loaded list and the previous one (the other is empty):
+ * thread-local, no lock and no counter moves (both count in pushes - pops), so a loop whose blocks
+ * fit in the cache takes no lock at all. The one reader that may race it is a fork() child
+ * retiring this cache (any other reader of a thread's magazines wants the pool unused): the chain
+ * is stored in its new place first and the old place cleared with a release store after, so the
+ * child finds it in one place or the same chain in both, which cache_retire gives back once. */
+static void cache_swap(mpi_tcache *c)
+{
+    if (c->prev == NULL) {
+        c->prev = c->pub->free;
+        MP_STORE_RELEASE(c->pub->free, NULL);
+    } else {
+        c->pub->free = c->prev;
+        MP_STORE_RELEASE(c->prev, NULL);
+    }
+}
+
 /* Fills the empty loaded list from the free list, block by block in the pool's order (so a fresh
  * pool still hands out its lowest addresses first), calling the source at most once. Counts a
  * failure if it gets none. With MPI_POPULATE, the never-used blocks (which come last: a pool
@@ -460,15 +482,17 @@ static void cache_refill_unlock(mp_pool *pool, mpi_tcache *c, bool reuse_only)
     c->pub->free = first;
 }
 
-/* Loads the empty cache c: its previous magazine, else the depot's newest, else blocks from the
- * free list or carved. */
+/* Loads the empty cache c: its previous magazine (no lock: see cache_swap), else the depot's
+ * newest, else blocks from the free list or carved. */
 static void cache_exchange_empty(mp_pool *pool, mpi_tcache *c, bool reuse_only)
 {
+    if (c->prev != NULL) {
+        cache_swap(c);
+        return;
+    }
     mpi_lock_acquire(&pool->lock);
-    void *first = c->prev;
-    if (first != NULL) {
-        c->prev = NULL; /* the counters already count it */
-    } else if ((first = depot_pop(pool)) != NULL) {
+    void *first;
+    if ((first = depot_pop(pool)) != NULL) {
         MP_STORE_RELEASE(c->pub->pushes, c->pub->pushes + cache_batch(c));
     } else {
         cache_refill_unlock(pool, c, reuse_only);
@@ -479,15 +503,15 @@ static void cache_exchange_empty(mp_pool *pool, mpi_tcache *c, bool reuse_only)
 }
 
 /* Makes the full loaded list of c (exactly a batch) its previous magazine, after giving the
- * previous one back. */
+ * previous one back (under the lock; with no previous one, the lock is not taken). */
 static void cache_exchange_full(mp_pool *pool, mpi_tcache *c)
 {
-    mpi_lock_acquire(&pool->lock);
-    if (c->prev != NULL)
+    if (c->prev != NULL) {
+        mpi_lock_acquire(&pool->lock);
         cache_give_prev(pool, c);
-    c->prev = c->pub->free;
-    c->pub->free = NULL;
-    mpi_lock_release(&pool->lock);
+        mpi_lock_release(&pool->lock);
+    }
+    cache_swap(c);
 }
 
 /* ================================================================================================
@@ -556,7 +580,7 @@ static void cache_retire(mpi_tcache *c)
     mp_pool *pool = c->pool;
     mpi_lock_acquire(&pool->lock);
     void *first = c->pub->free;
-    if (first != NULL)
+    if (first != NULL && first != c->prev) /* the same: a fork() split a cache_swap, see there */
         mpi_pool_give_chain(pool, first, chain_last(first));
     if (c->prev != NULL)
         cache_give_prev(pool, c);

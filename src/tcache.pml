@@ -66,16 +66,14 @@ inline chain_end()
     od
 }
 
-/* cache_exchange_empty: under the lock, the previous magazine, else depot_pop, else
- * cache_refill_unlock (the free list and carving). */
-inline cache_exchange_empty(t)
+/* cache_exchange_empty's locked part: depot_pop, else cache_refill_unlock (the free list and
+ * carving). */
+inline cache_exchange_locked(t)
 {
     atomic {
     lock_take(t);
     if
-    :: cprev[t] != NIL ->
-        first = cprev[t]; cprev[t] = NIL; got = BATCH
-    :: cprev[t] == NIL && mags != NIL ->
+    :: mags != NIL ->
         first = mags; mags = magnext[first]; nmags--;      /* depot_pop */
         got = BATCH
     :: else ->
@@ -93,6 +91,16 @@ inline cache_exchange_empty(t)
     lock_give(t)
     };
     atomic { cfree[t] = first; ccount[t] = got; first = 0; last = 0; got = 0; b = 0 }
+}
+
+/* cache_exchange_empty: the previous magazine by cache_swap (thread-local, no lock), else under
+ * the lock depot_pop, else cache_refill_unlock (the free list and carving). */
+inline cache_exchange_empty(t)
+{
+    if
+    :: cprev[t] != NIL -> atomic { cfree[t] = cprev[t]; cprev[t] = NIL; ccount[t] = BATCH }
+    :: else -> cache_exchange_locked(t)
+    fi
 }
 
 /* mp_pool_alloc: the inline pop, through mpi_ts_alloc's exchange when the loaded list is empty. */
@@ -114,19 +122,21 @@ inline pool_alloc(t)
     }
 }
 
-/* cache_exchange_full, under the lock: the previous magazine pushed on the depot
- * (cache_give_prev, depot_push), the full loaded list made the previous one. */
+/* cache_exchange_full: the previous magazine, if any, pushed on the depot under the lock
+ * (cache_give_prev, depot_push); then, thread-local (cache_swap), the full loaded list made the
+ * previous one. */
 inline cache_exchange_full(t)
 {
-    atomic {
-    lock_take(t);
     if
-    :: cprev[t] != NIL -> magnext[cprev[t]] = mags; mags = cprev[t]; nmags++
+    :: cprev[t] != NIL ->
+        atomic {
+        lock_take(t);
+        magnext[cprev[t]] = mags; mags = cprev[t]; nmags++; cprev[t] = NIL;
+        lock_give(t)
+        }
     :: else -> skip
     fi;
-    cprev[t] = cfree[t]; cfree[t] = NIL; ccount[t] = 0;
-    lock_give(t)
-    }
+    atomic { cprev[t] = cfree[t]; cfree[t] = NIL; ccount[t] = 0 }
 }
 
 /* mp_pool_free: the inline push, through mpi_ts_free's exchange when the loaded list is full. */
