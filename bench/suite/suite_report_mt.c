@@ -336,20 +336,26 @@ static void table_own(const study *st, table *t)
  * Sections
  * ============================================================================================== */
 
+/* Section n, for workload wl: its title, and `note` under it (which the caller fills). */
+static section *section_of(section *sec, int n, int wl, const char *note)
+{
+    sec[n].title = suite_workloads[wl].title;
+    sec[n].note = note;
+    return &sec[n];
+}
+
 static int section_ts_pair(const study *st, section *sec, int n, goal_list *gl, char *note)
 {
     int c = cell_find(st, WL_TS_PAIR, TS_SIZE, 1);
     if (c < 0)
         return n;
-    section *s = &sec[n];
-    s->title = suite_workloads[WL_TS_PAIR].title;
+    section *s = section_of(sec, n, WL_TS_PAIR, note);
     textf(
         note, NOTE,
         "ns per pair (alloc, touch, free of %d B on one thread): median [min-max] of %d runs. The "
         "thread-safe pool (mempool_ts) against the allocators, which are all thread-safe, and the "
         "plain pool.",
         TS_SIZE, st->opt.plan.runs);
-    s->note = note;
     table_ts_pair(st, c, &s->t);
     s->plot = "ts_pair";
     char detail[TEXT], x[16], y[16];
@@ -368,8 +374,7 @@ static int section_threads(const study *st, section *sec, int n, goal_list *gl, 
     int c1 = cell_find(st, wl, TS_SIZE, 1), c2 = cell_find(st, wl, TS_SIZE, 2);
     if (c1 < 0 && c2 < 0)
         return n;
-    section *s = &sec[n];
-    s->title = suite_workloads[wl].title;
+    section *s = section_of(sec, n, wl, note);
     textf(note, NOTE,
           "total throughput of all threads on one shared allocator (the floor: a pool per thread), "
           "Mops/s "
@@ -377,7 +382,6 @@ static int section_threads(const study *st, section *sec, int n, goal_list *gl, 
           "This machine has %ld CPUs: more threads "
           "share them, so the throughput can only hold, not grow.",
           st->opt.plan.runs, (double)st->opt.plan.threads_us / 1e3, sysconf(_SC_NPROCESSORS_ONLN));
-    s->note = note;
     table_threads(st, wl, &s->t);
     s->plot = suite_workloads[wl].name;
     double one = peer_med(st, c1, "mempool_ts", m_mops),
@@ -412,15 +416,13 @@ static int section_prodcons(const study *st, section *sec, int n, goal_list *gl,
     int c = cell_find(st, WL_PRODCONS, TS_SIZE, 2);
     if (c < 0)
         return n;
-    section *s = &sec[n];
-    s->title = suite_workloads[WL_PRODCONS].title;
+    section *s = section_of(sec, n, WL_PRODCONS, note);
     textf(
         note, NOTE,
         "ns per block handed over (allocated and touched by the producer, freed by the consumer), "
         "wall time over blocks: median [min-max] of %d runs, each timed for %.0f ms; memory: "
         "medians.",
         st->opt.plan.runs, (double)st->opt.plan.threads_us / 1e3);
-    s->note = note;
     table_handoff(st, c, &s->t);
     s->plot = "prodcons";
     goal_vs_malloc(
@@ -437,8 +439,7 @@ static int section_own(const study *st, section *sec, int n, goal_list *gl, char
 {
     if (cell_find(st, WL_OWN, ST_SIZE, 1) < 0 && cell_find(st, WL_OWN, ST_SIZE, 2) < 0)
         return n;
-    section *s = &sec[n];
-    s->title = suite_workloads[WL_OWN].title;
+    section *s = section_of(sec, n, WL_OWN, note);
     textf(note, NOTE,
           "ns per block (allocated and written, read in the walk, freed) of structures of %" PRIu64
           " blocks of %d B, wall time over the blocks of all threads: median [min-max] of %d runs, "
@@ -447,7 +448,6 @@ static int section_own(const study *st, section *sec, int n, goal_list *gl, char
           "them.",
           st->opt.plan.struct_n, ST_SIZE, st->opt.plan.runs, (double)st->opt.plan.threads_us / 1e3,
           sysconf(_SC_NPROCESSORS_ONLN));
-    s->note = note;
     table_own(st, &s->t);
     s->plot = "own";
     static const struct {
@@ -480,14 +480,12 @@ static int section_handover(const study *st, section *sec, int n, goal_list *gl,
     int c = cell_find(st, WL_HANDOVER, ST_SIZE, 2);
     if (c < 0)
         return n;
-    section *s = &sec[n];
-    s->title = suite_workloads[WL_HANDOVER].title;
+    section *s = section_of(sec, n, WL_HANDOVER, note);
     textf(note, NOTE,
           "ns per block (allocated and written by the builder, read and freed by the other "
           "thread) of structures of %" PRIu64 " blocks of %d B, wall time over the blocks freed: "
           "median [min-max] of %d runs, each timed for %.0f ms; memory: medians.",
           st->opt.plan.struct_n, ST_SIZE, st->opt.plan.runs, (double)st->opt.plan.threads_us / 1e3);
-    s->note = note;
     table_handoff(st, c, &s->t);
     s->plot = "handover";
     for (size_t p = 0; p < sizeof st_peers / sizeof st_peers[0]; p++) {
