@@ -5,9 +5,10 @@
  * shape of DPDK's per-lcore mempool cache: each thread keeps, for each thread-safe pool it uses, a
  * loaded LIFO list of at most limit/2 free blocks (struct mp_tcache_fast, public so that alloc and
  * free use it inline) and a previous magazine of limit/2. A full list and an empty one are
- * exchanged whole with the previous magazine and the pool's unbounded depot (below), under the
- * pool's mutex, so the lock is taken at most once per limit/2 operations and a producer ->
- * consumer pair moves blocks in batches. Nothing on the inline path is a lock or an atomic
+ * exchanged whole with the previous magazine (with no lock: cache_swap) and the pool's unbounded
+ * depot (below, under the pool's mutex), so the lock is taken at most once per limit/2 operations,
+ * never by a thread whose blocks fit in its cache, and a producer -> consumer pair moves blocks in
+ * batches. Nothing on the inline path is a lock or an atomic
  * read-modify-write; the two counters other threads read are written with release stores (plain
  * stores on x86-64), which their readers pair with an acquire load.
  *
@@ -43,8 +44,8 @@ typedef struct mpi_tcache {
     uint64_t limit;   /* the most blocks the cache may hold: two magazines (cache_batch) */
     uint64_t flushed; /* blocks given back to the pool (counted in pub->pops, not allocations) */
     /* Bonwick's previous magazine: NULL, or a NULL-terminated chain of exactly the pool's batch
-     * of blocks, counted in pub->pushes - pub->pops with the loaded list pub->free. Moved only
-     * under the pool's lock, so fork() and mp_pool_check() see it whole. */
+     * of blocks, counted in pub->pushes - pub->pops with the loaded list pub->free. Traded with
+     * the loaded list by its thread alone (cache_swap), with the depot under the pool's lock. */
     void *prev;
     mp_pool *pool;
     struct mpi_thread *thread;
