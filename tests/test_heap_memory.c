@@ -525,8 +525,9 @@ static void test_populate(void)
 /* Blocks of a class above a page that is not a power of two start 64 bytes before a page boundary
  * (mempool.h: such classes are 64-aligned), so a program that writes only each block's two ends
  * shares the page where one object ends with the next one's start: K fresh blocks of the 12 KiB
- * class, each asked for 11.5 KiB, make K + 1 pages resident, where page-aligned blocks made 2K. Over
- * the caller's source, which the heap never populates, what is resident is what was written. */
+ * class, each asked for 11.5 KiB, make K + 1 pages resident, where page-aligned blocks made 2K.
+ * Over the caller's source, which the heap never populates, what is resident is what was written.
+ */
 static void test_shared_ends(void)
 {
     enum { K = 16 };
