@@ -628,7 +628,10 @@ void *mp_heap_realloc(mp_heap *heap, void *p, size_t size);
 /*
  * Like aligned_alloc(), without C11's demand that size be a multiple of align: a block of at least
  * `size` bytes aligned to `align`. Alignments up to 4096 come from the size classes (the smallest
- * class that is a multiple of align); larger ones, up to 1 MiB, are large blocks.
+ * class whose blocks are so aligned: a class of up to 4096 bytes or a power of two is aligned to
+ * its size's lowest set bit, at most 4096; any other class is 64-aligned, so an alignment above
+ * 64 with a size above 4096 takes the next power of two); larger ones, up to 1 MiB, are large
+ * blocks.
  * Returns NULL if and only if: errno = EINVAL: align is not a power of two, or heap is NULL;
  * errno = ENOMEM: align is above 1 MiB (a block so aligned would leave no room for the header that
  * free finds by masking), or as for mp_heap_alloc().

@@ -30,8 +30,10 @@
 #define HEAP_SHIFT MPI_HEAP_SHIFT
 #define HEAP_CHUNK MPI_HEAP_CHUNK
 #define HEAP_MAX_ALIGN MPI_HEAP_MAX_ALIGN
-/* A class's blocks are aligned to its size's lowest bit, capped here. */
+/* A class's blocks are aligned to its size's lowest bit, capped here (but see class_leads). */
 #define CLASS_MAX_ALIGN ((size_t)4096)
+/* A leading class's blocks start this many bytes before a page boundary (class_leads). */
+#define CLASS_LEAD ((size_t)64)
 /* A large block starts after its header and the owner lines (internal.h), which hold NULL. */
 #define LARGE_HEADER (MP_CHUNK_HEADER + MPI_OWNER_ROOM)
 #define LARGE_CACHE_MAX 8
@@ -119,9 +121,23 @@ static size_t lowest_bit(size_t x)
     return x & (~x + 1);
 }
 
+/* Whether class c's blocks start CLASS_LEAD bytes before a page boundary, 64-aligned, instead of
+ * at their size's lowest bit: the classes above a page but powers of two. A program that writes a
+ * block's two ends then shares the page where one object ends with the next one's start unless
+ * the gap between them (the class's rounding) is nearly a page; page-aligned, the end page of an
+ * object filling less than its block is its own. A program writing its blocks whole makes the same
+ * pages resident either way. The powers of two stay page-aligned for mp_heap_aligned_alloc. */
+static bool class_leads(unsigned c)
+{
+    size_t size = class_size(c);
+    return size > CLASS_MAX_ALIGN && lowest_bit(size) != size;
+}
+
 static size_t class_align(unsigned c)
 {
     size_t a = lowest_bit(class_size(c));
+    if (class_leads(c))
+        return CLASS_LEAD;
     return a > CLASS_MAX_ALIGN ? CLASS_MAX_ALIGN : a;
 }
 
@@ -261,7 +277,8 @@ static MP_NOINLINE mp_pool *heap_pool_slow(mp_heap *heap, unsigned c)
                          .name = name,
                          .source = &heap->mine};
     bool from_os = heap->buf_end == NULL && heap->source.map == mpi_os_source.map;
-    mp_pool *mine = mpi_pool_create_chunked(&opts, HEAP_CHUNK, from_os), *seen = NULL;
+    size_t lead = class_leads(c) ? CLASS_LEAD : 0;
+    mp_pool *mine = mpi_pool_create_chunked(&opts, HEAP_CHUNK, from_os, lead), *seen = NULL;
     if (mine == NULL)
         return NULL;
     if (atomic_compare_exchange_strong_explicit(&heap->pools[c], &seen, mine, memory_order_acq_rel,

@@ -12,7 +12,8 @@
  *   +---------------------------------------+---------------------------------------+----
  *   ^ chunk address = block address & ~(chunk_size - 1)
  *
- *   first_off = MP_CHUNK_HEADER rounded up to the alignment; the first block of every chunk starts
+ *   first_off = MP_CHUNK_HEADER rounded up to the alignment (a heap class with a lead: to `lead`
+ *   bytes before a page boundary, mpi_pool_create_chunked); the first block of every chunk starts
  *   there; per_chunk blocks of `stride` bytes follow; [w] is the waste, less than one stride.
  *
  * A chunk's header is written when carving reaches the chunk, never before, so a run costs no
@@ -91,6 +92,8 @@ static inline uintptr_t mpi_align_up(uintptr_t x, size_t a)
 #define MPI_HEAP_CHUNK ((size_t)1 << MPI_HEAP_SHIFT)
 /* The largest alignment a heap serves: a large block starts within a chunk of its header. */
 #define MPI_HEAP_MAX_ALIGN (MPI_HEAP_CHUNK / 2)
+/* A heap class pool made with a lead starts its blocks `lead` bytes before a multiple of this. */
+#define MPI_LEAD_PAGE ((size_t)4096)
 
 /* The start of the chunk of chunk_size bytes (a power of two, chunks aligned to it) holding p. */
 static inline uintptr_t mpi_chunk_of(const void *p, size_t chunk_size)
@@ -554,9 +557,11 @@ MPI_HIDDEN void mpi_name_copy(char *dst, const char *src);
 
 /* mp_pool_create() with every chunk exactly chunk_size bytes (a power of two holding a block):
  * the heap's pools, whose blocks it finds by masking with one mask. populate: the pool's source
- * maps with mpi_os_source, so a carve may ask for its block's pages (MPI_POPULATE). */
+ * maps with mpi_os_source, so a carve may ask for its block's pages (MPI_POPULATE). lead: 0, or
+ * (a multiple of the alignment) the first block starts lead bytes before a multiple of
+ * MPI_LEAD_PAGE, so with a stride of whole pages every block does (heap.c, class_leads). */
 MPI_HIDDEN mp_pool *mpi_pool_create_chunked(const mp_pool_opts *opts, size_t chunk_size,
-                                            bool populate);
+                                            bool populate, size_t lead);
 /* Pages to fault in at once: [lo, hi), page-aligned; empty when lo == hi. large: the block of
  * more than two pages they are (at most one in a range), or NULL for smaller blocks. */
 typedef struct mpi_pages {

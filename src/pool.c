@@ -519,11 +519,12 @@ static void pool_keep_peak(mp_pool *pool)
  * ============================================================================================== */
 
 /*
- * Works out align, stride, chunk_size, first_off and per_chunk from the options into `pool`.
+ * Works out align, stride, chunk_size, first_off and per_chunk from the options into `pool`; lead:
+ * as for mpi_pool_create_chunked.
  * Returns 0 or EINVAL. The chunk is the smallest power of two >= MP_CHUNK_SIZE holding
  * MP_CHUNK_MIN_BLOCKS blocks after its header, so at most 1/MP_CHUNK_MIN_BLOCKS of it is lost.
  */
-static int pool_geometry(mp_pool *pool, const mp_pool_opts *opts, size_t fixed_chunk)
+static int pool_geometry(mp_pool *pool, const mp_pool_opts *opts, size_t fixed_chunk, size_t lead)
 {
     unsigned checks = mpi_checks(pool);
     size_t align = opts->align;
@@ -564,6 +565,8 @@ static int pool_geometry(mp_pool *pool, const mp_pool_opts *opts, size_t fixed_c
         bitmap =
             (checks & MPI_CHECK_STATE) != 0 ? (size_t)mpi_align_up((chunk / stride + 7) / 8, 8) : 0;
         first_off = (size_t)mpi_align_up(bitmap_off + bitmap, align);
+        if (lead != 0) /* a heap class's blocks start lead bytes before a page (heap.c) */
+            first_off = (size_t)mpi_align_up(first_off + lead, MPI_LEAD_PAGE) - lead;
         if ((chunk > first_off && (chunk - first_off) / stride >= MP_CHUNK_MIN_BLOCKS) ||
             chunk > SIZE_MAX / 4 || fixed_chunk != 0)
             break;
@@ -837,7 +840,7 @@ static void pool_select_path(mp_pool *pool, bool populate)
 }
 
 /* Creates a pool; chunk_size 0 chooses it (pool_geometry), else it is fixed (the heap's). */
-static mp_pool *pool_create(const mp_pool_opts *opts, size_t chunk_size, bool populate)
+static mp_pool *pool_create(const mp_pool_opts *opts, size_t chunk_size, bool populate, size_t lead)
 {
     if (opts == NULL || opts->block_size == 0 || (opts->flags & ~POOL_KNOWN_FLAGS) != 0) {
         errno = EINVAL;
@@ -854,7 +857,7 @@ static mp_pool *pool_create(const mp_pool_opts *opts, size_t chunk_size, bool po
     mp_pool proto;
     memset(&proto, 0, sizeof proto);
     pool_select_checks(&proto, opts->flags);
-    int err = pool_geometry(&proto, opts, chunk_size);
+    int err = pool_geometry(&proto, opts, chunk_size, lead);
     if (err != 0) {
         errno = err;
         return NULL;
@@ -896,13 +899,14 @@ static mp_pool *pool_create(const mp_pool_opts *opts, size_t chunk_size, bool po
 
 mp_pool *mp_pool_create(const mp_pool_opts *opts)
 {
-    return pool_create(opts, 0, false);
+    return pool_create(opts, 0, false, 0);
 }
 
 #if !MP_FREESTANDING /* the heap's; bare metal has none, and pool_create() folds into the above */
-mp_pool *mpi_pool_create_chunked(const mp_pool_opts *opts, size_t chunk_size, bool populate)
+mp_pool *mpi_pool_create_chunked(const mp_pool_opts *opts, size_t chunk_size, bool populate,
+                                 size_t lead)
 {
-    return pool_create(opts, chunk_size, populate);
+    return pool_create(opts, chunk_size, populate, lead);
 }
 #endif
 

@@ -1166,12 +1166,14 @@ static void test_spill_on(unsigned flags, const char *name)
     CHECK(what, p != NULL && one_block_in(h, small, what, &t));
     mp_heap_free(h, p);
 
-    /* From aligned_alloc: never (a larger class may be less aligned). */
-    park_free_block(h, c + 1);
-    p = mp_heap_aligned_alloc(h, 4096, ref_class[c]);
+    /* From aligned_alloc: never (a larger class may be less aligned). 16 KiB: a page-aligned
+     * class, as every power of two. */
+    const size_t pc = ref_index(16 * KiB);
+    park_free_block(h, pc + 1);
+    p = mp_heap_aligned_alloc(h, 4096, ref_class[pc]);
     snprintf(what, sizeof what, "spill (%s): aligned_alloc never takes a larger class's block",
              name);
-    CHECK(what, p != NULL && aligned_to(p, 4096) && one_block_in(h, c, what, &t));
+    CHECK(what, p != NULL && aligned_to(p, 4096) && one_block_in(h, pc, what, &t));
     mp_heap_free(h, p);
     CHECK("spill: all balanced", balanced(h, name, &t));
     mp_heap_destroy(h);

@@ -522,6 +522,44 @@ static void test_populate(void)
     mp_heap_destroy(h);
 }
 
+/* Blocks of a class above a page that is not a power of two start 64 bytes before a page boundary
+ * (mempool.h: such classes are 64-aligned), so a program that writes only each block's two ends
+ * shares the page where one object ends with the next one's start: K fresh blocks of the 12 KiB
+ * class, each asked for 11.5 KiB, make K + 1 pages resident, where page-aligned blocks made 2K.
+ * Over the caller's source, which the heap never populates, what is resident is what was written.
+ */
+static void test_shared_ends(void)
+{
+    enum { K = 16 };
+    const size_t ask = 11 * KiB + 512;
+    mp_source anon = {anon_map, anon_unmap, NULL};
+    mp_heap *h = mp_heap_create(&(mp_heap_opts){.source = &anon, .name = "ends"});
+    unsigned char *b[K] = {0};
+    bool ok = h != NULL, aligned = true;
+    for (size_t i = 0; ok && i < K; i++) {
+        b[i] = mp_heap_alloc(h, ask);
+        ok = b[i] != NULL && mp_heap_usable_size(h, b[i]) == 12 * KiB;
+        if (ok) {
+            aligned = aligned && aligned_to(b[i], 64);
+            b[i][0] = b[i][ask - 1] = 1;
+        }
+    }
+    if (CHECK("shared ends: 16 blocks of the 12 KiB class, 64-aligned", ok && aligned)) {
+        bool thp_always;
+        (void)can_populate(&thp_always);
+        const unsigned char *lo = b[0], *hi = b[0];
+        for (size_t i = 1; i < K; i++) {
+            lo = b[i] < lo ? b[i] : lo;
+            hi = b[i] > hi ? b[i] : hi;
+        }
+        long in = resident_pages(lo, (size_t)(hi - lo) + ask);
+        if (!thp_always &&
+            !CHECK("shared ends: blocks written at their ends share pages", in >= 0 && in <= K + 1))
+            printf("  %ld pages resident for %d blocks\n", in, K);
+    }
+    mp_heap_destroy(h);
+}
+
 /* ------------------------------------------------------------------------------------------------
  * The run
  * ---------------------------------------------------------------------------------------------- */
@@ -534,7 +572,8 @@ int main(void)
                                {"capacity", test_capacity},
                                {"buffer exhaustion", test_buffer_exhaustion},
                                {"failing source", test_failing_source},
-                               {"pages of fresh blocks", test_populate}};
+                               {"pages of fresh blocks", test_populate},
+                               {"pages shared by neighbours' ends", test_shared_ends}};
     run_parts(parts, sizeof parts / sizeof parts[0]);
     return TEST_DONE();
 }
