@@ -21,7 +21,8 @@
  *                                   std::pmr::monotonic_buffer_resource.
  *   - STL allocators: allocator<T> (stateless, over mp_malloc, the process-wide thread-safe heap)
  *     and heap_allocator<T> (over a given mp_heap), as mimalloc's mi_stl_allocator and
- *     mi_heap_stl_allocator.
+ *     mi_heap_stl_allocator; pool_allocator<T> (nodes from a pool_resource's pools, inline, as
+ *     Boost's fast_pool_allocator).
  *   - object_pool<T>: create(args...) / destroy(p), a std::unique_ptr deleter, and the live
  *     objects destroyed with the pool, as Boost's object_pool.
  *
@@ -678,7 +679,7 @@ using pool_resource = basic_pool_resource<false>;
 using synchronized_pool_resource = basic_pool_resource<true>;
 
 /* ================================================================================================
- * STL allocators: allocator<T> (mp_malloc), heap_allocator<T> (a given mp_heap)
+ * STL allocators: allocator<T> (mp_malloc), heap_allocator<T> (a given mp_heap), pool_allocator<T>
  * ============================================================================================== */
 
 /*
@@ -786,6 +787,89 @@ template <class T> class heap_allocator
 
   private:
     mp_heap *h_;
+};
+
+/*
+ * A typed STL allocator over a pool resource (pool_resource, or synchronized_pool_resource as
+ * Resource), which must outlive every container using it: single objects (allocate(1), as node-based
+ * containers ask for their nodes) come from the pool serving sizeof(T) with the inline
+ * mp_pool_alloc() and mp_pool_free(), with no virtual call and no routing, as Boost's
+ * fast_pool_allocator but with pools per resource instead of process-wide singletons; other
+ * requests (n != 1, or sizes and alignments the resource sends upstream) go through the resource.
+ * The allocator keeps its pool's handle, so one container's node allocator uses one pool.
+ * Blocks are interchangeable with the resource's: allocate(n) gives what
+ * resource->allocate(n * sizeof(T), alignof(T)) gives, from the same pool, so either may free them.
+ * allocate(n): O(1); the first single object of a size makes its pool; throws
+ * std::bad_array_new_length when n * sizeof(T) overflows, std::bad_alloc when no memory is had.
+ * deallocate(p, n): O(1), never throws. Conversions between value types (rebinding) and copies
+ * never throw: a copy whose pool does not exist yet finds it on its first allocation.
+ * Two are equal when they use the same resource; copies of a container take its allocator, and
+ * moves and swaps carry it along (propagate_on_container_* are true). No default constructor.
+ * Thread-safety: as the resource's; one allocator object (a container's) one thread at a time.
+ */
+template <class T, class Resource = pool_resource> class pool_allocator
+{
+  public:
+    using value_type = T;
+    using propagate_on_container_copy_assignment = std::true_type;
+    using propagate_on_container_move_assignment = std::true_type;
+    using propagate_on_container_swap = std::true_type;
+
+    /* Over *r (not nullptr), as std::pmr::polymorphic_allocator over a resource. Never throws. */
+    pool_allocator(Resource *r) noexcept : r_(r), p_(r->pool_for(sizeof(T), alignof(T)))
+    {
+    }
+    template <class U>
+    pool_allocator(const pool_allocator<U, Resource> &o) noexcept : pool_allocator(o.resource())
+    {
+    }
+
+    /* Intended cost for n == 1: two tests and the pool's inline alloc; no call. */
+    [[nodiscard]] T *allocate(std::size_t n)
+    {
+        if (MP_LIKELY(n == 1 && p_ != nullptr)) {
+            void *b = mp_pool_alloc(p_);
+            if (MP_LIKELY(b != nullptr))
+                return static_cast<T *>(b);
+        }
+        return allocate_slow(n);
+    }
+    /* Intended cost for n == 1: two tests and the pool's inline free. */
+    void deallocate(T *p, std::size_t n) noexcept
+    {
+        if (MP_LIKELY(n == 1 && p_ != nullptr))
+            mp_pool_free(p_, p);
+        else
+            r_->deallocate(p, n * sizeof(T), alignof(T));
+    }
+    /* The resource allocated from. */
+    Resource *resource() const noexcept
+    {
+        return r_;
+    }
+
+    template <class U> bool operator==(const pool_allocator<U, Resource> &o) const noexcept
+    {
+        return r_ == o.resource();
+    }
+    template <class U> bool operator!=(const pool_allocator<U, Resource> &o) const noexcept
+    {
+        return r_ != o.resource();
+    }
+
+  private:
+    /* The resource's own path, which makes the pool, goes upstream, or throws; then the pool is
+     * kept for the next single object. */
+    MP_NOINLINE T *allocate_slow(std::size_t n)
+    {
+        void *b = r_->allocate(detail::array_bytes(n, sizeof(T)), alignof(T));
+        if (n == 1)
+            p_ = r_->pool_for(sizeof(T), alignof(T));
+        return static_cast<T *>(b);
+    }
+
+    Resource *r_;
+    mp_pool *p_;
 };
 
 /* ================================================================================================
