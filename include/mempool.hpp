@@ -521,10 +521,11 @@ struct pool_options {
  * mempool::synchronized_pool_resource, over MP_THREAD_SAFE pools with per-thread caches).
  *
  * Routing, the same rule for allocate and deallocate (std::pmr passes both the size and the
- * alignment back): a request of `bytes` aligned to `align` <= 16 goes to the pool of blocks of
- * `bytes` rounded up to 8 (to 16 when align is 16), made on first use; larger requests and
- * alignments go to upstream. So the pools serve sizes 8, 16, 24, ..., max_block_size, each block
- * aligned to 16 when its size is a multiple of 16, else to 8.
+ * alignment back): a request of `bytes` <= max_block_size aligned to `align` <= 16 goes to the
+ * pool of blocks of `bytes` (0 counts as 1) rounded up to 8 (to 16 when align is 16), made on
+ * first use; larger requests and alignments go to upstream. So the pools serve sizes 8, 16, 24,
+ * ..., max_block_size (and max_block_size + 8, for requests aligned to 16, when max_block_size is
+ * an odd multiple of 8), each block aligned to 16 when its size is a multiple of 16, else to 8.
  *
  * allocate: O(1): an index, a load, the pool's inline alloc (the first request of a size creates
  * its pool). Throws std::bad_alloc when a pool or upstream cannot give memory.
@@ -547,7 +548,7 @@ template <bool ThreadSafe> class basic_pool_resource : public std::pmr::memory_r
     {
     }
     explicit basic_pool_resource(const pool_options &opts)
-        : opts_(checked_opts(opts)), nslots_(opts_.max_block_size / 8 + 1),
+        : opts_(checked_opts(opts)), nslots_(opts_.max_block_size / 8 + 2),
           slots_(new std::atomic<mp_pool *>[nslots_]),
           upstream_(opts.upstream != nullptr ? opts.upstream : std::pmr::new_delete_resource())
     {
@@ -586,8 +587,9 @@ template <bool ThreadSafe> class basic_pool_resource : public std::pmr::memory_r
     mp_pool *pool_for(std::size_t bytes,
                       std::size_t align = alignof(std::max_align_t)) const noexcept
     {
-        std::size_t i = slot(bytes, align);
-        return i < nslots_ ? slots_[i].load(std::memory_order_acquire) : nullptr;
+        if (goes_upstream(bytes, align))
+            return nullptr;
+        return slots_[slot(bytes, align)].load(std::memory_order_acquire);
     }
     /* The resource large requests go to. */
     std::pmr::memory_resource *upstream_resource() const noexcept
@@ -596,11 +598,12 @@ template <bool ThreadSafe> class basic_pool_resource : public std::pmr::memory_r
     }
 
   protected:
+    /* Intended cost: two compares, the index, a load and the pool's inline alloc. */
     void *do_allocate(std::size_t bytes, std::size_t align) override
     {
-        std::size_t i = slot(bytes, align);
-        if (i >= nslots_)
+        if (MP_UNLIKELY(goes_upstream(bytes, align)))
             return upstream_->allocate(bytes, align);
+        std::size_t i = slot(bytes, align);
         mp_pool *p = slots_[i].load(std::memory_order_acquire);
         if (p == nullptr)
             p = make_pool(i);
@@ -611,11 +614,10 @@ template <bool ThreadSafe> class basic_pool_resource : public std::pmr::memory_r
     }
     void do_deallocate(void *b, std::size_t bytes, std::size_t align) override
     {
-        std::size_t i = slot(bytes, align);
-        if (i >= nslots_)
+        if (MP_UNLIKELY(goes_upstream(bytes, align)))
             upstream_->deallocate(b, bytes, align);
         else
-            mp_pool_free(slots_[i].load(std::memory_order_acquire), b);
+            mp_pool_free(slots_[slot(bytes, align)].load(std::memory_order_acquire), b);
     }
     bool do_is_equal(const std::pmr::memory_resource &other) const noexcept override
     {
@@ -623,15 +625,17 @@ template <bool ThreadSafe> class basic_pool_resource : public std::pmr::memory_r
     }
 
   private:
-    /* The table index of a request: its size rounded up to 8 (16 when aligned to 16), over 8;
-     * nslots_ or more for what goes upstream. */
-    std::size_t slot(std::size_t bytes, std::size_t align) const noexcept
+    bool goes_upstream(std::size_t bytes, std::size_t align) const noexcept
     {
-        if (align > 16 || bytes > opts_.max_block_size)
-            return nslots_;
-        std::size_t g = align > 8 ? 16 : 8;
-        std::size_t rounded = (bytes + g - 1) & ~(g - 1);
-        return rounded == 0 ? 1 : rounded / 8;
+        return bytes > opts_.max_block_size || align > 16;
+    }
+    /* The table index of a request that does not go upstream: its size (0 counts as 1) rounded up
+     * to 8, or to 16 when aligned to 16, over 8. */
+    static std::size_t slot(std::size_t bytes, std::size_t align) noexcept
+    {
+        std::size_t i = (bytes + 7) / 8;
+        i += i == 0;
+        return align > 8 ? (i + 1) & ~std::size_t(1) : i;
     }
     static pool_options checked_opts(const pool_options &o)
     {

@@ -229,6 +229,12 @@ void test_pool_resource(std::size_t n)
               reinterpret_cast<std::uintptr_t>(wide) % 64 == 0);
         void *zero = r.allocate(0, 1);
         CHECK("pool_resource: a zero-byte request gets a block", zero != nullptr && zero != a);
+        void *z16a = r.allocate(0, 16), *z16b = r.allocate(0, 16);
+        CHECK("pool_resource: zero-byte requests aligned to 16 are aligned to 16",
+              reinterpret_cast<std::uintptr_t>(z16a) % 16 == 0 &&
+                  reinterpret_cast<std::uintptr_t>(z16b) % 16 == 0);
+        r.deallocate(z16a, 0, 16);
+        r.deallocate(z16b, 0, 16);
         r.deallocate(zero, 0, 1);
         r.deallocate(wide, 64, 64);
         r.deallocate(big, 1025, 8);
@@ -275,6 +281,21 @@ void test_pool_resource(std::size_t n)
         threw = true;
     }
     CHECK("pool_resource: max_block_size above 64 KiB is refused", threw);
+    {
+        /* An odd multiple of 8: its largest requests aligned to 16 take a pool 8 bytes larger. */
+        mempool::pool_options odd;
+        odd.max_block_size = 1000;
+        odd.upstream = &up;
+        mempool::pool_resource r(odd);
+        std::size_t ups = up.allocs;
+        void *a = r.allocate(1000, 16), *b = r.allocate(1000, 8);
+        CHECK("pool_resource: max_block_size bytes aligned to 16 come from a pool, aligned",
+              up.allocs == ups && mp_pool_block_size(r.pool_for(1000, 16)) == 1008 &&
+                  mp_pool_block_size(r.pool_for(1000, 8)) == 1000 &&
+                  reinterpret_cast<std::uintptr_t>(a) % 16 == 0);
+        r.deallocate(a, 1000, 16);
+        r.deallocate(b, 1000, 8);
+    }
 
     mempool::pool_options cpo;
     cpo.flags = MP_CHECKED;
