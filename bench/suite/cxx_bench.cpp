@@ -1,6 +1,7 @@
 // cxx_bench.cpp: node-based standard containers on C++ allocators and memory resources (issue
-// #20): mempool.hpp's resources and allocator against std::allocator under each malloc, std::pmr's
-// pool and monotonic resources and Boost's fast_pool_allocator.
+// #20): mempool.hpp's resources and allocators against std::allocator under each malloc, std::pmr's
+// pool and monotonic resources and Boost's fast_pool_allocator (as configured by default, with a
+// lock, and without it, the peer of mempool's pool_allocator over an unsynchronized resource).
 //
 // One source, two kinds of program (as the C suite: each malloc in a process of its own):
 //   bench_cxx_<malloc>  (CXX_BENCH_PEER_PROGRAM) runs one measurement and prints its ns/op:
