@@ -795,8 +795,8 @@ template <class T> class heap_allocator
 
 /*
  * A typed STL allocator over a pool resource (pool_resource, or synchronized_pool_resource as
- * Resource), which must outlive every container using it: single objects (allocate(1), as node-based
- * containers ask for their nodes) come from the pool serving sizeof(T) with the inline
+ * Resource), which must outlive every container using it: single objects (allocate(1), as
+ * node-based containers ask for their nodes) come from the pool serving sizeof(T) with the inline
  * mp_pool_alloc() and mp_pool_free(), with no virtual call and no routing, as Boost's
  * fast_pool_allocator but with pools per resource instead of process-wide singletons; other
  * requests (n != 1, or sizes and alignments the resource sends upstream) go through the resource.
