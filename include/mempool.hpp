@@ -800,7 +800,7 @@ template <class T> class heap_allocator
  * mp_pool_alloc() and mp_pool_free(), with no virtual call and no routing, as Boost's
  * fast_pool_allocator but with pools per resource instead of process-wide singletons; other
  * requests (n != 1, or sizes and alignments the resource sends upstream) go through the resource.
- * The allocator keeps its pool's handle, so one container's node allocator uses one pool.
+ * The allocator keeps a pointer to its pool, so one container's node allocator uses one pool.
  * Blocks are interchangeable with the resource's: allocate(n) gives what
  * resource->allocate(n * sizeof(T), alignof(T)) gives, from the same pool, so either may free them.
  * allocate(n): O(1); the first single object of a size makes its pool; throws
