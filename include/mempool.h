@@ -1001,6 +1001,10 @@ static MP_ALWAYS_INLINE void *mpi_pool_deref(const mp_pool *pool, mp_handle hand
 #endif
 #if defined(MP_FREESTANDING) && MP_FREESTANDING /* no threads: one table, always empty */
 extern struct mp_tcache_fast *mpi_tcaches;
+#elif defined(__cplusplus) && (defined(__GNUC__) || defined(__clang__))
+/* __thread, not thread_local: C++ must assume an extern thread_local may have a dynamic
+ * initializer, and calls its possible init function before each use, on the fast path. */
+extern __thread struct mp_tcache_fast *mpi_tcaches MP_TLS_MODEL;
 #elif defined(__cplusplus)
 extern thread_local struct mp_tcache_fast *mpi_tcaches MP_TLS_MODEL;
 #else

@@ -21,7 +21,8 @@
  *                                   std::pmr::monotonic_buffer_resource.
  *   - STL allocators: allocator<T> (stateless, over mp_malloc, the process-wide thread-safe heap)
  *     and heap_allocator<T> (over a given mp_heap), as mimalloc's mi_stl_allocator and
- *     mi_heap_stl_allocator.
+ *     mi_heap_stl_allocator; pool_allocator<T> (nodes from a pool_resource's pools, inline, as
+ *     Boost's fast_pool_allocator).
  *   - object_pool<T>: create(args...) / destroy(p), a std::unique_ptr deleter, and the live
  *     objects destroyed with the pool, as Boost's object_pool.
  *
@@ -520,10 +521,11 @@ struct pool_options {
  * mempool::synchronized_pool_resource, over MP_THREAD_SAFE pools with per-thread caches).
  *
  * Routing, the same rule for allocate and deallocate (std::pmr passes both the size and the
- * alignment back): a request of `bytes` aligned to `align` <= 16 goes to the pool of blocks of
- * `bytes` rounded up to 8 (to 16 when align is 16), made on first use; larger requests and
- * alignments go to upstream. So the pools serve sizes 8, 16, 24, ..., max_block_size, each block
- * aligned to 16 when its size is a multiple of 16, else to 8.
+ * alignment back): a request of `bytes` <= max_block_size aligned to `align` <= 16 goes to the
+ * pool of blocks of `bytes` (0 counts as 1) rounded up to 8 (to 16 when align is 16), made on
+ * first use; larger requests and alignments go to upstream. So the pools serve sizes 8, 16, 24,
+ * ..., max_block_size (and max_block_size + 8, for requests aligned to 16, when max_block_size is
+ * an odd multiple of 8), each block aligned to 16 when its size is a multiple of 16, else to 8.
  *
  * allocate: O(1): an index, a load, the pool's inline alloc (the first request of a size creates
  * its pool). Throws std::bad_alloc when a pool or upstream cannot give memory.
@@ -546,7 +548,7 @@ template <bool ThreadSafe> class basic_pool_resource : public std::pmr::memory_r
     {
     }
     explicit basic_pool_resource(const pool_options &opts)
-        : opts_(checked_opts(opts)), nslots_(opts_.max_block_size / 8 + 1),
+        : opts_(checked_opts(opts)), nslots_(opts_.max_block_size / 8 + 2),
           slots_(new std::atomic<mp_pool *>[nslots_]),
           upstream_(opts.upstream != nullptr ? opts.upstream : std::pmr::new_delete_resource())
     {
@@ -585,8 +587,9 @@ template <bool ThreadSafe> class basic_pool_resource : public std::pmr::memory_r
     mp_pool *pool_for(std::size_t bytes,
                       std::size_t align = alignof(std::max_align_t)) const noexcept
     {
-        std::size_t i = slot(bytes, align);
-        return i < nslots_ ? slots_[i].load(std::memory_order_acquire) : nullptr;
+        if (goes_upstream(bytes, align))
+            return nullptr;
+        return slots_[slot(bytes, align)].load(std::memory_order_acquire);
     }
     /* The resource large requests go to. */
     std::pmr::memory_resource *upstream_resource() const noexcept
@@ -595,11 +598,12 @@ template <bool ThreadSafe> class basic_pool_resource : public std::pmr::memory_r
     }
 
   protected:
+    /* Intended cost: two compares, the index, a load and the pool's inline alloc. */
     void *do_allocate(std::size_t bytes, std::size_t align) override
     {
-        std::size_t i = slot(bytes, align);
-        if (i >= nslots_)
+        if (MP_UNLIKELY(goes_upstream(bytes, align)))
             return upstream_->allocate(bytes, align);
+        std::size_t i = slot(bytes, align);
         mp_pool *p = slots_[i].load(std::memory_order_acquire);
         if (p == nullptr)
             p = make_pool(i);
@@ -610,11 +614,10 @@ template <bool ThreadSafe> class basic_pool_resource : public std::pmr::memory_r
     }
     void do_deallocate(void *b, std::size_t bytes, std::size_t align) override
     {
-        std::size_t i = slot(bytes, align);
-        if (i >= nslots_)
+        if (MP_UNLIKELY(goes_upstream(bytes, align)))
             upstream_->deallocate(b, bytes, align);
         else
-            mp_pool_free(slots_[i].load(std::memory_order_acquire), b);
+            mp_pool_free(slots_[slot(bytes, align)].load(std::memory_order_acquire), b);
     }
     bool do_is_equal(const std::pmr::memory_resource &other) const noexcept override
     {
@@ -622,15 +625,17 @@ template <bool ThreadSafe> class basic_pool_resource : public std::pmr::memory_r
     }
 
   private:
-    /* The table index of a request: its size rounded up to 8 (16 when aligned to 16), over 8;
-     * nslots_ or more for what goes upstream. */
-    std::size_t slot(std::size_t bytes, std::size_t align) const noexcept
+    bool goes_upstream(std::size_t bytes, std::size_t align) const noexcept
     {
-        if (align > 16 || bytes > opts_.max_block_size)
-            return nslots_;
-        std::size_t g = align > 8 ? 16 : 8;
-        std::size_t rounded = (bytes + g - 1) & ~(g - 1);
-        return rounded == 0 ? 1 : rounded / 8;
+        return bytes > opts_.max_block_size || align > 16;
+    }
+    /* The table index of a request that does not go upstream: its size (0 counts as 1) rounded up
+     * to 8, or to 16 when aligned to 16, over 8. */
+    static std::size_t slot(std::size_t bytes, std::size_t align) noexcept
+    {
+        std::size_t i = (bytes + 7) / 8;
+        i += i == 0;
+        return align > 8 ? (i + 1) & ~std::size_t(1) : i;
     }
     static pool_options checked_opts(const pool_options &o)
     {
@@ -678,7 +683,7 @@ using pool_resource = basic_pool_resource<false>;
 using synchronized_pool_resource = basic_pool_resource<true>;
 
 /* ================================================================================================
- * STL allocators: allocator<T> (mp_malloc), heap_allocator<T> (a given mp_heap)
+ * STL allocators: allocator<T> (mp_malloc), heap_allocator<T> (a given mp_heap), pool_allocator<T>
  * ============================================================================================== */
 
 /*
@@ -786,6 +791,89 @@ template <class T> class heap_allocator
 
   private:
     mp_heap *h_;
+};
+
+/*
+ * A typed STL allocator over a pool resource (pool_resource, or synchronized_pool_resource as
+ * Resource), which must outlive every container using it: single objects (allocate(1), as
+ * node-based containers ask for their nodes) come from the pool serving sizeof(T) with the inline
+ * mp_pool_alloc() and mp_pool_free(), with no virtual call and no routing, as Boost's
+ * fast_pool_allocator but with pools per resource instead of process-wide singletons; other
+ * requests (n != 1, or sizes and alignments the resource sends upstream) go through the resource.
+ * The allocator keeps a pointer to its pool, so one container's node allocator uses one pool.
+ * Blocks are interchangeable with the resource's: allocate(n) gives what
+ * resource->allocate(n * sizeof(T), alignof(T)) gives, from the same pool, so either may free them.
+ * allocate(n): O(1); the first single object of a size makes its pool; throws
+ * std::bad_array_new_length when n * sizeof(T) overflows, std::bad_alloc when no memory is had.
+ * deallocate(p, n): O(1), never throws. Conversions between value types (rebinding) and copies
+ * never throw: a copy whose pool does not exist yet finds it on its first allocation.
+ * Two are equal when they use the same resource; copies of a container take its allocator, and
+ * moves and swaps carry it along (propagate_on_container_* are true). No default constructor.
+ * Thread-safety: as the resource's; one allocator object (a container's) one thread at a time.
+ */
+template <class T, class Resource = pool_resource> class pool_allocator
+{
+  public:
+    using value_type = T;
+    using propagate_on_container_copy_assignment = std::true_type;
+    using propagate_on_container_move_assignment = std::true_type;
+    using propagate_on_container_swap = std::true_type;
+
+    /* Over *r (not nullptr), as std::pmr::polymorphic_allocator over a resource. Never throws. */
+    pool_allocator(Resource *r) noexcept : r_(r), p_(r->pool_for(sizeof(T), alignof(T)))
+    {
+    }
+    template <class U>
+    pool_allocator(const pool_allocator<U, Resource> &o) noexcept : pool_allocator(o.resource())
+    {
+    }
+
+    /* Intended cost for n == 1: two tests and the pool's inline alloc; no call. */
+    [[nodiscard]] T *allocate(std::size_t n)
+    {
+        if (MP_LIKELY(n == 1 && p_ != nullptr)) {
+            void *b = mp_pool_alloc(p_);
+            if (MP_LIKELY(b != nullptr))
+                return static_cast<T *>(b);
+        }
+        return allocate_slow(n);
+    }
+    /* Intended cost for n == 1: two tests and the pool's inline free. */
+    void deallocate(T *p, std::size_t n) noexcept
+    {
+        if (MP_LIKELY(n == 1 && p_ != nullptr))
+            mp_pool_free(p_, p);
+        else
+            r_->deallocate(p, n * sizeof(T), alignof(T));
+    }
+    /* The resource allocated from. */
+    Resource *resource() const noexcept
+    {
+        return r_;
+    }
+
+    template <class U> bool operator==(const pool_allocator<U, Resource> &o) const noexcept
+    {
+        return r_ == o.resource();
+    }
+    template <class U> bool operator!=(const pool_allocator<U, Resource> &o) const noexcept
+    {
+        return r_ != o.resource();
+    }
+
+  private:
+    /* The resource's own path, which makes the pool, goes upstream, or throws; then the pool is
+     * kept for the next single object. */
+    MP_NOINLINE T *allocate_slow(std::size_t n)
+    {
+        void *b = r_->allocate(detail::array_bytes(n, sizeof(T)), alignof(T));
+        if (n == 1)
+            p_ = r_->pool_for(sizeof(T), alignof(T));
+        return static_cast<T *>(b);
+    }
+
+    Resource *r_;
+    mp_pool *p_;
 };
 
 /* ================================================================================================

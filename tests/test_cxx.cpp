@@ -229,6 +229,12 @@ void test_pool_resource(std::size_t n)
               reinterpret_cast<std::uintptr_t>(wide) % 64 == 0);
         void *zero = r.allocate(0, 1);
         CHECK("pool_resource: a zero-byte request gets a block", zero != nullptr && zero != a);
+        void *z16a = r.allocate(0, 16), *z16b = r.allocate(0, 16);
+        CHECK("pool_resource: zero-byte requests aligned to 16 are aligned to 16",
+              reinterpret_cast<std::uintptr_t>(z16a) % 16 == 0 &&
+                  reinterpret_cast<std::uintptr_t>(z16b) % 16 == 0);
+        r.deallocate(z16a, 0, 16);
+        r.deallocate(z16b, 0, 16);
         r.deallocate(zero, 0, 1);
         r.deallocate(wide, 64, 64);
         r.deallocate(big, 1025, 8);
@@ -275,6 +281,21 @@ void test_pool_resource(std::size_t n)
         threw = true;
     }
     CHECK("pool_resource: max_block_size above 64 KiB is refused", threw);
+    {
+        /* An odd multiple of 8: its largest requests aligned to 16 take a pool 8 bytes larger. */
+        mempool::pool_options odd;
+        odd.max_block_size = 1000;
+        odd.upstream = &up;
+        mempool::pool_resource r(odd);
+        std::size_t ups = up.allocs;
+        void *a = r.allocate(1000, 16), *b = r.allocate(1000, 8);
+        CHECK("pool_resource: max_block_size bytes aligned to 16 come from a pool, aligned",
+              up.allocs == ups && mp_pool_block_size(r.pool_for(1000, 16)) == 1008 &&
+                  mp_pool_block_size(r.pool_for(1000, 8)) == 1000 &&
+                  reinterpret_cast<std::uintptr_t>(a) % 16 == 0);
+        r.deallocate(a, 1000, 16);
+        r.deallocate(b, 1000, 8);
+    }
 
     mempool::pool_options cpo;
     cpo.flags = MP_CHECKED;
@@ -453,6 +474,104 @@ void test_allocators(std::size_t n)
 }
 
 /* ---- every alignment from every resource ---- */
+
+template <class T> using pool_alloc = mempool::pool_allocator<T>;
+template <class T>
+using sync_pool_alloc = mempool::pool_allocator<T, mempool::synchronized_pool_resource>;
+
+void test_pool_allocator(std::size_t n)
+{
+    counting_resource up;
+    mempool::pool_options po;
+    po.upstream = &up;
+    mempool::pool_resource r(po);
+    CHECK("pool_allocator: every container family works", alloc_containers<pool_alloc>(n, &r));
+    mp_pool *node = r.pool_for(list_node_bytes<int>(), alignof(int));
+    CHECK("pool_allocator: list nodes came from the resource's pool, and went back",
+          node != nullptr && mp_pool_stats_allocs(node) >= n && pool_in_use(node) == 0);
+    CHECK("pool_allocator: large blocks went upstream and back", up.allocs > 0 && up.live == 0);
+    static_assert(std::is_nothrow_constructible_v<pool_alloc<long>, const pool_alloc<char> &>);
+    mempool::pool_resource other;
+    CHECK("pool_allocator: equal over the same resource only",
+          pool_alloc<int>(&r) == pool_alloc<double>(&r) &&
+              pool_alloc<int>(&r) != pool_alloc<int>(&other));
+
+    /* Blocks are the resource's: either frees what the other gave. */
+    struct node3 {
+        void *a, *b, *c;
+    };
+    pool_alloc<node3> a(&r);
+    node3 *x = a.allocate(1), *y = a.allocate(1);
+    CHECK("pool_allocator: one object from the pool of its size",
+          mp_pool_owns(r.pool_for(sizeof(node3), alignof(node3)), x) && x != y);
+    r.deallocate(x, sizeof(node3), alignof(node3));
+    void *z = r.allocate(sizeof(node3), alignof(node3));
+    pool_alloc<char> copy(a);
+    pool_alloc<node3>(copy).deallocate(static_cast<node3 *>(z), 1);
+    a.deallocate(y, 1);
+    node3 *arr = a.allocate(3);
+    CHECK("pool_allocator: n objects from the pool of n * sizeof(T)",
+          mp_pool_owns(r.pool_for(3 * sizeof(node3), alignof(node3)), arr));
+    a.deallocate(arr, 3);
+    CHECK("pool_allocator: all went back",
+          pool_in_use(r.pool_for(sizeof(node3), alignof(node3))) == 0 &&
+              pool_in_use(r.pool_for(3 * sizeof(node3), alignof(node3))) == 0);
+
+    std::vector<wide, pool_alloc<wide>> v(5, wide{}, pool_alloc<wide>(&r));
+    std::size_t ups = up.allocs;
+    std::list<wide, pool_alloc<wide>> lw(3, wide{}, pool_alloc<wide>(&r));
+    CHECK("pool_allocator: over-aligned types go upstream, aligned",
+          reinterpret_cast<std::uintptr_t>(v.data()) % 64 == 0 &&
+              reinterpret_cast<std::uintptr_t>(&lw.front()) % 64 == 0 && up.allocs == ups + 3);
+
+    bool len = false, oom = false;
+    try {
+        (void)pool_alloc<long>(&r).allocate(SIZE_MAX / sizeof(long) + 1);
+    } catch (const std::bad_array_new_length &) {
+        len = true;
+    }
+    mp_pool_opts capo{};
+    capo.block_size = 32;
+    capo.capacity = 2;
+    mempool::pool small(capo);
+    mempool::pool_resource capped({small.get()});
+    struct b32 {
+        char c[32];
+    };
+    pool_alloc<b32> ca(&capped);
+    b32 *p1 = ca.allocate(1), *p2 = ca.allocate(1);
+    try {
+        (void)ca.allocate(1);
+    } catch (const std::bad_alloc &) {
+        oom = true;
+    }
+    CHECK("pool_allocator: n * sizeof(T) overflowing throws bad_array_new_length", len);
+    CHECK("pool_allocator: an exhausted pool throws std::bad_alloc", oom);
+    ca.deallocate(p1, 1);
+    CHECK("pool_allocator: and serves again once a block is back", ca.allocate(1) == p1);
+    ca.deallocate(p1, 1);
+    ca.deallocate(p2, 1);
+
+    /* Over a synchronized_pool_resource: containers in threads, freed by another thread. */
+    mempool::synchronized_pool_resource sr;
+    using slist = std::list<long, sync_pool_alloc<long>>;
+    std::vector<slist> lists;
+    for (int t = 0; t < 4; t++)
+        lists.emplace_back(sync_pool_alloc<long>(&sr));
+    std::vector<std::thread> ts;
+    for (int t = 0; t < 4; t++)
+        ts.emplace_back([&, t] {
+            for (std::size_t i = 0; i < n; i++)
+                lists[static_cast<std::size_t>(t)].push_back(static_cast<long>(i));
+            alloc_containers<sync_pool_alloc>(n / 4, &sr);
+        });
+    for (auto &t : ts)
+        t.join();
+    std::thread([&] { lists.clear(); }).join();
+    mp_pool *snode = sr.pool_for(list_node_bytes<long>(), alignof(long));
+    CHECK("pool_allocator: over a synchronized_pool_resource from threads, all went back",
+          mp_pool_stats_allocs(snode) >= 4 * n && pool_in_use(snode) == 0);
+}
 
 void test_alignment()
 {
@@ -721,6 +840,7 @@ int main()
     test_arena_resource(n);
     test_synchronized(n);
     test_allocators(n);
+    test_pool_allocator(n);
     test_alignment();
     test_object_pool(n);
     test_owners();

@@ -1,6 +1,7 @@
 // cxx_bench.cpp: node-based standard containers on C++ allocators and memory resources (issue
-// #20): mempool.hpp's resources and allocator against std::allocator under each malloc, std::pmr's
-// pool and monotonic resources and Boost's fast_pool_allocator.
+// #20): mempool.hpp's resources and allocators against std::allocator under each malloc, std::pmr's
+// pool and monotonic resources and Boost's fast_pool_allocator (as configured by default, with a
+// lock, and without it, the peer of mempool's pool_allocator over an unsynchronized resource).
 //
 // One source, two kinds of program (as the C suite: each malloc in a process of its own):
 //   bench_cxx_<malloc>  (CXX_BENCH_PEER_PROGRAM) runs one measurement and prints its ns/op:
@@ -61,6 +62,21 @@ std::size_t rounds_for(std::size_t n)
 }
 
 // `reset` runs between rounds, outside the clock (the monotonic resources' release()).
+// Each timed part is a function of its own, kept out of line, so that a profiler can count the
+// instructions of the timed part alone.
+template <class List> MP_NOINLINE long timed_list(std::size_t n, const List &proto)
+{
+    long sum = 0;
+    List l(proto.get_allocator());
+    for (std::size_t i = 0; i < n; i++)
+        l.push_back(static_cast<int>(i));
+    while (!l.empty()) {
+        sum += l.front();
+        l.pop_front();
+    }
+    return sum;
+}
+
 template <class List, class Reset> double run_list(std::size_t n, const List &proto, Reset reset)
 {
     std::size_t rounds = rounds_for(n);
@@ -68,19 +84,22 @@ template <class List, class Reset> double run_list(std::size_t n, const List &pr
     long sum = 0;
     for (std::size_t r = 0; r < rounds; r++) {
         auto t0 = clk::now();
-        {
-            List l(proto.get_allocator());
-            for (std::size_t i = 0; i < n; i++)
-                l.push_back(static_cast<int>(i));
-            while (!l.empty()) {
-                sum += l.front();
-                l.pop_front();
-            }
-        }
+        sum += timed_list(n, proto);
         ns += std::chrono::duration<double, std::nano>(clk::now() - t0).count();
         reset();
     }
     return sum < 0 ? 0 : ns / static_cast<double>(rounds * n);
+}
+
+template <class Map>
+MP_NOINLINE void timed_map(const std::vector<int> &ins, const std::vector<int> &del,
+                           const Map &proto)
+{
+    Map m(proto.get_allocator());
+    for (int k : ins)
+        m.emplace(k, k);
+    for (int k : del)
+        m.erase(k);
 }
 
 template <class Map, class Reset> double run_map(std::size_t n, const Map &proto, Reset reset)
@@ -90,17 +109,20 @@ template <class Map, class Reset> double run_map(std::size_t n, const Map &proto
     double ns = 0;
     for (std::size_t r = 0; r < rounds; r++) {
         auto t0 = clk::now();
-        {
-            Map m(proto.get_allocator());
-            for (int k : ins)
-                m.emplace(k, k);
-            for (int k : del)
-                m.erase(k);
-        }
+        timed_map(ins, del, proto);
         ns += std::chrono::duration<double, std::nano>(clk::now() - t0).count();
         reset();
     }
     return ns / static_cast<double>(rounds * n);
+}
+
+template <class Umap> MP_NOINLINE void timed_umap(Umap &u, const std::vector<int> &keys)
+{
+    std::size_t n = keys.size() / 2;
+    for (std::size_t i = 0; i < n; i++) {
+        u.erase(keys[i]);
+        u.emplace(keys[n + i], 2);
+    }
 }
 
 // The table is filled outside the clock; each step erases a key present and inserts a new one.
@@ -115,10 +137,7 @@ template <class Umap, class Reset> double run_umap(std::size_t n, const Umap &pr
             for (std::size_t i = 0; i < n; i++)
                 u.emplace(keys[i], 1);
             auto t0 = clk::now();
-            for (std::size_t i = 0; i < n; i++) {
-                u.erase(keys[i]);
-                u.emplace(keys[n + i], 2);
-            }
+            timed_umap(u, keys);
             ns += std::chrono::duration<double, std::nano>(clk::now() - t0).count();
         }
         reset();
@@ -126,17 +145,19 @@ template <class Umap, class Reset> double run_umap(std::size_t n, const Umap &pr
     return ns / static_cast<double>(rounds * n);
 }
 
-// The three workloads with allocator template A (rebound per container).
-template <template <class> class A> double run_alloc(const char *w, std::size_t n)
+// The three workloads with allocator template A (rebound per container), made from `a`.
+template <template <class> class A, class... Args>
+double run_alloc(const char *w, std::size_t n, Args... a)
 {
     auto none = [] {};
     using pair = std::pair<const int, int>;
     if (std::strcmp(w, "list") == 0)
-        return run_list(n, std::list<int, A<int>>(), none);
+        return run_list(n, std::list<int, A<int>>(A<int>(a...)), none);
     if (std::strcmp(w, "map") == 0)
-        return run_map(n, std::map<int, int, std::less<int>, A<pair>>(), none);
-    return run_umap(n, std::unordered_map<int, int, std::hash<int>, std::equal_to<int>, A<pair>>(),
-                    none);
+        return run_map(n, std::map<int, int, std::less<int>, A<pair>>(A<pair>(a...)), none);
+    return run_umap(
+        n, std::unordered_map<int, int, std::hash<int>, std::equal_to<int>, A<pair>>(A<pair>(a...)),
+        none);
 }
 
 // The three workloads on a memory_resource; reset() runs between rounds.
@@ -157,6 +178,14 @@ double run_pmr(const char *w, std::size_t n, std::pmr::memory_resource *r, Reset
 
 #ifdef CXX_BENCH_BOOST
 template <class T> using boost_fast = boost::fast_pool_allocator<T>;
+// Without the lock Boost takes by default: the single-threaded configuration, as mempool's
+// pool_allocator over an unsynchronized pool_resource is.
+template <class T>
+using boost_fast_st = boost::fast_pool_allocator<T, boost::default_user_allocator_new_delete,
+                                                 boost::details::pool::null_mutex>;
+#endif
+#if CXX_BENCH_ALL_PEERS
+template <class T> using mp_pool_stl = mempool::pool_allocator<T>;
 #endif
 
 // One measurement; a negative figure means the peer is not in this program.
@@ -177,6 +206,8 @@ double measure(const char *peer, const char *w, std::size_t n)
 #ifdef CXX_BENCH_BOOST
     if (p == "boost_fast")
         return run_alloc<boost_fast>(w, n);
+    if (p == "boost_fast_st")
+        return run_alloc<boost_fast_st>(w, n);
 #endif
     if (p == "mp_pool_resource") {
         mempool::pool_resource r;
@@ -192,6 +223,10 @@ double measure(const char *peer, const char *w, std::size_t n)
     }
     if (p == "mp_allocator")
         return run_alloc<mempool::allocator>(w, n);
+    if (p == "mp_pool_allocator") {
+        mempool::pool_resource r;
+        return run_alloc<mp_pool_stl>(w, n, &r);
+    }
 #endif
     return -1;
 }
@@ -252,10 +287,12 @@ const peer peers[] = {
     {"pmr_pool", "glibc", "pmr_pool", false},
     {"pmr_monotonic", "glibc", "pmr_monotonic", false},
     {"boost_fast", "glibc", "boost_fast", false},
+    {"boost_fast_st", "glibc", "boost_fast_st", false},
     {"mp_pool_res", "glibc", "mp_pool_resource", true},
     {"mp_heap_res", "glibc", "mp_heap_resource", true},
     {"mp_arena_res", "glibc", "mp_arena_resource", true},
     {"mp_allocator", "glibc", "mp_allocator", true},
+    {"mp_pool_alloc", "glibc", "mp_pool_allocator", true},
 };
 constexpr std::size_t npeers = sizeof peers / sizeof peers[0];
 
