@@ -677,4 +677,19 @@ MPI_HIDDEN void mpi_handles_destroy(mp_pool *pool);
 /* The live generations (odd) among the slots of the pool's chunks (mp_pool_check). */
 MPI_HIDDEN uint64_t mpi_handles_live(const mp_pool *pool);
 
+/* ------------------------------------------------------------------------------------------------
+ * heap.c: blocks aligned beyond a heap's reach (MPI_HEAP_MAX_ALIGN), for the drop-in malloc's
+ * memalign family. Each is a mapping of its own on one process-wide table (its lock on fork()'s
+ * list), since a heap finds a block's header by masking to its chunk, which such a block would
+ * start; so each starts at a multiple of MPI_HEAP_CHUNK, where no heap block does, and a free
+ * needs the table only for such an address.
+ * ---------------------------------------------------------------------------------------------- */
+
+/* A block of `size` bytes (whole pages) aligned to `align` (a power of two); NULL with ENOMEM. */
+MPI_HIDDEN void *mpi_heap_huge_alloc(size_t align, size_t size);
+/* The bytes mapped for the table's block at p; 0 if p is none of the table's. */
+MPI_HIDDEN size_t mpi_heap_huge_size(const void *p);
+/* Unmaps the table's block at p and takes it off the table (errno kept); false if p is none. */
+MPI_HIDDEN bool mpi_heap_huge_free(void *p);
+
 #endif /* MP_INTERNAL_H */
