@@ -932,9 +932,8 @@ static mpi_once default_once = MPI_ONCE_INIT;
 
 static void default_init(void)
 {
-    const char *env = mpi_os_getenv("MEMPOOL_CHECKED");
     unsigned flags = MP_THREAD_SAFE;
-    if (env != NULL && env[0] == '1')
+    if (mpi_os_option(&mpi_option_checked) == 1) /* a bad value is said here, once */
         flags |= MP_CHECKED;
     atomic_store_explicit(&default_heap,
                           mp_heap_create(&(mp_heap_opts){.flags = flags, .name = "mp_malloc"}),

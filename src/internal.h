@@ -443,6 +443,22 @@ MPI_HIDDEN void mpi_os_thread_exit_arm(void *arg);
 MPI_HIDDEN void mpi_os_atfork(void (*prepare)(void), void (*parent)(void), void (*child)(void));
 /* The value of an environment variable, or NULL. */
 MPI_HIDDEN const char *mpi_os_getenv(const char *name);
+/* An option read from the environment as MEMPOOL_<name>: its accepted values, in order (the index
+ * is what it reads as), and what each means (for MEMPOOL_VERBOSE). */
+#define MPI_OPTION_VALUES 3
+typedef struct mpi_option {
+    const char *name;
+    const char *values[MPI_OPTION_VALUES]; /* unused ones NULL; at least two */
+    const char *meaning[MPI_OPTION_VALUES];
+} mpi_option;
+/* MEMPOOL_CHECKED: 0 or 1, a checked process-wide heap (heap.c reads it when it makes that heap). */
+MPI_HIDDEN extern const mpi_option mpi_option_checked;
+/* The index of `value` among the option's values, or -1 (a bad value). */
+MPI_HIDDEN int mpi_option_value(const mpi_option *o, const char *value);
+/* Says on stderr that `value` is bad for the option and is ignored (one line, not fatal). */
+MPI_HIDDEN void mpi_option_say_bad(const mpi_option *o, const char *value);
+/* The option's value from the environment: 0 when unset; a bad value is said and reads as 0. */
+MPI_HIDDEN int mpi_os_option(const mpi_option *o);
 /* Writes one line (line and a newline) where the program's errors go (stderr), at once. */
 MPI_HIDDEN void mpi_os_error_line(const char *line);
 /* Stops the program abnormally (abort()). */

@@ -75,44 +75,30 @@ static void say(const char *text)
     write_all(STDERR_FILENO, text, strlen(text));
 }
 
-/* One option: its name after MEMPOOL_, its accepted values and what each means. */
-typedef struct option {
-    const char *name;
-    const char *values[3];
-    const char *meaning[3];
-} option;
-
-enum { OPT_SHOW_STATS, OPT_CHECKED, OPT_VERBOSE }; /* options[]'s order */
-static const option options[] = {
-    {"SHOW_STATS", {"0", "1", "json"}, {"no stats", "stats at exit, text", "stats at exit, JSON"}},
-    {"CHECKED", {"0", "1", NULL}, {"a plain heap", "a checked heap", NULL}},
-    {"VERBOSE", {"0", "1", NULL}, {"quiet", "say what was read", NULL}},
-};
+/* The options, in the order of the OPT_ indexes; their values are parsed by os.c's one rule. */
+static const mpi_option show_stats_option = {
+    "SHOW_STATS", {"0", "1", "json"}, {"no stats", "stats at exit, text", "stats at exit, JSON"}};
+static const mpi_option verbose_option = {
+    "VERBOSE", {"0", "1", NULL}, {"quiet", "say what was read", NULL}};
+enum { OPT_SHOW_STATS, OPT_CHECKED, OPT_VERBOSE };
+static const mpi_option *const options[] = {&show_stats_option, &mpi_option_checked,
+                                            &verbose_option};
 #define NOPTIONS (sizeof options / sizeof options[0])
 
-/* The index of `value` among the option's values, or -1. */
-static int option_value(const option *o, const char *value)
+/* The index in options[] of the option `var` ("NAME=value" after MEMPOOL_) names, or -1. */
+static int option_find(const char *var)
 {
-    for (int i = 0; i < 3 && o->values[i] != NULL; i++) {
-        if (strcmp(o->values[i], value) == 0)
-            return i;
+    for (size_t i = 0; i < NOPTIONS; i++) {
+        size_t len = strlen(options[i]->name);
+        if (strncmp(var, options[i]->name, len) == 0 && var[len] == '=')
+            return (int)i;
     }
     return -1;
 }
 
-/* The option `var` ("NAME=value" after MEMPOOL_) names, or NULL. */
-static const option *option_find(const char *var)
-{
-    for (size_t i = 0; i < NOPTIONS; i++) {
-        size_t len = strlen(options[i].name);
-        if (strncmp(var, options[i].name, len) == 0 && var[len] == '=')
-            return &options[i];
-    }
-    return NULL;
-}
-
 /* Reads every MEMPOOL_ variable once; an unknown name or a bad value is said once, never fatal.
- * MEMPOOL_CHECKED is read again by the heap when it is made (heap.c), which is usually earlier. */
+ * MEMPOOL_CHECKED is the heap's: it reads the variable when it is made (usually earlier) and says
+ * a bad value itself, so here it is only parsed, by the same rule, for MEMPOOL_VERBOSE. */
 static void options_read(void)
 {
     char line[512];
@@ -121,19 +107,17 @@ static void options_read(void)
         if (strncmp(*e, "MEMPOOL_", 8) != 0)
             continue;
         const char *var = *e + 8;
-        const option *o = option_find(var);
-        int v = o != NULL ? option_value(o, var + strlen(o->name) + 1) : -1;
-        if (o == NULL)
+        int i = option_find(var);
+        if (i < 0) {
             snprintf(line, sizeof line, "mempool: unknown option %.200s (ignored)\n", *e);
-        else if (v < 0)
-            snprintf(line, sizeof line,
-                     "mempool: bad value in %.200s (ignored; expected %s, %s%s%s)\n", *e,
-                     o->values[0], o->values[1], o->values[2] != NULL ? " or " : "",
-                     o->values[2] != NULL ? o->values[2] : "");
-        if (o == NULL || v < 0)
             say(line);
-        else
-            values[o - options] = v;
+            continue;
+        }
+        const char *value = var + strlen(options[i]->name) + 1;
+        int v = mpi_option_value(options[i], value);
+        if (v < 0 && i != OPT_CHECKED)
+            mpi_option_say_bad(options[i], value);
+        values[i] = v < 0 ? 0 : v;
     }
     show_stats = values[OPT_SHOW_STATS];
     if (show_stats != SHOW_NONE) {
@@ -142,8 +126,8 @@ static void options_read(void)
     }
     if (values[OPT_VERBOSE] == 1) {
         for (size_t i = 0; i < NOPTIONS; i++) {
-            snprintf(line, sizeof line, "mempool: MEMPOOL_%s=%s (%s)\n", options[i].name,
-                     options[i].values[values[i]], options[i].meaning[values[i]]);
+            snprintf(line, sizeof line, "mempool: MEMPOOL_%s=%s (%s)\n", options[i]->name,
+                     options[i]->values[values[i]], options[i]->meaning[values[i]]);
             say(line);
         }
     }
