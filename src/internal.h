@@ -451,7 +451,7 @@ typedef struct mpi_option {
     const char *values[MPI_OPTION_VALUES]; /* unused ones NULL; at least two */
     const char *meaning[MPI_OPTION_VALUES];
 } mpi_option;
-/* MEMPOOL_CHECKED: 0 or 1, a checked process-wide heap (heap.c reads it when it makes that heap). */
+/* MEMPOOL_CHECKED: 0 or 1, a checked process-wide heap (read by heap.c when it makes that heap). */
 MPI_HIDDEN extern const mpi_option mpi_option_checked;
 /* The index of `value` among the option's values, or -1 (a bad value). */
 MPI_HIDDEN int mpi_option_value(const mpi_option *o, const char *value);

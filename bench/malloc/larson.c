@@ -46,8 +46,13 @@ int main(int argc, char **argv)
     table *tables = calloc((size_t)threads, sizeof *tables);
     table *run = calloc((size_t)threads, sizeof *run);
     for (int i = 0; i < threads; i++) {
-        tables[i] = (table){calloc(slots, sizeof(void *)), calloc(slots, sizeof(size_t)),
-                            0x9E3779B97F4A7C15ULL * (uint64_t)(i + 1), rounds, slots, 0, {0}};
+        tables[i] = (table){calloc(slots, sizeof(void *)),
+                            calloc(slots, sizeof(size_t)),
+                            0x9E3779B97F4A7C15ULL * (uint64_t)(i + 1),
+                            rounds,
+                            slots,
+                            0,
+                            {0}};
     }
     for (long g = 0; g < gens; g++) {
         /* Thread i of this generation takes table (i + g) % threads: not the one it had. */
@@ -62,7 +67,8 @@ int main(int argc, char **argv)
     for (int i = 0; i < threads; i++) {
         for (size_t k = 0; k < slots; k++) {
             if (tables[i].blocks[k] != NULL)
-                bad += !wl_check(tables[i].blocks[k], tables[i].sizes[k], tables[i].sizes[k] * 31 + k);
+                bad +=
+                    !wl_check(tables[i].blocks[k], tables[i].sizes[k], tables[i].sizes[k] * 31 + k);
             live += tables[i].sizes[k];
             free(tables[i].blocks[k]);
         }
@@ -70,8 +76,8 @@ int main(int argc, char **argv)
         free(tables[i].blocks);
         free(tables[i].sizes);
     }
-    printf("larson: %d threads, %ld operations, %llu bytes live at the end, %ld damaged\n",
-           threads, (long)threads * gens * rounds, live, bad);
+    printf("larson: %d threads, %ld operations, %llu bytes live at the end, %ld damaged\n", threads,
+           (long)threads * gens * rounds, live, bad);
     free(tables);
     free(run);
     return bad != 0;

@@ -16,8 +16,8 @@ typedef struct batch {
 
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t ready = PTHREAD_COND_INITIALIZER;
-static batch *queue;     /* batches waiting for a consumer, under lock */
-static int producing;    /* producers not yet done, under lock */
+static batch *queue;  /* batches waiting for a consumer, under lock */
+static int producing; /* producers not yet done, under lock */
 static long per_producer, batch_size;
 
 typedef struct worker {
