@@ -18,9 +18,9 @@
  *     min(old usable size, new size) bytes; realloc(NULL, n); realloc(p, 0); failed realloc;
  *   - free(NULL), free_sized with the size asked and with the usable size.
  * Then the errors a checked heap reports (in child processes, so a crash fails one check) and
- * MEMPOOL_CHECKED (1; a bad value said once). Making heaps, the class table and statistics output: test_heap_create.c;
- * reset, destroy, capacity, buffers, a failing source and fresh pages: test_heap_memory.c; helpers
- * the three share: test_heap.h.
+ * MEMPOOL_CHECKED (1; a bad value said once). Making heaps, the class table and statistics
+ * output: test_heap_create.c; reset, destroy, capacity, buffers, a failing source and fresh
+ * pages: test_heap_memory.c; helpers the three share: test_heap.h.
  * Statistics are compared as deltas, so the same code checks the process-wide heap.
  *
  * Usage: test_heap. Nothing here is random. Runs in a few seconds in a Release build (most of it
