@@ -1,19 +1,23 @@
 #!/usr/bin/env bash
 # The drop-in malloc against its peers on real programs: each workload of scripts/preload.sh
-# (python3, perl, sqlite3, lua5.4, git, gcc, a threaded C++ program) run under each malloc through
+# (python3, perl, sqlite3, lua5.4, git, gcc, a threaded C++ program, and the allocation patterns
+# of bench/malloc/: larson, xmalloc, cache scratch and thrash, large blocks, glibc's simple and
+# thread benchmarks) run under each malloc through
 # LD_PRELOAD (glibc: none; jemalloc, tcmalloc, mimalloc, TBB's libtbbmalloc_proxy, and
 # libmempool_malloc.so), RUNS times in turn; prints the median wall time and the median peak RSS
 # (/usr/bin/time's %M: the largest resident set of the program or any child it waited for) of
 # each, and each malloc's geometric mean against glibc's. Wall times on a loaded machine mean
 # little: the load (uptime) is printed before and after, and the runs of each workload alternate
 # between the mallocs so that a change of load falls on all of them alike.
-#   scripts/bench-preload.sh [RUNS]   (default 5; builds libmempool_malloc.so, Release)
+#   scripts/bench-preload.sh [RUNS [WORKLOAD ...]]   (default 5 runs of all; builds
+#   libmempool_malloc.so, Release)
 # Installs what it needs from Debian packages when missing (as root).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 src=$PWD
 out=${MEMPOOL_BENCH_DIR:-$src/build/bench-preload}
 runs=${1:-5}
+shift $(($# > 0 ? 1 : 0))
 need=()
 for p in time python3 perl sqlite3 lua5.4 git gcc g++ cmake libjemalloc2 libtcmalloc-minimal4 \
   libmimalloc2.0 libtbbmalloc2; do
@@ -33,7 +37,7 @@ declare -A so=([glibc]="" [jemalloc]=$lib/libjemalloc.so.2 [tcmalloc]=$lib/libtc
   [mempool]=$out/build/libmempool_malloc.so)
 
 work=$out/work
-mapfile -t lines < <(BENCH=1 bash "$src/scripts/preload.sh" "${so[mempool]}" "$work")
+mapfile -t lines < <(BENCH=1 bash "$src/scripts/preload.sh" "${so[mempool]}" "$work" "$@")
 cd "$work"
 echo "load before: $(uptime)"
 declare -A t m

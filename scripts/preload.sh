@@ -4,16 +4,21 @@
 # same, and its stderr must hold the heap's stats with at least MIN_ALLOCS allocations in one
 # process (so the library was in use, not merely loaded).
 #   scripts/preload.sh LIB WORKDIR [workload ...]
-# Workloads: python perl sqlite lua git gcc cxx (default: all). The programs come from Debian
-# (scripts/test.sh's preload stage installs them); the C++ one is built here with g++.
+# Workloads: python perl sqlite lua git gcc cxx, then the allocation patterns of bench/malloc/
+# (larson xmalloc scratch thrash large gsimple gthread: programs written against plain malloc,
+# after the standard allocator benchmarks; see bench/malloc/*.c); default: all. The programs come
+# from Debian (scripts/test.sh's preload stage installs them); the C and C++ ones are built here.
 # With BENCH=1 (scripts/bench-preload.sh) it only sets the workloads up and prints, one per line,
-# "name<TAB>command" for the benchmark to time.
+# "name<TAB>command" for the benchmark to time; the pattern programs then run longer (the checks
+# run them briefly).
 set -euo pipefail
+patterns=$(realpath "$(dirname "$0")/../bench/malloc")
 lib=$(realpath "$1")
 work=$2
 shift 2
 names=("$@")
-[ ${#names[@]} -gt 0 ] || names=(python perl sqlite lua git gcc cxx)
+[ ${#names[@]} -gt 0 ] ||
+  names=(python perl sqlite lua git gcc cxx larson xmalloc scratch thrash large gsimple gthread)
 MIN_ALLOCS=${MIN_ALLOCS:-1000}
 rm -rf "$work"
 mkdir -p "$work"
@@ -153,6 +158,31 @@ EOF
 }
 cmd_cxx() { echo "./prog_cxx"; }
 
+# ---- the allocation patterns: each a program of bench/malloc/, its arguments brief for the
+# check and longer for the benchmark (BENCH=1) ----
+pattern() { # NAME PROGRAM CHECK_ARGS BENCH_ARGS [MIN]: setup_NAME, cmd_NAME (and min_NAME)
+  [ -z "${5:-}" ] || eval "min_$1=$5"
+  eval "setup_$1() { gcc -O2 -Wall -Wextra -Werror -pthread -o $2 '$patterns/$2.c'; }"
+  if [ "${BENCH:-0}" = 1 ]; then
+    eval "cmd_$1() { echo './$2 $4'; }"
+  else
+    eval "cmd_$1() { echo './$2 $3'; }"
+  fi
+}
+# larson: threads, generations (new threads take other threads' tables), rounds, slots.
+pattern larson larson "4 4 5000 500" "4 20 50000 1000"
+# xmalloc: producer/consumer pairs, blocks per producer.
+pattern xmalloc xmalloc "2 20000" "2 500000"
+# cache_scratch: mode, threads, objects per thread, writes per object, object size.
+pattern scratch cache_scratch "scratch 4 500 50 8" "scratch 4 2000 5000 8"
+pattern thrash cache_scratch "thrash 4 500 50 8" "thrash 4 2000 5000 8"
+# malloc_large: blocks of 64 KiB..4 MiB, a byte written on each page; rounds, slots (few
+# allocations: its own minimum).
+pattern large malloc_large "400 20" "3000 20" 300
+# churn (glibc's bench-malloc-simple and -thread): threads, rounds per thread.
+pattern gsimple churn "1 100000" "1 5000000"
+pattern gthread churn "4 50000" "4 1500000"
+
 for n in "${names[@]}"; do
   "setup_$n"
   if [ "${BENCH:-0}" = 1 ]; then
@@ -163,10 +193,12 @@ for n in "${names[@]}"; do
   start=$(date +%s.%N)
   rc0=0 && sh -c "$cmd" >"$n.out0" 2>"$n.err0" || rc0=$?
   rc1=0 && env LD_PRELOAD="$lib" MEMPOOL_SHOW_STATS=1 sh -c "$cmd" >"$n.out1" 2>"$n.err1" || rc1=$?
+  min=min_$n
+  min=${!min:-$MIN_ALLOCS}
   most=$(awk '/^mempool: stats at exit/ { s = 1 } s && $1 == "allocs:" { print $2; s = 0 }' \
     "$n.err1" | sort -n | tail -1)
   secs=$(awk -v a="$start" -v b="$(date +%s.%N)" 'BEGIN { print b - a }')
-  if [ "$rc0" != "$rc1" ] || ! cmp -s "$n.out0" "$n.out1" || [ "${most:-0}" -lt "$MIN_ALLOCS" ]; then
+  if [ "$rc0" != "$rc1" ] || ! cmp -s "$n.out0" "$n.out1" || [ "${most:-0}" -lt "$min" ]; then
     echo "preload: $n FAILED: exit $rc0 without, $rc1 with; most allocs in a process ${most:-none}"
     diff "$n.out0" "$n.out1" | head -20 || true
     echo "-- stderr without:"; head -20 "$n.err0"

@@ -846,6 +846,100 @@ int mp_heap_stats(const mp_heap *heap, struct mp_heap_stats *out)
 }
 
 /* ================================================================================================
+ * Blocks aligned beyond a heap's reach: a mapping each, on one process-wide table
+ * ============================================================================================== */
+
+typedef struct huge_block {
+    void *p;
+    size_t size; /* bytes mapped */
+} huge_block;
+
+/* The table's lock is taken by fork() with the heaps' (on its list, as a heap's lock is). The
+ * table grows under it, calling the system: a rare path, and no other lock is held there. */
+static mpi_lock huge_lock = MPI_LOCK_INIT;
+static mpi_fork_lock huge_fork = {&huge_lock, NULL};
+static mpi_once huge_once = MPI_ONCE_INIT;
+static huge_block *huge_table; /* huge_count entries in use of huge_cap */
+static size_t huge_count, huge_cap;
+
+static void huge_init(void)
+{
+    mpi_fork_lock_add(&huge_fork);
+}
+
+static bool huge_grow_locked(void)
+{
+    size_t page = mpi_os_page_size();
+    size_t cap = huge_cap != 0 ? huge_cap * 2 : page / sizeof(huge_block);
+    huge_block *t = mpi_os_source.map(NULL, cap * sizeof(huge_block), page);
+    if (t == NULL)
+        return false;
+    if (huge_table != NULL) {
+        memcpy(t, huge_table, huge_count * sizeof(huge_block));
+        mpi_os_source.unmap(NULL, huge_table, huge_cap * sizeof(huge_block));
+    }
+    huge_table = t;
+    huge_cap = cap;
+    return true;
+}
+
+void *mpi_heap_huge_alloc(size_t align, size_t size)
+{
+    size_t page = mpi_os_page_size();
+    if (size > (size_t)PTRDIFF_MAX - align) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    size_t len = size == 0 ? page : (size + page - 1) & ~(page - 1);
+    mpi_once_run(&huge_once, huge_init);
+    void *p = mpi_os_source.map(NULL, len, align);
+    if (p == NULL) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    mpi_lock_acquire(&huge_lock);
+    bool ok = huge_count < huge_cap || huge_grow_locked();
+    if (ok)
+        huge_table[huge_count++] = (huge_block){p, len};
+    mpi_lock_release(&huge_lock);
+    if (!ok) {
+        mpi_os_source.unmap(NULL, p, len);
+        errno = ENOMEM;
+        return NULL;
+    }
+    return p;
+}
+
+/* The mapped size of the block at p, taken off the table when `take`; 0 if p is none. */
+static size_t huge_find(const void *p, bool take)
+{
+    size_t size = 0;
+    mpi_lock_acquire(&huge_lock);
+    for (size_t i = 0; i < huge_count && size == 0; i++) {
+        if (huge_table[i].p != p)
+            continue;
+        size = huge_table[i].size;
+        if (take)
+            huge_table[i] = huge_table[--huge_count];
+    }
+    mpi_lock_release(&huge_lock);
+    return size;
+}
+
+size_t mpi_heap_huge_size(const void *p)
+{
+    return huge_find(p, false);
+}
+
+bool mpi_heap_huge_free(void *p)
+{
+    size_t size = huge_find(p, true);
+    if (size != 0)
+        mpi_os_source.unmap(NULL, p, size); /* errno kept */
+    return size != 0;
+}
+
+/* ================================================================================================
  * The process-wide heap
  * ============================================================================================== */
 
@@ -855,9 +949,8 @@ static mpi_once default_once = MPI_ONCE_INIT;
 
 static void default_init(void)
 {
-    const char *env = mpi_os_getenv("MEMPOOL_CHECKED");
     unsigned flags = MP_THREAD_SAFE;
-    if (env != NULL && env[0] == '1')
+    if (mpi_os_option(&mpi_option_checked) == 1) /* a bad value is said here, once */
         flags |= MP_CHECKED;
     atomic_store_explicit(&default_heap,
                           mp_heap_create(&(mp_heap_opts){.flags = flags, .name = "mp_malloc"}),

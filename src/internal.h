@@ -446,6 +446,22 @@ MPI_HIDDEN void mpi_os_thread_exit_arm(void *arg);
 MPI_HIDDEN void mpi_os_atfork(void (*prepare)(void), void (*parent)(void), void (*child)(void));
 /* The value of an environment variable, or NULL. */
 MPI_HIDDEN const char *mpi_os_getenv(const char *name);
+/* An option read from the environment as MEMPOOL_<name>: its accepted values, in order (the index
+ * is what it reads as), and what each means (for MEMPOOL_VERBOSE). */
+#define MPI_OPTION_VALUES 3
+typedef struct mpi_option {
+    const char *name;
+    const char *values[MPI_OPTION_VALUES]; /* unused ones NULL; at least two */
+    const char *meaning[MPI_OPTION_VALUES];
+} mpi_option;
+/* MEMPOOL_CHECKED: 0 or 1, a checked process-wide heap (read by heap.c when it makes that heap). */
+MPI_HIDDEN extern const mpi_option mpi_option_checked;
+/* The index of `value` among the option's values, or -1 (a bad value). */
+MPI_HIDDEN int mpi_option_value(const mpi_option *o, const char *value);
+/* Says on stderr that `value` is bad for the option and is ignored (one line, not fatal). */
+MPI_HIDDEN void mpi_option_say_bad(const mpi_option *o, const char *value);
+/* The option's value from the environment: 0 when unset; a bad value is said and reads as 0. */
+MPI_HIDDEN int mpi_os_option(const mpi_option *o);
 /* Writes one line (line and a newline) where the program's errors go (stderr), at once. */
 MPI_HIDDEN void mpi_os_error_line(const char *line);
 /* Stops the program abnormally (abort()). */
@@ -681,5 +697,20 @@ MPI_HIDDEN void mpi_handles_reset(mp_pool *pool);
 MPI_HIDDEN void mpi_handles_destroy(mp_pool *pool);
 /* The live generations (odd) among the slots of the pool's chunks (mp_pool_check). */
 MPI_HIDDEN uint64_t mpi_handles_live(const mp_pool *pool);
+
+/* ------------------------------------------------------------------------------------------------
+ * heap.c: blocks aligned beyond a heap's reach (MPI_HEAP_MAX_ALIGN), for the drop-in malloc's
+ * memalign family. Each is a mapping of its own on one process-wide table (its lock on fork()'s
+ * list), since a heap finds a block's header by masking to its chunk, which such a block would
+ * start; so each starts at a multiple of MPI_HEAP_CHUNK, where no heap block does, and a free
+ * needs the table only for such an address.
+ * ---------------------------------------------------------------------------------------------- */
+
+/* A block of `size` bytes (whole pages) aligned to `align` (a power of two); NULL with ENOMEM. */
+MPI_HIDDEN void *mpi_heap_huge_alloc(size_t align, size_t size);
+/* The bytes mapped for the table's block at p; 0 if p is none of the table's. */
+MPI_HIDDEN size_t mpi_heap_huge_size(const void *p);
+/* Unmaps the table's block at p and takes it off the table (errno kept); false if p is none. */
+MPI_HIDDEN bool mpi_heap_huge_free(void *p);
 
 #endif /* MP_INTERNAL_H */

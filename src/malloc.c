@@ -3,7 +3,7 @@
  * ahead of the C library) define the C library's allocation functions over the process-wide heap,
  * the one behind mp_malloc(), so blocks from malloc and from mp_malloc are one family: any of them
  * may be freed through any free (free, mp_free, sized and aligned delete), but for blocks aligned
- * beyond the heap's reach (below), which only this file's functions know.
+ * beyond the heap's reach (below), which only the drop-in's functions know.
  *
  * Contracts are the C standard's and POSIX's, errno included, as glibc implements them where the
  * standards leave a choice: malloc(0) returns a unique block, realloc(p, 0) frees p and returns
@@ -13,10 +13,9 @@
  * allocate), so calls made before constructors run, from the dynamic loader, dlsym or TLS set-up,
  * are served like any other. The options (below) are read by a constructor, once.
  *
- * Alignments above the heap's largest (1 MiB) are served here, each block a mapping of its own on
- * a small table: the heap finds a block's header by masking its address to the 2 MiB chunk, which
- * a block so aligned would start. No heap block starts at a multiple of 2 MiB, so free, realloc and
- * malloc_usable_size look at the table only for such addresses.
+ * Alignments above the heap's largest (1 MiB) are served by heap.c's table of over-aligned blocks
+ * (mpi_heap_huge_*), each a mapping of its own at a multiple of 2 MiB, where no heap block starts,
+ * so free, realloc and malloc_usable_size look at the table only for such addresses.
  *
  * Foreign pointers: free finds a block's pool by masking its address, so a pointer this library
  * did not hand out is undefined in the default mode, but for two kinds that cost nothing to tell
@@ -76,44 +75,30 @@ static void say(const char *text)
     write_all(STDERR_FILENO, text, strlen(text));
 }
 
-/* One option: its name after MEMPOOL_, its accepted values and what each means. */
-typedef struct option {
-    const char *name;
-    const char *values[3];
-    const char *meaning[3];
-} option;
-
-enum { OPT_SHOW_STATS, OPT_CHECKED, OPT_VERBOSE }; /* options[]'s order */
-static const option options[] = {
-    {"SHOW_STATS", {"0", "1", "json"}, {"no stats", "stats at exit, text", "stats at exit, JSON"}},
-    {"CHECKED", {"0", "1", NULL}, {"a plain heap", "a checked heap", NULL}},
-    {"VERBOSE", {"0", "1", NULL}, {"quiet", "say what was read", NULL}},
-};
+/* The options, in the order of the OPT_ indexes; their values are parsed by os.c's one rule. */
+static const mpi_option show_stats_option = {
+    "SHOW_STATS", {"0", "1", "json"}, {"no stats", "stats at exit, text", "stats at exit, JSON"}};
+static const mpi_option verbose_option = {
+    "VERBOSE", {"0", "1", NULL}, {"quiet", "say what was read", NULL}};
+enum { OPT_SHOW_STATS, OPT_CHECKED, OPT_VERBOSE };
+static const mpi_option *const options[] = {&show_stats_option, &mpi_option_checked,
+                                            &verbose_option};
 #define NOPTIONS (sizeof options / sizeof options[0])
 
-/* The index of `value` among the option's values, or -1. */
-static int option_value(const option *o, const char *value)
+/* The index in options[] of the option `var` ("NAME=value" after MEMPOOL_) names, or -1. */
+static int option_find(const char *var)
 {
-    for (int i = 0; i < 3 && o->values[i] != NULL; i++) {
-        if (strcmp(o->values[i], value) == 0)
-            return i;
+    for (size_t i = 0; i < NOPTIONS; i++) {
+        size_t len = strlen(options[i]->name);
+        if (strncmp(var, options[i]->name, len) == 0 && var[len] == '=')
+            return (int)i;
     }
     return -1;
 }
 
-/* The option `var` ("NAME=value" after MEMPOOL_) names, or NULL. */
-static const option *option_find(const char *var)
-{
-    for (size_t i = 0; i < NOPTIONS; i++) {
-        size_t len = strlen(options[i].name);
-        if (strncmp(var, options[i].name, len) == 0 && var[len] == '=')
-            return &options[i];
-    }
-    return NULL;
-}
-
 /* Reads every MEMPOOL_ variable once; an unknown name or a bad value is said once, never fatal.
- * MEMPOOL_CHECKED is read again by the heap when it is made (heap.c), which is usually earlier. */
+ * MEMPOOL_CHECKED is the heap's: it reads the variable when it is made (usually earlier) and says
+ * a bad value itself, so here it is only parsed, by the same rule, for MEMPOOL_VERBOSE. */
 static void options_read(void)
 {
     char line[512];
@@ -122,19 +107,17 @@ static void options_read(void)
         if (strncmp(*e, "MEMPOOL_", 8) != 0)
             continue;
         const char *var = *e + 8;
-        const option *o = option_find(var);
-        int v = o != NULL ? option_value(o, var + strlen(o->name) + 1) : -1;
-        if (o == NULL)
+        int i = option_find(var);
+        if (i < 0) {
             snprintf(line, sizeof line, "mempool: unknown option %.200s (ignored)\n", *e);
-        else if (v < 0)
-            snprintf(line, sizeof line,
-                     "mempool: bad value in %.200s (ignored; expected %s, %s%s%s)\n", *e,
-                     o->values[0], o->values[1], o->values[2] != NULL ? " or " : "",
-                     o->values[2] != NULL ? o->values[2] : "");
-        if (o == NULL || v < 0)
             say(line);
-        else
-            values[o - options] = v;
+            continue;
+        }
+        const char *value = var + strlen(options[i]->name) + 1;
+        int v = mpi_option_value(options[i], value);
+        if (v < 0 && i != OPT_CHECKED)
+            mpi_option_say_bad(options[i], value);
+        values[i] = v < 0 ? 0 : v;
     }
     show_stats = values[OPT_SHOW_STATS];
     if (show_stats != SHOW_NONE) {
@@ -143,8 +126,8 @@ static void options_read(void)
     }
     if (values[OPT_VERBOSE] == 1) {
         for (size_t i = 0; i < NOPTIONS; i++) {
-            snprintf(line, sizeof line, "mempool: MEMPOOL_%s=%s (%s)\n", options[i].name,
-                     options[i].values[values[i]], options[i].meaning[values[i]]);
+            snprintf(line, sizeof line, "mempool: MEMPOOL_%s=%s (%s)\n", options[i]->name,
+                     options[i]->values[values[i]], options[i]->meaning[values[i]]);
             say(line);
         }
     }
@@ -183,98 +166,19 @@ __attribute__((destructor)) static void malloc_end(void)
     errno = err;
 }
 
-/* ================================================================================================
- * Blocks aligned beyond the heap's reach: a mapping each, on a table
- * ============================================================================================== */
-
-typedef struct huge_block {
-    void *p;
-    size_t size; /* bytes mapped */
-} huge_block;
-
-/* The table's lock is taken by fork() with the heap's (on its list, as a heap's lock is). The
- * table grows under it, calling the system: a rare path, and no other lock is held there. */
-static mpi_lock huge_lock = MPI_LOCK_INIT;
-static mpi_fork_lock huge_fork = {&huge_lock, NULL};
-static mpi_once huge_once = MPI_ONCE_INIT;
-static huge_block *huge_table; /* huge_count entries in use of huge_cap */
-static size_t huge_count, huge_cap;
-
-static void huge_init(void)
-{
-    mpi_fork_lock_add(&huge_fork);
-}
-
-/* Whether p needs a look before the heap's free: NULL, misaligned, or at a multiple of 2 MiB. */
+/* Whether p needs a look before the heap's free: NULL, misaligned, or at a multiple of 2 MiB (a
+ * block of the heap's table of over-aligned ones, or none). */
 static inline bool is_odd(const void *p)
 {
     uintptr_t a = (uintptr_t)p;
     return (a & 7) != 0 || (a & (MPI_HEAP_CHUNK - 1)) == 0;
 }
 
-static bool huge_grow_locked(void)
-{
-    size_t page = mpi_os_page_size();
-    size_t cap = huge_cap != 0 ? huge_cap * 2 : page / sizeof(huge_block);
-    huge_block *t = mpi_os_source.map(NULL, cap * sizeof(huge_block), page);
-    if (t == NULL)
-        return false;
-    if (huge_table != NULL) {
-        memcpy(t, huge_table, huge_count * sizeof(huge_block));
-        mpi_os_source.unmap(NULL, huge_table, huge_cap * sizeof(huge_block));
-    }
-    huge_table = t;
-    huge_cap = cap;
-    return true;
-}
-
-static void *huge_alloc(size_t align, size_t size)
-{
-    size_t page = mpi_os_page_size();
-    if (size > (size_t)PTRDIFF_MAX - align) {
-        errno = ENOMEM;
-        return NULL;
-    }
-    size_t len = size == 0 ? page : (size + page - 1) & ~(page - 1);
-    mpi_once_run(&huge_once, huge_init);
-    void *p = mpi_os_source.map(NULL, len, align);
-    if (p == NULL) {
-        errno = ENOMEM;
-        return NULL;
-    }
-    mpi_lock_acquire(&huge_lock);
-    bool ok = huge_count < huge_cap || huge_grow_locked();
-    if (ok)
-        huge_table[huge_count++] = (huge_block){p, len};
-    mpi_lock_release(&huge_lock);
-    if (!ok) {
-        mpi_os_source.unmap(NULL, p, len);
-        errno = ENOMEM;
-        return NULL;
-    }
-    return p;
-}
-
-/* The mapped size of the block at p, taken off the table when `take`; 0 if p is none. */
-static size_t huge_find(const void *p, bool take)
-{
-    size_t size = 0;
-    mpi_lock_acquire(&huge_lock);
-    for (size_t i = 0; i < huge_count && size == 0; i++) {
-        if (huge_table[i].p != p)
-            continue;
-        size = huge_table[i].size;
-        if (take)
-            huge_table[i] = huge_table[--huge_count];
-    }
-    mpi_lock_release(&huge_lock);
-    return size;
-}
-
 /* A block aligned to `align` (a power of two), from the heap or, above its reach, the table. */
 static void *aligned(size_t align, size_t size)
 {
-    return align > MPI_HEAP_MAX_ALIGN ? huge_alloc(align, size) : mp_aligned_alloc(align, size);
+    return align > MPI_HEAP_MAX_ALIGN ? mpi_heap_huge_alloc(align, size)
+                                      : mp_aligned_alloc(align, size);
 }
 
 /* ================================================================================================
@@ -287,10 +191,7 @@ static MP_NOINLINE void free_odd(void *p)
 {
     if (p == NULL)
         return;
-    size_t size = ((uintptr_t)p & 7) == 0 ? huge_find(p, true) : 0;
-    if (size != 0)
-        mpi_os_source.unmap(NULL, p, size); /* errno kept */
-    else
+    if (((uintptr_t)p & 7) != 0 || !mpi_heap_huge_free(p))
         mpi_report_as(MP_ERR_INVALID_FREE, "malloc", NULL, p, NULL, 1,
                       ((uintptr_t)p & 7) != 0 ? " (not a block: misaligned)"
                                               : " (not a block: at a 2 MiB boundary)");
@@ -325,7 +226,7 @@ void *calloc(size_t n, size_t size)
 /* realloc() of a block of the table (a rare case: moved to an ordinary block). */
 static MP_NOINLINE void *realloc_odd(void *p, size_t size)
 {
-    size_t old = ((uintptr_t)p & 7) == 0 ? huge_find(p, false) : 0;
+    size_t old = ((uintptr_t)p & 7) == 0 ? mpi_heap_huge_size(p) : 0;
     if (old == 0) {
         free_odd(p); /* reports it */
         errno = EINVAL;
@@ -419,7 +320,7 @@ void *pvalloc(size_t size)
 size_t malloc_usable_size(void *p)
 {
     if (MP_UNLIKELY(is_odd(p)))
-        return ((uintptr_t)p & 7) == 0 && p != NULL ? huge_find(p, false) : 0;
+        return ((uintptr_t)p & 7) == 0 && p != NULL ? mpi_heap_huge_size(p) : 0;
     return mp_usable_size(p);
 }
 

@@ -131,6 +131,7 @@ bool mpi_ts_each_cached(const mp_pool *pool,
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/mman.h>
 #include <sys/random.h>
 #include <time.h>
@@ -275,6 +276,46 @@ void mpi_os_atfork(void (*prepare)(void), void (*parent)(void), void (*child)(vo
 const char *mpi_os_getenv(const char *name)
 {
     return getenv(name);
+}
+
+/* The options' one rule, for the heap's reading and the drop-in malloc's alike: a value is one of
+ * the option's words exactly; anything else is said once by its reader and read as the first. */
+const mpi_option mpi_option_checked = {
+    "CHECKED", {"0", "1", NULL}, {"a plain heap", "a checked heap", NULL}};
+
+int mpi_option_value(const mpi_option *o, const char *value)
+{
+    for (int i = 0; i < MPI_OPTION_VALUES && o->values[i] != NULL; i++) {
+        if (strcmp(o->values[i], value) == 0)
+            return i;
+    }
+    return -1;
+}
+
+void mpi_option_say_bad(const mpi_option *o, const char *value)
+{
+    char line[320];
+    const char *const *v = o->values;
+    if (v[2] == NULL)
+        snprintf(line, sizeof line,
+                 "mempool: bad value in MEMPOOL_%s=%.200s (ignored; expected %s or %s)", o->name,
+                 value, v[0], v[1]);
+    else
+        snprintf(line, sizeof line,
+                 "mempool: bad value in MEMPOOL_%s=%.200s (ignored; expected %s, %s or %s)",
+                 o->name, value, v[0], v[1], v[2]);
+    mpi_os_error_line(line);
+}
+
+int mpi_os_option(const mpi_option *o)
+{
+    char name[64];
+    snprintf(name, sizeof name, "MEMPOOL_%s", o->name);
+    const char *value = mpi_os_getenv(name);
+    int v = value != NULL ? mpi_option_value(o, value) : 0;
+    if (v < 0)
+        mpi_option_say_bad(o, value);
+    return v < 0 ? 0 : v;
 }
 
 void mpi_os_error_line(const char *line)

@@ -18,9 +18,9 @@
  *     min(old usable size, new size) bytes; realloc(NULL, n); realloc(p, 0); failed realloc;
  *   - free(NULL), free_sized with the size asked and with the usable size.
  * Then the errors a checked heap reports (in child processes, so a crash fails one check) and
- * MEMPOOL_CHECKED=1. Making heaps, the class table and statistics output: test_heap_create.c;
- * reset, destroy, capacity, buffers, a failing source and fresh pages: test_heap_memory.c; helpers
- * the three share: test_heap.h.
+ * MEMPOOL_CHECKED (1; a bad value said once). Making heaps, the class table and statistics
+ * output: test_heap_create.c; reset, destroy, capacity, buffers, a failing source and fresh
+ * pages: test_heap_memory.c; helpers the three share: test_heap.h.
  * Statistics are compared as deltas, so the same code checks the process-wide heap.
  *
  * Usage: test_heap. Nothing here is random. Runs in a few seconds in a Release build (most of it
@@ -1034,6 +1034,29 @@ static bool env_checked_child(void *arg)
     return one_error(MP_ERR_DOUBLE_FREE, p);
 }
 
+/* MEMPOOL_CHECKED is 0 or 1 exactly: any other value (arg) is said once on stderr when the
+ * process-wide heap is made, and is not fatal; 0 is said nothing about. Also run first. */
+static bool env_value_child(void *arg)
+{
+    const char *value = arg;
+    FILE *err = tmpfile();
+    if (err == NULL || dup2(fileno(err), 2) < 0)
+        return false;
+    setenv("MEMPOOL_CHECKED", value, 1);
+    mp_free(mp_malloc(40));
+    mp_free(mp_malloc(50));
+    char text[1024] = {0};
+    rewind(err);
+    size_t len = fread(text, 1, sizeof text - 1, err);
+    text[len] = '\0';
+    const char *said = strstr(text, "bad value in MEMPOOL_CHECKED");
+    bool bad = strcmp(value, "0") != 0;
+    bool once = bad ? said != NULL && strstr(said + 1, "bad value") == NULL : len == 0;
+    if (!once)
+        printf("  MEMPOOL_CHECKED=%s: stderr: %s\n", value, text);
+    return once && errs.n == 0;
+}
+
 /* ------------------------------------------------------------------------------------------------
  * The run
  * ---------------------------------------------------------------------------------------------- */
@@ -1059,6 +1082,10 @@ int main(void)
     mp_set_error_handler(record_error, NULL);
     CHECK("MEMPOOL_CHECKED=1 makes the process-wide heap checked",
           in_child("env checked", env_checked_child, NULL));
+    static const char *const values[] = {"0", "yes", "10", ""};
+    for (size_t i = 0; i < sizeof values / sizeof values[0]; i++)
+        CHECK("MEMPOOL_CHECKED: a value but 0 and 1 said once on stderr, not fatal",
+              in_child("env value", env_value_child, (void *)values[i]));
 
     lap();
     test_classes();

@@ -430,11 +430,47 @@ static int child_main(const char *what)
         void *m = mmap(NULL, 4u << 20, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
         free(opaque_ptr(((uintptr_t)m + (2u << 20) - 1) & ~(uintptr_t)((2u << 20) - 1)));
     }
+    if (strcmp(what, "fill") == 0) { /* exits 1 if the heap is a checked one, which fills */
+        memset(p, 0, 64);
+        free(p);
+        return ((volatile unsigned char *)opaque_ptr(pa))[32] == MP_FILL_FREED;
+    }
     if (strcmp(what, "double") == 0) {
         free(p);
         free(opaque_ptr(pa));
     }
     return 0;
+}
+
+/* How many times `what` is in text. */
+static int count_of(const char *text, const char *what)
+{
+    int n = 0;
+    for (const char *t = strstr(text, what); t != NULL; t = strstr(t + 1, what))
+        n++;
+    return n;
+}
+
+/* MEMPOOL_CHECKED, one rule for the heap and the option table: 0 and 1 exactly; any other value is
+ * said once (by the heap, not again by the table), not fatal, and makes a plain heap. */
+static void test_checked_option(void)
+{
+    static const struct {
+        const char *env;
+        int checked; /* the "fill" child's exit status: 1 for a checked heap */
+        bool bad;
+    } cases[] = {{"MEMPOOL_CHECKED=0", 0, false},  {"MEMPOOL_CHECKED=1", 1, false},
+                 {"MEMPOOL_CHECKED=yes", 0, true}, {"MEMPOOL_CHECKED=10", 0, true},
+                 {"MEMPOOL_CHECKED=", 0, true},    {"MEMPOOL_CHECKED= 1", 0, true}};
+    char err[4096];
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        int st = rerun("fill", cases[i].env, err, sizeof err);
+        bool ok = WIFEXITED(st) && WEXITSTATUS(st) == cases[i].checked &&
+                  count_of(err, "bad value in MEMPOOL_CHECKED") == (cases[i].bad ? 1 : 0) &&
+                  count_of(err, "mempool:") == (cases[i].bad ? 1 : 0);
+        if (!CHECK("MEMPOOL_CHECKED: 0 and 1 exactly; anything else said once, a plain heap", ok))
+            printf("  %s: status %#x, stderr: %s\n", cases[i].env, (unsigned)st, err);
+    }
 }
 
 static void test_misuse_and_options(void)
@@ -456,6 +492,7 @@ static void test_misuse_and_options(void)
     st = rerun("none", "MEMPOOL_SHOW_STATS=yes", err, sizeof err);
     CHECK("a bad value: said, not fatal",
           WIFEXITED(st) && WEXITSTATUS(st) == 0 && strstr(err, "bad value in MEMPOOL_SHOW_STATS"));
+    test_checked_option();
     st = rerun("none", "MEMPOOL_SHOW_STATS=json", err, sizeof err);
     CHECK("MEMPOOL_SHOW_STATS=json: the heap's stats as JSON at exit",
           WIFEXITED(st) && WEXITSTATUS(st) == 0 && strstr(err, "\"allocs\"") != NULL);
