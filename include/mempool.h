@@ -37,6 +37,12 @@
 
 #ifdef __cplusplus
 extern "C" {
+/* In C++, -Wshadow (GCC) warns that mp_heap_stats() and mp_arena_stats() hide their structs'
+ * names, which C code names with `struct`, as this header does. */
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wshadow"
+#endif
 #endif
 
 #define MP_VERSION_MAJOR 0
@@ -1140,6 +1146,9 @@ static MP_ALWAYS_INLINE void *mp_arena_alloc(mp_arena *arena, size_t size)
 #endif /* MP_NO_INLINE */
 
 #ifdef __cplusplus
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic pop
+#endif
 }
 #endif
 
