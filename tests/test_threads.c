@@ -13,7 +13,9 @@
  *     more). A free-only thread (it frees blocks another
  *     thread allocated, then exits) loses nothing: in_use + free == peak, allocs == frees. A live
  *     thread's cached blocks count as free. Two threads that each free thousands of 8-byte
- *     blocks through caches of 2 (a magazine a block) lose none and get them back.
+ *     blocks through caches of 2 (a magazine a block) lose none and get them back. A thread
+ *     without a cache (allocating from a key destructor after its exit) while ~500 magazines are
+ *     parked takes the newest one first (O(1)), gets back every parked block, stats exact.
  *  2. Trim and reset while another thread holds a cache: trim keeps every block a parked thread
  *     caches (the thread uses them again afterwards; the counting source frees what trim gives
  *     back, so ASan would see a use of it); after a reset, a parked thread's cache is not handed
