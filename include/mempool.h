@@ -37,6 +37,12 @@
 
 #ifdef __cplusplus
 extern "C" {
+/* In C++, -Wshadow (GCC) warns that mp_heap_stats() and mp_arena_stats() hide their structs'
+ * names, which C code names with `struct`, as this header does. */
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wshadow"
+#endif
 #endif
 
 #define MP_VERSION_MAJOR 0
@@ -405,7 +411,8 @@ static inline void *mp_pool_deref(const mp_pool *pool, mp_handle handle);
  *   free bits (plain, MP_ZERO, MP_THREAD_SAFE) also finds each free block's slot from its address:
  *   O(free blocks * chunk runs). Such a pool needs a bit of scratch memory per carved block: a
  *   buffer pool has it in its buffer; a pool from a source holding up to 4096 carved blocks uses
- *   the stack, a larger one maps it from the system for the call (not from the pool's source).
+ *   the stack, a larger one maps it for the call from the system (not from the pool's source), or
+ *   on bare metal (MP_FREESTANDING), which has no system, from the pool's source.
  *   A checked or secure pool reads its free bits: no scratch, and its free list is not walked.
  *   A pool without free bits whose list (or a thread's cache) leads to an address that is no block
  *   it carved reports a corrupted free list (as a checked pool's walks do, mp_set_error_handler())
@@ -1147,6 +1154,9 @@ static MP_ALWAYS_INLINE void *mp_arena_alloc(mp_arena *arena, size_t size)
 #endif /* MP_NO_INLINE */
 
 #ifdef __cplusplus
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic pop
+#endif
 }
 #endif
 

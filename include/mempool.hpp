@@ -38,16 +38,7 @@
 #ifndef MEMPOOL_HPP
 #define MEMPOOL_HPP
 
-/* In C++, -Wshadow (GCC) warns that mp_heap_stats() and mp_arena_stats() hide their structs'
- * names, which C code names with `struct`, as this header does. */
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wshadow"
-#endif
 #include "mempool.h"
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic pop
-#endif
 
 #include <atomic>
 #include <cerrno>

@@ -1779,6 +1779,13 @@ static bool visit_unmarked(const mp_pool *pool, const unsigned char *bits, mp_vi
 /* The scratch bitmaps up to this many bytes live on the stack. */
 #define VISIT_LOCAL_BYTES 512u
 
+/* Where a larger scratch is mapped from: the system, never the pool's source (a heap's class pool
+ * would spend the heap's budget); on bare metal, which has no system, the pool's own source. */
+static const mp_source *visit_scratch_source(const mp_pool *pool)
+{
+    return MP_FREESTANDING ? &pool->source : &mpi_os_source;
+}
+
 int mpi_pool_visit(const mp_pool *pool, mp_visit_fn *fn, void *ctx, bool *stopped)
 {
     mpi_pool_fold_carves(pool); /* the inline bump's carves are live blocks too */
@@ -1790,11 +1797,12 @@ int mpi_pool_visit(const mp_pool *pool, mp_visit_fn *fn, void *ctx, bool *stoppe
      * system is never called under it. */
     size_t bytes = (size_t)((pool->carved + 7) / 8), mapped = 0;
     unsigned char local[VISIT_LOCAL_BYTES], *bits = local;
+    const mp_source *source = visit_scratch_source(pool);
     if ((pool->state & MPI_IN_BUFFER) != 0) {
         bits = pool->buffer_bitmap; /* unused by a pool without free bits */
     } else if (bytes > sizeof local) {
         mapped = (size_t)mpi_align_up(bytes, mpi_os_page_size());
-        bits = mpi_os_source.map(NULL, mapped, mpi_os_page_size());
+        bits = mpi_source_map(source, mapped, mpi_os_page_size());
         if (bits == NULL)
             return ENOMEM;
     }
@@ -1805,7 +1813,7 @@ int mpi_pool_visit(const mp_pool *pool, mp_visit_fn *fn, void *ctx, bool *stoppe
     mpi_ts_unlock(pool);
     *stopped = ok && !visit_unmarked(pool, bits, fn, ctx);
     if (mapped != 0)
-        mpi_os_source.unmap(NULL, bits, mapped);
+        source->unmap(source->ctx, bits, mapped);
     return 0;
 }
 

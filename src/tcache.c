@@ -386,7 +386,20 @@ static bool depot_grow(mp_pool *pool)
     return true;
 }
 
-/* Empties the depot onto the free list: O(blocks in it). */
+/* Makes the depot's newest magazine the pool's free list, which must be empty: O(1), no walk (a
+ * magazine is a NULL-terminated chain of raw links, a whole list as it stands: a pool with caches
+ * has no checks, so its links are not encoded). For a thread without a cache, which allocates
+ * from the list: at most a batch is moved, and in_use = carved - free_len - cached - nmags * batch
+ * still holds. Nothing happens when the depot is empty. */
+static void depot_pop_to_list(mp_pool *pool)
+{
+    void **head = mpi_pool_head(pool);
+    mp_assert(*head == NULL);
+    *head = depot_pop(pool);
+}
+
+/* Empties the depot onto the free list: O(blocks in it); only for mpi_ts_lock, whose callers walk
+ * the list anyway. */
 static void depot_drain(mp_pool *pool)
 {
     while (pool->nmags != 0) {
@@ -524,8 +537,8 @@ void *mpi_ts_alloc(mp_pool *pool, const void *site, bool reuse_only)
     mpi_tcache *c = cache_get(pool);
     if (c == NULL) {
         mpi_lock_acquire(&pool->lock);
-        if (*mpi_pool_head(pool) == NULL)
-            depot_drain(pool); /* this thread has no cache, others may: blocks they gave back */
+        if (*mpi_pool_head(pool) == NULL) /* no cache here, others may have given magazines */
+            depot_pop_to_list(pool);
         void *block =
             reuse_only && *mpi_pool_head(pool) == NULL ? NULL : mpi_pool_alloc_general(pool, site);
         int err = errno;

@@ -8,19 +8,22 @@
  * blocks and its depot (a stack of magazines of BATCH blocks linked through their first blocks'
  * second words), all under the pool's one lock. A thread allocates, frees a block it holds (one it
  * allocated or one handed to it: frees from other threads), hands a block it holds to the next
- * thread, empties the depot as mpi_ts_lock does (trim, reset, stats, check), and at its end exits,
- * giving its cache back. Each step names the function of tcache.c it stands for. A section under
- * the lock is one atomic step (the lock serializes them: no other thread touches what it reads),
- * and so is each stretch of a thread's work on its own cache between them; the interleavings
- * explored are those of these steps. Locals are zeroed after each operation to keep states few.
+ * thread, empties the depot as mpi_ts_lock does (trim, reset, stats, check), allocates as a thread
+ * without a cache does (from the free list, which an empty one refills with the depot's newest
+ * magazine), and at its end exits, giving its cache back. Each step names the function of tcache.c
+ * it stands for. A section under the lock is one atomic step (the lock serializes them: no other
+ * thread touches what it reads), and so is each stretch of a thread's work on its own cache between
+ * them; the interleavings explored are those of these steps. Locals are zeroed after each operation
+ * to keep states few.
  * What is checked: no block is handed out twice (the assertion in alloc), none is lost (at the
  * end every carved block is on the free list, in a magazine or held by the program, exactly once),
  * every magazine holds exactly BATCH blocks (as nmags * batch in the statistics assumes),
  * the lock is only released by its holder, and no deadlock (spin's invalid end states).
- * Not modelled: the statistics counters (pops, pushes, flushed), the registry lock (taken alone or
- * before the pool's, so it adds no cycle), pools of 8-byte blocks (the same stack kept as an
- * array; a push that must grow it drops the lock and takes it again, holding only its own
- * previous magazine, which no step moves meanwhile: the states it passes are those before the
+ * Not modelled: frees without a cache (a push on the free list under the lock, the mirror of the
+ * cacheless alloc's pop), the statistics counters (pops, pushes, flushed), the registry lock
+ * (taken alone or before the pool's, so it adds no cycle), pools of 8-byte blocks (the same stack
+ * kept as an array; a push that must grow it drops the lock and takes it again, holding only its
+ * own previous magazine, which no step moves meanwhile: the states it passes are those before the
  * push), populating (never-used blocks linked after the lock by the thread that carved them:
  * thread-local), fork.
  */
@@ -150,6 +153,31 @@ inline pool_free(t)
     atomic { next[b] = cfree[t]; cfree[t] = b; ccount[t]++; b = 0 }
 }
 
+/* mpi_ts_alloc for a thread without a cache (cache_get gives NULL: e.g. a key destructor run after
+ * thread_exit retired the thread's caches), under the lock: an empty free list takes the depot's
+ * newest magazine whole (depot_pop_to_list: no walk), then mpi_pool_alloc_general pops the list or
+ * carves. */
+inline cacheless_alloc(t)
+{
+    atomic {
+    lock_take(t);
+    if
+    :: head == NIL && mags != NIL -> head = mags; mags = magnext[head]; nmags--
+    :: else -> skip
+    fi;
+    if
+    :: head != NIL -> b = head; head = next[b]
+    :: head == NIL && carved < NB -> b = carved; carved++
+    :: else -> b = NIL /* ENOMEM */
+    fi;
+    if
+    :: b != NIL -> assert(owner[b] == 0); owner[b] = t + 1 /* never handed out twice */
+    :: else -> skip
+    fi;
+    lock_give(t); b = 0
+    }
+}
+
 /* mpi_ts_lock's depot_drain: every magazine spliced onto the free list. */
 inline depot_drain(t)
 {
@@ -204,6 +232,7 @@ proctype thread(byte t)
     :: steps < STEPS -> steps++;
         if
         :: pool_alloc(t)
+        :: cacheless_alloc(t)
         :: atomic { pick_held(t) }; if :: b != NIL -> pool_free(t) :: else -> b = 0 fi
         :: atomic { pick_held(t); if :: b != NIL -> owner[b] = (t + 1) % NT + 1 :: else -> skip fi; b = 0 }
         :: depot_drain(t)

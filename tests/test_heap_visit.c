@@ -58,6 +58,9 @@ static void test_contract(unsigned flags, const char *what)
         mp_heap_free(heap, ps[NS + i]);
     snprintf(msg, sizeof msg, "heap visit (%s): freed blocks (class, large) are not visited", what);
     CHECK(msg, heap_visit_is(heap, ps, NS));
+    visit_ctxless_calls = 0;
+    snprintf(msg, sizeof msg, "heap visit (%s): ctx may be NULL: every live block visited", what);
+    CHECK(msg, mp_heap_visit(heap, visit_count_ctxless, NULL) == 0 && visit_ctxless_calls == NS);
 
     visit_log v;
     visit_log_init(&v, 2 * NS);

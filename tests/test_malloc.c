@@ -7,8 +7,9 @@
  *
  * Covers: each function's contract with errno, families mixed, malloc_trim, blocks freed after a
  * thread's cache is gone (key destructors), fork from 8 busy threads 100 times with the child
- * allocating, calls before main and from dlsym, a misaligned free caught, MEMPOOL_CHECKED=1
- * catching a double free, and the options' messages. Scale: MP_TEST_SCALE multiplies the forks.
+ * allocating from its main thread and from a new one (each block checked, the heap's count
+ * too), calls before main and from dlsym, a misaligned free caught, MEMPOOL_CHECKED=1 catching a
+ * double free, and the options' messages. Scale: MP_TEST_SCALE multiplies the forks.
  */
 #define _GNU_SOURCE
 #include "mempool.h"
@@ -336,20 +337,41 @@ static void *churn(void *arg)
     return NULL;
 }
 
-/* The child allocates at once, from a new thread too, and exits with 0 when all went well. */
+/* In a fork() child: mallocs, writes and frees CHILD_ALLOCS blocks; the number it got. */
+enum { CHILD_ALLOCS = 1000 };
+static void *child_allocs(void *arg)
+{
+    (void)arg;
+    uintptr_t got = 0;
+    for (size_t i = 0; i < CHILD_ALLOCS; i++) {
+        unsigned char *p = kept(malloc(1 + i * 7 % 5000)); /* kept: not elided */
+        if (p != NULL) {
+            memset(p, 0x5A, 1 + i * 7 % 5000);
+            got++;
+        }
+        free(p);
+    }
+    return (void *)got;
+}
+
+/* The child allocates at once from its main thread, then from a new thread; exits with 0 when
+ * every block came, and from the library (its heap counted them all), else with the step that
+ * failed: 2 the main thread, 3 the thread's creation, 4 the thread's, 5 the heap's count. */
 static void fork_child(void)
 {
     alarm(10); /* a lock left held would hang it */
-    void *p[100];
-    for (int i = 0; i < 100; i++)
-        p[i] = malloc((size_t)i * 97);
-    for (int i = 0; i < 100; i++)
-        free(p[i]);
-    pthread_t t;
-    if (pthread_create(&t, NULL, churn, (void *)7) != 0)
+    uint64_t before = heap_stats().allocs;
+    if ((uintptr_t)child_allocs(NULL) != CHILD_ALLOCS)
         _exit(2);
-    churn_stop = 1;
-    pthread_join(t, NULL);
+    pthread_t t;
+    void *got = NULL;
+    if (pthread_create(&t, NULL, child_allocs, NULL) != 0)
+        _exit(3);
+    pthread_join(t, &got);
+    if ((uintptr_t)got != CHILD_ALLOCS)
+        _exit(4);
+    if (heap_stats().allocs - before < 2 * CHILD_ALLOCS)
+        _exit(5);
     _exit(0);
 }
 
@@ -358,8 +380,11 @@ static void test_fork(void)
     enum { THREADS = 8 };
     pthread_t t[THREADS];
     churn_stop = 0;
-    for (int i = 0; i < THREADS; i++)
-        pthread_create(&t[i], NULL, churn, (void *)(uintptr_t)(i + 1));
+    int started = 0;
+    while (started < THREADS &&
+           pthread_create(&t[started], NULL, churn, (void *)(uintptr_t)(started + 1)) == 0)
+        started++;
+    CHECK("fork: the 8 busy threads start", started == THREADS);
     int forks = (int)(100 * test_scale()), good = 0;
     for (int i = 0; i < forks; i++) {
         pid_t pid = fork();
@@ -368,12 +393,16 @@ static void test_fork(void)
         int status = -1;
         while (pid > 0 && waitpid(pid, &status, 0) < 0 && errno == EINTR)
             ;
-        good += WIFEXITED(status) && WEXITSTATUS(status) == 0;
+        bool ok = WIFEXITED(status) && WEXITSTATUS(status) == 0;
+        if (!ok && good == i) /* the first failure says which step */
+            printf("fork child %d: status %#x (exit 2..5: see fork_child)\n", i, status);
+        good += ok;
     }
     churn_stop = 1;
-    for (int i = 0; i < THREADS; i++)
+    for (int i = 0; i < started; i++)
         pthread_join(t[i], NULL);
-    CHECK("fork from 8 busy threads: every child allocates and exits", good == forks);
+    CHECK("fork from 8 busy threads: every child allocates, from its main thread and a new one",
+          good == forks);
 }
 
 /* ================================================================================================

@@ -13,7 +13,9 @@
  *     more). A free-only thread (it frees blocks another
  *     thread allocated, then exits) loses nothing: in_use + free == peak, allocs == frees. A live
  *     thread's cached blocks count as free. Two threads that each free thousands of 8-byte
- *     blocks through caches of 2 (a magazine a block) lose none and get them back.
+ *     blocks through caches of 2 (a magazine a block) lose none and get them back. A thread
+ *     without a cache (allocating from a key destructor after its exit) while ~500 magazines are
+ *     parked takes the newest one first (O(1)), gets back every parked block, stats exact.
  *  2. Trim and reset while another thread holds a cache: trim keeps every block a parked thread
  *     caches (the thread uses them again afterwards; the counting source frees what trim gives
  *     back, so ASan would see a use of it); after a reset, a parked thread's cache is not handed
@@ -309,6 +311,93 @@ static void test_one_word_depot(void)
     CHECK("one-word depot: all freed", st.blocks_in_use == 0);
     mp_pool_destroy(pool);
     free(blocks);
+}
+
+/*
+ * A thread without a cache (here: one whose cache its exit retired, allocating from a key
+ * destructor that runs after the library's) while the depot holds many magazines: the main thread
+ * frees K blocks through a cache of 4, parking ~K/2 magazines of 2. Its allocs go to the pool
+ * under the lock and take one magazine at a time, the newest: so its first block is one of the
+ * last freed (a drain of the whole depot, O(parked blocks) under the lock, gave the oldest). It
+ * gets back every parked block, and the statistics are exact midway and after.
+ */
+enum { CL_K = 1000 };
+typedef struct cacheless {
+    mp_pool *pool, *other;
+    size_t size;
+    void *blocks[CL_K];
+    mp_stats mid;
+    bool again;
+} cacheless;
+static pthread_key_t cacheless_key;
+
+static void cacheless_dtor(void *arg)
+{
+    cacheless *c = arg;
+    if (!c->again) { /* run once more: by then the library's exit hook has surely run */
+        c->again = true;
+        pthread_setspecific(cacheless_key, c);
+        return;
+    }
+    if (!take_n(c->pool, c->size, c->blocks, CL_K / 2, 5))
+        return;
+    c->mid = stats_of(c->pool);
+    take_n(c->pool, c->size, c->blocks + CL_K / 2, CL_K - CL_K / 2, 6);
+}
+
+static void *cacheless_thread(void *arg)
+{
+    cacheless *c = arg;
+    mp_pool_free(c->other,
+                 mp_pool_alloc(c->other)); /* a cache (of another pool): exit retires it */
+    pthread_setspecific(cacheless_key, c);
+    return NULL;
+}
+
+static void test_cacheless_thread(size_t size)
+{
+    char what[64], msg[160];
+    snprintf(what, sizeof what, "cacheless thread (%zu-byte blocks)", size);
+    mp_pool *pool = ts_pool("cacheless", size, 4, 0), *other = ts_pool("other", 64, 0, 0);
+    void **freed = malloc(sizeof(void *) * CL_K);
+    cacheless *c = calloc(1, sizeof *c);
+    snprintf(msg, sizeof msg, "%s: create", what);
+    if (!CHECK(msg, pool != NULL && other != NULL && freed != NULL && c != NULL &&
+                        pthread_key_create(&cacheless_key, cacheless_dtor) == 0))
+        goto out;
+    *c = (cacheless){.pool = pool, .other = other, .size = size};
+    if (take_n(pool, size, freed, CL_K, 4))
+        give_n(pool, size, freed, CL_K); /* parks ~K/2 magazines */
+    thread_run(cacheless_thread, c);
+    pthread_key_delete(cacheless_key);
+    snprintf(msg, sizeof msg, "%s: every alloc succeeds", what);
+    CHECK(msg, tfail_take() == 0 && c->again);
+    bool recent = false;
+    for (size_t i = CL_K - 8; i < CL_K; i++)
+        recent |= c->blocks[0] == freed[i];
+    snprintf(msg, sizeof msg, "%s: the first block is of the newest magazine (one taken, O(1))",
+             what);
+    CHECK(msg, recent);
+    size_t found = 0;
+    qsort(freed, CL_K, sizeof *freed, cmp_ptr);
+    for (size_t i = 0; i < CL_K; i++)
+        found += bsearch(&c->blocks[i], freed, CL_K, sizeof *freed, cmp_ptr) != NULL;
+    mp_stats st = stats_of(pool);
+    snprintf(msg, sizeof msg, "%s: it gets back every parked block, none twice", what);
+    CHECK(msg, found >= CL_K - 4 && st.blocks_peak <= CL_K + 4 && all_distinct(c->blocks, CL_K));
+    snprintf(msg, sizeof msg, "%s: statistics exact midway and after", what);
+    CHECK(msg, c->mid.blocks_in_use == CL_K / 2 && c->mid.allocs == CL_K + CL_K / 2 &&
+                   c->mid.frees == CL_K && st.blocks_in_use == CL_K && st.allocs == 2 * CL_K &&
+                   st.frees == CL_K && st.blocks_in_use + st.blocks_free == st.blocks_peak);
+    give_n(pool, size, c->blocks, CL_K);
+    st = stats_of(pool);
+    snprintf(msg, sizeof msg, "%s: all freed, check holds", what);
+    CHECK(msg, st.blocks_in_use == 0 && st.frees == 2 * CL_K && mp_pool_check(pool));
+out:
+    mp_pool_destroy(pool);
+    mp_pool_destroy(other);
+    free(freed);
+    free(c);
 }
 
 /* ------------------------------------------------------------------------------------------------
@@ -1297,6 +1386,8 @@ int main(int argc, char **argv)
     test_exit_gives_back(77, true);
     test_free_only_thread();
     test_one_word_depot();
+    test_cacheless_thread(64);
+    test_cacheless_thread(8);
     printf("2. trim and reset with a parked thread's cache\n");
     test_trim_reset_with_cache(false);
     test_trim_reset_with_cache(true);

@@ -173,14 +173,21 @@ static inline bool block_verify(const void *block, size_t size, uint64_t *out)
  * Threads
  * ---------------------------------------------------------------------------------------------- */
 
+/* Starts one thread running fn(arg); false, with the reason printed, on failure. */
+static inline bool thread_start(pthread_t *t, void *(*fn)(void *), void *arg)
+{
+    int e = pthread_create(t, NULL, fn, arg);
+    if (e != 0)
+        printf("pthread_create: %s\n", strerror(e));
+    return e == 0;
+}
+
 /* Starts n threads running fn(args + i * arg_size); false (and nothing left running) on failure. */
 static inline bool threads_start(pthread_t *t, size_t n, void *(*fn)(void *), void *args,
                                  size_t arg_size)
 {
     for (size_t i = 0; i < n; i++) {
-        int e = pthread_create(&t[i], NULL, fn, (char *)args + i * arg_size);
-        if (e != 0) {
-            printf("pthread_create: %s\n", strerror(e));
+        if (!thread_start(&t[i], fn, (char *)args + i * arg_size)) {
             for (size_t j = 0; j < i; j++)
                 pthread_join(t[j], NULL);
             return false;

@@ -3,9 +3,9 @@
  * Cortex-M4 with no operating system (MP_FREESTANDING): every block inside the buffer, aligned and
  * distinct; exhaustion with ENOMEM in mp_errno; reuse; zeroing; statistics as numbers; reset;
  * checks; a checked pool's report to the error handler, without stdio; a pool over the caller's
- * mp_source; and ENOSYS for what needs a system. Built also with MP_FREESTANDING_CHECKED=0 (the
- * library and this file), where MP_CHECKED is refused with ENOSYS. Output goes through semihosting
- * (startup.c).
+ * mp_source; mp_pool_visit of pools too large for a scratch on the stack; and ENOSYS for what
+ * needs a system. Built also with MP_FREESTANDING_CHECKED=0 (the library and this file), where
+ * MP_CHECKED is refused with ENOSYS. Output goes through semihosting (startup.c).
  */
 #include "mempool.h"
 #include "semihost.h"
@@ -186,14 +186,23 @@ static void test_checked(void)
 }
 #endif
 
-/* A caller's source: one static region handed out once. */
-static _Alignas(65536) unsigned char region[2 * 65536];
-static bool region_taken[2];
+/* A caller's source: static regions of 64 KiB, each handed out once at a time. */
+enum { REGIONS = 3 };
+static _Alignas(65536) unsigned char region[REGIONS * 65536];
+static bool region_taken[REGIONS];
+
+static int regions_taken(void)
+{
+    int n = 0;
+    for (int i = 0; i < REGIONS; i++)
+        n += region_taken[i];
+    return n;
+}
 
 static void *region_map(void *ctx, size_t size, size_t align)
 {
     (void)ctx;
-    for (int i = 0; i < 2; i++) {
+    for (int i = 0; i < REGIONS; i++) {
         if (!region_taken[i] && size <= 65536 && 65536 % align == 0) {
             region_taken[i] = true;
             return region + i * 65536;
@@ -219,7 +228,47 @@ static void test_source(void)
           (uintptr_t)p >= (uintptr_t)region && (uintptr_t)p < (uintptr_t)(region + sizeof region));
     mp_pool_free(pool, p);
     mp_pool_destroy(pool);
-    CHECK("source: everything given back", !region_taken[0] && !region_taken[1]);
+    CHECK("source: everything given back", regions_taken() == 0);
+}
+
+static bool count_live(void *block, size_t size, void *ctx)
+{
+    (void)block, (void)size;
+    (*(size_t *)ctx)++;
+    return true;
+}
+
+/* Allocates n blocks, frees every other one, and visits: true if it saw the n / 2 left. */
+static bool visit_half(mp_pool *pool, void **blocks, size_t n)
+{
+    size_t got = 0, live = 0;
+    while (got < n && (blocks[got] = mp_pool_alloc(pool)) != NULL)
+        got++;
+    for (size_t i = 0; i < got; i += 2)
+        mp_pool_free(pool, blocks[i]);
+    return got == n && mp_pool_visit(pool, count_live, &live) == 0 && live == n / 2;
+}
+
+/* mp_pool_visit of pools of more than 4096 blocks, whose scratch bitmap (a bit a block) is more
+ * than the stack's: a buffer pool's is in its buffer, a source pool's comes from its source (there
+ * is no system), for the call. */
+static void test_visit_large(void)
+{
+    enum { N = 5000 };
+    static void *blocks[N];
+    static _Alignas(16) unsigned char big[MP_POOL_BUFFER_SIZE(8, 8, N)];
+    mp_pool *pool = mp_pool_create(
+        &(mp_pool_opts){.block_size = 8, .align = 8, .buffer = big, .buffer_size = sizeof big});
+    CHECK("visit: a buffer pool of 5000 blocks visits its live ones",
+          pool != NULL && visit_half(pool, blocks, N));
+    mp_pool_destroy(pool);
+    mp_source src = {region_map, region_unmap, NULL};
+    pool = mp_pool_create(&(mp_pool_opts){.block_size = 8, .source = &src});
+    CHECK("visit: a pool of 5000 blocks over the caller's source visits its live ones",
+          pool != NULL && visit_half(pool, blocks, N));
+    CHECK("visit: the scratch went back to the source", regions_taken() == 2);
+    mp_pool_destroy(pool);
+    CHECK("visit: everything given back", regions_taken() == 0);
 }
 
 static void test_enosys(void)
@@ -277,6 +326,7 @@ int main(void)
     test_handles();
 #endif
     test_source();
+    test_visit_large();
     test_enosys();
     test_arena();
     return TEST_DONE();
