@@ -433,6 +433,18 @@ static int rerun(const char *arg, const char *env, char *err, size_t cap)
     if (pid == 0) {
         dup2(fds[1], 2);
         close(fds[0]);
+        /* only the variable under test: any other MEMPOOL_* the caller set would be reported */
+        for (char **e = environ; *e != NULL;) {
+            char name[64];
+            size_t n = strcspn(*e, "=");
+            if (strncmp(*e, "MEMPOOL_", 8) != 0 || n >= sizeof name) {
+                e++;
+                continue;
+            }
+            memcpy(name, *e, n);
+            name[n] = '\0';
+            unsetenv(name); /* moves the entries after it down: *e is the next one */
+        }
         putenv((char *)env);
         execl("/proc/self/exe", "test_malloc", arg, (char *)NULL);
         _exit(127);
