@@ -876,7 +876,7 @@ int mp_arena_stats(const mp_arena *arena, struct mp_arena_stats *out);
                                            : MP_MAX_(size, sizeof(void *)),                        \
                  MP_ALIGN_OF_(size, align))
 
-#define MP_ABI_VERSION 3
+#define MP_ABI_VERSION 4
 
 /* Every pool begins with this struct (the rest is private to the library). The fast path pops and
  * pushes `free` and counts; everything rare folds into one test on each side:
@@ -920,6 +920,20 @@ struct mp_pool_fast {
     const uint32_t *hgens;
     const uintptr_t *hbase;
     uint32_t hlen; /* indexes in hgens: a handle's index is below */
+    /* A handle pool whose alloc and free are inline (MP_HANDLES alone, from a source): its free
+     * list, and the mask that finds a block's chunk, ~(chunk size - 1); hmask is 0 and hfree NULL
+     * in every other pool. hrecip (every handle pool from a source): 2^64 / stride rounded up. */
+    void *hfree;
+    uintptr_t hmask;
+    uint64_t hrecip;
+};
+
+/* The head of every chunk of a pool from a source (the rest is private): in a handle pool, a
+ * block's index (above) is hbias + (block - chunk) / stride, modulo the width of uintptr_t. */
+struct mp_chunk_fast {
+    const void *pool;
+    const void *run;
+    uintptr_t hbias;
 };
 
 /* The part of one thread's cache of one thread-safe pool that the inline path reads (the rest of
@@ -987,6 +1001,30 @@ static MP_ALWAYS_INLINE void *mpi_pool_deref(const mp_pool *pool, mp_handle hand
                                index * f->stride);
 }
 
+/* (block - chunk) / stride for a block of a handle pool from a source, whose chunks hold at most
+ * 2^32 bytes: one multiply-shift (Lemire's, as pool.c's stride_div) where a 128-bit product
+ * exists, else one 32-bit division. */
+#ifdef __SIZEOF_INT128__
+__extension__ typedef unsigned __int128 mpi_u128;
+static MP_ALWAYS_INLINE uintptr_t mpi_pool_hslot(const struct mp_pool_fast *f, uintptr_t off)
+{
+    return (uintptr_t)(((mpi_u128)f->hrecip * off) >> 64);
+}
+#else
+static MP_ALWAYS_INLINE uintptr_t mpi_pool_hslot(const struct mp_pool_fast *f, uintptr_t off)
+{
+    return (uint32_t)off / (uint32_t)f->stride;
+}
+#endif
+
+/* The generation of a block of a handle pool from a source (struct mp_chunk_fast). */
+static MP_ALWAYS_INLINE uint32_t *mpi_pool_hgen(const struct mp_pool_fast *f, uintptr_t chunk,
+                                                const void *block)
+{
+    return (uint32_t *)f->hgens + (uintptr_t)(((const struct mp_chunk_fast *)chunk)->hbias +
+                                              mpi_pool_hslot(f, (uintptr_t)block - chunk));
+}
+
 #ifndef MP_NO_INLINE
 
 /* This thread's table of caches, one entry per thread-safe pool, at byte offset tsoff. A thread
@@ -1044,6 +1082,36 @@ static MP_ALWAYS_INLINE struct mp_tcache_fast *mpi_tcache_of(mp_pool *pool)
 /* Off the fast path, for a pool that is not NULL (nor its block): a thread cache's pop, else the
  * slow path. Intended cost: two loads (tsoff, the TLS table), a pop and two stores; no lock, no
  * atomic read-modify-write. */
+/* Past the thread cache, for a pool whose cache is empty or full, or that has none: the inline
+ * handle pool's pop or push (hfree, hmask), which moves the block's generation on, else the slow
+ * path. Only that pool is not thread-safe, so nothing reads the generation meanwhile. Intended
+ * cost: the pop or push, a mask, the chunk's hbias, a multiplication and an add to memory; other
+ * pools pay a load and a test before the call. */
+static MP_ALWAYS_INLINE void *mpi_pool_alloc_uncached(mp_pool *pool)
+{
+    struct mp_pool_fast *f = (struct mp_pool_fast *)pool;
+    void *block = f->hfree;
+    if (block != NULL) {
+        f->hfree = *(void **)block;
+        f->allocs++;
+        ++*mpi_pool_hgen(f, (uintptr_t)block & f->hmask, block); /* to odd: live */
+        return block;
+    }
+    return mp_pool_alloc_slow(pool);
+}
+
+static MP_ALWAYS_INLINE void mpi_pool_free_uncached(mp_pool *pool, void *block)
+{
+    struct mp_pool_fast *f = (struct mp_pool_fast *)pool;
+    if (f->hmask != 0) {
+        ++*mpi_pool_hgen(f, (uintptr_t)block & f->hmask, block); /* to even: its handles go stale */
+        *(void **)block = f->hfree;
+        f->hfree = block;
+        return;
+    }
+    mp_pool_free_slow(pool, block);
+}
+
 static MP_ALWAYS_INLINE void *mpi_pool_alloc_cached(mp_pool *pool)
 {
     struct mp_tcache_fast *c = mpi_tcache_of(pool);
@@ -1053,7 +1121,7 @@ static MP_ALWAYS_INLINE void *mpi_pool_alloc_cached(mp_pool *pool)
         MP_COUNT_ONE(c->pops);
         return block;
     }
-    return mp_pool_alloc_slow(pool);
+    return mpi_pool_alloc_uncached(pool);
 }
 
 static MP_ALWAYS_INLINE void mpi_pool_free_cached(mp_pool *pool, void *block)
@@ -1065,7 +1133,7 @@ static MP_ALWAYS_INLINE void mpi_pool_free_cached(mp_pool *pool, void *block)
         MP_COUNT_ONE(c->pushes);
         return;
     }
-    mp_pool_free_slow(pool, block);
+    mpi_pool_free_uncached(pool, block);
 }
 
 /* Off the fast path, for a plain pool with an empty list: carves at the cursor, counting nothing
