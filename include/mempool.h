@@ -114,9 +114,11 @@ enum {
      * still allocated and freed with mp_pool_alloc() and mp_pool_free(). Each block slot has a
      * 32-bit generation, kept out of band in tables the pool maps from its source (4 bytes a block,
      * up to 16 with the tables' rounding and the copies a growth leaves until destroy), advanced at
-     * each alloc and each free: both take the slow path, a call each way. A thread-safe handle pool
-     * keeps no thread caches (its calls take the lock). Combines with every other flag and with a
-     * buffer (size it with MP_POOL_BUFFER_SIZE_FLAGS).
+     * each alloc and each free. MP_HANDLES alone, from a source, keeps alloc, free and
+     * mp_pool_handle() inline with no call (a pop or a push, and the generation found by a mask and
+     * a multiplication); with other flags or a buffer they take the slow path. A thread-safe handle
+     * pool keeps no thread caches (its calls take the lock). Combines with every other flag and
+     * with a buffer (size it with MP_POOL_BUFFER_SIZE_FLAGS).
      */
     MP_HANDLES = 1u << 4,
 };
@@ -356,7 +358,7 @@ bool mp_pool_check(const mp_pool *pool);
 mp_handle mp_pool_handle(const mp_pool *pool, const void *block);
 void *mp_pool_deref(const mp_pool *pool, mp_handle handle);
 #else
-mp_handle mp_pool_handle(const mp_pool *pool, const void *block);
+static inline mp_handle mp_pool_handle(const mp_pool *pool, const void *block);
 static inline void *mp_pool_deref(const mp_pool *pool, mp_handle handle);
 #endif
 
@@ -367,7 +369,8 @@ static inline void *mp_pool_deref(const mp_pool *pool, mp_handle handle);
  * mp_pool_handle: the handle of a live block: mp_pool_deref(pool, handle) gives back `block` while
  * it is live. The same block gives the same handle until it is freed; a block handed out again
  * gets a new one. A handle is the block's chunk number and slot, and the slot's generation.
- * Complexity: O(1): a mask, a multiplication and two loads.
+ * Complexity: O(1), inline for a pool whose alloc and free are (MP_HANDLES alone, from a source):
+ * a mask, a multiplication and two loads.
  * Returns 0 if and only if (a handle is never 0):
  *   - errno = EINVAL: pool or block is NULL; the pool was made without MP_HANDLES; block is a free
  *     block of the pool (its generation says free).
@@ -957,6 +960,9 @@ struct mp_tcache_fast {
  * for any pool, so MP_NO_INLINE's exported functions are these. */
 void *mp_pool_alloc_slow(mp_pool *pool);
 void mp_pool_free_slow(mp_pool *pool, void *block);
+/* The whole of mp_pool_handle() for any pool; its inline part calls it off the inline handle path
+ * and for every error. */
+mp_handle mp_pool_handle_slow(const mp_pool *pool, const void *block);
 
 /* Every arena begins with this struct: its cursor, the free bytes [bump, end) of its current chunk
  * (0, 0 before it has one, so nothing fits), and its allocation count. */
@@ -1187,6 +1193,20 @@ static MP_ALWAYS_INLINE void mp_pool_free(mp_pool *pool, void *block)
 static MP_ALWAYS_INLINE void *mp_pool_deref(const mp_pool *pool, mp_handle handle)
 {
     return mpi_pool_deref(pool, handle);
+}
+
+/* Intended cost: three tests, a mask, the chunk's hbias, a multiplication, the generation and its
+ * test (mempool.h above: index << 32 | generation / 2); every other case calls the library. */
+static MP_ALWAYS_INLINE mp_handle mp_pool_handle(const mp_pool *pool, const void *block)
+{
+    const struct mp_pool_fast *f = (const struct mp_pool_fast *)pool;
+    if (MP_UNLIKELY(pool == NULL || block == NULL || f->hmask == 0))
+        return mp_pool_handle_slow(pool, block);
+    const uint32_t *gen = mpi_pool_hgen(f, (uintptr_t)block & f->hmask, block);
+    uint32_t g = *gen;
+    if (MP_UNLIKELY((g & 1) == 0))
+        return mp_pool_handle_slow(pool, block); /* a free block: EINVAL */
+    return (mp_handle)(gen - f->hgens) << 32 | g >> 1;
 }
 
 /* Intended cost: a load of the cursor, an add and a mask, two compares, two stores (bump, count).

@@ -1433,7 +1433,7 @@ static MP_NOINLINE void handles_free(mp_pool *pool, void *block)
     *head = block;
 }
 
-mp_handle mp_pool_handle(const mp_pool *pool, const void *block)
+mp_handle mp_pool_handle_slow(const mp_pool *pool, const void *block)
 {
     if (pool == NULL || block == NULL || !POOL_HANDLES(pool->flags)) {
         errno = EINVAL;
