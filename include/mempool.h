@@ -842,7 +842,8 @@ int mp_arena_stats(const mp_arena *arena, struct mp_arena_stats *out);
  * Internals. Nothing below is part of the API: do not use these names or touch these fields.
  *
  * The fast path of mp_pool_alloc() and mp_pool_free() is inline: it reads the head of every pool
- * (struct mp_pool_fast) and this thread's caches (struct mp_tcache_fast) in the caller's code;
+ * (struct mp_pool_fast), this thread's caches (struct mp_tcache_fast) and a handle pool's chunk
+ * headers (struct mp_chunk_fast) in the caller's code;
  * mp_arena_alloc()'s bump reads the head of every arena (struct mp_arena_fast). Those layouts are
  * therefore part of the library's binary interface: MP_ABI_VERSION names them, the library checks
  * them against it when it is built (src/pool.c), and it is the shared

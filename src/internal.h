@@ -276,7 +276,8 @@ typedef struct mpi_hmap {
 
 struct mp_pool {
     struct mp_pool_fast fast;
-    void *list; /* the free list of a slow pool */
+    void *list;  /* the free list of a slow pool */
+    void **head; /* where the free list is: &fast.free, &fast.hfree or &list (pool.c, pool_head) */
 
     /* The carving cursor: never-used blocks from fast.bump up to bump_end, in chunk cur_chunk of
      * cur. The inline path carves from fast.bump up to fast.end (pool.c, cursor_expose) without

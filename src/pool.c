@@ -112,22 +112,33 @@ static_assert(POOL_KNOWN_FLAGS == (MP_ZERO | MP_CHECKED | MP_SECURE | MP_THREAD_
  * ============================================================================================== */
 
 /* Where the free list lives: fast.free for a plain pool, fast.hfree for a handle pool with an
- * inline path (fast.hmask set), `list` for any other slow one (see struct mp_pool). */
+ * inline path (fast.hmask set), `list` for any other slow one (see struct mp_pool, `head`). */
 static bool pool_is_slow(const mp_pool *pool)
 {
     return (uintptr_t)pool->fast.free == MP_FAST_SLOW;
 }
 
-static void *const *pool_head_const(const mp_pool *pool)
+static void *const *pool_head_where(const mp_pool *pool)
 {
     if (!pool_is_slow(pool))
         return &pool->fast.free;
     return pool->fast.hmask != 0 ? &pool->fast.hfree : &pool->list;
 }
 
+/* Kept in `head`, so that the slow paths find the list with one load. */
+static void pool_head_set(mp_pool *pool)
+{
+    pool->head = (void **)pool_head_where(pool);
+}
+
 static void **pool_head(mp_pool *pool)
 {
-    return (void **)pool_head_const(pool);
+    return pool->head;
+}
+
+static void *const *pool_head_const(const mp_pool *pool)
+{
+    return pool->head;
 }
 
 /* The run holding a block of a pool that takes chunks from a source: mask to the chunk header. */
@@ -839,6 +850,7 @@ static void pool_select_path(mp_pool *pool, bool populate)
         pool->fast.tsoff = pool->ts_id * (uint32_t)sizeof(struct mp_tcache_fast);
     if (populate && MP_HEAP_POPULATE)
         pool->state |= MPI_POPULATE;
+    pool_head_set(pool);
     pool->fast.end = NULL; /* a buffer pool's cursor was set before its path was known */
     cursor_expose(pool);
 }
@@ -887,6 +899,8 @@ static mp_pool *pool_create(const mp_pool_opts *opts, size_t chunk_size, bool po
         pool = pool_place_in_source(&proto);
         err = ENOMEM;
     }
+    if (pool != NULL)
+        pool_head_set(pool); /* the list a destroy below walks; its path may move it */
     if (!MP_FREESTANDING && pool != NULL && (pool->flags & MP_THREAD_SAFE) != 0 &&
         (err = mpi_ts_create(pool, opts->thread_cache, pool_may_cache(pool))) != 0) {
         pool->flags &= ~(unsigned)MP_THREAD_SAFE;
@@ -1925,6 +1939,8 @@ static bool pool_is_valid_as(const mp_pool *pool, bool locked_all)
     if (pool->fast.hmask == 0 ? pool->fast.hfree != NULL
                               : pool->path != MPI_PATH_HANDLES || (pool->flags & MP_ZERO) != 0)
         return false; /* the inline handle path's (internal.h) */
+    if (pool_head_const(pool) != pool_head_where(pool))
+        return false;
     if (!pool_cursor_is_valid(pool))
         return false;
     return pool_runs_are_valid(pool) && pool_free_list_is_valid(pool, locked_all);
