@@ -120,9 +120,11 @@ enum {
      * still allocated and freed with mp_pool_alloc() and mp_pool_free(). Each block slot has a
      * 32-bit generation, kept out of band in tables the pool maps from its source (4 bytes a block,
      * up to 16 with the tables' rounding and the copies a growth leaves until destroy), advanced at
-     * each alloc and each free: both take the slow path, a call each way. A thread-safe handle pool
-     * keeps no thread caches (its calls take the lock). Combines with every other flag and with a
-     * buffer (size it with MP_POOL_BUFFER_SIZE_FLAGS).
+     * each alloc and each free. MP_HANDLES alone, from a source, keeps alloc, free and
+     * mp_pool_handle() inline with no call (a pop or a push, and the generation found by a mask and
+     * a multiplication); with other flags or a buffer they take the slow path. A thread-safe handle
+     * pool keeps no thread caches (its calls take the lock). Combines with every other flag and
+     * with a buffer (size it with MP_POOL_BUFFER_SIZE_FLAGS).
      */
     MP_HANDLES = 1u << 4,
 };
@@ -362,7 +364,7 @@ bool mp_pool_check(const mp_pool *pool);
 mp_handle mp_pool_handle(const mp_pool *pool, const void *block);
 void *mp_pool_deref(const mp_pool *pool, mp_handle handle);
 #else
-mp_handle mp_pool_handle(const mp_pool *pool, const void *block);
+static inline mp_handle mp_pool_handle(const mp_pool *pool, const void *block);
 static inline void *mp_pool_deref(const mp_pool *pool, mp_handle handle);
 #endif
 
@@ -373,7 +375,8 @@ static inline void *mp_pool_deref(const mp_pool *pool, mp_handle handle);
  * mp_pool_handle: the handle of a live block: mp_pool_deref(pool, handle) gives back `block` while
  * it is live. The same block gives the same handle until it is freed; a block handed out again
  * gets a new one. A handle is the block's chunk number and slot, and the slot's generation.
- * Complexity: O(1): a mask, a multiplication and two loads.
+ * Complexity: O(1), inline for a pool whose alloc and free are (MP_HANDLES alone, from a source):
+ * a mask, a multiplication and two loads.
  * Returns 0 if and only if (a handle is never 0):
  *   - errno = EINVAL: pool or block is NULL; the pool was made without MP_HANDLES; block is a free
  *     block of the pool (its generation says free).
@@ -849,7 +852,8 @@ int mp_arena_stats(const mp_arena *arena, struct mp_arena_stats *out);
  * Internals. Nothing below is part of the API: do not use these names or touch these fields.
  *
  * The fast path of mp_pool_alloc() and mp_pool_free() is inline: it reads the head of every pool
- * (struct mp_pool_fast) and this thread's caches (struct mp_tcache_fast) in the caller's code;
+ * (struct mp_pool_fast), this thread's caches (struct mp_tcache_fast) and a handle pool's chunk
+ * headers (struct mp_chunk_fast) in the caller's code;
  * mp_arena_alloc()'s bump reads the head of every arena (struct mp_arena_fast). Those layouts are
  * therefore part of the library's binary interface: MP_ABI_VERSION names them, the library checks
  * them against it when it is built (src/pool.c), and it is the shared
@@ -886,7 +890,7 @@ int mp_arena_stats(const mp_arena *arena, struct mp_arena_stats *out);
                                            : MP_MAX_(size, sizeof(void *)),                        \
                  MP_ALIGN_OF_(size, align))
 
-#define MP_ABI_VERSION 3
+#define MP_ABI_VERSION 4
 
 /* Every pool begins with this struct (the rest is private to the library). The fast path pops and
  * pushes `free` and counts; everything rare folds into one test on each side:
@@ -930,6 +934,20 @@ struct mp_pool_fast {
     const uint32_t *hgens;
     const uintptr_t *hbase;
     uint32_t hlen; /* indexes in hgens: a handle's index is below */
+    /* A handle pool whose alloc and free are inline (MP_HANDLES alone, from a source): its free
+     * list, and the mask that finds a block's chunk, ~(chunk size - 1); hmask is 0 and hfree NULL
+     * in every other pool. hrecip (every handle pool from a source): 2^64 / stride rounded up. */
+    void *hfree;
+    uintptr_t hmask;
+    uint64_t hrecip;
+};
+
+/* The head of every chunk of a pool from a source (the rest is private): in a handle pool, a
+ * block's index (above) is hbias + (block - chunk) / stride, modulo the width of uintptr_t. */
+struct mp_chunk_fast {
+    const void *pool;
+    const void *run;
+    uintptr_t hbias;
 };
 
 /* The part of one thread's cache of one thread-safe pool that the inline path reads (the rest of
@@ -953,6 +971,9 @@ struct mp_tcache_fast {
  * for any pool, so MP_NO_INLINE's exported functions are these. */
 void *mp_pool_alloc_slow(mp_pool *pool);
 void mp_pool_free_slow(mp_pool *pool, void *block);
+/* The whole of mp_pool_handle() for any pool; its inline part calls it off the inline handle path
+ * and for every error. */
+mp_handle mp_pool_handle_slow(const mp_pool *pool, const void *block);
 
 /* Every arena begins with this struct: its cursor, the free bytes [bump, end) of its current chunk
  * (0, 0 before it has one, so nothing fits), and its allocation count. */
@@ -995,6 +1016,30 @@ static MP_ALWAYS_INLINE void *mpi_pool_deref(const mp_pool *pool, mp_handle hand
         return NULL;
     return (void *)(uintptr_t)(MP_LOAD_RELAXED(MP_LOAD_ACQUIRE(f->hbase)[index >> f->hbits]) +
                                index * f->stride);
+}
+
+/* (block - chunk) / stride for a block of a handle pool from a source, whose chunks hold at most
+ * 2^32 bytes: one multiply-shift (Lemire's, as pool.c's stride_div) where a 128-bit product
+ * exists, else one 32-bit division. */
+#ifdef __SIZEOF_INT128__
+__extension__ typedef unsigned __int128 mpi_u128;
+static MP_ALWAYS_INLINE uintptr_t mpi_pool_hslot(const struct mp_pool_fast *f, uintptr_t off)
+{
+    return (uintptr_t)(((mpi_u128)f->hrecip * off) >> 64);
+}
+#else
+static MP_ALWAYS_INLINE uintptr_t mpi_pool_hslot(const struct mp_pool_fast *f, uintptr_t off)
+{
+    return (uint32_t)off / (uint32_t)f->stride;
+}
+#endif
+
+/* The generation of a block of a handle pool from a source (struct mp_chunk_fast). */
+static MP_ALWAYS_INLINE uint32_t *mpi_pool_hgen(const struct mp_pool_fast *f, uintptr_t chunk,
+                                                const void *block)
+{
+    return (uint32_t *)f->hgens + (uintptr_t)(((const struct mp_chunk_fast *)chunk)->hbias +
+                                              mpi_pool_hslot(f, (uintptr_t)block - chunk));
 }
 
 #ifndef MP_NO_INLINE
@@ -1058,6 +1103,36 @@ static MP_ALWAYS_INLINE struct mp_tcache_fast *mpi_tcache_of(mp_pool *pool)
 /* Off the fast path, for a pool that is not NULL (nor its block): a thread cache's pop, else the
  * slow path. Intended cost: two loads (tsoff, the TLS table), a pop and two stores; no lock, no
  * atomic read-modify-write. */
+/* Past the thread cache, for a pool whose cache is empty or full, or that has none: the inline
+ * handle pool's pop or push (hfree, hmask), which moves the block's generation on, else the slow
+ * path. Only that pool is not thread-safe, so nothing reads the generation meanwhile. Intended
+ * cost: the pop or push, a mask, the chunk's hbias, a multiplication and an add to memory; other
+ * pools pay a load and a test before the call. */
+static MP_ALWAYS_INLINE void *mpi_pool_alloc_uncached(mp_pool *pool)
+{
+    struct mp_pool_fast *f = (struct mp_pool_fast *)pool;
+    void *block = f->hfree;
+    if (block != NULL) {
+        f->hfree = *(void **)block;
+        f->allocs++;
+        ++*mpi_pool_hgen(f, (uintptr_t)block & f->hmask, block); /* to odd: live */
+        return block;
+    }
+    return mp_pool_alloc_slow(pool);
+}
+
+static MP_ALWAYS_INLINE void mpi_pool_free_uncached(mp_pool *pool, void *block)
+{
+    struct mp_pool_fast *f = (struct mp_pool_fast *)pool;
+    if (f->hmask != 0) {
+        ++*mpi_pool_hgen(f, (uintptr_t)block & f->hmask, block); /* to even: its handles go stale */
+        *(void **)block = f->hfree;
+        f->hfree = block;
+        return;
+    }
+    mp_pool_free_slow(pool, block);
+}
+
 static MP_ALWAYS_INLINE void *mpi_pool_alloc_cached(mp_pool *pool)
 {
     struct mp_tcache_fast *c = mpi_tcache_of(pool);
@@ -1067,7 +1142,7 @@ static MP_ALWAYS_INLINE void *mpi_pool_alloc_cached(mp_pool *pool)
         MP_COUNT_ONE(c->pops);
         return block;
     }
-    return mp_pool_alloc_slow(pool);
+    return mpi_pool_alloc_uncached(pool);
 }
 
 static MP_ALWAYS_INLINE void mpi_pool_free_cached(mp_pool *pool, void *block)
@@ -1079,7 +1154,7 @@ static MP_ALWAYS_INLINE void mpi_pool_free_cached(mp_pool *pool, void *block)
         MP_COUNT_ONE(c->pushes);
         return;
     }
-    mp_pool_free_slow(pool, block);
+    mpi_pool_free_uncached(pool, block);
 }
 
 /* Off the fast path, for a plain pool with an empty list: carves at the cursor, counting nothing
@@ -1133,6 +1208,20 @@ static MP_ALWAYS_INLINE void mp_pool_free(mp_pool *pool, void *block)
 static MP_ALWAYS_INLINE void *mp_pool_deref(const mp_pool *pool, mp_handle handle)
 {
     return mpi_pool_deref(pool, handle);
+}
+
+/* Intended cost: three tests, a mask, the chunk's hbias, a multiplication, the generation and its
+ * test (mempool.h above: index << 32 | generation / 2); every other case calls the library. */
+static MP_ALWAYS_INLINE mp_handle mp_pool_handle(const mp_pool *pool, const void *block)
+{
+    const struct mp_pool_fast *f = (const struct mp_pool_fast *)pool;
+    if (MP_UNLIKELY(pool == NULL || block == NULL || f->hmask == 0))
+        return mp_pool_handle_slow(pool, block);
+    const uint32_t *gen = mpi_pool_hgen(f, (uintptr_t)block & f->hmask, block);
+    uint32_t g = *gen;
+    if (MP_UNLIKELY((g & 1) == 0))
+        return mp_pool_handle_slow(pool, block); /* a free block: EINVAL */
+    return (mp_handle)(gen - f->hgens) << 32 | g >> 1;
 }
 
 /* Intended cost: a load of the cursor, an add and a mask, two compares, two stores (bump, count).

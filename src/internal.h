@@ -130,10 +130,12 @@ static inline uintptr_t mpi_chunk_of(const void *p, size_t chunk_size)
 struct mpi_run;
 struct mpi_tcache;
 
-/* The header at the start of every chunk of a run. */
+/* The header at the start of every chunk of a run; the inline handle path reads it as struct
+ * mp_chunk_fast (mempool.h). */
 typedef struct mpi_chunk {
     mp_pool *pool;       /* the owner */
     struct mpi_run *run; /* the run holding this chunk; the run itself for chunk 0 */
+    uintptr_t hbias;     /* MP_HANDLES: a block's index less (block - chunk) / stride (below) */
 } mpi_chunk;
 
 /*
@@ -260,15 +262,15 @@ enum {
  * (consecutive: chunk i has run->hnum + i) and taken back with the run when it is trimmed (a number
  * is in use exactly while a run holds it), to be given to a later run; the generations stay, so a
  * new chunk's carry on from the trimmed one's and the trimmed chunk's handles stay stale. Each
- * chunk keeps its first index in its header, so alloc, free and mp_pool_handle() find a block's
- * generation by masking (a buffer pool has one number, 0, and hbits 32; its generations are in the
- * buffer). Invariants: hlen == hchunks << hbits (a buffer pool: its slots + 1); a block is live iff
- * its generation is odd (alloc and free each add one; reset adds one to each odd one).
+ * chunk keeps in its header hbias = (number << hbits) + 1 - first_off / stride, so alloc, free and
+ * mp_pool_handle() find a block's index by masking, as hbias + (block - chunk) / stride (a buffer
+ * pool has one number, 0, and hbits 32; its generations are in the buffer). A pool on the HANDLES
+ * path without MP_ZERO keeps its free list in fast.hfree and has fast.hmask set: mempool.h's
+ * inline alloc and free pop and push it and move the generation on themselves.
+ * Invariants: hlen == hchunks << hbits (a buffer pool: its slots + 1); a block is live iff its
+ * generation is odd (alloc and free each add one; reset adds one to each odd one); hfree == NULL
+ * unless hmask != 0, and hmask != 0 only on the HANDLES path without MP_ZERO.
  */
-typedef struct mpi_hchunk {
-    uint64_t index0; /* the index of the chunk's first slot: (its number << hbits) + 1 */
-} mpi_hchunk;
-
 /* A mapping the handle store keeps until destroy (a table, or the generations of numbers). */
 typedef struct mpi_hmap {
     struct mpi_hmap *next;
@@ -277,7 +279,8 @@ typedef struct mpi_hmap {
 
 struct mp_pool {
     struct mp_pool_fast fast;
-    void *list; /* the free list of a slow pool */
+    void *list;  /* the free list of a slow pool */
+    void **head; /* where the free list is: &fast.free, &fast.hfree or &list (pool.c, pool_head) */
 
     /* The carving cursor: never-used blocks from fast.bump up to bump_end, in chunk cur_chunk of
      * cur. The inline path carves from fast.bump up to fast.end (pool.c, cursor_expose) without
@@ -675,14 +678,8 @@ static inline uint64_t mpi_pool_peak(const mp_pool *pool)
 }
 
 /* ------------------------------------------------------------------------------------------------
- * handles.c: MP_HANDLES, the chunk numbers and their generations (see mpi_hchunk above)
+ * handles.c: MP_HANDLES, the chunk numbers and their generations (see struct mp_pool above)
  * ---------------------------------------------------------------------------------------------- */
-
-/* Where a source pool's chunk keeps its number and generations' address. */
-static inline mpi_hchunk *mpi_hchunk_of(uintptr_t chunk)
-{
-    return (mpi_hchunk *)(chunk + MP_CHUNK_HEADER);
-}
 
 /* Sets up the store of a pool from a source, with `slots` slots a chunk; EINVAL if too many. */
 MPI_HIDDEN int mpi_handles_init(mp_pool *pool, uint64_t slots);

@@ -37,9 +37,10 @@ static_assert(sizeof(mp_pool) <= MP_POOL_HEADER_BYTES && alignof(mp_pool) <= ali
 #define ABI_U64_AFTER_PTR                                                                          \
     ((sizeof(void *) + alignof(uint64_t) - 1) / alignof(uint64_t) * alignof(uint64_t))
 #define ABI_PTR_AFTER_U32(off) (((off) + 4 + sizeof(void *) - 1) / sizeof(void *) * sizeof(void *))
-#if MP_ABI_VERSION == 3
-/* 3: hbits after tsoff, and hgens, hbase, hlen after stride (mp_pool_deref); 2 ended at stride;
- * 1 at tsoff. */
+#if MP_ABI_VERSION == 4
+/* 4: hfree, hmask, hrecip after hlen, and struct mp_chunk_fast (the inline handle path); 3 ended
+ * at hlen, with hbits after tsoff and hgens, hbase, hlen after stride (mp_pool_deref); 2 ended at
+ * stride; 1 at tsoff. */
 static_assert(MP_FAST_SLOW == 1 && offsetof(struct mp_pool_fast, free) == 0 &&
                   offsetof(struct mp_pool_fast, allocs) == ABI_U64_AFTER_PTR &&
                   sizeof(((struct mp_pool_fast *)0)->allocs) == 8 &&
@@ -59,8 +60,21 @@ static_assert(MP_FAST_SLOW == 1 && offsetof(struct mp_pool_fast, free) == 0 &&
                       offsetof(struct mp_pool_fast, hgens) + sizeof(void *) &&
                   offsetof(struct mp_pool_fast, hlen) ==
                       offsetof(struct mp_pool_fast, hbase) + sizeof(void *) &&
-                  sizeof(((struct mp_pool_fast *)0)->hlen) == 4,
+                  sizeof(((struct mp_pool_fast *)0)->hlen) == 4 &&
+                  offsetof(struct mp_pool_fast, hfree) ==
+                      ABI_PTR_AFTER_U32(offsetof(struct mp_pool_fast, hlen)) &&
+                  offsetof(struct mp_pool_fast, hmask) ==
+                      offsetof(struct mp_pool_fast, hfree) + sizeof(void *) &&
+                  offsetof(struct mp_pool_fast, hrecip) ==
+                      (offsetof(struct mp_pool_fast, hmask) + sizeof(uintptr_t) +
+                       alignof(uint64_t) - 1) /
+                          alignof(uint64_t) * alignof(uint64_t) &&
+                  sizeof(((struct mp_pool_fast *)0)->hrecip) == 8,
               "struct mp_pool_fast changed: bump MP_ABI_VERSION");
+static_assert(offsetof(struct mp_chunk_fast, hbias) == 2 * sizeof(void *) &&
+                  sizeof(((struct mp_chunk_fast *)0)->hbias) == sizeof(uintptr_t) &&
+                  offsetof(mpi_chunk, hbias) == offsetof(struct mp_chunk_fast, hbias),
+              "struct mp_chunk_fast changed: bump MP_ABI_VERSION");
 static_assert(offsetof(struct mp_tcache_fast, free) == 0 &&
                   offsetof(struct mp_tcache_fast, pops) == ABI_U64_AFTER_PTR &&
                   offsetof(struct mp_tcache_fast, pushes) == ABI_U64_AFTER_PTR + 8 &&
@@ -97,21 +111,34 @@ static_assert(POOL_KNOWN_FLAGS == (MP_ZERO | MP_CHECKED | MP_SECURE | MP_THREAD_
  * Helpers
  * ============================================================================================== */
 
-/* Where the free list lives: fast.free for a plain pool, `list` for a slow one (see struct
- * mp_pool). */
+/* Where the free list lives: fast.free for a plain pool, fast.hfree for a handle pool with an
+ * inline path (fast.hmask set), `list` for any other slow one (see struct mp_pool, `head`). */
 static bool pool_is_slow(const mp_pool *pool)
 {
     return (uintptr_t)pool->fast.free == MP_FAST_SLOW;
 }
 
+static void *const *pool_head_where(const mp_pool *pool)
+{
+    if (!pool_is_slow(pool))
+        return &pool->fast.free;
+    return pool->fast.hmask != 0 ? &pool->fast.hfree : &pool->list;
+}
+
+/* Kept in `head`, so that the slow paths find the list with one load. */
+static void pool_head_set(mp_pool *pool)
+{
+    pool->head = (void **)pool_head_where(pool);
+}
+
 static void **pool_head(mp_pool *pool)
 {
-    return pool_is_slow(pool) ? &pool->list : &pool->fast.free;
+    return pool->head;
 }
 
 static void *const *pool_head_const(const mp_pool *pool)
 {
-    return pool_is_slow(pool) ? &pool->list : &pool->fast.free;
+    return pool->head;
 }
 
 /* The run holding a block of a pool that takes chunks from a source: mask to the chunk header. */
@@ -277,36 +304,25 @@ void *mpi_pool_slot(const mp_pool *pool, const mpi_run *run, uint64_t k)
            (k % run->per_chunk) * pool->stride;
 }
 
-/* A handle pool's block's index (mempool.h, struct mp_pool_fast): masking to the chunk's header
- * for the chunk's first index (internal.h, mpi_hchunk), and a multiply-shift division by the
- * stride for the slot. */
-static MP_ALWAYS_INLINE uint64_t block_index(const mp_pool *pool, const void *block)
+/* A handle pool's block's generation (mempool.h, struct mp_pool_fast): masking to the chunk's
+ * header for its hbias (internal.h), plus the block's offset in the chunk divided by the stride. */
+static MP_ALWAYS_INLINE uint32_t *block_gen(const mp_pool *pool, const void *block)
 {
-    uintptr_t first;
-    uint64_t index0 = 1, rem;
-    if (MP_UNLIKELY((pool->state & MPI_IN_BUFFER) != 0)) {
-        first = (uintptr_t)pool->buffer_run.base;
-    } else {
-        uintptr_t chunk = mpi_chunk_of(block, pool->chunk_size);
-        first = chunk + pool->first_off;
-        index0 = mpi_hchunk_of(chunk)->index0;
-    }
-    return index0 + stride_div(pool, (uintptr_t)block - first, &rem);
+    uint64_t rem;
+    if (MP_UNLIKELY((pool->state & MPI_IN_BUFFER) != 0))
+        return (uint32_t *)pool->fast.hgens + 1 +
+               stride_div(pool, (uintptr_t)block - (uintptr_t)pool->buffer_run.base, &rem);
+    uintptr_t chunk = mpi_chunk_of(block, pool->chunk_size);
+    return (uint32_t *)pool->fast.hgens +
+           (uintptr_t)(((const mpi_chunk *)chunk)->hbias +
+                       (uintptr_t)stride_div(pool, (uintptr_t)block - chunk, &rem));
 }
 
-/* The same, on the HANDLES path, whose geometry pool_select_path() made sure of: chunks from a
- * source no larger than 2^32 bytes, and a stride with a reciprocal, so the slot is one
- * multiply-shift with no test. */
-static MP_ALWAYS_INLINE uint64_t block_index_lean(const mp_pool *pool, const void *block)
+/* The same, on the HANDLES path, whose geometry pool_select_path() made sure of (chunks from a
+ * source no larger than 2^32 bytes, a stride with a reciprocal): the inline path's. */
+static MP_ALWAYS_INLINE uint32_t *block_gen_lean(const mp_pool *pool, const void *block)
 {
-    uintptr_t chunk = mpi_chunk_of(block, pool->chunk_size);
-    uintptr_t off = (uintptr_t)block - chunk - pool->first_off; /* 32 bits where pointers are */
-#ifdef __SIZEOF_INT128__
-    uint64_t slot = (uint64_t)(((u128)pool->stride_recip * off) >> 64);
-#else
-    uint64_t slot = off / pool->stride;
-#endif
-    return mpi_hchunk_of(chunk)->index0 + slot;
+    return mpi_pool_hgen(&pool->fast, mpi_chunk_of(block, pool->chunk_size), block);
 }
 
 /* A block becomes live or free: its generation moves on to odd or to even. An atomic store, as
@@ -314,8 +330,7 @@ static MP_ALWAYS_INLINE uint64_t block_index_lean(const mp_pool *pool, const voi
  * deref sees); only the pool's calls write it (a thread-safe pool's under its lock). */
 static MP_ALWAYS_INLINE void gen_advance(const mp_pool *pool, const void *block, bool lean)
 {
-    uint32_t *gen = (uint32_t *)pool->fast.hgens +
-                    (lean ? block_index_lean(pool, block) : block_index(pool, block));
+    uint32_t *gen = lean ? block_gen_lean(pool, block) : block_gen(pool, block);
     MP_STORE_RELAXED(*gen, *gen + 1);
 }
 
@@ -557,8 +572,6 @@ static int pool_geometry(mp_pool *pool, const mp_pool_opts *opts, size_t fixed_c
 
     size_t chunk = fixed_chunk != 0 ? fixed_chunk : MP_CHUNK_SIZE, bitmap, first_off;
     size_t bitmap_off = MP_CHUNK_HEADER + (fixed_chunk != 0 ? MPI_OWNER_ROOM : 0); /* a heap's */
-    if (POOL_HANDLES(opts->flags))
-        bitmap_off += sizeof(mpi_hchunk); /* the chunk's number and generations (internal.h) */
     for (;;) {
         /* the free bitmap (checked, secure) follows the header: a bit for each slot that could fit
          * */
@@ -663,11 +676,11 @@ static void chunk_header_write(const mp_pool *pool, mpi_run *run, char *chunk)
         *mpi_owner_word((uintptr_t)chunk, pool->chunk_shift) = (mp_pool *)pool;
     if (MPI_CHECKS_BUILT && pool->bitmap_bytes != 0)
         memset(chunk_bits(pool, (uintptr_t)chunk), 0, pool->bitmap_bytes);
-    if (POOL_HANDLES(pool->flags)) /* chunk i of run: run is chunk 0 */
-        mpi_hchunk_of((uintptr_t)chunk)->index0 =
-            ((run->hnum + (((uintptr_t)chunk - (uintptr_t)run) >> pool->chunk_shift))
+    if (POOL_HANDLES(pool->flags)) /* chunk i of run: run is chunk 0 (internal.h) */
+        hdr->hbias =
+            (((uintptr_t)run->hnum + (((uintptr_t)chunk - (uintptr_t)run) >> pool->chunk_shift))
              << pool->fast.hbits) +
-            1;
+            1 - pool->first_off / pool->stride;
 }
 
 /* Points the carving cursor at the first block of chunk i of run, writing its header if new, and
@@ -831,10 +844,16 @@ static void pool_select_path(mp_pool *pool, bool populate)
         pool->path = MPI_PATH_SECURE_LEAN;
     if (pool->path != MPI_PATH_PLAIN)
         pool->fast.free = (void *)MP_FAST_SLOW; /* a slow pool (see mempool.h) */
+    if (pool->path == MPI_PATH_HANDLES) {       /* the inline handle path (internal.h) */
+        pool->fast.hrecip = pool->stride_recip;
+        if ((pool->flags & MP_ZERO) == 0)
+            pool->fast.hmask = ~(uintptr_t)(pool->chunk_size - 1);
+    }
     if (!MP_FREESTANDING && pool->path == MPI_PATH_CACHED && (pool->flags & MP_ZERO) == 0)
         pool->fast.tsoff = pool->ts_id * (uint32_t)sizeof(struct mp_tcache_fast);
     if (populate && MP_HEAP_POPULATE)
         pool->state |= MPI_POPULATE;
+    pool_head_set(pool);
     pool->fast.end = NULL; /* a buffer pool's cursor was set before its path was known */
     cursor_expose(pool);
 }
@@ -883,6 +902,8 @@ static mp_pool *pool_create(const mp_pool_opts *opts, size_t chunk_size, bool po
         pool = pool_place_in_source(&proto);
         err = ENOMEM;
     }
+    if (pool != NULL)
+        pool_head_set(pool); /* the list a destroy below walks; its path may move it */
     if (!MP_FREESTANDING && pool != NULL && (pool->flags & MP_THREAD_SAFE) != 0 &&
         (err = mpi_ts_create(pool, opts->thread_cache, pool_may_cache(pool))) != 0) {
         pool->flags &= ~(unsigned)MP_THREAD_SAFE;
@@ -1410,10 +1431,11 @@ static MP_NOINLINE void secure_free(mp_pool *pool, void *block)
  */
 static MP_NOINLINE void *handles_alloc(mp_pool *pool)
 {
-    void *block = pool->list;
+    void **head = pool_head(pool);
+    void *block = *head;
     if (MP_UNLIKELY(block == NULL))
         return mpi_pool_alloc_general(pool, NULL);
-    pool->list = *(void **)block;
+    *head = *(void **)block;
     pool->fast.allocs++;
     gen_advance(pool, block, true);
     if ((pool->flags & MP_ZERO) != 0)
@@ -1424,19 +1446,21 @@ static MP_NOINLINE void *handles_alloc(mp_pool *pool)
 static MP_NOINLINE void handles_free(mp_pool *pool, void *block)
 {
     gen_advance(pool, block, true);
-    *(void **)block = pool->list;
-    pool->list = block;
+    void **head = pool_head(pool);
+    *(void **)block = *head;
+    *head = block;
 }
 
-mp_handle mp_pool_handle(const mp_pool *pool, const void *block)
+mp_handle mp_pool_handle_slow(const mp_pool *pool, const void *block)
 {
     if (pool == NULL || block == NULL || !POOL_HANDLES(pool->flags)) {
         errno = EINVAL;
         return 0;
     }
-    uint64_t index =
-        pool->path == MPI_PATH_HANDLES ? block_index_lean(pool, block) : block_index(pool, block);
-    uint32_t gen = MP_LOAD_RELAXED(pool->fast.hgens[index]);
+    const uint32_t *at =
+        pool->path == MPI_PATH_HANDLES ? block_gen_lean(pool, block) : block_gen(pool, block);
+    uint32_t gen = MP_LOAD_RELAXED(*at);
+    uint64_t index = (uint64_t)(at - pool->fast.hgens);
     if ((gen & 1) == 0) {
         errno = EINVAL; /* a free block */
         return 0;
@@ -1881,8 +1905,7 @@ static bool pool_free_list_is_valid(const mp_pool *pool, bool locked_all)
             return false;
         if ((pool->checks & MPI_CHECK_STATE) != 0 && !mpi_slot_is_free(&s))
             return false;
-        if (POOL_HANDLES(pool->flags) &&
-            (MP_LOAD_RELAXED(pool->fast.hgens[block_index(pool, w.at)]) & 1) != 0)
+        if (POOL_HANDLES(pool->flags) && (MP_LOAD_RELAXED(*block_gen(pool, w.at)) & 1) != 0)
             return false; /* a free block's generation says live */
     }
     if (w.bad)
@@ -1924,6 +1947,11 @@ static bool pool_is_valid_as(const mp_pool *pool, bool locked_all)
     if (pool->carved > pool->capacity_max || pool->carved > pool->held)
         return false;
     if (!pool_is_slow(pool) && pool->list != NULL)
+        return false;
+    if (pool->fast.hmask == 0 ? pool->fast.hfree != NULL
+                              : pool->path != MPI_PATH_HANDLES || (pool->flags & MP_ZERO) != 0)
+        return false; /* the inline handle path's (internal.h) */
+    if (pool_head_const(pool) != pool_head_where(pool))
         return false;
     if (!pool_cursor_is_valid(pool))
         return false;

@@ -49,9 +49,9 @@ static void test_errors(void)
     mp_pool_destroy(pool);
 }
 
-static void test_live_and_stale(unsigned flags)
+static void test_live_and_stale(unsigned flags, size_t size)
 {
-    mp_pool *pool = make(flags, 48);
+    mp_pool *pool = make(flags, size);
     if (!CHECK("create: a handle pool", pool != NULL))
         return;
     enum { N = 3000 }; /* several chunks */
@@ -87,8 +87,9 @@ static void test_live_and_stale(unsigned flags)
         none &= mp_pool_deref(pool, h[5] ^ (d << 32 << 20)) == NULL; /* chunk numbers not made */
         none &= mp_pool_deref(pool, h[5] + 1) == NULL;               /* the next generation */
         none &= mp_pool_deref(pool, h[5] | 0x80000000u) == NULL;     /* bit 31 of the generation */
-        none &= mp_pool_deref(pool, h[5] + ((uint64_t)d << 32)) == NULL ||
-                mp_pool_deref(pool, h[5] + ((uint64_t)d << 32)) == b[5 + d]; /* other slots */
+        mp_handle other = h[5] + ((uint64_t)d << 32); /* other slots: a live one's handle */
+        void *q = mp_pool_deref(pool, other);
+        none &= q == NULL || mp_pool_handle(pool, q) == other;
     }
     CHECK("deref: forged near a live handle gives NULL", none);
     CHECK("pool: check holds", mp_pool_check(pool));
@@ -376,7 +377,12 @@ int main(int argc, char **argv)
     test_errors();
     static const unsigned flag_sets[] = {0, MP_ZERO, MP_SECURE, MP_CHECKED, MP_THREAD_SAFE};
     for (size_t i = 0; i < sizeof flag_sets / sizeof flag_sets[0]; i++)
-        test_live_and_stale(flag_sets[i]);
+        test_live_and_stale(flag_sets[i], 48);
+    /* strides below, near and above a chunk header's bytes: a block's index from its offset in the
+     * chunk (mempool.h, struct mp_chunk_fast) */
+    static const size_t sizes[] = {8, 24, 100, 136, 200, 3000};
+    for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++)
+        test_live_and_stale(0, sizes[i]);
     test_trim();
     test_forged();
     for (size_t i = 0; i < sizeof kinds / sizeof kinds[0]; i++)
