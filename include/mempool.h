@@ -175,7 +175,7 @@ typedef struct mp_source {
  *                (so a name in UTF-8 stays UTF-8). NULL = "".
  *   source:      where chunks come from (above); NULL = the system (mmap). Ignored with a buffer.
  *   thread_cache: MP_THREAD_SAFE pools: the most free blocks each thread keeps for itself; 0 = the
- *                default (1024, fewer for large blocks: at most 256 KiB a thread; at least 2). Half
+ *                default (1024, fewer for large blocks: at most 64 KiB a thread; at least 2). Half
  *                of it moves between a cache and the pool at once, in O(1) (at most 256 blocks
  *                when they come from the pool's free list or are carved). Thread-safe pools that
  *                are checked, secure or have a capacity keep none: every call takes the pool's

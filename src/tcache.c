@@ -88,9 +88,11 @@ static mp_pool *cache_meta; /* where mpi_tcache and mpi_thread records come from
 static mp_pool *thread_meta;
 
 /* Cache limits: the default, the most bytes a default cache may hold, and the most blocks moved
- * between a cache and its pool at once (however large a cache the program asks for). */
+ * between a cache and its pool at once (however large a cache the program asks for). The bytes
+ * bound what each thread keeps per class of the heap beyond its live blocks; it still lets a
+ * cache of 64-byte blocks hold the full 1024. */
 #define CACHE_DEFAULT 1024u
-#define CACHE_BYTES_MAX (256u * 1024u)
+#define CACHE_BYTES_MAX (64u * 1024u)
 #define REFILL_MAX 256u /* the most blocks a refill takes from the free list or carves */
 #define CACHE_FRESH_BYTES (4u * 1024u) /* never-used space a refill carves at most: a page */
 

@@ -39,7 +39,8 @@
  *     double frees, an overflow and a leak are each reported once, through the handler, from any
  *     thread), with MP_SECURE (a double free across threads caught), with MP_ZERO (every block
  *     zero when handed out, in every thread), with a capacity and a 4096 alignment; MP_THREAD_SAFE
- *     with a buffer gives EINVAL; capacity is not lost to another thread's cache.
+ *     with a buffer gives EINVAL; capacity is not lost to another thread's cache; a thread's
+ *     default cache holds at most 64 KiB of large blocks, and 1000 blocks of 64 bytes.
  * Runs in well under a second in a Release build.
  */
 #define _POSIX_C_SOURCE 200809L
@@ -1331,6 +1332,35 @@ static void test_buffer_refused(void)
  * the source could not give memory". So blocks another thread caches, free, cannot make an alloc
  * fail.
  */
+/* A thread allocates n blocks of `size` bytes into theirs, frees them into its cache and parks;
+ * meanwhile the main thread allocates up to n blocks into mine (the pool's stats before and after
+ * that in *before and *after), then frees them and lets the thread exit. Returns how many the main
+ * thread got, or -1 when the thread could not start. */
+static long alloc_beside_parked(mp_pool *pool, size_t size, void **theirs, void **mine, uint32_t n,
+                                mp_stats *before, mp_stats *after)
+{
+    pthread_barrier_t bar;
+    pthread_barrier_init(&bar, NULL, 2);
+    parked p = {{.pool = pool, .size = size, .blocks = theirs, .alloc = n, .free = n}, &bar};
+    pthread_t t;
+    long got = -1;
+    if (threads_start(&t, 1, parked_thread, &p, 0)) {
+        pthread_barrier_wait(&bar); /* it allocated n and freed them into its cache */
+        *before = stats_of(pool);
+        got = 0;
+        while (got < n && (mine[got] = mp_pool_alloc(pool)) != NULL)
+            got++;
+        *after = stats_of(pool);
+        for (long i = got; i > 0; i--)
+            mp_pool_free(pool, mine[i - 1]);
+        pthread_barrier_wait(&bar);
+        pthread_join(t, NULL);
+    }
+    pthread_barrier_destroy(&bar);
+    tfail_take();
+    return got;
+}
+
 static void test_capacity_not_lost_to_caches(void)
 {
     enum { CAP = 10 };
@@ -1341,33 +1371,55 @@ static void test_capacity_not_lost_to_caches(void)
                                                    .source = &g_src});
     if (!CHECK("capacity vs caches: create", pool != NULL))
         return;
-    pthread_barrier_t bar;
-    pthread_barrier_init(&bar, NULL, 2);
-    void *theirs[CAP];
-    parked p = {{.pool = pool, .size = 32, .blocks = theirs, .alloc = CAP, .free = CAP}, &bar};
-    pthread_t t;
-    if (!threads_start(&t, 1, parked_thread, &p, 0)) {
-        mp_pool_destroy(pool);
-        return;
+    void *theirs[CAP], *mine[CAP];
+    mp_stats st, after;
+    long got = alloc_beside_parked(pool, 32, theirs, mine, CAP, &st, &after);
+    if (got >= 0) {
+        printf("  capacity %d, all %d free but cached by a parked thread: %" PRIu64
+               " in use, the main thread got %ld\n",
+               CAP, CAP, st.blocks_in_use, got);
+        CHECK("capacity vs caches: with 0 blocks live, an alloc succeeds", got > 0);
+        CHECK("capacity vs caches: all capacity blocks can be allocated by another thread",
+              got == CAP);
     }
-    pthread_barrier_wait(&bar); /* it allocated CAP and freed them into its cache */
-    mp_stats st = stats_of(pool);
-    void *mine[CAP];
-    size_t got = 0;
-    while (got < CAP && (mine[got] = mp_pool_alloc(pool)) != NULL)
-        got++;
-    printf("  capacity %d, all %d free but cached by a parked thread: %" PRIu64
-           " in use, the main thread got %zu\n",
-           CAP, CAP, st.blocks_in_use, got);
-    CHECK("capacity vs caches: with 0 blocks live, an alloc succeeds", got > 0);
-    CHECK("capacity vs caches: all capacity blocks can be allocated by another thread", got == CAP);
-    while (got > 0)
-        mp_pool_free(pool, mine[--got]);
-    pthread_barrier_wait(&bar);
-    pthread_join(t, NULL);
-    pthread_barrier_destroy(&bar);
-    tfail_take();
     mp_pool_destroy(pool);
+}
+
+/* What a parked thread's caches of a pool of `size`-byte blocks hold after it allocated and freed
+ * n blocks, counted as the blocks the pool carved beyond the n another thread then allocates (that
+ * thread's own partly used magazine counts too: at most half a cache). */
+static uint64_t parked_cache_blocks(size_t size, uint32_t n)
+{
+    mp_pool *pool = ts_pool("held", size, 0, 0);
+    void **theirs = calloc(n, sizeof *theirs), **mine = calloc(n, sizeof *mine);
+    uint64_t held = UINT64_MAX;
+    mp_stats before, after;
+    if (pool != NULL && theirs != NULL && mine != NULL &&
+        alloc_beside_parked(pool, size, theirs, mine, n, &before, &after) == (long)n)
+        held = after.blocks_peak - n;
+    mp_pool_destroy(pool);
+    free(theirs);
+    free(mine);
+    return held;
+}
+
+/* A default cache holds at most 64 KiB of large blocks a thread, yet a batch of 1000 64-byte
+ * blocks whole (the blocks a thread frees and allocates again never reach the pool's lock). */
+static void test_cache_bytes_bounded(void)
+{
+    const bool cached = !TEST_ASAN && !TEST_ON_VALGRIND(); /* checked pools keep no caches */
+    const size_t sizes[] = {1024, 4096};
+    for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
+        uint64_t held = parked_cache_blocks(sizes[i], 300);
+        printf("  %zu-byte blocks: %" PRIu64 " carved beyond the live ones\n", sizes[i], held);
+        char msg[120];
+        snprintf(msg, sizeof msg, "cache bytes: %zu-byte blocks, at most 64 KiB cached a thread",
+                 sizes[i]);
+        CHECK(msg, held != UINT64_MAX && held * sizes[i] <= 64 * 1024 + 32 * 1024);
+    }
+    uint64_t small = parked_cache_blocks(64, 1000);
+    CHECK("cache bytes: a parked thread keeps a batch of 1000 64-byte blocks",
+          small != UINT64_MAX && (!cached || small >= 1000));
 }
 
 /* ------------------------------------------------------------------------------------------------
@@ -1409,6 +1461,7 @@ int main(int argc, char **argv)
     test_zero();
     test_buffer_refused();
     test_capacity_not_lost_to_caches();
+    test_cache_bytes_bounded();
     CHECK("no error reported outside the misuse cases", errors_take(NULL, NULL) == 0);
     return TEST_DONE();
 }
