@@ -9,6 +9,13 @@
  * delete passes the size on (mp_heap_free_sized()), but the aligned forms' sized delete, whose
  * blocks may belong to a class above their size, where the size would be the wrong class. The
  * aligned forms go through aligned_alloc() and free() (malloc.c), which serve any alignment.
+ *
+ * Built with MP_MALLOC_NEW_NEXT (libmempool_malloc.so), the file uses nothing of the C++ runtime,
+ * so a preloaded C program does not load libstdc++ (about 1.3 MB of resident pages): a failed
+ * request is handed to the next definition of operator new, the C++ runtime's, which calls the
+ * new-handler, retries through malloc() (this library's) and throws std::bad_alloc. A C++ program
+ * always has that runtime loaded; a program without one gets an abort with a message from the
+ * throwing forms, nullptr from the nothrow ones.
  */
 #include "mempool.h"
 
@@ -17,8 +24,71 @@
 #include <cstdlib>
 #include <new>
 
+#if MP_MALLOC_NEW_NEXT
+#include <climits>
+#include <cstdint>
+#include <dlfcn.h>
+#include <unistd.h>
+#endif
+
 namespace
 {
+
+#if MP_MALLOC_NEW_NEXT
+
+// The Itanium C++ ABI's names of operator new, whose size_t is unsigned int or unsigned long.
+#if SIZE_MAX == UINT_MAX
+#define NEW_NAME(args) "_Znwj" args
+#else
+#define NEW_NAME(args) "_Znwm" args
+#endif
+#define NOTHROW_ARG "RKSt9nothrow_t"
+#define ALIGN_ARG "St11align_val_t"
+
+// The C++ runtime's definition of the operator named `name` (the next after this library); if
+// there is none, nullptr for a nothrow form, and an abort for a throwing one.
+void *next_new(const char *name, bool throwing)
+{
+    void *f = dlsym(RTLD_NEXT, name);
+    if (f == nullptr && throwing) {
+        static const char msg[] = "mempool: operator new: out of memory, and no C++ runtime to "
+                                  "throw std::bad_alloc\n";
+        (void)!write(2, msg, sizeof msg - 1);
+        std::abort();
+    }
+    return f;
+}
+
+// Blocks of `size` bytes aligned to `align` (0: malloc's alignment); never nullptr.
+void *alloc_or_throw(std::size_t size, std::size_t align)
+{
+    void *p = align == 0 ? mp_malloc(size) : std::aligned_alloc(align, size);
+    if (p != nullptr)
+        return p;
+    if (align == 0)
+        return reinterpret_cast<void *(*)(std::size_t)>(next_new(NEW_NAME(""), true))(size);
+    return reinterpret_cast<void *(*)(std::size_t, std::align_val_t)>(
+        next_new(NEW_NAME(ALIGN_ARG), true))(size, std::align_val_t(align));
+}
+
+void *alloc_or_null(std::size_t size, std::size_t align) noexcept
+{
+    void *p = align == 0 ? mp_malloc(size) : std::aligned_alloc(align, size);
+    if (p != nullptr)
+        return p;
+    void *f = next_new(align == 0 ? NEW_NAME(NOTHROW_ARG) : NEW_NAME(ALIGN_ARG NOTHROW_ARG), false);
+    const std::nothrow_t tag{}; // not std::nothrow, an object of the C++ runtime
+    if (f == nullptr)
+        return nullptr;
+    if (align == 0)
+        return reinterpret_cast<void *(*)(std::size_t, const std::nothrow_t &) noexcept>(f)(size,
+                                                                                            tag);
+    return reinterpret_cast<void *(*)(std::size_t, std::align_val_t,
+                                      const std::nothrow_t &) noexcept>(f)(
+        size, std::align_val_t(align), tag);
+}
+
+#else
 
 // Blocks of `size` bytes aligned to `align` (0: malloc's alignment); never nullptr.
 void *alloc_or_throw(std::size_t size, std::size_t align)
@@ -42,6 +112,8 @@ void *alloc_or_null(std::size_t size, std::size_t align) noexcept
         return nullptr;
     }
 }
+
+#endif
 
 } // namespace
 

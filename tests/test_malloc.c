@@ -409,6 +409,23 @@ static void test_fork(void)
  * Early and odd callers, misuse, options
  * ============================================================================================== */
 
+/* Preloaded into this C program, the library brings no C++ runtime with it (its operator new
+ * hands failures to the runtime's own, looked up when needed): no libstdc++ in the maps. */
+static void test_no_cxx_runtime(void)
+{
+    const char *preload = getenv("LD_PRELOAD");
+    if (preload == NULL || strstr(preload, "libmempool_malloc") == NULL)
+        return;
+    FILE *f = fopen("/proc/self/maps", "r");
+    bool cxx = false;
+    char line[512];
+    while (f != NULL && fgets(line, sizeof line, f) != NULL)
+        cxx |= strstr(line, "libstdc++") != NULL;
+    CHECK("preloaded: no C++ runtime loaded with the library", f != NULL && !cxx);
+    if (f != NULL)
+        fclose(f);
+}
+
 static void test_dlsym(void)
 {
     void *h = dlopen("libm.so.6", RTLD_NOW);
@@ -556,6 +573,7 @@ int main(int argc, char **argv)
     if (getenv("MP_TEST_EMULATED") == NULL) /* under qemu-user VmSize is the emulator's */
         test_free_after_exit();
     test_dlsym();
+    test_no_cxx_runtime();
     /* qemu-user (the cross stage sets MP_TEST_EMULATED) aborts in a fork from threads, and cannot
      * exec this program again for its children (no binfmt handler for the guest's binaries). */
     if (getenv("MP_TEST_EMULATED") != NULL) {

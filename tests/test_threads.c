@@ -1348,7 +1348,7 @@ static long alloc_beside_parked(mp_pool *pool, size_t size, void **theirs, void 
         pthread_barrier_wait(&bar); /* it allocated n and freed them into its cache */
         *before = stats_of(pool);
         got = 0;
-        while (got < n && (mine[got] = mp_pool_alloc(pool)) != NULL)
+        while (got < (long)n && (mine[got] = mp_pool_alloc(pool)) != NULL)
             got++;
         *after = stats_of(pool);
         for (long i = got; i > 0; i--)
