@@ -13,12 +13,16 @@
  *
  * Every byte the heap takes goes through heap_map()/heap_unmap() (the heap's own mp_source over the
  * caller's source or buffer), which keeps bytes_reserved and enforces the capacity. Freed large
- * blocks are kept in a small cache (LARGE_CACHE_MAX blocks, LARGE_CACHE_BYTES bytes) and reused by
- * a later request of a size they fit within 25%, so a program that allocates and frees large
- * blocks in a loop does not map and fault in its pages every time (a refault storm).
+ * blocks' pages are cached (LARGE_CACHE_MAX runs, LARGE_CACHE_BYTES bytes), so a program that
+ * allocates and frees large blocks does not map and fault in its pages every time (a refault
+ * storm). Over the system source a cached mapping is cut into runs at any page: a request takes a
+ * larger aligned run where it lies and leaves the rest cached, or has cached runs moved into a fresh
+ * mapping (cache_gather), so freed pages serve any size. A caller's source takes back only whole
+ * regions: there a run is a whole mapping, reused by a request it fits within 25%.
  * Invariants: pools[c] is NULL or a pool of class_size(c) with HEAP_CHUNK chunks; every large block
- * in use is on `large`, every cached one on `cache`, never both; bytes_reserved is the sum of what
- * heap_map gave and heap_unmap has not taken back; a class's totals (mp_heap_stats) are its pool's
+ * in use is on `large`, every cached run on `cache`, never both; bytes_reserved is the sum of what
+ * heap_map gave and heap_unmap has not taken back, less the runs moved into another mapping (their
+ * pages are counted there); a class's totals (mp_heap_stats) are its pool's
  * plus, in a buffer heap, carry[c], what its pools made before a reset had counted.
  */
 #include "internal.h"
@@ -36,19 +40,20 @@
 #define CLASS_LEAD ((size_t)64)
 /* A large block starts after its header and the owner lines (internal.h), which hold NULL. */
 #define LARGE_HEADER (MP_CHUNK_HEADER + MPI_OWNER_ROOM)
+/* The cache's bounds: the unused pages a heap holds, and the runs each large alloc may scan. */
 #define LARGE_CACHE_MAX 32
 #define LARGE_CACHE_BYTES ((size_t)32 * 1024 * 1024)
 
 static_assert(MP_HEAP_MAX_CLASS <= HEAP_CHUNK / 8,
               "a class chunk holds several of the largest blocks");
 
-/* A large block's header at the start of its mapping. */
+/* A large block's header at the start of its mapping, or a cached run's at its first page. */
 typedef struct mpi_large {
     struct mpi_large *next;
     struct mpi_large *prev;
     size_t map_size; /* bytes mapped */
     size_t usable;   /* bytes from the block's start to the mapping's end */
-    void *block;     /* where the user's block starts */
+    void *block;     /* where the user's block starts (a run cut from a mapping's tail: NULL) */
 } mpi_large;
 static_assert(sizeof(mpi_large) <= MP_CHUNK_HEADER && LARGE_HEADER % 64 == 0,
               "the large header fits before the owner lines");
