@@ -622,9 +622,6 @@ static void test_large_any_size(void)
     if (CHECK("any size: 3 MiB - 64 KiB", r != NULL))
         touch_pages(r, 3 * MiB - 64 * KiB);
     long faults = minor_faults() - f0;
-    printf("  a 3 MiB block from the cached rest of a 4 MiB one: %ld faults (of 752 pages)\n",
-           faults);
-    CHECK("any size: a larger request takes the cached pages: no refault", faults < 752 / 8);
     mp_heap_stats(h, &s);
     CHECK("any size: bytes_reserved exact: still the first block's pages, moved, none added",
           s.bytes_reserved == base + whole);
@@ -639,6 +636,17 @@ static void test_large_any_size(void)
     mp_heap_stats(h, &s);
     CHECK("any size: and, both freed, everything",
           back == two && s.bytes_reserved == base && s.large_cached == 0);
+    /* the same block's faults with the cache empty, in this run (a tool may add its own) */
+    f0 = minor_faults();
+    unsigned char *fresh = mp_heap_alloc(h, 3 * MiB - 64 * KiB);
+    if (CHECK("any size: a fresh 3 MiB - 64 KiB", fresh != NULL))
+        touch_pages(fresh, 3 * MiB - 64 * KiB);
+    long fresh_faults = minor_faults() - f0;
+    printf("  3 MiB from the cached rest of a 4 MiB block: %ld faults; from nothing: %ld\n", faults,
+           fresh_faults);
+    CHECK("any size: a larger request takes the cached pages: no refault",
+          faults < fresh_faults / 2);
+    mp_heap_free(h, fresh);
     mp_heap_destroy(h);
 }
 
