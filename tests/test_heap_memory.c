@@ -644,8 +644,9 @@ static void test_large_any_size(void)
     long fresh_faults = minor_faults() - f0;
     printf("  3 MiB from the cached rest of a 4 MiB block: %ld faults; from nothing: %ld\n", faults,
            fresh_faults);
-    CHECK("any size: a larger request takes the cached pages: no refault",
-          faults < fresh_faults / 2);
+    if (!TEST_TSAN) /* TSan's shadow faults in as the program writes, several pages a page */
+        CHECK("any size: a larger request takes the cached pages: no refault",
+              faults < fresh_faults / 2);
     mp_heap_free(h, fresh);
     mp_heap_destroy(h);
 }
@@ -686,7 +687,9 @@ static void test_large_churn(void)
     printf("  churn: %ld faults for %ld pages written; at most %" PRIu64 " KiB held unused\n",
            faults, pages, worst / KiB);
     CHECK("churn: every block allocated", b[0] != NULL || n[0] == 0);
-    CHECK("churn: freed pages serve later sizes: under 1 in 8 pages faults", faults < pages / 8);
+    if (!TEST_TSAN) /* as above */
+        CHECK("churn: freed pages serve later sizes: under 1 in 8 pages faults",
+              faults < pages / 8);
     CHECK("churn: unused bytes held stay within the cache's 32 MiB", worst <= 32 * MiB);
     for (size_t k = 0; k < SLOTS; k++)
         mp_heap_free(h, b[k]);
