@@ -616,7 +616,8 @@ mp_heap *mp_heap_create(const mp_heap_opts *opts);
  * its class's last block left to fault was seen written whole (mincore): then 7 blocks of the
  * class are populated, and the 8th is left to fault as written, to be looked at again. So where a
  * program leaves its blocks' inner pages unwritten, they stay out of its resident set (but for up
- * to 7 blocks a class after it last wrote one whole). Large blocks fault in as written.
+ * to 7 blocks a class after it last wrote one whole). A large block's pages are freed large
+ * blocks' where the cache has them (see mp_heap_free()), else fault in as written.
  * Returns NULL if and only if: errno = ENOMEM: the size is above PTRDIFF_MAX, or the capacity or
  * the source is exhausted; errno = EINVAL: heap is NULL.
  * Thread-safety: as the heap's flags say (MP_THREAD_SAFE: any thread at any time).
@@ -650,14 +651,16 @@ void *mp_heap_aligned_alloc(mp_heap *heap, size_t align, size_t size);
 
 /*
  * Like free(): gives a block back to its class pool, which is found from the block's address (its
- * chunk header, found by masking), or unmaps a large block (keeping a few recently freed large
- * blocks for reuse, so repeated large allocations do not fault their pages in again). NULL does
- * nothing.
+ * chunk header, found by masking), or caches a large block's pages for reuse, so later large
+ * allocations do not fault pages in again: at most 32 MiB (in at most 32 runs), the oldest
+ * unmapped past that. In a heap over the system source (no source, no buffer) cached pages serve a
+ * later large request of any size (a larger block is cut, or pages are moved into a new mapping by
+ * mremap); over a caller's source a cached block is reused whole, by a request it fits within 25%.
+ * NULL does nothing.
  * Undefined in a plain heap, reported in a checked one: a pointer the heap did not hand out (an
  * invalid free, in the heap's name), a block freed twice (a double free: a class block's in its
- * class pool's name, "HEAP/SIZE"; a large block's in the heap's name while its mapping is among the
- * few cached, and once the mapping went back, when the address is no longer the heap's, an invalid
- * free).
+ * class pool's name, "HEAP/SIZE"; a large block's in the heap's name while its mapping is cached
+ * whole, and once the mapping went back or was cut up, an invalid free).
  */
 void mp_heap_free(mp_heap *heap, void *p);
 
@@ -715,7 +718,7 @@ struct mp_heap_stats {
     uint64_t bytes_in_use;   /* usable bytes of the blocks in use */
     uint64_t bytes_reserved; /* taken from the source (or the buffer) and not given back */
     uint64_t large_in_use;   /* large blocks in use */
-    uint64_t large_cached;   /* freed large blocks kept for reuse */
+    uint64_t large_cached;   /* runs of freed large blocks' pages kept for reuse */
     mp_heap_class_stats classes[MP_HEAP_CLASSES]; /* by increasing size */
 };
 

@@ -13,12 +13,16 @@
  *
  * Every byte the heap takes goes through heap_map()/heap_unmap() (the heap's own mp_source over the
  * caller's source or buffer), which keeps bytes_reserved and enforces the capacity. Freed large
- * blocks are kept in a small cache (LARGE_CACHE_MAX blocks, LARGE_CACHE_BYTES bytes) and reused by
- * a later request of a size they fit within 25%, so a program that allocates and frees large
- * blocks in a loop does not map and fault in its pages every time (a refault storm).
+ * blocks' pages are cached (LARGE_CACHE_MAX runs, LARGE_CACHE_BYTES bytes), so a program that
+ * allocates and frees large blocks does not map and fault in its pages every time (a refault
+ * storm). Over the system source a cached mapping is cut into runs at any page: a request takes a
+ * larger aligned run where it lies and leaves the rest cached, or has cached runs moved into a fresh
+ * mapping (cache_gather), so freed pages serve any size. A caller's source takes back only whole
+ * regions: there a run is a whole mapping, reused by a request it fits within 25%.
  * Invariants: pools[c] is NULL or a pool of class_size(c) with HEAP_CHUNK chunks; every large block
- * in use is on `large`, every cached one on `cache`, never both; bytes_reserved is the sum of what
- * heap_map gave and heap_unmap has not taken back; a class's totals (mp_heap_stats) are its pool's
+ * in use is on `large`, every cached run on `cache`, never both; bytes_reserved is the sum of what
+ * heap_map gave and heap_unmap has not taken back, less the runs moved into another mapping (their
+ * pages are counted there); a class's totals (mp_heap_stats) are its pool's
  * plus, in a buffer heap, carry[c], what its pools made before a reset had counted.
  */
 #include "internal.h"
@@ -36,19 +40,20 @@
 #define CLASS_LEAD ((size_t)64)
 /* A large block starts after its header and the owner lines (internal.h), which hold NULL. */
 #define LARGE_HEADER (MP_CHUNK_HEADER + MPI_OWNER_ROOM)
-#define LARGE_CACHE_MAX 8
-#define LARGE_CACHE_BYTES ((size_t)64 * 1024 * 1024)
+/* The cache's bounds: the unused pages a heap holds, and the runs each large alloc may scan. */
+#define LARGE_CACHE_MAX 32
+#define LARGE_CACHE_BYTES ((size_t)32 * 1024 * 1024)
 
 static_assert(MP_HEAP_MAX_CLASS <= HEAP_CHUNK / 8,
               "a class chunk holds several of the largest blocks");
 
-/* A large block's header at the start of its mapping. */
+/* A large block's header at the start of its mapping, or a cached run's at its first page. */
 typedef struct mpi_large {
     struct mpi_large *next;
     struct mpi_large *prev;
     size_t map_size; /* bytes mapped */
     size_t usable;   /* bytes from the block's start to the mapping's end */
-    void *block;     /* where the user's block starts */
+    void *block;     /* where the user's block starts (a run cut from a mapping's tail: NULL) */
 } mpi_large;
 static_assert(sizeof(mpi_large) <= MP_CHUNK_HEADER && LARGE_HEADER % 64 == 0,
               "the large header fits before the owner lines");
@@ -308,24 +313,131 @@ static void large_unlink(mpi_large **list, mpi_large *l)
     MPI_LIST_UNLINK(*list, l, next, prev);
 }
 
-/* A cached mapping that fits `need` bytes within 25%, unlinked; NULL if none. Lock held. */
+/* Whether a large block's mapping may be cut into runs: the system source's may (munmap of any
+ * page-aligned part of a mapping; mremap moves one); a caller's source takes back only whole
+ * regions, and a buffer takes nothing back before a reset. */
+static bool heap_splits(const mp_heap *heap)
+{
+    return heap->buf_end == NULL && heap->source.unmap == mpi_os_source.unmap;
+}
+
+static bool run_is_aligned(const mpi_large *r)
+{
+    return ((uintptr_t)r & (HEAP_CHUNK - 1)) == 0;
+}
+
+/* Puts the run r of `size` bytes in the cache, newest first, and unlinks the oldest runs past the
+ * limits (never r itself): returned, for the caller to unmap with no lock held. Lock held. */
+static mpi_large *cache_put_locked(mp_heap *heap, mpi_large *r, size_t size)
+{
+    r->map_size = size;
+    large_link(&heap->cache, r);
+    heap->ncache++;
+    mpi_large *evict = NULL;
+    size_t bytes = 0, n = 0;
+    for (mpi_large *c = heap->cache; c != NULL && evict == NULL; c = c->next) {
+        bytes += c->map_size;
+        n++;
+        if (c != r && (bytes > LARGE_CACHE_BYTES || n > LARGE_CACHE_MAX))
+            evict = c; /* this one and every older one go */
+    }
+    if (evict != NULL) {
+        evict->prev->next = NULL; /* evict is not the head: r is */
+        for (mpi_large *c = evict; c != NULL; c = c->next)
+            heap->ncache--;
+    }
+    return evict;
+}
+
+/* Gives back the runs of a list unlinked from the cache. No lock held. */
+static void cache_unmap(mp_heap *heap, mpi_large *list)
+{
+    for (mpi_large *l = list, *next; l != NULL; l = next) {
+        next = l->next;
+        heap_unmap(heap, l, l->map_size);
+    }
+}
+
+/* Keeps the last `size` bytes of the run r as a run of the cache (a splitting heap only). The new
+ * run starts no block (block NULL), so a checked heap never takes a pointer into it for a double
+ * free. No lock held (it takes it). */
+static void cache_put_tail(mp_heap *heap, mpi_large *r, size_t keep, size_t size)
+{
+    mpi_large *tail = (mpi_large *)((char *)r + keep);
+    tail->block = NULL;
+    mpi_lock_acquire(&heap->lock);
+    mpi_large *evict = cache_put_locked(heap, tail, size - keep);
+    mpi_lock_release(&heap->lock);
+    cache_unmap(heap, evict);
+    r->map_size = keep;
+}
+
+static void cache_unlink(mp_heap *heap, mpi_large *r)
+{
+    large_unlink(&heap->cache, r);
+    heap->ncache--;
+}
+
+/* The smallest cached run of at least `need` bytes that can be a block where it lies, unlinked;
+ * NULL if none. Where mappings split, any larger run aligned as a block's mapping must be will do
+ * (large_alloc keeps its tail as a run); elsewhere every run is a whole mapping, and only one that
+ * fits within 25% (its tail stays with the block). Lock held. */
 static mpi_large *cache_take(mp_heap *heap, size_t need)
 {
+    bool splits = heap_splits(heap);
     mpi_large *best = NULL;
     for (mpi_large *l = heap->cache; l != NULL; l = l->next) {
-        if (l->map_size >= need && l->map_size - need <= need / 4 &&
-            (best == NULL || l->map_size < best->map_size))
+        bool fits = splits ? run_is_aligned(l) : l->map_size - need <= need / 4;
+        if (l->map_size >= need && fits && (best == NULL || l->map_size < best->map_size))
             best = l;
     }
-    if (best != NULL) {
-        large_unlink(&heap->cache, best);
-        heap->ncache--;
-    }
+    if (best != NULL)
+        cache_unlink(heap, best);
     return best;
 }
 
-/* Gives every cached large block back; the bytes given back. Takes the lock (so: not called from
- * under a class pool's lock, where heap_map runs). */
+/* The smallest cached run of at least `need` bytes, else the largest, unlinked; NULL if the cache
+ * is empty. Lock held. */
+static mpi_large *cache_pick(mp_heap *heap, size_t need)
+{
+    mpi_large *best = NULL;
+    for (mpi_large *l = heap->cache; l != NULL; l = l->next) {
+        bool better = best == NULL ||
+                      (l->map_size >= need ? best->map_size < need || l->map_size < best->map_size
+                                           : best->map_size < l->map_size);
+        best = better ? l : best;
+    }
+    if (best != NULL)
+        cache_unlink(heap, best);
+    return best;
+}
+
+/* Fills the fresh mapping `to` of `need` bytes with the pages of cached runs, moved (mpi_os_move:
+ * no copy, no fault) instead of faulted in anew, so the cache's pages serve a request of any size
+ * as if its runs were coalesced; what the last run has over stays cached. A splitting heap only;
+ * no lock held (it takes it). */
+static void cache_gather(mp_heap *heap, char *to, size_t need)
+{
+    for (size_t at = 0; at < need;) {
+        mpi_lock_acquire(&heap->lock);
+        mpi_large *r = cache_pick(heap, need - at);
+        mpi_lock_release(&heap->lock);
+        if (r == NULL)
+            return;
+        if (r->map_size > need - at)
+            cache_put_tail(heap, r, need - at, r->map_size);
+        size_t len = r->map_size;
+        if (mpi_os_move(r, len, to + at)) {
+            atomic_fetch_sub(&heap->reserved, len); /* those bytes of `to` are the run's pages */
+            at += len;
+        } else { /* a run of several mappings (or no mremap): its pages go back */
+            heap_unmap(heap, r, len);
+        }
+    }
+}
+
+/* Gives every cached run back; the bytes given back. Takes the lock (so: not called from under a
+ * class pool's lock, where heap_map runs). */
 static size_t large_cache_drop(mp_heap *heap)
 {
     mpi_lock_acquire(&heap->lock);
@@ -334,11 +446,9 @@ static size_t large_cache_drop(mp_heap *heap)
     heap->ncache = 0;
     mpi_lock_release(&heap->lock);
     size_t bytes = 0;
-    for (mpi_large *l = list, *next; l != NULL; l = next) {
-        next = l->next;
+    for (const mpi_large *l = list; l != NULL; l = l->next)
         bytes += l->map_size;
-        heap_unmap(heap, l, l->map_size);
-    }
+    cache_unmap(heap, list);
     return bytes;
 }
 
@@ -427,8 +537,12 @@ static void *large_alloc(mp_heap *heap, size_t size, size_t align)
             count_failed(heap);
             return NULL;
         }
+        if (heap_splits(heap))
+            cache_gather(heap, (char *)l, need);
         *mpi_owner_word((uintptr_t)l, HEAP_SHIFT) = NULL; /* heap_chunk_owner(): a large block */
         l->map_size = need;
+    } else if (l->map_size > need && heap_splits(heap)) {
+        cache_put_tail(heap, l, need, l->map_size);
     }
     l->block = (char *)l + off;
     l->usable = l->map_size - off;
@@ -441,36 +555,15 @@ static void *large_alloc(mp_heap *heap, size_t size, size_t align)
     return l->block;
 }
 
-/* Keeps the block for reuse, or gives it back; evicts the oldest cached blocks past the limits. */
+/* Keeps the block's mapping as a cached run, evicting the oldest runs past the limits. */
 static MP_NOINLINE void large_free(mp_heap *heap, mpi_large *l)
 {
-    mpi_large *evict = NULL;
     mpi_lock_acquire(&heap->lock);
     large_unlink(&heap->large, l);
     heap->large_frees++;
-    large_link(&heap->cache, l);
-    heap->ncache++;
-    size_t bytes = 0, n = 0;
-    for (mpi_large *c = heap->cache; c != NULL; c = c->next) {
-        bytes += c->map_size;
-        n++;
-        if (c != l && (bytes > LARGE_CACHE_BYTES || n > LARGE_CACHE_MAX)) {
-            evict = c; /* this one and every older one go */
-            break;
-        }
-    }
-    if (evict != NULL) {
-        if (evict->prev != NULL)
-            evict->prev->next = NULL;
-        for (mpi_large *c = evict; c != NULL; c = c->next)
-            heap->ncache--;
-    }
+    mpi_large *evict = cache_put_locked(heap, l, l->map_size);
     mpi_lock_release(&heap->lock);
-    while (evict != NULL) { /* the system is called with no lock held */
-        mpi_large *next = evict->next;
-        heap_unmap(heap, evict, evict->map_size);
-        evict = next;
-    }
+    cache_unmap(heap, evict); /* the system is called with no lock held */
 }
 
 /* mp_heap_visit(): every class pool's live blocks, then the large blocks in use, newest first. No

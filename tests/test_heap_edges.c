@@ -1473,12 +1473,12 @@ static void test_checked_reports(void)
     log_one("reports: a large block freed twice: double free, naming the heap", MP_ERR_DOUBLE_FREE,
             NULL, "ckheap", large);
 
-    /* One freed so long ago that its mapping went back (the cache keeps 8): the heap cannot tell
-     * its address from any other, so this one is an invalid free (mp_heap_free's contract). */
-    void *bigs[10];
-    for (int i = 0; i < 10; i++)
+    /* One freed so long ago that its mapping went back (the cache keeps 32 runs): the heap cannot
+     * tell its address from any other, so this one is an invalid free (mp_heap_free's contract). */
+    void *bigs[40];
+    for (int i = 0; i < 40; i++)
         bigs[i] = mp_heap_alloc(h, MiB + (size_t)i * 4096);
-    for (int i = 0; i < 10; i++)
+    for (int i = 0; i < 40; i++)
         mp_heap_free(h, bigs[i]);
     log_none("reports: large frees are not reported");
     mp_heap_free(h, bigs[0]);

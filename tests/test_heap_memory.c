@@ -11,6 +11,8 @@
 
 #include "test_heap.h"
 
+#include <sys/resource.h>
+
 /* ------------------------------------------------------------------------------------------------
  * Reset, destroy, capacity, buffers, a failing source
  * ---------------------------------------------------------------------------------------------- */
@@ -564,6 +566,166 @@ static void test_shared_ends(void)
  * The run
  * ---------------------------------------------------------------------------------------------- */
 
+/* ------------------------------------------------------------------------------------------------
+ * Large blocks: freed pages serve later requests of any size
+ * ---------------------------------------------------------------------------------------------- */
+
+static long minor_faults(void)
+{
+    struct rusage u;
+    return getrusage(RUSAGE_SELF, &u) == 0 ? u.ru_minflt : 0;
+}
+
+static void touch_pages(unsigned char *p, size_t n)
+{
+    for (size_t k = 0; k < n; k += 4096)
+        p[k] = (unsigned char)k;
+    p[n - 1] = 1;
+}
+
+/* A large block's mapping: its block starts less than 2 MiB after the mapping's 2 MiB-aligned
+ * start (mp_heap_free finds the header by masking), and its usable size runs to the mapping's end. */
+static size_t mapping_of(const mp_heap *h, const void *p)
+{
+    return mp_heap_usable_size(h, p) + ((uintptr_t)p & (2 * MiB - 1));
+}
+
+static uint64_t reserved(const mp_heap *h)
+{
+    struct mp_heap_stats s;
+    return mp_heap_stats(h, &s) == 0 ? s.bytes_reserved : 0;
+}
+
+/* A block reused in place for a smaller request keeps the rest of its pages cached, and a larger
+ * request takes them: no page faults in again, and bytes_reserved says exactly what is mapped. */
+static void test_large_any_size(void)
+{
+    mp_heap *h = mp_heap_create(&(mp_heap_opts){.name = "anysize"});
+    if (!CHECK("any size: heap", h != NULL))
+        return;
+    uint64_t base = reserved(h);
+    unsigned char *p = mp_heap_alloc(h, 4 * MiB);
+    if (!CHECK("any size: 4 MiB", p != NULL))
+        return;
+    touch_pages(p, 4 * MiB);
+    size_t whole = mapping_of(h, p);
+    mp_heap_free(h, p);
+    unsigned char *q = mp_heap_alloc(h, MiB);
+    struct mp_heap_stats s;
+    mp_heap_stats(h, &s);
+    CHECK("any size: a 1 MiB request reuses a freed 4 MiB block where it lies", q == p);
+    CHECK("any size: the rest of its pages stay cached, one run", s.large_cached == 1);
+    CHECK("any size: bytes_reserved unchanged: nothing mapped, nothing lost",
+          s.bytes_reserved == base + whole);
+    long f0 = minor_faults();
+    unsigned char *r = mp_heap_alloc(h, 3 * MiB - 64 * KiB);
+    if (CHECK("any size: 3 MiB - 64 KiB", r != NULL))
+        touch_pages(r, 3 * MiB - 64 * KiB);
+    long faults = minor_faults() - f0;
+    mp_heap_stats(h, &s);
+    CHECK("any size: bytes_reserved exact: still the first block's pages, moved, none added",
+          s.bytes_reserved == base + whole);
+    size_t two = mapping_of(h, q) + mapping_of(h, r);
+    size_t back = mp_heap_trim(h);
+    mp_heap_stats(h, &s);
+    CHECK("any size: trim gives back what the two blocks left cached",
+          back == whole - two && s.bytes_reserved == base + two && s.large_cached == 0);
+    mp_heap_free(h, q);
+    mp_heap_free(h, r);
+    back = mp_heap_trim(h);
+    mp_heap_stats(h, &s);
+    CHECK("any size: and, both freed, everything",
+          back == two && s.bytes_reserved == base && s.large_cached == 0);
+    /* the same block's faults with the cache empty, in this run (a tool may add its own) */
+    f0 = minor_faults();
+    unsigned char *fresh = mp_heap_alloc(h, 3 * MiB - 64 * KiB);
+    if (CHECK("any size: a fresh 3 MiB - 64 KiB", fresh != NULL))
+        touch_pages(fresh, 3 * MiB - 64 * KiB);
+    long fresh_faults = minor_faults() - f0;
+    printf("  3 MiB from the cached rest of a 4 MiB block: %ld faults; from nothing: %ld\n", faults,
+           fresh_faults);
+    if (!TEST_TSAN) /* TSan's shadow faults in as the program writes, several pages a page */
+        CHECK("any size: a larger request takes the cached pages: no refault",
+              faults < fresh_faults / 2);
+    mp_heap_free(h, fresh);
+    mp_heap_destroy(h);
+}
+
+/* Blocks of random large sizes (300 KiB..4 MiB) freed and allocated in turn, as malloc_large does: the pages come
+ * from the cache, so few fault in, and what the heap holds stays within the cache's bound above
+ * what is in use. */
+static void test_large_churn(void)
+{
+    mp_heap *h = mp_heap_create(&(mp_heap_opts){.name = "churn"});
+    if (!CHECK("churn: heap", h != NULL))
+        return;
+    enum { SLOTS = 20, ROUNDS = 400 };
+    unsigned char *b[SLOTS] = {0};
+    size_t n[SLOTS] = {0};
+    uint64_t base = reserved(h), rng = 0x9E3779B97F4A7C15u, worst = 0;
+    long pages = 0, faults = 0;
+    for (int r = 0; r < ROUNDS; r++) {
+        rng = rng * 6364136223846793005u + 1442695040888963407u;
+        size_t i = (size_t)(rng >> 33) % SLOTS, size = 300 * KiB + (size_t)(rng >> 20) % (4 * MiB);
+        mp_heap_free(h, b[i]);
+        b[i] = mp_heap_alloc(h, size);
+        n[i] = size;
+        if (b[i] == NULL)
+            break;
+        long f0 = minor_faults();
+        touch_pages(b[i], size);
+        if (r >= ROUNDS / 2) { /* past the warm-up */
+            faults += minor_faults() - f0;
+            pages += (long)((size + 4095) / 4096);
+        }
+        uint64_t live = 0;
+        for (size_t k = 0; k < SLOTS; k++)
+            live += b[k] != NULL ? mapping_of(h, b[k]) : 0;
+        uint64_t held = reserved(h) - base - live;
+        worst = held > worst ? held : worst;
+    }
+    printf("  churn: %ld faults for %ld pages written; at most %" PRIu64 " KiB held unused\n",
+           faults, pages, worst / KiB);
+    CHECK("churn: every block allocated", b[0] != NULL || n[0] == 0);
+    if (!TEST_TSAN) /* as above */
+        CHECK("churn: freed pages serve later sizes: under 1 in 8 pages faults",
+              faults < pages / 8);
+    CHECK("churn: unused bytes held stay within the cache's 32 MiB", worst <= 32 * MiB);
+    for (size_t k = 0; k < SLOTS; k++)
+        mp_heap_free(h, b[k]);
+    mp_heap_trim(h);
+    CHECK("churn: trim gives every byte back", reserved(h) == base);
+    mp_heap_destroy(h);
+}
+
+/* A caller's source takes back only whole regions: a cached block is reused only by a request it
+ * fits within 25%, never split, and trim returns it whole. */
+static void test_large_source_whole(void)
+{
+    counting_source *cs = src_new();
+    mp_source source = counting_source_of(cs);
+    mp_heap *h = mp_heap_create(&(mp_heap_opts){.source = &source, .name = "whole"});
+    if (!CHECK("source: heap", h != NULL && cs != NULL))
+        return;
+    uint64_t base = reserved(h);
+    void *p = mp_heap_alloc(h, 4 * MiB);
+    mp_heap_free(h, p);
+    unsigned long long maps = cs->maps;
+    void *q = mp_heap_alloc(h, MiB);
+    CHECK("source: a 4 MiB block is not split for 1 MiB: a new mapping",
+          q != NULL && q != p && cs->maps == maps + 1);
+    void *r = mp_heap_alloc(h, 4 * MiB - 4096);
+    CHECK("source: a request it fits within 25% reuses it", r == p && cs->maps == maps + 1);
+    mp_heap_free(h, q);
+    mp_heap_free(h, r);
+    mp_heap_trim(h);
+    CHECK("source: trim gives both back whole",
+          reserved(h) == base && cs->bad_unmaps == 0 && src_kept_contract(cs));
+    mp_heap_destroy(h);
+    CHECK("source: everything back at destroy", cs->bytes_out == 0);
+    free(cs);
+}
+
 int main(void)
 {
     setvbuf(stdout, NULL, _IOLBF, 0);
@@ -573,7 +735,10 @@ int main(void)
                                {"buffer exhaustion", test_buffer_exhaustion},
                                {"failing source", test_failing_source},
                                {"pages of fresh blocks", test_populate},
-                               {"pages shared by neighbours' ends", test_shared_ends}};
+                               {"pages shared by neighbours' ends", test_shared_ends},
+                               {"large blocks reused at any size", test_large_any_size},
+                               {"large blocks churned", test_large_churn},
+                               {"large blocks over a caller's source", test_large_source_whole}};
     run_parts(parts, sizeof parts / sizeof parts[0]);
     return TEST_DONE();
 }
