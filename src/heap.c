@@ -539,11 +539,12 @@ static void *large_alloc(mp_heap *heap, size_t size, size_t align)
         }
         if (heap_splits(heap))
             cache_gather(heap, (char *)l, need);
-        *mpi_owner_word((uintptr_t)l, HEAP_SHIFT) = NULL; /* heap_chunk_owner(): a large block */
         l->map_size = need;
     } else if (l->map_size > need && heap_splits(heap)) {
         cache_put_tail(heap, l, need, l->map_size);
     }
+    /* heap_chunk_owner(): a large block; a reused run may have been a tail, holding user bytes */
+    *mpi_owner_word((uintptr_t)l, HEAP_SHIFT) = NULL;
     l->block = (char *)l + off;
     l->usable = l->map_size - off;
     mpi_lock_acquire(&heap->lock);

@@ -654,6 +654,30 @@ static void test_large_any_size(void)
 /* Blocks of random large sizes (300 KiB..4 MiB) freed and allocated in turn, as malloc_large does: the pages come
  * from the cache, so few fault in, and what the heap holds stays within the cache's bound above
  * what is in use. */
+/* A cached run that starts a 2 MiB chunk (a tail cut at a multiple of 2 MiB) may hold the old
+ * user's bytes where free looks for a block's owner: reused, it must read as a large block. */
+static void test_large_tail_owner(void)
+{
+    mp_heap *h = mp_heap_create(&(mp_heap_opts){.name = "tailowner"});
+    if (!CHECK("tail at a chunk: heap", h != NULL))
+        return;
+    unsigned char *p = mp_heap_alloc(h, 4 * MiB);
+    if (!CHECK("tail at a chunk: 4 MiB", p != NULL))
+        return;
+    memset(p, 0xA5, 4 * MiB); /* the second chunk's first words too */
+    mp_heap_free(h, p);
+    /* header + block = 2 MiB exactly: the rest of the mapping is cached from the next chunk on */
+    void *head = mp_heap_alloc(h, 2 * MiB - ((uintptr_t)p & (2 * MiB - 1)));
+    void *tail = mp_heap_alloc(h, 512 * 1024);
+    CHECK("tail at a chunk: both served", head != NULL && tail != NULL);
+    mp_heap_free(h, tail); /* crashed: the owner word was the old user's bytes */
+    mp_heap_free(h, head);
+    struct mp_heap_stats s;
+    CHECK("tail at a chunk: both freed as large blocks",
+          mp_heap_stats(h, &s) == 0 && s.large_in_use == 0 && s.blocks_in_use == 0 && s.frees == 3);
+    mp_heap_destroy(h);
+}
+
 static void test_large_churn(void)
 {
     mp_heap *h = mp_heap_create(&(mp_heap_opts){.name = "churn"});
@@ -737,6 +761,7 @@ int main(void)
                                {"pages of fresh blocks", test_populate},
                                {"pages shared by neighbours' ends", test_shared_ends},
                                {"large blocks reused at any size", test_large_any_size},
+                               {"a cached tail at a chunk's start", test_large_tail_owner},
                                {"large blocks churned", test_large_churn},
                                {"large blocks over a caller's source", test_large_source_whole}};
     run_parts(parts, sizeof parts / sizeof parts[0]);
