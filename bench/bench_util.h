@@ -1,6 +1,7 @@
 /*
- * bench_util.h: the clock and the random numbers every benchmark program here uses (bench_pool and
- * the suite's peer programs), so that both time and draw exactly alike.
+ * bench_util.h: the clock, the random numbers and the order of medians every benchmark program
+ * here uses (bench_pool, the suite's peer programs and its report), so that all time, draw and
+ * sort exactly alike.
  */
 #ifndef MP_BENCH_UTIL_H
 #define MP_BENCH_UTIL_H

@@ -906,8 +906,8 @@ int mp_arena_stats(const mp_arena *arena, struct mp_arena_stats *out);
  * Off the fast path, still inline: a plain pool with an empty list carves the never-used block at
  * `bump` while bump < end (a bump pointer: no call, and not counted: see below); every other pool
  * keeps end == NULL. Then a plain thread-safe pool (tsoff != 0) uses this thread's cache of it, the
- * entry at byte offset tsoff of this thread's table mpi_tcaches, with no lock; the rest goes to
- * the *_slow functions in pool.c.
+ * entry at byte offset tsoff of this thread's table mpi_tcaches, with no lock; an inline handle
+ * pool pops and pushes `hfree` (below); the rest goes to the *_slow functions in pool.c.
  * Only pops are counted inline: one store more than the original free list, where a second
  * counter would cost a third more time in an alloc+free loop. A block carved inline is counted
  * by the library from `bump` (the blocks below it), as is everything else: blocks in use are
@@ -1103,9 +1103,6 @@ static MP_ALWAYS_INLINE struct mp_tcache_fast *mpi_tcache_of(mp_pool *pool)
     return (struct mp_tcache_fast *)((char *)mpi_tcaches + ((struct mp_pool_fast *)pool)->tsoff);
 }
 
-/* Off the fast path, for a pool that is not NULL (nor its block): a thread cache's pop, else the
- * slow path. Intended cost: two loads (tsoff, the TLS table), a pop and two stores; no lock, no
- * atomic read-modify-write. */
 /* Past the thread cache, for a pool whose cache is empty or full, or that has none: the inline
  * handle pool's pop or push (hfree, hmask), which moves the block's generation on, else the slow
  * path. Only that pool is not thread-safe, so nothing reads the generation meanwhile. Intended
@@ -1136,6 +1133,9 @@ static MP_ALWAYS_INLINE void mpi_pool_free_uncached(mp_pool *pool, void *block)
     mp_pool_free_slow(pool, block);
 }
 
+/* Off the fast path, for a pool that is not NULL (nor its block): a thread cache's pop, else
+ * mpi_pool_alloc_uncached(). Intended cost: two loads (tsoff, the TLS table), a pop and two
+ * stores; no lock, no atomic read-modify-write. */
 static MP_ALWAYS_INLINE void *mpi_pool_alloc_cached(mp_pool *pool)
 {
     struct mp_tcache_fast *c = mpi_tcache_of(pool);

@@ -90,11 +90,11 @@
 
 /* Bare metal (CMake: MEMPOOL_FREESTANDING): 1 builds only what pools and arenas in a caller's
  * buffer, or over a caller's mp_source, need (os.c, pool.c, arena.c, stats.c, check.c, handles.c;
- * no tcache.c, no heap.c), with -ffreestanding: no C library call but memset and memcpy (and libgcc's 64-bit
- * division), no system call, no threads, no stdio. What needs the system is refused with ENOSYS:
- * MP_THREAD_SAFE, MP_SECURE (no entropy), and a pool or arena with neither buffer nor source; the
- * heap (mp_heap_*, mp_malloc...) and the text/JSON writers (mp_stats_write, mp_stats_print,
- * mp_heap_stats_write) are not defined. Errors go to mp_errno, not errno; error
+ * no tcache.c, no heap.c), with -ffreestanding: no C library call but memset and memcpy (and
+ * libgcc's 64-bit division), no system call, no threads, no stdio. What needs the system is refused
+ * with ENOSYS: MP_THREAD_SAFE, MP_SECURE (no entropy), and a pool or arena with neither buffer nor
+ * source; the heap (mp_heap_*, mp_malloc...) and the text/JSON writers (mp_stats_write,
+ * mp_stats_print, mp_heap_stats_write) are not defined. Errors go to mp_errno, not errno; error
  * reports go to the handler of mp_set_error_handler() only (the default traps). The program that
  * includes mempool.h must define it the same way. 0: the hosted library. */
 #ifndef MP_FREESTANDING

@@ -16,14 +16,14 @@
  * blocks' pages are cached (LARGE_CACHE_MAX runs, LARGE_CACHE_BYTES bytes), so a program that
  * allocates and frees large blocks does not map and fault in its pages every time (a refault
  * storm). Over the system source a cached mapping is cut into runs at any page: a request takes a
- * larger aligned run where it lies and leaves the rest cached, or has cached runs moved into a fresh
- * mapping (cache_gather), so freed pages serve any size. A caller's source takes back only whole
- * regions: there a run is a whole mapping, reused by a request it fits within 25%.
- * Invariants: pools[c] is NULL or a pool of class_size(c) with HEAP_CHUNK chunks; every large block
- * in use is on `large`, every cached run on `cache`, never both; bytes_reserved is the sum of what
- * heap_map gave and heap_unmap has not taken back, less the runs moved into another mapping (their
- * pages are counted there); a class's totals (mp_heap_stats) are its pool's
- * plus, in a buffer heap, carry[c], what its pools made before a reset had counted.
+ * larger aligned run where it lies and leaves the rest cached, or has cached runs moved into a
+ * fresh mapping (cache_gather), so freed pages serve any size. A caller's source takes back only
+ * whole regions: there a run is a whole mapping, reused by a request it fits within 25%.
+ * Invariants: pools[c] is NULL or a pool of class_size(c) with HEAP_CHUNK chunks; every large
+ * block in use is on `large`, every cached run on `cache`, never both; bytes_reserved is the sum
+ * of what heap_map gave and heap_unmap has not taken back, less the runs moved into another
+ * mapping (their pages are counted there); a class's totals (mp_heap_stats) are its pool's plus,
+ * in a buffer heap, carry[c], what its pools made before a reset had counted.
  */
 #include "internal.h"
 

@@ -19,7 +19,6 @@
  */
 #include "mempool.h"
 
-#include <cerrno>
 #include <cstddef>
 #include <cstdlib>
 #include <new>
@@ -33,6 +32,12 @@
 
 namespace
 {
+
+// The first try of every operator new: malloc's alignment (align 0) or aligned_alloc's.
+void *try_alloc(std::size_t size, std::size_t align) noexcept
+{
+    return align == 0 ? mp_malloc(size) : std::aligned_alloc(align, size);
+}
 
 #if MP_MALLOC_NEW_NEXT
 
@@ -62,7 +67,7 @@ void *next_new(const char *name, bool throwing)
 // Blocks of `size` bytes aligned to `align` (0: malloc's alignment); never nullptr.
 void *alloc_or_throw(std::size_t size, std::size_t align)
 {
-    void *p = align == 0 ? mp_malloc(size) : std::aligned_alloc(align, size);
+    void *p = try_alloc(size, align);
     if (p != nullptr)
         return p;
     if (align == 0)
@@ -73,13 +78,13 @@ void *alloc_or_throw(std::size_t size, std::size_t align)
 
 void *alloc_or_null(std::size_t size, std::size_t align) noexcept
 {
-    void *p = align == 0 ? mp_malloc(size) : std::aligned_alloc(align, size);
+    void *p = try_alloc(size, align);
     if (p != nullptr)
         return p;
     void *f = next_new(align == 0 ? NEW_NAME(NOTHROW_ARG) : NEW_NAME(ALIGN_ARG NOTHROW_ARG), false);
-    const std::nothrow_t tag{}; // not std::nothrow, an object of the C++ runtime
     if (f == nullptr)
         return nullptr;
+    const std::nothrow_t tag{}; // not std::nothrow, an object of the C++ runtime
     if (align == 0)
         return reinterpret_cast<void *(*)(std::size_t, const std::nothrow_t &) noexcept>(f)(size,
                                                                                             tag);
@@ -94,7 +99,7 @@ void *alloc_or_null(std::size_t size, std::size_t align) noexcept
 void *alloc_or_throw(std::size_t size, std::size_t align)
 {
     for (;;) {
-        void *p = align == 0 ? mp_malloc(size) : std::aligned_alloc(align, size);
+        void *p = try_alloc(size, align);
         if (p != nullptr)
             return p;
         std::new_handler handler = std::get_new_handler();

@@ -155,16 +155,12 @@ static mpi_run *pool_run_of(const mp_pool *pool, const void *block)
  * x is an address difference (in a chunk or a run): a 32-bit target divides in 32 bits, with no
  * 64-bit division from libgcc.
  */
-#ifdef __SIZEOF_INT128__
-__extension__ typedef unsigned __int128 u128;
-#endif
-
 static uint64_t stride_div(const mp_pool *pool, uintptr_t x, uint64_t *rem)
 {
     uint64_t q;
 #ifdef __SIZEOF_INT128__
     if (x <= UINT32_MAX && pool->stride_recip != 0)
-        q = (uint64_t)(((u128)pool->stride_recip * x) >> 64);
+        q = (uint64_t)(((mpi_u128)pool->stride_recip * x) >> 64);
     else
 #else /* a 32-bit target: one divide instruction, not a 64-bit division's loop in libgcc */
     if (x <= UINT32_MAX && pool->stride <= UINT32_MAX)
@@ -1308,7 +1304,7 @@ static MP_ALWAYS_INLINE bool chunk_slot(const mp_pool *pool, uintptr_t chunk, ui
     if (off >= pool->slots_bytes)
         return false;
 #ifdef __SIZEOF_INT128__
-    u128 m = (u128)pool->stride_recip * off;
+    mpi_u128 m = (mpi_u128)pool->stride_recip * off;
     *slot = (uint64_t)(m >> 64);
     return (uint64_t)m < pool->stride_recip;
 #else

@@ -914,11 +914,7 @@ static const rr_shape rr_shapes[] = {
 /* Scale from the environment (MP_TEST_SCALE, as in tests/CMakeLists.txt), at least one op. */
 static inline uint64_t scaled(uint64_t n)
 {
-    const char *s = getenv("MP_TEST_SCALE");
-    double f = s ? strtod(s, NULL) : 1.0;
-    if (!(f > 0))
-        f = 1.0;
-    double r = (double)n * f;
+    double r = (double)n * test_scale();
     return r < 1 ? 1 : (uint64_t)r;
 }
 

@@ -27,9 +27,7 @@ namespace
 
 std::size_t scaled(std::size_t n)
 {
-    const char *s = std::getenv("MP_TEST_SCALE");
-    double f = s != nullptr ? std::atof(s) : 1.0;
-    std::size_t r = static_cast<std::size_t>(static_cast<double>(n) * (f > 0 ? f : 1.0));
+    std::size_t r = static_cast<std::size_t>(static_cast<double>(n) * test_scale());
     return r < 50 ? 50 : r;
 }
 

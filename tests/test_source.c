@@ -408,10 +408,8 @@ static void test_misaligned_source(void)
 
 int main(int argc, char **argv)
 {
-    const char *scale = getenv("MP_TEST_SCALE");
-    double f = scale ? strtod(scale, NULL) : 1.0;
     unsigned growths =
-        argc > 1 ? (unsigned)strtoul(argv[1], NULL, 0) : (unsigned)(8 * (f > 0 ? f : 1.0) + 0.5);
+        argc > 1 ? (unsigned)strtoul(argv[1], NULL, 0) : (unsigned)(8 * test_scale() + 0.5);
     if (growths < 2)
         growths = 2;
     test_accounting();

@@ -13,6 +13,8 @@
 
 #include "suite_report.h"
 
+#include "../bench_util.h"
+
 #include <errno.h>
 #include <inttypes.h>
 #include <limits.h>
@@ -37,12 +39,6 @@
 /* ================================================================================================
  * Statistics: medians, ranges, ratios
  * ============================================================================================== */
-
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
 
 summary summarize(const double *v, int n)
 {
