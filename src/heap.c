@@ -127,11 +127,14 @@ static size_t lowest_bit(size_t x)
 }
 
 /* Whether class c's blocks start CLASS_LEAD bytes before a page boundary, 64-aligned, instead of
- * at their size's lowest bit: the classes above a page but powers of two. A program that writes a
- * block's two ends then shares the page where one object ends with the next one's start unless
- * the gap between them (the class's rounding) is nearly a page; page-aligned, the end page of an
- * object filling less than its block is its own. A program writing its blocks whole makes the same
- * pages resident either way. The powers of two stay page-aligned for mp_heap_aligned_alloc. */
+ * at their size's lowest bit: the classes above a page but powers of two. An object written at its
+ * two ends shares its last page with the next block's object unless a page boundary falls in the
+ * gap between them (the class's rounding). A block starting at a boundary puts one at the gap's
+ * end, so that page is never shared; one starting 64 bytes before it shares it for any gap up to
+ * 4032 bytes. Without the lead, every block of a page-multiple class starts at a boundary, but in
+ * the other classes (4.5 to 30 KiB, aligned to 512 to 2048 bytes) only one block in 2 to 8 does.
+ * A program writing its blocks whole makes the same pages resident either way. The powers of two
+ * stay page-aligned for mp_heap_aligned_alloc. */
 static bool class_leads(unsigned c)
 {
     size_t size = class_size(c);
@@ -349,7 +352,7 @@ static mpi_large *cache_put_locked(mp_heap *heap, mpi_large *r, size_t size)
     return evict;
 }
 
-/* Gives back the runs of a list unlinked from the cache. No lock held. */
+/* Gives back the mappings of a list of runs or large blocks, unlinked. No lock held. */
 static void cache_unmap(mp_heap *heap, mpi_large *list)
 {
     for (mpi_large *l = list, *next; l != NULL; l = next) {
@@ -378,30 +381,24 @@ static void cache_unlink(mp_heap *heap, mpi_large *r)
     heap->ncache--;
 }
 
-/* The smallest cached run of at least `need` bytes that can be a block where it lies, unlinked;
- * NULL if none. Where mappings split, any larger run aligned as a block's mapping must be will do
- * (large_alloc keeps its tail as a run); elsewhere every run is a whole mapping, and only one that
- * fits within 25% (its tail stays with the block). Lock held. */
-static mpi_large *cache_take(mp_heap *heap, size_t need)
+/* Whether the cached run l of at least `need` bytes can be a block of `need` bytes where it lies.
+ * Where mappings split, any run aligned as a block's mapping must be will do (large_alloc keeps
+ * its tail as a run); elsewhere every run is a whole mapping, and only one that fits within 25%
+ * (its tail stays with the block). */
+static bool run_serves(const mp_heap *heap, const mpi_large *l, size_t need)
 {
-    bool splits = heap_splits(heap);
-    mpi_large *best = NULL;
-    for (mpi_large *l = heap->cache; l != NULL; l = l->next) {
-        bool fits = splits ? run_is_aligned(l) : l->map_size - need <= need / 4;
-        if (l->map_size >= need && fits && (best == NULL || l->map_size < best->map_size))
-            best = l;
-    }
-    if (best != NULL)
-        cache_unlink(heap, best);
-    return best;
+    return heap_splits(heap) ? run_is_aligned(l) : l->map_size - need <= need / 4;
 }
 
-/* The smallest cached run of at least `need` bytes, else the largest, unlinked; NULL if the cache
- * is empty. Lock held. */
-static mpi_large *cache_pick(mp_heap *heap, size_t need)
+/* The smallest cached run of at least `need` bytes, unlinked. Only one that can be the block where
+ * it lies when in_place (large_alloc); otherwise any, and the largest when none is long enough
+ * (cache_gather). NULL if none. Lock held. */
+static mpi_large *cache_pick(mp_heap *heap, size_t need, bool in_place)
 {
     mpi_large *best = NULL;
     for (mpi_large *l = heap->cache; l != NULL; l = l->next) {
+        if (in_place && (l->map_size < need || !run_serves(heap, l, need)))
+            continue;
         bool better = best == NULL ||
                       (l->map_size >= need ? best->map_size < need || l->map_size < best->map_size
                                            : best->map_size < l->map_size);
@@ -420,7 +417,7 @@ static void cache_gather(mp_heap *heap, char *to, size_t need)
 {
     for (size_t at = 0; at < need;) {
         mpi_lock_acquire(&heap->lock);
-        mpi_large *r = cache_pick(heap, need - at);
+        mpi_large *r = cache_pick(heap, need - at, false);
         mpi_lock_release(&heap->lock);
         if (r == NULL)
             return;
@@ -527,7 +524,7 @@ static void *large_alloc(mp_heap *heap, size_t size, size_t align)
     }
     size_t need = (off + size + page - 1) & ~(page - 1);
     mpi_lock_acquire(&heap->lock);
-    mpi_large *l = cache_take(heap, need);
+    mpi_large *l = cache_pick(heap, need, true);
     mpi_lock_release(&heap->lock);
     if (l == NULL) { /* the system is called with no lock held */
         l = heap_map(heap, need, HEAP_CHUNK);
@@ -813,15 +810,11 @@ void *mp_heap_realloc(mp_heap *heap, void *p, size_t size)
 /* Unmaps every large block, in use and cached. */
 static void heap_drop_large(mp_heap *heap)
 {
-    mpi_large *lists[2] = {heap->large, heap->cache};
+    mpi_large *large = heap->large, *cache = heap->cache;
     heap->large = heap->cache = NULL;
     heap->ncache = 0;
-    for (int i = 0; i < 2; i++) {
-        for (mpi_large *l = lists[i], *next; l != NULL; l = next) {
-            next = l->next;
-            heap_unmap(heap, l, l->map_size);
-        }
-    }
+    cache_unmap(heap, large);
+    cache_unmap(heap, cache);
 }
 
 static void heap_destroy_pools(mp_heap *heap)
