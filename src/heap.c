@@ -954,22 +954,6 @@ static void huge_init(void)
     mpi_fork_lock_add(&huge_fork);
 }
 
-static bool huge_grow_locked(void)
-{
-    size_t page = mpi_os_page_size();
-    size_t cap = huge_cap != 0 ? huge_cap * 2 : page / sizeof(huge_block);
-    huge_block *t = mpi_os_source.map(NULL, cap * sizeof(huge_block), page);
-    if (t == NULL)
-        return false;
-    if (huge_table != NULL) {
-        memcpy(t, huge_table, huge_count * sizeof(huge_block));
-        mpi_os_source.unmap(NULL, huge_table, huge_cap * sizeof(huge_block));
-    }
-    huge_table = t;
-    huge_cap = cap;
-    return true;
-}
-
 void *mpi_heap_huge_alloc(size_t align, size_t size)
 {
     size_t page = mpi_os_page_size();
@@ -985,7 +969,8 @@ void *mpi_heap_huge_alloc(size_t align, size_t size)
         return NULL;
     }
     mpi_lock_acquire(&huge_lock);
-    bool ok = huge_count < huge_cap || huge_grow_locked();
+    bool ok =
+        mpi_os_table_grow((void **)&huge_table, &huge_cap, sizeof *huge_table, huge_count + 1);
     if (ok)
         huge_table[huge_count++] = (huge_block){p, len};
     mpi_lock_release(&huge_lock);

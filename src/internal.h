@@ -470,6 +470,10 @@ MPI_HIDDEN int mpi_option_value(const mpi_option *o, const char *value);
 MPI_HIDDEN void mpi_option_say_bad(const mpi_option *o, const char *value);
 /* The option's value from the environment: 0 when unset; a bad value is said and reads as 0. */
 MPI_HIDDEN int mpi_os_option(const mpi_option *o);
+/* Grows a table of *cap items of `size` bytes, mapped from the system (never malloc: mempool may
+ * be malloc), to hold at least `need` items: from a page's worth, doubled; the items kept, the
+ * rest zero (a fresh mapping's). False (the table as it was) on ENOMEM. */
+MPI_HIDDEN bool mpi_os_table_grow(void **table, size_t *cap, size_t size, size_t need);
 /* Writes one line (line and a newline) where the program's errors go (stderr), at once. */
 MPI_HIDDEN void mpi_os_error_line(const char *line);
 /* Stops the program abnormally (abort()). */

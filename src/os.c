@@ -340,6 +340,26 @@ int mpi_os_option(const mpi_option *o)
     return v < 0 ? 0 : v;
 }
 
+bool mpi_os_table_grow(void **table, size_t *cap, size_t size, size_t need)
+{
+    if (need <= *cap)
+        return true;
+    size_t page = mpi_os_page_size();
+    size_t cap2 = *cap != 0 ? *cap : page / size;
+    while (cap2 < need)
+        cap2 *= 2;
+    void *grown = os_map(NULL, cap2 * size, page);
+    if (grown == NULL)
+        return false;
+    if (*table != NULL) {
+        memcpy(grown, *table, *cap * size);
+        os_unmap(NULL, *table, *cap * size);
+    }
+    *table = grown;
+    *cap = cap2;
+    return true;
+}
+
 void mpi_os_error_line(const char *line)
 {
     fprintf(stderr, "%s\n", line);

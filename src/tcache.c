@@ -83,7 +83,8 @@ static mpi_fork_lock *fork_locks; /* thread-safe heaps' locks */
 static bool fork_handlers_ran;    /* set by fork_prepare: see registry_init */
 static uint32_t next_id = 1;      /* slot 0 means "no cache" */
 static uint32_t *free_ids;        /* ids of destroyed pools, for reuse */
-static uint32_t nfree_ids, free_ids_cap;
+static uint32_t nfree_ids;
+static size_t free_ids_cap;
 static mp_pool *cache_meta; /* where mpi_tcache and mpi_thread records come from */
 static mp_pool *thread_meta;
 
@@ -109,32 +110,6 @@ static void registry_init(void)
     mpi_os_thread_exit_hook(thread_exit);
     if (!fork_handlers_ran)
         mpi_os_atfork(fork_prepare, fork_parent, fork_child);
-}
-
-/* ================================================================================================
- * Small tables from the system (never malloc: mempool may one day be malloc)
- * ============================================================================================== */
-
-/* Grows a table of `*cap` items of `size` bytes to hold at least `need`; false on ENOMEM. */
-static bool table_grow(void **table, uint32_t *cap, size_t size, uint32_t need)
-{
-    if (need <= *cap)
-        return true;
-    size_t page = mpi_os_page_size();
-    uint32_t cap2 = *cap != 0 ? *cap : (uint32_t)(page / size);
-    while (cap2 < need)
-        cap2 *= 2;
-    void *grown = mpi_os_source.map(NULL, (size_t)cap2 * size, page);
-    if (grown == NULL)
-        return false;
-    if (*table != NULL) {
-        memcpy(grown, *table, (size_t)*cap * size);
-        mpi_os_source.unmap(NULL, *table, (size_t)*cap * size);
-    }
-    memset((char *)grown + (size_t)*cap * size, 0, (size_t)(cap2 - *cap) * size);
-    *table = grown;
-    *cap = cap2;
-    return true;
 }
 
 /* A record a cache line (or more) of its own: a thread writes its cache's record in its slow path
@@ -205,7 +180,7 @@ void mpi_ts_destroy(mp_pool *pool)
         cache_drop(pool->caches);
     MPI_LIST_UNLINK(ts_pools, pool, ts_next, ts_prev);
     if (pool->ts_id != 0 &&
-        table_grow((void **)&free_ids, &free_ids_cap, sizeof *free_ids, nfree_ids + 1))
+        mpi_os_table_grow((void **)&free_ids, &free_ids_cap, sizeof *free_ids, nfree_ids + 1))
         free_ids[nfree_ids++] = pool->ts_id; /* else the id is simply never reused */
     mpi_lock_release(&registry);
     mpi_lock_destroy(&pool->lock);
