@@ -70,19 +70,15 @@ static void write_all(int fd, const char *text, size_t len)
     }
 }
 
-static void say(const char *text)
-{
-    write_all(STDERR_FILENO, text, strlen(text));
-}
-
-/* The options, in the order of the OPT_ indexes; their values are parsed by os.c's one rule. */
+/* The options, by their OPT_ indexes; their values are parsed by os.c's one rule. */
 static const mpi_option show_stats_option = {
     "SHOW_STATS", {"0", "1", "json"}, {"no stats", "stats at exit, text", "stats at exit, JSON"}};
 static const mpi_option verbose_option = {
     "VERBOSE", {"0", "1", NULL}, {"quiet", "say what was read", NULL}};
 enum { OPT_SHOW_STATS, OPT_CHECKED, OPT_VERBOSE };
-static const mpi_option *const options[] = {&show_stats_option, &mpi_option_checked,
-                                            &verbose_option};
+static const mpi_option *const options[] = {[OPT_SHOW_STATS] = &show_stats_option,
+                                            [OPT_CHECKED] = &mpi_option_checked,
+                                            [OPT_VERBOSE] = &verbose_option};
 #define NOPTIONS (sizeof options / sizeof options[0])
 
 /* The index in options[] of the option `var` ("NAME=value" after MEMPOOL_) names, or -1. */
@@ -109,8 +105,8 @@ static void options_read(void)
         const char *var = *e + 8;
         int i = option_find(var);
         if (i < 0) {
-            snprintf(line, sizeof line, "mempool: unknown option %.200s (ignored)\n", *e);
-            say(line);
+            snprintf(line, sizeof line, "mempool: unknown option %.200s (ignored)", *e);
+            mpi_os_error_line(line);
             continue;
         }
         const char *value = var + strlen(options[i]->name) + 1;
@@ -126,9 +122,9 @@ static void options_read(void)
     }
     if (values[OPT_VERBOSE] == 1) {
         for (size_t i = 0; i < NOPTIONS; i++) {
-            snprintf(line, sizeof line, "mempool: MEMPOOL_%s=%s (%s)\n", options[i]->name,
+            snprintf(line, sizeof line, "mempool: MEMPOOL_%s=%s (%s)", options[i]->name,
                      options[i]->values[values[i]], options[i]->meaning[values[i]]);
-            say(line);
+            mpi_os_error_line(line);
         }
     }
 }
