@@ -23,9 +23,7 @@ static void *scratch(void *arg)
     worker *w = arg;
     free(w->given);
     for (long r = 0; r < w->rounds; r++) {
-        volatile char *p = malloc(w->size);
-        if (p == NULL)
-            exit(3);
+        volatile char *p = wl_got(malloc(w->size));
         for (long k = 0; k < w->writes; k++) {
             for (size_t i = 0; i < w->size; i++)
                 p[i] = (char)(p[i] * 0 + (char)(k + (long)i));
@@ -42,9 +40,9 @@ int main(int argc, char **argv)
     int threads = (int)wl_arg(argc, argv, 2, 4);
     long rounds = wl_arg(argc, argv, 3, 2000), writes = wl_arg(argc, argv, 4, 200);
     size_t size = (size_t)wl_arg(argc, argv, 5, 8);
-    worker *w = calloc((size_t)threads, sizeof *w);
+    worker *w = wl_got(calloc((size_t)threads, sizeof *w));
     for (int i = 0; i < threads; i++)
-        w[i] = (worker){thrash ? NULL : malloc(size), rounds, writes, size, 0, {0}};
+        w[i] = (worker){thrash ? NULL : wl_got(malloc(size)), rounds, writes, size, 0, {0}};
     wl_run(threads, scratch, w, sizeof *w);
     unsigned long long sum = 0;
     for (int i = 0; i < threads; i++)

@@ -22,20 +22,18 @@ typedef struct worker {
 static void *churn(void *arg)
 {
     worker *w = arg;
-    void **blocks = calloc(w->slots, sizeof *blocks);
+    void **blocks = wl_got(calloc(w->slots, sizeof *blocks));
     void *burst[BURST];
     for (long r = 0; r < w->rounds; r++) {
         size_t i = wl_range(&w->rng, 0, w->slots - 1);
         free(blocks[i]);
         size_t n = (r & 7) == 0 ? wl_range(&w->rng, 16, 4096) : wl_range(&w->rng, 16, 256);
-        blocks[i] = malloc(n);
-        if (blocks[i] == NULL)
-            exit(3);
+        blocks[i] = wl_got(malloc(n));
         *(volatile char *)blocks[i] = (char)n;
         w->sum += n;
         if (r % 10000 == 0) {
             for (int k = 0; k < BURST; k++)
-                burst[k] = malloc(n);
+                burst[k] = wl_got(malloc(n));
             for (int k = 0; k < BURST; k++)
                 free(burst[k]);
         }
@@ -51,7 +49,7 @@ int main(int argc, char **argv)
     int threads = (int)wl_arg(argc, argv, 1, 1);
     long rounds = wl_arg(argc, argv, 2, 2000000);
     size_t slots = (size_t)wl_arg(argc, argv, 3, 512);
-    worker *w = calloc((size_t)threads, sizeof *w);
+    worker *w = wl_got(calloc((size_t)threads, sizeof *w));
     for (int i = 0; i < threads; i++)
         w[i] = (worker){0x9E3779B97F4A7C15ULL * (uint64_t)(i + 1), rounds, slots, 0, {0}};
     wl_run(threads, churn, w, sizeof *w);

@@ -29,9 +29,7 @@ static void *serve(void *arg)
             free(t->blocks[i]);
         }
         size_t n = wl_range(&t->rng, 8, 1000);
-        t->blocks[i] = malloc(n);
-        if (t->blocks[i] == NULL)
-            exit(3);
+        t->blocks[i] = wl_got(malloc(n));
         t->sizes[i] = n;
         wl_mark(t->blocks[i], n, n * 31 + i);
     }
@@ -43,11 +41,11 @@ int main(int argc, char **argv)
     int threads = (int)wl_arg(argc, argv, 1, 4);
     long gens = wl_arg(argc, argv, 2, 10), rounds = wl_arg(argc, argv, 3, 20000);
     size_t slots = (size_t)wl_arg(argc, argv, 4, 1000);
-    table *tables = calloc((size_t)threads, sizeof *tables);
-    table *run = calloc((size_t)threads, sizeof *run);
+    table *tables = wl_got(calloc((size_t)threads, sizeof *tables));
+    table *run = wl_got(calloc((size_t)threads, sizeof *run));
     for (int i = 0; i < threads; i++) {
-        tables[i] = (table){calloc(slots, sizeof(void *)),
-                            calloc(slots, sizeof(size_t)),
+        tables[i] = (table){wl_got(calloc(slots, sizeof(void *))),
+                            wl_got(calloc(slots, sizeof(size_t))),
                             0x9E3779B97F4A7C15ULL * (uint64_t)(i + 1),
                             rounds,
                             slots,

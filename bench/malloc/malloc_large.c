@@ -12,8 +12,8 @@ int main(int argc, char **argv)
 {
     long rounds = wl_arg(argc, argv, 1, 5000);
     size_t slots = (size_t)wl_arg(argc, argv, 2, 20);
-    unsigned char **blocks = calloc(slots, sizeof *blocks);
-    size_t *sizes = calloc(slots, sizeof *sizes);
+    unsigned char **blocks = wl_got(calloc(slots, sizeof *blocks));
+    size_t *sizes = wl_got(calloc(slots, sizeof *sizes));
     uint64_t rng = 0x9E3779B97F4A7C15ULL;
     unsigned long long pages = 0;
     long bad = 0;
@@ -24,9 +24,7 @@ int main(int argc, char **argv)
             free(blocks[i]);
         }
         size_t n = wl_range(&rng, (size_t)64 << 10, (size_t)4 << 20);
-        unsigned char *p = malloc(n);
-        if (p == NULL)
-            exit(3);
+        unsigned char *p = wl_got(malloc(n));
         for (size_t k = 0; k < n; k += 4096, pages++)
             p[k] = (unsigned char)k;
         p[n - 1] = (unsigned char)i;

@@ -50,12 +50,21 @@ static inline int wl_check(const void *p, size_t n, uint64_t tag)
     return t == tag && (n == 8 || ((const unsigned char *)p)[n - 1] == (unsigned char)(tag >> 8));
 }
 
+/* p, the result of an allocation: a NULL stops the program with a message and the status 3 (a
+ * benchmark out of memory has nothing left to measure). */
+static inline void *wl_got(void *p)
+{
+    if (p == NULL) {
+        fprintf(stderr, "out of memory\n");
+        exit(3);
+    }
+    return p;
+}
+
 /* Runs fn(arg + i * size) on n threads and waits for them; exits when a thread cannot start. */
 static inline void wl_run(int n, void *(*fn)(void *), void *arg, size_t size)
 {
-    pthread_t *t = malloc((size_t)n * sizeof *t);
-    if (t == NULL)
-        exit(2);
+    pthread_t *t = wl_got(malloc((size_t)n * sizeof *t));
     for (int i = 0; i < n; i++) {
         if (pthread_create(&t[i], NULL, fn, (char *)arg + (size_t)i * size) != 0) {
             fprintf(stderr, "cannot start a thread\n");

@@ -36,14 +36,10 @@ static void *produce(void *arg)
 {
     worker *w = arg;
     for (long done = 0; done < per_producer;) {
-        batch *b = malloc(sizeof *b + (size_t)batch_size * sizeof(void *));
-        if (b == NULL)
-            exit(3);
+        batch *b = wl_got(malloc(sizeof *b + (size_t)batch_size * sizeof(void *)));
         for (b->n = 0; b->n < batch_size && done < per_producer; b->n++, done++) {
             size_t n = block_size(&w->rng);
-            unsigned char *p = malloc(n);
-            if (p == NULL)
-                exit(3);
+            unsigned char *p = wl_got(malloc(n));
             /* The size in the block's first word, for the consumer. */
             memcpy(p, &n, sizeof n);
             if (n > 8)
@@ -101,7 +97,7 @@ int main(int argc, char **argv)
     per_producer = wl_arg(argc, argv, 2, 200000);
     batch_size = wl_arg(argc, argv, 3, 64);
     producing = pairs;
-    worker *w = calloc((size_t)pairs * 2, sizeof *w);
+    worker *w = wl_got(calloc((size_t)pairs * 2, sizeof *w));
     for (int i = 0; i < pairs; i++)
         w[2 * i].rng = 0x9E3779B97F4A7C15ULL * (uint64_t)(i + 1); /* even: producers */
     wl_run(pairs * 2, start, w, sizeof *w);
