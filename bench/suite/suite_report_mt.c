@@ -411,20 +411,32 @@ static int section_threads(const study *st, section *sec, int n, goal_list *gl, 
     return n + 1;
 }
 
+/* Section n for the hand-off workload wl (prodcons, handover) of blocks of `size` bytes at 2
+ * threads, in cell *c: its title, note, table and plot; NULL (and *c < 0) when the run has none. */
+static section *section_handoff(const study *st, section *sec, int n, int wl, int size, char *note,
+                                int *c)
+{
+    *c = cell_find(st, wl, size, 2);
+    if (*c < 0)
+        return NULL;
+    section *s = section_of(sec, n, wl, note);
+    table_handoff(st, *c, &s->t);
+    s->plot = suite_workloads[wl].name;
+    return s;
+}
+
 static int section_prodcons(const study *st, section *sec, int n, goal_list *gl, char *note)
 {
-    int c = cell_find(st, WL_PRODCONS, TS_SIZE, 2);
-    if (c < 0)
+    int c;
+    section *s = section_handoff(st, sec, n, WL_PRODCONS, TS_SIZE, note, &c);
+    if (s == NULL)
         return n;
-    section *s = section_of(sec, n, WL_PRODCONS, note);
     textf(
         note, NOTE,
         "ns per block handed over (allocated and touched by the producer, freed by the consumer), "
         "wall time over blocks: median [min-max] of %d runs, each timed for %.0f ms; memory: "
         "medians.",
         st->opt.plan.runs, (double)st->opt.plan.threads_us / 1e3);
-    table_handoff(st, c, &s->t);
-    s->plot = "prodcons";
     goal_vs_malloc(
         st, s, gl, c, "mempool_ts", m_ns, "ns",
         "thread-safe pool producer -> consumer <= 0.5 x the best malloc's time per block (issue 5)",
@@ -477,17 +489,15 @@ static int section_own(const study *st, section *sec, int n, goal_list *gl, char
 
 static int section_handover(const study *st, section *sec, int n, goal_list *gl, char *note)
 {
-    int c = cell_find(st, WL_HANDOVER, ST_SIZE, 2);
-    if (c < 0)
+    int c;
+    section *s = section_handoff(st, sec, n, WL_HANDOVER, ST_SIZE, note, &c);
+    if (s == NULL)
         return n;
-    section *s = section_of(sec, n, WL_HANDOVER, note);
     textf(note, NOTE,
           "ns per block (allocated and written by the builder, read and freed by the other "
           "thread) of structures of %" PRIu64 " blocks of %d B, wall time over the blocks freed: "
           "median [min-max] of %d runs, each timed for %.0f ms; memory: medians.",
           st->opt.plan.struct_n, ST_SIZE, st->opt.plan.runs, (double)st->opt.plan.threads_us / 1e3);
-    table_handoff(st, c, &s->t);
-    s->plot = "handover";
     for (size_t p = 0; p < sizeof st_peers / sizeof st_peers[0]; p++) {
         char what[TEXT];
         textf(what, TEXT,
