@@ -18,15 +18,9 @@ src=$PWD
 out=${MEMPOOL_BENCH_DIR:-$src/build/bench-preload}
 runs=${1:-5}
 shift $(($# > 0 ? 1 : 0))
-need=()
-for p in time python3 perl sqlite3 lua5.4 git gcc g++ cmake libjemalloc2 libtcmalloc-minimal4 \
-  libmimalloc2.0 libtbbmalloc2; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || need+=("$p")
-done
-if [ ${#need[@]} -gt 0 ]; then
-  apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
-fi
+source scripts/lib.sh
+install_missing time python3 perl sqlite3 lua5.4 git gcc g++ cmake libjemalloc2 \
+  libtcmalloc-minimal4 libmimalloc2.0 libtbbmalloc2
 cmake -S "$src" -B "$out/build" -DCMAKE_BUILD_TYPE=Release -DMEMPOOL_BUILD_TESTS=OFF \
   -DMEMPOOL_BUILD_BENCH=OFF -DMEMPOOL_BUILD_EXAMPLES=OFF -DMEMPOOL_BUILD_DOCS=OFF >/dev/null
 cmake --build "$out/build" -j2 --target mempool_malloc_shared >/dev/null

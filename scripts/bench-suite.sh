@@ -21,20 +21,19 @@ command=${MP_BENCH_COMMAND:-"bash scripts/bench-suite.sh${*:+ $*}"}
 quick=0
 for arg in "$@"; do [ "$arg" = --quick ] && quick=1; done
 
+source scripts/lib.sh
 need=()
 for tool in cmake:cmake gcc:gcc g++:g++ make:make gnuplot:gnuplot-nox; do
   command -v "${tool%%:*}" >/dev/null 2>&1 || need+=("${tool#*:}")
 done
 [ -f /usr/include/stdio.h ] || need+=(libc6-dev)
-# The peers' libraries: jemalloc, tcmalloc (gperftools), mimalloc, TBB's scalable allocator, Boost.Pool,
-# APR's pools (found by pkg-config).
-for pkg in libjemalloc-dev libgoogle-perftools-dev libmimalloc-dev libtbb-dev libboost-dev libapr1-dev pkg-config; do
-  dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "ok installed" || need+=("$pkg")
-done
+# The peers' libraries: jemalloc, tcmalloc (gperftools), mimalloc, TBB's scalable allocator,
+# Boost.Pool, APR's pools (found by pkg-config).
+mapfile -t -O ${#need[@]} need < <(missing_packages libjemalloc-dev libgoogle-perftools-dev \
+  libmimalloc-dev libtbb-dev libboost-dev libapr1-dev pkg-config)
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then
-    echo "== installing ${need[*]}"
-    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
+    install_missing "${need[@]}"
   else
     echo "== not root, so not installing: ${need[*]} (the peers they provide will be missing)"
   fi

@@ -36,23 +36,12 @@ jobs=$(nproc 2>/dev/null || echo 2)
 stages=("$@")
 [ ${#stages[@]} -gt 0 ] ||
   stages=(format release checked asan tsan valgrind install preload fuzz docs model cross baremetal)
+source scripts/lib.sh
 
 # Tools and the libraries the examples and the benchmark's peers link against.
 packages=(cmake make gcc g++ clang libclang-rt-14-dev valgrind pkg-config libc6-dev
   liblua5.4-dev libsqlite3-dev libjemalloc-dev libgoogle-perftools-dev libmimalloc-dev libapr1-dev
   libtbb-dev libboost-dev doxygen man-db clang-format spin)
-install_missing() {
-  local missing=() p
-  for p in "$@"; do
-    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")
-  done
-  if [ ${#missing[@]} -gt 0 ]; then
-    echo "== installing ${missing[*]}"
-    apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" \
-      >/dev/null
-  fi
-}
 install_missing "${packages[@]}"
 # The cross stage's compilers, C libraries and emulator (cmake/toolchain-*.cmake).
 cross_packages=(qemu-user gcc-aarch64-linux-gnu g++-aarch64-linux-gnu libc6-dev-arm64-cross
