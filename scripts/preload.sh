@@ -12,7 +12,7 @@
 # "name<TAB>command" for the benchmark to time; the pattern programs then run longer (the checks
 # run them briefly).
 set -euo pipefail
-patterns=$(realpath "$(dirname "$0")/../bench/malloc")
+patterns_dir=$(realpath "$(dirname "$0")/../bench/malloc")
 lib=$(realpath "$1")
 work=$2
 shift 2
@@ -159,42 +159,42 @@ EOF
 cmd_cxx() { echo "./prog_cxx"; }
 
 # ---- the allocation patterns: each a program of bench/malloc/, its arguments brief for the
-# check and longer for the benchmark (BENCH=1) ----
-pattern() { # NAME PROGRAM CHECK_ARGS BENCH_ARGS [MIN]: setup_NAME, cmd_NAME (and min_NAME)
-  [ -z "${5:-}" ] || eval "min_$1=$5"
-  eval "setup_$1() { gcc -O2 -Wall -Wextra -Werror -pthread -o $2 '$patterns/$2.c'; }"
-  if [ "${BENCH:-0}" = 1 ]; then
-    eval "cmd_$1() { echo './$2 $4'; }"
-  else
-    eval "cmd_$1() { echo './$2 $3'; }"
-  fi
-}
-# larson: threads, generations (new threads take other threads' tables), rounds, slots.
-pattern larson larson "4 4 5000 500" "4 20 50000 1000"
-# xmalloc: producer/consumer pairs, blocks per producer.
-pattern xmalloc xmalloc "2 20000" "2 500000"
-# cache_scratch: mode, threads, objects per thread, writes per object, object size.
-pattern scratch cache_scratch "scratch 4 500 50 8" "scratch 4 2000 5000 8"
-pattern thrash cache_scratch "thrash 4 500 50 8" "thrash 4 2000 5000 8"
-# malloc_large: blocks of 64 KiB..4 MiB, a byte written on each page; rounds, slots (few
-# allocations: its own minimum).
-pattern large malloc_large "400 20" "3000 20" 300
-# churn (glibc's bench-malloc-simple and -thread): threads, rounds per thread.
-pattern gsimple churn "1 100000" "1 5000000"
-pattern gthread churn "4 50000" "4 1500000"
+# check and longer for the benchmark (BENCH=1): NAME -> "PROGRAM|CHECK_ARGS|BENCH_ARGS|MIN" (MIN:
+# the allocations it must make, if not MIN_ALLOCS) ----
+declare -A patterns=(
+  # larson: threads, generations (new threads take other threads' tables), rounds, slots.
+  [larson]="larson|4 4 5000 500|4 20 50000 1000|"
+  # xmalloc: producer/consumer pairs, blocks per producer.
+  [xmalloc]="xmalloc|2 20000|2 500000|"
+  # cache_scratch: mode, threads, objects per thread, writes per object, object size.
+  [scratch]="cache_scratch|scratch 4 500 50 8|scratch 4 2000 5000 8|"
+  [thrash]="cache_scratch|thrash 4 500 50 8|thrash 4 2000 5000 8|"
+  # malloc_large: blocks of 64 KiB..4 MiB, a byte written on each page; rounds, slots (few
+  # allocations: its own minimum).
+  [large]="malloc_large|400 20|3000 20|300"
+  # churn (glibc's bench-malloc-simple and -thread): threads, rounds per thread.
+  [gsimple]="churn|1 100000|1 5000000|"
+  [gthread]="churn|4 50000|4 1500000|"
+)
 
 for n in "${names[@]}"; do
-  "setup_$n"
+  min=$MIN_ALLOCS
+  if [ -n "${patterns[$n]:-}" ]; then
+    IFS='|' read -r prog check bench pmin <<<"${patterns[$n]}"
+    gcc -O2 -Wall -Wextra -Werror -pthread -o "$prog" "$patterns_dir/$prog.c"
+    [ "${BENCH:-0}" = 1 ] && cmd="./$prog $bench" || cmd="./$prog $check"
+    min=${pmin:-$min}
+  else
+    "setup_$n"
+    cmd=$(cmd_$n)
+  fi
   if [ "${BENCH:-0}" = 1 ]; then
-    printf '%s\t%s\n' "$n" "$(cmd_$n)"
+    printf '%s\t%s\n' "$n" "$cmd"
     continue
   fi
-  cmd=$(cmd_$n)
   start=$(date +%s.%N)
   rc0=0 && sh -c "$cmd" >"$n.out0" 2>"$n.err0" || rc0=$?
   rc1=0 && env LD_PRELOAD="$lib" MEMPOOL_SHOW_STATS=1 sh -c "$cmd" >"$n.out1" 2>"$n.err1" || rc1=$?
-  min=min_$n
-  min=${!min:-$MIN_ALLOCS}
   most=$(awk '/^mempool: stats at exit/ { s = 1 } s && $1 == "allocs:" { print $2; s = 0 }' \
     "$n.err1" | sort -n | tail -1)
   secs=$(awk -v a="$start" -v b="$(date +%s.%N)" 'BEGIN { print b - a }')
