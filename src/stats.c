@@ -119,14 +119,13 @@ typedef struct stat_field {
     bool is_size; /* size_t, else uint64_t */
 } stat_field;
 
-#define SIZE_FIELD(f)                                                                              \
+/* The stat_field of member f of struct type T. */
+#define STAT_FIELD(T, f, is_size)                                                                  \
     {                                                                                              \
-#f, offsetof(mp_stats, f), true                                                            \
+#f, offsetof(T, f), is_size                                                                \
     }
-#define U64_FIELD(f)                                                                               \
-    {                                                                                              \
-#f, offsetof(mp_stats, f), false                                                           \
-    }
+#define SIZE_FIELD(f) STAT_FIELD(mp_stats, f, true)
+#define U64_FIELD(f) STAT_FIELD(mp_stats, f, false)
 
 static const stat_field stat_fields[] = {
     SIZE_FIELD(block_size),   SIZE_FIELD(align),         SIZE_FIELD(stride),
@@ -247,14 +246,8 @@ int mp_stats_print(const mp_stats *stats, int format, FILE *out)
  * Heap statistics: the totals, then one entry for each class that has been used
  * ============================================================================================== */
 
-#define HEAP_TOTAL(f)                                                                              \
-    {                                                                                              \
-#f, offsetof(struct mp_heap_stats, f), false                                               \
-    }
-#define CLASS_FIELD(f)                                                                             \
-    {                                                                                              \
-#f, offsetof(mp_heap_class_stats, f), false                                                \
-    }
+#define HEAP_TOTAL(f) STAT_FIELD(struct mp_heap_stats, f, false)
+#define CLASS_FIELD(f) STAT_FIELD(mp_heap_class_stats, f, false)
 
 static const stat_field heap_fields[] = {
     HEAP_TOTAL(allocs),        HEAP_TOTAL(frees),        HEAP_TOTAL(failed_allocs),
