@@ -1183,6 +1183,87 @@ void mpi_pool_populate(mp_pool *pool, const mpi_pages *r)
     mpi_os_populate((void *)r->lo, r->hi - r->lo);
 }
 
+/*
+ * Purging the top (MPI_POPULATE pools; tcache.c decides when). A burst of one size carves blocks
+ * at the cursor and frees them all; their pages would stay resident for the class alone, however
+ * long it goes unused. The free blocks just below the cursor, back to the first that is not on the
+ * free list, are uncarved: taken off the list, the cursor moved back over them, and the pages
+ * wholly inside them given back, so the next carves fault them in anew. Only the top can go back
+ * so cheaply: a free block elsewhere keeps its link, and so its page, until it is reused. The
+ * pages are discarded with no lock held, while the blocks are off the list and still counted as
+ * carved (so in use): only a carve could reach them meanwhile, and one moves the cursor, so
+ * mpi_pool_purge_end() then relinks them instead. Both walks are bounded (PURGE_WALK_MAX).
+ */
+#define PURGE_WINDOW 4096u    /* the blocks below the cursor looked at */
+#define PURGE_WALK_MAX 16384u /* a longer free list is not walked */
+#ifndef PURGE_MIN_BYTES
+#define PURGE_MIN_BYTES ((size_t)64 * 1024) /* a smaller free top is left as it is */
+#endif
+
+/* The first block of the cursor's chunk. */
+static char *cursor_chunk_first(const mp_pool *pool)
+{
+    const mpi_run *run = pool->cur;
+    return run->base + (size_t)pool->cur_chunk * run->span + run->first_off;
+}
+
+bool mpi_pool_purge_begin(mp_pool *pool, mpi_purge *pg)
+{
+    pool_fold_carves(pool);
+    if ((pool->state & MPI_POPULATE) == 0 || mpi_checks(pool) != 0 || pool->key != 0 ||
+        pool->cur == NULL)
+        return false;
+    char *bump = pool->fast.bump;
+    uint64_t below = (uint64_t)(bump - cursor_chunk_first(pool)) / pool->stride;
+    uint64_t window = below < PURGE_WINDOW ? below : PURGE_WINDOW, k = 0;
+    char *low = bump - window * pool->stride;
+    uint64_t bits[PURGE_WINDOW / 64] = {0};
+    list_walk w;
+    for (walk_start(pool, &w); w.at != NULL && w.n <= PURGE_WALK_MAX; walk_next(pool, &w)) {
+        char *b = w.at;
+        if (b >= low && b < bump) {
+            uint64_t i = (uint64_t)(b - low) / pool->stride;
+            bits[i / 64] |= (uint64_t)1 << (i % 64);
+        }
+    }
+    if (w.at != NULL || w.bad)
+        return false;
+    while (k < window && (bits[(window - 1 - k) / 64] >> ((window - 1 - k) % 64) & 1) != 0)
+        k++;
+    if (k == 0 || k * pool->stride < PURGE_MIN_BYTES)
+        return false;
+    *pg = (mpi_purge){bump - k * pool->stride, bump, k, pool->cur, pool->cur_chunk};
+    void **at = pool_head(pool); /* unlink them: the list is plain (no checks) */
+    while (*at != NULL) {
+        char *b = *at;
+        if (b >= pg->lo && b < pg->hi)
+            *at = *(void **)b;
+        else
+            at = (void **)b;
+    }
+    return true;
+}
+
+void mpi_pool_purge_end(mp_pool *pool, const mpi_purge *pg)
+{
+    pool_fold_carves(pool);
+    if (pool->cur != pg->run || pool->cur_chunk != pg->chunk || pool->fast.bump != pg->hi) {
+        for (char *b = pg->lo; b < pg->hi; b += pool->stride)
+            list_push(pool, b);
+        return;
+    }
+    uintptr_t page = mpi_os_page_size();
+    char *kept = (char *)(((uintptr_t)pg->lo + page - 1) & ~(page - 1));
+    pool_keep_peak(pool);
+    pool->fast.bump = pool->counted = pg->lo;
+    pool->carved -= pg->n;
+    pool->cur->carved -= pg->n;
+    if ((uintptr_t)pool->populated > (uintptr_t)kept)
+        pool->populated = kept; /* the pages above were discarded: populate them anew */
+    if (MP_DEBUG >= 2)
+        mp_assert(pool_is_valid(pool));
+}
+
 void *mpi_pool_take(mp_pool *pool, bool *fresh)
 {
     void *block = list_pop(pool);
