@@ -95,14 +95,13 @@ static mp_pool *thread_meta;
  * bound what each thread keeps per class of the heap beyond its live blocks; it still lets a
  * cache of 64-byte blocks hold the full 1024. */
 #define CACHE_DEFAULT 1024u
+#ifndef CACHE_BYTES_MAX
 #define CACHE_BYTES_MAX (64u * 1024u)
+#endif
 #define REFILL_MAX 256u /* the most blocks a refill takes from the free list or carves */
 #define CACHE_FRESH_BYTES (4u * 1024u) /* never-used space a refill carves at most: a page */
 #define PURGE_EVERY (64u * 1024u)      /* never-used bytes a thread carves between purge passes */
 #define PURGE_DRAIN_MAX 16384u         /* a deeper depot is not drained to purge its pool */
-/* The smallest blocks purged: pool.c purges a free top of 64 KiB or more, which takes thousands of
- * smaller blocks freed in carving order, and their pools have the longest lists to walk. */
-#define PURGE_MIN_STRIDE 512u
 
 static void thread_exit(void *arg);
 static void fork_prepare(void);
@@ -612,8 +611,7 @@ static MP_NOINLINE void thread_purge(mpi_thread *t)
     for (mpi_tcache *c = t->caches; c != NULL; c = c->thread_next) {
         mp_pool *pool = c->pool;
         uint64_t traffic = __atomic_load_n(&pool->traffic, __ATOMIC_RELAXED);
-        if ((pool->state & MPI_POPULATE) == 0 || pool->stride < PURGE_MIN_STRIDE ||
-            traffic == c->purged)
+        if ((pool->state & MPI_POPULATE) == 0 || traffic == c->purged)
             continue;
         if (traffic != c->seen) {
             c->seen = traffic;
