@@ -572,10 +572,7 @@ typedef struct mp_heap mp_heap;
 
 /*
  * What a heap is made of; zero-initialise what you do not set, or pass NULL for all defaults.
- *   flags:    MP_THREAD_SAFE (any thread may allocate and free, with per-thread caches; over the
- *             system source, a thread whose footprint grows first gives back the pages of the free
- *             blocks at the top of each class that went idle, which later blocks fault in anew;
- *             no total, blocks_peak included, changes), MP_CHECKED
+ *   flags:    MP_THREAD_SAFE (any thread may allocate and free, with per-thread caches), MP_CHECKED
  *             (every class pool checked: double free, invalid free, write after free, overflow and
  *             leaks are reported as for pools), MP_SECURE, MP_ZERO.
  *   capacity: the most bytes the heap takes from its source (or buffer) at once, its own

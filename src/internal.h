@@ -371,9 +371,6 @@ struct mp_pool {
     void *mags;
     void **mag_tops;
     uint64_t nmags, mag_cap;
-    /* Exchanges between caches and the pool (tcache.c, "Purging"): written under `lock`, read
-     * without it by threads looking for idle pools (relaxed atomics). */
-    uint64_t traffic;
 };
 
 /* A pool's checks as the library reads them: the constant 0 where the build has none
@@ -410,10 +407,6 @@ MPI_HIDDEN size_t mpi_os_page_size(void);
  * writes would; does nothing for size 0, or where the system cannot (the pages then fault in when
  * written). */
 MPI_HIDDEN void mpi_os_populate(void *p, size_t size);
-
-/* Gives the pages of [p, p + size) (page-aligned, mapped by mpi_os_source) back to the system,
- * keeping the addresses: they read as zeros when next touched. */
-MPI_HIDDEN void mpi_os_discard(void *p, size_t size);
 
 /* Whether every page of [p, p + size) (page-aligned) is resident, by one mincore() call over at
  * most its first 64 pages; false when the system cannot tell (or the range is not mapped). */
@@ -606,22 +599,6 @@ MPI_HIDDEN void mpi_pool_fresh_pages(mp_pool *pool, const void *block, mpi_pages
 /* Faults in the pages of *r with one call, unless they are a large block the pool's policy leaves
  * to fault (pool.c, "Populating"). Called with no lock held: it may ask the system twice. */
 MPI_HIDDEN void mpi_pool_populate(mp_pool *pool, const mpi_pages *r);
-/* Free blocks at the top of the cursor's chunk, taken off the free list to be purged (pool.c,
- * "Purging the top"): [lo, hi), n blocks, in chunk `chunk` of `run`. */
-typedef struct mpi_purge {
-    char *lo, *hi;
-    uint64_t n;
-    const mpi_run *run;
-    uint32_t chunk;
-} mpi_purge;
-/* MPI_POPULATE pools: takes the free blocks just below the cursor, up to the first block that is
- * not on the free list, off the list into *pg; false (nothing taken) if there are none or the list
- * is too long to walk. Lock held; the caller then discards the pages strictly inside [pg->lo,
- * pg->hi) with no lock held, and calls mpi_pool_purge_end(). */
-MPI_HIDDEN bool mpi_pool_purge_begin(mp_pool *pool, mpi_purge *pg);
-/* Moves the cursor back to pg->lo, uncarving the blocks, if nothing was carved since
- * mpi_pool_purge_begin(); else puts them back on the free list. Lock held. */
-MPI_HIDDEN void mpi_pool_purge_end(mp_pool *pool, const mpi_purge *pg);
 /* Takes a block from the free list or else the cursor (*fresh: from the cursor); counts nothing.
  * NULL when the capacity or the memory is used up. */
 MPI_HIDDEN void *mpi_pool_take(mp_pool *pool, bool *fresh);

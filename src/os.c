@@ -48,11 +48,6 @@ void mpi_os_populate(void *p, size_t size)
     (void)p, (void)size;
 }
 
-void mpi_os_discard(void *p, size_t size)
-{
-    (void)p, (void)size;
-}
-
 bool mpi_os_resident(const void *p, size_t size)
 {
     (void)p, (void)size;
@@ -212,17 +207,6 @@ void mpi_os_populate(void *p, size_t size)
     (void)p;
     (void)size;
 #endif
-}
-
-/* MADV_DONTNEED: the pages go back at once and read as zeros when next touched (a private anonymous
- * mapping); a refusal leaves them resident, which only costs memory. */
-void mpi_os_discard(void *p, size_t size)
-{
-    if (size == 0)
-        return;
-    int saved = errno;
-    (void)madvise(p, size, MADV_DONTNEED);
-    errno = saved;
 }
 
 bool mpi_os_resident(const void *p, size_t size)

@@ -49,8 +49,6 @@ typedef struct mpi_tcache {
     void *prev;
     mp_pool *pool;
     struct mpi_thread *thread;
-    uint64_t seen;   /* the pool's traffic at this thread's last purge pass ("Purging") */
-    uint64_t purged; /* the pool's traffic when this thread last purged it */
     struct mpi_tcache *pool_next; /* the pool's caches */
     struct mpi_tcache *pool_prev;
     struct mpi_tcache *thread_next; /* the thread's caches */
@@ -60,9 +58,8 @@ typedef struct mpi_tcache {
 /* A thread that has caches: its table (what its mpi_tcaches points at) and their records. */
 typedef struct mpi_thread {
     struct mp_tcache_fast *table; /* TS_IDS entries */
-    mpi_tcache **side;  /* TS_IDS records, NULL where the thread has no cache; after table */
-    mpi_tcache *caches; /* the thread's caches, a list */
-    size_t fresh;       /* bytes of never-used blocks its refills carved since its last purge */
+    mpi_tcache **side;       /* TS_IDS records, NULL where the thread has no cache; after table */
+    mpi_tcache *caches;      /* the thread's caches, a list */
     struct mpi_thread *next; /* all threads with caches */
     struct mpi_thread *prev;
 } mpi_thread;
@@ -95,13 +92,9 @@ static mp_pool *thread_meta;
  * bound what each thread keeps per class of the heap beyond its live blocks; it still lets a
  * cache of 64-byte blocks hold the full 1024. */
 #define CACHE_DEFAULT 1024u
-#ifndef CACHE_BYTES_MAX
 #define CACHE_BYTES_MAX (64u * 1024u)
-#endif
 #define REFILL_MAX 256u /* the most blocks a refill takes from the free list or carves */
 #define CACHE_FRESH_BYTES (4u * 1024u) /* never-used space a refill carves at most: a page */
-#define PURGE_EVERY (64u * 1024u)      /* never-used bytes a thread carves between purge passes */
-#define PURGE_DRAIN_MAX 16384u         /* a deeper depot is not drained to purge its pool */
 
 static void thread_exit(void *arg);
 static void fork_prepare(void);
@@ -417,12 +410,6 @@ static void depot_drain(mp_pool *pool)
     }
 }
 
-/* Counts an exchange between a cache and the pool, which makes it busy for the purge passes. */
-static void pool_traffic(mp_pool *pool)
-{
-    __atomic_store_n(&pool->traffic, pool->traffic + 1, __ATOMIC_RELAXED);
-}
-
 /* Gives the previous magazine back to the pool: onto the depot, else (a pool of one-word blocks
  * with no memory to grow its array) onto the free list; counts it as flushed. The counters move
  * under the lock, with the blocks, so that stats (which take the lock) never see blocks in neither
@@ -502,7 +489,6 @@ static void cache_refill_unlock(mp_pool *pool, mpi_tcache *c, bool reuse_only)
         pool->failed_allocs++;
     MP_STORE_RELEASE(c->pub->pushes, c->pub->pushes + got);
     mpi_lock_release(&pool->lock);
-    c->thread->fresh += nfresh * pool->stride;
     mpi_pool_populate(pool, &pages);
     for (uint64_t i = 0; i < nfresh; i++) {
         *tail = blocks[i];
@@ -521,7 +507,6 @@ static void cache_exchange_empty(mp_pool *pool, mpi_tcache *c, bool reuse_only)
         return;
     }
     mpi_lock_acquire(&pool->lock);
-    pool_traffic(pool);
     void *first;
     if ((first = depot_pop(pool)) != NULL) {
         MP_STORE_RELEASE(c->pub->pushes, c->pub->pushes + cache_batch(c));
@@ -539,88 +524,10 @@ static void cache_exchange_full(mp_pool *pool, mpi_tcache *c)
 {
     if (c->prev != NULL) {
         mpi_lock_acquire(&pool->lock);
-        pool_traffic(pool);
         cache_give_prev(pool, c);
         mpi_lock_release(&pool->lock);
     }
     cache_swap(c);
-}
-
-/* ================================================================================================
- * Purging: idle pools give their top back
- *
- * A class pool keeps the pages of every block it ever carved, so a program that uses one size in
- * a burst and then others keeps each size's largest burst resident (a malloc that coalesces hands
- * the same pages to the next size). So a thread that has carved PURGE_EVERY bytes of never-used
- * blocks (its footprint is growing) first looks at the populating pools it has caches of: one
- * that no cache exchanged blocks with since the thread's previous look, but had traffic before
- * it (so each quiet spell is purged once), gets this thread's cached blocks back and its free top
- * uncarved (pool.c, "Purging the top"). The cost is bounded by the carving that triggers it: a
- * look per cache per PURGE_EVERY bytes carved, and a purge per pool per spell of traffic. Other
- * threads' caches keep their blocks (at most CACHE_BYTES_MAX each) until their own pass.
- * ============================================================================================== */
-
-/* Gives all of this thread's cached blocks of the pool back to it (the loaded list onto the free
- * list, the previous magazine onto the depot), counted as flushed. Pool lock held. */
-static void cache_flush_locked(mp_pool *pool, mpi_tcache *c)
-{
-    void *first = c->pub->free;
-    uint64_t n = c->pub->pushes - c->pub->pops - cache_prev_len(c);
-    if (first != NULL) {
-        mpi_pool_give_chain(pool, first, chain_last(first));
-        MP_STORE_RELEASE(c->pub->free, NULL);
-        __atomic_store_n(&c->flushed, c->flushed + n, __ATOMIC_RELAXED);
-        MP_STORE_RELEASE(c->pub->pops, c->pub->pops + n);
-    }
-    if (c->prev != NULL)
-        cache_give_prev(pool, c);
-    cache_set_stop(c);
-}
-
-/* Purges one pool: its free blocks, this thread's included, on the free list, then its free top
- * uncarved, the pages discarded with no pool lock held. Registry lock held. */
-static void cache_purge(mp_pool *pool, mpi_tcache *c)
-{
-    mpi_purge pg;
-    mpi_lock_acquire(&pool->lock);
-    cache_flush_locked(pool, c);
-    bool any = pool->nmags * cache_batch(c) <= PURGE_DRAIN_MAX;
-    if (any)
-        depot_drain(pool);
-    any = any && mpi_pool_purge_begin(pool, &pg);
-    mpi_lock_release(&pool->lock);
-    if (!any)
-        return;
-    uintptr_t page = mpi_os_page_size();
-    uintptr_t lo = ((uintptr_t)pg.lo + page - 1) & ~(page - 1), hi = (uintptr_t)pg.hi & ~(page - 1);
-    if (hi > lo)
-        mpi_os_discard((void *)lo, hi - lo);
-    mpi_lock_acquire(&pool->lock);
-    mpi_pool_purge_end(pool, &pg);
-    mpi_lock_release(&pool->lock);
-}
-
-/* A purge pass over the thread's caches (see above). The registry lock keeps the list, and every
- * pool on it, alive through the pass; it is held across the discards, which no pool's operations
- * wait for (it is taken only to make or drop a cache or a pool, at a thread's exit, and by
- * whole-pool reads). */
-static MP_NOINLINE void thread_purge(mpi_thread *t)
-{
-    t->fresh = 0;
-    mpi_lock_acquire(&registry);
-    for (mpi_tcache *c = t->caches; c != NULL; c = c->thread_next) {
-        mp_pool *pool = c->pool;
-        uint64_t traffic = __atomic_load_n(&pool->traffic, __ATOMIC_RELAXED);
-        if ((pool->state & MPI_POPULATE) == 0 || traffic == c->purged)
-            continue;
-        if (traffic != c->seen) {
-            c->seen = traffic;
-            continue;
-        }
-        c->purged = traffic;
-        cache_purge(pool, c);
-    }
-    mpi_lock_release(&registry);
 }
 
 /* ================================================================================================
@@ -642,11 +549,8 @@ void *mpi_ts_alloc(mp_pool *pool, const void *site, bool reuse_only)
         return block;
     }
     struct mp_tcache_fast *pub = c->pub;
-    if (pub->free == NULL) {
+    if (pub->free == NULL)
         cache_exchange_empty(pool, c, reuse_only);
-        if (c->thread->fresh >= PURGE_EVERY)
-            thread_purge(c->thread);
-    }
     cache_set_stop(c);
     void *block = pub->free;
     if (block == NULL) {

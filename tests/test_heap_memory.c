@@ -566,75 +566,6 @@ static void test_shared_ends(void)
  * The run
  * ---------------------------------------------------------------------------------------------- */
 
-/* A thread-safe heap over the system source gives back the free top of a class that went idle
- * once the thread's footprint grows elsewhere: a burst of one size, written and freed, then blocks
- * of another size carved; the burst's pages are no longer resident (but for its two end pages,
- * which it shares with the blocks below and with never-used space), the class's totals are kept,
- * and its blocks serve the next burst. */
-static void test_purge_idle_top(void)
-{
-    enum { BURST = 80, OTHER = 200 };
-    const size_t size = 3000, other = 2000; /* the 3072 and 2048 classes */
-    bool thp_always;
-    (void)can_populate(&thp_always);
-    /* Under ASan or Valgrind a thread-safe pool keeps no caches (test_populate), and so purges
-     * nothing; with huge pages always on, a page of a huge page is not given back alone. */
-    if (TEST_ASAN || TEST_ON_VALGRIND() || thp_always) {
-        printf("  purge: skipped (no caches, or huge pages always)\n");
-        return;
-    }
-    mp_heap *h = mp_heap_create(&(mp_heap_opts){.flags = MP_THREAD_SAFE, .name = "purge"});
-    static unsigned char *burst[BURST], *keep[OTHER];
-    if (!CHECK("purge: a thread-safe heap", h != NULL))
-        return;
-    bool all = true;
-    uintptr_t lo = UINTPTR_MAX, hi = 0;
-    for (int i = 0; i < BURST; i++) {
-        burst[i] = mp_heap_alloc(h, size);
-        all = all && burst[i] != NULL;
-        if (burst[i] == NULL)
-            break;
-        memset(burst[i], 0x5a, size);
-        lo = (uintptr_t)burst[i] < lo ? (uintptr_t)burst[i] : lo;
-        hi = (uintptr_t)burst[i] + size > hi ? (uintptr_t)burst[i] + size : hi;
-    }
-    CHECK("purge: a burst of one size", all && hi - lo < 64 * 4096);
-    for (int i = 0; i < BURST && all; i++)
-        mp_heap_free(h, burst[i]);
-    long before = all ? resident_pages((void *)lo, hi - lo) : -1;
-    for (int i = 0; i < OTHER; i++) {
-        keep[i] = mp_heap_alloc(h, other);
-        all = all && keep[i] != NULL;
-        if (keep[i] != NULL)
-            memset(keep[i], 0x33, other);
-    }
-    long after = all ? resident_pages((void *)lo, hi - lo) : -1;
-    printf("  purge: the burst's %ld resident pages, %ld after\n", before, after);
-    CHECK("purge: the freed burst was resident", before >= (long)((hi - lo) / 4096));
-    CHECK("purge: once the thread carved elsewhere, the idle burst's pages went back",
-          after >= 0 && after <= 2);
-    struct mp_heap_stats s;
-    mp_heap_stats(h, &s);
-    const mp_heap_class_stats *k = &s.classes[0];
-    for (size_t c = 0; c < MP_HEAP_CLASSES; c++)
-        k = s.classes[c].size == 3072 ? &s.classes[c] : k;
-    CHECK("purge: the class's totals are kept", k->size == 3072 && k->blocks_in_use == 0 &&
-                                                    k->blocks_peak >= BURST && k->allocs == BURST &&
-                                                    k->frees == BURST);
-    for (int i = 0; i < BURST && all; i++) {
-        burst[i] = mp_heap_alloc(h, size);
-        all = all && burst[i] != NULL;
-        if (burst[i] != NULL)
-            memset(burst[i], i, size);
-    }
-    for (int i = 0; i < BURST && all; i++)
-        all = burst[i][0] == (unsigned char)i && burst[i][size - 1] == (unsigned char)i;
-    for (int i = 0; i < OTHER && all; i++)
-        all = keep[i][0] == 0x33 && keep[i][other - 1] == 0x33;
-    CHECK("purge: the next burst is served and no block was overwritten", all);
-    mp_heap_destroy(h);
-}
-
 /* ------------------------------------------------------------------------------------------------
  * Large blocks: freed pages serve later requests of any size
  * ---------------------------------------------------------------------------------------------- */
@@ -828,7 +759,6 @@ int main(void)
                                {"failing source", test_failing_source},
                                {"pages of fresh blocks", test_populate},
                                {"pages shared by neighbours' ends", test_shared_ends},
-                               {"an idle class's free top given back", test_purge_idle_top},
                                {"large blocks reused at any size", test_large_any_size},
                                {"a cached tail at a chunk's start", test_large_tail_owner},
                                {"large blocks churned", test_large_churn},
