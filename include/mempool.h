@@ -893,7 +893,7 @@ int mp_arena_stats(const mp_arena *arena, struct mp_arena_stats *out);
                                            : MP_MAX_(size, sizeof(void *)),                        \
                  MP_ALIGN_OF_(size, align))
 
-#define MP_ABI_VERSION 4
+#define MP_ABI_VERSION 5
 
 /* Every pool begins with this struct (the rest is private to the library). The fast path pops and
  * pushes `free` and counts; everything rare folds into one test on each side:
@@ -925,6 +925,13 @@ struct mp_pool_fast {
     char *end;       /* the inline path carves while bump < end: the cursor's chunk end, or less
                         (a capacity); NULL in every pool but a plain one */
     size_t stride;   /* bytes from one block to the next */
+    /* An inline handle pool (MP_HANDLES alone, from a source, blocks of a pointer and 4 bytes at
+     * least; see pool.c, pool_select_path): its free list, and the mask that finds a block's
+     * chunk, ~(chunk size - 1). A block on hfree keeps its generation's index after its link
+     * (mpi_pool_hindex), so that alloc finds the generation with one load. hmask is 0 and hfree
+     * NULL in every other pool. */
+    void *hfree;
+    uintptr_t hmask;
     /* MP_HANDLES (mp_pool_deref): a handle is index << 32 | generation / 2, with index = (chunk
      * number << hbits) + slot + 1. hgens holds a generation per index, odd while its block is
      * live, even otherwise (index 0 of each number, and those past its chunk's last slot, stay 0);
@@ -937,12 +944,9 @@ struct mp_pool_fast {
     const uint32_t *hgens;
     const uintptr_t *hbase;
     uint32_t hlen; /* indexes in hgens: a handle's index is below */
-    /* A handle pool whose alloc and free are inline (MP_HANDLES alone, from a source): its free
-     * list, and the mask that finds a block's chunk, ~(chunk size - 1); hmask is 0 and hfree NULL
-     * in every other pool. hrecip (every handle pool from a source): 2^64 / stride rounded up. */
-    void *hfree;
-    uintptr_t hmask;
-    uint64_t hrecip;
+    /* Every pool: 2^64 / stride rounded up, for a division by a multiplication, where a 128-bit
+     * product exists (else 1), when the stride fits in 32 bits; else 0. */
+    uint64_t recip;
 };
 
 /* The head of every chunk of a pool from a source (the rest is private): in a handle pool, a
@@ -1028,7 +1032,7 @@ static MP_ALWAYS_INLINE void *mpi_pool_deref(const mp_pool *pool, mp_handle hand
 __extension__ typedef unsigned __int128 mpi_u128;
 static MP_ALWAYS_INLINE uintptr_t mpi_pool_hslot(const struct mp_pool_fast *f, uintptr_t off)
 {
-    return (uintptr_t)(((mpi_u128)f->hrecip * off) >> 64);
+    return (uintptr_t)(((mpi_u128)f->recip * off) >> 64);
 }
 #else
 static MP_ALWAYS_INLINE uintptr_t mpi_pool_hslot(const struct mp_pool_fast *f, uintptr_t off)
@@ -1037,12 +1041,19 @@ static MP_ALWAYS_INLINE uintptr_t mpi_pool_hslot(const struct mp_pool_fast *f, u
 }
 #endif
 
-/* The generation of a block of a handle pool from a source (struct mp_chunk_fast). */
-static MP_ALWAYS_INLINE uint32_t *mpi_pool_hgen(const struct mp_pool_fast *f, uintptr_t chunk,
-                                                const void *block)
+/* The index of a block's generation in a handle pool from a source (struct mp_chunk_fast):
+ * the chunk's hbias plus the block's slot, modulo 2^32 (an index has 32 bits). */
+static MP_ALWAYS_INLINE uint32_t mpi_pool_hindex_of(const struct mp_pool_fast *f, uintptr_t chunk,
+                                                    const void *block)
 {
-    return (uint32_t *)f->hgens + (uintptr_t)(((const struct mp_chunk_fast *)chunk)->hbias +
-                                              mpi_pool_hslot(f, (uintptr_t)block - chunk));
+    return (uint32_t)(((const struct mp_chunk_fast *)chunk)->hbias +
+                      mpi_pool_hslot(f, (uintptr_t)block - chunk));
+}
+
+/* Where a free block of an inline handle pool keeps its generation's index: after its link. */
+static MP_ALWAYS_INLINE uint32_t *mpi_pool_hindex(void *block)
+{
+    return (uint32_t *)((char *)block + sizeof(void *));
 }
 
 #ifndef MP_NO_INLINE
@@ -1103,39 +1114,10 @@ static MP_ALWAYS_INLINE struct mp_tcache_fast *mpi_tcache_of(mp_pool *pool)
     return (struct mp_tcache_fast *)((char *)mpi_tcaches + ((struct mp_pool_fast *)pool)->tsoff);
 }
 
-/* Past the thread cache, for a pool whose cache is empty or full, or that has none: the inline
- * handle pool's pop or push (hfree, hmask), which moves the block's generation on, else the slow
- * path. Only that pool is not thread-safe, so nothing reads the generation meanwhile. Intended
- * cost: the pop or push, a mask, the chunk's hbias, a multiplication and an add to memory; other
- * pools pay a load and a test before the call. */
-static MP_ALWAYS_INLINE void *mpi_pool_alloc_uncached(mp_pool *pool)
-{
-    struct mp_pool_fast *f = (struct mp_pool_fast *)pool;
-    void *block = f->hfree;
-    if (block != NULL) {
-        f->hfree = *(void **)block;
-        f->allocs++;
-        ++*mpi_pool_hgen(f, (uintptr_t)block & f->hmask, block); /* to odd: live */
-        return block;
-    }
-    return mp_pool_alloc_slow(pool);
-}
-
-static MP_ALWAYS_INLINE void mpi_pool_free_uncached(mp_pool *pool, void *block)
-{
-    struct mp_pool_fast *f = (struct mp_pool_fast *)pool;
-    if (f->hmask != 0) {
-        ++*mpi_pool_hgen(f, (uintptr_t)block & f->hmask, block); /* to even: its handles go stale */
-        *(void **)block = f->hfree;
-        f->hfree = block;
-        return;
-    }
-    mp_pool_free_slow(pool, block);
-}
-
-/* Off the fast path, for a pool that is not NULL (nor its block): a thread cache's pop, else
- * mpi_pool_alloc_uncached(). Intended cost: two loads (tsoff, the TLS table), a pop and two
- * stores; no lock, no atomic read-modify-write. */
+/* Off the fast path, for a pool that is not NULL (nor its block) and not plain: this thread's
+ * cache of a plain thread-safe pool (tsoff != 0) when it has a block or room, else the slow path.
+ * Intended cost: two loads (tsoff, the TLS table), a pop or a push and two stores; no lock, no
+ * atomic read-modify-write. */
 static MP_ALWAYS_INLINE void *mpi_pool_alloc_cached(mp_pool *pool)
 {
     struct mp_tcache_fast *c = mpi_tcache_of(pool);
@@ -1145,7 +1127,7 @@ static MP_ALWAYS_INLINE void *mpi_pool_alloc_cached(mp_pool *pool)
         MP_COUNT_ONE(c->pops);
         return block;
     }
-    return mpi_pool_alloc_uncached(pool);
+    return mp_pool_alloc_slow(pool);
 }
 
 static MP_ALWAYS_INLINE void mpi_pool_free_cached(mp_pool *pool, void *block)
@@ -1157,7 +1139,40 @@ static MP_ALWAYS_INLINE void mpi_pool_free_cached(mp_pool *pool, void *block)
         MP_COUNT_ONE(c->pushes);
         return;
     }
-    mpi_pool_free_uncached(pool, block);
+    mp_pool_free_slow(pool, block);
+}
+
+/* Off the fast path, for a pool that is not plain, before the thread cache: an inline handle
+ * pool's pop or push (hfree, hmask), which moves the block's generation on, else
+ * mpi_pool_*_cached(). Only that pool is not thread-safe, so nothing reads the generation
+ * meanwhile. Intended cost: alloc, the pop, the index the block kept and an add to memory; free,
+ * a mask, the chunk's hbias, a multiplication, an add to memory and the push with the index. Other
+ * pools pay a load and a test before the cache. */
+static MP_ALWAYS_INLINE void *mpi_pool_alloc_other(mp_pool *pool)
+{
+    struct mp_pool_fast *f = (struct mp_pool_fast *)pool;
+    void *block = f->hfree;
+    if (block != NULL) {
+        f->hfree = *(void **)block;
+        f->allocs++;
+        ((uint32_t *)f->hgens)[*mpi_pool_hindex(block)]++; /* to odd: live */
+        return block;
+    }
+    return mpi_pool_alloc_cached(pool);
+}
+
+static MP_ALWAYS_INLINE void mpi_pool_free_other(mp_pool *pool, void *block)
+{
+    struct mp_pool_fast *f = (struct mp_pool_fast *)pool;
+    if (f->hmask != 0) {
+        uint32_t index = mpi_pool_hindex_of(f, (uintptr_t)block & f->hmask, block);
+        ((uint32_t *)f->hgens)[index]++; /* to even: its handles go stale */
+        *mpi_pool_hindex(block) = index;
+        *(void **)block = f->hfree;
+        f->hfree = block;
+        return;
+    }
+    mpi_pool_free_cached(pool, block);
 }
 
 /* Off the fast path, for a plain pool with an empty list: carves at the cursor, counting nothing
@@ -1185,7 +1200,7 @@ static MP_ALWAYS_INLINE void *mp_pool_alloc(mp_pool *pool)
         return mp_pool_alloc_slow(pool);
     void *block = f->free;
     if (MP_UNLIKELY((uintptr_t)block <= MP_FAST_SLOW)) /* only a plain pool's list is ever empty */
-        return block == NULL ? mpi_pool_alloc_bump(pool) : mpi_pool_alloc_cached(pool);
+        return block == NULL ? mpi_pool_alloc_bump(pool) : mpi_pool_alloc_other(pool);
     f->free = *(void **)block;
     f->allocs++;
     return block;
@@ -1201,7 +1216,7 @@ static MP_ALWAYS_INLINE void mp_pool_free(mp_pool *pool, void *block)
     }
     void *head = f->free;
     if (MP_UNLIKELY((uintptr_t)head == MP_FAST_SLOW)) {
-        mpi_pool_free_cached(pool, block);
+        mpi_pool_free_other(pool, block);
         return;
     }
     *(void **)block = head;
@@ -1220,11 +1235,11 @@ static MP_ALWAYS_INLINE mp_handle mp_pool_handle(const mp_pool *pool, const void
     const struct mp_pool_fast *f = (const struct mp_pool_fast *)pool;
     if (MP_UNLIKELY(pool == NULL || block == NULL || f->hmask == 0))
         return mp_pool_handle_slow(pool, block);
-    const uint32_t *gen = mpi_pool_hgen(f, (uintptr_t)block & f->hmask, block);
-    uint32_t g = *gen;
+    uint32_t index = mpi_pool_hindex_of(f, (uintptr_t)block & f->hmask, block);
+    uint32_t g = f->hgens[index];
     if (MP_UNLIKELY((g & 1) == 0))
         return mp_pool_handle_slow(pool, block); /* a free block: EINVAL */
-    return (mp_handle)(gen - f->hgens) << 32 | g >> 1;
+    return (mp_handle)index << 32 | g >> 1;
 }
 
 /* Intended cost: a load of the cursor, an add and a mask, two compares, two stores (bump, count).

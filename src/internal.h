@@ -279,8 +279,7 @@ typedef struct mpi_hmap {
 
 struct mp_pool {
     struct mp_pool_fast fast;
-    void *list;  /* the free list of a slow pool */
-    void **head; /* where the free list is: &fast.free, &fast.hfree or &list (pool.c, pool_head) */
+    void *list; /* the free list of a slow pool but an inline handle pool (pool.c, pool_head) */
 
     /* The carving cursor: never-used blocks from fast.bump up to bump_end, in chunk cur_chunk of
      * cur. The inline path carves from fast.bump up to fast.end (pool.c, cursor_expose) without
@@ -304,11 +303,10 @@ struct mp_pool {
     /* Geometry, fixed at creation. */
     size_t block_size;
     size_t align;
-    size_t stride;         /* block_size rounded up to align (at least a pointer) */
-    size_t chunk_size;     /* a power of two >= MP_CHUNK_SIZE */
-    unsigned chunk_shift;  /* log2(chunk_size) */
-    uint64_t stride_recip; /* 2^64 / stride rounded up, for division by multiplication; 0: none */
-    size_t first_off;      /* offset of a chunk's first block */
+    size_t stride;        /* block_size rounded up to align (at least a pointer) */
+    size_t chunk_size;    /* a power of two >= MP_CHUNK_SIZE */
+    unsigned chunk_shift; /* log2(chunk_size) */
+    size_t first_off;     /* offset of a chunk's first block */
     uint64_t per_chunk;
     uint64_t slots_bytes;  /* per_chunk * stride: the bytes of a chunk's slots */
     uint64_t capacity;     /* as asked for; 0 = unbounded */
