@@ -120,11 +120,15 @@ enum {
      * still allocated and freed with mp_pool_alloc() and mp_pool_free(). Each block slot has a
      * 32-bit generation, kept out of band in tables the pool maps from its source (4 bytes a block,
      * up to 16 with the tables' rounding and the copies a growth leaves until destroy), advanced at
-     * each alloc and each free. MP_HANDLES alone, from a source, keeps alloc, free and
-     * mp_pool_handle() inline with no call (a pop or a push, and the generation found by a mask and
-     * a multiplication); with other flags or a buffer they take the slow path. A thread-safe handle
-     * pool keeps no thread caches (its calls take the lock). Combines with every other flag and
-     * with a buffer (size it with MP_POOL_BUFFER_SIZE_FLAGS).
+     * each alloc and each free. A pool of MP_HANDLES alone, from a source, with blocks of at least
+     * a pointer and 4 bytes (the stride), chunks below 4 GiB, and no tool watching (a library
+     * built for ASan, or built for Valgrind and run under it) keeps alloc (of a block freed
+     * before), free and mp_pool_handle() inline with no call: alloc pops the block and adds one to
+     * the generation whose index the free left after the block's link, free finds that index by a
+     * mask and a multiplication; carving a never-used block, and every call on any other handle
+     * pool, takes the slow path. A thread-safe handle pool keeps no thread caches (its calls take
+     * the lock). Combines with every other flag and with a buffer (size it with
+     * MP_POOL_BUFFER_SIZE_FLAGS).
      */
     MP_HANDLES = 1u << 4,
 };
@@ -375,8 +379,8 @@ static inline void *mp_pool_deref(const mp_pool *pool, mp_handle handle);
  * mp_pool_handle: the handle of a live block: mp_pool_deref(pool, handle) gives back `block` while
  * it is live. The same block gives the same handle until it is freed; a block handed out again
  * gets a new one. A handle is the block's chunk number and slot, and the slot's generation.
- * Complexity: O(1), inline for a pool whose alloc and free are (MP_HANDLES alone, from a source):
- * a mask, a multiplication and two loads.
+ * Complexity: O(1), inline for a pool whose free is (see MP_HANDLES): a mask, a multiplication and
+ * two loads; a call for other handle pools.
  * Returns 0 if and only if (a handle is never 0):
  *   - errno = EINVAL: pool or block is NULL; the pool was made without MP_HANDLES; block is a free
  *     block of the pool (its generation says free).
@@ -932,7 +936,7 @@ struct mp_pool_fast {
      * NULL in every other pool. */
     void *hfree;
     uintptr_t hmask;
-    /* MP_HANDLES (mp_pool_deref): a handle is index << 32 | generation / 2, with index = (chunk
+    /* MP_HANDLES (mp_pool_deref): a handle is index << 31 | generation / 2, with index = (chunk
      * number << hbits) + slot + 1. hgens holds a generation per index, odd while its block is
      * live, even otherwise (index 0 of each number, and those past its chunk's last slot, stay 0);
      * hbase[number] is the chunk's first block less (number << hbits) + 1 strides, so that the
@@ -1006,23 +1010,22 @@ void *mp_arena_alloc_slow(mp_arena *arena, size_t size);
 
 /* The whole of mp_pool_deref() (inline, and exported by noinline.c). Intended cost: a pool test,
  * a bound, the generation (one load past the pool's head, as a slot map's) against the handle's
- * 2 * g + 1 (only odd ones, live, can match; a handle with bit 31 set never does, so each live
- * block has one handle, and handle 0 wants generation 1 at index 0, which stays 0), then the
- * chunk's base (a load independent of the generation's) plus index * stride: no call, no store,
- * no lock. */
+ * 2 * g + 1 in 32 bits (only odd ones, live, can match; g < 2^31, so each live block has one
+ * handle, and handle 0 wants generation 1 at index 0, which stays 0), then the chunk's base (a
+ * load independent of the generation's) plus index * stride: no call, no store, no lock. */
 static MP_ALWAYS_INLINE void *mpi_pool_deref(const mp_pool *pool, mp_handle handle)
 {
     const struct mp_pool_fast *f = (const struct mp_pool_fast *)pool;
     if (MP_UNLIKELY(pool == NULL))
         return NULL;
-    uint64_t index = handle >> 32;
+    uint64_t index = handle >> 31;
     if (MP_UNLIKELY(index >= MP_LOAD_ACQUIRE(f->hlen)))
         return NULL;
     uint32_t gen = MP_LOAD_RELAXED(MP_LOAD_ACQUIRE(f->hgens)[index]);
-    if (MP_UNLIKELY((uint64_t)gen != (uint64_t)(uint32_t)handle * 2 + 1))
+    if (MP_UNLIKELY(gen != (uint32_t)handle * 2 + 1)) /* bit 31 of handle is the index's */
         return NULL;
     return (void *)(uintptr_t)(MP_LOAD_RELAXED(MP_LOAD_ACQUIRE(f->hbase)[index >> f->hbits]) +
-                               index * f->stride);
+                               (uintptr_t)index * f->stride);
 }
 
 /* (block - chunk) / stride for a block of a handle pool from a source, whose chunks hold at most
@@ -1229,7 +1232,7 @@ static MP_ALWAYS_INLINE void *mp_pool_deref(const mp_pool *pool, mp_handle handl
 }
 
 /* Intended cost: three tests, a mask, the chunk's hbias, a multiplication, the generation and its
- * test (mempool.h above: index << 32 | generation / 2); every other case calls the library. */
+ * test (mempool.h above: index << 31 | generation / 2); every other case calls the library. */
 static MP_ALWAYS_INLINE mp_handle mp_pool_handle(const mp_pool *pool, const void *block)
 {
     const struct mp_pool_fast *f = (const struct mp_pool_fast *)pool;
@@ -1239,7 +1242,7 @@ static MP_ALWAYS_INLINE mp_handle mp_pool_handle(const mp_pool *pool, const void
     uint32_t g = f->hgens[index];
     if (MP_UNLIKELY((g & 1) == 0))
         return mp_pool_handle_slow(pool, block); /* a free block: EINVAL */
-    return (mp_handle)index << 32 | g >> 1;
+    return (mp_handle)index << 31 | g >> 1;
 }
 
 /* Intended cost: a load of the cursor, an add and a mask, two compares, two stores (bump, count).

@@ -265,11 +265,13 @@ enum {
  * chunk keeps in its header hbias = (number << hbits) + 1 - first_off / stride, so alloc, free and
  * mp_pool_handle() find a block's index by masking, as hbias + (block - chunk) / stride (a buffer
  * pool has one number, 0, and hbits 32; its generations are in the buffer). A pool on the HANDLES
- * path without MP_ZERO keeps its free list in fast.hfree and has fast.hmask set: mempool.h's
- * inline alloc and free pop and push it and move the generation on themselves.
+ * path without MP_ZERO whose stride holds a pointer and 4 bytes keeps its free list in fast.hfree
+ * and has fast.hmask set: mempool.h's inline alloc and free pop and push it and move the
+ * generation on themselves; each block on it keeps its generation's index after its link.
  * Invariants: hlen == hchunks << hbits (a buffer pool: its slots + 1); a block is live iff its
  * generation is odd (alloc and free each add one; reset adds one to each odd one); hfree == NULL
- * unless hmask != 0, and hmask != 0 only on the HANDLES path without MP_ZERO.
+ * unless hmask != 0, and hmask != 0 only on the HANDLES path without MP_ZERO, where every block on
+ * hfree holds its own index (mpi_pool_hindex).
  */
 /* A mapping the handle store keeps until destroy (a table, or the generations of numbers). */
 typedef struct mpi_hmap {

@@ -1458,7 +1458,7 @@ mp_handle mp_pool_handle_slow(const mp_pool *pool, const void *block)
         errno = EINVAL; /* a free block */
         return 0;
     }
-    return index << 32 | gen >> 1; /* mempool.h, struct mp_pool_fast */
+    return index << 31 | gen >> 1; /* mempool.h, struct mp_pool_fast */
 }
 
 static MP_NOINLINE void *null_alloc(void)
@@ -1900,6 +1900,8 @@ static bool pool_free_list_is_valid(const mp_pool *pool, bool locked_all)
             return false;
         if (POOL_HANDLES(pool->flags) && (MP_LOAD_RELAXED(*block_gen(pool, w.at)) & 1) != 0)
             return false; /* a free block's generation says live */
+        if (pool->fast.hmask != 0 && *mpi_pool_hindex(w.at) != block_index_lean(pool, w.at))
+            return false; /* the index the inline alloc reads (internal.h) */
     }
     if (w.bad)
         return false;
