@@ -122,7 +122,7 @@ static void *const *pool_head_where(const mp_pool *pool)
 {
     if (!pool_is_slow(pool))
         return &pool->fast.free;
-    return pool->fast.hmask != 0 ? &pool->fast.hfree : &pool->list;
+    return !POOL_LEAN_ONLY && pool->fast.hmask != 0 ? &pool->fast.hfree : &pool->list;
 }
 
 static void **pool_head(mp_pool *pool)
