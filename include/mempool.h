@@ -1045,12 +1045,12 @@ static MP_ALWAYS_INLINE uintptr_t mpi_pool_hslot(const struct mp_pool_fast *f, u
 #endif
 
 /* The index of a block's generation in a handle pool from a source (struct mp_chunk_fast):
- * the chunk's hbias plus the block's slot, modulo 2^32 (an index has 32 bits). */
-static MP_ALWAYS_INLINE uint32_t mpi_pool_hindex_of(const struct mp_pool_fast *f, uintptr_t chunk,
-                                                    const void *block)
+ * the chunk's hbias plus the block's slot (the sum wraps back below 2^32: hbias may not). */
+static MP_ALWAYS_INLINE uintptr_t mpi_pool_hindex_of(const struct mp_pool_fast *f, uintptr_t chunk,
+                                                     const void *block)
 {
-    return (uint32_t)(((const struct mp_chunk_fast *)chunk)->hbias +
-                      mpi_pool_hslot(f, (uintptr_t)block - chunk));
+    return ((const struct mp_chunk_fast *)chunk)->hbias +
+           mpi_pool_hslot(f, (uintptr_t)block - chunk);
 }
 
 /* Where a free block of an inline handle pool keeps its generation's index: after its link. */
@@ -1168,9 +1168,9 @@ static MP_ALWAYS_INLINE void mpi_pool_free_other(mp_pool *pool, void *block)
 {
     struct mp_pool_fast *f = (struct mp_pool_fast *)pool;
     if (f->hmask != 0) {
-        uint32_t index = mpi_pool_hindex_of(f, (uintptr_t)block & f->hmask, block);
+        uintptr_t index = mpi_pool_hindex_of(f, (uintptr_t)block & f->hmask, block);
         ((uint32_t *)f->hgens)[index]++; /* to even: its handles go stale */
-        *mpi_pool_hindex(block) = index;
+        *mpi_pool_hindex(block) = (uint32_t)index;
         *(void **)block = f->hfree;
         f->hfree = block;
         return;
@@ -1238,7 +1238,7 @@ static MP_ALWAYS_INLINE mp_handle mp_pool_handle(const mp_pool *pool, const void
     const struct mp_pool_fast *f = (const struct mp_pool_fast *)pool;
     if (MP_UNLIKELY(pool == NULL || block == NULL || f->hmask == 0))
         return mp_pool_handle_slow(pool, block);
-    uint32_t index = mpi_pool_hindex_of(f, (uintptr_t)block & f->hmask, block);
+    uintptr_t index = mpi_pool_hindex_of(f, (uintptr_t)block & f->hmask, block);
     uint32_t g = f->hgens[index];
     if (MP_UNLIKELY((g & 1) == 0))
         return mp_pool_handle_slow(pool, block); /* a free block: EINVAL */

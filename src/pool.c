@@ -310,7 +310,7 @@ static MP_ALWAYS_INLINE uint32_t *block_gen(const mp_pool *pool, const void *blo
 
 /* The same, on the HANDLES path, whose geometry pool_select_path() made sure of (chunks from a
  * source no larger than 2^32 bytes, a stride with a reciprocal): the inline path's. */
-static MP_ALWAYS_INLINE uint32_t block_index_lean(const mp_pool *pool, const void *block)
+static MP_ALWAYS_INLINE uintptr_t block_index_lean(const mp_pool *pool, const void *block)
 {
     return mpi_pool_hindex_of(&pool->fast, mpi_chunk_of(block, pool->chunk_size), block);
 }
@@ -1438,7 +1438,7 @@ static MP_NOINLINE void handles_free(mp_pool *pool, void *block)
 {
     gen_advance(pool, block, true);
     if (pool->fast.hmask != 0) /* a block on hfree keeps its index (mempool.h) */
-        *mpi_pool_hindex(block) = block_index_lean(pool, block);
+        *mpi_pool_hindex(block) = (uint32_t)block_index_lean(pool, block);
     void **head = pool_head(pool);
     *(void **)block = *head;
     *head = block;
