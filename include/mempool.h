@@ -120,11 +120,15 @@ enum {
      * still allocated and freed with mp_pool_alloc() and mp_pool_free(). Each block slot has a
      * 32-bit generation, kept out of band in tables the pool maps from its source (4 bytes a block,
      * up to 16 with the tables' rounding and the copies a growth leaves until destroy), advanced at
-     * each alloc and each free. MP_HANDLES alone, from a source, keeps alloc, free and
-     * mp_pool_handle() inline with no call (a pop or a push, and the generation found by a mask and
-     * a multiplication); with other flags or a buffer they take the slow path. A thread-safe handle
-     * pool keeps no thread caches (its calls take the lock). Combines with every other flag and
-     * with a buffer (size it with MP_POOL_BUFFER_SIZE_FLAGS).
+     * each alloc and each free. A pool of MP_HANDLES alone, from a source, with blocks of at least
+     * a pointer and 4 bytes (the stride), chunks below 4 GiB, and no tool watching (a library
+     * built for ASan, or built for Valgrind and run under it) keeps alloc (of a block freed
+     * before), free and mp_pool_handle() inline with no call: alloc pops the block and adds one to
+     * the generation whose index the free left after the block's link, free finds that index by a
+     * mask and a multiplication; carving a never-used block, and every call on any other handle
+     * pool, takes the slow path. A thread-safe handle pool keeps no thread caches (its calls take
+     * the lock). Combines with every other flag and with a buffer (size it with
+     * MP_POOL_BUFFER_SIZE_FLAGS).
      */
     MP_HANDLES = 1u << 4,
 };
@@ -375,8 +379,8 @@ static inline void *mp_pool_deref(const mp_pool *pool, mp_handle handle);
  * mp_pool_handle: the handle of a live block: mp_pool_deref(pool, handle) gives back `block` while
  * it is live. The same block gives the same handle until it is freed; a block handed out again
  * gets a new one. A handle is the block's chunk number and slot, and the slot's generation.
- * Complexity: O(1), inline for a pool whose alloc and free are (MP_HANDLES alone, from a source):
- * a mask, a multiplication and two loads.
+ * Complexity: O(1), inline for a pool whose free is (see MP_HANDLES): a mask, a multiplication and
+ * two loads; a call for other handle pools.
  * Returns 0 if and only if (a handle is never 0):
  *   - errno = EINVAL: pool or block is NULL; the pool was made without MP_HANDLES; block is a free
  *     block of the pool (its generation says free).
@@ -893,7 +897,7 @@ int mp_arena_stats(const mp_arena *arena, struct mp_arena_stats *out);
                                            : MP_MAX_(size, sizeof(void *)),                        \
                  MP_ALIGN_OF_(size, align))
 
-#define MP_ABI_VERSION 4
+#define MP_ABI_VERSION 5
 
 /* Every pool begins with this struct (the rest is private to the library). The fast path pops and
  * pushes `free` and counts; everything rare folds into one test on each side:
@@ -925,7 +929,14 @@ struct mp_pool_fast {
     char *end;       /* the inline path carves while bump < end: the cursor's chunk end, or less
                         (a capacity); NULL in every pool but a plain one */
     size_t stride;   /* bytes from one block to the next */
-    /* MP_HANDLES (mp_pool_deref): a handle is index << 32 | generation / 2, with index = (chunk
+    /* An inline handle pool (MP_HANDLES alone, from a source, blocks of a pointer and 4 bytes at
+     * least; see pool.c, pool_select_path): its free list, and the mask that finds a block's
+     * chunk, ~(chunk size - 1). A block on hfree keeps its generation's index after its link
+     * (mpi_pool_hindex), so that alloc finds the generation with one load. hmask is 0 and hfree
+     * NULL in every other pool. */
+    void *hfree;
+    uintptr_t hmask;
+    /* MP_HANDLES (mp_pool_deref): a handle is index << 31 | generation / 2, with index = (chunk
      * number << hbits) + slot + 1. hgens holds a generation per index, odd while its block is
      * live, even otherwise (index 0 of each number, and those past its chunk's last slot, stay 0);
      * hbase[number] is the chunk's first block less (number << hbits) + 1 strides, so that the
@@ -937,12 +948,9 @@ struct mp_pool_fast {
     const uint32_t *hgens;
     const uintptr_t *hbase;
     uint32_t hlen; /* indexes in hgens: a handle's index is below */
-    /* A handle pool whose alloc and free are inline (MP_HANDLES alone, from a source): its free
-     * list, and the mask that finds a block's chunk, ~(chunk size - 1); hmask is 0 and hfree NULL
-     * in every other pool. hrecip (every handle pool from a source): 2^64 / stride rounded up. */
-    void *hfree;
-    uintptr_t hmask;
-    uint64_t hrecip;
+    /* Every pool: 2^64 / stride rounded up, for a division by a multiplication, where a 128-bit
+     * product exists (else 1), when the stride fits in 32 bits; else 0. */
+    uint64_t recip;
 };
 
 /* The head of every chunk of a pool from a source (the rest is private): in a handle pool, a
@@ -1002,23 +1010,22 @@ void *mp_arena_alloc_slow(mp_arena *arena, size_t size);
 
 /* The whole of mp_pool_deref() (inline, and exported by noinline.c). Intended cost: a pool test,
  * a bound, the generation (one load past the pool's head, as a slot map's) against the handle's
- * 2 * g + 1 (only odd ones, live, can match; a handle with bit 31 set never does, so each live
- * block has one handle, and handle 0 wants generation 1 at index 0, which stays 0), then the
- * chunk's base (a load independent of the generation's) plus index * stride: no call, no store,
- * no lock. */
+ * 2 * g + 1 in 32 bits (only odd ones, live, can match; g < 2^31, so each live block has one
+ * handle, and handle 0 wants generation 1 at index 0, which stays 0), then the chunk's base (a
+ * load independent of the generation's) plus index * stride: no call, no store, no lock. */
 static MP_ALWAYS_INLINE void *mpi_pool_deref(const mp_pool *pool, mp_handle handle)
 {
     const struct mp_pool_fast *f = (const struct mp_pool_fast *)pool;
     if (MP_UNLIKELY(pool == NULL))
         return NULL;
-    uint64_t index = handle >> 32;
+    uint64_t index = handle >> 31;
     if (MP_UNLIKELY(index >= MP_LOAD_ACQUIRE(f->hlen)))
         return NULL;
     uint32_t gen = MP_LOAD_RELAXED(MP_LOAD_ACQUIRE(f->hgens)[index]);
-    if (MP_UNLIKELY((uint64_t)gen != (uint64_t)(uint32_t)handle * 2 + 1))
+    if (MP_UNLIKELY(gen != (uint32_t)handle * 2 + 1)) /* bit 31 of handle is the index's */
         return NULL;
     return (void *)(uintptr_t)(MP_LOAD_RELAXED(MP_LOAD_ACQUIRE(f->hbase)[index >> f->hbits]) +
-                               index * f->stride);
+                               (uintptr_t)index * f->stride);
 }
 
 /* (block - chunk) / stride for a block of a handle pool from a source, whose chunks hold at most
@@ -1028,7 +1035,7 @@ static MP_ALWAYS_INLINE void *mpi_pool_deref(const mp_pool *pool, mp_handle hand
 __extension__ typedef unsigned __int128 mpi_u128;
 static MP_ALWAYS_INLINE uintptr_t mpi_pool_hslot(const struct mp_pool_fast *f, uintptr_t off)
 {
-    return (uintptr_t)(((mpi_u128)f->hrecip * off) >> 64);
+    return (uintptr_t)(((mpi_u128)f->recip * off) >> 64);
 }
 #else
 static MP_ALWAYS_INLINE uintptr_t mpi_pool_hslot(const struct mp_pool_fast *f, uintptr_t off)
@@ -1037,12 +1044,19 @@ static MP_ALWAYS_INLINE uintptr_t mpi_pool_hslot(const struct mp_pool_fast *f, u
 }
 #endif
 
-/* The generation of a block of a handle pool from a source (struct mp_chunk_fast). */
-static MP_ALWAYS_INLINE uint32_t *mpi_pool_hgen(const struct mp_pool_fast *f, uintptr_t chunk,
-                                                const void *block)
+/* The index of a block's generation in a handle pool from a source (struct mp_chunk_fast):
+ * the chunk's hbias plus the block's slot (the sum wraps back below 2^32: hbias may not). */
+static MP_ALWAYS_INLINE uintptr_t mpi_pool_hindex_of(const struct mp_pool_fast *f, uintptr_t chunk,
+                                                     const void *block)
 {
-    return (uint32_t *)f->hgens + (uintptr_t)(((const struct mp_chunk_fast *)chunk)->hbias +
-                                              mpi_pool_hslot(f, (uintptr_t)block - chunk));
+    return ((const struct mp_chunk_fast *)chunk)->hbias +
+           mpi_pool_hslot(f, (uintptr_t)block - chunk);
+}
+
+/* Where a free block of an inline handle pool keeps its generation's index: after its link. */
+static MP_ALWAYS_INLINE uint32_t *mpi_pool_hindex(void *block)
+{
+    return (uint32_t *)((char *)block + sizeof(void *));
 }
 
 #ifndef MP_NO_INLINE
@@ -1103,39 +1117,10 @@ static MP_ALWAYS_INLINE struct mp_tcache_fast *mpi_tcache_of(mp_pool *pool)
     return (struct mp_tcache_fast *)((char *)mpi_tcaches + ((struct mp_pool_fast *)pool)->tsoff);
 }
 
-/* Past the thread cache, for a pool whose cache is empty or full, or that has none: the inline
- * handle pool's pop or push (hfree, hmask), which moves the block's generation on, else the slow
- * path. Only that pool is not thread-safe, so nothing reads the generation meanwhile. Intended
- * cost: the pop or push, a mask, the chunk's hbias, a multiplication and an add to memory; other
- * pools pay a load and a test before the call. */
-static MP_ALWAYS_INLINE void *mpi_pool_alloc_uncached(mp_pool *pool)
-{
-    struct mp_pool_fast *f = (struct mp_pool_fast *)pool;
-    void *block = f->hfree;
-    if (block != NULL) {
-        f->hfree = *(void **)block;
-        f->allocs++;
-        ++*mpi_pool_hgen(f, (uintptr_t)block & f->hmask, block); /* to odd: live */
-        return block;
-    }
-    return mp_pool_alloc_slow(pool);
-}
-
-static MP_ALWAYS_INLINE void mpi_pool_free_uncached(mp_pool *pool, void *block)
-{
-    struct mp_pool_fast *f = (struct mp_pool_fast *)pool;
-    if (f->hmask != 0) {
-        ++*mpi_pool_hgen(f, (uintptr_t)block & f->hmask, block); /* to even: its handles go stale */
-        *(void **)block = f->hfree;
-        f->hfree = block;
-        return;
-    }
-    mp_pool_free_slow(pool, block);
-}
-
-/* Off the fast path, for a pool that is not NULL (nor its block): a thread cache's pop, else
- * mpi_pool_alloc_uncached(). Intended cost: two loads (tsoff, the TLS table), a pop and two
- * stores; no lock, no atomic read-modify-write. */
+/* Off the fast path, for a pool that is not NULL (nor its block) and not plain: this thread's
+ * cache of a plain thread-safe pool (tsoff != 0) when it has a block or room, else the slow path.
+ * Intended cost: two loads (tsoff, the TLS table), a pop or a push and two stores; no lock, no
+ * atomic read-modify-write. */
 static MP_ALWAYS_INLINE void *mpi_pool_alloc_cached(mp_pool *pool)
 {
     struct mp_tcache_fast *c = mpi_tcache_of(pool);
@@ -1145,7 +1130,7 @@ static MP_ALWAYS_INLINE void *mpi_pool_alloc_cached(mp_pool *pool)
         MP_COUNT_ONE(c->pops);
         return block;
     }
-    return mpi_pool_alloc_uncached(pool);
+    return mp_pool_alloc_slow(pool);
 }
 
 static MP_ALWAYS_INLINE void mpi_pool_free_cached(mp_pool *pool, void *block)
@@ -1157,7 +1142,40 @@ static MP_ALWAYS_INLINE void mpi_pool_free_cached(mp_pool *pool, void *block)
         MP_COUNT_ONE(c->pushes);
         return;
     }
-    mpi_pool_free_uncached(pool, block);
+    mp_pool_free_slow(pool, block);
+}
+
+/* Off the fast path, for a pool that is not plain, before the thread cache: an inline handle
+ * pool's pop or push (hfree, hmask), which moves the block's generation on, else
+ * mpi_pool_*_cached(). Only that pool is not thread-safe, so nothing reads the generation
+ * meanwhile. Intended cost: alloc, the pop, the index the block kept and an add to memory; free,
+ * a mask, the chunk's hbias, a multiplication, an add to memory and the push with the index. Other
+ * pools pay a load and a test before the cache. */
+static MP_ALWAYS_INLINE void *mpi_pool_alloc_other(mp_pool *pool)
+{
+    struct mp_pool_fast *f = (struct mp_pool_fast *)pool;
+    void *block = f->hfree;
+    if (block != NULL) {
+        f->hfree = *(void **)block;
+        f->allocs++;
+        ((uint32_t *)f->hgens)[*mpi_pool_hindex(block)]++; /* to odd: live */
+        return block;
+    }
+    return mpi_pool_alloc_cached(pool);
+}
+
+static MP_ALWAYS_INLINE void mpi_pool_free_other(mp_pool *pool, void *block)
+{
+    struct mp_pool_fast *f = (struct mp_pool_fast *)pool;
+    if (f->hmask != 0) {
+        uintptr_t index = mpi_pool_hindex_of(f, (uintptr_t)block & f->hmask, block);
+        ((uint32_t *)f->hgens)[index]++; /* to even: its handles go stale */
+        *mpi_pool_hindex(block) = (uint32_t)index;
+        *(void **)block = f->hfree;
+        f->hfree = block;
+        return;
+    }
+    mpi_pool_free_cached(pool, block);
 }
 
 /* Off the fast path, for a plain pool with an empty list: carves at the cursor, counting nothing
@@ -1185,7 +1203,7 @@ static MP_ALWAYS_INLINE void *mp_pool_alloc(mp_pool *pool)
         return mp_pool_alloc_slow(pool);
     void *block = f->free;
     if (MP_UNLIKELY((uintptr_t)block <= MP_FAST_SLOW)) /* only a plain pool's list is ever empty */
-        return block == NULL ? mpi_pool_alloc_bump(pool) : mpi_pool_alloc_cached(pool);
+        return block == NULL ? mpi_pool_alloc_bump(pool) : mpi_pool_alloc_other(pool);
     f->free = *(void **)block;
     f->allocs++;
     return block;
@@ -1201,7 +1219,7 @@ static MP_ALWAYS_INLINE void mp_pool_free(mp_pool *pool, void *block)
     }
     void *head = f->free;
     if (MP_UNLIKELY((uintptr_t)head == MP_FAST_SLOW)) {
-        mpi_pool_free_cached(pool, block);
+        mpi_pool_free_other(pool, block);
         return;
     }
     *(void **)block = head;
@@ -1214,17 +1232,17 @@ static MP_ALWAYS_INLINE void *mp_pool_deref(const mp_pool *pool, mp_handle handl
 }
 
 /* Intended cost: three tests, a mask, the chunk's hbias, a multiplication, the generation and its
- * test (mempool.h above: index << 32 | generation / 2); every other case calls the library. */
+ * test (mempool.h above: index << 31 | generation / 2); every other case calls the library. */
 static MP_ALWAYS_INLINE mp_handle mp_pool_handle(const mp_pool *pool, const void *block)
 {
     const struct mp_pool_fast *f = (const struct mp_pool_fast *)pool;
     if (MP_UNLIKELY(pool == NULL || block == NULL || f->hmask == 0))
         return mp_pool_handle_slow(pool, block);
-    const uint32_t *gen = mpi_pool_hgen(f, (uintptr_t)block & f->hmask, block);
-    uint32_t g = *gen;
+    uintptr_t index = mpi_pool_hindex_of(f, (uintptr_t)block & f->hmask, block);
+    uint32_t g = f->hgens[index];
     if (MP_UNLIKELY((g & 1) == 0))
         return mp_pool_handle_slow(pool, block); /* a free block: EINVAL */
-    return (mp_handle)(gen - f->hgens) << 32 | g >> 1;
+    return (mp_handle)index << 31 | g >> 1;
 }
 
 /* Intended cost: a load of the cursor, an add and a mask, two compares, two stores (bump, count).

@@ -265,11 +265,13 @@ enum {
  * chunk keeps in its header hbias = (number << hbits) + 1 - first_off / stride, so alloc, free and
  * mp_pool_handle() find a block's index by masking, as hbias + (block - chunk) / stride (a buffer
  * pool has one number, 0, and hbits 32; its generations are in the buffer). A pool on the HANDLES
- * path without MP_ZERO keeps its free list in fast.hfree and has fast.hmask set: mempool.h's
- * inline alloc and free pop and push it and move the generation on themselves.
+ * path without MP_ZERO whose stride holds a pointer and 4 bytes keeps its free list in fast.hfree
+ * and has fast.hmask set: mempool.h's inline alloc and free pop and push it and move the
+ * generation on themselves; each block on it keeps its generation's index after its link.
  * Invariants: hlen == hchunks << hbits (a buffer pool: its slots + 1); a block is live iff its
  * generation is odd (alloc and free each add one; reset adds one to each odd one); hfree == NULL
- * unless hmask != 0, and hmask != 0 only on the HANDLES path without MP_ZERO.
+ * unless hmask != 0, and hmask != 0 only on the HANDLES path without MP_ZERO, where every block on
+ * hfree holds its own index (mpi_pool_hindex).
  */
 /* A mapping the handle store keeps until destroy (a table, or the generations of numbers). */
 typedef struct mpi_hmap {
@@ -279,8 +281,7 @@ typedef struct mpi_hmap {
 
 struct mp_pool {
     struct mp_pool_fast fast;
-    void *list;  /* the free list of a slow pool */
-    void **head; /* where the free list is: &fast.free, &fast.hfree or &list (pool.c, pool_head) */
+    void *list; /* the free list of a slow pool but an inline handle pool (pool.c, pool_head) */
 
     /* The carving cursor: never-used blocks from fast.bump up to bump_end, in chunk cur_chunk of
      * cur. The inline path carves from fast.bump up to fast.end (pool.c, cursor_expose) without
@@ -304,11 +305,10 @@ struct mp_pool {
     /* Geometry, fixed at creation. */
     size_t block_size;
     size_t align;
-    size_t stride;         /* block_size rounded up to align (at least a pointer) */
-    size_t chunk_size;     /* a power of two >= MP_CHUNK_SIZE */
-    unsigned chunk_shift;  /* log2(chunk_size) */
-    uint64_t stride_recip; /* 2^64 / stride rounded up, for division by multiplication; 0: none */
-    size_t first_off;      /* offset of a chunk's first block */
+    size_t stride;        /* block_size rounded up to align (at least a pointer) */
+    size_t chunk_size;    /* a power of two >= MP_CHUNK_SIZE */
+    unsigned chunk_shift; /* log2(chunk_size) */
+    size_t first_off;     /* offset of a chunk's first block */
     uint64_t per_chunk;
     uint64_t slots_bytes;  /* per_chunk * stride: the bytes of a chunk's slots */
     uint64_t capacity;     /* as asked for; 0 = unbounded */

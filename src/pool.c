@@ -37,10 +37,11 @@ static_assert(sizeof(mp_pool) <= MP_POOL_HEADER_BYTES && alignof(mp_pool) <= ali
 #define ABI_U64_AFTER_PTR                                                                          \
     ((sizeof(void *) + alignof(uint64_t) - 1) / alignof(uint64_t) * alignof(uint64_t))
 #define ABI_PTR_AFTER_U32(off) (((off) + 4 + sizeof(void *) - 1) / sizeof(void *) * sizeof(void *))
-#if MP_ABI_VERSION == 4
-/* 4: hfree, hmask, hrecip after hlen, and struct mp_chunk_fast (the inline handle path); 3 ended
- * at hlen, with hbits after tsoff and hgens, hbase, hlen after stride (mp_pool_deref); 2 ended at
- * stride; 1 at tsoff. */
+#if MP_ABI_VERSION == 5
+/* 5: hfree and hmask after stride, then hgens, hbase, hlen, and recip (every pool's, was hrecip),
+ * and a block on hfree keeps its generation's index after its link; 4 had hfree, hmask, hrecip
+ * after hlen, and struct mp_chunk_fast (the inline handle path); 3 ended at hlen, with hbits after
+ * tsoff and hgens, hbase, hlen after stride (mp_pool_deref); 2 ended at stride; 1 at tsoff. */
 static_assert(MP_FAST_SLOW == 1 && offsetof(struct mp_pool_fast, free) == 0 &&
                   offsetof(struct mp_pool_fast, allocs) == ABI_U64_AFTER_PTR &&
                   sizeof(((struct mp_pool_fast *)0)->allocs) == 8 &&
@@ -54,22 +55,21 @@ static_assert(MP_FAST_SLOW == 1 && offsetof(struct mp_pool_fast, free) == 0 &&
                       offsetof(struct mp_pool_fast, bump) + sizeof(void *) &&
                   offsetof(struct mp_pool_fast, stride) ==
                       offsetof(struct mp_pool_fast, end) + sizeof(void *) &&
-                  offsetof(struct mp_pool_fast, hgens) ==
+                  offsetof(struct mp_pool_fast, hfree) ==
                       offsetof(struct mp_pool_fast, stride) + sizeof(size_t) &&
+                  offsetof(struct mp_pool_fast, hmask) ==
+                      offsetof(struct mp_pool_fast, hfree) + sizeof(void *) &&
+                  offsetof(struct mp_pool_fast, hgens) ==
+                      offsetof(struct mp_pool_fast, hmask) + sizeof(uintptr_t) &&
                   offsetof(struct mp_pool_fast, hbase) ==
                       offsetof(struct mp_pool_fast, hgens) + sizeof(void *) &&
                   offsetof(struct mp_pool_fast, hlen) ==
                       offsetof(struct mp_pool_fast, hbase) + sizeof(void *) &&
                   sizeof(((struct mp_pool_fast *)0)->hlen) == 4 &&
-                  offsetof(struct mp_pool_fast, hfree) ==
-                      ABI_PTR_AFTER_U32(offsetof(struct mp_pool_fast, hlen)) &&
-                  offsetof(struct mp_pool_fast, hmask) ==
-                      offsetof(struct mp_pool_fast, hfree) + sizeof(void *) &&
-                  offsetof(struct mp_pool_fast, hrecip) ==
-                      (offsetof(struct mp_pool_fast, hmask) + sizeof(uintptr_t) +
-                       alignof(uint64_t) - 1) /
+                  offsetof(struct mp_pool_fast, recip) ==
+                      (offsetof(struct mp_pool_fast, hlen) + 4 + alignof(uint64_t) - 1) /
                           alignof(uint64_t) * alignof(uint64_t) &&
-                  sizeof(((struct mp_pool_fast *)0)->hrecip) == 8,
+                  sizeof(((struct mp_pool_fast *)0)->recip) == 8,
               "struct mp_pool_fast changed: bump MP_ABI_VERSION");
 static_assert(offsetof(struct mp_chunk_fast, hbias) == 2 * sizeof(void *) &&
                   sizeof(((struct mp_chunk_fast *)0)->hbias) == sizeof(uintptr_t) &&
@@ -112,7 +112,7 @@ static_assert(POOL_KNOWN_FLAGS == (MP_ZERO | MP_CHECKED | MP_SECURE | MP_THREAD_
  * ============================================================================================== */
 
 /* Where the free list lives: fast.free for a plain pool, fast.hfree for a handle pool with an
- * inline path (fast.hmask set), `list` for any other slow one (see struct mp_pool, `head`). */
+ * inline path (fast.hmask set), `list` for any other slow one (see struct mp_pool). */
 static bool pool_is_slow(const mp_pool *pool)
 {
     return (uintptr_t)pool->fast.free == MP_FAST_SLOW;
@@ -122,23 +122,17 @@ static void *const *pool_head_where(const mp_pool *pool)
 {
     if (!pool_is_slow(pool))
         return &pool->fast.free;
-    return pool->fast.hmask != 0 ? &pool->fast.hfree : &pool->list;
-}
-
-/* Kept in `head`, so that the slow paths find the list with one load. */
-static void pool_head_set(mp_pool *pool)
-{
-    pool->head = (void **)pool_head_where(pool);
+    return !POOL_LEAN_ONLY && pool->fast.hmask != 0 ? &pool->fast.hfree : &pool->list;
 }
 
 static void **pool_head(mp_pool *pool)
 {
-    return pool->head;
+    return (void **)pool_head_where(pool);
 }
 
 static void *const *pool_head_const(const mp_pool *pool)
 {
-    return pool->head;
+    return pool_head_where(pool);
 }
 
 /* The run holding a block of a pool that takes chunks from a source: mask to the chunk header. */
@@ -159,8 +153,8 @@ static uint64_t stride_div(const mp_pool *pool, uintptr_t x, uint64_t *rem)
 {
     uint64_t q;
 #ifdef __SIZEOF_INT128__
-    if (x <= UINT32_MAX && pool->stride_recip != 0)
-        q = (uint64_t)(((mpi_u128)pool->stride_recip * x) >> 64);
+    if (x <= UINT32_MAX && pool->fast.recip != 0)
+        q = (uint64_t)(((mpi_u128)pool->fast.recip * x) >> 64);
     else
 #else /* a 32-bit target: one divide instruction, not a 64-bit division's loop in libgcc */
     if (x <= UINT32_MAX && pool->stride <= UINT32_MAX)
@@ -316,9 +310,14 @@ static MP_ALWAYS_INLINE uint32_t *block_gen(const mp_pool *pool, const void *blo
 
 /* The same, on the HANDLES path, whose geometry pool_select_path() made sure of (chunks from a
  * source no larger than 2^32 bytes, a stride with a reciprocal): the inline path's. */
+static MP_ALWAYS_INLINE uintptr_t block_index_lean(const mp_pool *pool, const void *block)
+{
+    return mpi_pool_hindex_of(&pool->fast, mpi_chunk_of(block, pool->chunk_size), block);
+}
+
 static MP_ALWAYS_INLINE uint32_t *block_gen_lean(const mp_pool *pool, const void *block)
 {
-    return mpi_pool_hgen(&pool->fast, mpi_chunk_of(block, pool->chunk_size), block);
+    return (uint32_t *)pool->fast.hgens + block_index_lean(pool, block);
 }
 
 /* A block becomes live or free: its generation moves on to odd or to even. An atomic store, as
@@ -592,10 +591,10 @@ static int pool_geometry(mp_pool *pool, const mp_pool_opts *opts, size_t fixed_c
     while (((size_t)1 << pool->chunk_shift) < chunk)
         pool->chunk_shift++;
 #ifdef __SIZEOF_INT128__
-    pool->stride_recip = stride <= UINT32_MAX ? UINT64_MAX / stride + 1 : 0;
+    pool->fast.recip = stride <= UINT32_MAX ? UINT64_MAX / stride + 1 : 0;
 #else /* no 128-bit product to use it (stride_div, chunk_slot): 1 marks a stride below 2^32,
          and a 32-bit target needs no 64-bit division in libgcc */
-    pool->stride_recip = stride <= UINT32_MAX;
+    pool->fast.recip = stride <= UINT32_MAX;
 #endif
     pool->first_off = first_off;
     pool->bitmap_bytes = bitmap;
@@ -823,7 +822,7 @@ static bool pool_may_cache(const mp_pool *pool)
  */
 static void pool_select_path(mp_pool *pool, bool populate)
 {
-    bool secure_geometry = pool->chunk_size <= UINT32_MAX && pool->stride_recip != 0;
+    bool secure_geometry = pool->chunk_size <= UINT32_MAX && pool->fast.recip != 0;
     if (!MP_FREESTANDING && (pool->flags & MP_THREAD_SAFE) != 0) /* bare metal: no threads */
         pool->path = pool->ts_id != 0 ? MPI_PATH_CACHED : MPI_PATH_LOCKED;
     else if ((mpi_checks(pool) & ~(unsigned)MPI_CHECK_STATE) != 0 ||
@@ -840,16 +839,14 @@ static void pool_select_path(mp_pool *pool, bool populate)
         pool->path = MPI_PATH_SECURE_LEAN;
     if (pool->path != MPI_PATH_PLAIN)
         pool->fast.free = (void *)MP_FAST_SLOW; /* a slow pool (see mempool.h) */
-    if (pool->path == MPI_PATH_HANDLES) {       /* the inline handle path (internal.h) */
-        pool->fast.hrecip = pool->stride_recip;
-        if ((pool->flags & MP_ZERO) == 0)
-            pool->fast.hmask = ~(uintptr_t)(pool->chunk_size - 1);
-    }
+    /* The inline handle path (internal.h): a free block keeps its link and its index. */
+    if (pool->path == MPI_PATH_HANDLES && (pool->flags & MP_ZERO) == 0 &&
+        pool->stride >= sizeof(void *) + sizeof(uint32_t))
+        pool->fast.hmask = ~(uintptr_t)(pool->chunk_size - 1);
     if (!MP_FREESTANDING && pool->path == MPI_PATH_CACHED && (pool->flags & MP_ZERO) == 0)
         pool->fast.tsoff = pool->ts_id * (uint32_t)sizeof(struct mp_tcache_fast);
     if (populate && MP_HEAP_POPULATE)
         pool->state |= MPI_POPULATE;
-    pool_head_set(pool);
     pool->fast.end = NULL; /* a buffer pool's cursor was set before its path was known */
     cursor_expose(pool);
 }
@@ -898,8 +895,6 @@ static mp_pool *pool_create(const mp_pool_opts *opts, size_t chunk_size, bool po
         pool = pool_place_in_source(&proto);
         err = ENOMEM;
     }
-    if (pool != NULL)
-        pool_head_set(pool); /* the list a destroy below walks; its path may move it */
     if (!MP_FREESTANDING && pool != NULL && (pool->flags & MP_THREAD_SAFE) != 0 &&
         (err = mpi_ts_create(pool, opts->thread_cache, pool_may_cache(pool))) != 0) {
         pool->flags &= ~(unsigned)MP_THREAD_SAFE;
@@ -1304,9 +1299,9 @@ static MP_ALWAYS_INLINE bool chunk_slot(const mp_pool *pool, uintptr_t chunk, ui
     if (off >= pool->slots_bytes)
         return false;
 #ifdef __SIZEOF_INT128__
-    mpi_u128 m = (mpi_u128)pool->stride_recip * off;
+    mpi_u128 m = (mpi_u128)pool->fast.recip * off;
     *slot = (uint64_t)(m >> 64);
-    return (uint64_t)m < pool->stride_recip;
+    return (uint64_t)m < pool->fast.recip;
 #else
     *slot = off / pool->stride;
     return off % pool->stride == 0;
@@ -1442,6 +1437,8 @@ static MP_NOINLINE void *handles_alloc(mp_pool *pool)
 static MP_NOINLINE void handles_free(mp_pool *pool, void *block)
 {
     gen_advance(pool, block, true);
+    if (pool->fast.hmask != 0) /* a block on hfree keeps its index (mempool.h) */
+        *mpi_pool_hindex(block) = (uint32_t)block_index_lean(pool, block);
     void **head = pool_head(pool);
     *(void **)block = *head;
     *head = block;
@@ -1461,7 +1458,7 @@ mp_handle mp_pool_handle_slow(const mp_pool *pool, const void *block)
         errno = EINVAL; /* a free block */
         return 0;
     }
-    return index << 32 | gen >> 1; /* mempool.h, struct mp_pool_fast */
+    return index << 31 | gen >> 1; /* mempool.h, struct mp_pool_fast */
 }
 
 static MP_NOINLINE void *null_alloc(void)
@@ -1903,6 +1900,8 @@ static bool pool_free_list_is_valid(const mp_pool *pool, bool locked_all)
             return false;
         if (POOL_HANDLES(pool->flags) && (MP_LOAD_RELAXED(*block_gen(pool, w.at)) & 1) != 0)
             return false; /* a free block's generation says live */
+        if (pool->fast.hmask != 0 && *mpi_pool_hindex(w.at) != block_index_lean(pool, w.at))
+            return false; /* the index the inline alloc reads (internal.h) */
     }
     if (w.bad)
         return false;
@@ -1947,8 +1946,6 @@ static bool pool_is_valid_as(const mp_pool *pool, bool locked_all)
     if (pool->fast.hmask == 0 ? pool->fast.hfree != NULL
                               : pool->path != MPI_PATH_HANDLES || (pool->flags & MP_ZERO) != 0)
         return false; /* the inline handle path's (internal.h) */
-    if (pool_head_const(pool) != pool_head_where(pool))
-        return false;
     if (!pool_cursor_is_valid(pool))
         return false;
     return pool_runs_are_valid(pool) && pool_free_list_is_valid(pool, locked_all);
