@@ -1117,8 +1117,41 @@ static MP_ALWAYS_INLINE struct mp_tcache_fast *mpi_tcache_of(mp_pool *pool)
     return (struct mp_tcache_fast *)((char *)mpi_tcaches + ((struct mp_pool_fast *)pool)->tsoff);
 }
 
+/* Off the fast path, after the thread cache's test: an inline handle pool's pop or push (hfree,
+ * hmask), which moves the block's generation on, else the slow path. Only that pool is not
+ * thread-safe, so nothing reads the generation meanwhile. Intended cost: alloc, the pop, the index
+ * the block kept and an add to memory; free, a mask, the chunk's hbias, a multiplication, an add to
+ * memory and the push with the index. */
+static MP_ALWAYS_INLINE void *mpi_pool_alloc_handle(mp_pool *pool)
+{
+    struct mp_pool_fast *f = (struct mp_pool_fast *)pool;
+    void *block = f->hfree;
+    if (block != NULL) {
+        f->hfree = *(void **)block;
+        f->allocs++;
+        ((uint32_t *)f->hgens)[*mpi_pool_hindex(block)]++; /* to odd: live */
+        return block;
+    }
+    return mp_pool_alloc_slow(pool);
+}
+
+static MP_ALWAYS_INLINE void mpi_pool_free_handle(mp_pool *pool, void *block)
+{
+    struct mp_pool_fast *f = (struct mp_pool_fast *)pool;
+    if (f->hmask != 0) {
+        uintptr_t index = mpi_pool_hindex_of(f, (uintptr_t)block & f->hmask, block);
+        ((uint32_t *)f->hgens)[index]++; /* to even: its handles go stale */
+        *mpi_pool_hindex(block) = (uint32_t)index;
+        *(void **)block = f->hfree;
+        f->hfree = block;
+        return;
+    }
+    mp_pool_free_slow(pool, block);
+}
+
 /* Off the fast path, for a pool that is not NULL (nor its block) and not plain: this thread's
- * cache of a plain thread-safe pool (tsoff != 0) when it has a block or room, else the slow path.
+ * cache of a plain thread-safe pool (tsoff != 0) when it has a block or room, else the handle
+ * path. Tested first, so that a thread-safe pool's hits pay nothing for handles.
  * Intended cost: two loads (tsoff, the TLS table), a pop or a push and two stores; no lock, no
  * atomic read-modify-write. */
 static MP_ALWAYS_INLINE void *mpi_pool_alloc_cached(mp_pool *pool)
@@ -1130,7 +1163,7 @@ static MP_ALWAYS_INLINE void *mpi_pool_alloc_cached(mp_pool *pool)
         MP_COUNT_ONE(c->pops);
         return block;
     }
-    return mp_pool_alloc_slow(pool);
+    return mpi_pool_alloc_handle(pool);
 }
 
 static MP_ALWAYS_INLINE void mpi_pool_free_cached(mp_pool *pool, void *block)
@@ -1142,40 +1175,7 @@ static MP_ALWAYS_INLINE void mpi_pool_free_cached(mp_pool *pool, void *block)
         MP_COUNT_ONE(c->pushes);
         return;
     }
-    mp_pool_free_slow(pool, block);
-}
-
-/* Off the fast path, for a pool that is not plain, before the thread cache: an inline handle
- * pool's pop or push (hfree, hmask), which moves the block's generation on, else
- * mpi_pool_*_cached(). Only that pool is not thread-safe, so nothing reads the generation
- * meanwhile. Intended cost: alloc, the pop, the index the block kept and an add to memory; free,
- * a mask, the chunk's hbias, a multiplication, an add to memory and the push with the index. Other
- * pools pay a load and a test before the cache. */
-static MP_ALWAYS_INLINE void *mpi_pool_alloc_other(mp_pool *pool)
-{
-    struct mp_pool_fast *f = (struct mp_pool_fast *)pool;
-    void *block = f->hfree;
-    if (block != NULL) {
-        f->hfree = *(void **)block;
-        f->allocs++;
-        ((uint32_t *)f->hgens)[*mpi_pool_hindex(block)]++; /* to odd: live */
-        return block;
-    }
-    return mpi_pool_alloc_cached(pool);
-}
-
-static MP_ALWAYS_INLINE void mpi_pool_free_other(mp_pool *pool, void *block)
-{
-    struct mp_pool_fast *f = (struct mp_pool_fast *)pool;
-    if (f->hmask != 0) {
-        uintptr_t index = mpi_pool_hindex_of(f, (uintptr_t)block & f->hmask, block);
-        ((uint32_t *)f->hgens)[index]++; /* to even: its handles go stale */
-        *mpi_pool_hindex(block) = (uint32_t)index;
-        *(void **)block = f->hfree;
-        f->hfree = block;
-        return;
-    }
-    mpi_pool_free_cached(pool, block);
+    mpi_pool_free_handle(pool, block);
 }
 
 /* Off the fast path, for a plain pool with an empty list: carves at the cursor, counting nothing
@@ -1203,7 +1203,7 @@ static MP_ALWAYS_INLINE void *mp_pool_alloc(mp_pool *pool)
         return mp_pool_alloc_slow(pool);
     void *block = f->free;
     if (MP_UNLIKELY((uintptr_t)block <= MP_FAST_SLOW)) /* only a plain pool's list is ever empty */
-        return block == NULL ? mpi_pool_alloc_bump(pool) : mpi_pool_alloc_other(pool);
+        return block == NULL ? mpi_pool_alloc_bump(pool) : mpi_pool_alloc_cached(pool);
     f->free = *(void **)block;
     f->allocs++;
     return block;
@@ -1219,7 +1219,7 @@ static MP_ALWAYS_INLINE void mp_pool_free(mp_pool *pool, void *block)
     }
     void *head = f->free;
     if (MP_UNLIKELY((uintptr_t)head == MP_FAST_SLOW)) {
-        mpi_pool_free_other(pool, block);
+        mpi_pool_free_cached(pool, block);
         return;
     }
     *(void **)block = head;
