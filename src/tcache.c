@@ -586,7 +586,9 @@ void mpi_ts_free(mp_pool *pool, void *block)
 /* Gives every block of a cache back (walking to the end of its loaded list, which is whole at
  * every instruction boundary, so this also serves a cache whose thread a fork() left behind; a
  * fork() in the middle of cache_swap leaves the same chain in both places, given back once) and
- * folds its count of allocations into the pool's. Registry lock held. */
+ * folds its count of allocations into the pool's. A range that such a thread had carved and not
+ * yet linked (cache_refill_unlock) is in no list: the child keeps it counted in use, at most a
+ * page a thread. Registry lock held. */
 static void cache_retire(mpi_tcache *c)
 {
     mp_pool *pool = c->pool;
