@@ -1092,20 +1092,36 @@ static bool pool_next_chunk(mp_pool *pool)
     return true;
 }
 
-/* Hands out the block at the cursor. NULL when the capacity or the memory is used up. */
-static void *pool_carve(mp_pool *pool)
+/* Hands out the first of up to n (> 0) never-used blocks at the cursor, contiguous in its chunk,
+ * and counts them carved; *got: how many. NULL when the capacity or the memory is used up. O(1),
+ * but for a new chunk's header or run. */
+static void *pool_carve_range(mp_pool *pool, uint64_t n, uint64_t *got)
 {
     pool_fold_carves(pool);
+    *got = 0;
     if (pool->carved >= pool->capacity_max)
         return NULL;
     if (pool->fast.bump == pool->bump_end && !pool_next_chunk(pool))
         return NULL;
+    if (n > 1) { /* else the tests above showed room for one */
+        uint64_t rem, left = stride_div(pool, (uintptr_t)(pool->bump_end - pool->fast.bump), &rem);
+        left = left < pool->capacity_max - pool->carved ? left : pool->capacity_max - pool->carved;
+        n = n < left ? n : left;
+    }
     void *block = pool->fast.bump;
-    pool->fast.bump += pool->stride;
+    pool->fast.bump += n * pool->stride; /* n <= blocks left in the chunk: in the chunk */
     pool->counted = pool->fast.bump;
-    pool->carved++;
-    pool->cur->carved++;
+    pool->carved += n;
+    pool->cur->carved += n;
+    *got = n;
     return block;
+}
+
+/* Hands out the block at the cursor. NULL when the capacity or the memory is used up. */
+static void *pool_carve(mp_pool *pool)
+{
+    uint64_t got;
+    return pool_carve_range(pool, 1, &got);
 }
 
 static bool pool_is_valid(const mp_pool *pool);
@@ -1136,12 +1152,12 @@ static void block_inner_pages(const mp_pool *pool, const void *b, uintptr_t *lo,
     *hi = ((uintptr_t)b + pool->stride - 1) & ~(page - 1);
 }
 
-void mpi_pool_fresh_pages(mp_pool *pool, const void *block, mpi_pages *r)
+void mpi_pool_fresh_pages(mp_pool *pool, const void *block, uint64_t n, mpi_pages *r)
 {
     uintptr_t page = mpi_os_page_size(), mark = (uintptr_t)pool->populated;
     uintptr_t lo = (uintptr_t)block & ~(page - 1); /* hi: at most the chunk's end, page-aligned */
-    uintptr_t hi = ((uintptr_t)block + pool->stride + page - 1) & ~(page - 1);
-    if (hi - lo > 2 * page)
+    uintptr_t hi = ((uintptr_t)block + n * pool->stride + page - 1) & ~(page - 1);
+    if (n == 1 && hi - lo > 2 * page)
         r->large = block;
     if (lo < mark)
         lo = mark;
@@ -1185,11 +1201,9 @@ void *mpi_pool_take(mp_pool *pool, bool *fresh)
     return block != NULL ? block : pool_carve(pool);
 }
 
-bool mpi_pool_has_ready(const mp_pool *pool)
+void *mpi_pool_carve_range(mp_pool *pool, uint64_t n, uint64_t *got)
 {
-    return *pool_head_const(pool) != NULL || pool->fast.bump != pool->bump_end ||
-           (pool->cur != NULL &&
-            (pool->cur_chunk + 1 < pool->cur->nchunks || pool->cur->next != NULL));
+    return pool_carve_range(pool, n, got);
 }
 
 void **mpi_pool_head(mp_pool *pool)
@@ -1218,7 +1232,7 @@ void *mpi_pool_alloc_general(mp_pool *pool, const void *site)
     if (!MP_FREESTANDING /* no heap, whose pools alone populate */ && fresh &&
         (pool->state & MPI_POPULATE) != 0 && (pool->flags & MP_THREAD_SAFE) == 0) {
         mpi_pages r = {0, 0, NULL};
-        mpi_pool_fresh_pages(pool, block, &r);
+        mpi_pool_fresh_pages(pool, block, 1, &r);
         mpi_pool_populate(pool, &r);
     }
     pool->fast.allocs++;

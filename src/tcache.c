@@ -132,8 +132,8 @@ static void *meta_alloc(mp_pool **meta, size_t size)
  * ============================================================================================== */
 
 /* The pool's lock is mostly held for a few dozen instructions (a magazine moves to or from the
- * depot in O(1); only a refill from the free list or from carving takes up to REFILL_MAX blocks
- * under it), so a thread that finds it taken spins a little before it sleeps (an adaptive lock):
+ * depot, and a refill carves a range, in O(1); only a refill from the free list takes up to
+ * REFILL_MAX blocks under it), so a thread that finds it taken spins a little before it sleeps (an adaptive lock):
  * two threads that refill and flush at once would otherwise trade futex sleeps and wake-ups. */
 int mpi_ts_create(mp_pool *pool, size_t thread_cache, bool caches)
 {
@@ -423,53 +423,49 @@ static void cache_swap(mpi_tcache *c)
     }
 }
 
-/* Fills the empty loaded list from the free list, block by block in the pool's order (so a fresh
- * pool still hands out its lowest addresses first), calling the source at most once. Counts a
- * failure if it gets none. With MPI_POPULATE, the never-used blocks (which come last: a pool
- * carves only when its list is empty) are linked after the lock is dropped, once one call has
- * faulted their pages in. Other pools link them under the lock, faulting their pages there: linked
- * after it, two threads' refills alternate and their never-used blocks interleave page by page,
- * which was slower (docs/design.md, "The heap"). Drops the lock. */
+/* Links n blocks lying one stride apart from first into a NULL-terminated chain, in address order
+ * (so that a fresh pool still hands out its lowest addresses first). */
+static void chain_link_range(void *first, uint64_t n, size_t stride)
+{
+    char *b = first;
+    for (uint64_t i = 1; i < n; i++, b += stride)
+        *(void **)b = b + stride;
+    if (n != 0)
+        *(void **)b = NULL;
+}
+
+/* Fills the empty loaded list from the free list (block by block in the pool's order; only
+ * threads without a cache and mpi_ts_lock feed it), else with never-used blocks: one range carved
+ * under the lock in O(1) and linked after the lock is dropped, so that the writes that fault
+ * their pages in (or the one call that populates them, with MPI_POPULATE) hold up no other thread.
+ * Calls the source at most once. Counts a failure if it gets none. Drops the lock. */
 static void cache_refill_unlock(mp_pool *pool, mpi_tcache *c, bool reuse_only)
 {
     uint64_t want = cache_batch(c), got = 0, nfresh = 0;
     want = want > REFILL_MAX ? REFILL_MAX : want;
     void *first = NULL, **tail = &first;
-    bool fresh;
-    void *blocks[REFILL_MAX]; /* the never-used blocks to populate */
-    mpi_pages pages = {0, 0, NULL};
-    size_t fresh_bytes = 0;
-    for (; got < want && (got == 0 || mpi_pool_has_ready(pool)); got++) {
-        if (reuse_only && *mpi_pool_head(pool) == NULL)
-            break;
-        void *block = mpi_pool_take(pool, &fresh);
-        if (block == NULL)
-            break;
-        if (fresh && (pool->state & MPI_POPULATE) != 0) {
-            blocks[nfresh++] = block; /* want <= REFILL_MAX */
-            mpi_pool_fresh_pages(pool, block, &pages);
-        } else {
+    if (*mpi_pool_head(pool) != NULL) {
+        for (bool fresh; got < want && *mpi_pool_head(pool) != NULL; got++) {
+            void *block = mpi_pool_take(pool, &fresh);
             *tail = block;
             tail = (void **)block;
         }
-        /* Linking a never-used block writes to it, which faults its page in (as populating does):
-         * carve only a few pages' worth ahead of use, so large blocks cost no memory before they
-         * are used. */
-        if (fresh && (fresh_bytes += pool->stride) >= CACHE_FRESH_BYTES) {
-            got++;
-            break;
-        }
+        *tail = NULL;
+    } else if (!reuse_only) {
+        /* Linking a never-used block writes to it, which faults its page in: carve a page's worth
+         * (at least a block) ahead of use, so large blocks cost no memory before they are used. */
+        uint64_t ahead = (CACHE_FRESH_BYTES + pool->stride - 1) / pool->stride;
+        first = mpi_pool_carve_range(pool, want < ahead ? want : ahead, &nfresh);
     }
-    if (got == 0 && !reuse_only)
+    if (got + nfresh == 0 && !reuse_only)
         pool->failed_allocs++;
-    MP_STORE_RELEASE(c->pub->pushes, c->pub->pushes + got);
+    mpi_pages pages = {0, 0, NULL};
+    if (nfresh != 0 && (pool->state & MPI_POPULATE) != 0)
+        mpi_pool_fresh_pages(pool, first, nfresh, &pages); /* writes pool->populated: locked */
+    MP_STORE_RELEASE(c->pub->pushes, c->pub->pushes + got + nfresh);
     mpi_lock_release(&pool->lock);
     mpi_pool_populate(pool, &pages);
-    for (uint64_t i = 0; i < nfresh; i++) {
-        *tail = blocks[i];
-        tail = (void **)blocks[i];
-    }
-    *tail = NULL;
+    chain_link_range(first, nfresh, pool->stride);
     c->pub->free = first;
 }
 
@@ -565,7 +561,9 @@ void mpi_ts_free(mp_pool *pool, void *block)
 /* Gives every block of a cache back (walking to the end of its loaded list, which is whole at
  * every instruction boundary, so this also serves a cache whose thread a fork() left behind; a
  * fork() in the middle of cache_swap leaves the same chain in both places, given back once) and
- * folds its count of allocations into the pool's. Registry lock held. */
+ * folds its count of allocations into the pool's. A range that such a thread had carved and not
+ * yet linked (cache_refill_unlock) is in no list: the child keeps it counted in use, at most a
+ * page a thread. Registry lock held. */
 static void cache_retire(mpi_tcache *c)
 {
     mp_pool *pool = c->pool;

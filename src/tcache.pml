@@ -24,7 +24,7 @@
  * (taken alone or before the pool's, so it adds no cycle), pools of 8-byte blocks (the same stack
  * kept as an array; a push that must grow it drops the lock and takes it again, holding only its
  * own previous magazine, which no step moves meanwhile: the states it passes are those before the
- * push), populating (never-used blocks linked after the lock by the thread that carved them:
+ * push), populating (a system call on the reserved range's pages before they are linked:
  * thread-local), fork.
  */
 
@@ -69,31 +69,47 @@ inline chain_end()
     od
 }
 
-/* cache_exchange_empty's locked part: depot_pop, else cache_refill_unlock (the free list and
- * carving). */
+/* cache_exchange_empty's locked part: depot_pop, else cache_refill_unlock: blocks popped from a
+ * free list that has some, else a range of never-used blocks reserved in O(1)
+ * (mpi_pool_carve_range: a batch, or what the capacity leaves; a chunk's end, not modelled, cuts
+ * it short as the capacity does), which the thread links after the lock (chain_link_range). */
 inline cache_exchange_locked(t)
 {
     atomic {
     lock_take(t);
+    first = NIL; got = 0; i = NIL;
     if
     :: mags != NIL ->
         first = mags; mags = magnext[first]; nmags--;      /* depot_pop */
         got = BATCH
-    :: else ->
-        first = NIL; got = 0;
+    :: mags == NIL && head != NIL ->
         do
         :: got < BATCH && head != NIL -> b = head; head = next[b];  /* mpi_pool_take: a pop */
             if :: first == NIL -> first = b :: else -> next[last] = b fi;
             last = b; next[b] = NIL; got++
-        :: got < BATCH && head == NIL && carved < NB -> b = carved; carved++;  /* a carve */
-            if :: first == NIL -> first = b :: else -> next[last] = b fi;
-            last = b; next[b] = NIL; got++
         :: else -> break
         od
+    :: mags == NIL && head == NIL && carved < NB ->
+        i = carved; got = BATCH;                           /* mpi_pool_carve_range */
+        if :: carved + got > NB -> got = NB - carved :: else -> skip fi;
+        carved = carved + got
+    :: else -> skip /* ENOMEM */
     fi;
     lock_give(t)
     };
-    atomic { cfree[t] = first; ccount[t] = got; first = 0; last = 0; got = 0; b = 0 }
+    atomic {
+    if
+    :: i != NIL ->                                         /* chain_link_range */
+        first = i;
+        do
+        :: i + 1 < first + got -> next[i] = i + 1; i++
+        :: else -> break
+        od;
+        next[i] = NIL
+    :: else -> skip
+    fi;
+    cfree[t] = first; ccount[t] = got; first = 0; last = 0; got = 0; b = 0; i = 0
+    }
 }
 
 /* cache_exchange_empty: the previous magazine by cache_swap (thread-local, no lock), else under

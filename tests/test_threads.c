@@ -20,7 +20,9 @@
  *     caches (the thread uses them again afterwards; the counting source frees what trim gives
  *     back, so ASan would see a use of it); after a reset, a parked thread's cache is not handed
  *     out twice (its blocks and the main thread's are all distinct). Trim gives back every chunk
- *     once an exited thread has freed all it allocated.
+ *     once an exited thread has freed all it allocated. A pool grown by a handover (one thread
+ *     allocates a few chunks' worth, another frees them, four times, both alive): stats exact
+ *     after each step, the peak within two caches of the live blocks, trim gives back everything.
  *  3. Destroy after use: 4 threads use a pool, free everything, and park; the main thread destroys
  *     the pool (every byte goes back to the source although the threads cache blocks of it) and
  *     creates another one (which may reuse the dead pool's cache slot); the threads use it,
@@ -529,6 +531,101 @@ static void test_trim_after_exit(void)
     mp_pool_destroy(pool);
     free(blocks);
     CHECK("trim after exit: all memory back", source_all_back());
+}
+
+/*
+ * A pool grown by a handover (issue 17): a builder thread allocates HO_N stamped blocks (a few
+ * chunks' worth, so refills carve never-used ranges that a chunk's end cuts short) and a freer
+ * thread verifies and frees them all, HO_ROUNDS times, both threads alive with their caches
+ * throughout. After each step the main thread reads stats, which also empties the depot onto the
+ * free list, so the next round refills from that list and from carving: in use exactly what the
+ * builder holds, all of it distinct; after the free, nothing in use, allocs == frees, every carved
+ * block free; the peak above HO_N by at most the two threads' caches (the freer's, which the
+ * builder cannot reach, and a refill of the builder's). Once both exit, trim gives back every
+ * chunk.
+ */
+enum { HO_N = 12000, HO_ROUNDS = 4, HO_SIZE = 24 };
+
+typedef struct ho_test {
+    mp_pool *pool;
+    void **blocks;
+    pthread_barrier_t step; /* the builder, the freer and the main thread */
+} ho_test;
+
+typedef struct ho_role {
+    ho_test *t;
+    bool builder;
+} ho_role;
+
+static void *ho_thread(void *arg)
+{
+    ho_role *r = arg;
+    ho_test *t = r->t;
+    for (uint32_t round = 0; round < HO_ROUNDS; round++) {
+        if (r->builder && !take_n(t->pool, HO_SIZE, t->blocks, HO_N, round + 1))
+            memset(t->blocks, 0, sizeof(void *) * HO_N);
+        pthread_barrier_wait(&t->step); /* built; the main thread reads stats */
+        pthread_barrier_wait(&t->step);
+        if (!r->builder && t->blocks[0] != NULL)
+            give_n(t->pool, HO_SIZE, t->blocks, HO_N);
+        pthread_barrier_wait(&t->step); /* freed; the main thread reads stats */
+        pthread_barrier_wait(&t->step);
+    }
+    return NULL;
+}
+
+static void test_handover_grown(void)
+{
+    ho_test t = {.pool = ts_pool("handover", HO_SIZE, 0, 0)};
+    t.blocks = calloc(HO_N, sizeof(void *));
+    void **sorted = malloc(sizeof(void *) * HO_N);
+    pthread_t th[2];
+    ho_role roles[2] = {{&t, true}, {&t, false}};
+    if (!CHECK("handover: create", t.pool != NULL && t.blocks != NULL && sorted != NULL))
+        goto out;
+    pthread_barrier_init(&t.step, NULL, 3);
+    if (!CHECK("handover: start", threads_start(th, 2, ho_thread, roles, sizeof roles[0]))) {
+        pthread_barrier_destroy(&t.step);
+        goto out;
+    }
+    const uint64_t caches = 2 * 1024; /* two default caches of 24-byte blocks (mempool.h) */
+    bool built = true, distinct = true, freed = true, bounded = true, checked = true;
+    for (uint32_t round = 0; round < HO_ROUNDS; round++) {
+        pthread_barrier_wait(&t.step);
+        mp_stats st = stats_of(t.pool);
+        built = built && st.blocks_in_use == HO_N && st.allocs == (uint64_t)(round + 1) * HO_N &&
+                st.frees == (uint64_t)round * HO_N && t.blocks[0] != NULL;
+        memcpy(sorted, t.blocks, sizeof(void *) * HO_N);
+        distinct = distinct && all_distinct(sorted, HO_N);
+        checked = checked && mp_pool_check(t.pool);
+        pthread_barrier_wait(&t.step);
+        pthread_barrier_wait(&t.step);
+        st = stats_of(t.pool);
+        freed = freed && st.blocks_in_use == 0 && st.frees == st.allocs &&
+                st.allocs == (uint64_t)(round + 1) * HO_N && st.blocks_free == st.blocks_peak;
+        bounded = bounded && st.blocks_peak >= HO_N && st.blocks_peak <= HO_N + caches;
+        checked = checked && mp_pool_check(t.pool);
+        pthread_barrier_wait(&t.step);
+    }
+    threads_join(th, 2);
+    pthread_barrier_destroy(&t.step);
+    CHECK("handover: in use exactly the builder's blocks, allocs and frees counted", built);
+    CHECK("handover: no block handed out twice", distinct);
+    CHECK("handover: after each free, nothing in use and every carved block free", freed);
+    CHECK("handover: the peak exceeds the live blocks by at most two caches", bounded);
+    CHECK("handover: mp_pool_check after every step", checked);
+    mp_stats before = stats_of(t.pool);
+    size_t given = mp_pool_trim(t.pool);
+    mp_stats after = stats_of(t.pool);
+    CHECK("handover: after both threads exit, trim gives back every chunk",
+          before.blocks_in_use == 0 && given > 0 && after.chunks == 0 && after.blocks_free == 0 &&
+              after.bytes_reserved < before.bytes_reserved);
+    CHECK("handover: no thread failure", tfail_take() == 0);
+out:
+    mp_pool_destroy(t.pool);
+    free(t.blocks);
+    free(sorted);
+    CHECK("handover: all memory back", source_all_back());
 }
 
 /* ------------------------------------------------------------------------------------------------
@@ -1444,6 +1541,7 @@ int main(int argc, char **argv)
     test_trim_reset_with_cache(false);
     test_trim_reset_with_cache(true);
     test_trim_after_exit();
+    test_handover_grown();
     printf("3. destroy after use, many pools\n");
     test_destroy_after_use(true);
     test_destroy_after_use(false);
