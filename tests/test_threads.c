@@ -606,7 +606,10 @@ static void test_shelf_affinity(void)
         for (size_t i = 0; i < SH_N; i++)
             own += ptr_in(a1, SH_N, a2[i]);
         printf("  shelf affinity: %zu of %d blocks A took again were its own\n", own, SH_N);
-        CHECK("shelf affinity: a thread gets back the blocks it freed", own >= SH_N - SH_N / 10);
+        /* Under ASan or Valgrind every pool is checked, and checked pools keep no caches. */
+        if (!TEST_ASAN && !TEST_ON_VALGRIND())
+            CHECK("shelf affinity: a thread gets back the blocks it freed",
+                  own >= SH_N - SH_N / 10);
         for (int i = 0; i < 3; i++)
             pthread_barrier_wait(&bar); /* A frees them and exits */
         pthread_join(t, NULL);
