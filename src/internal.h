@@ -359,9 +359,10 @@ struct mp_pool {
     struct mpi_tcache *caches;  /* the threads' caches of this pool */
     mp_pool *ts_next, *ts_prev; /* all thread-safe pools */
     uint64_t retired_allocs;    /* allocations counted by caches since dropped */
-    /* The depot (tcache.c, "The depot"): the full magazines that caches gave back, a stack
-     * (LIFO) of any depth. A magazine is a NULL-terminated chain of exactly the pool's batch of
-     * blocks (cache_batch) whose first block's second word links the next magazine (`mags`);
+    /* The depot (tcache.c, "The depot"): the full magazines that caches gave back, stacks
+     * (LIFO) of any depth: each cache's shelf and the shared stack `mags` (exited threads'
+     * shelves), nmags magazines in all. A magazine is a NULL-terminated chain of exactly the
+     * pool's batch of blocks (cache_batch) whose first block's second word links the next;
      * a pool of one-word blocks keeps the first blocks in an array instead (`mag_tops`, room for
      * `mag_cap`, grown with the lock dropped). Written only by tcache.c, under `lock`. Blocks:
      * every carved block is in use, on the free list, in exactly one cache (its loaded list or
@@ -369,6 +370,7 @@ struct mp_pool {
      * free_len - cached - nmags * batch. mpi_ts_lock empties it onto the free list, so pool.c's
      * walks of the list (trim, reset, stats, check) see every free block. */
     void *mags;
+    struct mpi_tcache *stocked; /* caches with a shelf in the depot (tcache.c) */
     void **mag_tops;
     uint64_t nmags, mag_cap;
 };

@@ -53,6 +53,13 @@ typedef struct mpi_tcache {
     struct mpi_tcache *pool_prev;
     struct mpi_tcache *thread_next; /* the thread's caches */
     struct mpi_tcache *thread_prev;
+    /* This cache's shelf in the depot ("The depot"): the full magazines its thread gave back and
+     * has not taken again, a stack linked as the shared one, newest `shelf`, oldest `shelf_last`.
+     * Under the pool's lock; a cache with a shelf is on the pool's list `stocked`. */
+    void *shelf;
+    void *shelf_last;
+    struct mpi_tcache *stocked_next;
+    struct mpi_tcache *stocked_prev;
 } mpi_tcache;
 
 /* A thread that has caches: its table (what its mpi_tcaches points at) and their records. */
@@ -294,7 +301,16 @@ static void *chain_last(void *first)
  * last block's word spare, which only a walk reaches. The array costs a word a magazine (so it
  * is bounded by the pool's peak too), is grown by doubling with the lock dropped (no system call
  * under a lock), and is kept until the pool is destroyed; if the system has no memory to grow it,
- * the magazine is spliced onto the free list after a walk to its end. Pool lock held in all.
+ * the magazine is spliced onto the free list after a walk to its end.
+ * The depot is a shelf per cache and a shared stack, all linked alike: a cache pushes onto its own
+ * shelf and pops its own shelf's newest, else the shared stack's, else that of the first cache on
+ * the pool's list `stocked` (caches with a shelf), all O(1). So a thread gets back the blocks it
+ * freed, whose lines its own core last wrote (from one shared stack, a thread building while
+ * another freed took the other's newest magazines, lines still in the other core's cache: see
+ * docs/design.md), and the pool carves only when the whole depot is empty, so the bound is the
+ * same. An exiting thread's shelf goes whole onto the shared stack (shelf_last makes the splice
+ * O(1)); mpi_ts_lock empties every shelf with the rest. Pools of one-word blocks keep the
+ * shared array only. Pool lock held in all.
  * ============================================================================================== */
 
 #define MAG_NEXT(first) (((void **)(first))[1])
@@ -304,11 +320,18 @@ static bool depot_usable(const mp_pool *pool)
     return pool->stride >= 2 * sizeof(void *);
 }
 
-/* Pushes the magazine that begins at `first`; false if the array of a pool of one-word blocks
- * is full (depot_grow). */
-static bool depot_push(mp_pool *pool, void *first)
+/* Pushes the magazine that begins at `first` onto the shelf of cache c (NULL: the shared stack);
+ * false if the array of a pool of one-word blocks (which has no shelves) is full (depot_grow). */
+static bool depot_push(mp_pool *pool, mpi_tcache *c, void *first)
 {
-    if (depot_usable(pool)) {
+    if (depot_usable(pool) && c != NULL) {
+        MAG_NEXT(first) = c->shelf;
+        if (c->shelf == NULL) {
+            c->shelf_last = first;
+            MPI_LIST_PUSH(pool->stocked, c, stocked_next, stocked_prev);
+        }
+        c->shelf = first;
+    } else if (depot_usable(pool)) {
         MAG_NEXT(first) = pool->mags;
         pool->mags = first;
     } else if (pool->nmags < pool->mag_cap) {
@@ -320,17 +343,45 @@ static bool depot_push(mp_pool *pool, void *first)
     return true;
 }
 
-/* Pops the newest magazine; NULL if there is none. */
-static void *depot_pop(mp_pool *pool)
+/* Pops the newest magazine of the shelf of cache s, which has one. */
+static void *shelf_pop(mp_pool *pool, mpi_tcache *s)
+{
+    void *first = s->shelf;
+    s->shelf = MAG_NEXT(first);
+    if (s->shelf == NULL) {
+        s->shelf_last = NULL;
+        MPI_LIST_UNLINK(pool->stocked, s, stocked_next, stocked_prev);
+    }
+    return first;
+}
+
+/* Pops a magazine for cache c (NULL: a thread without one): the newest of its own shelf, else of
+ * the shared stack, else of another cache's shelf; NULL if there is none. */
+static void *depot_pop(mp_pool *pool, mpi_tcache *c)
 {
     if (pool->nmags == 0)
         return NULL;
     pool->nmags--;
     if (!depot_usable(pool))
         return pool->mag_tops[pool->nmags];
+    if (c != NULL && c->shelf != NULL)
+        return shelf_pop(pool, c);
     void *first = pool->mags;
+    if (first == NULL)
+        return shelf_pop(pool, pool->stocked);
     pool->mags = MAG_NEXT(first);
     return first;
+}
+
+/* Moves the shelf of cache c onto the shared stack whole: O(1). */
+static void shelf_give(mp_pool *pool, mpi_tcache *c)
+{
+    if (c->shelf == NULL)
+        return;
+    MAG_NEXT(c->shelf_last) = pool->mags;
+    pool->mags = c->shelf;
+    c->shelf = c->shelf_last = NULL;
+    MPI_LIST_UNLINK(pool->stocked, c, stocked_next, stocked_prev);
 }
 
 /* Doubles the array of a pool of one-word blocks, mapping it with the lock dropped (another
@@ -363,7 +414,7 @@ static bool depot_grow(mp_pool *pool)
     return true;
 }
 
-/* Makes the depot's newest magazine the pool's free list, which must be empty: O(1), no walk (a
+/* Makes a magazine of the depot (depot_pop's) the pool's free list, which must be empty: O(1) (a
  * magazine is a NULL-terminated chain of raw links, a whole list as it stands: a pool with caches
  * has no checks, so its links are not encoded). For a thread without a cache, which allocates
  * from the list: at most a batch is moved, and in_use = carved - free_len - cached - nmags * batch
@@ -372,7 +423,7 @@ static void depot_pop_to_list(mp_pool *pool)
 {
     void **head = mpi_pool_head(pool);
     mp_assert(*head == NULL);
-    *head = depot_pop(pool);
+    *head = depot_pop(pool, NULL);
 }
 
 /* Empties the depot onto the free list: O(blocks in it); only for mpi_ts_lock, whose callers walk
@@ -380,7 +431,7 @@ static void depot_pop_to_list(mp_pool *pool)
 static void depot_drain(mp_pool *pool)
 {
     while (pool->nmags != 0) {
-        void *first = depot_pop(pool);
+        void *first = depot_pop(pool, NULL);
         mpi_pool_give_chain(pool, first, chain_last(first));
     }
 }
@@ -393,7 +444,7 @@ static void cache_give_prev(mp_pool *pool, mpi_tcache *c)
 {
     uint64_t n = cache_batch(c);
     bool pushed;
-    while (!(pushed = depot_push(pool, c->prev)) && depot_grow(pool)) {
+    while (!(pushed = depot_push(pool, c, c->prev)) && depot_grow(pool)) {
     }
     if (!pushed) {
         mpi_lock_release(&pool->lock);
@@ -479,7 +530,7 @@ static void cache_exchange_empty(mp_pool *pool, mpi_tcache *c, bool reuse_only)
     }
     mpi_lock_acquire(&pool->lock);
     void *first;
-    if ((first = depot_pop(pool)) != NULL) {
+    if ((first = depot_pop(pool, c)) != NULL) {
         MP_STORE_RELEASE(c->pub->pushes, c->pub->pushes + cache_batch(c));
     } else {
         cache_refill_unlock(pool, c, reuse_only);
@@ -573,6 +624,7 @@ static void cache_retire(mpi_tcache *c)
         mpi_pool_give_chain(pool, first, chain_last(first));
     if (c->prev != NULL)
         cache_give_prev(pool, c);
+    shelf_give(pool, c);
     pool->retired_allocs += c->pub->pops - c->flushed;
     mpi_lock_release(&pool->lock);
     cache_drop(c);

@@ -5,18 +5,22 @@
  * What is modelled: NT threads, each with its cache of one thread-safe pool (Bonwick's two
  * magazines: a loaded LIFO list through the blocks' first words, of at most BATCH blocks, and a
  * previous magazine of exactly BATCH blocks or none), over the pool's free list, its carving of NB
- * blocks and its depot (a stack of magazines of BATCH blocks linked through their first blocks'
- * second words), all under the pool's one lock. A thread allocates, frees a block it holds (one it
- * allocated or one handed to it: frees from other threads), hands a block it holds to the next
- * thread, empties the depot as mpi_ts_lock does (trim, reset, stats, check), allocates as a thread
- * without a cache does (from the free list, which an empty one refills with the depot's newest
- * magazine), and at its end exits, giving its cache back. Each step names the function of tcache.c
- * it stands for. A section under the lock is one atomic step (the lock serializes them: no other
- * thread touches what it reads), and so is each stretch of a thread's work on its own cache between
- * them; the interleavings explored are those of these steps. Locals are zeroed after each operation
- * to keep states few.
+ * blocks and its depot (stacks of magazines of BATCH blocks linked through their first blocks'
+ * second words: a shelf per cache, of the magazines its thread gave back, and a shared stack, of
+ * the shelves of exited threads), all under the pool's one lock. A cache that needs a magazine
+ * takes its own shelf's newest, else the shared stack's, else another shelf's (any: the code
+ * takes the one at the head of the pool's list of stocked caches). A thread allocates, frees a
+ * block it holds (one it allocated or one handed to it: frees from other threads), hands a block
+ * it holds to the next thread, empties the depot as mpi_ts_lock does (trim, reset, stats, check),
+ * allocates as a thread without a cache does (from the free list, which an empty one refills with
+ * a magazine of the depot), and at its end exits, giving its cache and its shelf back. Each step
+ * names the function of tcache.c it stands for. A section under the lock is one atomic step (the
+ * lock serializes them: no other thread touches what it reads), and so is each stretch of a
+ * thread's work on its own cache between them; the interleavings explored are those of these
+ * steps. Locals are zeroed after each operation to keep states few.
  * What is checked: no block is handed out twice (the assertion in alloc), none is lost (at the
- * end every carved block is on the free list, in a magazine or held by the program, exactly once),
+ * end every carved block is on the free list, in a magazine or held by the program, exactly once,
+ * and no exited thread left a shelf; a depot that has no magazine anywhere counts none),
  * every magazine holds exactly BATCH blocks (as nmags * batch in the statistics assumes),
  * the lock is only released by its holder, and no deadlock (spin's invalid end states).
  * Not modelled: frees without a cache (a push on the free list under the lock, the mirror of the
@@ -47,13 +51,15 @@ byte next[NB];    /* a free block's first word: the link of the free list, a cac
 byte magnext[NB]; /* a magazine's first block's second word: MAG_NEXT */
 byte owner[NB];   /* 0: the allocator's; t + 1: held by the program in thread t */
 byte head = NIL;  /* the pool's free list */
-byte mags = NIL;  /* the depot's newest magazine (pool->mags) */
+byte mags = NIL;  /* the depot's shared stack's newest magazine (pool->mags) */
 byte nmags = 0;
 byte carved = 0;  /* blocks 0 .. carved - 1 were carved */
 byte lock = 0;    /* pool->lock: 0, or t + 1 while thread t holds it */
 byte cfree[NT];   /* each thread's loaded list (pub->free) */
 byte ccount[NT];  /* and its length (pushes - pops, less the previous magazine) */
 byte cprev[NT];   /* each thread's previous magazine (c->prev), or NIL */
+byte shelf[NT];   /* each cache's shelf in the depot: its newest magazine (c->shelf), or NIL */
+byte shelflast[NT]; /* and its oldest (c->shelf_last), or NIL */
 byte done = 0;
 
 inline lock_take(t) { atomic { lock == 0 -> lock = t + 1 } }
@@ -69,6 +75,62 @@ inline chain_end()
     od
 }
 
+/* shelf_pop: the newest magazine of shelf u, which has one, into `first`. */
+inline shelf_pop(u)
+{
+    first = shelf[u]; shelf[u] = magnext[first];
+    if
+    :: shelf[u] == NIL -> shelflast[u] = NIL
+    :: else -> skip
+    fi
+}
+
+/* depot_pop for the cache of thread t (t == NT: a thread without a cache) into `first`: its own
+ * shelf's newest, else the shared stack's, else any other shelf's (NIL if the depot is empty). */
+inline depot_pop(t)
+{
+    if
+    :: t < NT && shelf[t] != NIL -> shelf_pop(t)
+    :: else ->
+        if
+        :: mags != NIL -> first = mags; mags = magnext[first]
+        :: else ->
+            first = NIL;
+            v = NIL;                   /* any stocked shelf (v), not only the first: */
+            u = 0;
+            do
+            :: u < NT && shelf[u] != NIL -> v = u;
+                if
+                :: break               /* this one */
+                :: u++                 /* or a later one, else this (the last seen) */
+                fi
+            :: u < NT && shelf[u] == NIL -> u++
+            :: u == NT -> break
+            od;
+            if
+            :: v != NIL -> shelf_pop(v)
+            :: else -> skip
+            fi
+        fi
+    fi;
+    if
+    :: first != NIL -> nmags--
+    :: else -> assert(nmags == 0) /* an empty depot holds no magazine anywhere */
+    fi;
+    u = 0; v = 0
+}
+
+/* depot_push of thread t's previous magazine onto its shelf (cache_give_prev). */
+inline depot_push(t)
+{
+    magnext[cprev[t]] = shelf[t];
+    if
+    :: shelf[t] == NIL -> shelflast[t] = cprev[t]
+    :: else -> skip
+    fi;
+    shelf[t] = cprev[t]; nmags++; cprev[t] = NIL
+}
+
 /* cache_exchange_empty's locked part: depot_pop, else cache_refill_unlock: blocks popped from a
  * free list that has some, else a range of never-used blocks reserved in O(1)
  * (mpi_pool_carve_range: a batch, or what the capacity leaves; a chunk's end, not modelled, cuts
@@ -78,18 +140,17 @@ inline cache_exchange_locked(t)
     atomic {
     lock_take(t);
     first = NIL; got = 0; i = NIL;
+    depot_pop(t);
     if
-    :: mags != NIL ->
-        first = mags; mags = magnext[first]; nmags--;      /* depot_pop */
-        got = BATCH
-    :: mags == NIL && head != NIL ->
+    :: first != NIL -> got = BATCH
+    :: first == NIL && head != NIL ->
         do
         :: got < BATCH && head != NIL -> b = head; head = next[b];  /* mpi_pool_take: a pop */
             if :: first == NIL -> first = b :: else -> next[last] = b fi;
             last = b; next[b] = NIL; got++
         :: else -> break
         od
-    :: mags == NIL && head == NIL && carved < NB ->
+    :: first == NIL && head == NIL && carved < NB ->
         i = carved; got = BATCH;                           /* mpi_pool_carve_range */
         if :: carved + got > NB -> got = NB - carved :: else -> skip fi;
         carved = carved + got
@@ -150,7 +211,7 @@ inline cache_exchange_full(t)
     :: cprev[t] != NIL ->
         atomic {
         lock_take(t);
-        magnext[cprev[t]] = mags; mags = cprev[t]; nmags++; cprev[t] = NIL;
+        depot_push(t);
         lock_give(t)
         }
     :: else -> skip
@@ -170,15 +231,15 @@ inline pool_free(t)
 }
 
 /* mpi_ts_alloc for a thread without a cache (cache_get gives NULL: e.g. a key destructor run after
- * thread_exit retired the thread's caches), under the lock: an empty free list takes the depot's
- * newest magazine whole (depot_pop_to_list: no walk), then mpi_pool_alloc_general pops the list or
- * carves. */
+ * thread_exit retired the thread's caches), under the lock: an empty free list takes a magazine of
+ * the depot whole (depot_pop_to_list: no walk; no shelf of its own), then mpi_pool_alloc_general
+ * pops the list or carves. */
 inline cacheless_alloc(t)
 {
     atomic {
     lock_take(t);
     if
-    :: head == NIL && mags != NIL -> head = mags; mags = magnext[head]; nmags--
+    :: head == NIL -> depot_pop(NT); head = first; first = 0
     :: else -> skip
     fi;
     if
@@ -194,25 +255,26 @@ inline cacheless_alloc(t)
     }
 }
 
-/* mpi_ts_lock's depot_drain: every magazine spliced onto the free list. */
+/* mpi_ts_lock's depot_drain: every magazine (the shelves' and the shared stack's) spliced onto
+ * the free list. */
 inline depot_drain(t)
 {
     atomic {
     lock_take(t);
     do
-    :: mags != NIL ->
-        first = mags; mags = magnext[first]; last = first;
+    :: nmags != 0 ->
+        depot_pop(NT); last = first;
         chain_end();
         next[last] = head; head = first                   /* mpi_pool_give_chain */
     :: else -> break
     od;
-    nmags = 0;
     lock_give(t); first = 0; last = 0; i = 0
     }
 }
 
 /* thread_exit's cache_retire: the loaded list spliced onto the free list, the previous magazine
- * pushed on the depot (cache_give_prev). */
+ * pushed on its shelf (cache_give_prev), the shelf spliced whole onto the shared stack
+ * (shelf_give). */
 inline cache_retire(t)
 {
     atomic {
@@ -222,7 +284,12 @@ inline cache_retire(t)
     :: else -> skip
     fi;
     if
-    :: cprev[t] != NIL -> magnext[cprev[t]] = mags; mags = cprev[t]; nmags++; cprev[t] = NIL
+    :: cprev[t] != NIL -> depot_push(t)
+    :: else -> skip
+    fi;
+    if
+    :: shelf[t] != NIL ->
+        magnext[shelflast[t]] = mags; mags = shelf[t]; shelf[t] = NIL; shelflast[t] = NIL
     :: else -> skip
     fi;
     lock_give(t)
@@ -243,7 +310,7 @@ inline pick_held(t)
 
 proctype thread(byte t)
 {
-    byte first, last, b, i, got, steps = 0;
+    byte first, last, b, i, u, v, got, steps = 0;
     do
     :: steps < STEPS -> steps++;
         if
@@ -271,11 +338,17 @@ init
         od;
         k = 0;
         do
-        :: k < NT -> cfree[k] = NIL; cprev[k] = NIL; run thread(k); k++
+        :: k < NT -> cfree[k] = NIL; cprev[k] = NIL; shelf[k] = NIL; shelflast[k] = NIL;
+           run thread(k); k++
         :: else -> break
         od
     }
     done == NT;
+    k = 0;
+    do
+    :: k < NT -> assert(shelf[k] == NIL); k++ /* an exited thread left no shelf */
+    :: else -> break
+    od;
     /* Nothing lost: every carved block is on the free list, in a magazine, or held, once. */
     n = 0;
     b = head;

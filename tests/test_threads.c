@@ -629,6 +629,157 @@ out:
 }
 
 /* ------------------------------------------------------------------------------------------------
+ * 2b. The depot's shelves: a thread gets back the magazines it gave, others take them before
+ * the pool carves, trim and exit give them back
+ * ---------------------------------------------------------------------------------------------- */
+
+enum { SH_N = 20000, SH_SIZE = 64 };
+
+/* True if p is one of the n sorted pointers in set. */
+static bool ptr_in(void *const *set, size_t n, void *p)
+{
+    return bsearch(&p, set, n, sizeof *set, cmp_ptr) != NULL;
+}
+
+/* A thread takes SH_N blocks into `first`, waits on `bar`, frees them (into its shelf), waits
+ * twice; then, when `again`, takes SH_N blocks into `second`, waits twice, frees them and waits
+ * twice before it exits. */
+typedef struct shelf_worker {
+    mp_pool *pool;
+    void **first, **second;
+    pthread_barrier_t *bar;
+    bool again;
+} shelf_worker;
+
+static void *shelf_thread(void *arg)
+{
+    shelf_worker *w = arg;
+    bool took = take_n(w->pool, SH_SIZE, w->first, SH_N, 8);
+    pthread_barrier_wait(w->bar);
+    if (took)
+        give_n(w->pool, SH_SIZE, w->first, SH_N);
+    pthread_barrier_wait(w->bar);
+    pthread_barrier_wait(w->bar);
+    if (!w->again)
+        return NULL;
+    took = take_n(w->pool, SH_SIZE, w->second, SH_N, 9);
+    pthread_barrier_wait(w->bar);
+    pthread_barrier_wait(w->bar);
+    if (took)
+        give_n(w->pool, SH_SIZE, w->second, SH_N);
+    pthread_barrier_wait(w->bar);
+    pthread_barrier_wait(w->bar);
+    return NULL;
+}
+
+/*
+ * Two threads, A and B, each take SH_N blocks; A frees its own, then B its own, then A takes SH_N
+ * again: A gets back the blocks it freed (from its shelf), not B's (the newest magazines of the
+ * pool), but for those B's cache could not hold. A shared stack of magazines gave A B's.
+ */
+static void test_shelf_affinity(void)
+{
+    mp_pool *pool = ts_pool("shelf affinity", SH_SIZE, 0, 0);
+    void **a1 = malloc(sizeof(void *) * SH_N), **a2 = malloc(sizeof(void *) * SH_N);
+    if (!CHECK("shelf affinity: create", pool != NULL && a1 != NULL && a2 != NULL))
+        return;
+    pthread_barrier_t bar;
+    pthread_barrier_init(&bar, NULL, 2);
+    shelf_worker a = {pool, a1, a2, &bar, true};
+    pthread_t t;
+    if (CHECK("shelf affinity: start", threads_start(&t, 1, shelf_thread, &a, 0))) {
+        pthread_barrier_wait(&bar); /* A took its blocks */
+        void **b1 = malloc(sizeof(void *) * SH_N);
+        job b = {.pool = pool, .size = SH_SIZE, .blocks = b1, .alloc = SH_N, .who = 10};
+        thread_run(job_thread, &b); /* B takes its blocks, and exits holding them */
+        pthread_barrier_wait(&bar); /* A freed its blocks */
+        b.alloc = 0, b.free = SH_N;
+        thread_run(job_thread,
+                   &b); /* another thread frees B's: its shelf goes to the shared stack */
+        pthread_barrier_wait(&bar);
+        pthread_barrier_wait(&bar); /* A took its blocks again */
+        qsort(a1, SH_N, sizeof *a1, cmp_ptr);
+        size_t own = 0;
+        for (size_t i = 0; i < SH_N; i++)
+            own += ptr_in(a1, SH_N, a2[i]);
+        printf("  shelf affinity: %zu of %d blocks A took again were its own\n", own, SH_N);
+        /* Under ASan or Valgrind every pool is checked, and checked pools keep no caches. */
+        if (!TEST_ASAN && !TEST_ON_VALGRIND())
+            CHECK("shelf affinity: a thread gets back the blocks it freed",
+                  own >= SH_N - SH_N / 10);
+        for (int i = 0; i < 3; i++)
+            pthread_barrier_wait(&bar); /* A frees them and exits */
+        pthread_join(t, NULL);
+        free(b1);
+    }
+    pthread_barrier_destroy(&bar);
+    mp_stats st = stats_of(pool);
+    CHECK("shelf affinity: nothing lost", st.blocks_in_use == 0 && st.frees == st.allocs);
+    CHECK("shelf affinity: no thread failure", tfail_take() == 0);
+    CHECK("shelf affinity: mp_pool_check", mp_pool_check(pool));
+    mp_pool_destroy(pool);
+    free(a1);
+    free(a2);
+    CHECK("shelf affinity: all memory back", source_all_back());
+}
+
+/*
+ * A thread frees SH_N blocks into its shelf and stays: a trim meanwhile gives back the chunks the
+ * shelf holds; when it has freed them again, another thread that takes SH_N blocks takes them
+ * from that shelf, so the pool carves no more than two caches' worth beyond SH_N; once every
+ * thread exited, a trim gives back every chunk.
+ */
+static void test_shelf_bound_and_trim(void)
+{
+    mp_pool *pool = ts_pool("shelf bound", SH_SIZE, 0, 0);
+    void **a1 = malloc(sizeof(void *) * SH_N), **a2 = malloc(sizeof(void *) * SH_N);
+    void **b1 = malloc(sizeof(void *) * SH_N);
+    if (!CHECK("shelf bound: create", pool != NULL && a1 != NULL && a2 != NULL && b1 != NULL))
+        return;
+    pthread_barrier_t bar;
+    pthread_barrier_init(&bar, NULL, 2);
+    shelf_worker a = {pool, a1, a2, &bar, true};
+    pthread_t t;
+    if (CHECK("shelf bound: start", threads_start(&t, 1, shelf_thread, &a, 0))) {
+        pthread_barrier_wait(&bar);
+        pthread_barrier_wait(&bar); /* A freed its blocks, and lives on with its shelf */
+        mp_stats before = stats_of(pool);
+        size_t given = mp_pool_trim(pool);
+        mp_stats after = stats_of(pool);
+        CHECK("shelf bound: trim gives back the chunks of a live thread's shelf",
+              given > 0 && after.bytes_reserved < before.bytes_reserved &&
+                  after.blocks_in_use == 0);
+        pthread_barrier_wait(&bar);
+        pthread_barrier_wait(&bar); /* A took SH_N blocks again */
+        pthread_barrier_wait(&bar);
+        pthread_barrier_wait(&bar); /* and freed them into its shelf */
+        job b = {.pool = pool, .size = SH_SIZE, .blocks = b1, .alloc = SH_N, .who = 11};
+        thread_run(job_thread, &b);
+        mp_stats st = stats_of(pool);
+        CHECK("shelf bound: another thread takes a live thread's shelf before the pool carves",
+              st.blocks_in_use == SH_N && st.blocks_peak <= SH_N + 2 * 1024);
+        b.alloc = 0, b.free = SH_N;
+        thread_run(job_thread, &b); /* B's blocks go to the shelf of an exited thread */
+        pthread_barrier_wait(&bar); /* A exits */
+        pthread_join(t, NULL);
+        before = stats_of(pool);
+        given = mp_pool_trim(pool);
+        after = stats_of(pool);
+        CHECK("shelf bound: once every thread exited, trim gives back every chunk",
+              before.blocks_in_use == 0 && given > 0 && after.chunks == 0 &&
+                  after.blocks_free == 0);
+    }
+    pthread_barrier_destroy(&bar);
+    CHECK("shelf bound: no thread failure", tfail_take() == 0);
+    CHECK("shelf bound: mp_pool_check", mp_pool_check(pool));
+    mp_pool_destroy(pool);
+    free(a1);
+    free(a2);
+    free(b1);
+    CHECK("shelf bound: all memory back", source_all_back());
+}
+
+/* ------------------------------------------------------------------------------------------------
  * 3. Destroy after use; many pools
  * ---------------------------------------------------------------------------------------------- */
 
@@ -1542,6 +1693,8 @@ int main(int argc, char **argv)
     test_trim_reset_with_cache(true);
     test_trim_after_exit();
     test_handover_grown();
+    test_shelf_affinity();
+    test_shelf_bound_and_trim();
     printf("3. destroy after use, many pools\n");
     test_destroy_after_use(true);
     test_destroy_after_use(false);
