@@ -46,6 +46,8 @@
 
 static_assert(MP_HEAP_MAX_CLASS <= HEAP_CHUNK / 8,
               "a class chunk holds several of the largest blocks");
+static_assert(MPI_HEAP_FAST_MAX <= MP_HEAP_SPILL_MIN && MPI_HEAP_FAST_MAX % 8 == 0,
+              "the cache path's classes never spill");
 
 /* A large block's header at the start of its mapping, or a cached run's at its first page. */
 typedef struct mpi_large {
@@ -276,10 +278,9 @@ static void count_failed(mp_heap *heap)
 static void heap_fast_publish(mp_heap *heap, unsigned c, const mp_pool *pool)
 {
     uint32_t tsoff = ((const struct mp_pool_fast *)pool)->tsoff;
-    for (size_t i = 0; i <= MPI_HEAP_FAST_MAX / 8; i++) {
-        if (class_of(i * 8) == c)
-            atomic_store_explicit(&heap->fast.tsoff[i], tsoff, memory_order_relaxed);
-    }
+    size_t hi = class_size(c) < MPI_HEAP_FAST_MAX ? class_size(c) : MPI_HEAP_FAST_MAX;
+    for (size_t i = c == 0 ? 0 : class_size(c - 1) / 8 + 1; i <= hi / 8; i++)
+        atomic_store_explicit(&heap->fast.tsoff[i], tsoff, memory_order_relaxed);
 }
 
 /* Makes the pool of class c. Made with no lock held (the heap's lock stays innermost), and

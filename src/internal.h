@@ -726,9 +726,9 @@ MPI_HIDDEN bool mpi_heap_huge_free(void *p);
  * may read owner words before it knows the block (owner_direct: not a checked heap).
  * ---------------------------------------------------------------------------------------------- */
 
-/* The largest request the table serves; classes up to it are sizes in steps of 8 (MP_HEAP_CLASSES),
- * so every request of one step falls in one class. */
-#define MPI_HEAP_FAST_MAX ((size_t)1024)
+/* The largest request the table serves: every class size is a multiple of 8 (MP_HEAP_CLASSES), so
+ * the requests of one step fall in one class; and no class up to it spills (heap.c). */
+#define MPI_HEAP_FAST_MAX ((size_t)MP_HEAP_SPILL_MIN)
 
 struct mpi_heap_fast {
     bool owner_direct; /* free may read a block's owner word before it knows the block */
@@ -753,7 +753,11 @@ static inline struct mp_tcache_fast *mpi_heap_cache(uint32_t tsoff)
 
 /* A block of `size` (<= MPI_HEAP_FAST_MAX) bytes from this thread's cache of its class, counted as
  * the inline pool path counts; NULL when the cache is empty or there is none (the caller then takes
- * the full path). Intended cost: the table's entry, the thread's table, a pop and a count. */
+ * the full path). The pop raises the free's bound `stop` too, which the slow path set to pops plus
+ * the room it left (tcache.c, cache_set_stop): so frees fill the loaded list to its magazine
+ * before one takes the slow path, where the inline pool path, which leaves stop, stops them after
+ * as many pushes as there was room when the bound was set. Intended cost: the table's entry, the
+ * thread's table, a pop and two adds. */
 static inline void *mpi_heap_alloc_cached(const struct mpi_heap_fast *h, size_t size)
 {
     uint32_t tsoff = atomic_load_explicit(&h->tsoff[(size + 7) / 8], memory_order_relaxed);
@@ -762,6 +766,7 @@ static inline void *mpi_heap_alloc_cached(const struct mpi_heap_fast *h, size_t 
     if (MP_LIKELY(block != NULL)) {
         c->free = *(void **)block;
         MP_COUNT_ONE(c->pops);
+        c->stop++; /* only its thread reads it */
     }
     return block;
 }
