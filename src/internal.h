@@ -593,16 +593,20 @@ typedef struct mpi_pages {
     uintptr_t lo, hi;
     const void *large;
 } mpi_pages;
-/* MPI_POPULATE: adds to *r the pages of the never-used block just carved that no carve saw
- * before, when they extend *r (a chunk change leaves the new chunk's to fault in). The caller then
- * calls mpi_pool_populate() on *r before anything writes to the block. */
-MPI_HIDDEN void mpi_pool_fresh_pages(mp_pool *pool, const void *block, mpi_pages *r);
+/* MPI_POPULATE: adds to *r the pages of the n never-used blocks just carved from `block` on that
+ * no carve saw before, when they extend *r (a chunk change leaves the new chunk's to fault in). The
+ * caller then calls mpi_pool_populate() on *r before anything writes to the blocks. */
+MPI_HIDDEN void mpi_pool_fresh_pages(mp_pool *pool, const void *block, size_t n, mpi_pages *r);
 /* Faults in the pages of *r with one call, unless they are a large block the pool's policy leaves
  * to fault (pool.c, "Populating"). Called with no lock held: it may ask the system twice. */
 MPI_HIDDEN void mpi_pool_populate(mp_pool *pool, const mpi_pages *r);
 /* Takes a block from the free list or else the cursor (*fresh: from the cursor); counts nothing.
  * NULL when the capacity or the memory is used up. */
 MPI_HIDDEN void *mpi_pool_take(mp_pool *pool, bool *fresh);
+/* Carves up to n (>= 1) never-used blocks at the cursor at once, all in one chunk, the first at
+ * *first and each `stride` bytes after the one before, and counts them as carved; how many, 0 when
+ * the capacity or the memory is used up. */
+MPI_HIDDEN size_t mpi_pool_carve_run(mp_pool *pool, size_t n, char **first);
 /* mp_pool_alloc(), but only a block freed before: NULL, with no failure counted and errno kept,
  * when the pool would have to carve a never-used one (the heap's spill to a larger class). */
 MPI_HIDDEN void *mpi_pool_alloc_reused(mp_pool *pool);

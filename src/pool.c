@@ -1141,13 +1141,14 @@ static void block_inner_pages(const mp_pool *pool, const void *b, uintptr_t *lo,
     *hi = ((uintptr_t)b + pool->stride - 1) & ~(page - 1);
 }
 
-void mpi_pool_fresh_pages(mp_pool *pool, const void *block, mpi_pages *r)
+void mpi_pool_fresh_pages(mp_pool *pool, const void *block, size_t n, mpi_pages *r)
 {
     uintptr_t page = mpi_os_page_size(), mark = (uintptr_t)pool->populated;
     uintptr_t lo = (uintptr_t)block & ~(page - 1); /* hi: at most the chunk's end, page-aligned */
     uintptr_t hi = ((uintptr_t)block + pool->stride + page - 1) & ~(page - 1);
     if (hi - lo > 2 * page)
-        r->large = block;
+        r->large = block; /* the first block's span: a run of several is of small ones */
+    hi = ((uintptr_t)block + n * pool->stride + page - 1) & ~(page - 1);
     if (lo < mark)
         lo = mark;
     if (hi <= lo)
@@ -1190,6 +1191,23 @@ void *mpi_pool_take(mp_pool *pool, bool *fresh)
     return block != NULL ? block : pool_carve(pool);
 }
 
+size_t mpi_pool_carve_run(mp_pool *pool, size_t n, char **first)
+{
+    char *block = pool_carve(pool); /* counts it, and moves to the next chunk when needed */
+    if (block == NULL)
+        return 0;
+    uint64_t rem, room = stride_div(pool, (uintptr_t)(pool->bump_end - pool->fast.bump), &rem);
+    uint64_t more = pool->capacity_max - pool->carved;
+    more = room < more ? room : more;
+    more = n - 1 < more ? n - 1 : more;
+    pool->fast.bump += more * pool->stride;
+    pool->counted = pool->fast.bump;
+    pool->carved += more;
+    pool->cur->carved += more;
+    *first = block;
+    return (size_t)more + 1;
+}
+
 bool mpi_pool_has_ready(const mp_pool *pool)
 {
     return *pool_head_const(pool) != NULL || pool->fast.bump != pool->bump_end ||
@@ -1223,7 +1241,7 @@ void *mpi_pool_alloc_general(mp_pool *pool, const void *site)
     if (!MP_FREESTANDING /* no heap, whose pools alone populate */ && fresh &&
         (pool->state & MPI_POPULATE) != 0 && (pool->flags & MP_THREAD_SAFE) == 0) {
         mpi_pages r = {0, 0, NULL};
-        mpi_pool_fresh_pages(pool, block, &r);
+        mpi_pool_fresh_pages(pool, block, 1, &r);
         mpi_pool_populate(pool, &r);
     }
     pool->fast.allocs++;

@@ -464,26 +464,37 @@ static void cache_refill_unlock(mp_pool *pool, mpi_tcache *c, bool reuse_only)
     void *blocks[REFILL_MAX]; /* the never-used blocks to populate */
     mpi_pages pages = {0, 0, NULL};
     size_t fresh_bytes = 0;
-    for (; got < want && (got == 0 || mpi_pool_has_ready(pool)); got++) {
-        if (reuse_only && *mpi_pool_head(pool) == NULL)
-            break;
-        void *block = mpi_pool_take(pool, &fresh);
-        if (block == NULL)
-            break;
-        if (fresh && (pool->state & MPI_POPULATE) != 0) {
-            blocks[nfresh++] = block; /* want <= REFILL_MAX */
-            mpi_pool_fresh_pages(pool, block, &pages);
-        } else {
+    while (got < want && (got == 0 || mpi_pool_has_ready(pool))) {
+        if (*mpi_pool_head(pool) != NULL) {
+            void *block = mpi_pool_take(pool, &fresh);
             *tail = block;
             tail = (void **)block;
-        }
-        /* Linking a never-used block writes to it, which faults its page in (as populating does):
-         * carve only a few pages' worth ahead of use, so large blocks cost no memory before they
-         * are used. */
-        if (fresh && (fresh_bytes += pool->stride) >= CACHE_FRESH_BYTES) {
             got++;
-            break;
+            continue;
         }
+        if (reuse_only)
+            break;
+        /* Linking a never-used block writes to it, which faults its page in (as populating does):
+         * carve only a few pages' worth ahead of use (the last block may pass it), so large blocks
+         * cost no memory before they are used. */
+        size_t room = (CACHE_FRESH_BYTES - fresh_bytes + pool->stride - 1) / pool->stride;
+        char *run;
+        size_t n = mpi_pool_carve_run(pool, want - got < room ? want - got : room, &run);
+        if (n == 0)
+            break;
+        if ((pool->state & MPI_POPULATE) != 0) {
+            mpi_pool_fresh_pages(pool, run, n, &pages);
+            for (size_t i = 0; i < n; i++) /* want <= REFILL_MAX */
+                blocks[nfresh++] = run + i * pool->stride;
+        } else {
+            for (size_t i = 0; i < n; i++) {
+                *tail = run + i * pool->stride;
+                tail = (void **)*tail;
+            }
+        }
+        got += n;
+        if ((fresh_bytes += n * pool->stride) >= CACHE_FRESH_BYTES)
+            break;
     }
     if (got == 0 && !reuse_only)
         pool->failed_allocs++;
