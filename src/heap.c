@@ -788,16 +788,30 @@ size_t mp_heap_usable_size(const mp_heap *heap, const void *p)
     return bad ? 0 : ((const mpi_large *)heap_chunk(p))->usable;
 }
 
+/* The heap's alloc and free, or (the process-wide heap) mp_malloc and mp_free, its cache path. */
+static void *heap_alloc_as(mp_heap *heap, size_t size, bool dflt)
+{
+    return dflt ? mp_malloc(size) : mp_heap_alloc(heap, size);
+}
+
+static void heap_free_as(mp_heap *heap, void *p, bool dflt)
+{
+    if (dflt)
+        mp_free(p);
+    else
+        mp_heap_free(heap, p);
+}
+
 /* A block stays where it is when mp_heap_alloc(size) would have given a block of the same kind: the
  * same class, or a large block that the size fits using at least half of it. So the block is then
  * one of class_of(size) (or spilled, which free_sized looks up), and mp_heap_free_sized(heap, p,
- * size) stays valid. */
-void *mp_heap_realloc(mp_heap *heap, void *p, size_t size)
+ * size) stays valid. dflt: the heap is the process-wide one (mp_realloc). */
+static void *heap_realloc(mp_heap *heap, void *p, size_t size, bool dflt)
 {
     if (p == NULL)
-        return mp_heap_alloc(heap, size);
+        return heap_alloc_as(heap, size, dflt);
     if (size == 0) {
-        mp_heap_free(heap, p);
+        heap_free_as(heap, p, dflt);
         return NULL;
     }
     bool bad;
@@ -814,12 +828,17 @@ void *mp_heap_realloc(mp_heap *heap, void *p, size_t size)
                          : size > MP_HEAP_MAX_CLASS && size <= usable && size >= usable / 2;
     if (same_kind)
         return p;
-    void *q = mp_heap_alloc(heap, size);
+    void *q = heap_alloc_as(heap, size, dflt);
     if (q != NULL) {
         memcpy(q, p, size < usable ? size : usable);
-        mp_heap_free(heap, p);
+        heap_free_as(heap, p, dflt);
     }
     return q;
+}
+
+void *mp_heap_realloc(mp_heap *heap, void *p, size_t size)
+{
+    return heap_realloc(heap, p, size, false);
 }
 
 /* ================================================================================================
@@ -1128,7 +1147,7 @@ void *mp_realloc(void *p, size_t size)
         errno = ENOMEM;
         return NULL;
     }
-    return mp_heap_realloc(heap, p, size);
+    return heap_realloc(heap, p, size, true);
 }
 
 void *mp_aligned_alloc(size_t align, size_t size)
