@@ -448,8 +448,9 @@ static void cache_swap(mpi_tcache *c)
     }
 }
 
-/* Fills the empty loaded list from the free list, block by block in the pool's order (so a fresh
- * pool still hands out its lowest addresses first), calling the source at most once. Counts a
+/* Fills the empty loaded list from the free list, block by block, then by carving runs of blocks,
+ * in the pool's order (so a fresh pool still hands out its lowest addresses first), calling the
+ * source at most once. Counts a
  * failure if it gets none. With MPI_POPULATE, the never-used blocks (which come last: a pool
  * carves only when its list is empty) are linked after the lock is dropped, once one call has
  * faulted their pages in. Other pools link them under the lock, faulting their pages there: linked
