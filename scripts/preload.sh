@@ -5,9 +5,9 @@
 # process (so the library was in use, not merely loaded).
 #   scripts/preload.sh LIB WORKDIR [workload ...]
 # Workloads: python perl sqlite lua git gcc cxx, then the allocation patterns of bench/malloc/
-# (larson xmalloc scratch thrash large gsimple gthread: programs written against plain malloc,
-# after the standard allocator benchmarks; see bench/malloc/*.c); default: all. The programs come
-# from Debian (scripts/test.sh's preload stage installs them); the C and C++ ones are built here.
+# (larson xmalloc scratch thrash large gsimple gthread mstress: programs written against plain
+# malloc, after the standard allocator benchmarks; see bench/malloc/*.c); default: all. The programs
+# come from Debian (scripts/test.sh's preload stage installs them); the C and C++ ones are built here.
 # With BENCH=1 (scripts/bench-preload.sh) it only sets the workloads up and prints, one per line,
 # "name<TAB>command" for the benchmark to time; the pattern programs then run longer (the checks
 # run them briefly).
@@ -18,7 +18,8 @@ work=$2
 shift 2
 names=("$@")
 [ ${#names[@]} -gt 0 ] ||
-  names=(python perl sqlite lua git gcc cxx larson xmalloc scratch thrash large gsimple gthread)
+  names=(python perl sqlite lua git gcc cxx larson xmalloc scratch thrash large gsimple gthread
+    mstress)
 MIN_ALLOCS=${MIN_ALLOCS:-1000}
 rm -rf "$work"
 mkdir -p "$work"
@@ -175,6 +176,8 @@ declare -A patterns=(
   # churn (glibc's bench-malloc-simple and -thread): threads, rounds per thread.
   [gsimple]="churn|1 100000|1 5000000|"
   [gthread]="churn|4 50000|4 1500000|"
+  # mstress: threads, rounds, repeats (threads made anew), slots.
+  [mstress]="mstress|4 20000 2|4 300000 3|"
 )
 
 for n in "${names[@]}"; do

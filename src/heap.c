@@ -46,6 +46,8 @@
 
 static_assert(MP_HEAP_MAX_CLASS <= HEAP_CHUNK / 8,
               "a class chunk holds several of the largest blocks");
+static_assert(MPI_HEAP_FAST_MAX <= MP_HEAP_SPILL_MIN && MPI_HEAP_FAST_MAX % 8 == 0,
+              "the cache path's classes never spill");
 
 /* A large block's header at the start of its mapping, or a cached run's at its first page. */
 typedef struct mpi_large {
@@ -66,10 +68,11 @@ typedef struct heap_carry {
 
 struct mp_heap {
     _Atomic(mp_pool *) pools[MP_HEAP_CLASSES];
-    mpi_lock lock;           /* the large lists and counters; the innermost lock (internal.h) */
-    mpi_fork_lock fork_lock; /* MP_THREAD_SAFE: `lock`, on fork()'s list */
-    mpi_large *large;        /* large blocks in use */
-    mpi_large *cache;        /* freed large blocks kept for reuse, most recent first */
+    struct mpi_heap_fast fast; /* the cache path's table (internal.h): pools' tsoff by size */
+    mpi_lock lock;             /* the large lists and counters; the innermost lock (internal.h) */
+    mpi_fork_lock fork_lock;   /* MP_THREAD_SAFE: `lock`, on fork()'s list */
+    mpi_large *large;          /* large blocks in use */
+    mpi_large *cache;          /* freed large blocks kept for reuse, most recent first */
     uint64_t large_allocs, large_frees, ncache;
     uint64_t failed; /* failed requests no class pool counted (large, pool creation) */
     unsigned flags;
@@ -252,6 +255,7 @@ mp_heap *mp_heap_create(const mp_heap_opts *opts)
         return NULL;
     }
     heap->flags = o->flags;
+    heap->fast.owner_direct = (o->flags & MP_CHECKED) == 0;
     heap->source = *source;
     heap->mine = (mp_source){heap_map, heap_unmap, heap};
     heap->capacity = o->capacity;
@@ -272,6 +276,16 @@ static void count_failed(mp_heap *heap)
     mpi_lock_release(&heap->lock);
 }
 
+/* Puts the class pool's cache entry in the cache path's table (internal.h), for every request
+ * size of its class up to MPI_HEAP_FAST_MAX; a pool with no cache puts 0 there (as before). */
+static void heap_fast_publish(mp_heap *heap, unsigned c, const mp_pool *pool)
+{
+    uint32_t tsoff = ((const struct mp_pool_fast *)pool)->tsoff;
+    size_t hi = class_size(c) < MPI_HEAP_FAST_MAX ? class_size(c) : MPI_HEAP_FAST_MAX;
+    for (size_t i = c == 0 ? 0 : class_size(c - 1) / 8 + 1; i <= hi / 8; i++)
+        atomic_store_explicit(&heap->fast.tsoff[i], tsoff, memory_order_relaxed);
+}
+
 /* Makes the pool of class c. Made with no lock held (the heap's lock stays innermost), and
  * published by one compare-exchange: a thread that loses the race destroys its own pool and takes
  * the winner's. NULL on failure. */
@@ -289,11 +303,13 @@ static MP_NOINLINE mp_pool *heap_pool_slow(mp_heap *heap, unsigned c)
     mp_pool *mine = mpi_pool_create_chunked(&opts, HEAP_CHUNK, from_os, lead), *seen = NULL;
     if (mine == NULL)
         return NULL;
-    if (atomic_compare_exchange_strong_explicit(&heap->pools[c], &seen, mine, memory_order_acq_rel,
-                                                memory_order_acquire))
-        return mine;
-    mp_pool_destroy(mine);
-    return seen;
+    if (!atomic_compare_exchange_strong_explicit(&heap->pools[c], &seen, mine, memory_order_acq_rel,
+                                                 memory_order_acquire)) {
+        mp_pool_destroy(mine);
+        mine = seen;
+    }
+    heap_fast_publish(heap, c, mine);
+    return mine;
 }
 
 static mp_pool *heap_pool(mp_heap *heap, unsigned c)
@@ -769,16 +785,30 @@ size_t mp_heap_usable_size(const mp_heap *heap, const void *p)
     return bad ? 0 : ((const mpi_large *)heap_chunk(p))->usable;
 }
 
+/* The heap's alloc and free, or (the process-wide heap) mp_malloc and mp_free, its cache path. */
+static void *heap_alloc_as(mp_heap *heap, size_t size, bool dflt)
+{
+    return dflt ? mp_malloc(size) : mp_heap_alloc(heap, size);
+}
+
+static void heap_free_as(mp_heap *heap, void *p, bool dflt)
+{
+    if (dflt)
+        mp_free(p);
+    else
+        mp_heap_free(heap, p);
+}
+
 /* A block stays where it is when mp_heap_alloc(size) would have given a block of the same kind: the
  * same class, or a large block that the size fits using at least half of it. So the block is then
  * one of class_of(size) (or spilled, which free_sized looks up), and mp_heap_free_sized(heap, p,
- * size) stays valid. */
-void *mp_heap_realloc(mp_heap *heap, void *p, size_t size)
+ * size) stays valid. dflt: the heap is the process-wide one (mp_realloc). */
+static void *heap_realloc(mp_heap *heap, void *p, size_t size, bool dflt)
 {
     if (p == NULL)
-        return mp_heap_alloc(heap, size);
+        return heap_alloc_as(heap, size, dflt);
     if (size == 0) {
-        mp_heap_free(heap, p);
+        heap_free_as(heap, p, dflt);
         return NULL;
     }
     bool bad;
@@ -795,12 +825,17 @@ void *mp_heap_realloc(mp_heap *heap, void *p, size_t size)
                          : size > MP_HEAP_MAX_CLASS && size <= usable && size >= usable / 2;
     if (same_kind)
         return p;
-    void *q = mp_heap_alloc(heap, size);
+    void *q = heap_alloc_as(heap, size, dflt);
     if (q != NULL) {
         memcpy(q, p, size < usable ? size : usable);
-        mp_heap_free(heap, p);
+        heap_free_as(heap, p, dflt);
     }
     return q;
+}
+
+void *mp_heap_realloc(mp_heap *heap, void *p, size_t size)
+{
+    return heap_realloc(heap, p, size, false);
 }
 
 /* ================================================================================================
@@ -1018,15 +1053,19 @@ bool mpi_heap_huge_free(void *p)
 /* Published once by default_init; every later call reads it with one acquire load. */
 static _Atomic(mp_heap *) default_heap;
 static mpi_once default_once = MPI_ONCE_INIT;
+/* The cache path's table before the heap is made: every entry 0, so every request goes on. */
+static const struct mpi_heap_fast no_heap_fast;
+_Atomic(const struct mpi_heap_fast *) mpi_heap_fast_default = &no_heap_fast;
 
 static void default_init(void)
 {
     unsigned flags = MP_THREAD_SAFE;
     if (mpi_os_option(&mpi_option_checked) == 1) /* a bad value is said here, once */
         flags |= MP_CHECKED;
-    atomic_store_explicit(&default_heap,
-                          mp_heap_create(&(mp_heap_opts){.flags = flags, .name = "mp_malloc"}),
-                          memory_order_release);
+    mp_heap *heap = mp_heap_create(&(mp_heap_opts){.flags = flags, .name = "mp_malloc"});
+    if (heap != NULL)
+        atomic_store_explicit(&mpi_heap_fast_default, &heap->fast, memory_order_release);
+    atomic_store_explicit(&default_heap, heap, memory_order_release);
 }
 
 static MP_NOINLINE mp_heap *default_heap_first(void)
@@ -1041,7 +1080,8 @@ mp_heap *mp_default_heap(void)
     return MP_LIKELY(heap != NULL) ? heap : default_heap_first();
 }
 
-void *mp_malloc(size_t size)
+/* mp_malloc() past the cache path. */
+static MP_NOINLINE void *malloc_slow(size_t size)
 {
     mp_heap *heap = mp_default_heap();
     if (heap == NULL) {
@@ -1051,8 +1091,25 @@ void *mp_malloc(size_t size)
     return mp_heap_alloc(heap, size);
 }
 
+void *mp_malloc(size_t size)
+{
+    if (MP_LIKELY(size <= MPI_HEAP_FAST_MAX)) {
+        void *p = mpi_heap_alloc_cached(mpi_heap_fast_get(), size);
+        if (MP_LIKELY(p != NULL))
+            return p;
+    }
+    return malloc_slow(size);
+}
+
 void *mp_calloc(size_t n, size_t size)
 {
+    if (MP_LIKELY(n <= MPI_HEAP_FAST_MAX && size <= MPI_HEAP_FAST_MAX &&
+                  n * size <= MPI_HEAP_FAST_MAX)) { /* no overflow: each factor is small */
+        size_t total = n * size;
+        void *p = mpi_heap_alloc_cached(mpi_heap_fast_get(), total);
+        if (MP_LIKELY(p != NULL))
+            return memset(p, 0, total); /* the process-wide heap is never MP_ZERO */
+    }
     mp_heap *heap = mp_default_heap();
     if (heap == NULL) {
         errno = ENOMEM;
@@ -1068,7 +1125,7 @@ void *mp_realloc(void *p, size_t size)
         errno = ENOMEM;
         return NULL;
     }
-    return mp_heap_realloc(heap, p, size);
+    return heap_realloc(heap, p, size, true);
 }
 
 void *mp_aligned_alloc(size_t align, size_t size)
@@ -1083,8 +1140,9 @@ void *mp_aligned_alloc(size_t align, size_t size)
 
 void mp_free(void *p)
 {
-    if (p != NULL)
-        mp_heap_free(mp_default_heap(), p);
+    if (p == NULL || (mpi_heap_fast_get()->owner_direct && mpi_heap_free_cached(p)))
+        return;
+    mp_heap_free(mp_default_heap(), p);
 }
 
 size_t mp_usable_size(const void *p)

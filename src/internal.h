@@ -27,6 +27,7 @@
 #include "mempool.h"
 
 #include <errno.h>
+#include <stdatomic.h>
 #include <stdint.h>
 
 /* A lock: a pthread mutex, or (MP_FREESTANDING: no threads, no thread-safe objects) a placeholder
@@ -723,5 +724,79 @@ MPI_HIDDEN void *mpi_heap_huge_alloc(size_t align, size_t size);
 MPI_HIDDEN size_t mpi_heap_huge_size(const void *p);
 /* Unmaps the table's block at p and takes it off the table (errno kept); false if p is none. */
 MPI_HIDDEN bool mpi_heap_huge_free(void *p);
+
+/* ------------------------------------------------------------------------------------------------
+ * heap.c: the process-wide heap's cache path (mp_malloc, mp_free, the drop-in malloc). A small
+ * request is served from this thread's cache of its class pool, found without the pool: the heap's
+ * mpi_heap_fast holds each class pool's cache entry (its tsoff, mempool.h) by request size in steps
+ * of 8 bytes, and 0 (the entry every thread's table keeps empty) until that pool is made, or for a
+ * pool with no cache, so such a request finds nothing there and takes the full path. A free finds
+ * the entry through the block's owner word and pool, as mp_heap_free does, but only where the heap
+ * may read owner words before it knows the block (owner_direct: not a checked heap).
+ * ---------------------------------------------------------------------------------------------- */
+
+/* The largest request the table serves: every class size is a multiple of 8 (MP_HEAP_CLASSES), so
+ * the requests of one step fall in one class; and no class up to it spills (heap.c). */
+#define MPI_HEAP_FAST_MAX ((size_t)MP_HEAP_SPILL_MIN)
+
+struct mpi_heap_fast {
+    bool owner_direct; /* free may read a block's owner word before it knows the block */
+    /* [(size + 7) / 8]: the tsoff of the class pool of `size` bytes, or 0. Written once a pool is
+     * published (a reader finding 0 takes the full path), read relaxed. */
+    _Atomic uint32_t tsoff[MPI_HEAP_FAST_MAX / 8 + 1];
+};
+
+/* The process-wide heap's, once it is made (acquire); before, one whose table is all 0. */
+MPI_HIDDEN extern _Atomic(const struct mpi_heap_fast *) mpi_heap_fast_default;
+
+static inline const struct mpi_heap_fast *mpi_heap_fast_get(void)
+{
+    return atomic_load_explicit(&mpi_heap_fast_default, memory_order_acquire);
+}
+
+/* This thread's cache entry at byte offset tsoff of its table (0: an empty one). */
+static inline struct mp_tcache_fast *mpi_heap_cache(uint32_t tsoff)
+{
+    return (struct mp_tcache_fast *)((char *)mpi_tcaches + tsoff);
+}
+
+/* A block of `size` (<= MPI_HEAP_FAST_MAX) bytes from this thread's cache of its class, counted as
+ * the inline pool path counts; NULL when the cache is empty or there is none (the caller then takes
+ * the full path). The pop raises the free's bound `stop` too, which the slow path set to pops plus
+ * the room it left (tcache.c, cache_set_stop): so frees fill the loaded list to its magazine
+ * before one takes the slow path, where the inline pool path, which leaves stop, stops them after
+ * as many pushes as there was room when the bound was set. Intended cost: the table's entry, the
+ * thread's table, a pop and two adds. */
+static inline void *mpi_heap_alloc_cached(const struct mpi_heap_fast *h, size_t size)
+{
+    uint32_t tsoff = atomic_load_explicit(&h->tsoff[(size + 7) / 8], memory_order_relaxed);
+    struct mp_tcache_fast *c = mpi_heap_cache(tsoff);
+    void *block = c->free;
+    if (MP_LIKELY(block != NULL)) {
+        c->free = *(void **)block;
+        MP_COUNT_ONE(c->pops);
+        c->stop++; /* only its thread reads it */
+    }
+    return block;
+}
+
+/* Frees p, a block of a heap with owner_direct (not NULL, nor at a chunk's start), to this thread's
+ * cache of its pool; false when it cannot (a large block, a pool with no cache, a full cache): the
+ * caller then takes the full path. Intended cost: the owner word, the pool's tsoff, the thread's
+ * table, a test, a push and a count. */
+static inline bool mpi_heap_free_cached(void *p)
+{
+    uintptr_t chunk = mpi_chunk_of(p, MPI_HEAP_CHUNK);
+    const mp_pool *pool = *mpi_owner_word(chunk, MPI_HEAP_SHIFT);
+    if (MP_UNLIKELY(pool == NULL))
+        return false;
+    struct mp_tcache_fast *c = mpi_heap_cache(((const struct mp_pool_fast *)pool)->tsoff);
+    if (MP_UNLIKELY(c->pushes >= c->stop))
+        return false;
+    *(void **)p = c->free;
+    c->free = p;
+    MP_COUNT_ONE(c->pushes);
+    return true;
+}
 
 #endif /* MP_INTERNAL_H */

@@ -198,15 +198,23 @@ void *malloc(size_t size)
     return mp_malloc(size);
 }
 
-void free(void *p)
+/* free() past the cache path; the heap's free may call the system, so errno is kept here. */
+static MP_NOINLINE void free_slow(void *p)
 {
-    if (MP_UNLIKELY(is_odd(p))) {
+    if (is_odd(p)) {
         free_odd(p);
         return;
     }
     int err = errno;
     mp_free(p);
     errno = err;
+}
+
+void free(void *p)
+{
+    if (MP_LIKELY(!is_odd(p)) && mpi_heap_fast_get()->owner_direct && mpi_heap_free_cached(p))
+        return;
+    free_slow(p);
 }
 
 void cfree(void *p)
