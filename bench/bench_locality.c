@@ -49,8 +49,9 @@ static void *region_map(void *ctx, size_t size, size_t align)
 {
     (void)ctx;
     size_t old = atomic_load(&region_used), at;
+    uintptr_t base = (uintptr_t)region; /* the address is aligned, not the offset */
     do {
-        at = (old + align - 1) & ~(align - 1);
+        at = (size_t)(((base + old + align - 1) & ~(uintptr_t)(align - 1)) - base);
         if (at + size > REGION)
             return NULL;
     } while (!atomic_compare_exchange_weak(&region_used, &old, at + size));
