@@ -658,8 +658,9 @@ void *mp_heap_aligned_alloc(mp_heap *heap, size_t align, size_t size);
  * chunk header, found by masking), or caches a large block's pages for reuse, so later large
  * allocations do not fault pages in again: at most 32 MiB (in at most 32 runs), the oldest
  * unmapped past that. In a heap over the system source (no source, no buffer) cached pages serve a
- * later large request of any size (a larger block is cut, or pages are moved into a new mapping by
- * mremap); over a caller's source a cached block is reused whole, by a request it fits within 25%.
+ * later large request of any size (a larger run is cut where it lies, neighbouring runs join, or
+ * pages are moved into a new mapping by mremap); over a caller's source a cached block is reused
+ * whole, by a request it fits within 25%.
  * NULL does nothing.
  * Undefined in a plain heap, reported in a checked one: a pointer the heap did not hand out (an
  * invalid free, in the heap's name), a block freed twice (a double free: a class block's in its

@@ -15,9 +15,11 @@
  * caller's source or buffer), which keeps bytes_reserved and enforces the capacity. Freed large
  * blocks' pages are cached (LARGE_CACHE_MAX runs, LARGE_CACHE_BYTES bytes), so a program that
  * allocates and frees large blocks does not map and fault in its pages every time (a refault
- * storm). Over the system source a cached mapping is cut into runs at any page: a request takes a
- * larger aligned run where it lies and leaves the rest cached, or has cached runs moved into a
- * fresh mapping (cache_gather), so freed pages serve any size. A caller's source takes back only
+ * storm). Over the system source a cached mapping is cut into runs at any page, and runs that are
+ * address-neighbours join again (cache_coalesce; fresh mappings are whole chunks, which the system
+ * places side by side): a request takes a run with room from its first chunk boundary where it
+ * lies and leaves the rest cached (run_cut), or has cached runs moved into a fresh mapping
+ * (cache_gather), so freed pages serve any size. A caller's source takes back only
  * whole regions: there a run is a whole mapping, reused by a request it fits within 25%.
  * Invariants: pools[c] is NULL or a pool of class_size(c) with HEAP_CHUNK chunks; every large
  * block in use is on `large`, every cached run on `cache`, never both; bytes_reserved is the sum
@@ -340,9 +342,43 @@ static bool heap_splits(const mp_heap *heap)
     return heap->buf_end == NULL && heap->source.unmap == mpi_os_source.unmap;
 }
 
-static bool run_is_aligned(const mpi_large *r)
+/* The bytes from the run r to its first chunk boundary, where a block's mapping may start. */
+static size_t run_lead(const mpi_large *r)
 {
-    return ((uintptr_t)r & (HEAP_CHUNK - 1)) == 0;
+    return (size_t)(-(uintptr_t)r & (HEAP_CHUNK - 1));
+}
+
+static void cache_unlink(mp_heap *heap, mpi_large *r)
+{
+    large_unlink(&heap->cache, r);
+    heap->ncache--;
+}
+
+/* Whether the run `from` may become part of another: a checked heap keeps the header of a run
+ * that starts a freed block, which tells a double free of it from an invalid one. */
+static bool run_absorbable(const mp_heap *heap, const mpi_large *from)
+{
+    return from->block == NULL || (heap->flags & MP_CHECKED) == 0;
+}
+
+/* Joins the run r (map_size set, not yet cached) with its cached address-neighbours, unlinked, so
+ * a block and the tail cut off it, or neighbouring mappings, serve a request in place again
+ * instead of being moved (cache_gather). The joined run, still to link. A splitting heap only
+ * (munmap takes any pages back, whatever mappings they lie in). Lock held. */
+static mpi_large *cache_coalesce(mp_heap *heap, mpi_large *r)
+{
+    for (mpi_large *c = heap->cache, *next; c != NULL; c = next) {
+        next = c->next;
+        if ((char *)c + c->map_size == (char *)r && run_absorbable(heap, r)) {
+            cache_unlink(heap, c);
+            c->map_size += r->map_size;
+            r = c;
+        } else if ((char *)r + r->map_size == (char *)c && run_absorbable(heap, c)) {
+            cache_unlink(heap, c);
+            r->map_size += c->map_size;
+        }
+    }
+    return r;
 }
 
 /* Puts the run r of `size` bytes in the cache, newest first, and unlinks the oldest runs past the
@@ -350,6 +386,7 @@ static bool run_is_aligned(const mpi_large *r)
 static mpi_large *cache_put_locked(mp_heap *heap, mpi_large *r, size_t size)
 {
     r->map_size = size;
+    r = heap_splits(heap) ? cache_coalesce(heap, r) : r;
     large_link(&heap->cache, r);
     heap->ncache++;
     mpi_large *evict = NULL;
@@ -377,6 +414,15 @@ static void cache_unmap(mp_heap *heap, mpi_large *list)
     }
 }
 
+/* Puts the run r of `size` bytes in the cache, unmapping what that evicts. No lock held. */
+static void cache_put(mp_heap *heap, mpi_large *r, size_t size)
+{
+    mpi_lock_acquire(&heap->lock);
+    mpi_large *evict = cache_put_locked(heap, r, size);
+    mpi_lock_release(&heap->lock);
+    cache_unmap(heap, evict);
+}
+
 /* Keeps the last `size` bytes of the run r as a run of the cache (a splitting heap only). The new
  * run starts no block (block NULL), so a checked heap never takes a pointer into it for a double
  * free. No lock held (it takes it). */
@@ -384,26 +430,33 @@ static void cache_put_tail(mp_heap *heap, mpi_large *r, size_t keep, size_t size
 {
     mpi_large *tail = (mpi_large *)((char *)r + keep);
     tail->block = NULL;
-    mpi_lock_acquire(&heap->lock);
-    mpi_large *evict = cache_put_locked(heap, tail, size - keep);
-    mpi_lock_release(&heap->lock);
-    cache_unmap(heap, evict);
+    cache_put(heap, tail, size - keep);
     r->map_size = keep;
 }
 
-static void cache_unlink(mp_heap *heap, mpi_large *r)
+/* Makes the picked run r, of at least its lead and `need` bytes, a block's mapping of `need`
+ * bytes at its first chunk boundary; the pages before it and after it stay cached, so a larger
+ * run serves a smaller request where it lies, with no system call. A splitting heap only; no
+ * lock held. */
+static mpi_large *run_cut(mp_heap *heap, mpi_large *r, size_t need)
 {
-    large_unlink(&heap->cache, r);
-    heap->ncache--;
+    size_t lead = run_lead(r), size = r->map_size;
+    mpi_large *l = (mpi_large *)((char *)r + lead);
+    if (lead != 0)
+        cache_put(heap, r, lead); /* r keeps its header, and the block it last started */
+    l->map_size = size - lead;
+    if (l->map_size > need)
+        cache_put_tail(heap, l, need, l->map_size);
+    return l;
 }
 
 /* Whether the cached run l of at least `need` bytes can be a block of `need` bytes where it lies.
- * Where mappings split, any run aligned as a block's mapping must be will do (large_alloc keeps
- * its tail as a run); elsewhere every run is a whole mapping, and only one that fits within 25%
- * (its tail stays with the block). */
+ * Where mappings split, any run with `need` bytes from its first chunk boundary will do (run_cut
+ * keeps the pages before and after as runs); elsewhere every run is a whole mapping, and only one
+ * that fits within 25% (its tail stays with the block). */
 static bool run_serves(const mp_heap *heap, const mpi_large *l, size_t need)
 {
-    return heap_splits(heap) ? run_is_aligned(l) : l->map_size - need <= need / 4;
+    return heap_splits(heap) ? l->map_size - need >= run_lead(l) : l->map_size - need <= need / 4;
 }
 
 /* The smallest cached run of at least `need` bytes, unlinked. Only one that can be the block where
@@ -527,6 +580,30 @@ static void *class_alloc(mp_heap *heap, unsigned c)
     return p != NULL ? p : class_retry(heap, pool);
 }
 
+/* A fresh mapping for a block of `need` bytes, map_size set. Where mappings split it is whole
+ * chunks, which the system places next to each other, so freed blocks coalesce into longer runs
+ * (cache_coalesce); the pages past `need`, never touched, are cached; the block's own are cached
+ * runs' moved there where there are some (cache_gather). */
+static mpi_large *large_map(mp_heap *heap, size_t need)
+{
+    size_t size = heap_splits(heap) ? (need + HEAP_CHUNK - 1) & ~(HEAP_CHUNK - 1) : need;
+    mpi_large *l = heap_map(heap, size, HEAP_CHUNK);
+    if (l == NULL && heap_reclaim(heap))
+        l = heap_map(heap, size, HEAP_CHUNK);
+    if (l == NULL && size != need) { /* a capacity may fit the block but not its last chunk */
+        size = need;
+        l = heap_map(heap, size, HEAP_CHUNK);
+    }
+    if (l == NULL)
+        return NULL;
+    if (heap_splits(heap))
+        cache_gather(heap, (char *)l, need);
+    l->map_size = size;
+    if (size > need)
+        cache_put_tail(heap, l, need, size);
+    return l;
+}
+
 static void *large_alloc(mp_heap *heap, size_t size, size_t align)
 {
     size_t page = mpi_os_page_size();
@@ -543,18 +620,13 @@ static void *large_alloc(mp_heap *heap, size_t size, size_t align)
     mpi_large *l = cache_pick(heap, need, true);
     mpi_lock_release(&heap->lock);
     if (l == NULL) { /* the system is called with no lock held */
-        l = heap_map(heap, need, HEAP_CHUNK);
-        if (l == NULL && heap_reclaim(heap))
-            l = heap_map(heap, need, HEAP_CHUNK);
+        l = large_map(heap, need);
         if (l == NULL) {
             count_failed(heap);
             return NULL;
         }
-        if (heap_splits(heap))
-            cache_gather(heap, (char *)l, need);
-        l->map_size = need;
-    } else if (l->map_size > need && heap_splits(heap)) {
-        cache_put_tail(heap, l, need, l->map_size);
+    } else if (heap_splits(heap)) {
+        l = run_cut(heap, l, need);
     }
     /* heap_chunk_owner(): a large block; a reused run may have been a tail, holding user bytes */
     *mpi_owner_word((uintptr_t)l, HEAP_SHIFT) = NULL;

@@ -608,7 +608,7 @@ static void test_large_any_size(void)
     if (!CHECK("any size: 4 MiB", p != NULL))
         return;
     touch_pages(p, 4 * MiB);
-    size_t whole = mapping_of(h, p);
+    size_t whole = (mapping_of(h, p) + 2 * MiB - 1) & ~(2 * MiB - 1); /* whole chunks mapped */
     mp_heap_free(h, p);
     unsigned char *q = mp_heap_alloc(h, MiB);
     struct mp_heap_stats s;
@@ -675,6 +675,41 @@ static void test_large_tail_owner(void)
     struct mp_heap_stats s;
     CHECK("tail at a chunk: both freed as large blocks",
           mp_heap_stats(h, &s) == 0 && s.large_in_use == 0 && s.blocks_in_use == 0 && s.frees == 3);
+    mp_heap_destroy(h);
+}
+
+/* Freed large pages are reused where they lie, with no mapping and no pages moved: a block cut
+ * from a cached run and freed joins the rest again, so a request of the whole size takes it back;
+ * and a smaller request takes a run that starts mid-chunk from its first chunk boundary. */
+static void test_large_in_place(void)
+{
+    mp_heap *h = mp_heap_create(&(mp_heap_opts){.name = "inplace"});
+    if (!CHECK("in place: heap", h != NULL))
+        return;
+    unsigned char *p = mp_heap_alloc(h, 4 * MiB);
+    if (!CHECK("in place: 4 MiB", p != NULL))
+        return;
+    touch_pages(p, 4 * MiB);
+    mp_heap_free(h, p);
+    uint64_t held = reserved(h);
+    unsigned char *q = mp_heap_alloc(h, MiB);
+    CHECK("in place: 1 MiB where the 4 MiB block was", q == p);
+    mp_heap_free(h, q);
+    struct mp_heap_stats s;
+    CHECK("in place: the freed block and the rest cut off it are one run again",
+          mp_heap_stats(h, &s) == 0 && s.large_cached == 1);
+    unsigned char *r = mp_heap_alloc(h, 4 * MiB);
+    CHECK("in place: 4 MiB again where it was, nothing mapped", r == p && reserved(h) == held);
+    mp_heap_free(h, r);
+    q = mp_heap_alloc(h, MiB);
+    r = mp_heap_alloc(h, 2 * MiB); /* the rest starts mid-chunk; the next chunk has room */
+    CHECK("in place: 2 MiB from the rest of the run, at its chunk boundary",
+          q == p && r == p + 2 * MiB && reserved(h) == held);
+    mp_heap_free(h, q);
+    mp_heap_free(h, r);
+    CHECK("in place: all one run again", mp_heap_stats(h, &s) == 0 && s.large_cached == 1);
+    uint64_t back = mp_heap_trim(h);
+    CHECK("in place: trim gives it back", back != 0 && reserved(h) == held - back);
     mp_heap_destroy(h);
 }
 
@@ -761,6 +796,7 @@ int main(void)
                                {"pages shared by neighbours' ends", test_shared_ends},
                                {"large blocks reused at any size", test_large_any_size},
                                {"a cached tail at a chunk's start", test_large_tail_owner},
+                               {"large blocks reused in place", test_large_in_place},
                                {"large blocks churned", test_large_churn},
                                {"large blocks over a caller's source", test_large_source_whole}};
     run_parts(parts, sizeof parts / sizeof parts[0]);
