@@ -140,8 +140,9 @@ static void *meta_alloc(mp_pool **meta, size_t size)
 
 /* The pool's lock is mostly held for a few dozen instructions (a magazine moves to or from the
  * depot, and a refill carves a range, in O(1); only a refill from the free list takes up to
- * REFILL_MAX blocks under it), so a thread that finds it taken spins a little before it sleeps (an adaptive lock):
- * two threads that refill and flush at once would otherwise trade futex sleeps and wake-ups. */
+ * REFILL_MAX blocks under it), so a thread that finds it taken spins a little before it sleeps (an
+ * adaptive lock): two threads that refill and flush at once would otherwise trade futex sleeps and
+ * wake-ups. */
 int mpi_ts_create(mp_pool *pool, size_t thread_cache, bool caches)
 {
     if ((pool->state & MPI_IN_BUFFER) != 0)

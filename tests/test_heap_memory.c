@@ -584,7 +584,8 @@ static void touch_pages(unsigned char *p, size_t n)
 }
 
 /* A large block's mapping: its block starts less than 2 MiB after the mapping's 2 MiB-aligned
- * start (mp_heap_free finds the header by masking), and its usable size runs to the mapping's end. */
+ * start (mp_heap_free finds the header by masking), and its usable size runs to the mapping's
+ * end. */
 static size_t mapping_of(const mp_heap *h, const void *p)
 {
     return mp_heap_usable_size(h, p) + ((uintptr_t)p & (2 * MiB - 1));
@@ -651,9 +652,6 @@ static void test_large_any_size(void)
     mp_heap_destroy(h);
 }
 
-/* Blocks of random large sizes (300 KiB..4 MiB) freed and allocated in turn, as malloc_large does: the pages come
- * from the cache, so few fault in, and what the heap holds stays within the cache's bound above
- * what is in use. */
 /* A cached run that starts a 2 MiB chunk (a tail cut at a multiple of 2 MiB) may hold the old
  * user's bytes where free looks for a block's owner: reused, it must read as a large block. */
 static void test_large_tail_owner(void)
@@ -713,6 +711,9 @@ static void test_large_in_place(void)
     mp_heap_destroy(h);
 }
 
+/* Blocks of random large sizes (300 KiB..4 MiB) freed and allocated in turn, as malloc_large
+ * does: the pages come from the cache, so few fault in, and what the heap holds stays within the
+ * cache's bound above what is in use. */
 static void test_large_churn(void)
 {
     mp_heap *h = mp_heap_create(&(mp_heap_opts){.name = "churn"});
