@@ -688,10 +688,12 @@ static void test_shelf_affinity(void)
     shelf_worker a = {pool, a1, a2, &bar, true};
     pthread_t t;
     if (CHECK("shelf affinity: start", threads_start(&t, 1, shelf_thread, &a, 0))) {
-        pthread_barrier_wait(&bar); /* A took its blocks */
+        /* B takes its blocks, and exits holding them, before A frees: a thread that takes while
+         * another frees may take that one's magazines (another cache's shelf) */
         void **b1 = malloc(sizeof(void *) * SH_N);
         job b = {.pool = pool, .size = SH_SIZE, .blocks = b1, .alloc = SH_N, .who = 10};
-        thread_run(job_thread, &b); /* B takes its blocks, and exits holding them */
+        thread_run(job_thread, &b);
+        pthread_barrier_wait(&bar); /* A took its blocks */
         pthread_barrier_wait(&bar); /* A freed its blocks */
         b.alloc = 0, b.free = SH_N;
         thread_run(job_thread,
