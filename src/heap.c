@@ -1212,7 +1212,7 @@ void *mp_aligned_alloc(size_t align, size_t size)
 
 void mp_free(void *p)
 {
-    if (p == NULL || (mpi_heap_fast_get()->owner_direct && mpi_heap_free_cached(p)))
+    if (p == NULL || mpi_heap_free_cached(p))
         return;
     mp_heap_free(mp_default_heap(), p);
 }

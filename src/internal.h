@@ -780,12 +780,14 @@ static inline void *mpi_heap_alloc_cached(const struct mpi_heap_fast *h, size_t 
     return block;
 }
 
-/* Frees p, a block of a heap with owner_direct (not NULL, nor at a chunk's start), to this thread's
- * cache of its pool; false when it cannot (a large block, a pool with no cache, a full cache): the
- * caller then takes the full path. Intended cost: the owner word, the pool's tsoff, the thread's
- * table, a test, a push and a count. */
+/* Frees p, a block of the process-wide heap (not NULL, nor at a chunk's start), to this thread's
+ * cache of its pool; false when it cannot (a checked heap, a large block, a pool with no cache, a
+ * full cache): the caller then takes the full path. Intended cost: the owner_direct test, the owner
+ * word, the pool's tsoff, the thread's table, a test, a push and a count. */
 static inline bool mpi_heap_free_cached(void *p)
 {
+    if (!mpi_heap_fast_get()->owner_direct)
+        return false;
     uintptr_t chunk = mpi_chunk_of(p, MPI_HEAP_CHUNK);
     const mp_pool *pool = *mpi_owner_word(chunk, MPI_HEAP_SHIFT);
     if (MP_UNLIKELY(pool == NULL))

@@ -212,7 +212,7 @@ static MP_NOINLINE void free_slow(void *p)
 
 void free(void *p)
 {
-    if (MP_LIKELY(!is_odd(p)) && mpi_heap_fast_get()->owner_direct && mpi_heap_free_cached(p))
+    if (MP_LIKELY(!is_odd(p)) && mpi_heap_free_cached(p))
         return;
     free_slow(p);
 }
