@@ -93,6 +93,18 @@ static void str_add(str *s, const char *t, size_t n)
     s->s[s->len] = '\0';
 }
 
+/* A group of 9 digits (fewer for the most significant, full: zero-padded) as a new string. */
+static char *group_decimal(uint32_t v, int full)
+{
+    char *s = wl_got(malloc(16)), *e = s + 15;
+    *e = '\0';
+    do {
+        *--e = (char)('0' + v % 10);
+        v /= 10;
+    } while (v != 0 || (full && e > s + 6));
+    return memmove(s, e, (size_t)(s + 16 - e));
+}
+
 /* a in decimal, a new string: the 9-digit groups (each a short-lived heap string) are made from
  * the least significant up and joined from the most significant down. */
 static char *num_decimal(const num *a)
@@ -107,8 +119,7 @@ static char *num_decimal(const num *a)
         x = q;
         if (groups == cap)
             g = wl_got(realloc(g, (cap *= 2) * sizeof *g));
-        g[groups] = wl_got(malloc(16));
-        snprintf(g[groups++], 16, x->n > 0 ? "%09u" : "%u", rem);
+        g[groups++] = group_decimal(rem, x->n > 0);
     }
     num_free(x);
     str s = {0, 8, wl_got(malloc(8))};

@@ -4,14 +4,13 @@
  * batch of N blocks of random sizes of 1..MAX bytes (mostly up to 64), marks each, and hands the
  * batch to the next thread (ring order); a thread checks and frees the batches handed to it, in
  * reverse order of allocation or in a random order by turns, between its own rounds. A thread
- * with more than AHEAD batches waiting for its receiver frees its own inbox until that drains.
+ * whose receiver has AHEAD batches waiting frees its own inbox and waits until that drains.
  *   sh8 [THREADS=2] [ROUNDS=2000] [N=1000] [MAX=512]
  * Prints the blocks allocated and bytes asked (the same on every malloc).
  */
 #include "workload.h"
 
-#include <sched.h>
-#include <stdatomic.h>
+#include <time.h>
 
 #define AHEAD 4
 
@@ -25,14 +24,16 @@ typedef struct worker {
     uint64_t rng, free_rng; /* sizes; free orders (kept apart: those depend on timing) */
     long rounds, n, max, bad;
     unsigned long long blocks, bytes, frees;
-    _Atomic(batch *) inbox; /* pushed by the previous thread, taken whole by this one */
-    atomic_long waiting;    /* batches in inbox */
+    pthread_mutex_t lock; /* over inbox and waiting */
+    pthread_cond_t cond;  /* broadcast when inbox gains a batch or is emptied */
+    batch *inbox;         /* pushed by the previous thread, taken whole by this one */
+    int waiting;          /* batches in inbox */
     char pad[64];
 } worker;
 
 static worker *workers;
 static int nthreads;
-static atomic_int done; /* threads through their rounds */
+static int done; /* threads through their rounds, under workers[0].lock */
 
 /* A block of a random size, holding its size in its first word and a mark in its last byte. */
 static unsigned char *block_new(worker *w)
@@ -55,10 +56,28 @@ static void block_free(worker *w, unsigned char *p)
     free(p);
 }
 
+/* Waits on w's condition for at most a millisecond (w->lock held). */
+static void worker_wait(worker *w)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_REALTIME, &t);
+    t.tv_nsec += 1000000;
+    if (t.tv_nsec >= 1000000000) {
+        t.tv_sec++;
+        t.tv_nsec -= 1000000000;
+    }
+    pthread_cond_timedwait(&w->cond, &w->lock, &t);
+}
+
 /* Checks and frees every batch in w's inbox; a batch's blocks in reverse or random order. */
 static void inbox_drain(worker *w)
 {
-    batch *b = atomic_exchange_explicit(&w->inbox, NULL, memory_order_acquire);
+    pthread_mutex_lock(&w->lock);
+    batch *b = w->inbox;
+    w->inbox = NULL;
+    w->waiting = 0;
+    pthread_cond_broadcast(&w->cond);
+    pthread_mutex_unlock(&w->lock);
     while (b != NULL) {
         batch *next = b->next;
         if ((w->frees++ & 1) == 0) {
@@ -72,9 +91,36 @@ static void inbox_drain(worker *w)
             }
         }
         free(b);
-        atomic_fetch_sub(&w->waiting, 1);
         b = next;
     }
+}
+
+/* Hands b to thread to, first waiting while AHEAD batches wait there; a thread that waits frees
+ * its own inbox meanwhile (its sender may be waiting on it), so a ring of waits always moves. */
+static void batch_send(worker *w, worker *to, batch *b)
+{
+    pthread_mutex_lock(&to->lock);
+    while (to->waiting >= AHEAD) {
+        pthread_mutex_unlock(&to->lock);
+        inbox_drain(w);
+        pthread_mutex_lock(&to->lock);
+        if (to->waiting >= AHEAD)
+            worker_wait(to);
+    }
+    b->next = to->inbox;
+    to->inbox = b;
+    to->waiting++;
+    pthread_cond_broadcast(&to->cond);
+    pthread_mutex_unlock(&to->lock);
+}
+
+/* Whether every thread is through its rounds. */
+static int all_done(void)
+{
+    pthread_mutex_lock(&workers[0].lock);
+    int d = done == nthreads;
+    pthread_mutex_unlock(&workers[0].lock);
+    return d;
 }
 
 static void *sh8(void *arg)
@@ -85,21 +131,18 @@ static void *sh8(void *arg)
         b->n = (size_t)w->n;
         for (size_t i = 0; i < b->n; i++)
             b->p[i] = block_new(w);
-        while (atomic_load(&to->waiting) >= AHEAD) {
-            inbox_drain(w);
-            sched_yield();
-        }
-        atomic_fetch_add(&to->waiting, 1);
-        b->next = atomic_load_explicit(&to->inbox, memory_order_relaxed);
-        while (!atomic_compare_exchange_weak_explicit(&to->inbox, &b->next, b, memory_order_release,
-                                                      memory_order_relaxed))
-            ;
+        batch_send(w, to, b);
         inbox_drain(w);
     }
-    atomic_fetch_add(&done, 1);
-    while (atomic_load(&done) < nthreads) {
+    pthread_mutex_lock(&workers[0].lock);
+    done++;
+    pthread_mutex_unlock(&workers[0].lock);
+    while (!all_done()) {
         inbox_drain(w);
-        sched_yield();
+        pthread_mutex_lock(&w->lock);
+        if (w->inbox == NULL)
+            worker_wait(w);
+        pthread_mutex_unlock(&w->lock);
     }
     inbox_drain(w); /* every sender is through: the last batches */
     return NULL;
@@ -120,6 +163,8 @@ int main(int argc, char **argv)
         workers[i].rounds = rounds;
         workers[i].n = n;
         workers[i].max = max;
+        pthread_mutex_init(&workers[i].lock, NULL);
+        pthread_cond_init(&workers[i].cond, NULL);
     }
     wl_run(nthreads, sh8, workers, sizeof *workers);
     long bad = 0;
@@ -131,6 +176,10 @@ int main(int argc, char **argv)
     }
     printf("sh8: %d threads, %llu blocks, %llu bytes asked, %ld damaged\n", nthreads, blocks, bytes,
            bad);
+    for (int i = 0; i < nthreads; i++) {
+        pthread_mutex_destroy(&workers[i].lock);
+        pthread_cond_destroy(&workers[i].cond);
+    }
     free(workers);
     return bad != 0;
 }
