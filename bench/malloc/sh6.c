@@ -20,8 +20,9 @@ typedef struct worker {
 /* A block of a random size, carrying its size as its mark (sizes under 8 get 8). */
 static unsigned char *block_new(worker *w, size_t *size)
 {
-    size_t n = wl_range(&w->rng, 0, 3) != 0 ? wl_range(&w->rng, 1, 64)
-                                            : wl_range(&w->rng, 1, (size_t)w->max);
+    size_t n = wl_range(&w->rng, 0, 3) != 0
+                   ? wl_range(&w->rng, 1, w->max < 64 ? (size_t)w->max : 64)
+                   : wl_range(&w->rng, 1, (size_t)w->max);
     n = n < 8 ? 8 : n;
     unsigned char *p = wl_got(malloc(n));
     wl_mark(p, n, n ^ (uintptr_t)size);

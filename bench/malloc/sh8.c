@@ -38,8 +38,9 @@ static int done; /* threads through their rounds, under workers[0].lock */
 /* A block of a random size, holding its size in its first word and a mark in its last byte. */
 static unsigned char *block_new(worker *w)
 {
-    size_t n = wl_range(&w->rng, 0, 3) != 0 ? wl_range(&w->rng, 1, 64)
-                                            : wl_range(&w->rng, 1, (size_t)w->max);
+    size_t n = wl_range(&w->rng, 0, 3) != 0
+                   ? wl_range(&w->rng, 1, w->max < 64 ? (size_t)w->max : 64)
+                   : wl_range(&w->rng, 1, (size_t)w->max);
     n = n < 8 ? 8 : n;
     unsigned char *p = wl_got(malloc(n));
     wl_mark(p, n, n);
