@@ -2,7 +2,8 @@
 # The drop-in malloc against its peers on real programs: each workload of scripts/preload.sh
 # (python3, perl, sqlite3, lua5.4, git, gcc, a threaded C++ program, and the allocation patterns
 # of bench/malloc/: larson, xmalloc, cache scratch and thrash, large blocks, glibc's simple and
-# thread benchmarks, mstress) run under each malloc through
+# thread benchmarks, mstress, SmartHeap's sh6bench and sh8bench, rpmalloc's rptest, a cfrac-like
+# big-number churn, a leaking program) run under each malloc through
 # LD_PRELOAD (glibc: none; jemalloc, tcmalloc, mimalloc, TBB's libtbbmalloc_proxy, and
 # libmempool_malloc.so), RUNS times in turn; prints the median wall time and the median peak RSS
 # (/usr/bin/time's %M: the largest resident set of the program or any child it waited for) of

@@ -5,8 +5,9 @@
 # process (so the library was in use, not merely loaded).
 #   scripts/preload.sh LIB WORKDIR [workload ...]
 # Workloads: python perl sqlite lua git gcc cxx, then the allocation patterns of bench/malloc/
-# (larson xmalloc scratch thrash large gsimple gthread mstress: programs written against plain
-# malloc, after the standard allocator benchmarks; see bench/malloc/*.c); default: all. The programs
+# (larson xmalloc scratch thrash large gsimple gthread mstress sh6 sh8 rptest bignum mleak: programs
+# written against plain malloc, after the standard allocator benchmarks; see bench/malloc/*.c);
+# default: all. The programs
 # come from Debian (scripts/test.sh's preload stage installs them); the C and C++ ones are built here.
 # With BENCH=1 (scripts/bench-preload.sh) it only sets the workloads up and prints, one per line,
 # "name<TAB>command" for the benchmark to time; the pattern programs then run longer (the checks
@@ -19,7 +20,7 @@ shift 2
 names=("$@")
 [ ${#names[@]} -gt 0 ] ||
   names=(python perl sqlite lua git gcc cxx larson xmalloc scratch thrash large gsimple gthread
-    mstress)
+    mstress sh6 sh8 rptest bignum mleak)
 MIN_ALLOCS=${MIN_ALLOCS:-1000}
 rm -rf "$work"
 mkdir -p "$work"
@@ -178,6 +179,16 @@ declare -A patterns=(
   [gthread]="churn|4 50000|4 1500000|"
   # mstress: threads, rounds, repeats (threads made anew), slots.
   [mstress]="mstress|4 20000 2|4 300000 3|"
+  # sh6 and sh8 (SmartHeap's sh6bench, sh8bench: sh8 frees on another thread): threads, rounds,
+  # blocks a round, largest size.
+  [sh6]="sh6|2 300 1000 512|4 3000 1000 512|"
+  [sh8]="sh8|4 300 1000 512|4 3000 1000 512|"
+  # rptest (rpmalloc's alloc-test and rptest): threads, rounds, window of live blocks.
+  [rptest]="rptest|4 50000 500|4 1000000 2000|"
+  # bignum (cfrac, espresso: one thread's short-lived objects grown by realloc): rounds, N (1..N!).
+  [bignum]="bignum|2 300|10 1000|"
+  # mleak: rounds, blocks a round, one block in LEAK leaked.
+  [mleak]="mleak|300 2000 100|3000 5000 100|"
 )
 
 for n in "${names[@]}"; do
