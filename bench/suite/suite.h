@@ -26,13 +26,15 @@
  *     info <one line: what the peer is, its version, how it is linked and called>
  *     unusable <why>      and exit status SUITE_EXIT_UNUSABLE, if the peer cannot be measured here
  *     result ns=<ns per op> fill_ns=<ns per object> ops=<n> live=<n> live_bytes=<bytes> minflt=<n>
- *            rss_base=<bytes> rss_end=<bytes> hwm=<bytes>
+ *            rss_base=<bytes> rss_end=<bytes> hwm=<bytes> [depth_max=<n> depth_mean=<x>]
  * ns is the figure of the timed section (with threads: its wall time over the ops of all threads,
  * the inverse of the throughput); fill_ns only churn and varsize report (their fill phase); live is
  * the objects live at rss_end and live_bytes their payload; minflt the minor page faults from
  * opening the peer to the end of the timed section; rss_base the resident set just before the
  * workload, rss_end at the end of the timed section (its objects still live), hwm the process's
- * peak resident set (VmHWM).
+ * peak resident set (VmHWM); depth_max and depth_mean only handover reports: the structures
+ * outstanding at a build's end (built and not yet freed whole), the most and the mean, so its peak
+ * resident set can be read against the live set the two threads' relative speed made.
  *
  * An "op" is one allocation and its free in every workload: a pair, one object of a batch, one
  * churn step (free a victim, allocate its replacement), one object of the server's life, one block

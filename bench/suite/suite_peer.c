@@ -675,7 +675,10 @@ int main(int argc, char **argv)
     result r = workload_fns[w](size, n, m, (unsigned)threads);
     printf("result ns=%.4f fill_ns=%.4f ops=%" PRIu64
            " live=%zu live_bytes=%.0f minflt=%ld rss_base=%.0f "
-           "rss_end=%.0f hwm=%.0f\n",
+           "rss_end=%.0f hwm=%.0f",
            r.ns, r.fill_ns, r.ops, r.live, r.live_bytes, r.minflt, r.rss_base, r.rss_end, r.hwm);
+    if (r.depth_max != 0) /* handover */
+        printf(" depth_max=%" PRIu64 " depth_mean=%.2f", r.depth_max, r.depth_mean);
+    printf("\n");
     return 0;
 }

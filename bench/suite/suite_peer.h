@@ -35,6 +35,8 @@ typedef struct result {
     double live_bytes; /* their payload, bytes */
     long minflt;       /* minor faults from the frame's start to its end */
     double rss_base, rss_end, hwm;
+    uint64_t depth_max; /* handover: most structures outstanding at a build's end (0: others) */
+    double depth_mean;  /* handover: their mean over the builds */
 } result;
 
 /* One workload: size, N and M as suite.h says, and the threads that run it (1 for the one-thread

@@ -676,7 +676,10 @@ result wl_own(size_t size, uint64_t n, uint64_t us, unsigned threads)
 
 /* handover: a slot holds a list's newest block, or NULL when empty (release/acquire, as prodcons's
  * `full`). The builder publishes how many lists it built once stopped; the freer stops after
- * freeing that many. */
+ * freeing that many. At each build's end the builder counts the lists outstanding (built, this one
+ * included, less those freed whole: the one being freed counts): the benchmark's live set at its
+ * peak, which depends on how fast the builder runs against the freer, not on the allocator's
+ * layout. Up to HO_RING + 1: the ring full (the freer's slot among them) and one waiting. */
 typedef struct ho_state {
     peer_handle *h;
     size_t size;
@@ -688,6 +691,8 @@ typedef struct ho_state {
     uint64_t freed; /* blocks */
     double start_ns[2];
     double end_ns;
+    _Alignas(CACHE_LINE) atomic_uint_fast64_t lists_freed; /* written by the freer only */
+    _Alignas(CACHE_LINE) uint64_t depth_max, depth_sum;    /* written by the builder only */
 } ho_state;
 
 typedef struct ho_role {
@@ -700,6 +705,9 @@ static void ho_builder(ho_state *s)
     uint64_t i = 0;
     for (; !crew_stopped(&s->crew); i++) {
         void *head = st_build(s->h, s->size, s->n);
+        uint64_t depth = i + 1 - atomic_load_explicit(&s->lists_freed, memory_order_relaxed);
+        s->depth_max = depth > s->depth_max ? depth : s->depth_max;
+        s->depth_sum += depth;
         _Atomic(void *) *slot = &s->ring[i % HO_RING];
         unsigned spins = 0;
         while (atomic_load_explicit(slot, memory_order_acquire) != NULL)
@@ -724,6 +732,7 @@ static void ho_freer(ho_state *s)
             spin_wait(&spins);
         }
         blocks += st_free(s->h, s->size, head);
+        atomic_store_explicit(&s->lists_freed, j + 1, memory_order_relaxed);
         atomic_store_explicit(slot, NULL, memory_order_release);
     }
 drained:
@@ -760,6 +769,8 @@ result wl_handover(size_t size, uint64_t n, uint64_t us, unsigned threads)
     s.n = n;
     atomic_init(&s.done, false);
     atomic_init(&s.made, 0);
+    atomic_init(&s.lists_freed, 0);
+    s.depth_max = s.depth_sum = 0;
     for (size_t i = 0; i < HO_RING; i++)
         atomic_init(&s.ring[i], NULL);
     ho_role roles[2] = {{&s, true}, {&s, false}};
@@ -768,6 +779,9 @@ result wl_handover(size_t size, uint64_t n, uint64_t us, unsigned threads)
     crew_join(&s.crew);
     r.ops = s.freed;
     r.ns = (s.end_ns - fmin(s.start_ns[0], s.start_ns[1])) / (double)(r.ops ? r.ops : 1);
+    r.depth_max = s.depth_max;
+    uint64_t made = atomic_load_explicit(&s.made, memory_order_relaxed);
+    r.depth_mean = made ? (double)s.depth_sum / (double)made : 0;
     frame_end(&r, 0, 0);
     peer_close(s.h);
     return r;
