@@ -305,13 +305,13 @@ static void *chain_last(void *first)
  * the magazine is spliced onto the free list after a walk to its end.
  * The depot is a shelf per cache and a shared stack, all linked alike: a cache pushes onto its own
  * shelf and pops its own shelf's newest, else the shared stack's, else that of the first cache on
- * the pool's list `stocked` (caches with a shelf), all O(1). So a thread gets back the blocks it
- * freed, whose lines its own core last wrote (from one shared stack, a thread building while
- * another freed took the other's newest magazines, lines still in the other core's cache: see
- * docs/design.md), and the pool carves only when the whole depot is empty, so the bound is the
- * same. An exiting thread's shelf goes whole onto the shared stack (shelf_last makes the splice
- * O(1)); mpi_ts_lock empties every shelf with the rest. Pools of one-word blocks keep the
- * shared array only. Pool lock held in all.
+ * the pool's list `stocked` (caches with a shelf, the last to push first), all O(1). So a thread
+ * gets back the blocks it freed, whose lines its own core last wrote (from one shared stack, a
+ * thread building while another freed took the other's newest magazines, lines still in the other
+ * core's cache: see docs/design.md), and the pool carves only when the whole depot is empty, so
+ * the bound is the same. An exiting thread's shelf goes whole onto the shared stack (shelf_last
+ * makes the splice O(1)); mpi_ts_lock empties every shelf with the rest. Pools of one-word blocks
+ * keep the shared array only. Pool lock held in all.
  * ============================================================================================== */
 
 #define MAG_NEXT(first) (((void **)(first))[1])
@@ -327,10 +327,12 @@ static bool depot_push(mp_pool *pool, mpi_tcache *c, void *first)
 {
     if (depot_usable(pool) && c != NULL) {
         MAG_NEXT(first) = c->shelf;
-        if (c->shelf == NULL) {
+        if (c->shelf == NULL)
             c->shelf_last = first;
+        else if (pool->stocked != c)
+            MPI_LIST_UNLINK(pool->stocked, c, stocked_next, stocked_prev);
+        if (pool->stocked != c) /* the last to push heads `stocked`: see depot_pop */
             MPI_LIST_PUSH(pool->stocked, c, stocked_next, stocked_prev);
-        }
         c->shelf = first;
     } else if (depot_usable(pool)) {
         MAG_NEXT(first) = pool->mags;
@@ -357,7 +359,9 @@ static void *shelf_pop(mp_pool *pool, mpi_tcache *s)
 }
 
 /* Pops a magazine for cache c (NULL: a thread without one): the newest of its own shelf, else of
- * the shared stack, else of another cache's shelf; NULL if there is none. */
+ * the shared stack, else of the shelf that was pushed last (the head of `stocked`), whose newest
+ * is the depot's newest unless a pop took it: the lines most likely still in a cache, where the
+ * shelf that was stocked last may be that of a thread preempted long ago. NULL if there is none. */
 static void *depot_pop(mp_pool *pool, mpi_tcache *c)
 {
     if (pool->nmags == 0)

@@ -725,6 +725,73 @@ static void test_shelf_affinity(void)
     CHECK("shelf affinity: all memory back", source_all_back());
 }
 
+/* A thread that takes `n` blocks, waits on `bar`, then in each of MRU_TURNS turns frees the next
+ * give[turn] of them and waits on `bar`; it waits once more before it exits. */
+enum { MRU_TURNS = 3, MRU_BATCH = 512 /* half the default cache of 64-byte blocks */ };
+typedef struct mru_worker {
+    mp_pool *pool;
+    void **blocks;
+    size_t n, give[MRU_TURNS];
+    pthread_barrier_t *bar;
+} mru_worker;
+
+static void *mru_thread(void *arg)
+{
+    mru_worker *w = arg;
+    bool took = take_n(w->pool, SH_SIZE, w->blocks, w->n, 12);
+    pthread_barrier_wait(w->bar);
+    for (size_t turn = 0, done = 0; turn < MRU_TURNS; done += w->give[turn++]) {
+        if (took)
+            give_n(w->pool, SH_SIZE, w->blocks + done, w->give[turn]);
+        pthread_barrier_wait(w->bar);
+    }
+    pthread_barrier_wait(w->bar);
+    return NULL;
+}
+
+/*
+ * A thread with no magazine of its own takes the newest of the shelf pushed last: A frees into its
+ * shelf, then B into its own, then A pushes one more magazine; a third thread's first block is
+ * A's (the newest magazine in the depot), not B's (the shelf that was stocked last).
+ */
+static void test_shelf_steal_newest(void)
+{
+    mp_pool *pool = ts_pool("shelf newest", SH_SIZE, 0, 0);
+    void **a = malloc(sizeof(void *) * 4 * MRU_BATCH), **b = malloc(sizeof(void *) * 3 * MRU_BATCH);
+    if (!CHECK("shelf newest: create", pool != NULL && a != NULL && b != NULL))
+        return;
+    pthread_barrier_t bar;
+    pthread_barrier_init(&bar, NULL, 3);
+    mru_worker wa = {pool, a, 4 * MRU_BATCH, {3 * MRU_BATCH, 0, MRU_BATCH}, &bar};
+    mru_worker wb = {pool, b, 3 * MRU_BATCH, {0, 3 * MRU_BATCH, 0}, &bar};
+    pthread_t ta, tb;
+    if (CHECK("shelf newest: start", threads_start(&ta, 1, mru_thread, &wa, 0) &&
+                                         threads_start(&tb, 1, mru_thread, &wb, 0))) {
+        for (int i = 0; i < 1 + MRU_TURNS; i++)
+            pthread_barrier_wait(&bar); /* took theirs; A freed, B freed; A pushed once more */
+        void *c[1];
+        job j = {.pool = pool, .size = SH_SIZE, .blocks = c, .alloc = 1, .free = 1, .who = 13};
+        thread_run(job_thread, &j);
+        pthread_barrier_wait(&bar); /* both exit */
+        pthread_join(ta, NULL);
+        pthread_join(tb, NULL);
+        qsort(a, 4 * MRU_BATCH, sizeof *a, cmp_ptr);
+        /* Under ASan or Valgrind every pool is checked, and checked pools keep no caches. */
+        if (!TEST_ASAN && !TEST_ON_VALGRIND())
+            CHECK("shelf newest: a thread without a shelf takes the depot's newest magazine",
+                  ptr_in(a, 4 * MRU_BATCH, c[0]));
+    }
+    pthread_barrier_destroy(&bar);
+    mp_stats st = stats_of(pool);
+    CHECK("shelf newest: nothing lost", st.blocks_in_use == 0 && st.frees == st.allocs);
+    CHECK("shelf newest: no thread failure", tfail_take() == 0);
+    CHECK("shelf newest: mp_pool_check", mp_pool_check(pool));
+    mp_pool_destroy(pool);
+    free(a);
+    free(b);
+    CHECK("shelf newest: all memory back", source_all_back());
+}
+
 /*
  * A thread frees SH_N blocks into its shelf and stays: a trim meanwhile gives back the chunks the
  * shelf holds; when it has freed them again, another thread that takes SH_N blocks takes them
@@ -1696,6 +1763,7 @@ int main(int argc, char **argv)
     test_trim_after_exit();
     test_handover_grown();
     test_shelf_affinity();
+    test_shelf_steal_newest();
     test_shelf_bound_and_trim();
     printf("3. destroy after use, many pools\n");
     test_destroy_after_use(true);
