@@ -2,8 +2,9 @@
  * test_heap_memory.c: where a heap's memory comes from and goes: reset and destroy (every byte back
  * to the source), capacity exhaustion, buffer exhaustion and reset, a source that fails at every
  * step in turn, and the pages of a fresh block (over the system source all resident before the
- * program writes them, and no others; over the caller's source left alone: mincore), large blocks against a model. The contract
- * suite every kind of heap runs is test_heap.c; helpers shared: test_heap.h.
+ * program writes them, and no others; over the caller's source left alone: mincore), large blocks
+ * reused and against a model. The contract suite every kind of heap runs is test_heap.c; helpers
+ * shared: test_heap.h.
  *
  * Usage: test_heap_memory. Nothing here is random (the large model has fixed seeds); a few seconds.
  */
