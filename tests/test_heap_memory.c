@@ -996,7 +996,7 @@ static void large_model(mp_heap *h, const char *kind, uint64_t seed, int ops)
 
 static void test_large_model(void)
 {
-    int ops = (int)(300 * test_scale()) + 40;
+    int ops = (int)(200 * test_scale()) + 20;
     static const struct {
         const char *kind;
         unsigned flags;
