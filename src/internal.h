@@ -417,7 +417,7 @@ MPI_HIDDEN bool mpi_os_resident(const void *p, size_t size);
 
 /* Moves the pages of [from, from + size) of a mapping by mpi_os_source, contents and all, over
  * [to, to + size) of another, which they replace; `from` is then unmapped. All page-aligned. False
- * (nothing moved) where the system cannot. */
+ * (nothing moved, `to` still mapped) where the system cannot. */
 MPI_HIDDEN bool mpi_os_move(void *from, size_t size, void *to);
 
 /* A random word from the kernel (getrandom), or a mix of clock and addresses if it has none. */

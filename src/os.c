@@ -223,14 +223,21 @@ bool mpi_os_resident(const void *p, size_t size)
     return all;
 }
 
-/* mremap(MREMAP_FIXED) (Linux) moves page table entries: no copy, no fault. It fails (EFAULT) when
- * the range spans two mappings, as a block gathered from several runs does, leaving both as they
- * were. */
+/* mremap(MREMAP_FIXED) (Linux) moves page table entries: no copy, no fault. Before Linux 6.17 it
+ * fails (EFAULT) when the range spans two mappings, as a block gathered from several runs does,
+ * but only after unmapping `to`: fresh pages go back there (NOREPLACE: never over another's). */
 bool mpi_os_move(void *from, size_t size, void *to)
 {
 #ifdef MREMAP_FIXED
     int saved = errno;
     bool ok = mremap(from, size, size, MREMAP_MAYMOVE | MREMAP_FIXED, to) != MAP_FAILED;
+#ifdef MAP_FIXED_NOREPLACE
+    void *back = ok ? to
+                    : mmap(to, size, PROT_READ | PROT_WRITE,
+                           MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0);
+    if (back != MAP_FAILED && back != to) /* a system that takes NOREPLACE as a hint */
+        munmap(back, size);
+#endif
     errno = saved;
     return ok;
 #else

@@ -2,16 +2,20 @@
  * test_heap_memory.c: where a heap's memory comes from and goes: reset and destroy (every byte back
  * to the source), capacity exhaustion, buffer exhaustion and reset, a source that fails at every
  * step in turn, and the pages of a fresh block (over the system source all resident before the
- * program writes them, and no others; over the caller's source left alone: mincore). The contract
- * suite every kind of heap runs is test_heap.c; helpers shared: test_heap.h.
+ * program writes them, and no others; over the caller's source left alone: mincore), large blocks
+ * reused and against a model. The contract suite every kind of heap runs is test_heap.c; helpers
+ * shared: test_heap.h.
  *
- * Usage: test_heap_memory. Nothing here is random; a few seconds.
+ * Usage: test_heap_memory. Nothing here is random (the large model has fixed seeds); a few seconds.
  */
-#define _DEFAULT_SOURCE /* mincore, MAP_ANONYMOUS, MADV_POPULATE_WRITE */
+#define _GNU_SOURCE /* mincore, MAP_ANONYMOUS, MADV_POPULATE_WRITE, mremap */
 
 #include "test_heap.h"
 
 #include <sys/resource.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 /* ------------------------------------------------------------------------------------------------
  * Reset, destroy, capacity, buffers, a failing source
@@ -785,6 +789,234 @@ static void test_large_source_whole(void)
     free(cs);
 }
 
+/* While old_mremap is set, mremap(MREMAP_FIXED) unmaps the destination and then fails, as Linux
+ * before 6.17 does when the range to move spans several mappings (a run cached from pages moved
+ * before, or joined with its neighbour); the system's mremap otherwise. The heap is a static
+ * library: this definition is the one it calls. */
+static bool old_mremap;
+
+void *mremap(void *from, size_t size, size_t new_size, int flags, ...)
+{
+    void *to = NULL;
+    if ((flags & MREMAP_FIXED) != 0) {
+        va_list ap;
+        va_start(ap, flags);
+        to = va_arg(ap, void *);
+        va_end(ap);
+    }
+    if (old_mremap && to != NULL) {
+        munmap(to, new_size);
+        errno = EFAULT;
+        return MAP_FAILED;
+    }
+    return (void *)syscall(SYS_mremap, from, size, new_size, flags, to);
+}
+
+/* A block gathered from cached runs whose move fails as above is mapped whole all the same (it
+ * was left with holes where the moves failed: SIGSEGV). In a child, which such a fault kills. */
+static void test_large_move_fails(void)
+{
+    pid_t pid = fork();
+    if (pid == 0) {
+        mp_heap *h = mp_heap_create(&(mp_heap_opts){.name = "movefail"});
+        unsigned char *a = mp_heap_alloc(h, 3 * MiB), *b = mp_heap_alloc(h, 3 * MiB);
+        if (h == NULL || a == NULL || b == NULL)
+            _exit(2);
+        touch_pages(a, 3 * MiB);
+        touch_pages(b, 3 * MiB);
+        mp_heap_free(h, a);
+        mp_heap_free(h, b);
+        old_mremap = true; /* no run is long enough: a fresh mapping, the runs moved into it */
+        unsigned char *c = mp_heap_alloc(h, 12 * MiB);
+        old_mremap = false;
+        if (c == NULL)
+            _exit(3);
+        touch_pages(c, 12 * MiB);
+        mp_heap_free(h, c);
+        mp_heap_trim(h);
+        mp_heap_destroy(h);
+        _exit(0);
+    }
+    int status = -1;
+    waitpid(pid, &status, 0);
+    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+        printf("  move fails: the child %s %d\n", WIFSIGNALED(status) ? "died of signal" : "exited",
+               WIFSIGNALED(status) ? WTERMSIG(status) : WEXITSTATUS(status));
+    CHECK("move fails: the gathered block is mapped whole (the child neither faulted nor failed)",
+          pid > 0 && WIFEXITED(status) && WEXITSTATUS(status) == 0);
+}
+
+/* ------------------------------------------------------------------------------------------------
+ * Large blocks against a reference model
+ * ---------------------------------------------------------------------------------------------- */
+
+/* One live block of the large model: where, what was asked, its usable size and pattern seed. */
+typedef struct lblock {
+    unsigned char *p;
+    size_t size, usable, align;
+    uint64_t seed;
+} lblock;
+
+/* The bytes the model writes in a large block of n bytes: the first 8 of every 64 (a block is
+ * 64-aligned, so these take in every chunk's header and owner words it covers) and its last 64;
+ * or checks those of them below `upto`. */
+static bool lmodel_marks(unsigned char *p, size_t n, size_t upto, uint64_t seed, bool write)
+{
+    bool ok = true;
+    for (size_t i = 0; i < upto; i += (i & 63) == 7 && i + 64 < n ? 57 : 1) {
+        if (write)
+            p[i] = pat(seed, i);
+        else
+            ok &= p[i] == pat(seed, i);
+    }
+    return ok;
+}
+
+static bool lmodel_zero(const unsigned char *p, size_t n)
+{
+    for (size_t i = 0; i < n; i += i + 1 < 64 || i + 64 >= n ? 1 : 4096)
+        if (p[i] != 0)
+            return false;
+    return p[n - 1] == 0;
+}
+
+/* Every block's mapping (its 2 MiB-aligned start to the end of its usable bytes) apart from the
+ * others'; and the stats: blocks, usable bytes, counts, the cache's bound. */
+static bool lmodel_consistent(const mp_heap *h, const lblock *b, size_t n,
+                              const struct mp_heap_stats *base, uint64_t allocs, uint64_t frees)
+{
+    uint64_t live = 0, bytes = 0;
+    bool apart = true;
+    for (size_t i = 0; i < n; i++) {
+        if (b[i].p == NULL)
+            continue;
+        live++;
+        bytes += b[i].usable;
+        uintptr_t lo = (uintptr_t)b[i].p & ~(uintptr_t)(2 * MiB - 1);
+        uintptr_t hi = (uintptr_t)b[i].p + b[i].usable;
+        for (size_t k = 0; k < n; k++) {
+            uintptr_t klo = (uintptr_t)b[k].p & ~(uintptr_t)(2 * MiB - 1);
+            if (k != i && b[k].p != NULL && klo < hi && lo < (uintptr_t)b[k].p + b[k].usable)
+                apart = false;
+        }
+    }
+    struct mp_heap_stats s;
+    mp_heap_stats(h, &s);
+    return apart && s.large_in_use == live && s.blocks_in_use == live && s.bytes_in_use == bytes &&
+           s.allocs - base->allocs == allocs && s.frees - base->frees == frees &&
+           s.failed_allocs == base->failed_allocs && s.large_cached <= 32;
+}
+
+/* Random large allocs (some aligned, some calloc), reallocs that grow and shrink, frees and trims
+ * against a model of the live blocks: after each step their contents, alignment, usable size
+ * (asked again: the same) and the heap's statistics; after each trim, bytes_reserved is exactly
+ * the live blocks' mappings; at the end every byte is back. */
+/* A model step's check: false, with the line that failed printed once. */
+static bool lm_ok(bool ok, int line)
+{
+    static int said;
+    if (!ok && said++ == 0)
+        printf("  large model: the check at line %d failed\n", line);
+    return ok;
+}
+
+static void large_model(mp_heap *h, const char *kind, uint64_t seed, int ops)
+{
+    enum { SLOTS = 8 };
+    lblock b[SLOTS] = {0};
+    struct mp_heap_stats base;
+    mp_heap_stats(h, &base);
+    uint64_t rng = seed, allocs = 0, frees = 0;
+    bool zero = strcmp(kind, "zero") == 0, ok = true;
+    int op = 0;
+    for (; op < ops && ok; op++) {
+        rng = rng * 6364136223846793005u + 1442695040888963407u;
+        uint64_t r = rng >> 16;
+        lblock *x = &b[r % SLOTS];
+        size_t size =
+            MP_HEAP_MAX_CLASS + 1 + (size_t)((r >> 8) % ((r >> 30) % 4 == 0 ? 5 * MiB : MiB));
+        if ((r >> 40) % 4 == 0)
+            size = (size_t)1 << (18 + (r >> 44) % 5); /* 256 KiB .. 4 MiB exactly: chunk edges */
+        size += size == MP_HEAP_MAX_CLASS;
+        unsigned what = (unsigned)((r >> 50) % 10);
+        if (x->p != NULL && what < 3) { /* realloc: grow or shrink */
+            ok &= lm_ok(lmodel_marks(x->p, x->size, x->size, x->seed, false), __LINE__);
+            unsigned char *q = mp_heap_realloc(h, x->p, size);
+            if (!(ok &= lm_ok(q != NULL, __LINE__)))
+                break;
+            size_t kept = size < x->size ? size : x->size;
+            ok &= lm_ok(lmodel_marks(q, x->size, kept, x->seed, false), __LINE__);
+            allocs += q != x->p;
+            frees += q != x->p;
+            *x = (lblock){q, size, mp_heap_usable_size(h, q), 64, rng};
+            lmodel_marks(q, size, size, rng, true);
+        } else if (x->p != NULL) {
+            ok &= lm_ok(lmodel_marks(x->p, x->size, x->size, x->seed, false), __LINE__);
+            mp_heap_free(h, x->p);
+            frees++;
+            *x = (lblock){0};
+        } else {
+            size_t align = what < 6 ? 64 : (size_t)1 << (6 + (r >> 54) % 15); /* to 1 MiB */
+            unsigned char *q =
+                what == 9 ? mp_heap_calloc(h, 1, size) : mp_heap_aligned_alloc(h, align, size);
+            if (!(ok &= lm_ok(q != NULL, __LINE__)))
+                break;
+            allocs++;
+            ok &= lm_ok(((uintptr_t)q & (align - 1)) == 0, __LINE__);
+            ok &= lm_ok((what != 9 && !zero) || lmodel_zero(q, size), __LINE__);
+            *x = (lblock){q, size, mp_heap_usable_size(h, q), align, rng};
+            ok &= lm_ok(x->usable >= size, __LINE__);
+            lmodel_marks(q, size, size, rng, true);
+        }
+        for (size_t i = 0; i < SLOTS; i++)
+            ok &= lm_ok(b[i].p == NULL || mp_heap_usable_size(h, b[i].p) == b[i].usable, __LINE__);
+        ok &= lm_ok(lmodel_consistent(h, b, SLOTS, &base, allocs, frees), __LINE__);
+        if ((r >> 58) == 0) { /* 1 step in 64 */
+            mp_heap_trim(h);
+            struct mp_heap_stats s;
+            mp_heap_stats(h, &s);
+            uint64_t mapped = 0;
+            for (size_t i = 0; i < SLOTS; i++)
+                mapped += b[i].p != NULL ? mapping_of(h, b[i].p) : 0;
+            ok &= lm_ok(s.large_cached == 0 && s.bytes_reserved == base.bytes_reserved + mapped,
+                        __LINE__);
+        }
+    }
+    if (!ok)
+        printf("  large model (%s): wrong after step %d (seed %" PRIu64 ")\n", kind, op, seed);
+    char what[80];
+    snprintf(what, sizeof what, "large model (%s): every step as the model says", kind);
+    CHECK(what, ok);
+    for (size_t i = 0; i < SLOTS; i++)
+        mp_heap_free(h, b[i].p);
+    mp_heap_trim(h);
+    snprintf(what, sizeof what, "large model (%s): all freed and trimmed, every byte back", kind);
+    CHECK(what, reserved(h) == base.bytes_reserved);
+}
+
+static void test_large_model(void)
+{
+    int ops = (int)(200 * test_scale()) + 20;
+    static const struct {
+        const char *kind;
+        unsigned flags;
+    } kinds[] = {{"plain", 0}, {"zero", MP_ZERO}, {"checked", MP_CHECKED}};
+    for (size_t k = 0; k < sizeof kinds / sizeof kinds[0]; k++) {
+        mp_heap *h = mp_heap_create(&(mp_heap_opts){.flags = kinds[k].flags, .name = "lmodel"});
+        if (CHECK("large model: heap", h != NULL))
+            large_model(h, kinds[k].kind, 1 + k, ops);
+        mp_heap_destroy(h);
+    }
+    counting_source *cs = src_new();
+    mp_source source = counting_source_of(cs);
+    mp_heap *h = mp_heap_create(&(mp_heap_opts){.source = &source, .name = "lmodel"});
+    if (CHECK("large model: heap over a source", h != NULL && cs != NULL))
+        large_model(h, "source", 7, ops);
+    mp_heap_destroy(h);
+    CHECK("large model (source): the source's contract kept", cs != NULL && src_kept_contract(cs));
+    free(cs);
+}
+
 int main(void)
 {
     setvbuf(stdout, NULL, _IOLBF, 0);
@@ -799,7 +1031,9 @@ int main(void)
                                {"a cached tail at a chunk's start", test_large_tail_owner},
                                {"large blocks reused in place", test_large_in_place},
                                {"large blocks churned", test_large_churn},
-                               {"large blocks over a caller's source", test_large_source_whole}};
+                               {"large blocks over a caller's source", test_large_source_whole},
+                               {"large blocks against a model", test_large_model},
+                               {"large blocks gathered where a move fails", test_large_move_fails}};
     run_parts(parts, sizeof parts / sizeof parts[0]);
     return TEST_DONE();
 }
