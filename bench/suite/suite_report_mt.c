@@ -559,8 +559,8 @@ static int section_varsize(const study *st, section *sec, int n, goal_list *gl, 
     return n + 1;
 }
 
-/* The goal "peer `name`'s time <= bound x peer `ref`'s in the region" at every node count, judged on
- * the worst count, with a looser limit (NAN: none). */
+/* The goal "peer `name`'s time <= bound x peer `ref`'s in the region" at every node count,
+ * judged on the worst count, with a looser limit (NAN: none). */
 static void goal_region(const study *st, section *s, goal_list *gl, const char *name,
                         const char *ref, const char *what, double bound, double limit)
 {
