@@ -55,11 +55,14 @@ extern "C" {
 #define MP_NOINLINE __attribute__((noinline))
 /* The fast path is inlined even at -O0, so a checked pool's leak report names the caller's line. */
 #define MP_ALWAYS_INLINE inline __attribute__((always_inline))
+/* Tells the compiler a fact the library keeps, so an inlined path need not test it again. */
+#define MP_ASSUME(x) ((x) ? (void)0 : __builtin_unreachable())
 #else
 #define MP_LIKELY(x) (x)
 #define MP_UNLIKELY(x) (x)
 #define MP_NOINLINE
 #define MP_ALWAYS_INLINE inline
+#define MP_ASSUME(x) ((void)0)
 #endif
 
 /* ------------------------------------------------------------------------------------------------
@@ -1190,6 +1193,7 @@ static MP_ALWAYS_INLINE void *mpi_pool_alloc_bump(mp_pool *pool)
     char *block = f->bump;
     if (MP_LIKELY((uintptr_t)block < (uintptr_t)f->end)) {
         f->bump = block + f->stride;
+        MP_ASSUME(block != NULL); /* end is NULL but in a chunk: the caller's NULL test goes */
         return block;
     }
     return mp_pool_alloc_slow(pool);
@@ -1246,8 +1250,11 @@ static MP_ALWAYS_INLINE mp_handle mp_pool_handle(const mp_pool *pool, const void
     return (mp_handle)index << 31 | g >> 1;
 }
 
-/* Intended cost: a load of the cursor, an add and a mask, two compares, two stores (bump, count).
- * size 0 takes one byte, so every pointer is unique; SIZE_MAX stays itself and fails. */
+/* Intended cost: a load of the cursor, an add and a mask, a compare (two for a size not known at
+ * compile time), two stores (bump, count). size 0 takes one byte, so every pointer is unique;
+ * SIZE_MAX stays itself and fails. The aligned cursor p passes end only in the last 15 bytes of a
+ * chunk (bump <= end): end - p is then negative as a signed difference, so one signed compare
+ * covers both, for any n up to PTRDIFF_MAX. */
 static MP_ALWAYS_INLINE void *mp_arena_alloc(mp_arena *arena, size_t size)
 {
     struct mp_arena_fast *f = (struct mp_arena_fast *)arena;
@@ -1255,10 +1262,11 @@ static MP_ALWAYS_INLINE void *mp_arena_alloc(mp_arena *arena, size_t size)
         return mp_arena_alloc_slow(arena, size);
     size_t n = size + (size == 0);
     uintptr_t p = (f->bump + (MP_ARENA_ALIGN - 1)) & ~(uintptr_t)(MP_ARENA_ALIGN - 1);
-    if (MP_UNLIKELY(p > f->end || n > f->end - p))
+    if (MP_UNLIKELY(n > PTRDIFF_MAX || (intptr_t)(f->end - p) < (intptr_t)n))
         return mp_arena_alloc_slow(arena, size);
     f->bump = p + n;
     f->allocs++;
+    MP_ASSUME(p != 0); /* a chunk is never at 0: the caller's NULL test goes */
     return (void *)p;
 }
 

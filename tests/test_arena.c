@@ -599,6 +599,26 @@ static void test_buffer(void)
  * Marks and rewinds
  * ============================================================================================== */
 
+/* The inline bump's one compare: in a buffer whose end is not aligned, a cursor a few bytes short
+ * of the end aligns past it, and nothing aligned fits; the bytes before the end still do. */
+static void test_buffer_tail(void)
+{
+    static alignas(max_align_t) unsigned char buf[4096 + 64];
+    unsigned char *end = buf + 4096 + 7, *q = NULL;
+    mp_arena *a =
+        mp_arena_create(&(mp_arena_opts){.buffer = buf, .buffer_size = (size_t)(end - buf)});
+    while (a != NULL && (q = mp_arena_alloc_aligned(a, 1, 1)) != NULL && q < buf + 4096)
+        ;
+    CHECK("buffer tail: bytes up to an aligned address short of the end", q == buf + 4096);
+    errno = 0;
+    CHECK("buffer tail: an aligned cursor past the end gives NULL + ENOMEM",
+          mp_arena_alloc(a, 1) == NULL && errno == ENOMEM && mp_arena_alloc(a, 0) == NULL);
+    q = mp_arena_alloc_aligned(a, 6, 1);
+    CHECK("buffer tail: the unaligned bytes before the end are still handed out",
+          q == buf + 4097 && mp_arena_alloc_aligned(a, 1, 1) == NULL);
+    mp_arena_destroy(a);
+}
+
 static void test_mark_rewind(void)
 {
     counting_source *t = source_reset();
@@ -1591,6 +1611,7 @@ int main(int argc, char **argv)
     test_overflow();
     test_capacity();
     test_buffer();
+    test_buffer_tail();
     test_mark_rewind();
     test_reset();
     test_large();

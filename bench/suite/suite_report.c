@@ -392,6 +392,7 @@ static int build_sections(const study *st, section *sec, goal_list *gl)
     static char notes[MAX_SECTIONS][TEXT];
     int n = 0, runs = st->opt.plan.runs;
     memset(sec, 0, MAX_SECTIONS * sizeof *sec);
+    gl->n = 0;
     for (int w = 0; w < WL_COUNT; w++) {
         if (!suite_workloads[w].sized || !wl_planned(st, w))
             continue;
@@ -427,6 +428,7 @@ static int build_sections(const study *st, section *sec, goal_list *gl)
               runs);
         sec[n].note = notes[n];
         table_region(st, &sec[n].t);
+        goals_region(st, &sec[n], gl);
         sec[n++].plot = NULL;
     }
     bool pools = false;

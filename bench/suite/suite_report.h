@@ -82,7 +82,7 @@ typedef struct section {
 
 #define MAX_SECTIONS 24
 
-/* The report's goals, filled by build_mt_sections. */
+/* The report's goals, filled by goals_region and build_mt_sections. */
 typedef struct goal_list {
     goal g[MAX_GOALS];
     int n;
@@ -91,6 +91,8 @@ typedef struct goal_list {
 /* suite_report_mt.c: appends the sections of the thread and varsize workloads that this run has to
  * sec[n..], and their goals to gl; returns the new number of sections. */
 int build_mt_sections(const study *st, section *sec, int n, goal_list *gl);
+/* suite_report_mt.c: appends the region's goals (issue 18) to gl, listed under section s. */
+void goals_region(const study *st, section *s, goal_list *gl);
 /* "met", "NOT met", "NOT met (within the limit)" or "not measured". */
 const char *goal_met_text(int met);
 /* The goals as one table (goal, measured, met). */

@@ -13,7 +13,10 @@
  *   - structures larger than any cache (issue 17), for the thread-safe pool and mp_malloc alike:
  *     own structures at 2 threads <= 0.7 x the best malloc's time (at most 1.0 x), at 8 and 32
  *     threads <= 1.0 x; handover <= 0.3 x (at most 0.5 x); peak resident set <= 1.1 x the best
- *     malloc's in every cell.
+ *     malloc's in every cell;
+ *   - the region (issue 18), for mp_pool + mp_pool_reset (the peer mempool) and mp_arena +
+ *     mp_arena_reset alike: <= 0.8 x APR's time (at most 1.0 x) and <= 1.3 x the bare bump
+ *     pointer's, at every node count (judged on the worst).
  * A goal whose peers are not in the run is "not measured". Nothing here changes a figure; a missed
  * goal is reported as missed.
  */
@@ -556,10 +559,49 @@ static int section_varsize(const study *st, section *sec, int n, goal_list *gl, 
     return n + 1;
 }
 
+/* The goal "peer `name`'s time <= bound x peer `ref`'s in the region" at every node count,
+ * judged on the worst count, with a looser limit (NAN: none). */
+static void goal_region(const study *st, section *s, goal_list *gl, const char *name,
+                        const char *ref, const char *what, double bound, double limit)
+{
+    double worst = NAN;
+    int at = -1;
+    for (int k = 0; k < (int)SUITE_REGION_COUNTS; k++) {
+        int c = cell_find(st, WL_REGION, suite_region_nodes[k], 1);
+        double r = peer_med(st, c, name, m_ns) / peer_med(st, c, ref, m_ns);
+        if (!isnan(r) && (at < 0 || r > worst))
+            worst = r, at = c;
+    }
+    char detail[TEXT], x[16], y[16];
+    if (at < 0)
+        textf(detail, TEXT, "%s or %s not measured", name, ref);
+    else
+        textf(detail, TEXT, "worst at %zu nodes: %s %s ns, %s %s ns", st->cells[at].size, name,
+              fmt3(x, sizeof x, peer_med(st, at, name, m_ns)), ref,
+              fmt3(y, sizeof y, peer_med(st, at, ref, m_ns)));
+    goal_add_limit(gl, s, what, worst, bound, limit, detail);
+}
+
+void goals_region(const study *st, section *s, goal_list *gl)
+{
+    static const char *const peers[][2] = {{"mempool", "mp_pool + mp_pool_reset"},
+                                           {"mp_arena", "mp_arena + mp_arena_reset"}};
+    char what[TEXT];
+    for (size_t p = 0; p < sizeof peers / sizeof peers[0]; p++) {
+        textf(what, TEXT,
+              "%s, region: <= 0.8 x apr's time (at most 1.0 x) at every node count (issue 18)",
+              peers[p][1]);
+        goal_region(st, s, gl, peers[p][0], "apr", what, 0.8, 1.0);
+        textf(what, TEXT,
+              "%s, region: <= 1.3 x the bare bump pointer's time at every node count (issue 18)",
+              peers[p][1]);
+        goal_region(st, s, gl, peers[p][0], "bump", what, 1.3, NAN);
+    }
+}
+
 int build_mt_sections(const study *st, section *sec, int n, goal_list *gl)
 {
     static char notes[10][NOTE];
-    gl->n = 0;
     n = section_ts_pair(st, sec, n, gl, notes[0]);
     n = section_threads(st, sec, n, gl, WL_THREADS_PAIR, notes[1]);
     n = section_threads(st, sec, n, gl, WL_THREADS_BATCH, notes[2]);
