@@ -140,6 +140,11 @@ bool mpi_ts_each_cached(const mp_pool *pool,
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/random.h>
+#if defined(__GLIBC__) && defined(__has_include)
+#if __has_include(<sys/single_threaded.h>)
+#include <sys/single_threaded.h>
+#endif
+#endif
 #include <time.h>
 #include <unistd.h>
 
@@ -293,6 +298,18 @@ void mpi_os_thread_exit_arm(void *arg)
 void mpi_os_atfork(void (*prepare)(void), void (*parent)(void), void (*child)(void))
 {
     pthread_atfork(prepare, parent, child);
+}
+
+/* glibc 2.32's __libc_single_threaded: true only while the process has one thread (it may stay
+ * false after the others exit, which costs only the skipped saving). Elsewhere: never known. */
+bool mpi_os_single_threaded(void)
+{
+#if defined(__GLIBC__) && defined(__has_include)
+#if __has_include(<sys/single_threaded.h>)
+    return __libc_single_threaded != 0;
+#endif
+#endif
+    return false;
 }
 
 const char *mpi_os_getenv(const char *name)
