@@ -185,6 +185,36 @@ static void *os_map(void *ctx, size_t size, size_t align)
     return (void *)start;
 }
 
+/* Heap chunks (MPI_HEAP_CHUNK bytes at that alignment, one per class at least) are cut from a
+ * reservation of RESERVE_CHUNKS of them, mapped once at a multiple of its own size: a chunk then
+ * costs no system call (an aligned mapping of its own cost three), and the process's start, which
+ * makes a chunk per class it uses, makes a few reservations instead. Each chunk goes back alone
+ * (munmap of its range). `reserve_next` is the next chunk to hand out; at a multiple of the
+ * reservation's size (or 0) the reservation is used up. Untouched, it costs no resident memory. */
+#define RESERVE_CHUNKS 16u
+#define RESERVE_SIZE (RESERVE_CHUNKS * MPI_HEAP_CHUNK)
+static _Atomic uintptr_t reserve_next;
+
+static void os_unmap(void *ctx, void *p, size_t size);
+
+static void *os_map_chunk(void)
+{
+    uintptr_t next = atomic_load_explicit(&reserve_next, memory_order_relaxed);
+    while (next % RESERVE_SIZE != 0)
+        if (atomic_compare_exchange_weak_explicit(&reserve_next, &next, next + MPI_HEAP_CHUNK,
+                                                  memory_order_relaxed, memory_order_relaxed))
+            return (void *)next;
+    char *fresh = os_map(NULL, RESERVE_SIZE, RESERVE_SIZE);
+    if (fresh == NULL)
+        return os_map(NULL, MPI_HEAP_CHUNK, MPI_HEAP_CHUNK);
+    /* A thread that made one at the same time keeps its own: this one's rest goes back. */
+    if (!atomic_compare_exchange_strong_explicit(&reserve_next, &next,
+                                                 (uintptr_t)fresh + MPI_HEAP_CHUNK,
+                                                 memory_order_relaxed, memory_order_relaxed))
+        os_unmap(NULL, fresh + MPI_HEAP_CHUNK, RESERVE_SIZE - MPI_HEAP_CHUNK);
+    return fresh;
+}
+
 static void os_unmap(void *ctx, void *p, size_t size)
 {
     (void)ctx;
@@ -259,7 +289,14 @@ uintptr_t mpi_os_random(void)
     return r | 1; /* never 0, which means "no encoding" */
 }
 
-const mp_source mpi_os_source = {os_map, os_unmap, NULL};
+static void *os_map_source(void *ctx, size_t size, size_t align)
+{
+    if (size == MPI_HEAP_CHUNK && align == MPI_HEAP_CHUNK)
+        return os_map_chunk();
+    return os_map(ctx, size, align);
+}
+
+const mp_source mpi_os_source = {os_map_source, os_unmap, NULL};
 
 /* ------------------------------------------------------------------------------------------------
  * Threads (pthreads), the environment and stopping
