@@ -455,6 +455,8 @@ MPI_HIDDEN void mpi_os_thread_exit_hook(void (*fn)(void *arg));
 MPI_HIDDEN void mpi_os_thread_exit_arm(void *arg);
 /* Registers handlers run by fork(): prepare in the parent before, parent and child after. */
 MPI_HIDDEN void mpi_os_atfork(void (*prepare)(void), void (*parent)(void), void (*child)(void));
+/* Whether the process surely has one thread now (false when it cannot be told). */
+MPI_HIDDEN bool mpi_os_single_threaded(void);
 /* The value of an environment variable, or NULL. */
 MPI_HIDDEN const char *mpi_os_getenv(const char *name);
 /* An option read from the environment as MEMPOOL_<name>: its accepted values, in order (the index

@@ -140,6 +140,11 @@ bool mpi_ts_each_cached(const mp_pool *pool,
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/random.h>
+#if defined(__GLIBC__) && defined(__has_include)
+#if __has_include(<sys/single_threaded.h>)
+#include <sys/single_threaded.h>
+#endif
+#endif
 #include <time.h>
 #include <unistd.h>
 
@@ -178,6 +183,36 @@ static void *os_map(void *ctx, size_t size, size_t align)
     if (tail != 0)
         munmap((char *)start + size, tail);
     return (void *)start;
+}
+
+/* Heap chunks (MPI_HEAP_CHUNK bytes at that alignment, one per class at least) are cut from a
+ * reservation of RESERVE_CHUNKS of them, mapped once at a multiple of its own size: a chunk then
+ * costs no system call (an aligned mapping of its own cost three), and the process's start, which
+ * makes a chunk per class it uses, makes a few reservations instead. Each chunk goes back alone
+ * (munmap of its range). `reserve_next` is the next chunk to hand out; at a multiple of the
+ * reservation's size (or 0) the reservation is used up. Untouched, it costs no resident memory. */
+#define RESERVE_CHUNKS 16u
+#define RESERVE_SIZE (RESERVE_CHUNKS * MPI_HEAP_CHUNK)
+static _Atomic uintptr_t reserve_next;
+
+static void os_unmap(void *ctx, void *p, size_t size);
+
+static void *os_map_chunk(void)
+{
+    uintptr_t next = atomic_load_explicit(&reserve_next, memory_order_relaxed);
+    while (next % RESERVE_SIZE != 0)
+        if (atomic_compare_exchange_weak_explicit(&reserve_next, &next, next + MPI_HEAP_CHUNK,
+                                                  memory_order_relaxed, memory_order_relaxed))
+            return (void *)next;
+    char *fresh = os_map(NULL, RESERVE_SIZE, RESERVE_SIZE);
+    if (fresh == NULL)
+        return os_map(NULL, MPI_HEAP_CHUNK, MPI_HEAP_CHUNK);
+    /* A thread that made one at the same time keeps its own: this one's rest goes back. */
+    if (!atomic_compare_exchange_strong_explicit(&reserve_next, &next,
+                                                 (uintptr_t)fresh + MPI_HEAP_CHUNK,
+                                                 memory_order_relaxed, memory_order_relaxed))
+        os_unmap(NULL, fresh + MPI_HEAP_CHUNK, RESERVE_SIZE - MPI_HEAP_CHUNK);
+    return fresh;
 }
 
 static void os_unmap(void *ctx, void *p, size_t size)
@@ -261,7 +296,14 @@ uintptr_t mpi_os_random(void)
     return r | 1; /* never 0, which means "no encoding" */
 }
 
-const mp_source mpi_os_source = {os_map, os_unmap, NULL};
+static void *os_map_source(void *ctx, size_t size, size_t align)
+{
+    if (size == MPI_HEAP_CHUNK && align == MPI_HEAP_CHUNK)
+        return os_map_chunk();
+    return os_map(ctx, size, align);
+}
+
+const mp_source mpi_os_source = {os_map_source, os_unmap, NULL};
 
 /* ------------------------------------------------------------------------------------------------
  * Threads (pthreads), the environment and stopping
@@ -300,6 +342,18 @@ void mpi_os_thread_exit_arm(void *arg)
 void mpi_os_atfork(void (*prepare)(void), void (*parent)(void), void (*child)(void))
 {
     pthread_atfork(prepare, parent, child);
+}
+
+/* glibc 2.32's __libc_single_threaded: true only while the process has one thread (it may stay
+ * false after the others exit, which costs only the skipped saving). Elsewhere: never known. */
+bool mpi_os_single_threaded(void)
+{
+#if defined(__GLIBC__) && defined(__has_include)
+#if __has_include(<sys/single_threaded.h>)
+    return __libc_single_threaded != 0;
+#endif
+#endif
+    return false;
 }
 
 const char *mpi_os_getenv(const char *name)

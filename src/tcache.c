@@ -762,11 +762,19 @@ void mpi_fork_lock_remove(mpi_fork_lock *l)
     mpi_lock_release(&registry);
 }
 
+/* Whether this fork() took the objects' locks. A process with one thread (a shell, make) has no
+ * other thread that could hold one, and taking them would write every pool's page, which the
+ * parent and the child then each copy (two copy-on-write faults per pool and fork). */
+static bool fork_locked;
+
 /* Every lock, in the library's lock order (internal.h). */
 static void fork_prepare(void)
 {
     mpi_lock_acquire(&registry);
     fork_handlers_ran = true;
+    fork_locked = !mpi_os_single_threaded();
+    if (!fork_locked)
+        return;
     for (mp_pool *p = ts_pools; p != NULL; p = p->ts_next)
         mpi_lock_acquire(&p->lock);
     for (mpi_fork_lock *l = fork_locks; l != NULL; l = l->next)
@@ -777,6 +785,8 @@ static void fork_prepare(void)
  * took them, is the only thread). */
 static void fork_unlock_objects(void)
 {
+    if (!fork_locked)
+        return;
     for (mpi_fork_lock *l = fork_locks; l != NULL; l = l->next)
         mpi_lock_release(l->mutex);
     for (mp_pool *p = ts_pools; p != NULL; p = p->ts_next)
