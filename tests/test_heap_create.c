@@ -81,6 +81,9 @@ static void test_create(void)
     errno = 0;
     p = mp_heap_aligned_alloc(NULL, 64, 10);
     CHECK("aligned_alloc: a NULL heap gives EINVAL", p == NULL && errno == EINVAL);
+    errno = 0;
+    p = mp_heap_calloc(NULL, 2, 10);
+    CHECK("calloc: a NULL heap gives EINVAL", p == NULL && errno == EINVAL);
     /* Creating a heap takes no class chunk: class pools come on first use. */
     h = mp_heap_create(&(mp_heap_opts){.source = &(mp_source){counting_map, counting_unmap, s}});
     size_t before = s->bytes_out;
