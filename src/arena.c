@@ -198,12 +198,9 @@ static int arena_setup(mp_arena *proto, const mp_arena_opts *o)
  */
 static mp_arena *arena_place_in_buffer(const mp_arena *proto, void *buffer, size_t buffer_size)
 {
-    uintptr_t start = (uintptr_t)buffer;
-    if (buffer_size > UINTPTR_MAX - start)
-        return NULL;
-    uintptr_t end = start + buffer_size;
-    uintptr_t at = mpi_align_up(start, alignof(mp_arena));
-    if (at < start || at > end || end - at < sizeof(mp_arena))
+    uintptr_t end;
+    uintptr_t at = mpi_buffer_place(buffer, buffer_size, alignof(mp_arena), sizeof(mp_arena), &end);
+    if (at == 0)
         return NULL;
     uintptr_t chunk = mpi_align_up(at + sizeof(mp_arena), ARENA_ALIGN);
     if (chunk < at || chunk > end || end - chunk <= ARENA_HDR)

@@ -210,10 +210,10 @@ static mp_heap *heap_place(const mp_heap_opts *o, const mp_source *source)
     mp_heap *heap;
     size_t meta = 0;
     if (o->buffer != NULL) {
-        uintptr_t start = (uintptr_t)o->buffer, at = (start + 63) & ~(uintptr_t)63;
         size_t need = sizeof(mp_heap) + MP_HEAP_CLASSES * sizeof(heap_carry);
-        if (o->buffer_size > UINTPTR_MAX - start || at - start > o->buffer_size ||
-            o->buffer_size - (at - start) < need) {
+        uintptr_t end;
+        uintptr_t at = mpi_buffer_place(o->buffer, o->buffer_size, 64, need, &end);
+        if (at == 0) {
             errno = EINVAL;
             return NULL;
         }
@@ -221,7 +221,7 @@ static mp_heap *heap_place(const mp_heap_opts *o, const mp_source *source)
         memset(heap, 0, need);
         heap->carry = (heap_carry *)(heap + 1);
         heap->buf_first = heap->buf_next = (char *)heap + need;
-        heap->buf_end = (char *)o->buffer + o->buffer_size;
+        heap->buf_end = (char *)end;
     } else {
         size_t page = mpi_os_page_size();
         meta = (sizeof(mp_heap) + page - 1) & ~(page - 1);

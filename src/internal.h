@@ -87,6 +87,20 @@ static inline uintptr_t mpi_align_up(uintptr_t x, size_t a)
     return (x + (a - 1)) & ~(uintptr_t)(a - 1);
 }
 
+/* Where a header of `need` bytes aligned to `align` goes at the start of the caller's buffer (not
+ * NULL) of `size` bytes: its address, and the buffer's end in *end. 0 when the buffer wraps around
+ * the address space or cannot hold the header. */
+static inline uintptr_t mpi_buffer_place(const void *buffer, size_t size, size_t align, size_t need,
+                                         uintptr_t *end)
+{
+    uintptr_t start = (uintptr_t)buffer;
+    if (size > UINTPTR_MAX - start)
+        return 0;
+    *end = start + size;
+    uintptr_t at = mpi_align_up(start, align);
+    return at < start || at > *end || *end - at < need ? 0 : at;
+}
+
 /* log2 of a heap's chunk size (heap.c): no heap block starts at a multiple of it, since each
  * starts after its chunk's header, so malloc.c tells its own over-aligned blocks by that. */
 #define MPI_HEAP_SHIFT 21u

@@ -723,12 +723,10 @@ static uintptr_t buffer_blocks_end(const mp_pool *proto, uintptr_t after, uintpt
  */
 static mp_pool *pool_place_in_buffer(const mp_pool *proto, void *buffer, size_t buffer_size)
 {
-    uintptr_t start = (uintptr_t)buffer;
-    if (buffer_size > UINTPTR_MAX - start)
-        return NULL;
-    uintptr_t end = start + buffer_size;
-    uintptr_t at = mpi_align_up(start, alignof(mp_pool));
-    if (at < start || at > end || end - at < MP_POOL_HEADER_BYTES)
+    uintptr_t end;
+    uintptr_t at =
+        mpi_buffer_place(buffer, buffer_size, alignof(mp_pool), MP_POOL_HEADER_BYTES, &end);
+    if (at == 0)
         return NULL;
     uintptr_t after = at + MP_POOL_HEADER_BYTES;
     uintptr_t lo = 0, hi = (end - after) / proto->stride; /* n fits if n <= lo; not if n > hi */

@@ -29,6 +29,7 @@
 #define _DEFAULT_SOURCE /* mincore, MAP_ANONYMOUS, MADV_POPULATE_WRITE */
 
 #include "test_heap.h"
+#include "child.h"
 
 /* ------------------------------------------------------------------------------------------------
  * The class table against the header's (it fills the table the suite's class checks use)
@@ -803,33 +804,27 @@ static void suite(const target *t)
  * Checked heaps: each user bug reported (in a child process: a crash fails one check)
  * ---------------------------------------------------------------------------------------------- */
 
-/* Runs fn(arg) in a child with the recording handler; true if it exited 0. */
-static bool in_child(const char *what, bool (*fn)(void *), void *arg)
+/* A bug run in a child by in_child(). */
+typedef struct bug_case {
+    const char *what;
+    bool (*fn)(void *);
+    void *arg;
+} bug_case;
+
+static void bug_case_run(void *arg)
 {
-    fflush(stdout);
-    fflush(stderr);
-    pid_t pid = fork();
-    if (pid < 0) {
-        perror("fork");
-        return false;
+    const bug_case *c = arg;
+    errs_clear();
+    if (!CHECK(c->what, c->fn(c->arg))) {
+        printf("  child saw %u errors\n", errs.n);
+        errs_show();
     }
-    if (pid == 0) {
-        alarm(60);
-        errs_clear();
-        bool ok = fn(arg);
-        if (!ok) {
-            printf("  %s: child saw %u errors\n", what, errs.n);
-            errs_show();
-        }
-        fflush(stdout);
-        _exit(ok ? 0 : 1);
-    }
-    int status = 0;
-    while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
-        ;
-    if (WIFSIGNALED(status))
-        printf("  %s: child killed by signal %d\n", what, WTERMSIG(status));
-    return WIFEXITED(status) && WEXITSTATUS(status) == 0;
+}
+
+/* Checks fn(arg) in a child with the recording handler (a crash fails this one check). */
+static void in_child(const char *what, bool (*fn)(void *), void *arg)
+{
+    run_isolated(what, bug_case_run, &(bug_case){what, fn, arg});
 }
 
 static bool one_error(mp_error_kind kind, const void *addr)
@@ -954,71 +949,45 @@ static bool bug_leak(void *arg)
     return all_leaks && leaked == (with_large ? 6u : 5u);
 }
 
+static void double_free_in_checked_heap(void *arg)
+{
+    (void)arg;
+    mp_heap *h = checked_heap();
+    void *p = mp_heap_alloc(h, 40);
+    mp_heap_free(h, p);
+    mp_heap_free(h, p);
+}
+
 /* The default handler: one line "mempool: double free of 0x..." on stderr, then abort(). */
 static bool default_handler_aborts(void)
 {
-    int fds[2];
-    if (pipe(fds) != 0)
-        return false;
-    fflush(stdout);
-    pid_t pid = fork();
-    if (pid == 0) {
-        alarm(60);
-        dup2(fds[1], 2);
-        close(fds[0]);
-        mp_set_error_handler(NULL, NULL);
-        mp_heap *h = checked_heap();
-        void *p = mp_heap_alloc(h, 40);
-        mp_heap_free(h, p);
-        mp_heap_free(h, p);
-        _exit(0);
-    }
-    close(fds[1]);
-    char text[1024];
-    size_t len = 0;
-    ssize_t r;
-    while (len < sizeof text - 1 && (r = read(fds[0], text + len, sizeof text - 1 - len)) > 0)
-        len += (size_t)r;
-    text[len] = '\0';
-    close(fds[0]);
-    int status = 0;
-    waitpid(pid, &status, 0);
-    bool ok = WIFSIGNALED(status) && WTERMSIG(status) == SIGABRT &&
-              strncmp(text, "mempool: double free of 0x", 26) == 0;
+    child_result r;
+    child_die(double_free_in_checked_heap, NULL, &r);
+    bool ok = r.status != -1 && WIFSIGNALED(r.status) && WTERMSIG(r.status) == SIGABRT &&
+              strncmp(r.err, "mempool: double free of 0x", 26) == 0;
     if (!ok)
-        printf("  default handler: status %#x, stderr: %s\n", status, text);
+        printf("  default handler: status %#x, stderr: %s\n", r.status, r.err);
     return ok;
 }
 
 static void test_checked_bugs(void)
 {
     size_t small = 48, large = MP_HEAP_MAX_CLASS + 1;
-    CHECK("checked: double free of a class block reported",
-          in_child("double free", bug_double_free, &small));
-    CHECK("checked: double free of a large block reported",
-          in_child("double free large", bug_double_free, &large));
-    CHECK("checked: free of an interior pointer reported",
-          in_child("interior", bug_interior, NULL));
-    CHECK("checked: free of another heap's block reported",
-          in_child("other heap", bug_other_heap, NULL));
+    in_child("checked: double free of a class block reported", bug_double_free, &small);
+    in_child("checked: double free of a large block reported", bug_double_free, &large);
+    in_child("checked: free of an interior pointer reported", bug_interior, NULL);
+    in_child("checked: free of another heap's block reported", bug_other_heap, NULL);
     const int which[] = {0, 1, 2};
-    CHECK("checked: free of a stack address reported",
-          in_child("stack", bug_foreign, (void *)&which[0]));
-    CHECK("checked: free of a static address reported",
-          in_child("static", bug_foreign, (void *)&which[1]));
-    CHECK("checked: free of a C-library block reported",
-          in_child("libc", bug_foreign, (void *)&which[2]));
+    in_child("checked: free of a stack address reported", bug_foreign, (void *)&which[0]);
+    in_child("checked: free of a static address reported", bug_foreign, (void *)&which[1]);
+    in_child("checked: free of a C-library block reported", bug_foreign, (void *)&which[2]);
     size_t sizes[] = {24, 100, 5000};
     for (size_t i = 0; i < 3; i++)
-        CHECK("checked: a write past the usable size reported at free",
-              in_child("overflow", bug_overflow, &sizes[i]));
-    CHECK("checked: a write after free reported",
-          in_child("write after free", bug_write_after_free, NULL));
+        in_child("checked: a write past the usable size reported at free", bug_overflow, &sizes[i]);
+    in_child("checked: a write after free reported", bug_write_after_free, NULL);
     bool no = false, yes = true;
-    CHECK("checked: live class blocks reported as leaks at destroy",
-          in_child("leak", bug_leak, &no));
-    CHECK("checked: a live large block is reported as a leak too",
-          in_child("leak large", bug_leak, &yes));
+    in_child("checked: live class blocks reported as leaks at destroy", bug_leak, &no);
+    in_child("checked: a live large block is reported as a leak too", bug_leak, &yes);
     CHECK("checked: the default handler prints one line and aborts", default_handler_aborts());
 }
 
@@ -1080,12 +1049,11 @@ int main(void)
 {
     setvbuf(stdout, NULL, _IOLBF, 0);
     mp_set_error_handler(record_error, NULL);
-    CHECK("MEMPOOL_CHECKED=1 makes the process-wide heap checked",
-          in_child("env checked", env_checked_child, NULL));
+    in_child("MEMPOOL_CHECKED=1 makes the process-wide heap checked", env_checked_child, NULL);
     static const char *const values[] = {"0", "yes", "10", ""};
     for (size_t i = 0; i < sizeof values / sizeof values[0]; i++)
-        CHECK("MEMPOOL_CHECKED: a value but 0 and 1 said once on stderr, not fatal",
-              in_child("env value", env_value_child, (void *)values[i]));
+        in_child("MEMPOOL_CHECKED: a value but 0 and 1 said once on stderr, not fatal",
+                 env_value_child, (void *)values[i]);
 
     lap();
     test_classes();

@@ -39,6 +39,23 @@ static void test_create(void)
     CHECK("create: a buffer too small for the bookkeeping gives EINVAL",
           h == NULL && errno == EINVAL);
     mp_heap_destroy(h);
+    /* The smallest buffer that takes the bookkeeping: every smaller one gives EINVAL, and the
+     * bookkeeping stays inside the buffer (the bytes after it keep their fill). */
+    size_t least = 0;
+    tally fit = {0};
+    for (size_t n = 16; least == 0 && n < 64 * KiB; n++) {
+        memset(buf, 0xA5, n + 64);
+        errno = 0;
+        h = mp_heap_create(&(mp_heap_opts){.buffer = buf, .buffer_size = n});
+        if (h == NULL)
+            tally_expect(&fit, errno == EINVAL, "buffer of %zu: NULL, errno %d", n, errno);
+        else
+            least = n;
+        tally_expect(&fit, buf[n] == 0xA5 && buf[n + 63] == 0xA5, "buffer of %zu: written past", n);
+        mp_heap_destroy(h);
+    }
+    CHECK("create: a buffer just too small gives EINVAL, the least one works, nothing written past",
+          least != 0 && fit.bad == 0);
     counting_source *s = src_new();
     mp_source half = {counting_map, NULL, s}, other = {NULL, counting_unmap, s};
     errno = 0;
@@ -81,6 +98,9 @@ static void test_create(void)
     errno = 0;
     p = mp_heap_aligned_alloc(NULL, 64, 10);
     CHECK("aligned_alloc: a NULL heap gives EINVAL", p == NULL && errno == EINVAL);
+    errno = 0;
+    p = mp_heap_calloc(NULL, 2, 10);
+    CHECK("calloc: a NULL heap gives EINVAL", p == NULL && errno == EINVAL);
     /* Creating a heap takes no class chunk: class pools come on first use. */
     h = mp_heap_create(&(mp_heap_opts){.source = &(mp_source){counting_map, counting_unmap, s}});
     size_t before = s->bytes_out;

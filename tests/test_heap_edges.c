@@ -62,6 +62,7 @@
 #include "mempool.h"
 #include "misuse.h"
 #include "test.h"
+#include "threads.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -1062,17 +1063,14 @@ static void test_threads(uint64_t ops)
     atomic_store(&trim_bytes, 0);
     atomic_store(&trim_over_cap, 0);
     pthread_t tc[2], tt;
-    bool started = pthread_create(&tt, NULL, trim_loop, &tr) == 0;
-    size_t nstarted = 0;
-    for (; started && nstarted < 2; nstarted++)
-        if (pthread_create(&tc[nstarted], NULL, churn, &c[nstarted]) != 0)
-            break;
-    for (size_t i = 0; i < nstarted; i++)
-        pthread_join(tc[i], NULL);
+    bool started = thread_start(&tt, trim_loop, &tr);
+    bool churned = started && threads_start(tc, 2, churn, c, sizeof c[0]);
+    if (churned)
+        threads_join(tc, 2);
     atomic_store(&churn_done, true);
     if (started)
         pthread_join(tt, NULL);
-    if (!CHECK("threads: all threads started", started && nstarted == 2)) {
+    if (!CHECK("threads: all threads started", churned)) {
         mp_heap_destroy(h);
         return;
     }

@@ -891,7 +891,7 @@ static void part_threads(const char *what, mp_heap *heap, uint64_t seed, uint64_
     pthread_t t[THREADS], obs;
     for (uint32_t i = 0; i < THREADS; i++)
         w[i] = (mt_worker){&sh, seed, ops / THREADS, i, 0, 0, 0};
-    bool observer = pthread_create(&obs, NULL, mt_observe, &sh) == 0;
+    bool observer = thread_start(&obs, mt_observe, &sh);
     /* Two rounds: blocks the first round's threads leave in the exchange are freed by the second's.
      */
     uint64_t allocs = 0, moved = 0, in_place = 0;

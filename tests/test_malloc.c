@@ -14,6 +14,7 @@
 #define _GNU_SOURCE
 #include "mempool.h"
 #include "test.h"
+#include "threads.h"
 
 #include <dlfcn.h>
 #include <errno.h>
@@ -273,9 +274,7 @@ static void test_thread_exit(void)
     pthread_key_create(&dtor_key, dtor_free);
     uint64_t before = class_in_use(DTOR_SIZE);
     for (int round = 0; round < 4; round++) {
-        pthread_t t;
-        pthread_create(&t, NULL, dtor_thread, NULL);
-        pthread_join(t, NULL);
+        thread_run(dtor_thread, NULL);
     }
     CHECK("thread exit: blocks freed by a key destructor after the cache went come back",
           class_in_use(DTOR_SIZE) == before);
@@ -311,9 +310,7 @@ static void test_free_after_exit(void)
     enum { THREADS = 200 };
     long before = vm_size_kib();
     for (int i = 0; i < THREADS; i++) {
-        pthread_t t;
-        pthread_create(&t, NULL, strerror_thread, (void *)(uintptr_t)(5000 + i));
-        pthread_join(t, NULL);
+        thread_run(strerror_thread, (void *)(uintptr_t)(5000 + i));
     }
     long grew = vm_size_kib() - before;
     CHECK("thread exit: the C library's frees after the destructors leak no thread record",
@@ -324,7 +321,7 @@ static _Atomic int churn_stop;
 
 static void *churn(void *arg)
 {
-    unsigned seed = (unsigned)(uintptr_t)arg;
+    unsigned seed = *(const unsigned *)arg;
     void *held[64] = {0};
     while (!churn_stop) {
         seed = seed * 1103515245u + 12345u;
@@ -379,12 +376,12 @@ static void test_fork(void)
 {
     enum { THREADS = 8 };
     pthread_t t[THREADS];
+    unsigned seeds[THREADS];
+    for (unsigned i = 0; i < THREADS; i++)
+        seeds[i] = i + 1;
     churn_stop = 0;
-    int started = 0;
-    while (started < THREADS &&
-           pthread_create(&t[started], NULL, churn, (void *)(uintptr_t)(started + 1)) == 0)
-        started++;
-    CHECK("fork: the 8 busy threads start", started == THREADS);
+    bool started = threads_start(t, THREADS, churn, seeds, sizeof seeds[0]);
+    CHECK("fork: the 8 busy threads start", started);
     int forks = (int)(100 * test_scale()), good = 0;
     for (int i = 0; i < forks; i++) {
         pid_t pid = fork();
@@ -399,8 +396,8 @@ static void test_fork(void)
         good += ok;
     }
     churn_stop = 1;
-    for (int i = 0; i < started; i++)
-        pthread_join(t[i], NULL);
+    if (started)
+        threads_join(t, THREADS);
     CHECK("fork from 8 busy threads: every child allocates, from its main thread and a new one",
           good == forks);
 }

@@ -173,15 +173,12 @@ static int child_main(mp_pool *pool, bool fork_grandchild, bool parent_had_threa
                           mp_pool_create(&(mp_pool_opts){
                               .block_size = BSIZE, .flags = MP_THREAD_SAFE, .name = "child"}),
                           0};
-    pthread_t t;
     if (a.new_pool == NULL)
         fail |= CF_NEW_POOL;
     else if (TEST_TSAN && parent_had_threads)
         child_thread(&a); /* in this thread: see __tsan_default_options above */
-    else if (pthread_create(&t, NULL, child_thread, &a) != 0)
+    else if (!thread_run(child_thread, &a))
         fail |= CF_THREAD;
-    else
-        pthread_join(t, NULL);
     if (a.new_pool != NULL) {
         fail |= a.fail;
         mp_stats st;

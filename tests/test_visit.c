@@ -13,6 +13,7 @@
  * Args: [SEED [OPS]]; OPS and the sizes stepped through scale with MP_TEST_SCALE.
  */
 #define _DEFAULT_SOURCE /* posix_memalign, in counting_source.h */
+#include "child.h"
 #include "test_pool.h"
 #include "visit.h"
 
@@ -192,6 +193,29 @@ static void test_thread_caches(void)
     mp_pool_destroy(pool);
 }
 
+/* In a child: visits a pool under an address-space limit that leaves no room for its scratch. */
+static void enomem_child(void *arg)
+{
+    (void)arg;
+    mp_pool *pool = make(8, 0, 0, 0);
+    int n = 0;
+    while (n < 200000 && mp_pool_alloc(pool) != NULL) /* 25 KB of scratch */
+        n++;
+    FILE *f = fopen("/proc/self/statm", "r");
+    unsigned long pages = 0;
+    bool statm = f != NULL && fscanf(f, "%lu", &pages) == 1;
+    if (f != NULL)
+        fclose(f);
+    struct rlimit r = {pages * page_size() + 4096, pages * page_size() + 4096};
+    if (!CHECK("visit: ENOMEM setup (blocks, statm, limit)",
+               n == 200000 && statm && setrlimit(RLIMIT_AS, &r) == 0))
+        return;
+    int calls = 0;
+    int rc = mp_pool_visit(pool, never_called, &calls);
+    CHECK("visit: ENOMEM, fn never called, when the scratch cannot be mapped",
+          rc == ENOMEM && calls == 0);
+}
+
 /* ENOMEM: a pool whose scratch must be mapped, visited under an address-space limit that leaves
  * no room for it (a child process; not under the sanitizers or Valgrind, which map as they go). */
 static void test_enomem(void)
@@ -199,29 +223,7 @@ static void test_enomem(void)
     /* qemu-user (the cross stage sets MP_TEST_EMULATED) maps for itself under the same limit */
     if (TEST_ASAN || TEST_TSAN || TEST_ON_VALGRIND() || getenv("MP_TEST_EMULATED") != NULL)
         return;
-    fflush(stdout);
-    pid_t pid = fork();
-    if (pid == 0) {
-        mp_pool *pool = make(8, 0, 0, 0);
-        for (int i = 0; i < 200000; i++) /* 25 KB of scratch */
-            if (mp_pool_alloc(pool) == NULL)
-                _exit(2);
-        FILE *f = fopen("/proc/self/statm", "r");
-        unsigned long pages = 0;
-        if (f == NULL || fscanf(f, "%lu", &pages) != 1)
-            _exit(3);
-        fclose(f);
-        struct rlimit r = {pages * page_size() + 4096, pages * page_size() + 4096};
-        int calls = 0;
-        if (setrlimit(RLIMIT_AS, &r) != 0)
-            _exit(4);
-        int rc = mp_pool_visit(pool, never_called, &calls);
-        _exit(rc == ENOMEM && calls == 0 ? 0 : 5);
-    }
-    int status = 0;
-    waitpid(pid, &status, 0);
-    CHECK("visit: ENOMEM, fn never called, when the scratch cannot be mapped",
-          WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    run_isolated("visit: ENOMEM in a child", enomem_child, NULL);
 }
 
 /* A plain pool whose free list the program damaged: reported, nothing visited, nothing followed. */

@@ -195,11 +195,7 @@ peer_handle *open_or_die(size_t size, size_t max_live)
 static NOINLINE void pair_loop(peer_handle *h, size_t size, uint64_t n)
 {
     for (uint64_t i = 0; i < n; i++) {
-        char *p = peer_alloc(h, size);
-        if (UNLIKELY(p == NULL))
-            die_oom("pair");
-        touch(p, size, i);
-        ESCAPE(p);
+        char *p = alloc_touched(h, size, i, "pair");
         peer_free(h, p, size);
     }
 }
@@ -266,12 +262,7 @@ static NOINLINE void batch_loop(peer_handle *h, size_t size, void **slots, uint6
 {
     for (uint64_t r = 0; r < rounds; r++) {
         for (size_t i = 0; i < SUITE_BATCH; i++) {
-            char *p = peer_alloc(h, size);
-            if (UNLIKELY(p == NULL))
-                die_oom("batch");
-            touch(p, size, i);
-            ESCAPE(p);
-            slots[i] = p;
+            slots[i] = alloc_touched(h, size, i, "batch");
         }
         if (lifo)
             for (size_t i = SUITE_BATCH; i-- > 0;)
@@ -328,12 +319,7 @@ static result wl_batch_lifo(size_t size, uint64_t n, uint64_t target_us, unsigne
 static NOINLINE void churn_fill(peer_handle *h, size_t size, void **slots, size_t live)
 {
     for (size_t i = 0; i < live; i++) {
-        char *p = peer_alloc(h, size);
-        if (UNLIKELY(p == NULL))
-            die_oom("the churn fill");
-        touch(p, size, i);
-        ESCAPE(p);
-        slots[i] = p;
+        slots[i] = alloc_touched(h, size, i, "the churn fill");
     }
 }
 
@@ -346,12 +332,7 @@ static NOINLINE uint64_t churn_steps(peer_handle *h, size_t size, void **slots, 
         x = rng_step(x);
         size_t i = rng_index(x, live);
         peer_free(h, slots[i], size);
-        char *p = peer_alloc(h, size);
-        if (UNLIKELY(p == NULL))
-            die_oom("churn");
-        touch(p, size, s);
-        ESCAPE(p);
-        slots[i] = p;
+        slots[i] = alloc_touched(h, size, s, "churn");
     }
     return x;
 }

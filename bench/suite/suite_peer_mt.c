@@ -159,22 +159,13 @@ static NOINLINE uint64_t tw_round(peer_handle *h, size_t size, void **slots, boo
 {
     if (!batch) {
         for (uint64_t i = 0; i < 1000; i++) {
-            char *p = peer_alloc(h, size);
-            if (UNLIKELY(p == NULL))
-                die_oom("threads_pair");
-            touch(p, size, i);
-            ESCAPE(p);
+            char *p = alloc_touched(h, size, i, "threads_pair");
             peer_free(h, p, size);
         }
         return 1000;
     }
     for (size_t i = 0; i < SUITE_BATCH; i++) {
-        char *p = peer_alloc(h, size);
-        if (UNLIKELY(p == NULL))
-            die_oom("threads_batch");
-        touch(p, size, i);
-        ESCAPE(p);
-        slots[i] = p;
+        slots[i] = alloc_touched(h, size, i, "threads_batch");
     }
     for (size_t i = 0; i < SUITE_BATCH; i++)
         peer_free(h, slots[i], size);
@@ -295,12 +286,7 @@ static NOINLINE void *pc_producer(void *arg)
         while (atomic_load_explicit(&slot->full, memory_order_acquire) != 0)
             spin_wait(&spins);
         for (size_t k = 0; k < SUITE_PC_BATCH; k++) {
-            char *p = peer_alloc(s->h, s->size);
-            if (UNLIKELY(p == NULL))
-                die_oom("prodcons");
-            touch(p, s->size, k);
-            ESCAPE(p);
-            slot->p[k] = p;
+            slot->p[k] = alloc_touched(s->h, s->size, k, "prodcons");
         }
         atomic_store_explicit(&slot->full, 1, memory_order_release);
     }
