@@ -7,8 +7,8 @@
 # Workloads: python perl sqlite lua git gcc cxx, then the allocation patterns of bench/malloc/
 # (larson xmalloc scratch thrash large gsimple gthread mstress sh6 sh8 rptest bignum mleak: programs
 # written against plain malloc, after the standard allocator benchmarks; see bench/malloc/*.c);
-# default: all. The programs
-# come from Debian (scripts/test.sh's preload stage installs them); the C and C++ ones are built here.
+# default: all. The programs come from Debian (scripts/test.sh's preload stage installs them); the
+# C and C++ ones are built here.
 # With BENCH=1 (scripts/bench-preload.sh) it only sets the workloads up and prints, one per line,
 # "name<TAB>command" for the benchmark to time; the pattern programs then run longer (the checks
 # run them briefly).

@@ -10,8 +10,8 @@
 #   preload   the drop-in malloc under real programs (scripts/preload.sh): python3, perl, sqlite3,
 #             lua5.4, git, gcc, a C++ program with threads and the allocation patterns of
 #             bench/malloc/ (larson, xmalloc, cache scratch/thrash, large blocks, glibc's simple
-#             and thread, mstress, sh6, sh8, rptest, bignum, mleak), each run with and without LD_PRELOAD=libmempool_malloc.so, same output
-#             and status, the library's stats shown
+#             and thread, mstress, sh6, sh8, rptest, bignum, mleak), each run with and without
+#             LD_PRELOAD=libmempool_malloc.so, same output and status, the library's stats shown
 #   fuzz      libFuzzer over random operation sequences (fuzz/run.sh): 30 s with ASan+UBSan, then
 #             20 s with UBSan alone, where pools take the paths they take when no tool watches
 #   docs      the reference (Doxygen, docs/doxygen): builds without a warning, installs a man page

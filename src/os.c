@@ -143,6 +143,7 @@ bool mpi_ts_each_cached(const mp_pool *pool,
 #if defined(__GLIBC__) && defined(__has_include)
 #if __has_include(<sys/single_threaded.h>)
 #include <sys/single_threaded.h>
+#define OS_KNOWS_THREADS 1 /* glibc 2.32's __libc_single_threaded */
 #endif
 #endif
 #include <time.h>
@@ -348,12 +349,11 @@ void mpi_os_atfork(void (*prepare)(void), void (*parent)(void), void (*child)(vo
  * false after the others exit, which costs only the skipped saving). Elsewhere: never known. */
 bool mpi_os_single_threaded(void)
 {
-#if defined(__GLIBC__) && defined(__has_include)
-#if __has_include(<sys/single_threaded.h>)
+#ifdef OS_KNOWS_THREADS
     return __libc_single_threaded != 0;
-#endif
-#endif
+#else
     return false;
+#endif
 }
 
 const char *mpi_os_getenv(const char *name)

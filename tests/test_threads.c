@@ -672,6 +672,23 @@ static void *shelf_thread(void *arg)
     return NULL;
 }
 
+/* The closing checks of the shelf tests, each message led by `name`: nothing lost, no thread
+ * failure, mp_pool_check; then the pool is destroyed and all its memory must be back. */
+static void shelf_pool_close(const char *name, mp_pool *pool)
+{
+    char msg[4][80];
+    snprintf(msg[0], sizeof msg[0], "%s: nothing lost", name);
+    snprintf(msg[1], sizeof msg[1], "%s: no thread failure", name);
+    snprintf(msg[2], sizeof msg[2], "%s: mp_pool_check", name);
+    snprintf(msg[3], sizeof msg[3], "%s: all memory back", name);
+    mp_stats st = stats_of(pool);
+    CHECK(msg[0], st.blocks_in_use == 0 && st.frees == st.allocs);
+    CHECK(msg[1], tfail_take() == 0);
+    CHECK(msg[2], mp_pool_check(pool));
+    mp_pool_destroy(pool);
+    CHECK(msg[3], source_all_back());
+}
+
 /*
  * Two threads, A and B, each take SH_N blocks; A frees its own, then B its own, then A takes SH_N
  * again: A gets back the blocks it freed (from its shelf), not B's (the newest magazines of the
@@ -715,14 +732,9 @@ static void test_shelf_affinity(void)
         free(b1);
     }
     pthread_barrier_destroy(&bar);
-    mp_stats st = stats_of(pool);
-    CHECK("shelf affinity: nothing lost", st.blocks_in_use == 0 && st.frees == st.allocs);
-    CHECK("shelf affinity: no thread failure", tfail_take() == 0);
-    CHECK("shelf affinity: mp_pool_check", mp_pool_check(pool));
-    mp_pool_destroy(pool);
+    shelf_pool_close("shelf affinity", pool);
     free(a1);
     free(a2);
-    CHECK("shelf affinity: all memory back", source_all_back());
 }
 
 /* A thread that takes `n` blocks, waits on `bar`, then in each of MRU_TURNS turns frees the next
@@ -782,14 +794,9 @@ static void test_shelf_steal_newest(void)
                   ptr_in(a, 4 * MRU_BATCH, c[0]));
     }
     pthread_barrier_destroy(&bar);
-    mp_stats st = stats_of(pool);
-    CHECK("shelf newest: nothing lost", st.blocks_in_use == 0 && st.frees == st.allocs);
-    CHECK("shelf newest: no thread failure", tfail_take() == 0);
-    CHECK("shelf newest: mp_pool_check", mp_pool_check(pool));
-    mp_pool_destroy(pool);
+    shelf_pool_close("shelf newest", pool);
     free(a);
     free(b);
-    CHECK("shelf newest: all memory back", source_all_back());
 }
 
 /*
